@@ -1,0 +1,107 @@
+import { stop } from 'nact';
+import { wireError } from '../protocols/errors.ts';
+import type { Message, WorkbenchRequest } from '../protocols/messages.ts';
+import { PROTOCOL_VERSION } from '../protocols/version.ts';
+import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
+import type { Logger } from '../lib/log.ts';
+import type { PeerConnection } from '../lib/transport/peer.ts';
+import type { PeerHandle, SchedulerMsg } from './scheduler.ts';
+
+/**
+ * Connection: one per socket peer on the scheduler. It keeps the peer's handshake state
+ * (nothing but a hello is accepted first; then only the messages of the peer's role),
+ * forwards what is valid to the Scheduler, and serializes what goes out to the socket.
+ */
+
+export type ConnectionMsg =
+  | { kind: 'received'; message: Message }
+  | { kind: 'closed'; code: number; reason: string }
+  | { kind: 'send'; message: Message }
+  | { kind: 'close'; code: number; reason: string };
+
+interface ConnectionState {
+  role: 'new' | 'worker' | 'workbench';
+  nodeId?: string;
+}
+
+const WORKER_MESSAGES: ReadonlySet<Message['type']> = new Set(['jobStarted', 'jobCompleted', 'jobFailed', 'fetchResource']);
+const WORKBENCH_MESSAGES: ReadonlySet<Message['type']> = new Set([
+  'listNodes',
+  'listProjects',
+  'getProject',
+  'submitArtifact',
+  'getStatus',
+  'getResult',
+  'subscribe',
+]);
+
+export function spawnConnection(
+  parent: Ref<unknown>,
+  props: { peer: PeerConnection; scheduler: Ref<SchedulerMsg>; log: Logger },
+): Ref<ConnectionMsg> {
+  const { peer, scheduler, log } = props;
+  let handle: PeerHandle | undefined;
+
+  const ref = spawnActor<ConnectionState, ConnectionMsg>(
+    parent,
+    `conn-${peer.id}`,
+    (s, msg, ctx) => {
+      switch (msg.kind) {
+        case 'send':
+          peer.send(msg.message);
+          return s;
+        case 'close':
+          peer.close(msg.code, msg.reason);
+          return s;
+        case 'closed':
+          if (handle) send(scheduler, s.nodeId ? { kind: 'peerLeft', peer: handle, nodeId: s.nodeId } : { kind: 'peerLeft', peer: handle });
+          stop(ctx.self);
+          return s;
+        case 'received': {
+          const m = msg.message;
+          const reqId = (m as { reqId?: number }).reqId;
+          if (s.role === 'new') {
+            if (m.type !== 'workerHello' && m.type !== 'workbenchHello') {
+              peer.sendError(wireError('NOT_AUTHENTICATED', 'send workerHello or workbenchHello first'), reqId);
+              return s;
+            }
+            if (m.protocolVersion !== PROTOCOL_VERSION) {
+              peer.sendError(
+                wireError('PROTOCOL_VERSION_MISMATCH', `this scheduler speaks protocol ${PROTOCOL_VERSION}, not ${m.protocolVersion}`),
+              );
+              peer.close(1002, 'protocol version mismatch');
+              return s;
+            }
+            if (!handle) throw new Error('connection handle missing');
+            if (m.type === 'workerHello') {
+              send(scheduler, { kind: 'workerJoined', peer: handle, hello: m });
+              return { role: 'worker', nodeId: m.nodeId };
+            }
+            send(scheduler, { kind: 'workbenchJoined', peer: handle });
+            return { role: 'workbench' };
+          }
+          const allowed = s.role === 'worker' ? WORKER_MESSAGES : WORKBENCH_MESSAGES;
+          if (!allowed.has(m.type) || !handle) {
+            peer.sendError(wireError('UNEXPECTED_MESSAGE', `a ${s.role} may not send ${m.type}`), reqId);
+            return s;
+          }
+          if (s.role === 'worker') send(scheduler, { kind: 'fromWorker', peer: handle, nodeId: s.nodeId as string, message: m });
+          else send(scheduler, { kind: 'fromWorkbench', peer: handle, message: m as WorkbenchRequest });
+          return s;
+        }
+      }
+    },
+    { log, initialState: () => ({ role: 'new' }), onCrash: 'resume' },
+  );
+
+  handle = {
+    sessionId: peer.id,
+    send: (message) => send(ref, { kind: 'send', message }),
+    close: (code, reason) => send(ref, { kind: 'close', code, reason }),
+  };
+  peer.attach({
+    onMessage: (message) => send(ref, { kind: 'received', message }),
+    onClose: (code, reason) => send(ref, { kind: 'closed', code, reason }),
+  });
+  return ref;
+}

@@ -1,0 +1,41 @@
+import { encodeValue } from '../protocols/codec.ts';
+import type { Message, MessageOf } from '../protocols/messages.ts';
+import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
+import type { Logger } from '../lib/log.ts';
+import { sha256Hex } from '../lib/store/blobs.ts';
+
+/**
+ * Distributor: sends a job's product on. It encodes the product once (msgpack; typed
+ * arrays as raw bytes), checksums it, and ships it to the scheduler's resource store with
+ * the completion report; the scheduler routes it to the receiving jobs as the locks say.
+ */
+
+export type DistributorMsg = { kind: 'distribute'; key: string; jobId: string; attempt: number; product: unknown };
+
+export type DistributorReport = { kind: 'distributed'; key: string; report: MessageOf<'jobCompleted'> };
+
+export function spawnDistributor(
+  parent: Ref<DistributorReport>,
+  props: { log: Logger; sendToScheduler(message: Message): boolean },
+): Ref<DistributorMsg> {
+  return spawnActor<null, DistributorMsg>(
+    parent,
+    'distributor',
+    (s, msg) => {
+      const data = encodeValue(msg.product);
+      const report: MessageOf<'jobCompleted'> = {
+        type: 'jobCompleted',
+        jobId: msg.jobId,
+        attempt: msg.attempt,
+        sha256: sha256Hex(data),
+        data,
+      };
+      // When the socket is down the report stays with the WorkerActor: the scheduler
+      // re-sends the assignment on reconnect and gets this report again.
+      props.sendToScheduler(report);
+      send(parent, { kind: 'distributed', key: msg.key, report });
+      return s;
+    },
+    { log: props.log, initialState: () => null },
+  );
+}

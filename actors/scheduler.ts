@@ -1,0 +1,383 @@
+import { randomUUID } from 'node:crypto';
+import { stop } from 'nact';
+import { type ArtifactSpec, type ProjectData, RetryPolicySchema, type RetryPolicy } from '../protocols/entities.ts';
+import { wireError } from '../protocols/errors.ts';
+import type { Message, MessageOf, WorkbenchRequest } from '../protocols/messages.ts';
+import { PROTOCOL_VERSION } from '../protocols/version.ts';
+import { toWireError } from '../lib/errors.ts';
+import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
+import type { Logger } from '../lib/log.ts';
+import { bindArtifact } from '../lib/plan/index.ts';
+import { aggregateProject } from '../lib/projects.ts';
+import { sha256Hex } from '../lib/store/blobs.ts';
+import { artifactStatus } from '../lib/store/status.ts';
+import type { Store } from '../lib/store/store.ts';
+import { type SupervisorMsg, type SupervisorReport, spawnArtifactSupervisor } from './artifact-supervisor.ts';
+
+/**
+ * Scheduler: the root of a scheduler node. Owns who is connected (workers, workbenches,
+ * the local initiator), the subscriptions of workbenches to artifacts, and one
+ * ArtifactSupervisor per unfinished artifact. Answers workbench requests, turns a
+ * submitted artifact into a durable job DAG, and routes worker reports to supervisors.
+ */
+
+/** A peer as the scheduler sees it: something to send messages to. */
+export interface PeerHandle {
+  sessionId: string;
+  send(message: Message): void;
+  close(code: number, reason: string): void;
+}
+
+export type SchedulerMsg =
+  | { kind: 'resume' }
+  | { kind: 'workerJoined'; peer: PeerHandle; hello: MessageOf<'workerHello'> }
+  | { kind: 'workbenchJoined'; peer: PeerHandle }
+  | { kind: 'fromWorker'; peer: PeerHandle; nodeId: string; message: Message }
+  | { kind: 'fromWorkbench'; peer: PeerHandle; message: WorkbenchRequest }
+  | { kind: 'peerLeft'; peer: PeerHandle; nodeId?: string }
+  | SupervisorReport;
+
+export interface SchedulerProps {
+  store: Store;
+  log: Logger;
+  schedulerId: string;
+  /** Artifact policy defaults of this node (overridden per artifact). */
+  policy: RetryPolicy;
+  allowResourceDownload: boolean;
+  /** The in-process WorkerActor (initiator), reached by local dispatch; its data if standalone. */
+  initiator: { peer: PeerHandle; name: string; projects: ProjectData[] };
+  now?: () => number;
+}
+
+interface ConnectedWorker {
+  peer: PeerHandle;
+  name: string;
+  projects: ProjectData[];
+}
+
+interface SchedulerState {
+  workers: Map<string, ConnectedWorker>;
+  workbenches: Map<string, PeerHandle>;
+  subscriptions: Map<string, Set<PeerHandle>>;
+  supervisors: Map<string, Ref<SupervisorMsg>>;
+}
+
+const artifactOfJob = (jobId: string) => jobId.slice(0, Math.max(0, jobId.lastIndexOf('.')));
+const indexOfJob = (jobId: string) => Number(jobId.slice(jobId.lastIndexOf('.') + 1));
+
+export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref<SchedulerMsg> {
+  const { store, log } = props;
+  const now = props.now ?? Date.now;
+
+  const workersOf = (s: SchedulerState, token: string) => {
+    const holders: Array<{ nodeId: string; data: ProjectData }> = [];
+    for (const [nodeId, w] of s.workers) {
+      const data = w.projects.find((p) => p.token === token);
+      if (data && data.datasources.length > 0) holders.push({ nodeId, data });
+    }
+    return holders.sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0));
+  };
+
+  const spawnSupervisor = (s: SchedulerState, self: Ref<SchedulerMsg>, artifactId: string) => {
+    const ref = spawnArtifactSupervisor(self, {
+      store,
+      log: log.child({ artifactId }),
+      artifactId,
+      scheduler: self as Ref<SupervisorReport>,
+      deliver: (nodeId, message) => {
+        const w = s.workers.get(nodeId);
+        if (!w) return false;
+        w.peer.send(message);
+        return true;
+      },
+      now,
+    });
+    s.supervisors.set(artifactId, ref);
+    send(ref, { kind: 'start' });
+  };
+
+  const reply = (peer: PeerHandle, message: Message) => peer.send(message);
+  const fail = (peer: PeerHandle, reqId: number, e: unknown) => {
+    const error = toWireError(e);
+    reply(peer, { type: 'error', reqId, error });
+  };
+
+  const submit = (s: SchedulerState, self: Ref<SchedulerMsg>, m: MessageOf<'submitArtifact'>, peer: PeerHandle) => {
+    const project = store.projectByToken(m.projectToken);
+    if (!project) {
+      reply(peer, { type: 'error', reqId: m.reqId, error: wireError('UNKNOWN_PROJECT', 'no project has this token') });
+      return;
+    }
+    const spec: ArtifactSpec = m.artifact;
+    const policy = RetryPolicySchema.parse({ ...props.policy, ...(spec.policy ?? {}) });
+    const holders = workersOf(s, m.projectToken).map((h) => h.nodeId);
+    try {
+      const plan = bindArtifact(spec.steps, { initiator: props.schedulerId, workers: holders });
+      const id = `a-${randomUUID()}`;
+      store.createArtifact({ id, projectId: project.id, projectToken: m.projectToken, spec, policy, plan, now: now() });
+      log.info({ artifactId: id, jobs: plan.jobs.length, workers: holders.length }, 'artifact accepted');
+      const artifact = store.artifact(id);
+      if (!artifact) throw new Error('artifact vanished after insert');
+      reply(peer, { type: 'artifactAccepted', reqId: m.reqId, status: artifactStatus(artifact, store.jobs(id)) });
+      subscribe(s, id, peer);
+      spawnSupervisor(s, self, id);
+    } catch (e) {
+      fail(peer, m.reqId, e);
+    }
+  };
+
+  const subscribe = (s: SchedulerState, artifactId: string, peer: PeerHandle) => {
+    let subs = s.subscriptions.get(artifactId);
+    if (!subs) {
+      subs = new Set();
+      s.subscriptions.set(artifactId, subs);
+    }
+    subs.add(peer);
+  };
+
+  const onWorkbench = (s: SchedulerState, self: Ref<SchedulerMsg>, m: WorkbenchRequest, peer: PeerHandle) => {
+    switch (m.type) {
+      case 'listNodes': {
+        const live = new Set(s.workers.keys());
+        const nodes = store.listNodes().map((n) => ({
+          id: n.id,
+          name: n.name,
+          role: n.role,
+          connected: n.role === 'scheduler' || live.has(n.id),
+          lastSeen: n.lastSeen,
+          projects: n.projects.length,
+          datasources: n.projects.reduce((acc, p) => acc + p.datasources.length, 0),
+        }));
+        reply(peer, { type: 'nodeList', reqId: m.reqId, nodes });
+        return;
+      }
+      case 'listProjects': {
+        // A listing never carries tokens: a token is a secret handed out by the operator.
+        const projects = store.listProjects().map((p) => {
+          const { features: _f, ...summary } = aggregateProject(p, []);
+          return summary;
+        });
+        reply(peer, { type: 'projectList', reqId: m.reqId, projects });
+        return;
+      }
+      case 'getProject': {
+        const project = store.projectByToken(m.projectToken);
+        if (!project) {
+          reply(peer, { type: 'error', reqId: m.reqId, error: wireError('UNKNOWN_PROJECT', 'no project has this token') });
+          return;
+        }
+        reply(peer, { type: 'project', reqId: m.reqId, project: aggregateProject(project, workersOf(s, m.projectToken)) });
+        return;
+      }
+      case 'submitArtifact':
+        submit(s, self, m, peer);
+        return;
+      case 'getStatus':
+      case 'subscribe': {
+        const artifact = store.artifact(m.artifactId);
+        if (!artifact) {
+          reply(peer, { type: 'error', reqId: m.reqId, error: wireError('UNKNOWN_ARTIFACT', `no artifact ${m.artifactId}`) });
+          return;
+        }
+        if (m.type === 'subscribe') subscribe(s, m.artifactId, peer);
+        reply(peer, { type: 'status', reqId: m.reqId, status: artifactStatus(artifact, store.jobs(m.artifactId)) });
+        return;
+      }
+      case 'getResult': {
+        const artifact = store.artifact(m.artifactId);
+        if (!artifact) {
+          reply(peer, { type: 'error', reqId: m.reqId, error: wireError('UNKNOWN_ARTIFACT', `no artifact ${m.artifactId}`) });
+          return;
+        }
+        if (!props.allowResourceDownload) {
+          reply(peer, {
+            type: 'error',
+            reqId: m.reqId,
+            error: wireError('DOWNLOAD_FORBIDDEN', 'this scheduler does not allow resource downloads'),
+          });
+          return;
+        }
+        if (artifact.state !== 'COMPLETED' || !artifact.resultResourceId) {
+          reply(peer, {
+            type: 'error',
+            reqId: m.reqId,
+            error: wireError('RESULT_NOT_READY', `artifact ${m.artifactId} is ${artifact.state}`),
+          });
+          return;
+        }
+        try {
+          const read = store.readResource(artifact.resultResourceId);
+          if (!read) throw new Error('result resource row is missing');
+          reply(peer, {
+            type: 'result',
+            reqId: m.reqId,
+            artifactId: artifact.id,
+            resourceId: read.ref.id,
+            sha256: read.ref.sha256,
+            data: read.bytes,
+          });
+        } catch (e) {
+          fail(peer, m.reqId, e);
+        }
+        return;
+      }
+    }
+  };
+
+  const onWorker = (s: SchedulerState, m: Message, nodeId: string, peer: PeerHandle) => {
+    switch (m.type) {
+      case 'jobStarted':
+      case 'jobFailed':
+      case 'jobCompleted': {
+        const artifactId = artifactOfJob(m.jobId);
+        const supervisor = s.supervisors.get(artifactId);
+        if (!supervisor) return; // a late report about a finished or unknown artifact
+        const jobIndex = indexOfJob(m.jobId);
+        if (m.type === 'jobStarted') {
+          send(supervisor, { kind: 'jobReport', jobIndex, worker: nodeId, report: { kind: 'started', attempt: m.attempt } });
+        } else if (m.type === 'jobFailed') {
+          send(supervisor, {
+            kind: 'jobReport',
+            jobIndex,
+            worker: nodeId,
+            report: { kind: 'failed', attempt: m.attempt, error: m.error },
+          });
+        } else {
+          const job = store.jobs(artifactId)[jobIndex];
+          if (!job || job.worker !== nodeId) return;
+          if (sha256Hex(m.data) !== m.sha256) {
+            // Corrupted in transit: the attempt failed, and a retry will produce it again.
+            send(supervisor, {
+              kind: 'jobReport',
+              jobIndex,
+              worker: nodeId,
+              report: {
+                kind: 'failed',
+                attempt: m.attempt,
+                error: wireError('CHECKSUM_MISMATCH', `product of ${m.jobId} does not match its sha256`),
+              },
+            });
+            return;
+          }
+          const resource = store.putResource(
+            { artifactId, jobId: m.jobId, producer: nodeId, sha256: m.sha256 },
+            m.data,
+            now(),
+          );
+          send(supervisor, { kind: 'jobReport', jobIndex, worker: nodeId, report: { kind: 'completed', attempt: m.attempt, resource } });
+        }
+        return;
+      }
+      case 'fetchResource': {
+        const ref = store.resource(m.resourceId);
+        // A worker may fetch only resources of artifacts it has jobs in.
+        const allowed = ref !== undefined && store.jobs(ref.artifactId).some((j) => j.worker === nodeId);
+        if (!ref || !allowed) {
+          reply(peer, { type: 'error', reqId: m.reqId, error: wireError('UNKNOWN_RESOURCE', `no resource ${m.resourceId} for you`) });
+          return;
+        }
+        try {
+          const read = store.readResource(m.resourceId);
+          if (!read) throw new Error('resource vanished');
+          reply(peer, { type: 'resourceData', reqId: m.reqId, resourceId: ref.id, sha256: ref.sha256, data: read.bytes });
+        } catch (e) {
+          fail(peer, m.reqId, e);
+        }
+        return;
+      }
+      default:
+        peer.send({
+          type: 'error',
+          error: wireError('UNEXPECTED_MESSAGE', `a worker may not send ${m.type}`),
+        });
+    }
+  };
+
+  return spawnActor<SchedulerState, SchedulerMsg>(
+    parent,
+    'scheduler',
+    (s, msg, ctx) => {
+      switch (msg.kind) {
+        case 'resume': {
+          store.upsertNode({
+            id: props.schedulerId,
+            name: props.initiator.name,
+            role: 'scheduler',
+            lastSeen: now(),
+            projects: props.initiator.projects,
+          });
+          s.workers.set(props.schedulerId, {
+            peer: props.initiator.peer,
+            name: props.initiator.name,
+            projects: props.initiator.projects,
+          });
+          for (const a of store.unfinishedArtifacts()) {
+            log.info({ artifactId: a.id, state: a.state }, 'resuming artifact');
+            spawnSupervisor(s, ctx.self, a.id);
+          }
+          return s;
+        }
+        case 'workerJoined': {
+          const { hello, peer } = msg;
+          if (hello.nodeId === props.schedulerId) {
+            peer.send({ type: 'error', error: wireError('UNEXPECTED_MESSAGE', 'node id taken by the scheduler') });
+            peer.close(1008, 'node id taken');
+            return s;
+          }
+          const previous = s.workers.get(hello.nodeId);
+          if (previous && previous.peer.sessionId !== peer.sessionId) previous.peer.close(4000, 'replaced by a new session');
+          s.workers.set(hello.nodeId, { peer, name: hello.name, projects: hello.projects });
+          store.upsertNode({ id: hello.nodeId, name: hello.name, role: 'worker', lastSeen: now(), projects: hello.projects });
+          peer.send({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: props.schedulerId, sessionId: peer.sessionId });
+          log.info({ nodeId: hello.nodeId, name: hello.name, projects: hello.projects.length }, 'worker joined');
+          for (const ref of s.supervisors.values()) send(ref, { kind: 'workerConnected', nodeId: hello.nodeId });
+          return s;
+        }
+        case 'workbenchJoined':
+          s.workbenches.set(msg.peer.sessionId, msg.peer);
+          msg.peer.send({
+            type: 'welcome',
+            protocolVersion: PROTOCOL_VERSION,
+            schedulerId: props.schedulerId,
+            sessionId: msg.peer.sessionId,
+          });
+          return s;
+        case 'peerLeft': {
+          if (msg.nodeId) {
+            const w = s.workers.get(msg.nodeId);
+            if (w && w.peer.sessionId === msg.peer.sessionId) {
+              s.workers.delete(msg.nodeId);
+              store.touchNode(msg.nodeId, now());
+              log.warn({ nodeId: msg.nodeId }, 'worker left');
+            }
+          }
+          s.workbenches.delete(msg.peer.sessionId);
+          for (const subs of s.subscriptions.values()) subs.delete(msg.peer);
+          return s;
+        }
+        case 'fromWorker':
+          onWorker(s, msg.message, msg.nodeId, msg.peer);
+          return s;
+        case 'fromWorkbench':
+          onWorkbench(s, ctx.self, msg.message, msg.peer);
+          return s;
+        case 'artifactEvent': {
+          for (const peer of s.subscriptions.get(msg.message.artifactId) ?? []) peer.send(msg.message);
+          return s;
+        }
+        case 'supervisorFinished': {
+          const ref = s.supervisors.get(msg.artifactId);
+          if (ref) stop(ref);
+          s.supervisors.delete(msg.artifactId);
+          return s;
+        }
+      }
+    },
+    {
+      log,
+      initialState: () => ({ workers: new Map(), workbenches: new Map(), subscriptions: new Map(), supervisors: new Map() }),
+      // The scheduler's maps are live connections, not durable state: resume, don't lose them.
+      onCrash: 'resume',
+    },
+  );
+}

@@ -1,0 +1,169 @@
+import type { WireError } from '../protocols/errors.ts';
+import type { Message, MessageOf } from '../protocols/messages.ts';
+import type { DataEngine } from '../lib/data/engine.ts';
+import { toWireError } from '../lib/errors.ts';
+import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
+import type { Logger } from '../lib/log.ts';
+import { runOperation } from '../lib/ops/index.ts';
+import type { LocalsStore } from '../lib/store/locals.ts';
+import { type CollectorMsg, type CollectorReport, spawnCollector } from './collector.ts';
+import { type DistributorMsg, type DistributorReport, spawnDistributor } from './distributor.ts';
+
+/**
+ * WorkerActor: runs jobs on a node's local data. The same code serves a remote worker
+ * (messages over its socket) and the scheduler's in-process initiator (local dispatch).
+ * An attempt `(jobId, attempt)` runs once: delivered again, it is reported again.
+ * Operations run off the actor's mailbox (their promise reports back), so the actor keeps
+ * answering while a long job runs.
+ */
+
+export type WorkerMsg =
+  | { kind: 'inbound'; message: Message }
+  | { kind: 'opDone'; key: string; product: unknown }
+  | { kind: 'opFailed'; key: string; error: WireError }
+  | CollectorReport
+  | DistributorReport;
+
+interface Attempt {
+  assignment: MessageOf<'assignJob'>;
+  phase: 'collecting' | 'running' | 'distributing' | 'done' | 'failed' | 'cancelled';
+  report?: Message;
+}
+
+interface WorkerState {
+  attempts: Map<string, Attempt>;
+  collector: Ref<CollectorMsg>;
+  distributor: Ref<DistributorMsg>;
+}
+
+export interface WorkerProps {
+  name: string;
+  log: Logger;
+  data: DataEngine | undefined;
+  locals: LocalsStore;
+  /** Sends to the scheduler: false when the link is down (the scheduler will ask again). */
+  sendToScheduler(message: Message): boolean;
+  random?: () => number;
+}
+
+/** Finished attempts remembered for re-reporting; older ones are forgotten first. */
+const REMEMBERED_ATTEMPTS = 10_000;
+
+const keyOf = (jobId: string, attempt: number) => `${jobId}#${attempt}`;
+
+export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<WorkerMsg> {
+  const random = props.random ?? Math.random;
+  const { log } = props;
+
+  const report = (a: Attempt, message: Message, phase: Attempt['phase']) => {
+    a.report = message;
+    a.phase = phase;
+    props.sendToScheduler(message);
+  };
+
+  const forget = (attempts: Map<string, Attempt>) => {
+    if (attempts.size <= REMEMBERED_ATTEMPTS) return;
+    for (const [key, a] of attempts) {
+      if (attempts.size <= REMEMBERED_ATTEMPTS) break;
+      if (a.phase === 'done' || a.phase === 'failed' || a.phase === 'cancelled') attempts.delete(key);
+    }
+  };
+
+  return spawnActor<WorkerState, WorkerMsg>(
+    parent,
+    `worker-${props.name}`,
+    (s, msg, ctx) => {
+      switch (msg.kind) {
+        case 'inbound': {
+          const m = msg.message;
+          if (m.type === 'assignJob') {
+            const key = keyOf(m.jobId, m.attempt);
+            const known = s.attempts.get(key);
+            if (known) {
+              // A duplicate delivery (reconnect, scheduler restart): never run twice.
+              if (known.report) props.sendToScheduler(known.report);
+              return s;
+            }
+            s.attempts.set(key, { assignment: m, phase: 'collecting' });
+            forget(s.attempts);
+            log.debug({ jobId: m.jobId, attempt: m.attempt, op: m.operation.kind }, 'job assigned');
+            send(s.collector, { kind: 'collect', key, assignment: m });
+            return s;
+          }
+          if (m.type === 'cancelJob') {
+            const a = s.attempts.get(keyOf(m.jobId, m.attempt));
+            if (a && a.phase !== 'done' && a.phase !== 'failed') a.phase = 'cancelled';
+            return s;
+          }
+          if (m.type === 'resourceData' || (m.type === 'error' && m.reqId !== undefined)) {
+            send(s.collector, { kind: 'reply', message: m });
+            return s;
+          }
+          if (m.type === 'error') log.warn({ error: m.error }, 'scheduler reported an error');
+          return s;
+        }
+        case 'inputsReady': {
+          const a = s.attempts.get(msg.key);
+          if (a?.phase !== 'collecting') return s;
+          a.phase = 'running';
+          const { assignment } = a;
+          props.sendToScheduler({ type: 'jobStarted', jobId: assignment.jobId, attempt: assignment.attempt });
+          const self = ctx.self;
+          runOperation({
+            operation: assignment.operation,
+            attempt: assignment.attempt,
+            artifactId: assignment.artifactId,
+            stepIndex: assignment.stepIndex,
+            iteration: assignment.iteration,
+            projectToken: assignment.projectToken,
+            inputs: msg.inputs,
+            data: props.data,
+            locals: props.locals.for(assignment.artifactId),
+            random,
+          }).then(
+            (product) => send(self, { kind: 'opDone', key: msg.key, product }),
+            (e: unknown) => send(self, { kind: 'opFailed', key: msg.key, error: toWireError(e, 'OPERATION_FAILED') }),
+          );
+          return s;
+        }
+        case 'inputsFailed':
+        case 'opFailed': {
+          const a = s.attempts.get(msg.key);
+          if (!a || a.phase === 'cancelled' || a.phase === 'done' || a.phase === 'failed') return s;
+          log.warn({ jobId: a.assignment.jobId, attempt: a.assignment.attempt, error: msg.error }, 'job attempt failed');
+          report(a, { type: 'jobFailed', jobId: a.assignment.jobId, attempt: a.assignment.attempt, error: msg.error }, 'failed');
+          return s;
+        }
+        case 'opDone': {
+          const a = s.attempts.get(msg.key);
+          if (a?.phase !== 'running') return s;
+          a.phase = 'distributing';
+          send(s.distributor, {
+            kind: 'distribute',
+            key: msg.key,
+            jobId: a.assignment.jobId,
+            attempt: a.assignment.attempt,
+            product: msg.product,
+          });
+          return s;
+        }
+        case 'distributed': {
+          const a = s.attempts.get(msg.key);
+          if (!a) return s;
+          a.report = msg.report;
+          a.phase = 'done';
+          return s;
+        }
+      }
+    },
+    {
+      log,
+      initialState: (ctx) => ({
+        attempts: new Map(),
+        collector: spawnCollector(ctx.self as Ref<CollectorReport>, { log, sendToScheduler: props.sendToScheduler }),
+        distributor: spawnDistributor(ctx.self as Ref<DistributorReport>, { log, sendToScheduler: props.sendToScheduler }),
+      }),
+      onCrash: 'resume',
+    },
+  );
+}

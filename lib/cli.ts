@@ -1,0 +1,218 @@
+import { readFileSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { parse as parseYaml } from 'yaml';
+import type { ArtifactStatus } from '../protocols/entities.ts';
+import { ConfigError, loadConfig } from './config.ts';
+import { isFdlError } from './errors.ts';
+import { createLogger, installProcessHandlers } from './log.ts';
+import { startNode } from './node.ts';
+import { Workbench } from './workbench.ts';
+import { printTable, progressBar } from './cli/output.ts';
+
+/** The `fdl` command. Errors end as one clear line on stderr and a non-zero exit, never a stack trace. */
+
+const DEFAULT_URL = process.env.FDL_URL ?? 'ws://127.0.0.1:1456';
+
+class UsageError extends Error {}
+
+function fail(e: unknown): never {
+  if (e instanceof ConfigError) {
+    process.stderr.write(`${e.message}\n`);
+    process.exit(2);
+  }
+  if (e instanceof UsageError) {
+    process.stderr.write(`fdl: ${e.message}\n`);
+    process.exit(2);
+  }
+  if (isFdlError(e)) {
+    process.stderr.write(`fdl: ${e.code}: ${e.message}${e.path ? ` (at ${e.path})` : ''}\n`);
+    process.exit(1);
+  }
+  process.stderr.write(`fdl: ${e instanceof Error ? e.message : String(e)}\n`);
+  if (process.env.FDL_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+  process.exit(1);
+}
+
+async function withWorkbench<T>(url: string, fn: (wb: Workbench) => Promise<T>): Promise<T> {
+  const wb = await Workbench.connect(url, { name: 'fdl-cli' });
+  try {
+    return await fn(wb);
+  } finally {
+    wb.close();
+  }
+}
+
+function printStatus(s: ArtifactStatus, json: boolean): void {
+  if (json) {
+    process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
+    return;
+  }
+  process.stdout.write(`artifact ${s.id}${s.name ? ` (${s.name})` : ''}: ${s.state}, ${s.progress.completed}/${s.progress.total} jobs\n`);
+  if (s.error) {
+    process.stdout.write(`error: job ${s.error.jobId ?? '-'} on ${s.error.worker ?? '-'}: ${s.error.error.code}: ${s.error.error.message}\n`);
+  }
+  printTable(
+    ['job', 'worker', 'operation', 'state', 'attempt', 'last error'],
+    s.jobs.map((j) => [j.id, j.worker, j.operation, j.state, String(j.attempt), j.lastError ? `${j.lastError.code}: ${j.lastError.message}` : '']),
+  );
+}
+
+export function buildProgram(): Command {
+  const program = new Command('fdl')
+    .description('Federated analytics and learning: run statistics and train models on data that stays with its holders')
+    .showHelpAfterError()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  const urlOption = () => new Option('--url <url>', 'the scheduler to talk to (env FDL_URL)').default(DEFAULT_URL);
+
+  program
+    .command('node')
+    .description('run a node (scheduler, worker or standalone) from its YAML config')
+    .requiredOption('-c, --config <file>', 'the node configuration (YAML)')
+    .action(async (opts: { config: string }) => {
+      const config = loadConfig(opts.config);
+      const log = createLogger(config.name);
+      installProcessHandlers(log);
+      const node = await startNode(config, log);
+      if (node.url) process.stdout.write(`${JSON.stringify({ event: 'listening', url: node.url, name: node.name })}\n`);
+      else process.stdout.write(`${JSON.stringify({ event: 'started', name: node.name })}\n`);
+      let stopping = false;
+      const shutdown = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        log.info({ signal }, 'shutting down');
+        node.stop().then(
+          () => process.exit(0),
+          (e) => {
+            log.error({ err: e }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => shutdown('SIGTERM'));
+      process.on('SIGINT', () => shutdown('SIGINT'));
+    });
+
+  program
+    .command('nodes')
+    .description('list the nodes known to the scheduler')
+    .addOption(urlOption())
+    .option('--json', 'print JSON')
+    .action(async (opts: { url: string; json?: boolean }) => {
+      const nodes = await withWorkbench(opts.url, (wb) => wb.nodes());
+      if (opts.json) return void process.stdout.write(`${JSON.stringify(nodes, null, 2)}\n`);
+      printTable(
+        ['id', 'role', 'connected', 'datasources', 'last seen'],
+        nodes.map((n) => [n.id, n.role, n.connected ? 'yes' : 'no', String(n.datasources), new Date(n.lastSeen).toISOString()]),
+      );
+    });
+
+  program
+    .command('projects')
+    .description('list the projects of the scheduler')
+    .addOption(urlOption())
+    .option('--json', 'print JSON')
+    .action(async (opts: { url: string; json?: boolean }) => {
+      const projects = await withWorkbench(opts.url, (wb) => wb.projects());
+      if (opts.json) return void process.stdout.write(`${JSON.stringify(projects, null, 2)}\n`);
+      printTable(['id', 'name'], projects.map((p) => [p.id, p.name]));
+    });
+
+  program
+    .command('datasources')
+    .description("the aggregated schema of a project's data: features, types and per-feature aggregates")
+    .requiredOption('--project <token>', 'the project token')
+    .addOption(urlOption())
+    .option('--json', 'print JSON')
+    .action(async (opts: { url: string; project: string; json?: boolean }) => {
+      const project = await withWorkbench(opts.url, (wb) => wb.project(opts.project));
+      const info = project.info;
+      if (opts.json) return void process.stdout.write(`${JSON.stringify(info, null, 2)}\n`);
+      process.stdout.write(`project ${info.name} (${info.id}): ${info.workers} workers, ${info.datasources} data sources, ${info.rows} rows\n`);
+      const fmt = (v: number | null) => (v === null ? '' : Number(v.toPrecision(6)).toString());
+      printTable(
+        ['feature', 'type', 'rows', 'missing', 'min', 'mean', 'max', 'categories'],
+        info.features.map((f) => [
+          f.name,
+          f.dtype,
+          String(f.rows),
+          String(f.missing),
+          fmt(f.min),
+          fmt(f.mean),
+          fmt(f.max),
+          f.categories ? f.categories.map((c) => JSON.stringify(c)).join(' ') : '',
+        ]),
+      );
+    });
+
+  program
+    .command('submit')
+    .description('submit an artifact (JSON or YAML file in the wire form of docs/PROTOCOL.md)')
+    .argument('<file>', 'the artifact file')
+    .requiredOption('--project <token>', 'the project token')
+    .option('--wait', 'wait for the end, showing progress, and print the result')
+    .option('--json', 'print JSON')
+    .addOption(urlOption())
+    .action(async (file: string, opts: { url: string; project: string; wait?: boolean; json?: boolean }) => {
+      let spec: unknown;
+      try {
+        const text = readFileSync(file, 'utf8');
+        spec = /\.ya?ml$/i.test(file) ? parseYaml(text) : JSON.parse(text);
+      } catch (e) {
+        throw new UsageError(`cannot read ${file}: ${(e as Error).message}`);
+      }
+      await withWorkbench(opts.url, async (wb) => {
+        const handle = await wb.submit(opts.project, spec as never);
+        if (!opts.wait) {
+          process.stdout.write(opts.json ? `${JSON.stringify({ id: handle.id })}\n` : `${handle.id}\n`);
+          return;
+        }
+        process.stderr.write(`submitted ${handle.id}\n`);
+        const bar = progressBar(handle.status.progress.total);
+        handle.on('event', (e) => bar.update(e.progress.completed, e.progress.total));
+        try {
+          await handle.done();
+        } finally {
+          bar.stop();
+        }
+        const result = await wb.result(handle.id);
+        process.stdout.write(`${JSON.stringify(opts.json ? { id: handle.id, result } : result, null, 2)}\n`);
+      });
+    });
+
+  program
+    .command('status')
+    .description('the state of an artifact and of each of its jobs')
+    .argument('<id>', 'the artifact id')
+    .addOption(urlOption())
+    .option('--json', 'print JSON')
+    .action(async (id: string, opts: { url: string; json?: boolean }) => {
+      printStatus(await withWorkbench(opts.url, (wb) => wb.status(id)), opts.json ?? false);
+    });
+
+  program
+    .command('result')
+    .description("download an artifact's result (JSON on stdout)")
+    .argument('<id>', 'the artifact id')
+    .addOption(urlOption())
+    .action(async (id: string, opts: { url: string }) => {
+      const result = await withWorkbench(opts.url, (wb) => wb.result(id));
+      process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    });
+
+  program
+    .command('demo')
+    .description('start a scheduler and two workers on loopback with the California shards, run federated statistics, compare with the central figures')
+    .option('--json', 'print the results as one JSON document')
+    .option('--keep', 'keep the temporary folder (configs, work directories, logs)')
+    .action(async (opts: { json?: boolean; keep?: boolean }) => {
+      const { runDemo } = await import('./demo.ts');
+      const code = await runDemo({ json: opts.json ?? false, keep: opts.keep ?? false });
+      process.exit(code);
+    });
+
+  return program;
+}
+
+buildProgram()
+  .parseAsync(process.argv)
+  .catch((e: unknown) => fail(e));

@@ -1,0 +1,43 @@
+import cliProgress from 'cli-progress';
+
+/** A plain aligned table on stdout. */
+export function printTable(headers: string[], rows: string[][]): void {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  process.stdout.write(`${line(headers)}\n`);
+  for (const r of rows) process.stdout.write(`${line(r)}\n`);
+}
+
+export interface Progress {
+  update(completed: number, total: number): void;
+  stop(): void;
+}
+
+/** Job progress on stderr: a bar on a terminal, a line per change otherwise (logs, CI). */
+export function progressBar(total: number, label = 'jobs'): Progress {
+  if (!process.stderr.isTTY) {
+    // Not a terminal (a log, CI): one line per artifact, each step appended as it happens.
+    let last = -1;
+    process.stderr.write(`  ${label}`);
+    return {
+      update: (completed, t) => {
+        if (completed === last) return;
+        last = completed;
+        process.stderr.write(` ${completed}/${t}`);
+      },
+      stop: () => process.stderr.write('\n'),
+    };
+  }
+  const bar = new cliProgress.SingleBar(
+    { stream: process.stderr, format: `  ${label} [{bar}] {value}/{total}`, hideCursor: true, clearOnComplete: true },
+    cliProgress.Presets.shades_classic,
+  );
+  bar.start(total, 0);
+  return {
+    update: (completed, t) => {
+      bar.setTotal(t);
+      bar.update(completed);
+    },
+    stop: () => bar.stop(),
+  };
+}

@@ -1,0 +1,140 @@
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_MAX_PAYLOAD_BYTES } from './transport/defaults.ts';
+
+/** A node's YAML configuration. Keys are snake_case, as in Ferdelance's config files. */
+
+const NodeName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'letters, digits, "_", "." or "-", at most 64, starting with a letter or digit');
+
+export const NodeConfigSchema = z
+  .object({
+    mode: z.enum(['scheduler', 'worker', 'standalone']),
+    /** The node's id in the network: unique, stable. */
+    name: NodeName,
+    /** Where the node keeps its state; relative paths are relative to the config file. */
+    workdir: z.string().min(1).default('./workdir'),
+    /** Scheduler and standalone: where to listen. */
+    listen: z
+      .object({ host: z.string().min(1).default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(1456) })
+      .strict()
+      .default({ host: '127.0.0.1', port: 1456 }),
+    /** Worker: the scheduler to dial (workers open no port). */
+    scheduler: z.object({ url: z.string().regex(/^wss?:\/\/.+/, 'a ws:// or wss:// URL') }).strict().optional(),
+    /** Scheduler and standalone: the projects this network serves. */
+    projects: z
+      .array(z.object({ name: z.string().min(1).max(256), token: z.string().min(8).max(512) }).strict())
+      .default([]),
+    /** Worker and standalone: local data files, each bound to the tokens of the projects that may use it. */
+    datasources: z
+      .array(
+        z
+          .object({
+            name: z.string().min(1).max(256),
+            path: z.string().min(1),
+            format: z.enum(['csv', 'tsv', 'parquet']).optional(),
+            projects: z.array(z.string().min(8).max(512)).min(1),
+          })
+          .strict(),
+      )
+      .default([]),
+    /** Defaults for every artifact's retry policy (a workbench may override per artifact). */
+    retry: z
+      .object({
+        max_attempts: z.number().int().min(1).max(100).optional(),
+        retry_delay_ms: z.number().int().min(0).optional(),
+        attempt_timeout_ms: z.number().int().min(100).optional(),
+      })
+      .strict()
+      .default({}),
+    allow_resource_download: z.boolean().default(true),
+    max_payload_bytes: z.number().int().min(1024).default(DEFAULT_MAX_PAYLOAD_BYTES),
+    heartbeat_ms: z.number().int().min(100).default(DEFAULT_HEARTBEAT_INTERVAL_MS),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.mode === 'worker' && !c.scheduler) {
+      ctx.addIssue({ code: 'custom', path: ['scheduler', 'url'], message: 'a worker needs the url of its scheduler' });
+    }
+    if (c.mode === 'worker' && c.datasources.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['datasources'], message: 'a worker needs at least one data source' });
+    }
+    if (c.mode !== 'worker' && c.projects.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['projects'], message: `a ${c.mode} needs at least one project` });
+    }
+  });
+
+export type NodeConfig = z.infer<typeof NodeConfigSchema>;
+
+/** A config error for a person: which file, which field, what was expected. Never a stack trace. */
+export class ConfigError extends Error {
+  constructor(
+    readonly file: string,
+    readonly problems: string[],
+  ) {
+    super(`${file}: invalid configuration\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Replaces `${NAME}` in every string with the environment variable; a missing one is an error. */
+function substitute(value: unknown, path: string, env: NodeJS.ProcessEnv, problems: string[]): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
+      const v = env[name];
+      if (v === undefined) {
+        problems.push(`${path || '(root)'}: environment variable ${name} is not set`);
+        return '';
+      }
+      return v;
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => substitute(v, `${path}[${i}]`, env, problems));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, substitute(v, path ? `${path}.${k}` : k, env, problems)]),
+    );
+  }
+  return value;
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const path = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.').replace(/\.\[/g, '[');
+  return `${path || '(root)'}: ${issue.message}`;
+}
+
+/** Parses a config text; relative paths resolve against `baseDir`. */
+export function parseConfig(text: string, file: string, baseDir: string, env: NodeJS.ProcessEnv = process.env): NodeConfig {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (e) {
+    throw new ConfigError(file, [`not valid YAML: ${(e as Error).message.split('\n')[0]}`]);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError(file, ['(root): expected a mapping of settings (mode, name, ...)']);
+  }
+  const problems: string[] = [];
+  const substituted = substitute(raw, '', env, problems);
+  if (problems.length > 0) throw new ConfigError(file, problems);
+  const parsed = NodeConfigSchema.safeParse(substituted);
+  if (!parsed.success) throw new ConfigError(file, parsed.error.issues.map(describeIssue));
+  const config = parsed.data;
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  config.workdir = abs(config.workdir);
+  for (const ds of config.datasources) ds.path = abs(ds.path);
+  return config;
+}
+
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): NodeConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(file, [`cannot read the file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`]);
+  }
+  return parseConfig(text, file, dirname(resolve(file)), env);
+}

@@ -1,0 +1,172 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Ref, start, stop } from 'nact';
+import type { ProjectData } from '../protocols/entities.ts';
+import { RetryPolicySchema } from '../protocols/entities.ts';
+import type { Message } from '../protocols/messages.ts';
+import { PROTOCOL_VERSION } from '../protocols/version.ts';
+// The composition root: the one module of lib/ that builds actors (see docs/ARCHITECTURE.md).
+import { spawnConnection } from '../actors/connection.ts';
+import { type PeerHandle, type SchedulerMsg, spawnScheduler } from '../actors/scheduler.ts';
+import { type WorkerMsg, spawnWorker } from '../actors/worker.ts';
+import type { NodeConfig } from './config.ts';
+import { DataEngine } from './data/engine.ts';
+import { send, shardOf, spawnActor } from './kit/actors.ts';
+import { createLogger, type Logger } from './log.ts';
+import { LocalsStore } from './store/locals.ts';
+import { Store } from './store/store.ts';
+import { Client } from './transport/client.ts';
+import { type RunningServer, startServer } from './transport/server.ts';
+
+export interface RunningNode {
+  name: string;
+  mode: NodeConfig['mode'];
+  /** Scheduler and standalone: the URL workers and workbenches dial. */
+  url?: string;
+  stop(): Promise<void>;
+}
+
+/** Connections are spread over this many parents: nact copies a parent's children map on every message. */
+const CONNECTION_SHARDS = 32;
+
+async function openData(config: NodeConfig, log: Logger): Promise<{ data: DataEngine | undefined; projects: ProjectData[] }> {
+  if (config.datasources.length === 0) return { data: undefined, projects: [] };
+  const data = await DataEngine.open(config.datasources);
+  const projects = await data.metadata();
+  for (const p of projects) {
+    log.info(
+      { datasources: p.datasources.map((d) => ({ name: d.name, rows: d.rows, features: d.features.length })) },
+      'data sources ready',
+    );
+  }
+  return { data, projects };
+}
+
+export async function startNode(config: NodeConfig, log: Logger = createLogger(config.name)): Promise<RunningNode> {
+  mkdirSync(config.workdir, { recursive: true });
+  return config.mode === 'worker' ? startWorkerNode(config, log) : startSchedulerNode(config, log);
+}
+
+async function startSchedulerNode(config: NodeConfig, log: Logger): Promise<RunningNode> {
+  const { data, projects } = await openData(config, log);
+  const store = new Store(config.workdir);
+  for (const p of config.projects) store.ensureProject(p.name, p.token);
+  const schedulerId = store.schedulerId(config.name);
+  const system = start();
+  const locals = new LocalsStore(join(config.workdir, 'locals'));
+
+  // The scheduler and its initiator address each other; refs are bound once both exist.
+  let scheduler: Ref<SchedulerMsg> | undefined;
+  let initiator: Ref<WorkerMsg> | undefined;
+  const initiatorPeer: PeerHandle = {
+    sessionId: 'initiator',
+    send: (message: Message) => {
+      if (initiator) send(initiator, { kind: 'inbound', message });
+    },
+    close: () => {},
+  };
+  initiator = spawnWorker(system, {
+    name: schedulerId,
+    log: log.child({ actor: 'initiator' }),
+    data,
+    locals,
+    sendToScheduler: (message) => {
+      if (!scheduler) return false;
+      send(scheduler, { kind: 'fromWorker', peer: initiatorPeer, nodeId: schedulerId, message });
+      return true;
+    },
+  });
+  scheduler = spawnScheduler(system, {
+    store,
+    log,
+    schedulerId,
+    policy: RetryPolicySchema.parse({
+      maxAttempts: config.retry.max_attempts,
+      retryDelayMs: config.retry.retry_delay_ms,
+      attemptTimeoutMs: config.retry.attempt_timeout_ms,
+    }),
+    allowResourceDownload: config.allow_resource_download,
+    initiator: { peer: initiatorPeer, name: config.name, projects },
+  });
+  send(scheduler, { kind: 'resume' });
+
+  const shards = Array.from({ length: CONNECTION_SHARDS }, (_, i) =>
+    spawnActor<null, never>(system, `connections-${i}`, (s) => s, { log, initialState: () => null }),
+  );
+  const schedulerRef = scheduler;
+  let server: RunningServer;
+  try {
+    server = await startServer({
+      host: config.listen.host,
+      port: config.listen.port,
+      maxPayloadBytes: config.max_payload_bytes,
+      heartbeatMs: config.heartbeat_ms,
+      onConnection: (peer) => {
+        const shard = shards[shardOf(peer.id, CONNECTION_SHARDS)] as Ref<unknown>;
+        spawnConnection(shard, { peer, scheduler: schedulerRef, log });
+      },
+    });
+  } catch (e) {
+    stop(system);
+    store.close();
+    await data?.close();
+    throw e;
+  }
+  log.info({ url: server.url, schedulerId, mode: config.mode }, 'scheduler listening');
+  return {
+    name: config.name,
+    mode: config.mode,
+    url: server.url,
+    stop: async () => {
+      await server.close();
+      stop(system);
+      store.close();
+      await data?.close();
+    },
+  };
+}
+
+async function startWorkerNode(config: NodeConfig, log: Logger): Promise<RunningNode> {
+  const { data, projects } = await openData(config, log);
+  const system = start();
+  const url = config.scheduler?.url as string;
+  let client: Client | undefined;
+  const worker = spawnWorker(system, {
+    name: config.name,
+    log,
+    data,
+    locals: new LocalsStore(join(config.workdir, 'locals')),
+    sendToScheduler: (message) => client?.send(message) ?? false,
+  });
+  client = new Client({
+    url,
+    reconnect: true,
+    maxPayloadBytes: config.max_payload_bytes,
+    heartbeatMs: config.heartbeat_ms,
+    onOpen: (peer) => {
+      peer.send({ type: 'workerHello', protocolVersion: PROTOCOL_VERSION, nodeId: config.name, name: config.name, projects, holding: [] });
+    },
+    onMessage: (message) => {
+      if (message.type === 'welcome') {
+        log.info({ scheduler: message.schedulerId, url }, 'joined the scheduler');
+        return;
+      }
+      if (message.type === 'error' && message.reqId === undefined) {
+        log.error({ error: message.error }, 'the scheduler refused a message');
+      }
+      send(worker, { kind: 'inbound', message });
+    },
+    onClose: (code, reason) => log.warn({ code, reason }, 'lost the scheduler; reconnecting'),
+    onRetry: (err, delayMs) => log.warn({ err: err.message, delayMs }, 'cannot reach the scheduler; retrying'),
+  });
+  await client.start();
+  return {
+    name: config.name,
+    mode: config.mode,
+    stop: async () => {
+      client?.close();
+      stop(system);
+      await data?.close();
+    },
+  };
+}

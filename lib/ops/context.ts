@@ -1,0 +1,112 @@
+import type { Operation, Scalar } from '../../protocols/entities.ts';
+import type { DataEngine } from '../data/engine.ts';
+import { FdlError } from '../errors.ts';
+
+/** Private state of this node, per artifact (the initiator's masks live here and never leave the node). */
+export interface Locals {
+  get(key: string): unknown;
+  set(key: string, value: unknown): void;
+}
+
+export interface OpContext {
+  operation: Operation;
+  attempt: number;
+  artifactId: string;
+  stepIndex: number;
+  iteration: number;
+  projectToken: string;
+  /** Decoded products of the predecessor jobs, in order. */
+  inputs: unknown[];
+  /** Undefined on the initiator (the scheduler's data-less worker). */
+  data: DataEngine | undefined;
+  locals: Locals;
+  /** [0, 1), injectable for tests. */
+  random: () => number;
+}
+
+export type OpOf<K extends Operation['kind']> = Extract<Operation, { kind: K }>;
+
+/** The context narrowed to one operation kind. */
+export type Ctx<K extends Operation['kind']> = OpContext & { operation: OpOf<K> };
+
+/** A record of numbers, keyed by arbitrary strings: built with fromEntries so that a key
+ * such as `__proto__` is an own property, never the prototype. */
+export type NumberMap = Record<string, number>;
+
+export const MASK_BOUND = 2 ** 31;
+
+/** A uniform random integer in [-2^31, 2^31). */
+export function drawMask(random: () => number): number {
+  const r = random();
+  if (!(r >= 0 && r < 1)) throw new FdlError('INTERNAL', 'random() must return a number in [0, 1)');
+  return Math.floor(r * 2 * MASK_BOUND) - MASK_BOUND;
+}
+
+/** The locals key of a Sequential step's masks: its init and its final share step and iteration. */
+export function localsKey(ctx: OpContext, family: string): string {
+  return `${family}:${ctx.stepIndex}/${ctx.iteration}`;
+}
+
+export function requireData(ctx: OpContext): DataEngine {
+  if (ctx.data === undefined) {
+    throw new FdlError('DATA_UNAVAILABLE', `${ctx.operation.kind} needs local data and this node has none`, {
+      retryable: false,
+    });
+  }
+  return ctx.data;
+}
+
+/** The one input of a chain link; anything else is a plan error (retrying cannot fix it). */
+export function singleInput(ctx: OpContext): Record<string, unknown> {
+  if (ctx.inputs.length !== 1) {
+    throw new FdlError('OPERATION_FAILED', `${ctx.operation.kind} needs exactly 1 input, got ${ctx.inputs.length}`, {
+      retryable: false,
+    });
+  }
+  const input = ctx.inputs[0];
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new FdlError('OPERATION_FAILED', `${ctx.operation.kind}: its input is not an object`, { retryable: false });
+  }
+  return input as Record<string, unknown>;
+}
+
+export function badInput(ctx: OpContext, what: string): FdlError {
+  return new FdlError('OPERATION_FAILED', `${ctx.operation.kind}: malformed input: ${what}`, { retryable: false });
+}
+
+export function isNumber(x: unknown): x is number {
+  return typeof x === 'number' && Number.isFinite(x);
+}
+
+/** Reads `input[field]` as a map whose values are all finite numbers. */
+export function numberMap(ctx: OpContext, input: Record<string, unknown>, field: string): Map<string, number> {
+  const m = input[field];
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) throw badInput(ctx, `"${field}" is not a map`);
+  const out = new Map<string, number>();
+  for (const [k, v] of Object.entries(m)) {
+    if (!isNumber(v)) throw badInput(ctx, `"${field}" has a value that is not a finite number`);
+    out.set(k, v);
+  }
+  return out;
+}
+
+export function toRecord(m: Iterable<[string, number]>): NumberMap {
+  return Object.fromEntries(m);
+}
+
+/** One value of a group key, normalized: a bigint and a number of the same value, 0 and -0, are one key. */
+export function normalizeScalar(v: unknown): Scalar {
+  if (v === null || v === undefined) return null;
+  if (typeof v === 'bigint') return Number(v);
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) throw new FdlError('BAD_QUERY', 'a group key value must be a finite number');
+    return Object.is(v, -0) ? 0 : v;
+  }
+  if (typeof v === 'string' || typeof v === 'boolean') return v;
+  if (v instanceof Date) return v.toISOString();
+  throw new FdlError('BAD_QUERY', `a group key value must be a scalar, not ${typeof v}`);
+}
+
+export function keyJson(tuple: readonly unknown[]): string {
+  return JSON.stringify(tuple.map(normalizeScalar));
+}

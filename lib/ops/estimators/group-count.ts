@@ -1,0 +1,144 @@
+import type { Scalar } from '../../../protocols/entities.ts';
+import { FdlError } from '../../errors.ts';
+import {
+  badInput,
+  type Ctx,
+  drawMask,
+  isNumber,
+  keyJson,
+  localsKey,
+  type NumberMap,
+  normalizeScalar,
+  numberMap,
+  requireData,
+  singleInput,
+  toRecord,
+} from '../context.ts';
+
+/**
+ * Secure group count over a Sequential chain. The initiator declares the domain of every `by`
+ * feature; every key of their cartesian product gets its own independent mask from the start,
+ * so a worker sees the same (masked) key set whatever the data, and a key no worker has comes
+ * out as 0 (the original masked only the keys the first worker had, and scalar-masked them
+ * all alike). A worker whose data has a key outside the domain refuses to run.
+ */
+
+export const MAX_GROUP_KEYS = 100_000;
+
+export interface GroupCountRunning {
+  /** JSON of the key tuple -> masked running count. */
+  counts: NumberMap;
+}
+
+export interface GroupCountProduct {
+  by: string[];
+  /** Unmasked, sorted by key; groups with no row are left out. */
+  groups: Array<{ key: Scalar[]; count: number }>;
+}
+
+/** Every key of the domain's cartesian product, as JSON, in lexicographic order of the domain. */
+export function domainKeys(by: readonly string[], domain: readonly (readonly unknown[])[]): string[] {
+  if (domain.length !== by.length) {
+    throw new FdlError('BAD_QUERY', `the domain has ${domain.length} value lists for ${by.length} "by" features`, {
+      path: 'operation.domain',
+    });
+  }
+  const lists = domain.map((values, i) => {
+    if (!Array.isArray(values) || values.length === 0) {
+      throw new FdlError('BAD_QUERY', `the domain of ${JSON.stringify(by[i])} is empty`, { path: `operation.domain[${i}]` });
+    }
+    const seen = new Map<string, Scalar>();
+    for (const v of values) {
+      const n = normalizeScalar(v);
+      seen.set(JSON.stringify(n), n);
+    }
+    return [...seen.values()];
+  });
+  const size = lists.reduce((acc, l) => acc * l.length, 1);
+  if (size > MAX_GROUP_KEYS) {
+    throw new FdlError('BAD_QUERY', `the domain has ${size} keys; at most ${MAX_GROUP_KEYS} are allowed`, {
+      path: 'operation.domain',
+    });
+  }
+  let tuples: Scalar[][] = [[]];
+  for (const l of lists) tuples = tuples.flatMap((t) => l.map((v) => [...t, v]));
+  return tuples.map((t) => JSON.stringify(t));
+}
+
+function readMasks(v: unknown): Map<string, number> | undefined {
+  if (!Array.isArray(v)) return undefined;
+  if (!v.every((p) => Array.isArray(p) && typeof p[0] === 'string' && isNumber(p[1]))) return undefined;
+  return new Map(v as Array<[string, number]>);
+}
+
+/** Initiator. Masks are drawn once per step and iteration: a retried init reuses them. */
+export function groupCountInit(ctx: Ctx<'GroupCountInit'>): GroupCountRunning {
+  const keys = domainKeys(ctx.operation.by, ctx.operation.domain);
+  const key = localsKey(ctx, 'group-count');
+  const stored = readMasks(ctx.locals.get(key));
+  if (stored !== undefined && stored.size === keys.length && keys.every((k) => stored.has(k))) {
+    return { counts: toRecord(keys.map((k) => [k, stored.get(k) as number])) };
+  }
+  const masks: Array<[string, number]> = keys.map((k) => [k, drawMask(ctx.random)]);
+  ctx.locals.set(key, masks);
+  return { counts: toRecord(masks) };
+}
+
+/** Worker: adds its count of every group it has; a group outside the domain is refused. */
+export async function groupCount(ctx: Ctx<'GroupCount'>): Promise<GroupCountRunning> {
+  const running = numberMap(ctx, singleInput(ctx), 'counts');
+  if (running.size > MAX_GROUP_KEYS) throw badInput(ctx, `more than ${MAX_GROUP_KEYS} group keys`);
+  const local = await requireData(ctx).groupCounts(ctx.projectToken, ctx.operation.by, ctx.operation.query);
+  for (const g of local) {
+    const k = keyJson(g.key);
+    const v = running.get(k);
+    if (v === undefined) {
+      // The value itself is not echoed: it is this node's data.
+      throw new FdlError(
+        'BAD_QUERY',
+        `a group key of (${ctx.operation.by.map((b) => JSON.stringify(b)).join(', ')}) in this node's data is outside the declared domain`,
+        { path: 'operation.domain', retryable: false },
+      );
+    }
+    running.set(k, v + g.count);
+  }
+  return { counts: toRecord(running) };
+}
+
+const RANK = { object: 0, boolean: 1, number: 2, string: 3 } as const;
+
+function compareScalar(a: Scalar, b: Scalar): number {
+  const ra = RANK[typeof a as keyof typeof RANK] ?? 4;
+  const rb = RANK[typeof b as keyof typeof RANK] ?? 4;
+  if (ra !== rb) return ra - rb;
+  if (a === null || b === null || a === b) return 0;
+  return (a as number | string | boolean) < (b as number | string | boolean) ? -1 : 1;
+}
+
+export function compareKeys(a: readonly Scalar[], b: readonly Scalar[]): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const c = compareScalar(a[i] as Scalar, b[i] as Scalar);
+    if (c !== 0) return c;
+  }
+  return a.length - b.length;
+}
+
+/** Initiator: removes the masks; keeps the groups that have rows, sorted by key. */
+export function groupCountFinal(ctx: Ctx<'GroupCountFinal'>): GroupCountProduct {
+  const running = numberMap(ctx, singleInput(ctx), 'counts');
+  const masks = readMasks(ctx.locals.get(localsKey(ctx, 'group-count')));
+  if (masks === undefined) {
+    throw new FdlError('INTERNAL', `GroupCountFinal: no masks for step ${ctx.stepIndex}, iteration ${ctx.iteration} in locals`);
+  }
+  if (running.size !== masks.size) throw badInput(ctx, `${running.size} group keys, ${masks.size} were declared`);
+  const groups: Array<{ key: Scalar[]; count: number }> = [];
+  for (const [k, mask] of masks) {
+    const v = running.get(k);
+    if (v === undefined) throw badInput(ctx, 'a declared group key is missing');
+    const count = v - mask;
+    if (count < 0 || !Number.isInteger(count)) throw new FdlError('INTERNAL', `GroupCountFinal: unmasked count ${count}`);
+    if (count > 0) groups.push({ key: JSON.parse(k) as Scalar[], count });
+  }
+  groups.sort((a, b) => compareKeys(a.key, b.key));
+  return { by: [...ctx.operation.by], groups };
+}

@@ -1,0 +1,1 @@
+export { bindArtifact, MAX_JOBS, type Plan, type PlanContext, type PlannedJob, predecessors } from './bind.ts';

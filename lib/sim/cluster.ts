@@ -1,0 +1,169 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { Workbench } from '../workbench/client.ts';
+
+/**
+ * Simulation mode: a scheduler and N workers as real processes on loopback, each with its
+ * own YAML config, work directory and log file in `dir`. Used by the demo, the end-to-end
+ * and fault tests, and the benchmarks.
+ */
+
+export const FDL_BIN = fileURLToPath(new URL('../../bin/fdl.js', import.meta.url));
+export const EXAMPLE_DATA = fileURLToPath(new URL('../../examples/data/', import.meta.url));
+
+export interface WorkerSpec {
+  name: string;
+  /** Data files (absolute paths), all bound to the cluster's project. */
+  files: string[];
+  extra?: Record<string, unknown>;
+}
+
+export interface ClusterOptions {
+  dir: string;
+  projectName: string;
+  projectToken: string;
+  workers: WorkerSpec[];
+  /** Extra scheduler settings (e.g. retry, heartbeat_ms). */
+  scheduler?: Record<string, unknown>;
+  /** Scheduler mode: 'standalone' lets it hold data itself too. */
+  schedulerFiles?: string[];
+  env?: NodeJS.ProcessEnv;
+  /** Bound on waiting for every node to be up. */
+  startTimeoutMs?: number;
+}
+
+interface NodeProcess {
+  name: string;
+  config: string;
+  child: ChildProcess;
+  exited: Promise<number | null>;
+}
+
+export class Cluster {
+  url = '';
+  private readonly nodes = new Map<string, NodeProcess>();
+
+  private constructor(readonly opts: ClusterOptions) {}
+
+  static async start(opts: ClusterOptions): Promise<Cluster> {
+    const cluster = new Cluster(opts);
+    mkdirSync(opts.dir, { recursive: true });
+    try {
+      await cluster.startScheduler();
+      for (const w of opts.workers) cluster.startWorker(w.name);
+      await cluster.waitForWorkers(opts.workers.map((w) => w.name), opts.startTimeoutMs ?? 60_000);
+    } catch (e) {
+      await cluster.stop();
+      throw e;
+    }
+    return cluster;
+  }
+
+  private writeConfig(name: string, config: Record<string, unknown>): string {
+    const file = join(this.opts.dir, `${name}.yaml`);
+    writeFileSync(file, stringify(config));
+    return file;
+  }
+
+  private launch(name: string, config: string): NodeProcess {
+    const log = createWriteStream(join(this.opts.dir, `${name}.log`), { flags: 'a' });
+    const child = spawn(process.execPath, [FDL_BIN, 'node', '--config', config], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { FDL_LOG_LEVEL: 'info', ...process.env, ...this.opts.env },
+    });
+    child.stderr?.pipe(log);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const node = { name, config, child, exited };
+    this.nodes.set(name, node);
+    return node;
+  }
+
+  async startScheduler(): Promise<void> {
+    const port = this.url ? Number(new URL(this.url).port) : 0;
+    const files = this.opts.schedulerFiles ?? [];
+    const config = this.writeConfig('scheduler', {
+      mode: files.length > 0 ? 'standalone' : 'scheduler',
+      name: 'scheduler',
+      workdir: join(this.opts.dir, 'scheduler'),
+      listen: { host: '127.0.0.1', port },
+      projects: [{ name: this.opts.projectName, token: this.opts.projectToken }],
+      datasources: files.map((path, i) => ({ name: `local-${i + 1}`, path, projects: [this.opts.projectToken] })),
+      ...this.opts.scheduler,
+    });
+    const node = this.launch('scheduler', config);
+    this.url = await new Promise<string>((resolve, reject) => {
+      const lines = createInterface({ input: node.child.stdout as NodeJS.ReadableStream });
+      lines.once('line', (line) => {
+        try {
+          resolve((JSON.parse(line) as { url: string }).url);
+        } catch {
+          reject(new Error(`the scheduler printed ${line}`));
+        }
+      });
+      node.exited.then((code) => reject(new Error(`the scheduler exited with ${code}; see ${join(this.opts.dir, 'scheduler.log')}`)));
+    });
+  }
+
+  startWorker(name: string): void {
+    const spec = this.opts.workers.find((w) => w.name === name);
+    if (!spec) throw new Error(`no worker ${name} in this cluster`);
+    const config = this.writeConfig(name, {
+      mode: 'worker',
+      name,
+      workdir: join(this.opts.dir, name),
+      scheduler: { url: this.url },
+      datasources: spec.files.map((path, i) => ({ name: `${name}-${i + 1}`, path, projects: [this.opts.projectToken] })),
+      ...spec.extra,
+    });
+    this.launch(name, config);
+  }
+
+  /** Resolves when each named worker is connected to the scheduler. */
+  async waitForWorkers(names: string[], timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const wb = await Workbench.connect(this.url, { name: 'cluster' });
+    try {
+      for (;;) {
+        const nodes = await wb.nodes();
+        const up = new Set(nodes.filter((n) => n.connected).map((n) => n.id));
+        if (names.every((n) => up.has(n))) return;
+        for (const n of names) {
+          const p = this.nodes.get(n);
+          if (p && p.child.exitCode !== null) throw new Error(`worker ${n} exited with ${p.child.exitCode}; see ${join(this.opts.dir, `${n}.log`)}`);
+        }
+        if (Date.now() > deadline) throw new Error(`workers not connected after ${timeoutMs} ms: ${names.filter((n) => !up.has(n)).join(', ')}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      wb.close();
+    }
+  }
+
+  pid(name: string): number | undefined {
+    return this.nodes.get(name)?.child.pid;
+  }
+
+  /** Sends a signal and waits for the exit; returns the exit code (null when killed by the signal). */
+  async signal(name: string, signal: NodeJS.Signals, timeoutMs = 15_000): Promise<number | null> {
+    const node = this.nodes.get(name);
+    if (!node || node.child.exitCode !== null || node.child.signalCode !== null) return node?.child.exitCode ?? null;
+    node.child.kill(signal);
+    const timer = setTimeout(() => node.child.kill('SIGKILL'), timeoutMs);
+    const code = await node.exited;
+    clearTimeout(timer);
+    return code;
+  }
+
+  /** Stops every node with SIGTERM (SIGKILL after a grace time); returns their exit codes. */
+  async stop(): Promise<Record<string, number | null>> {
+    const codes: Record<string, number | null> = {};
+    const names = [...this.nodes.keys()].filter((n) => n !== 'scheduler');
+    await Promise.all(names.map(async (n) => (codes[n] = await this.signal(n, 'SIGTERM'))));
+    if (this.nodes.has('scheduler')) codes.scheduler = await this.signal('scheduler', 'SIGTERM');
+    return codes;
+  }
+}

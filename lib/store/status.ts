@@ -1,0 +1,19 @@
+import type { ArtifactStatus } from '../../protocols/entities.ts';
+import { jobStatus, type StoredArtifact, type StoredJob } from './store.ts';
+
+/** The status a workbench sees, built from the durable rows (the single source of truth). */
+export function artifactStatus(artifact: StoredArtifact, jobs: StoredJob[]): ArtifactStatus {
+  const status: ArtifactStatus = {
+    id: artifact.id,
+    projectId: artifact.projectId,
+    state: artifact.state,
+    progress: { completed: jobs.filter((j) => j.state === 'COMPLETED').length, total: jobs.length },
+    jobs: jobs.map(jobStatus),
+    createdAt: artifact.createdAt,
+    updatedAt: artifact.updatedAt,
+  };
+  if (artifact.name !== undefined) status.name = artifact.name;
+  if (artifact.error) status.error = artifact.error;
+  if (artifact.resultResourceId) status.resultResourceId = artifact.resultResourceId;
+  return status;
+}

@@ -1,0 +1,410 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type {
+  ArtifactSpec,
+  ArtifactState,
+  ArtifactStatus,
+  JobState,
+  JobStatus,
+  Operation,
+  ProjectData,
+  ResourceRef,
+  RetryPolicy,
+} from '../../protocols/entities.ts';
+import type { WireError } from '../../protocols/errors.ts';
+import type { Plan } from '../plan/index.ts';
+import { BlobStore } from './blobs.ts';
+
+/**
+ * The scheduler's durable state: projects, nodes, artifacts, jobs, locks and resources.
+ * SQLite (WAL) holds the rows; resource bytes are files beside it (never in a row).
+ * Every state change goes through here before the actors act on it, so a restarted
+ * scheduler resumes from exactly what was decided.
+ */
+
+export interface StoredArtifact {
+  id: string;
+  projectId: string;
+  projectToken: string;
+  name: string | undefined;
+  spec: ArtifactSpec;
+  policy: RetryPolicy;
+  state: ArtifactState;
+  error: ArtifactStatus['error'];
+  resultResourceId: string | undefined;
+  exits: number[];
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface StoredJob {
+  id: string;
+  artifactId: string;
+  index: number;
+  worker: string;
+  stepIndex: number;
+  iteration: number;
+  role: string;
+  operation: Operation;
+  state: JobState;
+  attempt: number;
+  lastError: WireError | undefined;
+  resultResourceId: string | undefined;
+  /** Indices of the jobs this job unlocks. */
+  locks: number[];
+}
+
+export interface StoredProject {
+  id: string;
+  name: string;
+}
+
+export interface StoredNode {
+  id: string;
+  name: string;
+  role: 'scheduler' | 'worker';
+  lastSeen: number;
+  projects: ProjectData[];
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS projects (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, token_hash TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS nodes (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, last_seen INTEGER NOT NULL,
+  projects_json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS artifacts (
+  id TEXT PRIMARY KEY, project_id TEXT NOT NULL, project_token TEXT NOT NULL, name TEXT,
+  spec_json TEXT NOT NULL, policy_json TEXT NOT NULL, state TEXT NOT NULL, error_json TEXT,
+  result_resource_id TEXT, exits_json TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+  id TEXT PRIMARY KEY, artifact_id TEXT NOT NULL, idx INTEGER NOT NULL, worker TEXT NOT NULL,
+  step_index INTEGER NOT NULL, iteration INTEGER NOT NULL, role TEXT NOT NULL, operation_json TEXT NOT NULL,
+  state TEXT NOT NULL, attempt INTEGER NOT NULL, last_error_json TEXT, result_resource_id TEXT,
+  locks_json TEXT NOT NULL, UNIQUE (artifact_id, idx));
+CREATE TABLE IF NOT EXISTS resources (
+  id TEXT PRIMARY KEY, artifact_id TEXT NOT NULL, job_id TEXT NOT NULL, producer TEXT NOT NULL,
+  size INTEGER NOT NULL, sha256 TEXT NOT NULL, location TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_by_artifact ON jobs (artifact_id, idx);
+CREATE INDEX IF NOT EXISTS artifacts_by_state ON artifacts (state);
+`;
+
+export function hashToken(token: string): string {
+  return createHash('sha256').update(`fdl-token:${token}`).digest('hex');
+}
+
+const json = (v: unknown) => (v === undefined ? null : JSON.stringify(v));
+const parse = <T>(s: string | null): T | undefined => (s === null ? undefined : (JSON.parse(s) as T));
+
+interface JobRow {
+  id: string;
+  artifact_id: string;
+  idx: number;
+  worker: string;
+  step_index: number;
+  iteration: number;
+  role: string;
+  operation_json: string;
+  state: JobState;
+  attempt: number;
+  last_error_json: string | null;
+  result_resource_id: string | null;
+  locks_json: string;
+}
+
+interface ArtifactRow {
+  id: string;
+  project_id: string;
+  project_token: string;
+  name: string | null;
+  spec_json: string;
+  policy_json: string;
+  state: ArtifactState;
+  error_json: string | null;
+  result_resource_id: string | null;
+  exits_json: string;
+  created_at: number;
+  updated_at: number;
+}
+
+export class Store {
+  readonly blobs: BlobStore;
+  private readonly db: Database.Database;
+
+  /** `workdir` undefined: everything in memory (tests). */
+  constructor(workdir: string | undefined) {
+    if (workdir) {
+      mkdirSync(workdir, { recursive: true });
+      this.db = new Database(join(workdir, 'scheduler.sqlite'));
+      this.db.pragma('journal_mode = WAL');
+      // FULL: a state change acknowledged to a peer survives a power cut, not only a process kill.
+      this.db.pragma('synchronous = FULL');
+    } else {
+      this.db = new Database(':memory:');
+    }
+    this.db.exec(SCHEMA);
+    this.blobs = new BlobStore(workdir ? join(workdir, 'resources') : undefined);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  /** The scheduler's own node id: made once, kept for ever. */
+  schedulerId(preferred: string): string {
+    const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get('schedulerId') as
+      | { value: string }
+      | undefined;
+    if (row) return row.value;
+    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run('schedulerId', preferred);
+    return preferred;
+  }
+
+  // ------------------------------------------------------------ projects
+
+  /** Idempotent: a project named in the config is created once and keeps its id. */
+  ensureProject(name: string, token: string): StoredProject {
+    const hash = hashToken(token);
+    const byHash = this.db.prepare('SELECT id, name FROM projects WHERE token_hash = ?').get(hash) as
+      | StoredProject
+      | undefined;
+    if (byHash) return byHash;
+    const byName = this.db.prepare('SELECT id FROM projects WHERE name = ?').get(name) as { id: string } | undefined;
+    if (byName) {
+      this.db.prepare('UPDATE projects SET token_hash = ? WHERE id = ?').run(hash, byName.id);
+      return { id: byName.id, name };
+    }
+    const id = `p-${randomUUID()}`;
+    this.db.prepare('INSERT INTO projects (id, name, token_hash) VALUES (?, ?, ?)').run(id, name, hash);
+    return { id, name };
+  }
+
+  projectByToken(token: string): StoredProject | undefined {
+    return this.db.prepare('SELECT id, name FROM projects WHERE token_hash = ?').get(hashToken(token)) as
+      | StoredProject
+      | undefined;
+  }
+
+  listProjects(): StoredProject[] {
+    return this.db.prepare('SELECT id, name FROM projects ORDER BY name').all() as StoredProject[];
+  }
+
+  // ------------------------------------------------------------ nodes
+
+  upsertNode(node: StoredNode): void {
+    this.db
+      .prepare(
+        `INSERT INTO nodes (id, name, role, last_seen, projects_json) VALUES (@id, @name, @role, @lastSeen, @projects)
+         ON CONFLICT (id) DO UPDATE SET name = @name, role = @role, last_seen = @lastSeen, projects_json = @projects`,
+      )
+      .run({ ...node, projects: JSON.stringify(node.projects) });
+  }
+
+  touchNode(id: string, at: number): void {
+    this.db.prepare('UPDATE nodes SET last_seen = ? WHERE id = ?').run(at, id);
+  }
+
+  listNodes(): StoredNode[] {
+    const rows = this.db.prepare('SELECT * FROM nodes ORDER BY id').all() as Array<{
+      id: string;
+      name: string;
+      role: 'scheduler' | 'worker';
+      last_seen: number;
+      projects_json: string;
+    }>;
+    return rows.map((r) => ({
+      id: r.id,
+      name: r.name,
+      role: r.role,
+      lastSeen: r.last_seen,
+      projects: JSON.parse(r.projects_json) as ProjectData[],
+    }));
+  }
+
+  // ------------------------------------------------------------ artifacts and jobs
+
+  /** The artifact, its jobs and their locks, in one transaction: all of it or nothing. */
+  createArtifact(input: {
+    id: string;
+    projectId: string;
+    projectToken: string;
+    spec: ArtifactSpec;
+    policy: RetryPolicy;
+    plan: Plan;
+    now: number;
+  }): void {
+    const insertArtifact = this.db.prepare(
+      `INSERT INTO artifacts (id, project_id, project_token, name, spec_json, policy_json, state, exits_json, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, 'SCHEDULED', ?, ?, ?)`,
+    );
+    const insertJob = this.db.prepare(
+      `INSERT INTO jobs (id, artifact_id, idx, worker, step_index, iteration, role, operation_json, state, attempt, locks_json)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'WAITING', 0, ?)`,
+    );
+    this.db.transaction(() => {
+      insertArtifact.run(
+        input.id,
+        input.projectId,
+        input.projectToken,
+        input.spec.name ?? null,
+        JSON.stringify(input.spec),
+        JSON.stringify(input.policy),
+        JSON.stringify(input.plan.exits),
+        input.now,
+        input.now,
+      );
+      for (const job of input.plan.jobs) {
+        insertJob.run(
+          jobId(input.id, job.index),
+          input.id,
+          job.index,
+          job.worker,
+          job.stepIndex,
+          job.iteration,
+          job.role,
+          JSON.stringify(job.operation),
+          JSON.stringify(job.locks),
+        );
+      }
+    })();
+  }
+
+  artifact(id: string): StoredArtifact | undefined {
+    const row = this.db.prepare('SELECT * FROM artifacts WHERE id = ?').get(id) as ArtifactRow | undefined;
+    return row ? toArtifact(row) : undefined;
+  }
+
+  /** Artifacts a restarted scheduler must resume. */
+  unfinishedArtifacts(): StoredArtifact[] {
+    const rows = this.db
+      .prepare(`SELECT * FROM artifacts WHERE state IN ('SCHEDULED', 'RUNNING') ORDER BY created_at`)
+      .all() as ArtifactRow[];
+    return rows.map(toArtifact);
+  }
+
+  setArtifactState(
+    id: string,
+    state: ArtifactState,
+    now: number,
+    extra: { error?: ArtifactStatus['error']; resultResourceId?: string } = {},
+  ): void {
+    this.db
+      .prepare(
+        `UPDATE artifacts SET state = ?, updated_at = ?, error_json = COALESCE(?, error_json),
+         result_resource_id = COALESCE(?, result_resource_id) WHERE id = ?`,
+      )
+      .run(state, now, json(extra.error), extra.resultResourceId ?? null, id);
+  }
+
+  jobs(artifactId: string): StoredJob[] {
+    const rows = this.db.prepare('SELECT * FROM jobs WHERE artifact_id = ? ORDER BY idx').all(artifactId) as JobRow[];
+    return rows.map(toJob);
+  }
+
+  updateJob(
+    id: string,
+    change: { state: JobState; attempt?: number; lastError?: WireError; resultResourceId?: string },
+  ): void {
+    this.db
+      .prepare(
+        `UPDATE jobs SET state = ?, attempt = COALESCE(?, attempt), last_error_json = COALESCE(?, last_error_json),
+         result_resource_id = COALESCE(?, result_resource_id) WHERE id = ?`,
+      )
+      .run(change.state, change.attempt ?? null, json(change.lastError), change.resultResourceId ?? null, id);
+  }
+
+  // ------------------------------------------------------------ resources
+
+  /** Bytes first, row second: a row always points at complete bytes. */
+  putResource(meta: Omit<ResourceRef, 'id' | 'size'> & { artifactId: string }, bytes: Uint8Array, now: number): ResourceRef {
+    const id = `r-${randomUUID()}`;
+    const location = this.blobs.put(id, bytes);
+    this.db
+      .prepare(
+        `INSERT INTO resources (id, artifact_id, job_id, producer, size, sha256, location, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(id, meta.artifactId, meta.jobId, meta.producer, bytes.byteLength, meta.sha256, location, now);
+    return { id, jobId: meta.jobId, producer: meta.producer, size: bytes.byteLength, sha256: meta.sha256 };
+  }
+
+  resource(id: string): (ResourceRef & { artifactId: string }) | undefined {
+    const row = this.db
+      .prepare('SELECT id, artifact_id, job_id, producer, size, sha256 FROM resources WHERE id = ?')
+      .get(id) as
+      | { id: string; artifact_id: string; job_id: string; producer: string; size: number; sha256: string }
+      | undefined;
+    if (!row) return undefined;
+    return {
+      id: row.id,
+      artifactId: row.artifact_id,
+      jobId: row.job_id,
+      producer: row.producer,
+      size: row.size,
+      sha256: row.sha256,
+    };
+  }
+
+  readResource(id: string): { ref: ResourceRef & { artifactId: string }; bytes: Uint8Array } | undefined {
+    const ref = this.resource(id);
+    if (!ref) return undefined;
+    return { ref, bytes: this.blobs.get(id, ref.sha256) };
+  }
+}
+
+export function jobId(artifactId: string, index: number): string {
+  return `${artifactId}.${index}`;
+}
+
+function toJob(r: JobRow): StoredJob {
+  return {
+    id: r.id,
+    artifactId: r.artifact_id,
+    index: r.idx,
+    worker: r.worker,
+    stepIndex: r.step_index,
+    iteration: r.iteration,
+    role: r.role,
+    operation: JSON.parse(r.operation_json) as Operation,
+    state: r.state,
+    attempt: r.attempt,
+    lastError: parse<WireError>(r.last_error_json),
+    resultResourceId: r.result_resource_id ?? undefined,
+    locks: JSON.parse(r.locks_json) as number[],
+  };
+}
+
+function toArtifact(r: ArtifactRow): StoredArtifact {
+  return {
+    id: r.id,
+    projectId: r.project_id,
+    projectToken: r.project_token,
+    name: r.name ?? undefined,
+    spec: JSON.parse(r.spec_json) as ArtifactSpec,
+    policy: JSON.parse(r.policy_json) as RetryPolicy,
+    state: r.state,
+    error: parse<ArtifactStatus['error']>(r.error_json),
+    resultResourceId: r.result_resource_id ?? undefined,
+    exits: JSON.parse(r.exits_json) as number[],
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+export function jobStatus(j: StoredJob): JobStatus {
+  const s: JobStatus = {
+    id: j.id,
+    index: j.index,
+    worker: j.worker,
+    stepIndex: j.stepIndex,
+    iteration: j.iteration,
+    operation: j.operation.kind,
+    state: j.state,
+    attempt: j.attempt,
+  };
+  if (j.lastError) s.lastError = j.lastError;
+  return s;
+}

@@ -1,0 +1,111 @@
+import WebSocket from 'ws';
+import type { Message } from '../../protocols/messages.ts';
+import {
+  DEFAULT_HEARTBEAT_INTERVAL_MS,
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  DEFAULT_RECONNECT_INITIAL_MS,
+  DEFAULT_RECONNECT_MAX_MS,
+} from './defaults.ts';
+import { PeerConnection } from './peer.ts';
+
+export interface ClientOptions {
+  url: string;
+  maxPayloadBytes?: number;
+  heartbeatMs?: number;
+  /** Dial again after a lost connection (workers: yes, for ever). */
+  reconnect: boolean;
+  onOpen(peer: PeerConnection): void;
+  onMessage(message: Message): void;
+  onClose?(code: number, reason: string): void;
+  /** Every failed dial, with the delay before the next one. */
+  onRetry?(error: Error, delayMs: number): void;
+  random?: () => number;
+}
+
+/** Exponential backoff with full jitter, so a thousand workers do not return in lockstep. */
+export function reconnectDelay(failures: number, random: () => number = Math.random): number {
+  const cap = Math.min(DEFAULT_RECONNECT_MAX_MS, DEFAULT_RECONNECT_INITIAL_MS * 2 ** Math.min(failures, 20));
+  return Math.round(cap / 2 + (random() * cap) / 2);
+}
+
+/** A dial-out connection: workers and workbenches open no port. */
+export class Client {
+  private peer: PeerConnection | undefined;
+  private failures = 0;
+  private stopped = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: ClientOptions) {}
+
+  /** Resolves on the first open; rejects only when reconnect is off and the dial fails. */
+  start(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let first = true;
+      const dial = () => {
+        if (this.stopped) return;
+        const ws = new WebSocket(this.opts.url, {
+          perMessageDeflate: false,
+          maxPayload: this.opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
+          handshakeTimeout: 10_000,
+        });
+        let opened = false;
+        ws.once('open', () => {
+          opened = true;
+          this.failures = 0;
+          const peer = new PeerConnection(ws, this.opts.url, this.opts.heartbeatMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS);
+          this.peer = peer;
+          peer.attach({
+            onMessage: (m) => this.opts.onMessage(m),
+            onClose: (code, reason) => {
+              if (this.peer === peer) this.peer = undefined;
+              this.opts.onClose?.(code, reason);
+              this.schedule(dial);
+            },
+          });
+          this.opts.onOpen(peer);
+          if (first) {
+            first = false;
+            resolve();
+          }
+        });
+        ws.once('error', (err) => {
+          if (opened) return;
+          ws.terminate();
+          if (first && !this.opts.reconnect) {
+            first = false;
+            reject(new Error(`cannot reach the scheduler at ${this.opts.url}: ${err.message}`));
+            return;
+          }
+          this.failures++;
+          const delay = reconnectDelay(this.failures, this.opts.random);
+          this.opts.onRetry?.(err, delay);
+          this.schedule(dial, delay);
+        });
+      };
+      dial();
+    });
+  }
+
+  private schedule(dial: () => void, delay?: number): void {
+    if (this.stopped || !this.opts.reconnect) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(dial, delay ?? reconnectDelay(++this.failures, this.opts.random));
+  }
+
+  get connected(): boolean {
+    return this.peer?.isOpen ?? false;
+  }
+
+  /** False when there is no open connection: the caller decides what waiting means. */
+  send(message: Message): boolean {
+    if (!this.peer?.isOpen) return false;
+    this.peer.send(message);
+    return true;
+  }
+
+  close(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.peer?.close(1000, 'bye');
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * Liveness of one socket, without sockets: ping on an interval; a peer that has not
+ * answered the previous ping by the next tick is terminated (so a dead peer is found
+ * within two intervals).
+ */
+export interface HeartbeatSeam {
+  ping(): void;
+  terminate(): void;
+}
+
+export class Heartbeat {
+  private alive = true;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly seam: HeartbeatSeam,
+    private readonly intervalMs: number,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.tick(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Call on every pong (or any frame: traffic proves life). */
+  heard(): void {
+    this.alive = true;
+  }
+
+  tick(): void {
+    if (!this.alive) {
+      this.stop();
+      this.seam.terminate();
+      return;
+    }
+    this.alive = false;
+    this.seam.ping();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}

@@ -1,0 +1,103 @@
+import { randomUUID } from 'node:crypto';
+import type WebSocket from 'ws';
+import { type Decoded, decode, encode } from '../../protocols/codec.ts';
+import { type WireError, wireError } from '../../protocols/errors.ts';
+import type { Message } from '../../protocols/messages.ts';
+import { DEFAULT_BAD_FRAME_LIMIT, DEFAULT_BAD_FRAME_WINDOW_MS } from './defaults.ts';
+import { Heartbeat } from './heartbeat.ts';
+
+export interface PeerEvents {
+  /** A decoded, schema-checked message. */
+  onMessage(message: Message): void;
+  onClose(code: number, reason: string): void;
+}
+
+/**
+ * One WebSocket peer, seen as messages: frames in are decoded and validated (a bad one
+ * gets an `error` reply with its code and is otherwise ignored), messages out are encoded.
+ * A peer that keeps sending bad frames is disconnected; nothing else is disturbed.
+ */
+export class PeerConnection {
+  readonly id = randomUUID();
+  private events: PeerEvents | undefined;
+  private readonly badFrames: number[] = [];
+  private readonly heartbeat: Heartbeat;
+  private closed = false;
+
+  constructor(
+    private readonly ws: WebSocket,
+    readonly remoteAddress: string,
+    heartbeatMs: number,
+  ) {
+    this.heartbeat = new Heartbeat({ ping: () => ws.ping(), terminate: () => ws.terminate() }, heartbeatMs);
+    ws.on('pong', () => this.heartbeat.heard());
+    ws.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary));
+    ws.on('close', (code, reason) => {
+      this.closed = true;
+      this.heartbeat.stop();
+      this.events?.onClose(code, reason.toString());
+    });
+    ws.on('error', () => {
+      // 'close' follows every 'error' in ws; the close handler reports it.
+    });
+    this.heartbeat.start();
+  }
+
+  attach(events: PeerEvents): void {
+    this.events = events;
+  }
+
+  get isOpen(): boolean {
+    return !this.closed && this.ws.readyState === this.ws.OPEN;
+  }
+
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  send(message: Message, cb?: (err?: Error) => void): void {
+    if (!this.isOpen) {
+      cb?.(new Error('connection closed'));
+      return;
+    }
+    this.ws.send(encode(message), { binary: true }, cb);
+  }
+
+  sendError(error: WireError, reqId?: number): void {
+    this.send(reqId === undefined ? { type: 'error', error } : { type: 'error', reqId, error });
+  }
+
+  close(code = 1000, reason = ''): void {
+    if (this.closed) return;
+    this.ws.close(code, reason.slice(0, 120));
+  }
+
+  terminate(): void {
+    this.ws.terminate();
+  }
+
+  private onFrame(data: Buffer, isBinary: boolean): void {
+    this.heartbeat.heard();
+    const decoded: Decoded = isBinary
+      ? decode(data)
+      : { ok: false, error: wireError('BAD_FRAME', 'text frames are not part of the protocol; send binary msgpack') };
+    if (decoded.ok) {
+      this.events?.onMessage(decoded.message);
+      return;
+    }
+    this.sendError(decoded.error, decoded.reqId);
+    this.countBadFrame();
+  }
+
+  private countBadFrame(): void {
+    const now = Date.now();
+    this.badFrames.push(now);
+    while (this.badFrames.length > 0 && (this.badFrames[0] as number) < now - DEFAULT_BAD_FRAME_WINDOW_MS) {
+      this.badFrames.shift();
+    }
+    if (this.badFrames.length > DEFAULT_BAD_FRAME_LIMIT) {
+      this.sendError(wireError('TOO_MANY_BAD_FRAMES', 'too many bad frames; disconnecting'));
+      this.close(1008, 'too many bad frames');
+    }
+  }
+}

@@ -1,0 +1,236 @@
+import { EventEmitter } from 'node:events';
+import { decodeValue } from '../../protocols/codec.ts';
+import {
+  type ArtifactSpecInput,
+  ArtifactSpecSchema,
+  type ArtifactStatus,
+  type NodeInfo,
+  type ProjectInfo,
+  type Query,
+  type Step,
+} from '../../protocols/entities.ts';
+import type { Message, MessageOf, MessageType } from '../../protocols/messages.ts';
+import { PROTOCOL_VERSION } from '../../protocols/version.ts';
+import { FdlError } from '../errors.ts';
+import { sha256Hex } from '../store/blobs.ts';
+import { Client } from '../transport/client.ts';
+import { Requester } from '../transport/requester.ts';
+import { estimators } from './builders.ts';
+
+export type ArtifactEvent = MessageOf<'artifactEvent'>;
+export type ProjectSummary = Omit<ProjectInfo, 'features'>;
+
+const TERMINAL = new Set(['COMPLETED', 'ERROR', 'CANCELLED']);
+
+/**
+ * A submitted artifact, followed by the events the scheduler pushes (no polling).
+ * Emits 'event' (ArtifactEvent) for every job or artifact state change.
+ */
+export class ArtifactHandle extends EventEmitter<{ event: [ArtifactEvent] }> {
+  private settled: Promise<ArtifactStatus>;
+  private resolveSettled!: (s: ArtifactStatus) => void;
+
+  constructor(
+    private readonly wb: Workbench,
+    public status: ArtifactStatus,
+  ) {
+    super();
+    this.settled = new Promise((resolve) => {
+      this.resolveSettled = resolve;
+    });
+    if (TERMINAL.has(status.state)) this.resolveSettled(status);
+  }
+
+  get id(): string {
+    return this.status.id;
+  }
+
+  /** @internal */
+  push(event: ArtifactEvent): void {
+    this.status = { ...this.status, progress: event.progress };
+    this.emit('event', event);
+    if (event.event.kind === 'artifactState') {
+      this.status = { ...this.status, state: event.event.state };
+      if (TERMINAL.has(event.event.state)) {
+        void this.wb.status(this.id).then(
+          (s) => {
+            this.status = s;
+            this.resolveSettled(s);
+          },
+          () => this.resolveSettled(this.status),
+        );
+      }
+    }
+  }
+
+  /** Resolves with the final status when COMPLETED; rejects with the cause on ERROR or CANCELLED. */
+  async done(): Promise<ArtifactStatus> {
+    const s = await this.settled;
+    if (s.state === 'COMPLETED') return s;
+    const e = s.error;
+    const where = e ? ` (job ${e.jobId ?? '?'} on ${e.worker ?? '?'})` : '';
+    throw new FdlError(e?.error.code ?? 'INTERNAL', `artifact ${s.id} ended ${s.state}${where}: ${e?.error.message ?? ''}`);
+  }
+
+  /** Waits for completion, then downloads and decodes the result. */
+  async result<T = unknown>(): Promise<T> {
+    await this.done();
+    return (await this.wb.result(this.id)) as T;
+  }
+}
+
+/** A project opened by its token: its aggregated data, and shortcuts to the estimators. */
+export class Project {
+  constructor(
+    private readonly wb: Workbench,
+    readonly token: string,
+    readonly info: ProjectInfo,
+  ) {}
+
+  /** Names of the numeric features, in the order the metadata lists them. */
+  numericFeatures(): string[] {
+    return this.info.features.filter((f) => f.dtype === 'numeric').map((f) => f.name);
+  }
+
+  submit(stepsOrSpec: Step[] | ArtifactSpecInput): Promise<ArtifactHandle> {
+    return this.wb.submit(this.token, Array.isArray(stepsOrSpec) ? { steps: stepsOrSpec } : stepsOrSpec);
+  }
+
+  count(query?: Query): Promise<ArtifactHandle> {
+    return this.submit({ name: 'count', steps: [estimators.count(query)] });
+  }
+
+  mean(features: string[] = this.numericFeatures(), query?: Query): Promise<ArtifactHandle> {
+    return this.submit({ name: 'mean', steps: [estimators.mean(features, query)] });
+  }
+
+  /** Group counts over features with a known, small set of values (see the project's metadata). */
+  groupCount(by: string[], query?: Query): Promise<ArtifactHandle> {
+    const domain = by.map((name) => {
+      const f = this.info.features.find((x) => x.name === name);
+      if (!f) throw new FdlError('BAD_QUERY', `the project has no feature "${name}"`);
+      if (!f.categories) {
+        throw new FdlError('BAD_QUERY', `feature "${name}" has too many distinct values to group by`);
+      }
+      return f.categories;
+    });
+    return this.submit({ name: 'groupCount', steps: [estimators.groupCount(by, domain, query)] });
+  }
+}
+
+export interface ConnectOptions {
+  name?: string;
+  /** Bound on each request's wait for its reply. */
+  requestTimeoutMs?: number;
+}
+
+/** The researcher's connection to a scheduler. */
+export class Workbench {
+  private readonly requester = new Requester();
+  private readonly handles = new Map<string, ArtifactHandle>();
+  private client!: Client;
+  private welcomed!: Promise<void>;
+
+  private constructor(
+    readonly url: string,
+    private readonly opts: ConnectOptions,
+  ) {}
+
+  static async connect(url: string, opts: ConnectOptions = {}): Promise<Workbench> {
+    const wb = new Workbench(url, opts);
+    await wb.open();
+    return wb;
+  }
+
+  private async open(): Promise<void> {
+    let welcome!: () => void;
+    let refuse!: (e: Error) => void;
+    this.welcomed = new Promise<void>((resolve, reject) => {
+      welcome = resolve;
+      refuse = reject;
+    });
+    this.client = new Client({
+      url: this.url,
+      reconnect: false,
+      onOpen: (peer) => {
+        const hello: Message = { type: 'workbenchHello', protocolVersion: PROTOCOL_VERSION };
+        if (this.opts.name) hello.name = this.opts.name;
+        peer.send(hello);
+      },
+      onMessage: (m) => {
+        if (m.type === 'welcome') welcome();
+        else if (m.type === 'artifactEvent') this.handles.get(m.artifactId)?.push(m);
+        else if (!this.requester.settle(m) && m.type === 'error') refuse(new FdlError(m.error.code, m.error.message));
+      },
+      onClose: () => {
+        this.requester.failAll('the connection to the scheduler closed');
+        refuse(new Error('the scheduler closed the connection'));
+      },
+    });
+    await this.client.start();
+    await this.welcomed;
+  }
+
+  private async ask<K extends MessageType>(build: (reqId: number) => Message, expect: K): Promise<MessageOf<K>> {
+    const reply = await this.requester.request(build, (m) => this.client.send(m), this.opts.requestTimeoutMs);
+    if (reply.type !== expect) throw new FdlError('INTERNAL', `expected ${expect}, got ${reply.type}`);
+    return reply as never;
+  }
+
+  async nodes(): Promise<NodeInfo[]> {
+    return (await this.ask((reqId) => ({ type: 'listNodes', reqId }), 'nodeList')).nodes;
+  }
+
+  async projects(): Promise<ProjectSummary[]> {
+    return (await this.ask((reqId) => ({ type: 'listProjects', reqId }), 'projectList')).projects;
+  }
+
+  async project(token: string): Promise<Project> {
+    const { project } = await this.ask((reqId) => ({ type: 'getProject', reqId, projectToken: token }), 'project');
+    return new Project(this, token, project);
+  }
+
+  /** Checks the artifact here first (same schema as the scheduler), then submits it. */
+  async submit(projectToken: string, spec: ArtifactSpecInput): Promise<ArtifactHandle> {
+    const parsed = ArtifactSpecSchema.safeParse(spec);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const path = issue?.path.join('.') ?? '';
+      throw new FdlError('INVALID_ARTIFACT', `${path ? `${path}: ` : ''}${issue?.message ?? 'invalid artifact'}`, { path });
+    }
+    const { status } = await this.ask(
+      (reqId) => ({ type: 'submitArtifact', reqId, projectToken, artifact: parsed.data }),
+      'artifactAccepted',
+    );
+    const handle = new ArtifactHandle(this, status);
+    this.handles.set(status.id, handle);
+    return handle;
+  }
+
+  /** Follows an artifact submitted elsewhere (e.g. by `fdl submit`). */
+  async watch(artifactId: string): Promise<ArtifactHandle> {
+    const existing = this.handles.get(artifactId);
+    if (existing) return existing;
+    const handle = new ArtifactHandle(this, await this.status(artifactId));
+    this.handles.set(artifactId, handle);
+    const { status } = await this.ask((reqId) => ({ type: 'subscribe', reqId, artifactId }), 'status');
+    handle.status = status;
+    if (TERMINAL.has(status.state)) handle.push({ type: 'artifactEvent', artifactId, progress: status.progress, event: { kind: 'artifactState', state: status.state } });
+    return handle;
+  }
+
+  async status(artifactId: string): Promise<ArtifactStatus> {
+    return (await this.ask((reqId) => ({ type: 'getStatus', reqId, artifactId }), 'status')).status;
+  }
+
+  /** The decoded final resource, checked against its sha256. */
+  async result(artifactId: string): Promise<unknown> {
+    const r = await this.ask((reqId) => ({ type: 'getResult', reqId, artifactId }), 'result');
+    if (sha256Hex(r.data) !== r.sha256) throw new FdlError('CHECKSUM_MISMATCH', `result of ${artifactId} arrived corrupted`);
+    return decodeValue(r.data);
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

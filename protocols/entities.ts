@@ -1,0 +1,290 @@
+import { z } from 'zod';
+import { WireErrorSchema } from './errors.ts';
+
+// Bounds on everything a peer can send: a frame is refused before it can make us work hard.
+const Name = z.string().min(1).max(256);
+const Id = z.string().min(1).max(128);
+export const ScalarSchema = z.union([z.number(), z.string().max(10_000), z.boolean(), z.null()]);
+export type Scalar = z.infer<typeof ScalarSchema>;
+
+// ---------------------------------------------------------------- queries
+
+export const ComparisonOps = ['<', '<=', '>', '>=', '==', '!='] as const;
+export const FilterOps = [...ComparisonOps, 'in', 'not in', 'is null', 'not null', 'between'] as const;
+
+export const FilterConditionSchema = z
+  .object({
+    /** A feature of the project's data; checked against the data source schema on the worker. */
+    feature: Name,
+    op: z.enum(FilterOps),
+    /** A scalar for comparisons, a list for `in`/`not in`, `[low, high]` for `between`, absent for null tests. */
+    value: z.union([ScalarSchema, z.array(ScalarSchema).max(10_000)]).optional(),
+  })
+  .strict();
+export type FilterCondition = z.infer<typeof FilterConditionSchema>;
+
+export type Filter = FilterCondition | { and: Filter[] } | { or: Filter[] };
+export const FilterSchema: z.ZodType<Filter> = z.lazy(() =>
+  z.union([
+    FilterConditionSchema,
+    z.object({ and: z.array(FilterSchema).min(1).max(256) }).strict(),
+    z.object({ or: z.array(FilterSchema).min(1).max(256) }).strict(),
+  ]),
+);
+
+/** Rows a job works on: the union of the worker's data sources bound to the project, filtered. */
+export const QuerySchema = z
+  .object({
+    where: FilterSchema.optional(),
+  })
+  .strict();
+export type Query = z.infer<typeof QuerySchema>;
+
+// ---------------------------------------------------------------- operations
+
+const Features = z.array(Name).min(1).max(4_096);
+
+/** A group key domain: the list of possible values of each `by` feature, in `by` order. */
+const Domain = z.array(z.array(ScalarSchema).min(1).max(1_024)).min(1).max(8);
+
+export const OperationSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('Noop') }).strict(),
+  /** Test aid: throws while the attempt number is <= `failAttempts`. */
+  z.object({ kind: z.literal('TestFail'), failAttempts: z.number().int().min(0).max(100) }).strict(),
+  /** Test aid: waits `ms` milliseconds, then passes its input on. */
+  z.object({ kind: z.literal('TestSleep'), ms: z.number().int().min(0).max(600_000) }).strict(),
+  z.object({ kind: z.literal('CountInit') }).strict(),
+  z.object({ kind: z.literal('Count'), query: QuerySchema.optional() }).strict(),
+  z.object({ kind: z.literal('CountFinal') }).strict(),
+  z.object({ kind: z.literal('MeanInit'), features: Features }).strict(),
+  z.object({ kind: z.literal('Mean'), features: Features, query: QuerySchema.optional() }).strict(),
+  z.object({ kind: z.literal('MeanFinal'), features: Features }).strict(),
+  z.object({ kind: z.literal('GroupCountInit'), by: Features.max(8), domain: Domain }).strict(),
+  z.object({ kind: z.literal('GroupCount'), by: Features.max(8), query: QuerySchema.optional() }).strict(),
+  z.object({ kind: z.literal('GroupCountFinal'), by: Features.max(8) }).strict(),
+]);
+export type Operation = z.infer<typeof OperationSchema>;
+export type OperationKind = Operation['kind'];
+
+// ---------------------------------------------------------------- steps and distributions
+
+export const DistributionSchema = z
+  .object({
+    /** Arrange: all to all. Collect: many to one. Distribute: one to many. DirectToNext: i-th to i-th. */
+    kind: z.enum(['Arrange', 'Collect', 'Distribute', 'DirectToNext']),
+    /** Seal resources for the receiving node (issue: security). */
+    encryption: z.boolean().default(false),
+  })
+  .strict();
+export type Distribution = z.infer<typeof DistributionSchema>;
+
+const OnInitiator = (kind: 'Initialize' | 'Finalize') =>
+  z
+    .object({ kind: z.literal(kind), operation: OperationSchema, distribution: DistributionSchema.optional() })
+    .strict();
+
+export const ParallelStepSchema = z
+  .object({ kind: z.literal('Parallel'), operation: OperationSchema, distribution: DistributionSchema.optional() })
+  .strict();
+export const SequentialStepSchema = z
+  .object({
+    kind: z.literal('Sequential'),
+    /** Runs on the initiator before the chain. */
+    init: OperationSchema,
+    /** Runs on each worker in turn; each gets the product of the one before. */
+    operation: OperationSchema,
+    /** Runs on the initiator after the last worker. */
+    final: OperationSchema,
+    distribution: DistributionSchema.optional(),
+  })
+  .strict();
+export const RoundRobinStepSchema = z
+  .object({ kind: z.literal('RoundRobin'), operation: OperationSchema, distribution: DistributionSchema.optional() })
+  .strict();
+
+export const SimpleStepSchema = z.discriminatedUnion('kind', [
+  OnInitiator('Initialize'),
+  ParallelStepSchema,
+  SequentialStepSchema,
+  RoundRobinStepSchema,
+  OnInitiator('Finalize'),
+]);
+export type SimpleStep = z.infer<typeof SimpleStepSchema>;
+
+export const IterateStepSchema = z
+  .object({
+    kind: z.literal('Iterate'),
+    iterations: z.number().int().min(1).max(10_000),
+    steps: z.array(SimpleStepSchema).min(1).max(64),
+  })
+  .strict();
+
+export const StepSchema = z.discriminatedUnion('kind', [
+  OnInitiator('Initialize'),
+  ParallelStepSchema,
+  SequentialStepSchema,
+  RoundRobinStepSchema,
+  OnInitiator('Finalize'),
+  IterateStepSchema,
+]);
+export type Step = z.infer<typeof StepSchema>;
+export type StepKind = Step['kind'];
+
+// ---------------------------------------------------------------- artifact
+
+export const RetryPolicySchema = z
+  .object({
+    /** Counts the first attempt: 3 means one try and two retries. */
+    maxAttempts: z.number().int().min(1).max(100).default(3),
+    /** Wait before a retry. */
+    retryDelayMs: z.number().int().min(0).max(3_600_000).default(500),
+    /** Bound on one attempt of one job, from assignment to report. */
+    attemptTimeoutMs: z.number().int().min(100).max(86_400_000).default(600_000),
+  })
+  .strict();
+export type RetryPolicy = z.infer<typeof RetryPolicySchema>;
+
+/** What a workbench submits: the wire form of an Artifact (also the `fdl submit` file format). */
+export const ArtifactSpecSchema = z
+  .object({
+    name: z.string().max(256).optional(),
+    steps: z.array(StepSchema).min(1).max(256),
+    policy: RetryPolicySchema.partial().optional(),
+  })
+  .strict();
+export type ArtifactSpec = z.infer<typeof ArtifactSpecSchema>;
+export type ArtifactSpecInput = z.input<typeof ArtifactSpecSchema>;
+
+export const ArtifactStates = ['SCHEDULED', 'RUNNING', 'COMPLETED', 'ERROR', 'CANCELLED'] as const;
+export const ArtifactStateSchema = z.enum(ArtifactStates);
+export type ArtifactState = z.infer<typeof ArtifactStateSchema>;
+
+export const JobStates = ['WAITING', 'SCHEDULED', 'RUNNING', 'COMPLETED', 'FAILED', 'ERROR'] as const;
+export const JobStateSchema = z.enum(JobStates);
+export type JobState = z.infer<typeof JobStateSchema>;
+
+export const JobStatusSchema = z
+  .object({
+    id: Id,
+    index: z.number().int().min(0),
+    worker: Id,
+    stepIndex: z.number().int().min(0),
+    iteration: z.number().int().min(0),
+    operation: z.string().max(64),
+    state: JobStateSchema,
+    attempt: z.number().int().min(0),
+    lastError: WireErrorSchema.optional(),
+  })
+  .strict();
+export type JobStatus = z.infer<typeof JobStatusSchema>;
+
+export const ArtifactStatusSchema = z
+  .object({
+    id: Id,
+    name: z.string().max(256).optional(),
+    projectId: Id,
+    state: ArtifactStateSchema,
+    progress: z.object({ completed: z.number().int(), total: z.number().int() }).strict(),
+    jobs: z.array(JobStatusSchema),
+    /** Set when the artifact is ERROR: which job, on which worker, and why. */
+    error: z
+      .object({ jobId: Id.optional(), worker: Id.optional(), error: WireErrorSchema })
+      .strict()
+      .optional(),
+    resultResourceId: Id.optional(),
+    createdAt: z.number(),
+    updatedAt: z.number(),
+  })
+  .strict();
+export type ArtifactStatus = z.infer<typeof ArtifactStatusSchema>;
+
+// ---------------------------------------------------------------- resources
+
+export const ResourceRefSchema = z
+  .object({
+    id: Id,
+    /** The job that produced it. */
+    jobId: Id,
+    producer: Id,
+    size: z.number().int().min(0),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  })
+  .strict();
+export type ResourceRef = z.infer<typeof ResourceRefSchema>;
+
+// ---------------------------------------------------------------- data metadata (aggregates only)
+
+export const DTypes = ['numeric', 'string', 'boolean', 'datetime', 'other'] as const;
+
+export const FeatureMetaSchema = z
+  .object({
+    name: Name,
+    dtype: z.enum(DTypes),
+    /** The engine's own type name (DuckDB), e.g. DOUBLE, BIGINT, VARCHAR. */
+    sqlType: z.string().max(128),
+    missing: z.number().int().min(0),
+    min: z.number().nullable().optional(),
+    max: z.number().nullable().optional(),
+    mean: z.number().nullable().optional(),
+    std: z.number().nullable().optional(),
+    /** Distinct values, only for low-cardinality features (the group-by domain). */
+    categories: z.array(ScalarSchema).max(1_024).optional(),
+  })
+  .strict();
+export type FeatureMeta = z.infer<typeof FeatureMetaSchema>;
+
+export const DataSourceMetaSchema = z
+  .object({
+    name: Name,
+    rows: z.number().int().min(0),
+    features: z.array(FeatureMetaSchema).max(4_096),
+  })
+  .strict();
+export type DataSourceMeta = z.infer<typeof DataSourceMetaSchema>;
+
+/** What a worker announces for one project token: its data sources bound to it. */
+export const ProjectDataSchema = z
+  .object({ token: z.string().min(1).max(512), datasources: z.array(DataSourceMetaSchema).max(256) })
+  .strict();
+export type ProjectData = z.infer<typeof ProjectDataSchema>;
+
+export const AggregatedFeatureSchema = z
+  .object({
+    name: Name,
+    dtype: z.enum(DTypes),
+    datasources: z.number().int(),
+    rows: z.number().int(),
+    missing: z.number().int(),
+    min: z.number().nullable(),
+    max: z.number().nullable(),
+    /** Row-weighted over the data sources. */
+    mean: z.number().nullable(),
+    categories: z.array(ScalarSchema).optional(),
+  })
+  .strict();
+export type AggregatedFeature = z.infer<typeof AggregatedFeatureSchema>;
+
+export const ProjectInfoSchema = z
+  .object({
+    id: Id,
+    name: Name,
+    workers: z.number().int(),
+    datasources: z.number().int(),
+    rows: z.number().int(),
+    features: z.array(AggregatedFeatureSchema),
+  })
+  .strict();
+export type ProjectInfo = z.infer<typeof ProjectInfoSchema>;
+
+export const NodeInfoSchema = z
+  .object({
+    id: Id,
+    name: z.string().max(256),
+    role: z.enum(['scheduler', 'worker']),
+    connected: z.boolean(),
+    lastSeen: z.number(),
+    projects: z.number().int(),
+    datasources: z.number().int(),
+  })
+  .strict();
+export type NodeInfo = z.infer<typeof NodeInfoSchema>;

@@ -1,0 +1,60 @@
+import { z } from 'zod';
+
+/**
+ * Wire error codes: stable strings a receiver branches on (never `instanceof`).
+ * Each one is documented in docs/PROTOCOL.md, "Error codes".
+ */
+export const ErrorCodes = [
+  'BAD_FRAME', // not decodable msgpack, or not a map with a string `type`
+  'UNKNOWN_MESSAGE', // a `type` this protocol does not define
+  'INVALID_MESSAGE', // a known `type` with missing or wrong fields
+  'PROTOCOL_VERSION_MISMATCH',
+  'NOT_AUTHENTICATED', // a message other than `hello` before the handshake
+  'UNEXPECTED_MESSAGE', // a valid message this peer may not send in its role
+  'UNKNOWN_PROJECT',
+  'UNKNOWN_ARTIFACT',
+  'UNKNOWN_JOB',
+  'UNKNOWN_RESOURCE',
+  'INVALID_ARTIFACT', // refused at submit time: the plan cannot be built
+  'NO_WORKERS', // the project has no connected worker holding its data
+  'RESULT_NOT_READY',
+  'DOWNLOAD_FORBIDDEN', // the node's allow_resource_download is false
+  'CHECKSUM_MISMATCH',
+  'OPERATION_FAILED', // the operation threw on the worker
+  'BAD_QUERY', // a query names a feature the data does not have, or a wrong value
+  'DATA_UNAVAILABLE',
+  'ATTEMPT_TIMEOUT',
+  'TOO_MANY_BAD_FRAMES',
+  'SHUTTING_DOWN',
+  'INTERNAL',
+] as const;
+
+export const ErrorCodeSchema = z.enum(ErrorCodes);
+export type ErrorCode = z.infer<typeof ErrorCodeSchema>;
+
+/** Errors cross the wire as data; `retryable` is decided where the error is raised. */
+export const WireErrorSchema = z
+  .object({
+    code: ErrorCodeSchema,
+    message: z.string().max(10_000),
+    retryable: z.boolean(),
+    /** The step or field at fault, when there is one (e.g. "steps[1].operation.features[0]"). */
+    path: z.string().max(1_000).optional(),
+  })
+  .strict();
+export type WireError = z.infer<typeof WireErrorSchema>;
+
+const NON_RETRYABLE: ReadonlySet<ErrorCode> = new Set([
+  'BAD_QUERY',
+  'INVALID_ARTIFACT',
+  'UNKNOWN_PROJECT',
+  'PROTOCOL_VERSION_MISMATCH',
+  'DOWNLOAD_FORBIDDEN',
+]);
+
+/** The one place a wire error is made from its code. */
+export function wireError(code: ErrorCode, message: string, path?: string): WireError {
+  const err: WireError = { code, message, retryable: !NON_RETRYABLE.has(code) };
+  if (path !== undefined) err.path = path;
+  return err;
+}

@@ -1,0 +1,185 @@
+import { z } from 'zod';
+import {
+  ArtifactSpecSchema,
+  ArtifactStateSchema,
+  ArtifactStatusSchema,
+  JobStateSchema,
+  NodeInfoSchema,
+  OperationSchema,
+  ProjectDataSchema,
+  ProjectInfoSchema,
+  ResourceRefSchema,
+} from './entities.ts';
+import { WireErrorSchema } from './errors.ts';
+
+// Every frame is one msgpack map with a string `type`; this file is the whole list.
+// Requests carry `reqId`, chosen by the sender and increasing; the reply carries it back.
+
+const Id = z.string().min(1).max(128);
+const ReqId = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const Sha256 = z.string().regex(/^[0-9a-f]{64}$/);
+// msgpack bin decodes to a Buffer (a Uint8Array); typed as the base type so any view fits.
+const Bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, { message: 'expected binary data' });
+const msg = <T extends string, S extends z.ZodRawShape>(type: T, shape: S) =>
+  z.object({ type: z.literal(type), ...shape }).strict();
+
+// ---------------------------------------------------------------- handshake (any peer)
+
+/** worker -> scheduler, first frame. */
+export const WorkerHelloSchema = msg('workerHello', {
+  protocolVersion: z.number().int(),
+  nodeId: Id,
+  name: z.string().max(256),
+  /** The worker's data, per project token: metadata only, never rows. */
+  projects: z.array(ProjectDataSchema).max(256),
+  /** Jobs this worker holds from before a reconnect: `(jobId, attempt)`. */
+  holding: z.array(z.object({ jobId: Id, attempt: z.number().int().min(1) }).strict()).max(100_000),
+});
+/** workbench -> scheduler, first frame. */
+export const WorkbenchHelloSchema = msg('workbenchHello', {
+  protocolVersion: z.number().int(),
+  name: z.string().max(256).optional(),
+});
+/** scheduler -> peer, reply to a hello. */
+export const WelcomeSchema = msg('welcome', {
+  protocolVersion: z.number().int(),
+  schedulerId: Id,
+  sessionId: Id,
+});
+/** any -> any: a request failed or a frame was refused. `reqId` names the request when known. */
+export const ErrorMessageSchema = msg('error', { reqId: ReqId.optional(), error: WireErrorSchema });
+
+// ---------------------------------------------------------------- scheduler <-> worker
+
+/** scheduler -> worker: run one attempt of a job. Delivered twice, it runs once and is reported again. */
+export const AssignJobSchema = msg('assignJob', {
+  artifactId: Id,
+  jobId: Id,
+  attempt: z.number().int().min(1),
+  projectToken: z.string().min(1).max(512),
+  /** Which step of the artifact, and which round of an Iterate, the job belongs to. */
+  stepIndex: z.number().int().min(0),
+  iteration: z.number().int().min(0),
+  operation: OperationSchema,
+  /** The products of the jobs this job waits on, to fetch with `fetchResource`. */
+  inputs: z.array(ResourceRefSchema).max(100_000),
+});
+/** scheduler -> worker: stop a job (artifact cancelled or failed); no report is expected. */
+export const CancelJobSchema = msg('cancelJob', { jobId: Id, attempt: z.number().int().min(1) });
+/** worker -> scheduler: the attempt began. */
+export const JobStartedSchema = msg('jobStarted', { jobId: Id, attempt: z.number().int().min(1) });
+/** worker -> scheduler: the attempt succeeded; `data` is its product, checked against `sha256`. */
+export const JobCompletedSchema = msg('jobCompleted', {
+  jobId: Id,
+  attempt: z.number().int().min(1),
+  sha256: Sha256,
+  data: Bytes,
+});
+/** worker -> scheduler: the attempt failed. */
+export const JobFailedSchema = msg('jobFailed', {
+  jobId: Id,
+  attempt: z.number().int().min(1),
+  error: WireErrorSchema,
+});
+/** worker -> scheduler: send me the bytes of a resource addressed to one of my jobs. */
+export const FetchResourceSchema = msg('fetchResource', { reqId: ReqId, resourceId: Id });
+/** scheduler -> worker, reply to fetchResource. */
+export const ResourceDataSchema = msg('resourceData', {
+  reqId: ReqId,
+  resourceId: Id,
+  sha256: Sha256,
+  data: Bytes,
+});
+
+// ---------------------------------------------------------------- workbench -> scheduler requests
+
+export const ListNodesSchema = msg('listNodes', { reqId: ReqId });
+export const ListProjectsSchema = msg('listProjects', { reqId: ReqId });
+export const GetProjectSchema = msg('getProject', { reqId: ReqId, projectToken: z.string().min(1).max(512) });
+export const SubmitArtifactSchema = msg('submitArtifact', {
+  reqId: ReqId,
+  projectToken: z.string().min(1).max(512),
+  artifact: ArtifactSpecSchema,
+});
+export const GetStatusSchema = msg('getStatus', { reqId: ReqId, artifactId: Id });
+export const GetResultSchema = msg('getResult', { reqId: ReqId, artifactId: Id });
+/** Ask for `artifactEvent` pushes about one artifact; replied with its current status. */
+export const SubscribeSchema = msg('subscribe', { reqId: ReqId, artifactId: Id });
+
+// ---------------------------------------------------------------- scheduler -> workbench replies and pushes
+
+export const NodeListSchema = msg('nodeList', { reqId: ReqId, nodes: z.array(NodeInfoSchema) });
+export const ProjectListSchema = msg('projectList', {
+  reqId: ReqId,
+  projects: z.array(ProjectInfoSchema.omit({ features: true })),
+});
+export const ProjectSchema = msg('project', { reqId: ReqId, project: ProjectInfoSchema });
+export const ArtifactAcceptedSchema = msg('artifactAccepted', { reqId: ReqId, status: ArtifactStatusSchema });
+export const StatusSchema = msg('status', { reqId: ReqId, status: ArtifactStatusSchema });
+export const ResultSchema = msg('result', {
+  reqId: ReqId,
+  artifactId: Id,
+  resourceId: Id,
+  sha256: Sha256,
+  /** msgpack of the final product (a statistic's object, a model's parameters). */
+  data: Bytes,
+});
+
+export const ArtifactEventSchema = msg('artifactEvent', {
+  artifactId: Id,
+  progress: z.object({ completed: z.number().int(), total: z.number().int() }).strict(),
+  event: z.discriminatedUnion('kind', [
+    z.object({ kind: z.literal('artifactState'), state: ArtifactStateSchema }).strict(),
+    z
+      .object({
+        kind: z.literal('jobState'),
+        jobId: Id,
+        worker: Id,
+        state: JobStateSchema,
+        attempt: z.number().int().min(0),
+        error: WireErrorSchema.optional(),
+      })
+      .strict(),
+  ]),
+});
+
+// ---------------------------------------------------------------- the union
+
+export const MessageSchemas = {
+  workerHello: WorkerHelloSchema,
+  workbenchHello: WorkbenchHelloSchema,
+  welcome: WelcomeSchema,
+  error: ErrorMessageSchema,
+  assignJob: AssignJobSchema,
+  cancelJob: CancelJobSchema,
+  jobStarted: JobStartedSchema,
+  jobCompleted: JobCompletedSchema,
+  jobFailed: JobFailedSchema,
+  fetchResource: FetchResourceSchema,
+  resourceData: ResourceDataSchema,
+  listNodes: ListNodesSchema,
+  listProjects: ListProjectsSchema,
+  getProject: GetProjectSchema,
+  submitArtifact: SubmitArtifactSchema,
+  getStatus: GetStatusSchema,
+  getResult: GetResultSchema,
+  subscribe: SubscribeSchema,
+  nodeList: NodeListSchema,
+  projectList: ProjectListSchema,
+  project: ProjectSchema,
+  artifactAccepted: ArtifactAcceptedSchema,
+  status: StatusSchema,
+  result: ResultSchema,
+  artifactEvent: ArtifactEventSchema,
+} as const;
+
+export type MessageType = keyof typeof MessageSchemas;
+export const MessageTypes = Object.keys(MessageSchemas) as MessageType[];
+export type Message = { [K in MessageType]: z.infer<(typeof MessageSchemas)[K]> }[MessageType];
+export type MessageOf<K extends MessageType> = z.infer<(typeof MessageSchemas)[K]>;
+
+export type WorkerToScheduler = MessageOf<'workerHello' | 'jobStarted' | 'jobCompleted' | 'jobFailed' | 'fetchResource'>;
+export type WorkbenchRequest = MessageOf<
+  'listNodes' | 'listProjects' | 'getProject' | 'submitArtifact' | 'getStatus' | 'getResult' | 'subscribe'
+>;
+export type SchedulerToWorker = MessageOf<'welcome' | 'error' | 'assignJob' | 'cancelJob' | 'resourceData'>;

@@ -1,0 +1,433 @@
+// The estimators are Ferdelance's secure sums with its bugs fixed: run whole Sequential chains in-process (initiator -> worker 1 -> worker 2 -> initiator) and check the exact central answer, that the mask hides every partial, and the refusals.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pack, unpack } from 'msgpackr';
+import t from 'tap';
+import { DataEngine } from '../lib/data/engine.ts';
+import { isFdlError } from '../lib/errors.ts';
+import { drawMask, keyJson, type Locals, normalizeScalar, type OpContext } from '../lib/ops/context.ts';
+import { compareKeys, domainKeys, MAX_GROUP_KEYS } from '../lib/ops/estimators/group-count.ts';
+import { runOperation } from '../lib/ops/index.ts';
+import type { Filter, Operation, Query, Scalar } from '../protocols/entities.ts';
+
+const DATA = new URL('../examples/data/', import.meta.url).pathname;
+const SHARD1 = join(DATA, 'california_housing.MedInc1.csv');
+const SHARD2 = join(DATA, 'california_housing.MedInc2.csv');
+const TOKEN = 'project-token';
+
+function readCsv(path: string): { header: string[]; rows: number[][] } {
+  const lines = readFileSync(path, 'utf8').trim().split('\n');
+  return { header: (lines[0] ?? '').split(','), rows: lines.slice(1).map((l) => l.split(',').map(Number)) };
+}
+const s1 = readCsv(SHARD1);
+const s2 = readCsv(SHARD2);
+const header = s1.header;
+const all = [...s1.rows, ...s2.rows];
+const v = (r: number[], f: string): number => r[header.indexOf(f)] as number;
+
+/** mulberry32: a seeded [0,1) generator, so the masks are reproducible. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+class MapLocals implements Locals {
+  readonly map = new Map<string, unknown>();
+  get(key: string): unknown {
+    return this.map.get(key);
+  }
+  set(key: string, value: unknown): void {
+    this.map.set(key, value);
+  }
+}
+
+interface Node {
+  data: DataEngine | undefined;
+  locals: Locals;
+}
+
+function ctx(node: Node, operation: Operation, inputs: unknown[], extra: Partial<OpContext> = {}): OpContext {
+  return {
+    operation,
+    attempt: 1,
+    artifactId: 'artifact-1',
+    stepIndex: 0,
+    iteration: 0,
+    projectToken: TOKEN,
+    inputs,
+    data: node.data,
+    locals: node.locals,
+    random: seeded(42),
+    ...extra,
+  };
+}
+
+/** Products cross the wire as msgpack: every hop is packed and unpacked. */
+const wire = (x: unknown): unknown => unpack(pack(x));
+
+interface Chain {
+  result: unknown;
+  /** The products of init, worker 1, worker 2, as they crossed the wire. */
+  hops: unknown[];
+}
+
+async function sequential(
+  initiator: Node,
+  workers: Node[],
+  init: Operation,
+  op: Operation,
+  final: Operation,
+  extra: Partial<OpContext> = {},
+): Promise<Chain> {
+  const hops: unknown[] = [wire(await runOperation(ctx(initiator, init, [], extra)))];
+  for (const w of workers) hops.push(wire(await runOperation(ctx(w, op, [hops.at(-1)], extra))));
+  const result = wire(await runOperation(ctx(initiator, final, [hops.at(-1)], extra)));
+  return { result, hops };
+}
+
+async function caught(p: Promise<unknown>): Promise<{ code: string; message: string; retryable: boolean; path?: string }> {
+  try {
+    await p;
+  } catch (e) {
+    if (isFdlError(e)) return e;
+    throw e;
+  }
+  throw new Error('expected a rejection');
+}
+
+t.test('Sequential chains over two shards match the central computation', async (t) => {
+  const e1 = await DataEngine.open([{ name: 'shard1', path: SHARD1, projects: [TOKEN] }]);
+  const e2 = await DataEngine.open([{ name: 'shard2', path: SHARD2, projects: [TOKEN] }]);
+  t.teardown(async () => {
+    await e1.close();
+    await e2.close();
+  });
+  const initiator: Node = { data: undefined, locals: new MapLocals() };
+  const workers: Node[] = [
+    { data: e1, locals: new MapLocals() },
+    { data: e2, locals: new MapLocals() },
+  ];
+
+  const filter: Filter = {
+    and: [
+      { feature: 'HouseAge', op: '>=', value: 15 },
+      { feature: 'Longitude', op: '<', value: -118 },
+    ],
+  };
+  const pred = (r: number[]) => v(r, 'HouseAge') >= 15 && v(r, 'Longitude') < -118;
+  const queries: Array<[string, Query | undefined, (r: number[]) => boolean]> = [
+    ['no filter', undefined, () => true],
+    ['filtered', { where: filter }, pred],
+  ];
+
+  for (const [label, query, keep] of queries) {
+    const rows = all.filter(keep);
+    const rows1 = s1.rows.filter(keep);
+
+    t.test(`count, ${label}`, async (t) => {
+      const c = await sequential(
+        initiator,
+        workers,
+        { kind: 'CountInit' },
+        query ? { kind: 'Count', query } : { kind: 'Count' },
+        { kind: 'CountFinal' },
+      );
+      t.same(c.result, { count: rows.length });
+      const [h0, h1, h2] = c.hops as Array<{ count: number }>;
+      t.not(h0?.count, 0, 'the chain starts at the mask');
+      t.equal(h1?.count, (h0?.count ?? 0) + rows1.length, 'worker 1 adds its count');
+      t.not(h1?.count, rows1.length, 'worker 1 product is not its plain count');
+      t.not(h2?.count, rows.length, 'worker 2 product is not the plain total');
+    });
+
+    t.test(`mean of every feature, ${label}`, async (t) => {
+      const c = await sequential(
+        initiator,
+        workers,
+        { kind: 'MeanInit', features: header },
+        query ? { kind: 'Mean', features: header, query } : { kind: 'Mean', features: header },
+        { kind: 'MeanFinal', features: header },
+        { stepIndex: 1 },
+      );
+      const result = c.result as { mean: Record<string, number>; count: Record<string, number> };
+      t.same(Object.keys(result.mean), header);
+      for (const f of header) {
+        const central = rows.reduce((a, r) => a + v(r, f), 0) / rows.length;
+        const rel = Math.abs(result.mean[f] as number - central) / Math.abs(central);
+        t.ok(rel <= 1e-9, `${f}: ${result.mean[f]} vs ${central} (rel ${rel.toExponential(2)})`);
+        t.equal(result.count[f], rows.length, `${f} count`);
+      }
+      const [h0, h1, h2] = c.hops as Array<{ sums: Record<string, number>; counts: Record<string, number> }>;
+      const masks = new Set([...Object.values(h0?.sums ?? {}), ...Object.values(h0?.counts ?? {})]);
+      t.equal(masks.size, 2 * header.length, 'an independent mask per feature, for the sum and for the count');
+      for (const f of header) {
+        const sum1 = rows1.reduce((a, r) => a + v(r, f), 0);
+        const sum = rows.reduce((a, r) => a + v(r, f), 0);
+        t.not(h1?.counts[f], rows1.length, `${f}: worker 1 count is masked`);
+        t.not(h2?.counts[f], rows.length, `${f}: worker 2 count is masked`);
+        t.ok(Math.abs((h1?.sums[f] ?? 0) - sum1) > 1, `${f}: worker 1 sum is masked`);
+        t.ok(Math.abs((h2?.sums[f] ?? 0) - sum) > 1, `${f}: worker 2 sum is masked`);
+      }
+    });
+
+    t.test(`group count by (MedHouseValDiscrete, HouseAge), ${label}`, async (t) => {
+      const by = ['MedHouseValDiscrete', 'HouseAge'];
+      const ages = Array.from({ length: 60 }, (_, i) => i);
+      const c = await sequential(
+        initiator,
+        workers,
+        { kind: 'GroupCountInit', by, domain: [[1, 0n as unknown as number, -0], ages] },
+        query ? { kind: 'GroupCount', by, query } : { kind: 'GroupCount', by },
+        { kind: 'GroupCountFinal', by },
+        { stepIndex: 2 },
+      );
+      const central = new Map<string, number>();
+      for (const r of rows) {
+        const k = JSON.stringify([v(r, 'MedHouseValDiscrete'), v(r, 'HouseAge')]);
+        central.set(k, (central.get(k) ?? 0) + 1);
+      }
+      const expected = [...central]
+        .map(([k, count]) => ({ key: JSON.parse(k) as Scalar[], count }))
+        .sort((a, b) => compareKeys(a.key, b.key));
+      const result = c.result as { by: string[]; groups: Array<{ key: Scalar[]; count: number }> };
+      t.same(result.by, by);
+      t.same(result.groups, expected, 'exact counts, sorted, zero groups left out');
+      t.ok(result.groups.length < 2 * 60, 'some declared keys had no row and are not listed');
+      const [h0, h1, h2] = c.hops as Array<{ counts: Record<string, number> }>;
+      t.equal(Object.keys(h0?.counts ?? {}).length, 2 * 60, 'every key of the domain is masked from the start');
+      t.same(Object.keys(h2?.counts ?? {}), Object.keys(h0?.counts ?? {}), 'workers see the same key set');
+      const local1 = new Map<string, number>();
+      for (const r of rows1) {
+        const k = JSON.stringify([v(r, 'MedHouseValDiscrete'), v(r, 'HouseAge')]);
+        local1.set(k, (local1.get(k) ?? 0) + 1);
+      }
+      for (const [k, n] of local1) {
+        t.equal(h1?.counts[k], (h0?.counts[k] ?? 0) + n);
+        t.not(h1?.counts[k], n, `${k}: worker 1 count is masked`);
+      }
+      for (const g of expected) t.not(h2?.counts[JSON.stringify(g.key)], g.count, 'worker 2 counts are masked');
+    });
+  }
+
+  t.test('a key outside the declared domain is refused', async (t) => {
+    const err = await caught(
+      sequential(
+        initiator,
+        workers,
+        { kind: 'GroupCountInit', by: ['MedHouseValDiscrete'], domain: [[0]] },
+        { kind: 'GroupCount', by: ['MedHouseValDiscrete'] },
+        { kind: 'GroupCountFinal', by: ['MedHouseValDiscrete'] },
+        { stepIndex: 3 },
+      ),
+    );
+    t.equal(err.code, 'BAD_QUERY');
+    t.equal(err.retryable, false);
+    t.match(err.message, /outside the declared domain/);
+    t.equal(err.path, 'operation.domain');
+    // Filtering the rows down to the domain makes the same plan work.
+    const c = await sequential(
+      initiator,
+      workers,
+      { kind: 'GroupCountInit', by: ['MedHouseValDiscrete'], domain: [[0]] },
+      {
+        kind: 'GroupCount',
+        by: ['MedHouseValDiscrete'],
+        query: { where: { feature: 'MedHouseValDiscrete', op: '==', value: 0 } },
+      },
+      { kind: 'GroupCountFinal', by: ['MedHouseValDiscrete'] },
+      { stepIndex: 3 },
+    );
+    t.same(c.result, {
+      by: ['MedHouseValDiscrete'],
+      groups: [{ key: [0], count: all.filter((r) => v(r, 'MedHouseValDiscrete') === 0).length }],
+    });
+  });
+
+  t.test('a bad query fails on the first worker with a job-relative path', async (t) => {
+    const err = await caught(
+      sequential(
+        initiator,
+        workers,
+        { kind: 'CountInit' },
+        { kind: 'Count', query: { where: { and: [{ feature: 'nope', op: 'is null' }] } } },
+        { kind: 'CountFinal' },
+        { stepIndex: 4 },
+      ),
+    );
+    t.equal(err.code, 'BAD_QUERY');
+    t.equal(err.path, 'operation.query.where.and[0].feature');
+    t.equal(err.retryable, false);
+    const err2 = await caught(
+      runOperation(ctx(workers[0] as Node, { kind: 'Mean', features: ['nope'] }, [{ sums: { nope: 1 }, counts: { nope: 1 } }])),
+    );
+    t.equal(err2.code, 'BAD_QUERY');
+    t.equal(err2.path, 'operation.features[0]');
+  });
+
+  t.test('a mean with no rows is null', async (t) => {
+    const c = await sequential(
+      initiator,
+      workers,
+      { kind: 'MeanInit', features: ['MedInc'] },
+      { kind: 'Mean', features: ['MedInc'], query: { where: { feature: 'MedInc', op: '<', value: -1 } } },
+      { kind: 'MeanFinal', features: ['MedInc'] },
+      { stepIndex: 5 },
+    );
+    t.same(c.result, { mean: { MedInc: null }, count: { MedInc: 0 } });
+  });
+});
+
+t.test('a key first seen at a later worker comes out right (the original bug)', async (t) => {
+  const dir = t.testdir({
+    'w1.csv': 'city,n\nrome,1\nrome,2\nparis,3\n',
+    'w2.csv': 'city,n\nparis,4\noslo,5\noslo,6\noslo,7\n',
+  });
+  const e1 = await DataEngine.open([{ name: 'w1', path: join(dir, 'w1.csv'), projects: [TOKEN] }]);
+  const e2 = await DataEngine.open([{ name: 'w2', path: join(dir, 'w2.csv'), projects: [TOKEN] }]);
+  t.teardown(async () => {
+    await e1.close();
+    await e2.close();
+  });
+  const initiator: Node = { data: undefined, locals: new MapLocals() };
+  const c = await sequential(
+    initiator,
+    [
+      { data: e1, locals: new MapLocals() },
+      { data: e2, locals: new MapLocals() },
+    ],
+    { kind: 'GroupCountInit', by: ['city'], domain: [['rome', 'paris', 'oslo', 'lima', null]] },
+    { kind: 'GroupCount', by: ['city'] },
+    { kind: 'GroupCountFinal', by: ['city'] },
+  );
+  t.same(c.result, {
+    by: ['city'],
+    groups: [
+      { key: ['oslo'], count: 3 },
+      { key: ['paris'], count: 2 },
+      { key: ['rome'], count: 2 },
+    ],
+  });
+});
+
+t.test('chain links check their inputs and their node', async (t) => {
+  const e1 = await DataEngine.open([{ name: 'shard1', path: SHARD1, projects: [TOKEN] }]);
+  t.teardown(() => e1.close());
+  const worker: Node = { data: e1, locals: new MapLocals() };
+  const initiator: Node = { data: undefined, locals: new MapLocals() };
+
+  for (const inputs of [[], [{ count: 1 }, { count: 2 }]]) {
+    const err = await caught(runOperation(ctx(worker, { kind: 'Count' }, inputs)));
+    t.equal(err.code, 'OPERATION_FAILED');
+    t.match(err.message, /exactly 1 input/);
+  }
+  for (const bad of [null, 'x', [1], { count: 'x' }, { count: Number.NaN }, {}]) {
+    const err = await caught(runOperation(ctx(worker, { kind: 'Count' }, [bad])));
+    t.equal(err.code, 'OPERATION_FAILED', JSON.stringify(bad));
+  }
+  t.equal((await caught(runOperation(ctx(worker, { kind: 'Mean', features: ['MedInc'] }, [{ sums: {}, counts: {} }])))).code, 'OPERATION_FAILED');
+  t.equal(
+    (await caught(runOperation(ctx(worker, { kind: 'GroupCount', by: ['MedInc'] }, [{ counts: { '[1]': 'x' } }])))).code,
+    'OPERATION_FAILED',
+  );
+
+  const noData = await caught(runOperation(ctx(initiator, { kind: 'Count' }, [{ count: 0 }])));
+  t.equal(noData.code, 'DATA_UNAVAILABLE');
+  const otherToken = await caught(runOperation(ctx(worker, { kind: 'Count' }, [{ count: 0 }], { projectToken: 'other' })));
+  t.equal(otherToken.code, 'DATA_UNAVAILABLE');
+
+  const fresh: Node = { data: undefined, locals: new MapLocals() };
+  t.equal((await caught(runOperation(ctx(fresh, { kind: 'CountFinal' }, [{ count: 5 }])))).code, 'INTERNAL');
+  t.equal((await caught(runOperation(ctx(fresh, { kind: 'MeanFinal', features: ['a'] }, [{ sums: { a: 1 }, counts: { a: 1 } }])))).code, 'INTERNAL');
+  t.equal((await caught(runOperation(ctx(fresh, { kind: 'GroupCountFinal', by: ['a'] }, [{ counts: {} }])))).code, 'INTERNAL');
+
+  // Masks are scoped by step and iteration: another iteration has none.
+  await runOperation(ctx(initiator, { kind: 'CountInit' }, [], { stepIndex: 7, iteration: 0 }));
+  t.equal((await caught(runOperation(ctx(initiator, { kind: 'CountFinal' }, [{ count: 5 }], { stepIndex: 7, iteration: 1 })))).code, 'INTERNAL');
+
+  // A retried init reuses its masks, so a chain already under way stays right.
+  const a = await runOperation(ctx(initiator, { kind: 'MeanInit', features: ['x', 'y'] }, [], { stepIndex: 8, random: seeded(1) }));
+  const b = await runOperation(
+    ctx(initiator, { kind: 'MeanInit', features: ['x', 'y'] }, [], { stepIndex: 8, random: seeded(2), attempt: 2 }),
+  );
+  t.same(a, b);
+  const g1 = await runOperation(ctx(initiator, { kind: 'GroupCountInit', by: ['x'], domain: [[1, 2]] }, [], { stepIndex: 8, random: seeded(1) }));
+  const g2 = await runOperation(ctx(initiator, { kind: 'GroupCountInit', by: ['x'], domain: [[1, 2]] }, [], { stepIndex: 8, random: seeded(2) }));
+  t.same(g1, g2);
+  const c1 = await runOperation(ctx(initiator, { kind: 'CountInit' }, [], { stepIndex: 8, random: seeded(1) }));
+  const c2 = await runOperation(ctx(initiator, { kind: 'CountInit' }, [], { stepIndex: 8, random: seeded(2) }));
+  t.same(c1, c2);
+
+  // Init and final run anywhere: the initiator holds no data and needs none.
+  const unmasked = await runOperation(ctx(initiator, { kind: 'CountFinal' }, [{ count: (c1 as { count: number }).count + 12 }], { stepIndex: 8 }));
+  t.same(unmasked, { count: 12 });
+
+  // A feature named __proto__ is an ordinary key.
+  const p = (await runOperation(ctx(initiator, { kind: 'MeanInit', features: ['__proto__'] }, [], { stepIndex: 9 }))) as {
+    sums: Record<string, number>;
+  };
+  t.ok(Object.hasOwn(p.sums, '__proto__'));
+  t.equal(Object.getPrototypeOf(p.sums), Object.prototype);
+});
+
+t.test('group domains: normalization, cap, shape', async (t) => {
+  t.equal(keyJson([0n, -0, 1.0]), '[0,0,1]');
+  t.equal(normalizeScalar(5n), 5);
+  t.equal(keyJson([null, 'a', true]), '[null,"a",true]');
+  t.throws(() => normalizeScalar({}));
+  t.throws(() => normalizeScalar(Number.POSITIVE_INFINITY));
+  t.same(domainKeys(['a', 'b'], [[0, -0, 0n as unknown as number], ['x', 'y']]), ['[0,"x"]', '[0,"y"]']);
+  t.same(
+    [[null], [2], ['a'], [true], [1], ['B'], [false]].sort(compareKeys),
+    [[null], [false], [true], [1], [2], ['B'], ['a']],
+  );
+  t.ok(compareKeys([1, 2], [1, 3]) < 0);
+  t.ok(compareKeys([1], [1, 0]) < 0);
+
+  const initiator: Node = { data: undefined, locals: new MapLocals() };
+  const big = Array.from({ length: 400 }, (_, i) => i);
+  const err = await caught(
+    runOperation(ctx(initiator, { kind: 'GroupCountInit', by: ['a', 'b'], domain: [big, big] }, [])),
+  );
+  t.equal(err.code, 'BAD_QUERY');
+  t.match(err.message, new RegExp(`at most ${MAX_GROUP_KEYS}`));
+  const ok = (await runOperation(
+    ctx(initiator, { kind: 'GroupCountInit', by: ['a', 'b'], domain: [big, big.slice(0, 250)] }, []),
+  )) as { counts: Record<string, number> };
+  t.equal(Object.keys(ok.counts).length, MAX_GROUP_KEYS, 'exactly the cap is allowed');
+  const shape = await caught(runOperation(ctx(initiator, { kind: 'GroupCountInit', by: ['a', 'b'], domain: [[1]] }, [])));
+  t.equal(shape.code, 'BAD_QUERY');
+});
+
+t.test('masks are uniform integers in [-2^31, 2^31)', async (t) => {
+  t.equal(drawMask(() => 0), -(2 ** 31));
+  t.equal(drawMask(() => 1 - 2 ** -53), 2 ** 31 - 1);
+  t.throws(() => drawMask(() => 1));
+  const r = seeded(7);
+  for (let i = 0; i < 1000; i++) {
+    const m = drawMask(r);
+    if (!Number.isInteger(m) || m < -(2 ** 31) || m >= 2 ** 31) t.fail(`mask ${m}`);
+  }
+  t.pass('1000 masks in range');
+});
+
+t.test('test operations', async (t) => {
+  const node: Node = { data: undefined, locals: new MapLocals() };
+  t.same(await runOperation(ctx(node, { kind: 'Noop' }, [1, 2, 3])), { products: 3 });
+  const fail = await caught(runOperation(ctx(node, { kind: 'TestFail', failAttempts: 1 }, [{}], { attempt: 1 })));
+  t.equal(fail.code, 'OPERATION_FAILED');
+  t.equal(fail.retryable, true);
+  t.same(await runOperation(ctx(node, { kind: 'TestFail', failAttempts: 1 }, [{}], { attempt: 2 })), { products: 1 });
+  t.same(await runOperation(ctx(node, { kind: 'TestFail', failAttempts: 0 }, [], { attempt: 1 })), { products: 0 });
+  const start = Date.now();
+  t.same(await runOperation(ctx(node, { kind: 'TestSleep', ms: 50 }, [{}, {}])), { products: 2 });
+  t.ok(Date.now() - start >= 45, 'slept');
+  const unknown = await caught(runOperation(ctx(node, { kind: 'Nope' } as unknown as Operation, [])));
+  t.equal(unknown.code, 'OPERATION_FAILED');
+  t.equal(unknown.retryable, false);
+});

@@ -54,18 +54,25 @@ export const NodeConfigSchema = z
     max_payload_bytes: z.number().int().min(1024).default(DEFAULT_MAX_PAYLOAD_BYTES),
     heartbeat_ms: z.number().int().min(100).default(DEFAULT_HEARTBEAT_INTERVAL_MS),
   })
-  .strict()
-  .superRefine((c, ctx) => {
-    if (c.mode === 'worker' && !c.scheduler) {
-      ctx.addIssue({ code: 'custom', path: ['scheduler', 'url'], message: 'a worker needs the url of its scheduler' });
-    }
-    if (c.mode === 'worker' && c.datasources.length === 0) {
-      ctx.addIssue({ code: 'custom', path: ['datasources'], message: 'a worker needs at least one data source' });
-    }
-    if (c.mode !== 'worker' && c.projects.length === 0) {
-      ctx.addIssue({ code: 'custom', path: ['projects'], message: `a ${c.mode} needs at least one project` });
-    }
-  });
+  .strict();
+
+/**
+ * What each mode needs. Checked on the raw document (not after the schema), so a file with
+ * a wrong type elsewhere still gets every problem reported in one go.
+ */
+function modeProblems(raw: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  const mode = raw.mode;
+  const nonEmpty = (v: unknown) => Array.isArray(v) && v.length > 0;
+  if (mode === 'worker') {
+    const url = (raw.scheduler as { url?: unknown } | undefined)?.url;
+    if (url === undefined) problems.push('scheduler.url: a worker needs the url of its scheduler');
+    if (!nonEmpty(raw.datasources)) problems.push('datasources: a worker needs at least one data source');
+  } else if (mode === 'scheduler' || mode === 'standalone') {
+    if (!nonEmpty(raw.projects)) problems.push(`projects: a ${mode} needs at least one project`);
+  }
+  return problems;
+}
 
 export type NodeConfig = z.infer<typeof NodeConfigSchema>;
 
@@ -121,7 +128,11 @@ export function parseConfig(text: string, file: string, baseDir: string, env: No
   const substituted = substitute(raw, '', env, problems);
   if (problems.length > 0) throw new ConfigError(file, problems);
   const parsed = NodeConfigSchema.safeParse(substituted);
-  if (!parsed.success) throw new ConfigError(file, parsed.error.issues.map(describeIssue));
+  const all = [
+    ...(parsed.success ? [] : parsed.error.issues.map(describeIssue)),
+    ...modeProblems(substituted as Record<string, unknown>),
+  ];
+  if (!parsed.success || all.length > 0) throw new ConfigError(file, all);
   const config = parsed.data;
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   config.workdir = abs(config.workdir);

@@ -1,0 +1,82 @@
+// Why: a data holder's first contact with the system is its YAML file. A mistake there must end
+// in one clear line naming the file, the field and what was expected, never in a stack trace.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { ConfigError, parseConfig } from '../lib/config.ts';
+import { FDL_BIN } from '../lib/sim/cluster.ts';
+
+const problemsOf = (yaml: string, env: NodeJS.ProcessEnv = {}): string[] => {
+  try {
+    parseConfig(yaml, 'node.yaml', '/base', env);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  return [];
+};
+
+t.test('a valid worker config, with defaults and paths resolved against the file', async (t) => {
+  const c = parseConfig(
+    'mode: worker\nname: w1\nscheduler: { url: "ws://127.0.0.1:1456" }\ndatasources:\n  - { name: d, path: data/x.csv, projects: [abcdefgh12] }\n',
+    'w.yaml',
+    '/base',
+  );
+  t.equal(c.workdir, '/base/workdir');
+  t.equal(c.datasources[0]?.path, '/base/data/x.csv');
+  t.equal(c.heartbeat_ms, 5000);
+  t.equal(c.allow_resource_download, true);
+});
+
+t.test('${ENV} substitution', async (t) => {
+  const c = parseConfig(
+    'mode: scheduler\nname: s\nprojects: [ { name: p, token: "${TOKEN}" } ]\nworkdir: ${DIR}/s\n',
+    's.yaml',
+    '/base',
+    { TOKEN: 'secret-token-1', DIR: '/data' },
+  );
+  t.equal(c.projects[0]?.token, 'secret-token-1');
+  t.equal(c.workdir, '/data/s');
+  t.same(problemsOf('mode: scheduler\nname: s\nprojects: [ { name: p, token: "${NOPE}" } ]\n'), [
+    'projects[0].token: environment variable NOPE is not set',
+  ]);
+});
+
+t.test('each mistake names its field and what was expected', async (t) => {
+  t.match(problemsOf('name: x\nprojects: [{name: p, token: abcdefgh12}]\n'), [/^mode: /]);
+  t.match(problemsOf('mode: scheduler\nname: s\nlisten: { port: "high" }\nprojects: [{name: p, token: abcdefgh12}]\n'), [
+    /^listen\.port: .*number/,
+  ]);
+  t.match(problemsOf('mode: worker\nname: w\ndatasources: [{ name: d, path: x.csv, projects: [abcdefgh12] }]\n'), [
+    /^scheduler\.url: a worker needs the url of its scheduler/,
+  ]);
+  t.match(problemsOf('mode: scheduler\nname: s\nprojects: [{name: p, token: abcdefgh12}]\nlisten_port: 3\n'), [/listen_port/]);
+  t.match(problemsOf('mode: nope\nname: "bad name!"\n'), [/^mode: /, /^name: /]);
+  t.match(problemsOf('mode: [unclosed\n'), [/not valid YAML/]);
+  t.match(problemsOf('- a list\n'), [/expected a mapping/]);
+});
+
+t.test('fdl node with a bad config exits 2 with a message and no stack trace', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'fdl-config-'));
+  const file = join(dir, 'worker.yaml');
+  writeFileSync(file, 'mode: worker\nname: w1\nheartbeat_ms: fast\ndatasources: []\n');
+  const r = spawnSync(process.execPath, [FDL_BIN, 'node', '--config', file], { encoding: 'utf8', timeout: 30_000 });
+  t.equal(r.status, 2);
+  t.match(r.stderr, file);
+  t.match(r.stderr, /heartbeat_ms: .*number/);
+  t.match(r.stderr, /scheduler\.url/);
+  t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
+
+  const missing = spawnSync(process.execPath, [FDL_BIN, 'node', '--config', join(dir, 'nope.yaml')], { encoding: 'utf8', timeout: 30_000 });
+  t.equal(missing.status, 2);
+  t.match(missing.stderr, /nope\.yaml: .*cannot read the file: ENOENT/s);
+
+  const data = join(dir, 'data.yaml');
+  writeFileSync(data, `mode: standalone\nname: s\nlisten: { port: 0 }\nprojects: [{name: p, token: abcdefgh12}]\ndatasources: [{ name: d, path: ${join(dir, 'missing.csv')}, projects: [abcdefgh12] }]\n`);
+  const noData = spawnSync(process.execPath, [FDL_BIN, 'node', '--config', data], { encoding: 'utf8', timeout: 30_000 });
+  t.equal(noData.status, 1);
+  t.match(noData.stderr, /DATA_UNAVAILABLE: .*missing\.csv/);
+  t.notMatch(noData.stderr, /\n\s+at /, 'no stack trace');
+});

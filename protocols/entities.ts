@@ -1,70 +1,9 @@
 import { z } from 'zod';
 import { WireErrorSchema } from './errors.ts';
+import { Id, Name, OperationSchema, ScalarSchema } from './operations/index.ts';
 
-// Bounds on everything a peer can send: a frame is refused before it can make us work hard.
-const Name = z.string().min(1).max(256);
-const Id = z.string().min(1).max(128);
-export const ScalarSchema = z.union([z.number(), z.string().max(10_000), z.boolean(), z.null()]);
-export type Scalar = z.infer<typeof ScalarSchema>;
-
-// ---------------------------------------------------------------- queries
-
-export const ComparisonOps = ['<', '<=', '>', '>=', '==', '!='] as const;
-export const FilterOps = [...ComparisonOps, 'in', 'not in', 'is null', 'not null', 'between'] as const;
-
-export const FilterConditionSchema = z
-  .object({
-    /** A feature of the project's data; checked against the data source schema on the worker. */
-    feature: Name,
-    op: z.enum(FilterOps),
-    /** A scalar for comparisons, a list for `in`/`not in`, `[low, high]` for `between`, absent for null tests. */
-    value: z.union([ScalarSchema, z.array(ScalarSchema).max(10_000)]).optional(),
-  })
-  .strict();
-export type FilterCondition = z.infer<typeof FilterConditionSchema>;
-
-export type Filter = FilterCondition | { and: Filter[] } | { or: Filter[] };
-export const FilterSchema: z.ZodType<Filter> = z.lazy(() =>
-  z.union([
-    FilterConditionSchema,
-    z.object({ and: z.array(FilterSchema).min(1).max(256) }).strict(),
-    z.object({ or: z.array(FilterSchema).min(1).max(256) }).strict(),
-  ]),
-);
-
-/** Rows a job works on: the union of the worker's data sources bound to the project, filtered. */
-export const QuerySchema = z
-  .object({
-    where: FilterSchema.optional(),
-  })
-  .strict();
-export type Query = z.infer<typeof QuerySchema>;
-
-// ---------------------------------------------------------------- operations
-
-const Features = z.array(Name).min(1).max(4_096);
-
-/** A group key domain: the list of possible values of each `by` feature, in `by` order. */
-const Domain = z.array(z.array(ScalarSchema).min(1).max(1_024)).min(1).max(8);
-
-export const OperationSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('Noop') }).strict(),
-  /** Test aid: throws while the attempt number is <= `failAttempts`. */
-  z.object({ kind: z.literal('TestFail'), failAttempts: z.number().int().min(0).max(100) }).strict(),
-  /** Test aid: waits `ms` milliseconds, then passes its input on. */
-  z.object({ kind: z.literal('TestSleep'), ms: z.number().int().min(0).max(600_000) }).strict(),
-  z.object({ kind: z.literal('CountInit') }).strict(),
-  z.object({ kind: z.literal('Count'), query: QuerySchema.optional() }).strict(),
-  z.object({ kind: z.literal('CountFinal') }).strict(),
-  z.object({ kind: z.literal('MeanInit'), features: Features }).strict(),
-  z.object({ kind: z.literal('Mean'), features: Features, query: QuerySchema.optional() }).strict(),
-  z.object({ kind: z.literal('MeanFinal'), features: Features }).strict(),
-  z.object({ kind: z.literal('GroupCountInit'), by: Features.max(8), domain: Domain }).strict(),
-  z.object({ kind: z.literal('GroupCount'), by: Features.max(8), query: QuerySchema.optional() }).strict(),
-  z.object({ kind: z.literal('GroupCountFinal'), by: Features.max(8) }).strict(),
-]);
-export type Operation = z.infer<typeof OperationSchema>;
-export type OperationKind = Operation['kind'];
+// Queries, filters and operations live in protocols/operations/ (one file per family).
+export * from './operations/index.ts';
 
 // ---------------------------------------------------------------- steps and distributions
 

@@ -1,0 +1,24 @@
+import { z } from 'zod';
+import { EstimatorOperationSchemas } from './estimators.ts';
+import { ModelOperationSchemas } from './models.ts';
+
+export { Features, Id, Name, type Scalar, ScalarSchema } from './common.ts';
+export * from './query.ts';
+
+/** Operations every node understands, whatever the catalog: plumbing and test aids. */
+export const BasicOperationSchemas = [
+  z.object({ kind: z.literal('Noop') }).strict(),
+  /** Test aid: throws while the attempt number is <= `failAttempts`. */
+  z.object({ kind: z.literal('TestFail'), failAttempts: z.number().int().min(0).max(100) }).strict(),
+  /** Test aid: waits `ms` milliseconds, then passes its input on. */
+  z.object({ kind: z.literal('TestSleep'), ms: z.number().int().min(0).max(600_000) }).strict(),
+] as const;
+
+/** The work of one job, discriminated by `kind`. */
+export const OperationSchema = z.discriminatedUnion('kind', [
+  ...BasicOperationSchemas,
+  ...EstimatorOperationSchemas,
+  ...ModelOperationSchemas,
+]);
+export type Operation = z.infer<typeof OperationSchema>;
+export type OperationKind = Operation['kind'];

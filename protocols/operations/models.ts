@@ -1,0 +1,2 @@
+/** Model operations (Train, TrainTest, Aggregation, LocalCrossValidation): none yet. */
+export const ModelOperationSchemas = [] as const;

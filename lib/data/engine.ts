@@ -263,6 +263,39 @@ export class DataEngine {
   }
 
   /**
+   * The filtered rows' numeric features as typed arrays, one per feature (null -> NaN), for
+   * models that train in TypeScript. Rows are in the engine's scan order (stable for a source).
+   */
+  async numericColumns(
+    token: string,
+    features: string[],
+    query?: Query,
+  ): Promise<{ rows: number; columns: Record<string, Float64Array> }> {
+    const p = this.project(token);
+    const names = [...new Set(features)];
+    if (names.length === 0) throw new FdlError('BAD_QUERY', 'no feature to read', { path: 'features' });
+    const cols = names.map((name, i) => {
+      const f = lookupFeature(p.schema, name, `features[${i}]`);
+      if (f.dtype !== 'numeric') {
+        throw new FdlError('BAD_QUERY', `feature ${JSON.stringify(name)} is ${f.dtype}, not numeric`, {
+          path: `features[${i}]`,
+        });
+      }
+      return `CAST(${quoteIdent(f.name)} AS DOUBLE)`;
+    });
+    const where = compileQuery(query, p.schema);
+    const rows = await this.query(`SELECT ${cols.join(', ')} FROM ${p.view} WHERE ${where.sql}`, where.params, query !== undefined);
+    const columns = Object.fromEntries(names.map((n) => [n, new Float64Array(rows.length)]));
+    for (const [r, row] of rows.entries()) {
+      for (const [c, n] of names.entries()) {
+        const v = row[c];
+        (columns[n] as Float64Array)[r] = typeof v === 'number' ? v : Number.NaN;
+      }
+    }
+    return { rows: rows.length, columns };
+  }
+
+  /**
    * Test and diagnostic aid: runs SQL as it is on the locked connection. Never pass it text
    * that came from another node.
    */

@@ -110,3 +110,6 @@ export function normalizeScalar(v: unknown): Scalar {
 export function keyJson(tuple: readonly unknown[]): string {
   return JSON.stringify(tuple.map(normalizeScalar));
 }
+
+/** One handler per operation kind; lib/ops/index.ts checks at compile time that none is missing. */
+export type HandlerMap = { [K in Operation['kind']]: (ctx: Ctx<K>) => unknown };

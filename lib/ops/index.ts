@@ -1,16 +1,18 @@
-import type { Operation } from '../../protocols/entities.ts';
 import { FdlError, isFdlError } from '../errors.ts';
-import type { Ctx, OpContext } from './context.ts';
-import { count, countFinal, countInit } from './estimators/count.ts';
-import { groupCount, groupCountFinal, groupCountInit } from './estimators/group-count.ts';
-import { mean, meanFinal, meanInit } from './estimators/mean.ts';
-import { noop, testFail, testSleep } from './test-ops.ts';
+import type { HandlerMap, OpContext } from './context.ts';
+import { estimatorHandlers } from './estimators/index.ts';
+import { modelHandlers } from './models/index.ts';
+import { basicHandlers } from './test-ops.ts';
 
-export type { Ctx, Locals, OpContext } from './context.ts';
-export type { CountProduct } from './estimators/count.ts';
-export type { GroupCountProduct, GroupCountRunning } from './estimators/group-count.ts';
-export type { MeanProduct, MeanRunning } from './estimators/mean.ts';
+export type { Ctx, HandlerMap, Locals, OpContext } from './context.ts';
+export type { CountProduct, GroupCountProduct, GroupCountRunning, MeanProduct, MeanRunning } from './estimators/index.ts';
 export type { NoopProduct } from './test-ops.ts';
+
+/**
+ * Every operation kind's handler, one family per module. Typed as the full map: an operation
+ * added to protocols/operations/ without a handler here does not compile.
+ */
+const handlers: HandlerMap = { ...basicHandlers, ...estimatorHandlers, ...modelHandlers };
 
 /**
  * Runs one operation; returns its product (a plain msgpack-able object). Errors are FdlErrors
@@ -18,7 +20,13 @@ export type { NoopProduct } from './test-ops.ts';
  */
 export async function runOperation(ctx: OpContext): Promise<unknown> {
   try {
-    return await dispatch(ctx);
+    const handler = handlers[ctx.operation.kind] as ((ctx: OpContext) => unknown) | undefined;
+    if (!handler) {
+      throw new FdlError('OPERATION_FAILED', `unknown operation kind ${JSON.stringify(ctx.operation.kind)}`, {
+        retryable: false,
+      });
+    }
+    return await handler(ctx);
   } catch (e) {
     if (isFdlError(e)) {
       if (e.path === undefined || e.path.startsWith('operation')) throw e;
@@ -27,42 +35,5 @@ export async function runOperation(ctx: OpContext): Promise<unknown> {
     throw new FdlError('OPERATION_FAILED', `${ctx.operation.kind}: ${e instanceof Error ? e.message : String(e)}`, {
       cause: e,
     });
-  }
-}
-
-async function dispatch(ctx: OpContext): Promise<unknown> {
-  const op: Operation = ctx.operation;
-  // Each case narrows ctx to its kind: `as Ctx<K>` only restates what the switch proved.
-  switch (op.kind) {
-    case 'Noop':
-      return noop(ctx);
-    case 'TestFail':
-      return testFail(ctx as Ctx<'TestFail'>);
-    case 'TestSleep':
-      return testSleep(ctx as Ctx<'TestSleep'>);
-    case 'CountInit':
-      return countInit(ctx as Ctx<'CountInit'>);
-    case 'Count':
-      return count(ctx as Ctx<'Count'>);
-    case 'CountFinal':
-      return countFinal(ctx as Ctx<'CountFinal'>);
-    case 'MeanInit':
-      return meanInit(ctx as Ctx<'MeanInit'>);
-    case 'Mean':
-      return mean(ctx as Ctx<'Mean'>);
-    case 'MeanFinal':
-      return meanFinal(ctx as Ctx<'MeanFinal'>);
-    case 'GroupCountInit':
-      return groupCountInit(ctx as Ctx<'GroupCountInit'>);
-    case 'GroupCount':
-      return groupCount(ctx as Ctx<'GroupCount'>);
-    case 'GroupCountFinal':
-      return groupCountFinal(ctx as Ctx<'GroupCountFinal'>);
-    default: {
-      const never: never = op;
-      throw new FdlError('OPERATION_FAILED', `unknown operation kind ${JSON.stringify((never as { kind?: unknown }).kind)}`, {
-        retryable: false,
-      });
-    }
   }
 }

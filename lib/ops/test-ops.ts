@@ -1,3 +1,4 @@
+import type { HandlerMap } from './context.ts';
 import { FdlError } from '../errors.ts';
 import type { Ctx, OpContext } from './context.ts';
 
@@ -26,3 +27,9 @@ export async function testSleep(ctx: Ctx<'TestSleep'>): Promise<NoopProduct> {
   await new Promise((r) => setTimeout(r, ctx.operation.ms));
   return noop(ctx);
 }
+
+export const basicHandlers = {
+  Noop: noop,
+  TestFail: testFail,
+  TestSleep: testSleep,
+} satisfies Partial<HandlerMap>;

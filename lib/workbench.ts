@@ -21,3 +21,4 @@ export type {
   Step,
 } from '../protocols/entities.ts';
 export type { CountProduct, GroupCountProduct, MeanProduct } from './ops/index.ts';
+export * from './workbench/models.ts';

@@ -1,0 +1,78 @@
+import { cpus } from 'node:os';
+import { createLogger } from '../lib/log.ts';
+import { benchArtifacts } from './artifact.ts';
+import { benchDispatch } from './dispatch.ts';
+import { benchRoundTrips } from './roundtrip.ts';
+import { Cleanup, type Row, table } from './util.ts';
+
+/**
+ * `npm run bench`: every figure measured in one run, each next to a baseline measured in the
+ * same run (machines here are shared and noisy: read the ratios, not the absolute numbers).
+ * Each figure is the median of a few repeats. Processes and temp dirs are cleaned up on exit,
+ * on error and on SIGINT/SIGTERM.
+ *
+ * Env: BENCH_REPEATS (default 5), BENCH_MESSAGES (default 200000), BENCH_ROUND_TRIPS (2000),
+ * BENCH_ARTIFACTS (10), BENCH_ONLY=dispatch,roundtrip,artifact (a subset).
+ */
+
+const int = (name: string, dflt: number) => {
+  const v = Number(process.env[name]);
+  return Number.isInteger(v) && v > 0 ? v : dflt;
+};
+const REPEATS = int('BENCH_REPEATS', 5);
+const MESSAGES = int('BENCH_MESSAGES', 200_000);
+const ROUND_TRIPS = int('BENCH_ROUND_TRIPS', 2000);
+const ARTIFACTS = int('BENCH_ARTIFACTS', 10);
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'dispatch,roundtrip,artifact').split(',').map((s) => s.trim()));
+/** Past this, the run is abandoned (cleanup still runs). */
+const HARD_LIMIT_MS = 240_000;
+
+const log = createLogger('bench', process.env.FDL_LOG_LEVEL ?? 'warn');
+const cleanup = new Cleanup();
+
+const abort = (why: string, code: number) => {
+  process.stderr.write(`bench: ${why}; cleaning up\n`);
+  void cleanup.run().finally(() => process.exit(code));
+};
+process.once('SIGINT', () => abort('interrupted', 130));
+process.once('SIGTERM', () => abort('terminated', 143));
+process.on('uncaughtException', (e) => abort(`uncaught exception: ${e.stack ?? e.message}`, 1));
+process.on('unhandledRejection', (reason) => log.error({ err: reason }, 'unhandled rejection'));
+setTimeout(() => abort(`still running after ${HARD_LIMIT_MS / 1000} s`, 1), HARD_LIMIT_MS).unref();
+
+async function main(): Promise<Row[]> {
+  const started = performance.now();
+  process.stdout.write(
+    `fdl bench: node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ` +
+      `median of ${REPEATS} repeats (artifacts: ${ARTIFACTS})\n`,
+  );
+  const rows: Row[] = [];
+  // Each part tears down what it started before the next begins, so nothing idles on the 2 cores.
+  const part = async (name: string, run: (c: Cleanup) => Promise<Row[]>) => {
+    if (!ONLY.has(name)) return;
+    const own = new Cleanup();
+    cleanup.add(name, () => own.run());
+    try {
+      rows.push(...(await run(own)));
+    } finally {
+      await own.run();
+    }
+  };
+  await part('dispatch', (c) => benchDispatch({ log, cleanup: c, messages: MESSAGES, repeats: REPEATS }));
+  await part('roundtrip', (c) => benchRoundTrips({ log, cleanup: c, count: ROUND_TRIPS, inflight: [1, 32], repeats: REPEATS }));
+  await part('artifact', (c) => benchArtifacts({ cleanup: c, repeats: ARTIFACTS }));
+  process.stdout.write(`\n${table(rows)}\n\ntotal ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+  return rows;
+}
+
+let code = 0;
+try {
+  await main();
+} catch (e) {
+  process.stderr.write(`bench failed: ${(e as Error).stack ?? String(e)}\n`);
+  code = 1;
+} finally {
+  await cleanup.run();
+}
+// Lingering handles (nact timers, DuckDB threads) must not keep a finished bench alive.
+process.exit(code);

@@ -1,26 +1,33 @@
 import { stop } from 'nact';
 import { decodeValue, encodeValue } from '../protocols/codec.ts';
-import type { ArtifactState, ResourceRef } from '../protocols/entities.ts';
-import type { WireError } from '../protocols/errors.ts';
+import type { ArtifactState } from '../protocols/entities.ts';
+import { type WireError, wireError } from '../protocols/errors.ts';
 import type { Message, MessageOf } from '../protocols/messages.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
 import { sha256Hex } from '../lib/store/blobs.ts';
+import { artifactStatus } from '../lib/store/status.ts';
 import type { Store, StoredArtifact, StoredJob } from '../lib/store/store.ts';
 import { type JobChanged, type JobMsg, spawnJobActor } from './job.ts';
 
 /**
  * ArtifactSupervisor: one per unfinished artifact. It owns the artifact's DAG: starts a
- * JobActor for each job whose predecessors all completed (AND-join), moves the artifact
- * to COMPLETED when every job is, or to ERROR when a job runs out of attempts (and then
- * cancels the others). Everything is written to the store before it is announced.
+ * JobActor for each job whose predecessors are all done (AND-join; a job left out under its
+ * step's quorum counts as done, with no product), moves the artifact to COMPLETED when every
+ * job is done, or to ERROR when a required job runs out of attempts (then cancels the
+ * others). A JobActor that crashes is reset from the store (nact supervision). Everything is
+ * written to the store before it is announced.
  */
 
 export type SupervisorMsg =
   | { kind: 'start' }
   | { kind: 'jobReport'; jobIndex: number; worker: string; report: JobMsg }
-  | { kind: 'workerConnected'; nodeId: string }
-  | { kind: 'cancel' }
+  /** `holding`: the attempts the worker announced as running, as `jobId#attempt`. */
+  | { kind: 'workerConnected'; nodeId: string; holding: ReadonlySet<string> }
+  | { kind: 'workerLost'; nodeId: string }
+  /** A resource's bytes no longer match its sha256: produce it again. */
+  | { kind: 'resourceCorrupt'; jobIndex: number }
+  | { kind: 'cancel'; replyTo?: { peer: { send(message: Message): void }; reqId: number } }
   | JobChanged;
 
 /** What a supervisor tells the scheduler. */
@@ -35,6 +42,8 @@ export interface SupervisorProps {
   scheduler: Ref<SupervisorReport>;
   deliver(nodeId: string, message: Message): boolean;
   now(): number;
+  /** Test seam, passed to every JobActor (see JobProps.crashOn). */
+  jobCrashOn?: (jobIndex: number, msg: JobMsg) => boolean;
 }
 
 interface SupervisorState {
@@ -45,6 +54,8 @@ interface SupervisorState {
 }
 
 const TERMINAL: ReadonlySet<ArtifactState> = new Set(['COMPLETED', 'ERROR', 'CANCELLED']);
+const done = (j: StoredJob | undefined) => j !== undefined && (j.state === 'COMPLETED' || j.leftOut);
+const inFlight = (j: StoredJob | undefined) => j !== undefined && (j.state === 'SCHEDULED' || j.state === 'RUNNING');
 
 export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorProps): Ref<SupervisorMsg> {
   const load = (): SupervisorState => {
@@ -56,10 +67,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
     return { artifact, jobs, predecessors, live: new Map() };
   };
 
-  const progress = (s: SupervisorState) => ({
-    completed: s.jobs.filter((j) => j.state === 'COMPLETED').length,
-    total: s.jobs.length,
-  });
+  const progress = (s: SupervisorState) => ({ completed: s.jobs.filter(done).length, total: s.jobs.length });
 
   const emit = (s: SupervisorState, event: MessageOf<'artifactEvent'>['event']) =>
     send(props.scheduler, {
@@ -67,11 +75,19 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
       message: { type: 'artifactEvent', artifactId: s.artifact.id, progress: progress(s), event },
     });
 
-  const setArtifact = (
-    s: SupervisorState,
-    state: ArtifactState,
-    extra: Parameters<Store['setArtifactState']>[3] = {},
-  ): SupervisorState => {
+  const emitJob = (s: SupervisorState, job: StoredJob) => {
+    const event: MessageOf<'artifactEvent'>['event'] = {
+      kind: 'jobState',
+      jobId: job.id,
+      worker: job.worker,
+      state: job.state,
+      attempt: job.attempt,
+    };
+    if (job.lastError && (job.state === 'FAILED' || job.state === 'ERROR')) event.error = job.lastError;
+    emit(s, event);
+  };
+
+  const setArtifact = (s: SupervisorState, state: ArtifactState, extra: Parameters<Store['setArtifactState']>[3] = {}): SupervisorState => {
     const now = props.now();
     props.store.setArtifactState(s.artifact.id, state, now, extra);
     const artifact = { ...s.artifact, state, updatedAt: now };
@@ -82,22 +98,23 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
     return next;
   };
 
+  const stopJob = (s: SupervisorState, index: number, cancel: boolean) => {
+    const ref = s.live.get(index);
+    const job = s.jobs[index];
+    if (cancel && job && inFlight(job)) props.deliver(job.worker, { type: 'cancelJob', jobId: job.id, attempt: job.attempt });
+    if (ref) stop(ref);
+    s.live.delete(index);
+  };
+
   const stopAll = (s: SupervisorState, cancel: boolean) => {
-    for (const [index, ref] of s.live) {
-      const job = s.jobs[index];
-      if (cancel && job && (job.state === 'SCHEDULED' || job.state === 'RUNNING')) {
-        props.deliver(job.worker, { type: 'cancelJob', jobId: job.id, attempt: job.attempt });
-      }
-      stop(ref);
-    }
-    s.live.clear();
+    for (const index of [...s.live.keys()]) stopJob(s, index, cancel);
   };
 
   const startReady = (s: SupervisorState, self: Ref<SupervisorMsg>): void => {
     for (const job of s.jobs) {
       if (s.live.has(job.index) || job.state === 'COMPLETED' || job.state === 'ERROR') continue;
       const preds = s.predecessors[job.index] ?? [];
-      if (!preds.every((p) => s.jobs[p]?.state === 'COMPLETED')) continue;
+      if (!preds.every((p) => done(s.jobs[p]))) continue;
       const ref = spawnJobActor(self, {
         store: props.store,
         log: props.log,
@@ -108,27 +125,28 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
         predecessors: preds,
         supervisor: self as Ref<JobChanged>,
         deliver: props.deliver,
+        now: props.now,
+        ...(props.jobCrashOn ? { crashOn: (m: JobMsg) => props.jobCrashOn?.(job.index, m) ?? false } : {}),
       });
       s.live.set(job.index, ref);
       send(ref, { kind: 'start' });
     }
   };
 
-  /** One exit: its product is the result. Several: a product `{ products: [...] }` in exit order. */
+  /** One exit: its product is the result. Several: a product `{ products: [...] }` in exit order (left-out ones skipped). */
   const resultOf = (s: SupervisorState): string | undefined => {
-    const exits = s.artifact.exits.map((i) => s.jobs[i]);
+    const exits = s.artifact.exits.map((i) => s.jobs[i]).filter((j) => j && !j.leftOut) as StoredJob[];
     if (exits.length === 1) return exits[0]?.resultResourceId;
     const products = exits.map((j) => {
-      const read = j?.resultResourceId ? props.store.readResource(j.resultResourceId) : undefined;
+      const read = j.resultResourceId ? props.store.readResource(j.resultResourceId) : undefined;
       return read ? decodeValue(read.bytes) : null;
     });
     const bytes = encodeValue({ products });
-    const ref: ResourceRef = props.store.putResource(
+    return props.store.putResource(
       { artifactId: s.artifact.id, jobId: `${s.artifact.id}.result`, producer: 'scheduler', sha256: sha256Hex(bytes) },
       bytes,
       props.now(),
-    );
-    return ref.id;
+    ).id;
   };
 
   const finish = (s: SupervisorState): SupervisorState => {
@@ -137,18 +155,54 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
     return s;
   };
 
+  const fail = (s0: SupervisorState, job: StoredJob): SupervisorState => {
+    const error: WireError = job.lastError ?? wireError('INTERNAL', 'job failed');
+    const s = setArtifact(s0, 'ERROR', { error: { jobId: job.id, worker: job.worker, error } });
+    stopAll(s, true);
+    return finish(s);
+  };
+
+  /** A job out of attempts: left out if its step's quorum can still be met, else the artifact fails. */
+  const onJobError = (s: SupervisorState, job: StoredJob, self: Ref<SupervisorMsg>): SupervisorState => {
+    const q = job.quorum;
+    if (!q) return fail(s, job);
+    const group = s.jobs.filter((j) => j.quorum?.group === q.group);
+    const possible = group.filter((j) => j.state !== 'ERROR').length;
+    if (possible < q.required) return fail(s, job);
+    props.store.updateJob(job.id, { state: 'ERROR', leftOut: true });
+    const jobs = s.jobs.slice();
+    jobs[job.index] = { ...job, leftOut: true };
+    const next = { ...s, jobs };
+    props.log.warn({ jobId: job.id, worker: job.worker, quorum: q }, 'job left out under its quorum');
+    emitJob(next, jobs[job.index] as StoredJob);
+    return advance(next, self);
+  };
+
+  const advance = (s0: SupervisorState, self: Ref<SupervisorMsg>): SupervisorState => {
+    let s = s0;
+    if (s.jobs.every(done)) {
+      const resultResourceId = resultOf(s);
+      s = setArtifact(s, 'COMPLETED', resultResourceId ? { resultResourceId } : {});
+      return finish(s);
+    }
+    startReady(s, self);
+    return s;
+  };
+
   return spawnActor<SupervisorState, SupervisorMsg>(
     parent,
     `artifact-${props.artifactId}`,
     (s0, msg, ctx) => {
       let s = s0;
-      if (TERMINAL.has(s.artifact.state) && msg.kind !== 'start') return s;
+      if (TERMINAL.has(s.artifact.state) && msg.kind !== 'start') {
+        if (msg.kind === 'cancel') msg.replyTo?.peer.send({ type: 'status', reqId: msg.replyTo.reqId, status: artifactStatus(s.artifact, s.jobs) });
+        return s;
+      }
       switch (msg.kind) {
         case 'start': {
           if (TERMINAL.has(s.artifact.state)) return finish(s);
           if (s.artifact.state === 'SCHEDULED') s = setArtifact(s, 'RUNNING');
-          startReady(s, ctx.self);
-          return s;
+          return advance(s, ctx.self);
         }
         case 'jobReport': {
           const job = s.jobs[msg.jobIndex];
@@ -159,47 +213,66 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
           return s;
         }
         case 'workerConnected':
-          for (const [index, ref] of s.live) if (s.jobs[index]?.worker === msg.nodeId) send(ref, { kind: 'workerConnected' });
+          for (const [index, ref] of s.live) {
+            const job = s.jobs[index];
+            if (job?.worker === msg.nodeId) send(ref, { kind: 'workerConnected', holding: msg.holding.has(`${job.id}#${job.attempt}`) });
+          }
           return s;
+        case 'workerLost':
+          for (const [index, ref] of s.live) if (s.jobs[index]?.worker === msg.nodeId) send(ref, { kind: 'workerLost' });
+          return s;
+        case 'resourceCorrupt': {
+          // Produce it again: the producer goes back to WAITING, and so does every job that
+          // was consuming it (their attempts could not have succeeded).
+          const producer = s.jobs[msg.jobIndex];
+          if (producer?.state !== 'COMPLETED') return s;
+          const jobs = s.jobs.slice();
+          for (const next of producer.locks) {
+            const consumer = jobs[next];
+            if (!consumer || consumer.state === 'COMPLETED' || consumer.state === 'ERROR') continue;
+            stopJob(s, next, true);
+            props.store.updateJob(consumer.id, { state: 'WAITING' });
+            jobs[next] = { ...consumer, state: 'WAITING', nextAttemptAt: undefined };
+          }
+          props.store.updateJob(producer.id, { state: 'WAITING', clearResult: true });
+          jobs[msg.jobIndex] = { ...producer, state: 'WAITING', resultResourceId: undefined };
+          props.log.warn({ jobId: producer.id }, 'a product was corrupted; producing it again');
+          s = { ...s, jobs };
+          emitJob(s, jobs[msg.jobIndex] as StoredJob);
+          return advance(s, ctx.self);
+        }
         case 'jobChanged': {
           const jobs = s.jobs.slice();
           jobs[msg.job.index] = msg.job;
           s = { ...s, jobs };
-          const event: MessageOf<'artifactEvent'>['event'] = {
-            kind: 'jobState',
-            jobId: msg.job.id,
-            worker: msg.job.worker,
-            state: msg.job.state,
-            attempt: msg.job.attempt,
-          };
-          if (msg.job.lastError && (msg.job.state === 'FAILED' || msg.job.state === 'ERROR')) event.error = msg.job.lastError;
-          emit(s, event);
+          emitJob(s, msg.job);
           if (msg.job.state === 'COMPLETED') {
-            const ref = s.live.get(msg.job.index);
-            if (ref) stop(ref);
-            s.live.delete(msg.job.index);
-            if (s.jobs.every((j) => j.state === 'COMPLETED')) {
-              const resultResourceId = resultOf(s);
-              s = setArtifact(s, 'COMPLETED', resultResourceId ? { resultResourceId } : {});
-              return finish(s);
-            }
-            startReady(s, ctx.self);
-          } else if (msg.job.state === 'ERROR') {
-            const error: WireError = msg.job.lastError ?? { code: 'INTERNAL', message: 'job failed', retryable: false };
-            s = setArtifact(s, 'ERROR', { error: { jobId: msg.job.id, worker: msg.job.worker, error } });
-            stopAll(s, true);
-            return finish(s);
+            stopJob(s, msg.job.index, false);
+            return advance(s, ctx.self);
+          }
+          if (msg.job.state === 'ERROR') {
+            stopJob(s, msg.job.index, false);
+            return onJobError(s, msg.job, ctx.self);
           }
           return s;
         }
         case 'cancel': {
           stopAll(s, true);
-          s = setArtifact(s, 'CANCELLED');
+          s = setArtifact(s, 'CANCELLED', { error: { error: wireError('CANCELLED', 'cancelled by a workbench') } });
+          msg.replyTo?.peer.send({
+            type: 'status',
+            reqId: msg.replyTo.reqId,
+            status: artifactStatus(s.artifact, s.jobs),
+          });
           return finish(s);
         }
       }
     },
-    { log: props.log, initialState: load },
+    {
+      log: props.log,
+      initialState: load,
+      // Its state is a cache of the store: on a bug, reload and carry on.
+      onCrash: 'reset',
+    },
   );
 }
-

@@ -33,6 +33,7 @@ const WORKBENCH_MESSAGES: ReadonlySet<Message['type']> = new Set([
   'getStatus',
   'getResult',
   'subscribe',
+  'cancelArtifact',
 ]);
 
 export function spawnConnection(

@@ -16,7 +16,12 @@ export type DistributorReport = { kind: 'distributed'; key: string; report: Mess
 
 export function spawnDistributor(
   parent: Ref<DistributorReport>,
-  props: { log: Logger; sendToScheduler(message: Message): boolean },
+  props: {
+    log: Logger;
+    sendToScheduler(message: Message): boolean;
+    /** Test seam: what goes on the wire instead of the report (undefined: nothing). */
+    tamper?: (report: MessageOf<'jobCompleted'>) => MessageOf<'jobCompleted'> | undefined;
+  },
 ): Ref<DistributorMsg> {
   return spawnActor<null, DistributorMsg>(
     parent,
@@ -32,7 +37,8 @@ export function spawnDistributor(
       };
       // When the socket is down the report stays with the WorkerActor: the scheduler
       // re-sends the assignment on reconnect and gets this report again.
-      props.sendToScheduler(report);
+      const outgoing = props.tamper ? props.tamper(report) : report;
+      if (outgoing) props.sendToScheduler(outgoing);
       send(parent, { kind: 'distributed', key: msg.key, report });
       return s;
     },

@@ -3,13 +3,16 @@ import { type WireError, wireError } from '../protocols/errors.ts';
 import type { Message } from '../protocols/messages.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
-import type { Store, StoredJob } from '../lib/store/store.ts';
+import { nextDelay } from '../lib/retry.ts';
+import type { JobChange, Store, StoredJob } from '../lib/store/store.ts';
 
 /**
  * JobActor: one per live job. It owns the job's attempts: assigns each attempt to the
- * job's worker, bounds it with a timeout, retries failures after a delay up to the
- * policy's maxAttempts, and writes every change to the store before telling its
- * ArtifactSupervisor. Reports and timers carry the attempt number; stale ones are dropped.
+ * job's worker, bounds it with the attempt timeout, waits a grace time for a lost worker,
+ * retries failures with exponential backoff up to the policy's maxAttempts, and writes
+ * every change to the store before telling its ArtifactSupervisor. Reports and timers
+ * carry the attempt number; stale ones are dropped. After a crash it is reset from the
+ * store and picks its attempt up again.
  */
 
 export type JobMsg =
@@ -17,11 +20,15 @@ export type JobMsg =
   | { kind: 'started'; attempt: number }
   | { kind: 'completed'; attempt: number; resource: ResourceRef }
   | { kind: 'failed'; attempt: number; error: WireError }
-  | { kind: 'workerConnected' }
+  /** The worker (re)joined; `holding`: it announced this very attempt as running. */
+  | { kind: 'workerConnected'; holding: boolean }
+  | { kind: 'workerLost' }
   | { kind: 'cancel' }
-  // private: timers
+  // private: timers and recovery
   | { kind: 'attemptTimedOut'; attempt: number }
-  | { kind: 'retryDue'; attempt: number };
+  | { kind: 'retryDue'; attempt: number }
+  | { kind: 'graceExpired'; attempt: number }
+  | { kind: 'recovered' };
 
 /** What a JobActor tells its supervisor: the job row as just written. */
 export interface JobChanged {
@@ -36,46 +43,80 @@ export interface JobProps {
   projectToken: string;
   policy: RetryPolicy;
   jobIndex: number;
-  /** Indices of the jobs whose products are this job's inputs. */
+  /** Indices of the jobs whose products are this job's inputs (left-out jobs give none). */
   predecessors: number[];
   supervisor: Ref<JobChanged>;
   /** Sends a message to a node (worker or the local initiator); false when it is not connected. */
   deliver(nodeId: string, message: Message): boolean;
+  now(): number;
+  random?: () => number;
+  /** Test seam: throw inside the actor for this message (a bug), to exercise crash recovery. */
+  crashOn?: (msg: JobMsg) => boolean;
+}
+
+interface Timers {
+  attempt: NodeJS.Timeout | undefined;
+  retry: NodeJS.Timeout | undefined;
+  grace: NodeJS.Timeout | undefined;
 }
 
 interface JobState {
   job: StoredJob;
-  attemptTimer: NodeJS.Timeout | undefined;
-  retryTimer: NodeJS.Timeout | undefined;
+  timers: Timers;
 }
 
+const noTimers = (): Timers => ({ attempt: undefined, retry: undefined, grace: undefined });
+
 export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg> {
+  const random = props.random ?? Math.random;
+  let incarnation = 0;
+
   const load = (): StoredJob => {
     const job = props.store.jobs(props.artifactId)[props.jobIndex];
     if (!job) throw new Error(`job ${props.artifactId}.${props.jobIndex} is not in the store`);
     return job;
   };
 
-  const write = (s: JobState, change: Parameters<Store['updateJob']>[1]): JobState => {
+  const write = (s: JobState, change: JobChange): JobState => {
     props.store.updateJob(s.job.id, change);
-    const job: StoredJob = { ...s.job, ...change };
+    const job: StoredJob = { ...s.job, ...change, nextAttemptAt: change.nextAttemptAt, leftOut: change.leftOut ?? s.job.leftOut };
     send(props.supervisor, { kind: 'jobChanged', job });
     return { ...s, job };
   };
 
   const inputs = (): ResourceRef[] => {
     const all = props.store.jobs(props.artifactId);
-    return props.predecessors.map((i) => {
-      const id = all[i]?.resultResourceId;
-      const ref = id ? props.store.resource(id) : undefined;
+    const refs: ResourceRef[] = [];
+    for (const i of props.predecessors) {
+      const pred = all[i];
+      if (pred?.leftOut) continue;
+      const ref = pred?.resultResourceId ? props.store.resource(pred.resultResourceId) : undefined;
       if (!ref) throw new Error(`input of job ${props.jobIndex} from job ${i} is missing`);
-      return { id: ref.id, jobId: ref.jobId, producer: ref.producer, size: ref.size, sha256: ref.sha256 };
-    });
+      refs.push({ id: ref.id, jobId: ref.jobId, producer: ref.producer, size: ref.size, sha256: ref.sha256 });
+    }
+    return refs;
   };
 
+  const arm = (ms: number, msg: JobMsg, self: Ref<JobMsg>): NodeJS.Timeout => {
+    const t = setTimeout(() => send(self, msg), ms);
+    t.unref();
+    return t;
+  };
+
+  const clear = (s: JobState, ...which: Array<keyof Timers>): JobState => {
+    const timers = { ...s.timers };
+    for (const w of which) {
+      if (timers[w]) clearTimeout(timers[w]);
+      timers[w] = undefined;
+    }
+    return { ...s, timers };
+  };
+  const clearAll = (s: JobState) => clear(s, 'attempt', 'retry', 'grace');
+
+  /** Sends the current attempt to the worker; a worker that is away gets its grace time. */
   const assign = (s: JobState, self: Ref<JobMsg>): JobState => {
     const job = s.job;
-    props.deliver(job.worker, {
+    const delivered = props.deliver(job.worker, {
       type: 'assignJob',
       artifactId: props.artifactId,
       jobId: job.id,
@@ -86,57 +127,70 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
       operation: job.operation,
       inputs: inputs(),
     });
-    if (s.attemptTimer) clearTimeout(s.attemptTimer);
-    const attempt = job.attempt;
-    const attemptTimer = setTimeout(() => send(self, { kind: 'attemptTimedOut', attempt }), props.policy.attemptTimeoutMs);
-    attemptTimer.unref();
-    return { ...s, attemptTimer };
+    const timers = { ...s.timers };
+    // The attempt timer is armed once per attempt: re-deliveries do not extend it.
+    timers.attempt ??= arm(props.policy.attemptTimeoutMs, { kind: 'attemptTimedOut', attempt: job.attempt }, self);
+    if (!delivered) timers.grace ??= arm(props.policy.workerGraceMs, { kind: 'graceExpired', attempt: job.attempt }, self);
+    return { ...s, timers };
   };
 
-  const clearTimers = (s: JobState): JobState => {
-    if (s.attemptTimer) clearTimeout(s.attemptTimer);
-    if (s.retryTimer) clearTimeout(s.retryTimer);
-    return { ...s, attemptTimer: undefined, retryTimer: undefined };
-  };
+  const nextAttempt = (s: JobState, self: Ref<JobMsg>): JobState =>
+    assign(write(clearAll(s), { state: 'SCHEDULED', attempt: s.job.attempt + 1 }), self);
 
   const inFlight = (s: JobState, attempt: number) =>
     attempt === s.job.attempt && (s.job.state === 'SCHEDULED' || s.job.state === 'RUNNING');
 
   const fail = (s0: JobState, error: WireError, self: Ref<JobMsg>): JobState => {
-    const s = clearTimers(s0);
+    const s = clearAll(s0);
     const attempt = s.job.attempt;
     if (error.retryable && attempt < props.policy.maxAttempts) {
-      props.log.warn({ jobId: s.job.id, worker: s.job.worker, attempt, error }, 'job attempt failed; retrying');
-      const next = write(s, { state: 'FAILED', lastError: error });
-      const retryTimer = setTimeout(() => send(self, { kind: 'retryDue', attempt }), props.policy.retryDelayMs);
-      retryTimer.unref();
-      return { ...next, retryTimer };
+      const delay = nextDelay(props.policy, attempt + 1, random);
+      const nextAttemptAt = props.now() + delay;
+      props.log.warn({ jobId: s.job.id, worker: s.job.worker, attempt, error, delay }, 'job attempt failed; retrying');
+      const next = write(s, { state: 'FAILED', lastError: error, nextAttemptAt });
+      return { ...next, timers: { ...next.timers, retry: arm(delay, { kind: 'retryDue', attempt }, self) } };
     }
     props.log.error({ jobId: s.job.id, worker: s.job.worker, attempt, error }, 'job out of attempts');
     return write(s, { state: 'ERROR', lastError: error });
+  };
+
+  /** Picks the job up from its row: after a crash, or a restart of the scheduler. */
+  const resume = (s: JobState, self: Ref<JobMsg>): JobState => {
+    switch (s.job.state) {
+      case 'WAITING':
+        return nextAttempt(s, self);
+      case 'SCHEDULED':
+      case 'RUNNING':
+        // Handed out before: send the same attempt again (the worker runs an attempt once
+        // and answers a second delivery with its report).
+        return assign(s, self);
+      case 'FAILED': {
+        const wait = Math.max(0, (s.job.nextAttemptAt ?? 0) - props.now());
+        return { ...s, timers: { ...s.timers, retry: arm(wait, { kind: 'retryDue', attempt: s.job.attempt }, self) } };
+      }
+      default:
+        return s;
+    }
   };
 
   return spawnActor<JobState, JobMsg>(
     parent,
     `job-${props.jobIndex}`,
     (s, msg, ctx) => {
+      if (props.crashOn?.(msg)) throw new Error(`injected crash on ${msg.kind}`);
       switch (msg.kind) {
-        case 'start': {
-          // A job found SCHEDULED/RUNNING was handed out before a restart: send the same
-          // attempt again (the worker runs an attempt once and reports it again).
-          if (s.job.state === 'SCHEDULED' || s.job.state === 'RUNNING') return assign(s, ctx.self);
-          if (s.job.state !== 'WAITING' && s.job.state !== 'FAILED') return s;
-          return assign(write(s, { state: 'SCHEDULED', attempt: s.job.attempt + 1 }), ctx.self);
-        }
+        case 'start':
+        case 'recovered':
+          return resume(s, ctx.self);
         case 'retryDue':
           if (msg.attempt !== s.job.attempt || s.job.state !== 'FAILED') return s;
-          return assign(write({ ...s, retryTimer: undefined }, { state: 'SCHEDULED', attempt: s.job.attempt + 1 }), ctx.self);
+          return nextAttempt(s, ctx.self);
         case 'started':
           if (!inFlight(s, msg.attempt) || s.job.state === 'RUNNING') return s;
           return write(s, { state: 'RUNNING' });
         case 'completed':
           if (!inFlight(s, msg.attempt)) return s;
-          return write(clearTimers(s), { state: 'COMPLETED', resultResourceId: msg.resource.id });
+          return write(clearAll(s), { state: 'COMPLETED', resultResourceId: msg.resource.id });
         case 'failed':
           if (!inFlight(s, msg.attempt)) return s;
           return fail(s, msg.error, ctx.self);
@@ -147,21 +201,38 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
             wireError('ATTEMPT_TIMEOUT', `attempt ${msg.attempt} did not finish within ${props.policy.attemptTimeoutMs} ms`),
             ctx.self,
           );
-        case 'workerConnected':
-          return s.job.state === 'SCHEDULED' || s.job.state === 'RUNNING' ? assign(s, ctx.self) : s;
+        case 'graceExpired':
+          if (!inFlight(s, msg.attempt)) return s;
+          return fail(
+            s,
+            wireError('WORKER_LOST', `worker ${s.job.worker} was away longer than ${props.policy.workerGraceMs} ms`),
+            ctx.self,
+          );
+        case 'workerLost':
+          if (!inFlight(s, s.job.attempt) || s.timers.grace) return s;
+          return {
+            ...s,
+            timers: { ...s.timers, grace: arm(props.policy.workerGraceMs, { kind: 'graceExpired', attempt: s.job.attempt }, ctx.self) },
+          };
+        case 'workerConnected': {
+          if (!inFlight(s, s.job.attempt)) return s;
+          const back = clear(s, 'grace');
+          return msg.holding ? back : assign(back, ctx.self);
+        }
         case 'cancel':
-          if (s.job.state === 'SCHEDULED' || s.job.state === 'RUNNING') {
-            props.deliver(s.job.worker, { type: 'cancelJob', jobId: s.job.id, attempt: s.job.attempt });
-          }
-          return clearTimers(s);
+          if (inFlight(s, s.job.attempt)) props.deliver(s.job.worker, { type: 'cancelJob', jobId: s.job.id, attempt: s.job.attempt });
+          return clearAll(s);
       }
     },
     {
       log: props.log,
       // Reset from the store: the durable row is the truth, memory is a cache of it.
-      initialState: () => ({ job: load(), attemptTimer: undefined, retryTimer: undefined }),
+      initialState: (ctx) => {
+        if (incarnation++ > 0) send(ctx.self, { kind: 'recovered' });
+        return { job: load(), timers: noTimers() };
+      },
       afterStop: (s) => {
-        clearTimers(s);
+        clearAll(s);
       },
     },
   );

@@ -183,6 +183,17 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
         reply(peer, { type: 'status', reqId: m.reqId, status: artifactStatus(artifact, store.jobs(m.artifactId)) });
         return;
       }
+      case 'cancelArtifact': {
+        const artifact = store.artifact(m.artifactId);
+        if (!artifact) {
+          reply(peer, { type: 'error', reqId: m.reqId, error: wireError('UNKNOWN_ARTIFACT', `no artifact ${m.artifactId}`) });
+          return;
+        }
+        const supervisor = s.supervisors.get(m.artifactId);
+        if (supervisor) send(supervisor, { kind: 'cancel', replyTo: { peer, reqId: m.reqId } });
+        else reply(peer, { type: 'status', reqId: m.reqId, status: artifactStatus(artifact, store.jobs(m.artifactId)) });
+        return;
+      }
       case 'getResult': {
         const artifact = store.artifact(m.artifactId);
         if (!artifact) {
@@ -281,7 +292,14 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           if (!read) throw new Error('resource vanished');
           reply(peer, { type: 'resourceData', reqId: m.reqId, resourceId: ref.id, sha256: ref.sha256, data: read.bytes });
         } catch (e) {
-          fail(peer, m.reqId, e);
+          const error = toWireError(e);
+          if (error.code === 'CHECKSUM_MISMATCH') {
+            // The bytes on disk rotted: refuse them, and have the producer make them again.
+            log.error({ resourceId: ref.id, jobId: ref.jobId }, 'resource failed its checksum');
+            const supervisor = s.supervisors.get(ref.artifactId);
+            if (supervisor) send(supervisor, { kind: 'resourceCorrupt', jobIndex: indexOfJob(ref.jobId) });
+          }
+          reply(peer, { type: 'error', reqId: m.reqId, error });
         }
         return;
       }
@@ -330,7 +348,8 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           store.upsertNode({ id: hello.nodeId, name: hello.name, role: 'worker', lastSeen: now(), projects: hello.projects });
           peer.send({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: props.schedulerId, sessionId: peer.sessionId });
           log.info({ nodeId: hello.nodeId, name: hello.name, projects: hello.projects.length }, 'worker joined');
-          for (const ref of s.supervisors.values()) send(ref, { kind: 'workerConnected', nodeId: hello.nodeId });
+          const holding = new Set(hello.holding.map((h) => `${h.jobId}#${h.attempt}`));
+          for (const ref of s.supervisors.values()) send(ref, { kind: 'workerConnected', nodeId: hello.nodeId, holding });
           return s;
         }
         case 'workbenchJoined':
@@ -349,6 +368,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
               s.workers.delete(msg.nodeId);
               store.touchNode(msg.nodeId, now());
               log.warn({ nodeId: msg.nodeId }, 'worker left');
+              for (const ref of s.supervisors.values()) send(ref, { kind: 'workerLost', nodeId: msg.nodeId });
             }
           }
           s.workbenches.delete(msg.peer.sessionId);

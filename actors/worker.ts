@@ -43,6 +43,13 @@ export interface WorkerProps {
   locals: LocalsStore;
   /** Sends to the scheduler: false when the link is down (the scheduler will ask again). */
   sendToScheduler(message: Message): boolean;
+  /**
+   * Kept up to date by the actor: the attempts (`jobId#attempt`) it is working on and has not
+   * reported yet. Read when the link comes back, to announce them in the hello.
+   */
+  running?: Set<string>;
+  /** Test seam: alter a report before it is sent (corrupt or drop a product). */
+  tamper?: (report: MessageOf<'jobCompleted'>) => MessageOf<'jobCompleted'> | undefined;
   random?: () => number;
 }
 
@@ -55,9 +62,12 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
   const random = props.random ?? Math.random;
   const { log } = props;
 
+  const running = props.running ?? new Set<string>();
+
   const report = (a: Attempt, message: Message, phase: Attempt['phase']) => {
     a.report = message;
     a.phase = phase;
+    running.delete(keyOf(a.assignment.jobId, a.assignment.attempt));
     props.sendToScheduler(message);
   };
 
@@ -85,6 +95,7 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
               return s;
             }
             s.attempts.set(key, { assignment: m, phase: 'collecting' });
+            running.add(key);
             forget(s.attempts);
             log.debug({ jobId: m.jobId, attempt: m.attempt, op: m.operation.kind }, 'job assigned');
             send(s.collector, { kind: 'collect', key, assignment: m });
@@ -93,6 +104,7 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
           if (m.type === 'cancelJob') {
             const a = s.attempts.get(keyOf(m.jobId, m.attempt));
             if (a && a.phase !== 'done' && a.phase !== 'failed') a.phase = 'cancelled';
+            running.delete(keyOf(m.jobId, m.attempt));
             return s;
           }
           if (m.type === 'resourceData' || (m.type === 'error' && m.reqId !== undefined)) {
@@ -152,6 +164,7 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
           if (!a) return s;
           a.report = msg.report;
           a.phase = 'done';
+          running.delete(msg.key);
           return s;
         }
       }
@@ -161,7 +174,11 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
       initialState: (ctx) => ({
         attempts: new Map(),
         collector: spawnCollector(ctx.self as Ref<CollectorReport>, { log, sendToScheduler: props.sendToScheduler }),
-        distributor: spawnDistributor(ctx.self as Ref<DistributorReport>, { log, sendToScheduler: props.sendToScheduler }),
+        distributor: spawnDistributor(ctx.self as Ref<DistributorReport>, {
+          log,
+          sendToScheduler: props.sendToScheduler,
+          ...(props.tamper ? { tamper: props.tamper } : {}),
+        }),
       }),
       onCrash: 'resume',
     },

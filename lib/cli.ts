@@ -51,9 +51,19 @@ function printStatus(s: ArtifactStatus, json: boolean): void {
   if (s.error) {
     process.stdout.write(`error: job ${s.error.jobId ?? '-'} on ${s.error.worker ?? '-'}: ${s.error.error.code}: ${s.error.error.message}\n`);
   }
+  const leftOut = s.jobs.filter((j) => j.leftOut).map((j) => j.worker);
+  if (leftOut.length > 0) process.stdout.write(`left out under the quorum: ${[...new Set(leftOut)].join(', ')}\n`);
   printTable(
-    ['job', 'worker', 'operation', 'state', 'attempt', 'last error'],
-    s.jobs.map((j) => [j.id, j.worker, j.operation, j.state, String(j.attempt), j.lastError ? `${j.lastError.code}: ${j.lastError.message}` : '']),
+    ['job', 'worker', 'operation', 'state', 'attempt', 'next try', 'last error'],
+    s.jobs.map((j) => [
+      j.id,
+      j.worker,
+      j.operation,
+      j.leftOut ? `${j.state} (left out)` : j.state,
+      String(j.attempt),
+      j.nextAttemptAt ? new Date(j.nextAttemptAt).toISOString() : '',
+      j.lastError ? `${j.lastError.code}: ${j.lastError.message}` : '',
+    ]),
   );
 }
 
@@ -187,6 +197,16 @@ export function buildProgram(): Command {
     .option('--json', 'print JSON')
     .action(async (id: string, opts: { url: string; json?: boolean }) => {
       printStatus(await withWorkbench(opts.url, (wb) => wb.status(id)), opts.json ?? false);
+    });
+
+  program
+    .command('cancel')
+    .description("stop an artifact's jobs on every worker")
+    .argument('<id>', 'the artifact id')
+    .addOption(urlOption())
+    .option('--json', 'print JSON')
+    .action(async (id: string, opts: { url: string; json?: boolean }) => {
+      printStatus(await withWorkbench(opts.url, (wb) => wb.cancel(id)), opts.json ?? false);
     });
 
   program

@@ -45,8 +45,12 @@ export const NodeConfigSchema = z
     retry: z
       .object({
         max_attempts: z.number().int().min(1).max(100).optional(),
-        retry_delay_ms: z.number().int().min(0).optional(),
+        initial_interval_ms: z.number().int().min(0).optional(),
+        backoff_coefficient: z.number().min(1).max(10).optional(),
+        max_interval_ms: z.number().int().min(0).optional(),
+        jitter: z.number().min(0).max(1).optional(),
         attempt_timeout_ms: z.number().int().min(100).optional(),
+        worker_grace_ms: z.number().int().min(0).optional(),
       })
       .strict()
       .default({}),

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { type Ref, start, stop } from 'nact';
 import type { ProjectData } from '../protocols/entities.ts';
 import { RetryPolicySchema } from '../protocols/entities.ts';
-import type { Message } from '../protocols/messages.ts';
+import type { Message, MessageOf } from '../protocols/messages.ts';
+import { encode } from '../protocols/codec.ts';
 import { PROTOCOL_VERSION } from '../protocols/version.ts';
 // The composition root: the one module of lib/ that builds actors (see docs/ARCHITECTURE.md).
 import { spawnConnection } from '../actors/connection.ts';
@@ -82,8 +83,12 @@ async function startSchedulerNode(config: NodeConfig, log: Logger): Promise<Runn
     schedulerId,
     policy: RetryPolicySchema.parse({
       maxAttempts: config.retry.max_attempts,
-      retryDelayMs: config.retry.retry_delay_ms,
+      initialIntervalMs: config.retry.initial_interval_ms,
+      backoffCoefficient: config.retry.backoff_coefficient,
+      maxIntervalMs: config.retry.max_interval_ms,
+      jitter: config.retry.jitter,
       attemptTimeoutMs: config.retry.attempt_timeout_ms,
+      workerGraceMs: config.retry.worker_grace_ms,
     }),
     allowResourceDownload: config.allow_resource_download,
     initiator: { peer: initiatorPeer, name: config.name, projects },
@@ -126,17 +131,52 @@ async function startSchedulerNode(config: NodeConfig, log: Logger): Promise<Runn
   };
 }
 
+/**
+ * Fault injection for tests and the chaos run, from FDL_FAULTS (comma-separated):
+ * `corrupt-product-once` (flip a byte of the first product, keeping its sha256),
+ * `truncate-report-once` (send the first completion report cut in half),
+ * `cut-socket-every=MS` (drop the connection every MS milliseconds, as a network cut).
+ */
+export function parseFaults(spec: string | undefined): { corruptOnce: boolean; truncateOnce: boolean; cutEveryMs: number | undefined } {
+  const parts = new Set((spec ?? '').split(',').map((p) => p.trim()).filter(Boolean));
+  const cut = [...parts].find((p) => p.startsWith('cut-socket-every='));
+  return {
+    corruptOnce: parts.has('corrupt-product-once'),
+    truncateOnce: parts.has('truncate-report-once'),
+    cutEveryMs: cut ? Number(cut.split('=')[1]) : undefined,
+  };
+}
+
 async function startWorkerNode(config: NodeConfig, log: Logger): Promise<RunningNode> {
   const { data, projects } = await openData(config, log);
   const system = start();
   const url = config.scheduler?.url as string;
   let client: Client | undefined;
+  const running = new Set<string>();
+  const faults = parseFaults(process.env.FDL_FAULTS);
+  let tampered = false;
+  const tamper = (report: MessageOf<'jobCompleted'>): MessageOf<'jobCompleted'> | undefined => {
+    if (tampered || !(faults.corruptOnce || faults.truncateOnce)) return report;
+    tampered = true;
+    if (faults.corruptOnce) {
+      const data = Uint8Array.from(report.data);
+      data[data.length - 1] = (data[data.length - 1] ?? 0) ^ 0xff;
+      log.warn({ jobId: report.jobId }, 'fault injection: corrupting a product');
+      return { ...report, data };
+    }
+    const bytes = encode(report);
+    log.warn({ jobId: report.jobId }, 'fault injection: truncating a report frame');
+    client?.sendRaw(bytes.subarray(0, Math.floor(bytes.length / 2)));
+    return undefined;
+  };
   const worker = spawnWorker(system, {
     name: config.name,
     log,
     data,
     locals: new LocalsStore(join(config.workdir, 'locals')),
     sendToScheduler: (message) => client?.send(message) ?? false,
+    running,
+    tamper,
   });
   client = new Client({
     url,
@@ -144,7 +184,12 @@ async function startWorkerNode(config: NodeConfig, log: Logger): Promise<Running
     maxPayloadBytes: config.max_payload_bytes,
     heartbeatMs: config.heartbeat_ms,
     onOpen: (peer) => {
-      peer.send({ type: 'workerHello', protocolVersion: PROTOCOL_VERSION, nodeId: config.name, name: config.name, projects, holding: [] });
+      // Announce the attempts still running here, so the scheduler re-sends only what we lack.
+      const holding = [...running].map((key) => {
+        const at = key.lastIndexOf('#');
+        return { jobId: key.slice(0, at), attempt: Number(key.slice(at + 1)) };
+      });
+      peer.send({ type: 'workerHello', protocolVersion: PROTOCOL_VERSION, nodeId: config.name, name: config.name, projects, holding });
     },
     onMessage: (message) => {
       if (message.type === 'welcome') {
@@ -160,10 +205,17 @@ async function startWorkerNode(config: NodeConfig, log: Logger): Promise<Running
     onRetry: (err, delayMs) => log.warn({ err: err.message, delayMs }, 'cannot reach the scheduler; retrying'),
   });
   await client.start();
+  const cutter = faults.cutEveryMs
+    ? setInterval(() => {
+        log.warn('fault injection: cutting the connection');
+        client?.cut();
+      }, faults.cutEveryMs)
+    : undefined;
   return {
     name: config.name,
     mode: config.mode,
     stop: async () => {
+      if (cutter) clearInterval(cutter);
       client?.close();
       stop(system);
       await data?.close();

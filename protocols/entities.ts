@@ -23,7 +23,17 @@ const OnInitiator = (kind: 'Initialize' | 'Finalize') =>
     .strict();
 
 export const ParallelStepSchema = z
-  .object({ kind: z.literal('Parallel'), operation: OperationSchema, distribution: DistributionSchema.optional() })
+  .object({
+    kind: z.literal('Parallel'),
+    operation: OperationSchema,
+    distribution: DistributionSchema.optional(),
+    /**
+     * Dropout tolerance: how many workers must succeed (a count, or a percentage like "60%").
+     * The others may run out of attempts and the artifact goes on without their products.
+     * Absent: every worker is required.
+     */
+    quorum: z.union([z.number().int().min(1), z.string().regex(/^(100|[1-9]?[0-9])(\.[0-9]+)?%$/, 'a percentage like "60%"')]).optional(),
+  })
   .strict();
 export const SequentialStepSchema = z
   .object({
@@ -73,22 +83,49 @@ export type StepKind = Step['kind'];
 
 export const RetryPolicySchema = z
   .object({
-    /** Counts the first attempt: 3 means one try and two retries. */
+    /** Counts the first attempt: 3 means one try and two retries. At least 1; there is no "unlimited". */
     maxAttempts: z.number().int().min(1).max(100).default(3),
-    /** Wait before a retry. */
-    retryDelayMs: z.number().int().min(0).max(3_600_000).default(500),
-    /** Bound on one attempt of one job, from assignment to report. */
+    /** Wait before the first retry. */
+    initialIntervalMs: z.number().int().min(0).max(3_600_000).default(500),
+    /** Each further retry waits this many times longer... */
+    backoffCoefficient: z.number().min(1).max(10).default(2),
+    /** ...up to this cap. */
+    maxIntervalMs: z.number().int().min(0).max(3_600_000).default(30_000),
+    /** Fraction of each wait drawn at random (0: none, 1: anywhere in [0, wait]), so retries don't move in lockstep. */
+    jitter: z.number().min(0).max(1).default(0.2),
+    /** Bound on one attempt of one job, from assignment to report (Temporal's startToClose). */
     attemptTimeoutMs: z.number().int().min(100).max(86_400_000).default(600_000),
+    /** How long a job waits for its lost worker to come back before the attempt counts as failed. */
+    workerGraceMs: z.number().int().min(0).max(86_400_000).default(30_000),
   })
-  .strict();
+  .strict()
+  .refine((p) => p.maxIntervalMs >= p.initialIntervalMs, {
+    message: 'maxIntervalMs must be at least initialIntervalMs',
+    path: ['maxIntervalMs'],
+  });
 export type RetryPolicy = z.infer<typeof RetryPolicySchema>;
+
+/** The policy fields a workbench may set; the rest come from the scheduler's defaults. */
+export const RetryPolicyOverridesSchema = z
+  .object({
+    maxAttempts: z.number().int().min(1).max(100),
+    initialIntervalMs: z.number().int().min(0).max(3_600_000),
+    backoffCoefficient: z.number().min(1).max(10),
+    maxIntervalMs: z.number().int().min(0).max(3_600_000),
+    jitter: z.number().min(0).max(1),
+    attemptTimeoutMs: z.number().int().min(100).max(86_400_000),
+    workerGraceMs: z.number().int().min(0).max(86_400_000),
+  })
+  .partial()
+  .strict();
 
 /** What a workbench submits: the wire form of an Artifact (also the `fdl submit` file format). */
 export const ArtifactSpecSchema = z
   .object({
     name: z.string().max(256).optional(),
     steps: z.array(StepSchema).min(1).max(256),
-    policy: RetryPolicySchema.partial().optional(),
+    /** Overrides of the scheduler's default retry policy, field by field. */
+    policy: RetryPolicyOverridesSchema.optional(),
   })
   .strict();
 export type ArtifactSpec = z.infer<typeof ArtifactSpecSchema>;
@@ -113,6 +150,10 @@ export const JobStatusSchema = z
     state: JobStateSchema,
     attempt: z.number().int().min(0),
     lastError: WireErrorSchema.optional(),
+    /** When a FAILED job's next attempt is due (ms since the epoch). */
+    nextAttemptAt: z.number().optional(),
+    /** Set when the job ran out of attempts but its step's quorum let the artifact go on without it. */
+    leftOut: z.boolean().optional(),
   })
   .strict();
 export type JobStatus = z.infer<typeof JobStatusSchema>;

@@ -24,6 +24,8 @@ export const ErrorCodes = [
   'BAD_QUERY', // a query names a feature the data does not have, or a wrong value
   'DATA_UNAVAILABLE',
   'ATTEMPT_TIMEOUT',
+  'WORKER_LOST', // the job's worker was away longer than the grace time
+  'CANCELLED', // the artifact was cancelled
   'TOO_MANY_BAD_FRAMES',
   'SHUTTING_DOWN',
   'INTERNAL',

@@ -32,7 +32,7 @@ export const WorkerHelloSchema = msg('workerHello', {
   name: z.string().max(256),
   /** The worker's data, per project token: metadata only, never rows. */
   projects: z.array(ProjectDataSchema).max(256),
-  /** Jobs this worker holds from before a reconnect: `(jobId, attempt)`. */
+  /** Attempts this worker is running from before a reconnect: `(jobId, attempt)`. The scheduler re-sends every other in-flight assignment. */
   holding: z.array(z.object({ jobId: Id, attempt: z.number().int().min(1) }).strict()).max(100_000),
 });
 /** workbench -> scheduler, first frame. */
@@ -103,6 +103,8 @@ export const SubmitArtifactSchema = msg('submitArtifact', {
 });
 export const GetStatusSchema = msg('getStatus', { reqId: ReqId, artifactId: Id });
 export const GetResultSchema = msg('getResult', { reqId: ReqId, artifactId: Id });
+/** Stop an artifact's jobs on every worker; replied with its status (CANCELLED, or its end state if it had ended). */
+export const CancelArtifactSchema = msg('cancelArtifact', { reqId: ReqId, artifactId: Id });
 /** Ask for `artifactEvent` pushes about one artifact; replied with its current status. */
 export const SubscribeSchema = msg('subscribe', { reqId: ReqId, artifactId: Id });
 
@@ -164,6 +166,7 @@ export const MessageSchemas = {
   getStatus: GetStatusSchema,
   getResult: GetResultSchema,
   subscribe: SubscribeSchema,
+  cancelArtifact: CancelArtifactSchema,
   nodeList: NodeListSchema,
   projectList: ProjectListSchema,
   project: ProjectSchema,
@@ -180,6 +183,6 @@ export type MessageOf<K extends MessageType> = z.infer<(typeof MessageSchemas)[K
 
 export type WorkerToScheduler = MessageOf<'workerHello' | 'jobStarted' | 'jobCompleted' | 'jobFailed' | 'fetchResource'>;
 export type WorkbenchRequest = MessageOf<
-  'listNodes' | 'listProjects' | 'getProject' | 'submitArtifact' | 'getStatus' | 'getResult' | 'subscribe'
+  'listNodes' | 'listProjects' | 'getProject' | 'submitArtifact' | 'getStatus' | 'getResult' | 'subscribe' | 'cancelArtifact'
 >;
 export type SchedulerToWorker = MessageOf<'welcome' | 'error' | 'assignJob' | 'cancelJob' | 'resourceData'>;

@@ -12,6 +12,8 @@ export interface PlannedJob {
   iteration: number;
   role: 'init' | 'op' | 'final';
   operation: Operation;
+  /** A Parallel step with a quorum may go on without some of its jobs: `required` of those in `group`. */
+  quorum?: { group: string; required: number };
   /** Jobs this job unlocks (its successors, which receive its product): sorted, no duplicates. */
   locks: number[];
 }
@@ -46,6 +48,15 @@ interface Sender extends Receiver {
   distribution: Distribution | undefined;
 }
 
+/** `3` means three workers; `"60%"` means 60% of the step's workers, rounded up. */
+function quorumCount(quorum: number | string, workers: number, path: string): number {
+  const required = typeof quorum === 'number' ? quorum : Math.ceil((Number.parseFloat(quorum) / 100) * workers);
+  if (!(required >= 1 && required <= workers)) {
+    throw invalid(`quorum ${JSON.stringify(quorum)} asks for ${required} of ${workers} workers`, path);
+  }
+  return required;
+}
+
 function invalid(message: string, path?: string): FdlError {
   return new FdlError('INVALID_ARTIFACT', message, path === undefined ? {} : { path });
 }
@@ -75,7 +86,7 @@ export function bindArtifact(steps: Step[], ctx: PlanContext): Plan {
   let prev: Sender | undefined;
   for (const [i, step] of steps.entries()) {
     const path = `steps[${i}]`;
-    const seg = step.kind === 'Iterate' ? b.iterate(step, i, path) : b.simple(step, i, 0);
+    const seg = step.kind === 'Iterate' ? b.iterate(step, i, path) : b.simple(step, i, 0, path);
     if (prev !== undefined) b.link(prev, { seg, path, kind: step.kind });
     // An Iterate has no distribution of its own, so what follows it is linked with Arrange.
     prev = { seg, distribution: step.kind === 'Iterate' ? undefined : step.distribution, path, kind: step.kind };
@@ -146,7 +157,7 @@ class Builder {
     this.locks[from]?.add(to);
   }
 
-  simple(step: SimpleStep, stepIndex: number, iteration: number): Segment {
+  simple(step: SimpleStep, stepIndex: number, iteration: number, path: string): Segment {
     const { initiator, workers } = this.ctx;
     const n = workers.length;
     switch (step.kind) {
@@ -157,6 +168,10 @@ class Builder {
       }
       case 'Parallel': {
         const js = workers.map((w) => this.add(w, stepIndex, iteration, 'op', step.operation));
+        if (step.quorum !== undefined) {
+          const required = quorumCount(step.quorum, n, `${path}.quorum`);
+          for (const j of js) (this.jobs[j] as PlannedJob).quorum = { group: `${path}@${iteration}`, required };
+        }
         return { entry: js, exit: js };
       }
       case 'Sequential': {
@@ -190,7 +205,7 @@ class Builder {
     for (let it = 0; it < step.iterations; it++) {
       for (const [j, inner] of step.steps.entries()) {
         const innerPath = `${path}.steps[${j}]`;
-        const seg = this.simple(inner, stepIndex, it);
+        const seg = this.simple(inner, stepIndex, it, innerPath);
         if (prev === undefined) entry = seg.entry;
         else this.link(prev, { seg, path: innerPath, kind: inner.kind });
         prev = { seg, distribution: inner.distribution, path: innerPath, kind: inner.kind };

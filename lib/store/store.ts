@@ -52,6 +52,12 @@ export interface StoredJob {
   attempt: number;
   lastError: WireError | undefined;
   resultResourceId: string | undefined;
+  /** When a FAILED job's next attempt is due. */
+  nextAttemptAt: number | undefined;
+  /** Out of attempts, but its step's quorum lets the artifact go on without it. */
+  leftOut: boolean;
+  /** The job's Parallel step may finish without some workers: `required` of the jobs in `group`. */
+  quorum: { group: string; required: number } | undefined;
   /** Indices of the jobs this job unlocks. */
   locks: number[];
 }
@@ -84,6 +90,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   id TEXT PRIMARY KEY, artifact_id TEXT NOT NULL, idx INTEGER NOT NULL, worker TEXT NOT NULL,
   step_index INTEGER NOT NULL, iteration INTEGER NOT NULL, role TEXT NOT NULL, operation_json TEXT NOT NULL,
   state TEXT NOT NULL, attempt INTEGER NOT NULL, last_error_json TEXT, result_resource_id TEXT,
+  next_attempt_at INTEGER, left_out INTEGER NOT NULL DEFAULT 0, quorum_json TEXT,
   locks_json TEXT NOT NULL, UNIQUE (artifact_id, idx));
 CREATE TABLE IF NOT EXISTS resources (
   id TEXT PRIMARY KEY, artifact_id TEXT NOT NULL, job_id TEXT NOT NULL, producer TEXT NOT NULL,
@@ -112,6 +119,9 @@ interface JobRow {
   attempt: number;
   last_error_json: string | null;
   result_resource_id: string | null;
+  next_attempt_at: number | null;
+  left_out: number;
+  quorum_json: string | null;
   locks_json: string;
 }
 
@@ -241,8 +251,8 @@ export class Store {
        VALUES (?, ?, ?, ?, ?, ?, 'SCHEDULED', ?, ?, ?)`,
     );
     const insertJob = this.db.prepare(
-      `INSERT INTO jobs (id, artifact_id, idx, worker, step_index, iteration, role, operation_json, state, attempt, locks_json)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'WAITING', 0, ?)`,
+      `INSERT INTO jobs (id, artifact_id, idx, worker, step_index, iteration, role, operation_json, state, attempt, quorum_json, locks_json)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'WAITING', 0, ?, ?)`,
     );
     this.db.transaction(() => {
       insertArtifact.run(
@@ -266,6 +276,7 @@ export class Store {
           job.iteration,
           job.role,
           JSON.stringify(job.operation),
+          json(job.quorum),
           JSON.stringify(job.locks),
         );
       }
@@ -304,16 +315,23 @@ export class Store {
     return rows.map(toJob);
   }
 
-  updateJob(
-    id: string,
-    change: { state: JobState; attempt?: number; lastError?: WireError; resultResourceId?: string },
-  ): void {
+  updateJob(id: string, change: JobChange): void {
     this.db
       .prepare(
         `UPDATE jobs SET state = ?, attempt = COALESCE(?, attempt), last_error_json = COALESCE(?, last_error_json),
-         result_resource_id = COALESCE(?, result_resource_id) WHERE id = ?`,
+         result_resource_id = CASE WHEN ? THEN NULL ELSE COALESCE(?, result_resource_id) END,
+         next_attempt_at = ?, left_out = COALESCE(?, left_out) WHERE id = ?`,
       )
-      .run(change.state, change.attempt ?? null, json(change.lastError), change.resultResourceId ?? null, id);
+      .run(
+        change.state,
+        change.attempt ?? null,
+        json(change.lastError),
+        change.clearResult ? 1 : 0,
+        change.resultResourceId ?? null,
+        change.nextAttemptAt ?? null,
+        change.leftOut === undefined ? null : change.leftOut ? 1 : 0,
+        id,
+      );
   }
 
   // ------------------------------------------------------------ resources
@@ -355,6 +373,17 @@ export class Store {
   }
 }
 
+/** A change to a job row. `nextAttemptAt` is cleared unless given (it only means something while FAILED). */
+export interface JobChange {
+  state: JobState;
+  attempt?: number;
+  lastError?: WireError;
+  resultResourceId?: string;
+  clearResult?: boolean;
+  nextAttemptAt?: number;
+  leftOut?: boolean;
+}
+
 export function jobId(artifactId: string, index: number): string {
   return `${artifactId}.${index}`;
 }
@@ -373,6 +402,9 @@ function toJob(r: JobRow): StoredJob {
     attempt: r.attempt,
     lastError: parse<WireError>(r.last_error_json),
     resultResourceId: r.result_resource_id ?? undefined,
+    nextAttemptAt: r.next_attempt_at ?? undefined,
+    leftOut: r.left_out === 1,
+    quorum: parse<{ group: string; required: number }>(r.quorum_json),
     locks: JSON.parse(r.locks_json) as number[],
   };
 }
@@ -406,5 +438,7 @@ export function jobStatus(j: StoredJob): JobStatus {
     attempt: j.attempt,
   };
   if (j.lastError) s.lastError = j.lastError;
+  if (j.nextAttemptAt !== undefined && j.state === 'FAILED') s.nextAttemptAt = j.nextAttemptAt;
+  if (j.leftOut) s.leftOut = true;
   return s;
 }

@@ -14,6 +14,8 @@ export interface ClientOptions {
   heartbeatMs?: number;
   /** Dial again after a lost connection (workers: yes, for ever). */
   reconnect: boolean;
+  /** With reconnect on: still fail `start()` when the very first dial fails (a workbench should say so at once). */
+  failFirstDial?: boolean;
   onOpen(peer: PeerConnection): void;
   onMessage(message: Message): void;
   onClose?(code: number, reason: string): void;
@@ -71,7 +73,8 @@ export class Client {
         ws.once('error', (err) => {
           if (opened) return;
           ws.terminate();
-          if (first && !this.opts.reconnect) {
+          if (first && (!this.opts.reconnect || this.opts.failFirstDial)) {
+            this.stopped = true;
             first = false;
             reject(new Error(`cannot reach the scheduler at ${this.opts.url}: ${err.message}`));
             return;
@@ -101,6 +104,18 @@ export class Client {
     if (!this.peer?.isOpen) return false;
     this.peer.send(message);
     return true;
+  }
+
+  /** Test seam (fault injection): raw bytes on the open connection. */
+  sendRaw(bytes: Uint8Array): boolean {
+    if (!this.peer?.isOpen) return false;
+    this.peer.sendRaw(bytes);
+    return true;
+  }
+
+  /** Drops the connection abruptly, as a network cut would; it is dialed again (fault injection). */
+  cut(): void {
+    this.peer?.terminate();
   }
 
   close(): void {

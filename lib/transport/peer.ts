@@ -63,6 +63,11 @@ export class PeerConnection {
     this.ws.send(encode(message), { binary: true }, cb);
   }
 
+  /** Test seam (fault injection): bytes as they are, bypassing the codec. */
+  sendRaw(bytes: Uint8Array): void {
+    if (this.isOpen) this.ws.send(bytes, { binary: true });
+  }
+
   sendError(error: WireError, reqId?: number): void {
     this.send(reqId === undefined ? { type: 'error', error } : { type: 'error', reqId, error });
   }

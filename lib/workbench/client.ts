@@ -14,6 +14,7 @@ import { PROTOCOL_VERSION } from '../../protocols/version.ts';
 import { FdlError } from '../errors.ts';
 import { sha256Hex } from '../store/blobs.ts';
 import { Client } from '../transport/client.ts';
+import { DEFAULT_REQUEST_TIMEOUT_MS } from '../transport/defaults.ts';
 import { Requester } from '../transport/requester.ts';
 import { estimators } from './builders.ts';
 
@@ -21,6 +22,25 @@ export type ArtifactEvent = MessageOf<'artifactEvent'>;
 export type ProjectSummary = Omit<ProjectInfo, 'features'>;
 
 const TERMINAL = new Set(['COMPLETED', 'ERROR', 'CANCELLED']);
+const DISCONNECTED = 'the connection to the scheduler closed';
+const NOT_CONNECTED = 'not connected to the scheduler';
+
+function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new FdlError('INTERNAL', message)), ms);
+    t.unref();
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}
 
 /**
  * A submitted artifact, followed by the events the scheduler pushes (no polling).
@@ -61,6 +81,19 @@ export class ArtifactHandle extends EventEmitter<{ event: [ArtifactEvent] }> {
         );
       }
     }
+  }
+
+  /** @internal A status fetched after a reconnection or a cancel: emit what changed. */
+  catchUp(status: ArtifactStatus): void {
+    const changed = status.state !== this.status.state;
+    this.status = status;
+    if (changed) {
+      this.push({ type: 'artifactEvent', artifactId: this.id, progress: status.progress, event: { kind: 'artifactState', state: status.state } });
+    }
+  }
+
+  cancel(): Promise<ArtifactStatus> {
+    return this.wb.cancel(this.id);
   }
 
   /** Resolves with the final status when COMPLETED; rejects with the cause on ERROR or CANCELLED. */
@@ -120,6 +153,8 @@ export class Project {
 
 export interface ConnectOptions {
   name?: string;
+  /** Dial again when the connection drops (default true): requests wait, artifacts are followed again. */
+  reconnect?: boolean;
   /** Bound on each request's wait for its reply. */
   requestTimeoutMs?: number;
 }
@@ -129,7 +164,10 @@ export class Workbench {
   private readonly requester = new Requester();
   private readonly handles = new Map<string, ArtifactHandle>();
   private client!: Client;
-  private welcomed!: Promise<void>;
+  private welcomes = 0;
+  private isReady = false;
+  private ready: Promise<void> = Promise.resolve();
+  private markReady: (() => void) | undefined;
 
   private constructor(
     readonly url: string,
@@ -143,38 +181,84 @@ export class Workbench {
   }
 
   private async open(): Promise<void> {
-    let welcome!: () => void;
+    let firstWelcome!: () => void;
     let refuse!: (e: Error) => void;
-    this.welcomed = new Promise<void>((resolve, reject) => {
-      welcome = resolve;
+    const welcomed = new Promise<void>((resolve, reject) => {
+      firstWelcome = resolve;
       refuse = reject;
     });
+    this.newReadyPromise();
     this.client = new Client({
       url: this.url,
-      reconnect: false,
+      reconnect: this.opts.reconnect ?? true,
+      failFirstDial: true,
       onOpen: (peer) => {
         const hello: Message = { type: 'workbenchHello', protocolVersion: PROTOCOL_VERSION };
         if (this.opts.name) hello.name = this.opts.name;
         peer.send(hello);
       },
       onMessage: (m) => {
-        if (m.type === 'welcome') welcome();
-        else if (m.type === 'artifactEvent') this.handles.get(m.artifactId)?.push(m);
+        if (m.type === 'welcome') {
+          const again = this.welcomes++ > 0;
+          this.markReady?.();
+          firstWelcome();
+          if (again) void this.resubscribe();
+        } else if (m.type === 'artifactEvent') this.handles.get(m.artifactId)?.push(m);
         else if (!this.requester.settle(m) && m.type === 'error') refuse(new FdlError(m.error.code, m.error.message));
       },
       onClose: () => {
-        this.requester.failAll('the connection to the scheduler closed');
+        this.newReadyPromise();
+        this.requester.failAll(DISCONNECTED);
         refuse(new Error('the scheduler closed the connection'));
       },
     });
     await this.client.start();
-    await this.welcomed;
+    await welcomed;
   }
 
-  private async ask<K extends MessageType>(build: (reqId: number) => Message, expect: K): Promise<MessageOf<K>> {
-    const reply = await this.requester.request(build, (m) => this.client.send(m), this.opts.requestTimeoutMs);
-    if (reply.type !== expect) throw new FdlError('INTERNAL', `expected ${expect}, got ${reply.type}`);
-    return reply as never;
+  private newReadyPromise(): void {
+    if (this.markReady && this.isReady === false) return;
+    this.isReady = false;
+    this.ready = new Promise<void>((resolve) => {
+      this.markReady = () => {
+        this.isReady = true;
+        resolve();
+      };
+    });
+  }
+
+  /** After a reconnection: follow every unfinished artifact again, and catch up on what was missed. */
+  private async resubscribe(): Promise<void> {
+    for (const handle of this.handles.values()) {
+      if (TERMINAL.has(handle.status.state)) continue;
+      try {
+        const { status } = await this.ask((reqId) => ({ type: 'subscribe', reqId, artifactId: handle.id }), 'status');
+        handle.catchUp(status);
+      } catch {
+        // the next reconnection tries again
+      }
+    }
+  }
+
+  /** Idempotent requests wait out a reconnection and are sent again; a submit is never sent twice. */
+  private async ask<K extends MessageType>(
+    build: (reqId: number) => Message,
+    expect: K,
+    idempotent = true,
+  ): Promise<MessageOf<K>> {
+    const timeoutMs = this.opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (!this.isReady) await withTimeout(this.ready, Math.max(0, deadline - Date.now()), `no connection to ${this.url}`);
+      try {
+        const reply = await this.requester.request(build, (m) => this.client.send(m), Math.max(1, deadline - Date.now()));
+        if (reply.type !== expect) throw new FdlError('INTERNAL', `expected ${expect}, got ${reply.type}`);
+        return reply as never;
+      } catch (e) {
+        const lost = e instanceof Error && (e.message === DISCONNECTED || e.message === NOT_CONNECTED);
+        if (!lost || !idempotent || (this.opts.reconnect ?? true) === false || Date.now() >= deadline) throw e;
+      }
+    }
   }
 
   async nodes(): Promise<NodeInfo[]> {
@@ -201,6 +285,7 @@ export class Workbench {
     const { status } = await this.ask(
       (reqId) => ({ type: 'submitArtifact', reqId, projectToken, artifact: parsed.data }),
       'artifactAccepted',
+      false,
     );
     const handle = new ArtifactHandle(this, status);
     this.handles.set(status.id, handle);
@@ -214,9 +299,15 @@ export class Workbench {
     const handle = new ArtifactHandle(this, await this.status(artifactId));
     this.handles.set(artifactId, handle);
     const { status } = await this.ask((reqId) => ({ type: 'subscribe', reqId, artifactId }), 'status');
-    handle.status = status;
-    if (TERMINAL.has(status.state)) handle.push({ type: 'artifactEvent', artifactId, progress: status.progress, event: { kind: 'artifactState', state: status.state } });
+    handle.catchUp(status);
     return handle;
+  }
+
+  /** Stops the artifact's jobs on every worker; resolves with its status (CANCELLED, or its end state). */
+  async cancel(artifactId: string): Promise<ArtifactStatus> {
+    const { status } = await this.ask((reqId) => ({ type: 'cancelArtifact', reqId, artifactId }), 'status');
+    this.handles.get(artifactId)?.catchUp(status);
+    return status;
   }
 
   async status(artifactId: string): Promise<ArtifactStatus> {

@@ -21,7 +21,7 @@ const cluster = await Cluster.start({
   projectName: 'california',
   projectToken: token,
   workers: shards.map((f, i) => ({ name: `worker-${i + 1}`, files: [f] })),
-  scheduler: { retry: { retry_delay_ms: 50 } },
+  scheduler: { retry: { initial_interval_ms: 50 } },
 });
 const wb = await Workbench.connect(cluster.url);
 t.teardown(async () => {

@@ -69,13 +69,26 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
   const { store, log } = props;
   const now = props.now ?? Date.now;
 
+  /**
+   * The workers that hold a project's data: the connected ones, and those lost less than the
+   * grace time ago (a worker whose socket was cut a moment ago is still a member: leaving it
+   * out of a plan would silently compute over part of the data). Sorted by id.
+   */
   const workersOf = (s: SchedulerState, token: string) => {
-    const holders: Array<{ nodeId: string; data: ProjectData }> = [];
+    const holders = new Map<string, ProjectData>();
     for (const [nodeId, w] of s.workers) {
       const data = w.projects.find((p) => p.token === token);
-      if (data && data.datasources.length > 0) holders.push({ nodeId, data });
+      if (data && data.datasources.length > 0) holders.set(nodeId, data);
     }
-    return holders.sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0));
+    const recent = now() - props.policy.workerGraceMs;
+    for (const n of store.listNodes()) {
+      if (n.role !== 'worker' || holders.has(n.id) || s.workers.has(n.id) || n.lastSeen < recent) continue;
+      const data = n.projects.find((p) => p.token === token);
+      if (data && data.datasources.length > 0) holders.set(n.id, data);
+    }
+    return [...holders]
+      .map(([nodeId, data]) => ({ nodeId, data }))
+      .sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0));
   };
 
   const spawnSupervisor = (s: SchedulerState, self: Ref<SchedulerMsg>, artifactId: string) => {

@@ -20,6 +20,8 @@ export interface WorkerSpec {
   /** Data files (absolute paths), all bound to the cluster's project. */
   files: string[];
   extra?: Record<string, unknown>;
+  /** Extra environment of this worker's process (e.g. FDL_FAULTS). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface ClusterOptions {
@@ -69,11 +71,11 @@ export class Cluster {
     return file;
   }
 
-  private launch(name: string, config: string): NodeProcess {
+  private launch(name: string, config: string, env: NodeJS.ProcessEnv = {}): NodeProcess {
     const log = createWriteStream(join(this.opts.dir, `${name}.log`), { flags: 'a' });
     const child = spawn(process.execPath, [FDL_BIN, 'node', '--config', config], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { FDL_LOG_LEVEL: 'info', ...process.env, ...this.opts.env },
+      env: { FDL_LOG_LEVEL: 'info', ...process.env, ...this.opts.env, ...env },
     });
     child.stderr?.pipe(log);
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -119,7 +121,17 @@ export class Cluster {
       datasources: spec.files.map((path, i) => ({ name: `${name}-${i + 1}`, path, projects: [this.opts.projectToken] })),
       ...spec.extra,
     });
-    this.launch(name, config);
+    this.launch(name, config, spec.env);
+  }
+
+  /** Sends a signal without waiting (SIGKILL, SIGSTOP, SIGCONT ...). */
+  kill(name: string, signal: NodeJS.Signals): void {
+    this.nodes.get(name)?.child.kill(signal);
+  }
+
+  /** Resolves with the exit code once the node's process has ended. */
+  exited(name: string): Promise<number | null> {
+    return this.nodes.get(name)?.exited ?? Promise.resolve(null);
   }
 
   /** Resolves when each named worker is connected to the scheduler. */

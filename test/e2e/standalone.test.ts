@@ -42,3 +42,8 @@ t.test('a standalone scheduler and a worker give the central figures', async (t)
   t.ok(relErr(m.mean.MedInc as number, mean(column(all, 'MedInc'))) <= 1e-9);
   t.ok(relErr(m.mean.Population as number, mean(column(all, 'Population'))) <= 1e-9);
 });
+
+t.test('a standalone node stops cleanly on SIGTERM', async (t) => {
+  t.equal(await cluster.signal('worker-2', 'SIGTERM'), 0);
+  t.equal(await cluster.signal('scheduler', 'SIGTERM'), 0, 'standalone exits 0');
+});

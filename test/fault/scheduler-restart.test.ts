@@ -1,0 +1,47 @@
+// Why: the scheduler writes every state change to its store before acting on it, so a scheduler
+// killed with SIGKILL in the middle of an artifact and started again on the same work directory
+// must finish it with the same result, while workers and the submitting workbench reconnect.
+// And every node kind stops cleanly on SIGTERM (exit 0) and starts again where it left off.
+import t from 'tap';
+import type { CountProduct, MeanProduct } from '../../lib/workbench.ts';
+import { estimators, steps } from '../../lib/workbench.ts';
+import { column, mean, readCsv, relErr, union } from '../helpers/central.ts';
+import { SHARDS, testCluster } from '../helpers/cluster.ts';
+
+const all = union(...SHARDS.map(readCsv));
+const { cluster, wb, token } = await testCluster(t, 'fault-scheduler', {
+  workers: SHARDS.map((f, i) => ({ name: `worker-${i + 1}`, files: [f] })),
+  scheduler: { retry: { initial_interval_ms: 100, max_interval_ms: 1000, worker_grace_ms: 15_000 } },
+});
+
+t.test('SIGKILL the scheduler mid-artifact, start it again: COMPLETED, same result, the workbench gets it', async (t) => {
+  const project = await wb.project(token);
+  const features = ['MedInc', 'HouseAge', 'Population'];
+  const handle = await project.submit([steps.parallel({ kind: 'TestSleep', ms: 1500 }), estimators.mean(features)]);
+  await new Promise<void>((resolve) =>
+    handle.on('event', (e) => {
+      if (e.event.kind === 'jobState' && e.event.state === 'RUNNING') resolve();
+    }),
+  );
+  cluster.kill('scheduler', 'SIGKILL');
+  t.equal(await cluster.exited('scheduler'), null, 'the scheduler was killed');
+  await cluster.startScheduler();
+  const result = await handle.result<MeanProduct>();
+  for (const f of features) t.ok(relErr(result.mean[f] as number, mean(column(all, f))) <= 1e-9, `${f} mean as undisturbed`);
+  const status = await wb.status(handle.id);
+  t.equal(status.state, 'COMPLETED');
+  t.equal(status.progress.completed, status.progress.total);
+});
+
+t.test('SIGTERM each node kind: exit 0, and a restart continues cleanly', async (t) => {
+  t.equal(await cluster.signal('worker-2', 'SIGTERM'), 0, 'worker exits 0');
+  t.equal(await cluster.signal('scheduler', 'SIGTERM'), 0, 'scheduler exits 0');
+  t.equal(await cluster.signal('worker-1', 'SIGTERM'), 0, 'worker exits 0');
+  await cluster.startScheduler();
+  cluster.startWorker('worker-1');
+  cluster.startWorker('worker-2');
+  await cluster.waitForWorkers(['worker-1', 'worker-2']);
+  const project = await wb.project(token);
+  t.equal((await (await project.count()).result<CountProduct>()).count, all.rows.length);
+  t.equal((await wb.projects()).length, 1, 'the project survived in the store');
+});

@@ -1,4 +1,287 @@
-import type { HandlerMap } from '../context.ts';
+import type { ModelSpec } from '../../../protocols/operations/models.ts';
+import { FdlError } from '../../errors.ts';
+import { isTestRow } from '../split.ts';
+import { type Ctx, type HandlerMap, localsKey, type OpContext, singleInput } from '../context.ts';
+import { classificationStats, type EvalStats, type Metrics, mergeStats, regressionStats, summarize } from '../metrics.ts';
+import { aggregateLinear, mergeForests } from './aggregate.ts';
+import { type Dataset, readDataset, subset } from './data.ts';
+import { trainForest } from './forest.ts';
+import { columnStats, initialLinear, safeStd, trainLinear } from './linear.ts';
+import {
+  BadModel,
+  type LinearModel,
+  type Model,
+  type ModelUpdate,
+  modelToWire,
+  parseModel,
+  parseUpdate,
+  predictMatrix,
+  updateToWire,
+} from './model.ts';
+import { mixSeed } from './random.ts';
+import { addValues, randomMasks, unmask } from './secure-sum.ts';
+import { DEFAULT_AGGREGATION, DEFAULT_SEED, type ForestSpec, forestTraining, type LinearSpec, linearTraining } from './spec.ts';
 
-/** Model operations (Train, TrainTest, Aggregation, LocalCrossValidation): none yet. */
-export const modelHandlers = {} satisfies Partial<HandlerMap>;
+export type { ForestModel, LinearModel, Model, ModelUpdate, RoundRecord } from './model.ts';
+
+/** Product of ModelStats chains: masked fixed-point sums [n, Σx_f..., Σx_f²...]. */
+export interface ModelStatsRunning {
+  sums: Uint8Array;
+}
+
+/** Product of EvaluateModel and LocalCrossValidation; MergeMetrics merges a list of them. */
+export interface MetricsProduct {
+  samples: number;
+  stats: EvalStats;
+  metrics: Metrics;
+  /** LocalCrossValidation: the metrics of each fold's held-out rows. */
+  folds?: Metrics[];
+}
+
+export interface MergedMetricsProduct {
+  workers: number;
+  metrics: Metrics;
+  stats: EvalStats;
+}
+
+function opError(ctx: OpContext, message: string, cause?: unknown): FdlError {
+  return new FdlError('OPERATION_FAILED', `${ctx.operation.kind}: ${message}`, { retryable: false, cause });
+}
+
+/** Decoded inputs come from other nodes: a malformed one is a non-retryable failure. */
+function checked<T>(ctx: OpContext, parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    if (e instanceof BadModel || e instanceof TypeError || e instanceof RangeError) throw opError(ctx, e.message, e);
+    throw e;
+  }
+}
+
+const STATS_FAMILY = 'model-stats';
+
+function modelStatsInit(ctx: Ctx<'ModelStatsInit'>): ModelStatsRunning {
+  const key = localsKey(ctx, STATS_FAMILY);
+  const slots = 1 + 2 * ctx.operation.features.length;
+  const stored = ctx.locals.get(key);
+  // A retried init reuses its masks, so a chain already under way still unmasks right.
+  const masks = stored instanceof Uint8Array && stored.byteLength === slots * 16 ? stored : randomMasks(slots);
+  if (masks !== stored) ctx.locals.set(key, masks);
+  return { sums: masks };
+}
+
+async function modelStats(ctx: Ctx<'ModelStats'>): Promise<ModelStatsRunning> {
+  const { features, label, query } = ctx.operation;
+  const running = singleInput(ctx).sums;
+  if (!(running instanceof Uint8Array)) throw opError(ctx, 'its input has no masked sums');
+  const ds = await readDataset(ctx, features, label, query);
+  const d = features.length;
+  const values = new Float64Array(1 + 2 * d);
+  values[0] = ds.x.rows;
+  for (let r = 0; r < ds.x.rows; r++) {
+    for (let j = 0; j < d; j++) {
+      const v = ds.x.data[r * d + j] as number;
+      values[1 + j] = (values[1 + j] as number) + v;
+      values[1 + d + j] = (values[1 + d + j] as number) + v * v;
+    }
+  }
+  return { sums: checked(ctx, () => addValues(running, values)) };
+}
+
+/** The global mean and std from unmasked sums. */
+function statsToStandardize(ctx: OpContext, sums: Float64Array, d: number): { mean: Float64Array; std: Float64Array } {
+  const n = sums[0] as number;
+  if (!(n > 0)) throw opError(ctx, 'the workers hold no complete row to standardize with');
+  const mean = new Float64Array(d);
+  const std = new Float64Array(d);
+  for (let j = 0; j < d; j++) {
+    const m = (sums[1 + j] as number) / n;
+    mean[j] = m;
+    std[j] = safeStd(Math.sqrt(Math.max(0, (sums[1 + d + j] as number) / n - m * m)));
+  }
+  return { mean, std };
+}
+
+function initModel(ctx: Ctx<'InitModel'>): Record<string, unknown> {
+  const { model: spec, standardize } = ctx.operation;
+  if (spec.type === 'randomForest') throw opError(ctx, 'a random forest has no initial model (its Train needs no input)');
+  const d = spec.features.length;
+  let mean: Float64Array = new Float64Array(d);
+  let std: Float64Array = new Float64Array(d).fill(1);
+  if (standardize) {
+    if (standardize.mean.length !== d || standardize.std.length !== d) {
+      throw opError(ctx, `standardize needs ${d} means and ${d} stds, one per feature`);
+    }
+    mean = Float64Array.from(standardize.mean);
+    std = Float64Array.from(standardize.std);
+  } else if (ctx.inputs.length > 0) {
+    // The final of a ModelStats chain: unmask the sums.
+    const running = singleInput(ctx).sums;
+    const masks = ctx.locals.get(localsKey(ctx, STATS_FAMILY));
+    if (!(running instanceof Uint8Array) || !(masks instanceof Uint8Array)) {
+      throw opError(ctx, `no masked sums, or no masks in locals (step ${ctx.stepIndex}, iteration ${ctx.iteration})`);
+    }
+    const sums = checked(ctx, () => unmask(running, masks));
+    if (sums.length !== 1 + 2 * d) throw opError(ctx, `the sums cover ${(sums.length - 1) / 2} features, the model ${d}`);
+    ({ mean, std } = statsToStandardize(ctx, sums, d));
+  }
+  return modelToWire(initialLinear(spec.type, spec.features, spec.label, mean, std));
+}
+
+/** The model a linear Train starts from: its one input, or a zero model standardized on local rows. */
+function startLinear(ctx: OpContext, spec: LinearSpec, ds: Dataset): LinearModel {
+  if (ctx.inputs.length === 0) {
+    const { mean, std } = columnStats(ds.x);
+    return initialLinear(spec.type, spec.features, spec.label, mean, std);
+  }
+  const input = ctx.inputs[0];
+  const model = checked(ctx, () => parseModel(input));
+  if (model.type !== spec.type) throw opError(ctx, `its input is a ${model.type}, the spec a ${spec.type}`);
+  if (model.features.join('\u0000') !== spec.features.join('\u0000') || model.label !== spec.label) {
+    throw opError(ctx, 'its input model has other features or another label than the spec');
+  }
+  return model;
+}
+
+function labelCheck(ctx: OpContext, spec: ModelSpec, y: Float64Array): void {
+  if (spec.type !== 'logisticRegression') return;
+  for (const v of y) if (v !== 0 && v !== 1) throw opError(ctx, `logistic regression needs a 0/1 label; ${spec.label} has ${v}`);
+}
+
+/** Class indices of y over `classes`; rows with a label outside them are an error. */
+function classIndex(ctx: OpContext, spec: ForestSpec, y: Float64Array): { classes: number[]; yi: Uint8Array } {
+  const classes = spec.classes ? [...spec.classes].sort((a, b) => a - b) : [...new Set(y)].sort((a, b) => a - b);
+  if (classes.length > 256) throw opError(ctx, `${spec.label} has more than 256 classes`);
+  const index = new Map(classes.map((c, i) => [c, i]));
+  const yi = new Uint8Array(y.length);
+  for (let i = 0; i < y.length; i++) {
+    const c = index.get(y[i] as number);
+    if (c === undefined) throw opError(ctx, `${spec.label} has the value ${y[i]}, not among the classes`);
+    yi[i] = c;
+  }
+  return { classes, yi };
+}
+
+/** Trains the spec's model on a dataset (the input model, if any, is the start of a linear model). */
+async function fit(ctx: OpContext, spec: ModelSpec, ds: Dataset, salt: number): Promise<Model> {
+  if (ds.x.rows === 0) throw opError(ctx, 'no complete row to train on');
+  labelCheck(ctx, spec, ds.y);
+  if (spec.type === 'randomForest') {
+    const { classes, yi } = classIndex(ctx, spec, ds.y);
+    const t = forestTraining(spec);
+    return trainForest(ds.x, yi, classes, t, {
+      strategy: spec.strategy,
+      features: spec.features,
+      label: spec.label,
+      salt: mixSeed(salt, ds.x.rows),
+    });
+  }
+  const start = startLinear(ctx, spec, ds);
+  try {
+    const t = linearTraining(spec);
+    return await trainLinear(start, ds.x, ds.y, { ...t, seed: mixSeed(t.seed, salt) });
+  } catch (e) {
+    if (e instanceof RangeError) throw opError(ctx, e.message, e);
+    throw e;
+  }
+}
+
+/** Metrics stats of a model on a dataset. */
+export function evaluate(model: Model, ds: Dataset): EvalStats {
+  const p = predictMatrix(model, ds.x);
+  if (model.type === 'linearRegression') return regressionStats(ds.y, p.predicted);
+  return classificationStats(p.classes ?? [0, 1], ds.y, p.predicted, p.score);
+}
+
+async function train(ctx: Ctx<'Train'>): Promise<Record<string, unknown>> {
+  const { model: spec, query } = ctx.operation;
+  const ds = await readDataset(ctx, spec.features, spec.label, query);
+  const model = await fit(ctx, spec, ds, ctx.iteration);
+  return updateToWire({ model, samples: ds.x.rows });
+}
+
+async function trainTest(ctx: Ctx<'TrainTest'>): Promise<Record<string, unknown>> {
+  const { model: spec, query, testFraction } = ctx.operation;
+  const seed = ctx.operation.splitSeed ?? spec.seed ?? DEFAULT_SEED;
+  const ds = await readDataset(ctx, spec.features, spec.label, query);
+  const trainRows: number[] = [];
+  const testRows: number[] = [];
+  for (let i = 0; i < ds.x.rows; i++) (isTestRow(seed, ds.rowIndex[i] as number, testFraction) ? testRows : trainRows).push(i);
+  const trainSet = subset(ds, trainRows);
+  const testSet = subset(ds, testRows);
+  const model = await fit(ctx, spec, trainSet, ctx.iteration);
+  const update: ModelUpdate = { model, samples: trainSet.x.rows, testSamples: testSet.x.rows };
+  if (testSet.x.rows > 0) update.test = evaluate(model, testSet);
+  return updateToWire(update);
+}
+
+function aggregation(ctx: Ctx<'Aggregation'>): Record<string, unknown> {
+  const spec = ctx.operation.model;
+  if (ctx.inputs.length === 0) throw opError(ctx, 'no local model to aggregate');
+  const updates = checked(ctx, () => ctx.inputs.map(parseUpdate));
+  const merged = checked(ctx, () =>
+    spec.type === 'randomForest' ? mergeForests(updates, spec.strategy) : aggregateLinear(updates, spec.aggregation ?? DEFAULT_AGGREGATION),
+  );
+  return modelToWire(merged);
+}
+
+/** Fold of a row: the hash of (seed, row) cut into `folds` equal ranges (the split of lib/ops/split.ts). */
+export function foldOf(seed: number, row: number, folds: number): number {
+  for (let f = 1; f < folds; f++) if (isTestRow(seed, row, f / folds)) return f - 1;
+  return folds - 1;
+}
+
+async function localCrossValidation(ctx: Ctx<'LocalCrossValidation'>): Promise<MetricsProduct> {
+  const { model: spec, query, folds } = ctx.operation;
+  const seed = ctx.operation.splitSeed ?? spec.seed ?? DEFAULT_SEED;
+  const ds = await readDataset(ctx, spec.features, spec.label, query);
+  const fold = Uint32Array.from(ds.rowIndex, (r) => foldOf(seed, r, folds));
+  const perFold: Metrics[] = [];
+  const all: EvalStats[] = [];
+  for (let f = 0; f < folds; f++) {
+    const trainRows: number[] = [];
+    const testRows: number[] = [];
+    for (let i = 0; i < ds.x.rows; i++) (fold[i] === f ? testRows : trainRows).push(i);
+    if (testRows.length === 0 || trainRows.length === 0) continue;
+    const model = await fit(ctx, spec, subset(ds, trainRows), f);
+    const stats = evaluate(model, subset(ds, testRows));
+    all.push(stats);
+    perFold.push(summarize(stats));
+  }
+  if (all.length === 0) throw opError(ctx, `too few rows for ${folds} folds`);
+  const stats = mergeStats(all);
+  return { samples: ds.x.rows, stats, metrics: summarize(stats), folds: perFold };
+}
+
+async function evaluateModel(ctx: Ctx<'EvaluateModel'>): Promise<MetricsProduct> {
+  const input = ctx.inputs[0];
+  if (ctx.inputs.length !== 1) throw opError(ctx, `needs exactly 1 input (a model), got ${ctx.inputs.length}`);
+  const model = checked(ctx, () => parseModel(input));
+  const ds = await readDataset(ctx, model.features, model.label, ctx.operation.query);
+  const stats = evaluate(model, ds);
+  return { samples: ds.x.rows, stats, metrics: summarize(stats) };
+}
+
+function mergeMetrics(ctx: Ctx<'MergeMetrics'>): MergedMetricsProduct {
+  const stats = ctx.inputs.map((x) => {
+    const s = (x as { stats?: unknown; test?: unknown } | null)?.stats ?? (x as { test?: unknown } | null)?.test;
+    if (typeof s !== 'object' || s === null) throw opError(ctx, 'an input has no metrics stats');
+    return s as EvalStats;
+  });
+  if (stats.length === 0) throw opError(ctx, 'no metrics to merge');
+  const merged = checked(ctx, () => mergeStats(stats));
+  return { workers: stats.length, metrics: summarize(merged), stats: merged };
+}
+
+/** Model operations: Train, TrainTest, Aggregation, LocalCrossValidation, and their helpers. */
+export const modelHandlers = {
+  ModelStatsInit: modelStatsInit,
+  ModelStats: modelStats,
+  InitModel: initModel,
+  Train: train,
+  TrainTest: trainTest,
+  Aggregation: aggregation,
+  LocalCrossValidation: localCrossValidation,
+  EvaluateModel: evaluateModel,
+  MergeMetrics: mergeMetrics,
+} satisfies Partial<HandlerMap>;

@@ -4,8 +4,12 @@ import { wireError } from './errors.ts';
 import { type Message, MessageSchemas, type MessageType } from './messages.ts';
 
 // One codec for every frame. Records/structured clone are off so the bytes are plain
-// msgpack that any client library can read; typed arrays travel as their raw bytes.
+// msgpack that any client library can read.
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true, int64AsType: 'number' });
+// Resource payloads (products, models): the same, plus typed arrays as msgpack extensions that
+// carry their raw bytes. Without moreTypes, msgpackr writes a Float64Array element by element
+// into bytes and silently destroys it.
+const valuePackr = new Packr({ useRecords: false, moreTypes: true, mapsAsObjects: true, int64AsType: 'number' });
 
 /** A frame above this nesting depth is refused before it is validated (no stack blow-up in zod). */
 export const MAX_DEPTH = 64;
@@ -16,11 +20,11 @@ export function encode(message: Message): Uint8Array {
 
 /** Encodes any value as msgpack (resource payloads). */
 export function encodeValue(value: unknown): Uint8Array {
-  return packr.pack(value);
+  return valuePackr.pack(value);
 }
 
 export function decodeValue(bytes: Uint8Array): unknown {
-  return packr.unpack(bytes);
+  return valuePackr.unpack(bytes);
 }
 
 export type Decoded =

@@ -128,3 +128,22 @@ t.test('a bad query fails without retries, naming the field', async (t) => {
   t.equal(failed?.attempt, 1, 'a non-retryable error is not retried');
   t.match(failed?.lastError?.message, /NoSuchFeature/);
 });
+
+t.test('cancel stops the jobs on every worker; nothing of it runs afterwards', async (t) => {
+  const project = await wb.project(token);
+  const handle = await project.submit([steps.parallel({ kind: 'TestSleep', ms: 1500 }), steps.finalize({ kind: 'Noop' })]);
+  await new Promise<void>((resolve) => {
+    handle.on('event', (e) => {
+      if (e.event.kind === 'jobState' && e.event.state === 'RUNNING') resolve();
+    });
+  });
+  const status = await handle.cancel();
+  t.equal(status.state, 'CANCELLED');
+  await t.rejects(handle.done(), { code: 'CANCELLED' });
+  await new Promise((r) => setTimeout(r, 2500));
+  const later = await wb.status(handle.id);
+  t.equal(later.state, 'CANCELLED', 'still cancelled after the sleeps would have ended');
+  t.equal(later.jobs.find((j) => j.operation === 'Noop')?.state, 'WAITING', 'the final job never ran');
+  t.notOk(later.jobs.some((j) => j.state === 'COMPLETED'), 'no late report was taken');
+  t.equal((await wb.cancel(handle.id)).state, 'CANCELLED', 'cancelling again is harmless');
+});

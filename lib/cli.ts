@@ -49,7 +49,8 @@ function printStatus(s: ArtifactStatus, json: boolean): void {
   }
   process.stdout.write(`artifact ${s.id}${s.name ? ` (${s.name})` : ''}: ${s.state}, ${s.progress.completed}/${s.progress.total} jobs\n`);
   if (s.error) {
-    process.stdout.write(`error: job ${s.error.jobId ?? '-'} on ${s.error.worker ?? '-'}: ${s.error.error.code}: ${s.error.error.message}\n`);
+    const where = s.error.jobId ? ` (job ${s.error.jobId} on ${s.error.worker ?? '?'})` : '';
+    process.stdout.write(`error${where}: ${s.error.error.code}: ${s.error.error.message}\n`);
   }
   const leftOut = s.jobs.filter((j) => j.leftOut).map((j) => j.worker);
   if (leftOut.length > 0) process.stdout.write(`left out under the quorum: ${[...new Set(leftOut)].join(', ')}\n`);

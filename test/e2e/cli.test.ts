@@ -87,6 +87,16 @@ t.test('fdl submit --wait, then status and result', async (t) => {
   ]);
 });
 
+t.test('fdl cancel', async (t) => {
+  const file = join(dir, 'sleep.json');
+  writeFileSync(file, JSON.stringify({ steps: [{ kind: 'Parallel', operation: { kind: 'TestSleep', ms: 3000 } }, { kind: 'Finalize', operation: { kind: 'Noop' } }] }));
+  const id = (await fdl('submit', file, '--project', token)).stdout.trim();
+  const r = await fdl('cancel', id);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, new RegExp(`artifact ${id}: CANCELLED`));
+  t.match(r.stdout, /^error: CANCELLED: cancelled by a workbench$/m);
+});
+
 t.test('clear errors: bad artifact file, unknown artifact, unreachable scheduler', async (t) => {
   const badFile = join(dir, 'bad.json');
   writeFileSync(badFile, JSON.stringify({ steps: [{ kind: 'Parallel', operation: { kind: 'Count', query: { where: { feature: 'x', op: '~' } } } }] }));

@@ -1,9 +1,11 @@
-import { decodeValue } from '../protocols/codec.ts';
+import type { KeyObject } from 'node:crypto';
 import type { WireError } from '../protocols/errors.ts';
 import { wireError } from '../protocols/errors.ts';
 import type { Message, MessageOf } from '../protocols/messages.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
+import { toWireError } from '../lib/errors.ts';
+import { openValue, resourceContext } from '../lib/security/seal.ts';
 import { sha256Hex } from '../lib/store/blobs.ts';
 
 /**
@@ -27,13 +29,18 @@ interface Gathering {
 
 interface CollectorState {
   nextReqId: number;
-  pending: Map<number, { key: string; slot: number; sha256: string }>;
+  pending: Map<number, { key: string; slot: number; sha256: string; context: string }>;
   gathering: Map<string, Gathering>;
 }
 
 export function spawnCollector(
   parent: Ref<CollectorReport>,
-  props: { log: Logger; sendToScheduler(message: Message): boolean },
+  props: {
+    log: Logger;
+    sendToScheduler(message: Message): boolean;
+    /** This node's id and X25519 private key, to open inputs sealed for it. */
+    identity: { nodeId: string; boxPrivate: KeyObject } | undefined;
+  },
 ): Ref<CollectorMsg> {
   const failKey = (s: CollectorState, key: string, error: WireError) => {
     s.gathering.delete(key);
@@ -55,7 +62,7 @@ export function spawnCollector(
         let nextReqId = s.nextReqId;
         for (const [slot, ref] of assignment.inputs.entries()) {
           const reqId = nextReqId++;
-          s.pending.set(reqId, { key, slot, sha256: ref.sha256 });
+          s.pending.set(reqId, { key, slot, sha256: ref.sha256, context: resourceContext(assignment.artifactId, ref.jobId) });
           if (!props.sendToScheduler({ type: 'fetchResource', reqId, resourceId: ref.id })) {
             failKey(s, key, wireError('INTERNAL', 'lost the scheduler while fetching inputs'));
             break;
@@ -80,9 +87,9 @@ export function spawnCollector(
         return s;
       }
       try {
-        g.inputs[p.slot] = decodeValue(m.data);
+        g.inputs[p.slot] = openValue(m.data, props.identity, p.context);
       } catch (e) {
-        failKey(s, p.key, wireError('BAD_FRAME', `input ${m.resourceId} is not valid msgpack: ${(e as Error).message}`));
+        failKey(s, p.key, toWireError(e, 'BAD_FRAME'));
         return s;
       }
       g.remaining--;

@@ -1,9 +1,12 @@
+import { randomBytes } from 'node:crypto';
 import { stop } from 'nact';
-import { wireError } from '../protocols/errors.ts';
+import { type WireError, wireError } from '../protocols/errors.ts';
 import type { Message, WorkbenchRequest } from '../protocols/messages.ts';
 import { PROTOCOL_VERSION } from '../protocols/version.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
+import { authenticateWorkbench, authenticateWorker } from '../lib/security/auth.ts';
+import type { Store } from '../lib/store/store.ts';
 import type { PeerConnection } from '../lib/transport/peer.ts';
 import type { PeerHandle, SchedulerMsg } from './scheduler.ts';
 
@@ -24,6 +27,9 @@ interface ConnectionState {
   nodeId?: string;
 }
 
+/** Bound on the wait for a hello: a peer that connects and says nothing is closed. */
+const HELLO_TIMEOUT_MS = 10_000;
+
 const WORKER_MESSAGES: ReadonlySet<Message['type']> = new Set(['jobStarted', 'jobCompleted', 'jobFailed', 'fetchResource']);
 const WORKBENCH_MESSAGES: ReadonlySet<Message['type']> = new Set([
   'listNodes',
@@ -38,10 +44,14 @@ const WORKBENCH_MESSAGES: ReadonlySet<Message['type']> = new Set([
 
 export function spawnConnection(
   parent: Ref<unknown>,
-  props: { peer: PeerConnection; scheduler: Ref<SchedulerMsg>; log: Logger },
+  props: { peer: PeerConnection; scheduler: Ref<SchedulerMsg>; log: Logger; store: Store; schedulerId: string },
 ): Ref<ConnectionMsg> {
   const { peer, scheduler, log } = props;
   let handle: PeerHandle | undefined;
+  // A fresh nonce per connection: a hello signed for another connection is refused.
+  const nonce = randomBytes(32);
+  const helloTimer = setTimeout(() => peer.close(1008, 'no hello'), HELLO_TIMEOUT_MS);
+  helloTimer.unref();
 
   const ref = spawnActor<ConnectionState, ConnectionMsg>(
     parent,
@@ -75,10 +85,16 @@ export function spawnConnection(
             }
             if (!handle) throw new Error('connection handle missing');
             if (m.type === 'workerHello') {
-              send(scheduler, { kind: 'workerJoined', peer: handle, hello: m });
+              const auth = authenticateWorker(props.store, props.schedulerId, nonce, m);
+              if (!auth.ok) return refuse(auth.error, s, m.nodeId);
+              clearTimeout(helloTimer);
+              send(scheduler, { kind: 'workerJoined', peer: handle, hello: m, joinTokenId: auth.joinTokenId });
               return { role: 'worker', nodeId: m.nodeId };
             }
-            send(scheduler, { kind: 'workbenchJoined', peer: handle });
+            const auth = authenticateWorkbench(props.store, m);
+            if (!auth.ok) return refuse(auth.error, s);
+            clearTimeout(helloTimer);
+            send(scheduler, { kind: 'workbenchJoined', peer: handle, scope: auth.scope });
             return { role: 'workbench' };
           }
           const allowed = s.role === 'worker' ? WORKER_MESSAGES : WORKBENCH_MESSAGES;
@@ -92,8 +108,15 @@ export function spawnConnection(
         }
       }
     },
-    { log, initialState: () => ({ role: 'new' }), onCrash: 'resume' },
+    { log, initialState: () => ({ role: 'new' }), onCrash: 'resume', afterStop: () => clearTimeout(helloTimer) },
   );
+
+  function refuse(error: WireError, s: ConnectionState, nodeId?: string): ConnectionState {
+    log.warn({ remote: peer.remoteAddress, nodeId, error: error.message }, 'handshake refused');
+    peer.sendError(error);
+    peer.close(1008, 'authentication failed');
+    return s;
+  }
 
   handle = {
     sessionId: peer.id,
@@ -104,5 +127,6 @@ export function spawnConnection(
     onMessage: (message) => send(ref, { kind: 'received', message }),
     onClose: (code, reason) => send(ref, { kind: 'closed', code, reason }),
   });
+  peer.send({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, schedulerId: props.schedulerId, nonce });
   return ref;
 }

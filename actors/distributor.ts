@@ -2,6 +2,7 @@ import { encodeValue } from '../protocols/codec.ts';
 import type { Message, MessageOf } from '../protocols/messages.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
+import { type Recipient, resourceContext, seal } from '../lib/security/seal.ts';
 import { sha256Hex } from '../lib/store/blobs.ts';
 
 /**
@@ -10,7 +11,16 @@ import { sha256Hex } from '../lib/store/blobs.ts';
  * the completion report; the scheduler routes it to the receiving jobs as the locks say.
  */
 
-export type DistributorMsg = { kind: 'distribute'; key: string; jobId: string; attempt: number; product: unknown };
+export type DistributorMsg = {
+  kind: 'distribute';
+  key: string;
+  artifactId: string;
+  jobId: string;
+  attempt: number;
+  product: unknown;
+  /** Seal for these nodes (the distribution asked for encryption). */
+  sealFor?: Recipient[] | undefined;
+};
 
 export type DistributorReport = { kind: 'distributed'; key: string; report: MessageOf<'jobCompleted'> };
 
@@ -27,7 +37,9 @@ export function spawnDistributor(
     parent,
     'distributor',
     (s, msg) => {
-      const data = encodeValue(msg.product);
+      // Encoded once, whatever the number of receivers; sealed once with one key wrap per receiver.
+      const plain = encodeValue(msg.product);
+      const data = msg.sealFor && msg.sealFor.length > 0 ? seal(plain, msg.sealFor, resourceContext(msg.artifactId, msg.jobId)) : plain;
       const report: MessageOf<'jobCompleted'> = {
         type: 'jobCompleted',
         jobId: msg.jobId,

@@ -114,9 +114,20 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
   const clearAll = (s: JobState) => clear(s, 'attempt', 'retry', 'grace');
 
   /** Sends the current attempt to the worker; a worker that is away gets its grace time. */
+  /** The nodes that will read this job's product, with the keys pinned at their joins. */
+  const recipients = (job: StoredJob): Array<{ nodeId: string; boxKey: string }> => {
+    const all = props.store.jobs(props.artifactId);
+    const nodes = [...new Set(job.locks.map((i) => all[i]?.worker).filter((w): w is string => w !== undefined))];
+    return nodes.map((nodeId) => {
+      const keys = props.store.nodeKeys(nodeId);
+      if (!keys) throw new Error(`no key pinned for ${nodeId}`);
+      return { nodeId, boxKey: keys.boxKey };
+    });
+  };
+
   const assign = (s: JobState, self: Ref<JobMsg>): JobState => {
     const job = s.job;
-    const delivered = props.deliver(job.worker, {
+    const assignment: Message = {
       type: 'assignJob',
       artifactId: props.artifactId,
       jobId: job.id,
@@ -126,7 +137,9 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
       iteration: job.iteration,
       operation: job.operation,
       inputs: inputs(),
-    });
+    };
+    if (job.seal && job.locks.length > 0) assignment.sealFor = recipients(job);
+    const delivered = props.deliver(job.worker, assignment);
     const timers = { ...s.timers };
     // The attempt timer is armed once per attempt: re-deliveries do not extend it.
     timers.attempt ??= arm(props.policy.attemptTimeoutMs, { kind: 'attemptTimedOut', attempt: job.attempt }, self);

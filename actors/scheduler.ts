@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { stop } from 'nact';
-import { type ArtifactSpec, type ProjectData, RetryPolicySchema, type RetryPolicy } from '../protocols/entities.ts';
+import { type ArtifactSpec, type NodeInfo, type ProjectData, RetryPolicySchema, type RetryPolicy } from '../protocols/entities.ts';
 import { wireError } from '../protocols/errors.ts';
 import type { Message, MessageOf, WorkbenchRequest } from '../protocols/messages.ts';
 import { PROTOCOL_VERSION } from '../protocols/version.ts';
@@ -9,9 +9,11 @@ import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
 import { bindArtifact } from '../lib/plan/index.ts';
 import { aggregateProject } from '../lib/projects.ts';
+import { type WorkbenchScope, inScope } from '../lib/security/auth.ts';
+import { fingerprint } from '../lib/security/identity.ts';
 import { sha256Hex } from '../lib/store/blobs.ts';
 import { artifactStatus } from '../lib/store/status.ts';
-import type { Store } from '../lib/store/store.ts';
+import type { Store, StoredNode } from '../lib/store/store.ts';
 import { type SupervisorMsg, type SupervisorReport, spawnArtifactSupervisor } from './artifact-supervisor.ts';
 
 /**
@@ -30,8 +32,11 @@ export interface PeerHandle {
 
 export type SchedulerMsg =
   | { kind: 'resume' }
-  | { kind: 'workerJoined'; peer: PeerHandle; hello: MessageOf<'workerHello'> }
-  | { kind: 'workbenchJoined'; peer: PeerHandle }
+  /** A worker whose hello passed authentication (lib/security/auth.ts). */
+  | { kind: 'workerJoined'; peer: PeerHandle; hello: MessageOf<'workerHello'>; joinTokenId: string | undefined }
+  | { kind: 'workbenchJoined'; peer: PeerHandle; scope: WorkbenchScope }
+  /** Timer: close the sessions of tokens revoked since the last check. */
+  | { kind: 'checkRevocations' }
   | { kind: 'fromWorker'; peer: PeerHandle; nodeId: string; message: Message }
   | { kind: 'fromWorkbench'; peer: PeerHandle; message: WorkbenchRequest }
   | { kind: 'peerLeft'; peer: PeerHandle; nodeId?: string }
@@ -46,6 +51,8 @@ export interface SchedulerProps {
   allowResourceDownload: boolean;
   /** The in-process WorkerActor (initiator), reached by local dispatch; its data if standalone. */
   initiator: { peer: PeerHandle; name: string; projects: ProjectData[] };
+  /** The scheduler node's own public keys (the initiator receives sealed resources too). */
+  identity: { signKey: string; boxKey: string };
   now?: () => number;
 }
 
@@ -53,11 +60,18 @@ interface ConnectedWorker {
   peer: PeerHandle;
   name: string;
   projects: ProjectData[];
+  joinTokenId?: string | undefined;
+}
+
+interface WorkbenchSession {
+  peer: PeerHandle;
+  scope: WorkbenchScope;
 }
 
 interface SchedulerState {
   workers: Map<string, ConnectedWorker>;
-  workbenches: Map<string, PeerHandle>;
+  workbenches: Map<string, WorkbenchSession>;
+  lastRevocationCheck: number;
   subscriptions: Map<string, Set<PeerHandle>>;
   supervisors: Map<string, Ref<SupervisorMsg>>;
 }
@@ -115,10 +129,20 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
     reply(peer, { type: 'error', reqId, error });
   };
 
-  const submit = (s: SchedulerState, self: Ref<SchedulerMsg>, m: MessageOf<'submitArtifact'>, peer: PeerHandle) => {
+  const submit = (
+    s: SchedulerState,
+    self: Ref<SchedulerMsg>,
+    m: MessageOf<'submitArtifact'>,
+    peer: PeerHandle,
+    scope: WorkbenchScope,
+  ) => {
     const project = store.projectByToken(m.projectToken);
     if (!project) {
       reply(peer, { type: 'error', reqId: m.reqId, error: wireError('UNKNOWN_PROJECT', 'no project has this token') });
+      return;
+    }
+    if (!inScope(scope, project.id)) {
+      reply(peer, { type: 'error', reqId: m.reqId, error: wireError('FORBIDDEN', 'this workbench token does not cover the project') });
       return;
     }
     const spec: ArtifactSpec = m.artifact;
@@ -148,28 +172,57 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
     subs.add(peer);
   };
 
+  /** A workbench sees only the projects of its token's scope, and nothing of the others. */
   const onWorkbench = (s: SchedulerState, self: Ref<SchedulerMsg>, m: WorkbenchRequest, peer: PeerHandle) => {
+    const scope = s.workbenches.get(peer.sessionId)?.scope;
+    if (!scope) {
+      reply(peer, { type: 'error', reqId: m.reqId, error: wireError('NOT_AUTHENTICATED', 'no workbench session') });
+      return;
+    }
+    const visibleArtifact = (artifactId: string) => {
+      const artifact = store.artifact(artifactId);
+      if (artifact && inScope(scope, artifact.projectId)) return artifact;
+      reply(peer, { type: 'error', reqId: m.reqId, error: wireError('UNKNOWN_ARTIFACT', `no artifact ${artifactId}`) });
+      return undefined;
+    };
     switch (m.type) {
       case 'listNodes': {
         const live = new Set(s.workers.keys());
-        const nodes = store.listNodes().map((n) => ({
-          id: n.id,
-          name: n.name,
-          role: n.role,
-          connected: n.role === 'scheduler' || live.has(n.id),
-          lastSeen: n.lastSeen,
-          projects: n.projects.length,
-          datasources: n.projects.reduce((acc, p) => acc + p.datasources.length, 0),
-        }));
+        const visible = (n: StoredNode) =>
+          n.role === 'scheduler' ||
+          scope.projects === undefined ||
+          n.projects.some((p) => {
+            const project = store.projectByToken(p.token);
+            return project !== undefined && inScope(scope, project.id);
+          });
+        const nodes = store
+          .listNodes()
+          .filter(visible)
+          .map((n) => {
+            const info: NodeInfo = {
+              id: n.id,
+              name: n.name,
+              role: n.role,
+              connected: n.role === 'scheduler' || live.has(n.id),
+              lastSeen: n.lastSeen,
+              projects: n.projects.length,
+              datasources: n.projects.reduce((acc, p) => acc + p.datasources.length, 0),
+            };
+            if (n.signKey) info.fingerprint = fingerprint(n.signKey);
+            return info;
+          });
         reply(peer, { type: 'nodeList', reqId: m.reqId, nodes });
         return;
       }
       case 'listProjects': {
         // A listing never carries tokens: a token is a secret handed out by the operator.
-        const projects = store.listProjects().map((p) => {
-          const { features: _f, ...summary } = aggregateProject(p, []);
-          return summary;
-        });
+        const projects = store
+          .listProjects()
+          .filter((p) => inScope(scope, p.id))
+          .map((p) => {
+            const { features: _f, ...summary } = aggregateProject(p, []);
+            return summary;
+          });
         reply(peer, { type: 'projectList', reqId: m.reqId, projects });
         return;
       }
@@ -179,40 +232,35 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           reply(peer, { type: 'error', reqId: m.reqId, error: wireError('UNKNOWN_PROJECT', 'no project has this token') });
           return;
         }
+        if (!inScope(scope, project.id)) {
+          reply(peer, { type: 'error', reqId: m.reqId, error: wireError('FORBIDDEN', 'this workbench token does not cover the project') });
+          return;
+        }
         reply(peer, { type: 'project', reqId: m.reqId, project: aggregateProject(project, workersOf(s, m.projectToken)) });
         return;
       }
       case 'submitArtifact':
-        submit(s, self, m, peer);
+        submit(s, self, m, peer, scope);
         return;
       case 'getStatus':
       case 'subscribe': {
-        const artifact = store.artifact(m.artifactId);
-        if (!artifact) {
-          reply(peer, { type: 'error', reqId: m.reqId, error: wireError('UNKNOWN_ARTIFACT', `no artifact ${m.artifactId}`) });
-          return;
-        }
+        const artifact = visibleArtifact(m.artifactId);
+        if (!artifact) return;
         if (m.type === 'subscribe') subscribe(s, m.artifactId, peer);
         reply(peer, { type: 'status', reqId: m.reqId, status: artifactStatus(artifact, store.jobs(m.artifactId)) });
         return;
       }
       case 'cancelArtifact': {
-        const artifact = store.artifact(m.artifactId);
-        if (!artifact) {
-          reply(peer, { type: 'error', reqId: m.reqId, error: wireError('UNKNOWN_ARTIFACT', `no artifact ${m.artifactId}`) });
-          return;
-        }
+        const artifact = visibleArtifact(m.artifactId);
+        if (!artifact) return;
         const supervisor = s.supervisors.get(m.artifactId);
         if (supervisor) send(supervisor, { kind: 'cancel', replyTo: { peer, reqId: m.reqId } });
         else reply(peer, { type: 'status', reqId: m.reqId, status: artifactStatus(artifact, store.jobs(m.artifactId)) });
         return;
       }
       case 'getResult': {
-        const artifact = store.artifact(m.artifactId);
-        if (!artifact) {
-          reply(peer, { type: 'error', reqId: m.reqId, error: wireError('UNKNOWN_ARTIFACT', `no artifact ${m.artifactId}`) });
-          return;
-        }
+        const artifact = visibleArtifact(m.artifactId);
+        if (!artifact) return;
         if (!props.allowResourceDownload) {
           reply(peer, {
             type: 'error',
@@ -294,8 +342,10 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       }
       case 'fetchResource': {
         const ref = store.resource(m.resourceId);
-        // A worker may fetch only resources of artifacts it has jobs in.
-        const allowed = ref !== undefined && store.jobs(ref.artifactId).some((j) => j.worker === nodeId);
+        // A worker may fetch only what is addressed to it: the products of jobs that unlock one of its jobs.
+        const jobs = ref ? store.jobs(ref.artifactId) : [];
+        const producer = ref ? jobs[indexOfJob(ref.jobId)] : undefined;
+        const allowed = producer?.id === ref?.jobId && producer !== undefined && producer.locks.some((i) => jobs[i]?.worker === nodeId);
         if (!ref || !allowed) {
           reply(peer, { type: 'error', reqId: m.reqId, error: wireError('UNKNOWN_RESOURCE', `no resource ${m.resourceId} for you`) });
           return;
@@ -337,6 +387,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             lastSeen: now(),
             projects: props.initiator.projects,
           });
+          store.pinNodeKeys(props.schedulerId, props.identity.signKey, props.identity.boxKey, undefined);
           s.workers.set(props.schedulerId, {
             peer: props.initiator.peer,
             name: props.initiator.name,
@@ -355,18 +406,48 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             peer.close(1008, 'node id taken');
             return s;
           }
+          store.upsertNode({ id: hello.nodeId, name: hello.name, role: 'worker', lastSeen: now(), projects: hello.projects });
+          store.pinNodeKeys(hello.nodeId, hello.signKey, hello.boxKey, msg.joinTokenId);
+          // Two first joins of one id may race: only the key that got pinned is let in.
+          const pinned = store.nodeKeys(hello.nodeId);
+          if (pinned?.signKey !== hello.signKey || pinned.boxKey !== hello.boxKey) {
+            peer.send({ type: 'error', error: wireError('AUTH_FAILED', `node id ${hello.nodeId} is bound to another key`) });
+            peer.close(1008, 'authentication failed');
+            return s;
+          }
           const previous = s.workers.get(hello.nodeId);
           if (previous && previous.peer.sessionId !== peer.sessionId) previous.peer.close(4000, 'replaced by a new session');
-          s.workers.set(hello.nodeId, { peer, name: hello.name, projects: hello.projects });
-          store.upsertNode({ id: hello.nodeId, name: hello.name, role: 'worker', lastSeen: now(), projects: hello.projects });
+          s.workers.set(hello.nodeId, { peer, name: hello.name, projects: hello.projects, joinTokenId: msg.joinTokenId });
           peer.send({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: props.schedulerId, sessionId: peer.sessionId });
-          log.info({ nodeId: hello.nodeId, name: hello.name, projects: hello.projects.length }, 'worker joined');
+          log.info(
+            { nodeId: hello.nodeId, name: hello.name, projects: hello.projects.length, fingerprint: fingerprint(hello.signKey) },
+            'worker joined',
+          );
           const holding = new Set(hello.holding.map((h) => `${h.jobId}#${h.attempt}`));
           for (const ref of s.supervisors.values()) send(ref, { kind: 'workerConnected', nodeId: hello.nodeId, holding });
           return s;
         }
+        case 'checkRevocations': {
+          const revoked = new Set(store.revokedSince(s.lastRevocationCheck - 1000));
+          s.lastRevocationCheck = now();
+          if (revoked.size === 0) return s;
+          for (const w of s.workbenches.values()) {
+            if (revoked.has(w.scope.tokenId)) {
+              w.peer.send({ type: 'error', error: wireError('AUTH_FAILED', 'the workbench token was revoked') });
+              w.peer.close(4001, 'token revoked');
+            }
+          }
+          for (const [nodeId, w] of s.workers) {
+            if (w.joinTokenId && revoked.has(w.joinTokenId)) {
+              log.warn({ nodeId }, 'join token revoked: closing the session');
+              w.peer.send({ type: 'error', error: wireError('AUTH_FAILED', 'the join token of this node was revoked') });
+              w.peer.close(4001, 'token revoked');
+            }
+          }
+          return s;
+        }
         case 'workbenchJoined':
-          s.workbenches.set(msg.peer.sessionId, msg.peer);
+          s.workbenches.set(msg.peer.sessionId, { peer: msg.peer, scope: msg.scope });
           msg.peer.send({
             type: 'welcome',
             protocolVersion: PROTOCOL_VERSION,
@@ -385,7 +466,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             }
           }
           s.workbenches.delete(msg.peer.sessionId);
-          for (const subs of s.subscriptions.values()) subs.delete(msg.peer);
+          for (const subs of s.subscriptions.values()) for (const p of subs) if (p.sessionId === msg.peer.sessionId) subs.delete(p);
           return s;
         }
         case 'fromWorker':
@@ -408,7 +489,13 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
     },
     {
       log,
-      initialState: () => ({ workers: new Map(), workbenches: new Map(), subscriptions: new Map(), supervisors: new Map() }),
+      initialState: () => ({
+        workers: new Map(),
+        workbenches: new Map(),
+        subscriptions: new Map(),
+        supervisors: new Map(),
+        lastRevocationCheck: now(),
+      }),
       // The scheduler's maps are live connections, not durable state: resume, don't lose them.
       onCrash: 'resume',
     },

@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import type { WireError } from '../protocols/errors.ts';
 import type { Message, MessageOf } from '../protocols/messages.ts';
 import type { DataEngine } from '../lib/data/engine.ts';
@@ -48,6 +49,8 @@ export interface WorkerProps {
    * reported yet. Read when the link comes back, to announce them in the hello.
    */
   running?: Set<string>;
+  /** This node's id and X25519 private key: sealed inputs are opened with it. */
+  identity?: { nodeId: string; boxPrivate: KeyObject };
   /** Test seam: alter a report before it is sent (corrupt or drop a product). */
   tamper?: (report: MessageOf<'jobCompleted'>) => MessageOf<'jobCompleted'> | undefined;
   random?: () => number;
@@ -153,9 +156,11 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
           send(s.distributor, {
             kind: 'distribute',
             key: msg.key,
+            artifactId: a.assignment.artifactId,
             jobId: a.assignment.jobId,
             attempt: a.assignment.attempt,
             product: msg.product,
+            sealFor: a.assignment.sealFor,
           });
           return s;
         }
@@ -173,7 +178,11 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
       log,
       initialState: (ctx) => ({
         attempts: new Map(),
-        collector: spawnCollector(ctx.self as Ref<CollectorReport>, { log, sendToScheduler: props.sendToScheduler }),
+        collector: spawnCollector(ctx.self as Ref<CollectorReport>, {
+          log,
+          sendToScheduler: props.sendToScheduler,
+          identity: props.identity,
+        }),
         distributor: spawnDistributor(ctx.self as Ref<DistributorReport>, {
           log,
           sendToScheduler: props.sendToScheduler,

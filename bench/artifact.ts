@@ -8,7 +8,6 @@ import { Cluster, EXAMPLE_DATA } from '../lib/sim/cluster.ts';
 import { LocalsStore } from '../lib/store/locals.ts';
 import { distributions, estimators, steps } from '../lib/workbench/builders.ts';
 import type { ArtifactEvent, Project } from '../lib/workbench/client.ts';
-import { Workbench } from '../lib/workbench/client.ts';
 import { type Cleanup, median, ms, now, type Row, ratio, spread } from './util.ts';
 
 /**
@@ -97,7 +96,7 @@ export async function benchArtifacts(opts: { cleanup: Cleanup; repeats: number }
   });
   cleanup.add('cluster', () => cluster.stop());
   process.stdout.write(`[artifacts] cluster of a scheduler and 2 workers up in ${ms(now() - t0)}\n`);
-  const wb = await Workbench.connect(cluster.url, { name: 'bench' });
+  const wb = await cluster.connect('bench');
   cleanup.add('workbench (artifacts)', () => wb.close());
   const project = await wb.project(token);
   const features = project.numericFeatures();

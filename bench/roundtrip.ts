@@ -95,6 +95,9 @@ export async function benchRoundTrips(opts: {
       workdir: join(dir, 'scheduler'),
       listen: { host: '127.0.0.1', port: 0 },
       projects: [{ name: 'bench', token }],
+      workbench_tokens: [{ token: `wb-${token}` }],
+      // The bench measures throughput: the per-connection rate limit would measure itself.
+      rate_limit: { frames_per_second: 10_000_000, burst: 10_000_000 },
       datasources: [{ name: 'shard-1', path: join(EXAMPLE_DATA, 'california_housing.MedInc1.csv'), projects: [token] }],
     }),
     join(dir, 'scheduler.yaml'),
@@ -103,7 +106,7 @@ export async function benchRoundTrips(opts: {
   const node = await startNode(config, log);
   cleanup.add('in-process scheduler', () => node.stop());
   if (!node.url) throw new Error('the scheduler node has no url');
-  const wb = await Workbench.connect(node.url, { name: 'bench' });
+  const wb = await Workbench.connect(node.url, { token: `wb-${token}`, name: 'bench' });
   cleanup.add('workbench (round trips)', () => wb.close());
 
   const project = await wb.project(token);

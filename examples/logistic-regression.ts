@@ -4,7 +4,7 @@
  *
  *   npx tsx examples/logistic-regression.ts
  *
- * With FDL_URL and PROJECT_TOKEN set it uses that scheduler and project; otherwise it starts a
+ * With FDL_URL, FDL_TOKEN (a workbench token) and PROJECT_TOKEN set it uses that scheduler and project; otherwise it starts a
  * local cluster (a scheduler and two workers, one shard each) and stops it at the end.
  */
 import { randomBytes } from 'node:crypto';
@@ -18,9 +18,10 @@ const LABEL = 'MedHouseValDiscrete';
 
 let url = process.env.FDL_URL;
 let token = process.env.PROJECT_TOKEN;
+let wbToken = process.env.FDL_TOKEN;
 let cluster: Cluster | undefined;
 let dir: string | undefined;
-if (!url || !token) {
+if (!url || !token || !wbToken) {
   token = randomBytes(16).toString('hex');
   dir = mkdtempSync(join(tmpdir(), 'fdl-example-'));
   const shards = ['california_housing.MedInc1.csv', 'california_housing.MedInc2.csv'];
@@ -31,10 +32,11 @@ if (!url || !token) {
     workers: shards.map((f, i) => ({ name: `worker-${i + 1}`, files: [join(EXAMPLE_DATA, f)] })),
   });
   url = cluster.url;
+  wbToken = cluster.workbenchToken;
   console.log(`started a local cluster at ${url}`);
 }
 
-const wb = await Workbench.connect(url);
+const wb = await Workbench.connect(url, { token: wbToken });
 try {
   const project = await wb.project(token);
   const features = project.numericFeatures().filter((f) => f !== LABEL);

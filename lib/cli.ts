@@ -6,6 +6,7 @@ import { ConfigError, loadConfig } from './config.ts';
 import { isFdlError } from './errors.ts';
 import { createLogger, installProcessHandlers } from './log.ts';
 import { startNode } from './node.ts';
+import { Store } from './store/store.ts';
 import { Workbench } from './workbench.ts';
 import { printTable, progressBar } from './cli/output.ts';
 
@@ -33,13 +34,38 @@ function fail(e: unknown): never {
   process.exit(1);
 }
 
-async function withWorkbench<T>(url: string, fn: (wb: Workbench) => Promise<T>): Promise<T> {
-  const wb = await Workbench.connect(url, { name: 'fdl-cli' });
+interface ClientOpts {
+  url: string;
+  token?: string;
+  ca?: string;
+}
+
+async function withWorkbench<T>(opts: ClientOpts, fn: (wb: Workbench) => Promise<T>): Promise<T> {
+  if (!opts.token) throw new UsageError('a workbench token is needed: --token TOKEN or FDL_TOKEN (ask the operator: fdl tokens create --kind workbench)');
+  let ca: Buffer | undefined;
+  if (opts.ca) {
+    try {
+      ca = readFileSync(opts.ca);
+    } catch (e) {
+      throw new UsageError(`cannot read the CA certificate ${opts.ca}: ${(e as Error).message}`);
+    }
+  }
+  const wb = await Workbench.connect(opts.url, { token: opts.token, name: 'fdl-cli', reconnect: false, ...(ca ? { ca } : {}) });
   try {
     return await fn(wb);
   } finally {
     wb.close();
   }
+}
+
+/** Options from the command line, else from the environment. */
+function withEnv(opts: ClientOpts): ClientOpts {
+  const out: ClientOpts = { url: opts.url };
+  const token = opts.token ?? process.env.FDL_TOKEN;
+  const ca = opts.ca ?? process.env.FDL_CA;
+  if (token) out.token = token;
+  if (ca) out.ca = ca;
+  return out;
 }
 
 function printStatus(s: ArtifactStatus, json: boolean): void {
@@ -75,6 +101,7 @@ export function buildProgram(): Command {
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   const urlOption = () => new Option('--url <url>', 'the scheduler to talk to (env FDL_URL)').default(DEFAULT_URL);
 
+
   program
     .command('node')
     .description('run a node (scheduler, worker or standalone) from its YAML config')
@@ -103,17 +130,93 @@ export function buildProgram(): Command {
       process.on('SIGINT', () => shutdown('SIGINT'));
     });
 
+  const tokens = program.command('tokens').description("manage join and workbench tokens (the operator, on the scheduler's machine)");
+  const openStore = (configFile: string) => {
+    const config = loadConfig(configFile);
+    if (config.mode === 'worker') throw new UsageError(`${configFile} is a worker's config: tokens live on the scheduler`);
+    return { config, store: new Store(config.workdir) };
+  };
+  tokens
+    .command('create')
+    .description('issue a token; it is printed once and stored hashed')
+    .requiredOption('-c, --config <file>', "the scheduler's configuration")
+    .addOption(new Option('--kind <kind>', 'join (for workers) or workbench (for researchers)').choices(['join', 'workbench']).makeOptionMandatory())
+    .option('--project <name...>', 'workbench tokens: the projects it may see (default: all)')
+    .option('--label <text>', 'a note to recognize it by')
+    .action((opts: { config: string; kind: 'join' | 'workbench'; project?: string[]; label?: string }) => {
+      const { store } = openStore(opts.config);
+      try {
+        const known = new Map(store.listProjects().map((p) => [p.name, p.id]));
+        const projects = opts.project?.map((name) => {
+          const id = known.get(name);
+          if (!id) throw new UsageError(`no project named ${JSON.stringify(name)} (known: ${[...known.keys()].join(', ')})`);
+          return id;
+        });
+        const created = store.createToken(opts.kind, { ...(opts.label ? { label: opts.label } : {}), ...(projects ? { projects } : {}) }, Date.now());
+        process.stdout.write(`${created.token}\n`);
+        process.stderr.write(`token ${created.id} (${opts.kind}) created; it is shown only now\n`);
+      } finally {
+        store.close();
+      }
+    });
+  tokens
+    .command('list')
+    .description('the tokens (ids, kinds, scopes), never their text')
+    .requiredOption('-c, --config <file>', "the scheduler's configuration")
+    .action((opts: { config: string }) => {
+      const { store } = openStore(opts.config);
+      try {
+        const names = new Map(store.listProjects().map((p) => [p.id, p.name]));
+        printTable(
+          ['id', 'kind', 'label', 'projects', 'created', 'revoked'],
+          store.listTokens().map((t) => [
+            t.id,
+            t.kind,
+            t.label ?? '',
+            t.projects ? t.projects.map((id) => names.get(id) ?? id).join(',') : t.kind === 'workbench' ? '(all)' : '',
+            new Date(t.createdAt).toISOString(),
+            t.revokedAt ? new Date(t.revokedAt).toISOString() : '',
+          ]),
+        );
+      } finally {
+        store.close();
+      }
+    });
+  tokens
+    .command('revoke')
+    .description('revoke a token (by id or text): its sessions are closed within a second')
+    .requiredOption('-c, --config <file>', "the scheduler's configuration")
+    .argument('<token>', 'the token id (from fdl tokens list) or its text')
+    .action((token: string, opts: { config: string }) => {
+      const { store } = openStore(opts.config);
+      try {
+        if (!store.revokeToken(token, Date.now())) throw new UsageError(`no live token ${token}`);
+        process.stdout.write('revoked\n');
+      } finally {
+        store.close();
+      }
+    });
+
   program
     .command('nodes')
     .description('list the nodes known to the scheduler')
     .addOption(urlOption())
+    .addOption(new Option('--token <token>', 'the workbench token (env FDL_TOKEN)'))
+    .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
     .option('--json', 'print JSON')
-    .action(async (opts: { url: string; json?: boolean }) => {
-      const nodes = await withWorkbench(opts.url, (wb) => wb.nodes());
+    .action(async (opts: ClientOpts & { json?: boolean }) => {
+      const nodes = await withWorkbench(withEnv(opts), (wb) => wb.nodes());
       if (opts.json) return void process.stdout.write(`${JSON.stringify(nodes, null, 2)}\n`);
       printTable(
-        ['id', 'role', 'connected', 'datasources', 'last seen'],
-        nodes.map((n) => [n.id, n.role, n.connected ? 'yes' : 'no', String(n.datasources), new Date(n.lastSeen).toISOString()]),
+        ['id', 'role', 'connected', 'datasources', 'last seen', 'fingerprint'],
+        nodes.map((n) => [
+          n.id,
+          n.role,
+          n.connected ? 'yes' : 'no',
+          String(n.datasources),
+          new Date(n.lastSeen).toISOString(),
+          n.fingerprint ?? '',
+        ]),
       );
     });
 
@@ -121,9 +224,11 @@ export function buildProgram(): Command {
     .command('projects')
     .description('list the projects of the scheduler')
     .addOption(urlOption())
+    .addOption(new Option('--token <token>', 'the workbench token (env FDL_TOKEN)'))
+    .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
     .option('--json', 'print JSON')
-    .action(async (opts: { url: string; json?: boolean }) => {
-      const projects = await withWorkbench(opts.url, (wb) => wb.projects());
+    .action(async (opts: ClientOpts & { json?: boolean }) => {
+      const projects = await withWorkbench(withEnv(opts), (wb) => wb.projects());
       if (opts.json) return void process.stdout.write(`${JSON.stringify(projects, null, 2)}\n`);
       printTable(['id', 'name'], projects.map((p) => [p.id, p.name]));
     });
@@ -133,9 +238,11 @@ export function buildProgram(): Command {
     .description("the aggregated schema of a project's data: features, types and per-feature aggregates")
     .requiredOption('--project <token>', 'the project token')
     .addOption(urlOption())
+    .addOption(new Option('--token <token>', 'the workbench token (env FDL_TOKEN)'))
+    .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
     .option('--json', 'print JSON')
-    .action(async (opts: { url: string; project: string; json?: boolean }) => {
-      const project = await withWorkbench(opts.url, (wb) => wb.project(opts.project));
+    .action(async (opts: ClientOpts & { project: string; json?: boolean }) => {
+      const project = await withWorkbench(withEnv(opts), (wb) => wb.project(opts.project));
       const info = project.info;
       if (opts.json) return void process.stdout.write(`${JSON.stringify(info, null, 2)}\n`);
       process.stdout.write(`project ${info.name} (${info.id}): ${info.workers} workers, ${info.datasources} data sources, ${info.rows} rows\n`);
@@ -163,7 +270,9 @@ export function buildProgram(): Command {
     .option('--wait', 'wait for the end, showing progress, and print the result')
     .option('--json', 'print JSON')
     .addOption(urlOption())
-    .action(async (file: string, opts: { url: string; project: string; wait?: boolean; json?: boolean }) => {
+    .addOption(new Option('--token <token>', 'the workbench token (env FDL_TOKEN)'))
+    .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
+    .action(async (file: string, opts: ClientOpts & { project: string; wait?: boolean; json?: boolean }) => {
       let spec: unknown;
       try {
         const text = readFileSync(file, 'utf8');
@@ -171,7 +280,7 @@ export function buildProgram(): Command {
       } catch (e) {
         throw new UsageError(`cannot read ${file}: ${(e as Error).message}`);
       }
-      await withWorkbench(opts.url, async (wb) => {
+      await withWorkbench(withEnv(opts), async (wb) => {
         const handle = await wb.submit(opts.project, spec as never);
         if (!opts.wait) {
           process.stdout.write(opts.json ? `${JSON.stringify({ id: handle.id })}\n` : `${handle.id}\n`);
@@ -195,9 +304,11 @@ export function buildProgram(): Command {
     .description('the state of an artifact and of each of its jobs')
     .argument('<id>', 'the artifact id')
     .addOption(urlOption())
+    .addOption(new Option('--token <token>', 'the workbench token (env FDL_TOKEN)'))
+    .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
     .option('--json', 'print JSON')
-    .action(async (id: string, opts: { url: string; json?: boolean }) => {
-      printStatus(await withWorkbench(opts.url, (wb) => wb.status(id)), opts.json ?? false);
+    .action(async (id: string, opts: ClientOpts & { json?: boolean }) => {
+      printStatus(await withWorkbench(withEnv(opts), (wb) => wb.status(id)), opts.json ?? false);
     });
 
   program
@@ -205,9 +316,11 @@ export function buildProgram(): Command {
     .description("stop an artifact's jobs on every worker")
     .argument('<id>', 'the artifact id')
     .addOption(urlOption())
+    .addOption(new Option('--token <token>', 'the workbench token (env FDL_TOKEN)'))
+    .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
     .option('--json', 'print JSON')
-    .action(async (id: string, opts: { url: string; json?: boolean }) => {
-      printStatus(await withWorkbench(opts.url, (wb) => wb.cancel(id)), opts.json ?? false);
+    .action(async (id: string, opts: ClientOpts & { json?: boolean }) => {
+      printStatus(await withWorkbench(withEnv(opts), (wb) => wb.cancel(id)), opts.json ?? false);
     });
 
   program
@@ -215,8 +328,10 @@ export function buildProgram(): Command {
     .description("download an artifact's result (JSON on stdout)")
     .argument('<id>', 'the artifact id')
     .addOption(urlOption())
-    .action(async (id: string, opts: { url: string }) => {
-      const result = await withWorkbench(opts.url, (wb) => wb.result(id));
+    .addOption(new Option('--token <token>', 'the workbench token (env FDL_TOKEN)'))
+    .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
+    .action(async (id: string, opts: ClientOpts) => {
+      const result = await withWorkbench(withEnv(opts), (wb) => wb.result(id));
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     });
 

@@ -2,7 +2,13 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_MAX_PAYLOAD_BYTES } from './transport/defaults.ts';
+import {
+  DEFAULT_HEARTBEAT_INTERVAL_MS,
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  DEFAULT_RATE_LIMIT_BURST,
+  DEFAULT_RATE_LIMIT_DISCONNECT_MS,
+  DEFAULT_RATE_LIMIT_FRAMES_PER_SECOND,
+} from './transport/defaults.ts';
 
 /** A node's YAML configuration. Keys are snake_case, as in Ferdelance's config files. */
 
@@ -23,7 +29,26 @@ export const NodeConfigSchema = z
       .strict()
       .default({ host: '127.0.0.1', port: 1456 }),
     /** Worker: the scheduler to dial (workers open no port). */
-    scheduler: z.object({ url: z.string().regex(/^wss?:\/\/.+/, 'a ws:// or wss:// URL') }).strict().optional(),
+    scheduler: z
+      .object({
+        url: z.string().regex(/^wss?:\/\/.+/, 'a ws:// or wss:// URL'),
+        /** Needed at the first join only (the node's key is pinned then). */
+        join_token: z.string().min(8).max(512).optional(),
+        /** A CA certificate (PEM file) to trust for wss://, e.g. a self-signed scheduler certificate. */
+        ca: z.string().min(1).optional(),
+      })
+      .strict()
+      .optional(),
+    /** Scheduler and standalone: join tokens accepted from the config (more with `fdl tokens create`). */
+    join_tokens: z.array(z.string().min(8).max(512)).default([]),
+    /** Scheduler and standalone: workbench tokens from the config; `projects` (names) limits what each sees. */
+    workbench_tokens: z
+      .array(z.object({ token: z.string().min(8).max(512), projects: z.array(z.string().min(1)).optional() }).strict())
+      .default([]),
+    /** Scheduler and standalone: serve wss:// with this certificate and key (PEM files). */
+    tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict().optional(),
+    /** Allow plain ws:// beyond loopback. Only for networks you trust in so many words. */
+    insecure: z.boolean().default(false),
     /** Scheduler and standalone: the projects this network serves. */
     projects: z
       .array(z.object({ name: z.string().min(1).max(256), token: z.string().min(8).max(512) }).strict())
@@ -54,9 +79,43 @@ export const NodeConfigSchema = z
       })
       .strict()
       .default({}),
+    /**
+     * Worker and standalone: the privacy rules this node applies to what it contributes
+     * (docs/OPERATIONS.md, "Privacy").
+     */
+    privacy: z
+      .object({
+        /** A group, bin or feature with fewer rows than this is not contributed. */
+        min_group_size: z.number().int().min(1).max(1_000_000).default(5),
+        /** Differential privacy. Absent: noise is added when a query asks for it, with no budget cap. */
+        dp: z
+          .object({
+            /** Each project's total epsilon on this node; queries past it are refused. */
+            budget_per_project: z.number().min(0).max(1_000_000),
+            /** Refuse estimators that do not ask for noise. */
+            required: z.boolean().default(false),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .default({ min_group_size: 5 }),
     allow_resource_download: z.boolean().default(true),
     max_payload_bytes: z.number().int().min(1024).default(DEFAULT_MAX_PAYLOAD_BYTES),
     heartbeat_ms: z.number().int().min(100).default(DEFAULT_HEARTBEAT_INTERVAL_MS),
+    /** Scheduler and standalone: per-connection frame rate; above it a peer is slowed, then disconnected. */
+    rate_limit: z
+      .object({
+        frames_per_second: z.number().int().min(1).default(DEFAULT_RATE_LIMIT_FRAMES_PER_SECOND),
+        burst: z.number().int().min(1).default(DEFAULT_RATE_LIMIT_BURST),
+        disconnect_after_ms: z.number().int().min(0).default(DEFAULT_RATE_LIMIT_DISCONNECT_MS),
+      })
+      .strict()
+      .default({
+        frames_per_second: DEFAULT_RATE_LIMIT_FRAMES_PER_SECOND,
+        burst: DEFAULT_RATE_LIMIT_BURST,
+        disconnect_after_ms: DEFAULT_RATE_LIMIT_DISCONNECT_MS,
+      }),
   })
   .strict();
 
@@ -112,6 +171,26 @@ function substitute(value: unknown, path: string, env: NodeJS.ProcessEnv, proble
   return value;
 }
 
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+/** Plain ws:// beyond loopback sends tokens and results in clear text: refused unless `insecure: true`. */
+function plainTextProblems(c: NodeConfig): string[] {
+  if (c.insecure) return [];
+  if (c.mode !== 'worker' && !c.tls && !isLoopback(c.listen.host)) {
+    return [`listen.host: ${c.listen.host} is not loopback; configure tls (cert, key) for wss://, or set insecure: true`];
+  }
+  if (c.mode === 'worker' && c.scheduler) {
+    const url = new URL(c.scheduler.url);
+    if (url.protocol === 'ws:' && !isLoopback(url.hostname)) {
+      return [`scheduler.url: plain ws:// to ${url.hostname} is not loopback; use wss://, or set insecure: true`];
+    }
+  }
+  return [];
+}
+
 function describeIssue(issue: z.core.$ZodIssue): string {
   const path = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.').replace(/\.\[/g, '[');
   return `${path || '(root)'}: ${issue.message}`;
@@ -141,6 +220,10 @@ export function parseConfig(text: string, file: string, baseDir: string, env: No
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   config.workdir = abs(config.workdir);
   for (const ds of config.datasources) ds.path = abs(ds.path);
+  if (config.tls) config.tls = { cert: abs(config.tls.cert), key: abs(config.tls.key) };
+  if (config.scheduler?.ca) config.scheduler.ca = abs(config.scheduler.ca);
+  const plain = plainTextProblems(config);
+  if (plain.length > 0) throw new ConfigError(file, plain);
   return config;
 }
 

@@ -7,7 +7,7 @@ import type { Query } from '../protocols/entities.ts';
 import { progressBar } from './cli/output.ts';
 import type { CountProduct, GroupCountProduct, MeanProduct } from './ops/index.ts';
 import { Cluster, EXAMPLE_DATA } from './sim/cluster.ts';
-import { type ArtifactHandle, where, Workbench } from './workbench.ts';
+import { type ArtifactHandle, where, type Workbench } from './workbench.ts';
 
 /**
  * `fdl demo`: a scheduler and two workers as separate processes on loopback, holding the
@@ -79,7 +79,7 @@ export async function runDemo(opts: { json: boolean; keep: boolean }): Promise<n
       workers: SHARDS.map((f, i) => ({ name: `worker-${i + 1}`, files: [f] })),
     });
     say(`scheduler at ${cluster.url}; workers connected`);
-    wb = await Workbench.connect(cluster.url, { name: 'demo' });
+    wb = await cluster.connect('demo');
     const project = await wb.project(token);
     const features = project.numericFeatures();
     say(`project ${project.info.name}: ${project.info.workers} workers, ${project.info.rows} rows, ${features.length} numeric features`);

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Ref, start, stop } from 'nact';
 import type { ProjectData } from '../protocols/entities.ts';
@@ -10,7 +10,8 @@ import { PROTOCOL_VERSION } from '../protocols/version.ts';
 import { spawnConnection } from '../actors/connection.ts';
 import { type PeerHandle, type SchedulerMsg, spawnScheduler } from '../actors/scheduler.ts';
 import { type WorkerMsg, spawnWorker } from '../actors/worker.ts';
-import type { NodeConfig } from './config.ts';
+import { ConfigError, type NodeConfig } from './config.ts';
+import { handshakeMessage, loadOrCreateIdentity, signWith } from './security/identity.ts';
 import { DataEngine } from './data/engine.ts';
 import { send, shardOf, spawnActor } from './kit/actors.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -29,6 +30,16 @@ export interface RunningNode {
 
 /** Connections are spread over this many parents: nact copies a parent's children map on every message. */
 const CONNECTION_SHARDS = 32;
+/** How often the scheduler looks for revoked tokens, to close their sessions. */
+const REVOCATION_CHECK_MS = 1_000;
+
+function readPem(path: string, field: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new ConfigError(path, [`${field}: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`]);
+  }
+}
 
 async function openData(config: NodeConfig, log: Logger): Promise<{ data: DataEngine | undefined; projects: ProjectData[] }> {
   if (config.datasources.length === 0) return { data: undefined, projects: [] };
@@ -50,8 +61,18 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
 
 async function startSchedulerNode(config: NodeConfig, log: Logger): Promise<RunningNode> {
   const { data, projects } = await openData(config, log);
+  const identity = loadOrCreateIdentity(config.workdir);
   const store = new Store(config.workdir);
-  for (const p of config.projects) store.ensureProject(p.name, p.token);
+  const byName = new Map(config.projects.map((p) => [p.name, store.ensureProject(p.name, p.token).id]));
+  for (const token of config.join_tokens) store.ensureToken('join', token, { label: 'config' }, Date.now());
+  for (const [i, w] of config.workbench_tokens.entries()) {
+    const ids = w.projects?.map((name) => {
+      const id = byName.get(name);
+      if (!id) throw new ConfigError(config.name, [`workbench_tokens[${i}].projects: no project named ${JSON.stringify(name)}`]);
+      return id;
+    });
+    store.ensureToken('workbench', w.token, ids ? { label: 'config', projects: ids } : { label: 'config' }, Date.now());
+  }
   const schedulerId = store.schedulerId(config.name);
   const system = start();
   const locals = new LocalsStore(join(config.workdir, 'locals'));
@@ -71,6 +92,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger): Promise<Runn
     log: log.child({ actor: 'initiator' }),
     data,
     locals,
+    identity: { nodeId: schedulerId, boxPrivate: identity.boxPrivate },
     sendToScheduler: (message) => {
       if (!scheduler) return false;
       send(scheduler, { kind: 'fromWorker', peer: initiatorPeer, nodeId: schedulerId, message });
@@ -92,8 +114,12 @@ async function startSchedulerNode(config: NodeConfig, log: Logger): Promise<Runn
     }),
     allowResourceDownload: config.allow_resource_download,
     initiator: { peer: initiatorPeer, name: config.name, projects },
+    identity: { signKey: identity.signKey, boxKey: identity.boxKey },
   });
   send(scheduler, { kind: 'resume' });
+  const schedulerRef0 = scheduler;
+  const revocations = setInterval(() => send(schedulerRef0, { kind: 'checkRevocations' }), REVOCATION_CHECK_MS);
+  revocations.unref();
 
   const shards = Array.from({ length: CONNECTION_SHARDS }, (_, i) =>
     spawnActor<null, never>(system, `connections-${i}`, (s) => s, { log, initialState: () => null }),
@@ -104,25 +130,33 @@ async function startSchedulerNode(config: NodeConfig, log: Logger): Promise<Runn
     server = await startServer({
       host: config.listen.host,
       port: config.listen.port,
+      ...(config.tls ? { tls: { cert: readPem(config.tls.cert, 'tls.cert'), key: readPem(config.tls.key, 'tls.key') } } : {}),
       maxPayloadBytes: config.max_payload_bytes,
       heartbeatMs: config.heartbeat_ms,
+      rateLimit: {
+        framesPerSecond: config.rate_limit.frames_per_second,
+        burst: config.rate_limit.burst,
+        disconnectAfterMs: config.rate_limit.disconnect_after_ms,
+      },
       onConnection: (peer) => {
         const shard = shards[shardOf(peer.id, CONNECTION_SHARDS)] as Ref<unknown>;
-        spawnConnection(shard, { peer, scheduler: schedulerRef, log });
+        spawnConnection(shard, { peer, scheduler: schedulerRef, log, store, schedulerId });
       },
     });
   } catch (e) {
+    clearInterval(revocations);
     stop(system);
     store.close();
     await data?.close();
     throw e;
   }
-  log.info({ url: server.url, schedulerId, mode: config.mode }, 'scheduler listening');
+  log.info({ url: server.url, schedulerId, mode: config.mode, fingerprint: identity.fingerprint }, 'scheduler listening');
   return {
     name: config.name,
     mode: config.mode,
     url: server.url,
     stop: async () => {
+      clearInterval(revocations);
       await server.close();
       stop(system);
       store.close();
@@ -149,6 +183,8 @@ export function parseFaults(spec: string | undefined): { corruptOnce: boolean; t
 
 async function startWorkerNode(config: NodeConfig, log: Logger): Promise<RunningNode> {
   const { data, projects } = await openData(config, log);
+  const identity = loadOrCreateIdentity(config.workdir);
+  log.info({ fingerprint: identity.fingerprint }, 'node identity');
   const system = start();
   const url = config.scheduler?.url as string;
   let client: Client | undefined;
@@ -177,21 +213,41 @@ async function startWorkerNode(config: NodeConfig, log: Logger): Promise<Running
     sendToScheduler: (message) => client?.send(message) ?? false,
     running,
     tamper,
+    identity: { nodeId: config.name, boxPrivate: identity.boxPrivate },
   });
+  const joinToken = config.scheduler?.join_token;
   client = new Client({
     url,
     reconnect: true,
     maxPayloadBytes: config.max_payload_bytes,
     heartbeatMs: config.heartbeat_ms,
-    onOpen: (peer) => {
-      // Announce the attempts still running here, so the scheduler re-sends only what we lack.
-      const holding = [...running].map((key) => {
-        const at = key.lastIndexOf('#');
-        return { jobId: key.slice(0, at), attempt: Number(key.slice(at + 1)) };
-      });
-      peer.send({ type: 'workerHello', protocolVersion: PROTOCOL_VERSION, nodeId: config.name, name: config.name, projects, holding });
+    ...(config.scheduler?.ca ? { ca: readPem(config.scheduler.ca, 'scheduler.ca') } : {}),
+    onOpen: () => {
+      // The scheduler speaks first: its challenge carries the nonce our hello signs.
     },
     onMessage: (message) => {
+      if (message.type === 'challenge') {
+        // Announce the attempts still running here, so the scheduler re-sends only what we lack.
+        const holding = [...running].map((key) => {
+          const at = key.lastIndexOf('#');
+          return { jobId: key.slice(0, at), attempt: Number(key.slice(at + 1)) };
+        });
+        const signature = signWith(identity, handshakeMessage(message.schedulerId, config.name, message.nonce, identity.boxKey));
+        const hello: Message = {
+          type: 'workerHello',
+          protocolVersion: PROTOCOL_VERSION,
+          nodeId: config.name,
+          name: config.name,
+          signKey: identity.signKey,
+          boxKey: identity.boxKey,
+          signature,
+          projects,
+          holding,
+        };
+        if (joinToken) hello.joinToken = joinToken;
+        client?.send(hello);
+        return;
+      }
       if (message.type === 'welcome') {
         log.info({ scheduler: message.schedulerId, url }, 'joined the scheduler');
         return;

@@ -44,6 +44,8 @@ export const SequentialStepSchema = z
     operation: OperationSchema,
     /** Runs on the initiator after the last worker. */
     final: OperationSchema,
+    /** Seal the running value for the next node at every link of the chain (the scheduler relays it unread). */
+    encryption: z.boolean().optional(),
     distribution: DistributionSchema.optional(),
   })
   .strict();
@@ -265,6 +267,8 @@ export const NodeInfoSchema = z
     lastSeen: z.number(),
     projects: z.number().int(),
     datasources: z.number().int(),
+    /** Digest of the node's signing key, to compare out of band. */
+    fingerprint: z.string().max(128).optional(),
   })
   .strict();
 export type NodeInfo = z.infer<typeof NodeInfoSchema>;

@@ -10,6 +10,9 @@ export const ErrorCodes = [
   'INVALID_MESSAGE', // a known `type` with missing or wrong fields
   'PROTOCOL_VERSION_MISMATCH',
   'NOT_AUTHENTICATED', // a message other than `hello` before the handshake
+  'AUTH_FAILED', // a bad or revoked token, a bad signature, or a node id pinned to another key
+  'FORBIDDEN', // authenticated, but not allowed to touch this project, job or resource
+  'RATE_LIMITED', // too many frames; the peer is slowed, then disconnected
   'UNEXPECTED_MESSAGE', // a valid message this peer may not send in its role
   'UNKNOWN_PROJECT',
   'UNKNOWN_ARTIFACT',
@@ -47,6 +50,8 @@ export const WireErrorSchema = z
 export type WireError = z.infer<typeof WireErrorSchema>;
 
 const NON_RETRYABLE: ReadonlySet<ErrorCode> = new Set([
+  'AUTH_FAILED',
+  'FORBIDDEN',
   'BAD_QUERY',
   'INVALID_ARTIFACT',
   'UNKNOWN_PROJECT',

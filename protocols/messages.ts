@@ -19,25 +19,43 @@ const Id = z.string().min(1).max(128);
 const ReqId = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const Sha256 = z.string().regex(/^[0-9a-f]{64}$/);
 // msgpack bin decodes to a Buffer (a Uint8Array); typed as the base type so any view fits.
-const Bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, { message: 'expected binary data' });
+export const Bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, { message: 'expected binary data' });
 const msg = <T extends string, S extends z.ZodRawShape>(type: T, shape: S) =>
   z.object({ type: z.literal(type), ...shape }).strict();
 
 // ---------------------------------------------------------------- handshake (any peer)
 
-/** worker -> scheduler, first frame. */
+const PublicKey = z.string().min(16).max(256).regex(/^[A-Za-z0-9+/=]+$/, 'a base64 SPKI key');
+
+/** scheduler -> peer, the first frame on every connection: a fresh nonce the worker signs to join. */
+export const ChallengeSchema = msg('challenge', {
+  protocolVersion: z.number().int(),
+  schedulerId: Id,
+  nonce: Bytes,
+});
+/** worker -> scheduler, answer to `challenge`. */
 export const WorkerHelloSchema = msg('workerHello', {
   protocolVersion: z.number().int(),
   nodeId: Id,
   name: z.string().max(256),
+  /** Ed25519 public key (SPKI DER, base64): pinned to `nodeId` at the first join. */
+  signKey: PublicKey,
+  /** X25519 public key (SPKI DER, base64): resources sealed for this node use it. */
+  boxKey: PublicKey,
+  /** Needed at the first join of a node id (issued by `fdl tokens create --kind join`). */
+  joinToken: z.string().min(8).max(512).optional(),
+  /** Ed25519 signature of sha256("fdl-join-v1\0" schedulerId "\0" nodeId "\0" nonce "\0" boxKey). */
+  signature: Bytes,
   /** The worker's data, per project token: metadata only, never rows. */
   projects: z.array(ProjectDataSchema).max(256),
   /** Attempts this worker is running from before a reconnect: `(jobId, attempt)`. The scheduler re-sends every other in-flight assignment. */
   holding: z.array(z.object({ jobId: Id, attempt: z.number().int().min(1) }).strict()).max(100_000),
 });
-/** workbench -> scheduler, first frame. */
+/** workbench -> scheduler, answer to `challenge`. */
 export const WorkbenchHelloSchema = msg('workbenchHello', {
   protocolVersion: z.number().int(),
+  /** A workbench token (`fdl tokens create --kind workbench`); it decides which projects are visible. */
+  token: z.string().min(8).max(512),
   name: z.string().max(256).optional(),
 });
 /** scheduler -> peer, reply to a hello. */
@@ -63,6 +81,8 @@ export const AssignJobSchema = msg('assignJob', {
   operation: OperationSchema,
   /** The products of the jobs this job waits on, to fetch with `fetchResource`. */
   inputs: z.array(ResourceRefSchema).max(100_000),
+  /** When the outgoing distribution asks for encryption: seal the product for these nodes only. */
+  sealFor: z.array(z.object({ nodeId: Id, boxKey: PublicKey }).strict()).max(100_000).optional(),
 });
 /** scheduler -> worker: stop a job (artifact cancelled or failed); no report is expected. */
 export const CancelJobSchema = msg('cancelJob', { jobId: Id, attempt: z.number().int().min(1) });
@@ -148,6 +168,7 @@ export const ArtifactEventSchema = msg('artifactEvent', {
 // ---------------------------------------------------------------- the union
 
 export const MessageSchemas = {
+  challenge: ChallengeSchema,
   workerHello: WorkerHelloSchema,
   workbenchHello: WorkbenchHelloSchema,
   welcome: WelcomeSchema,

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Cluster } from '../lib/sim/cluster.ts';
 import type { CountProduct, GroupCountProduct, MeanProduct } from '../lib/workbench.ts';
-import { type ArtifactHandle, where, Workbench } from '../lib/workbench.ts';
+import { type ArtifactHandle, where, type Workbench } from '../lib/workbench.ts';
 import { column, mean, readCsv, relErr, union } from './helpers/central.ts';
 import { SHARDS, VALIDATION } from './helpers/cluster.ts';
 
@@ -82,7 +82,7 @@ async function main(): Promise<number> {
       retry: { max_attempts: 10, initial_interval_ms: 200, max_interval_ms: 2000, worker_grace_ms: 20_000, attempt_timeout_ms: 30_000 },
     },
   });
-  const wb = await Workbench.connect(cluster.url, { name: 'chaos', requestTimeoutMs: 60_000 });
+  const wb = await cluster.connect('chaos', { requestTimeoutMs: 60_000 });
   const tracked: Tracked[] = [];
   let faults = 0;
   let running = true;

@@ -14,6 +14,8 @@ export interface PlannedJob {
   operation: Operation;
   /** A Parallel step with a quorum may go on without some of its jobs: `required` of those in `group`. */
   quorum?: { group: string; required: number };
+  /** The link this job's product travels asks for encryption: seal it for the receiving nodes. */
+  seal?: boolean;
   /** Jobs this job unlocks (its successors, which receive its product): sorted, no duplicates. */
   locks: number[];
 }
@@ -158,6 +160,26 @@ class Builder {
   }
 
   simple(step: SimpleStep, stepIndex: number, iteration: number, path: string): Segment {
+    const segment = this.simpleJobs(step, stepIndex, iteration, path);
+    // Products leaving the step travel its distribution; a Sequential chain's inner links
+    // follow the step's own `encryption`.
+    const outgoing = step.distribution?.encryption === true;
+    const inner = step.kind === 'Sequential' && step.encryption === true;
+    const exits = new Set(segment.exit);
+    const first = this.jobs.length - this.countOf(step);
+    for (let j = first; j < this.jobs.length; j++) {
+      const sealed = exits.has(j) ? outgoing : step.kind === 'Sequential' ? inner : outgoing;
+      if (sealed) (this.jobs[j] as PlannedJob).seal = true;
+    }
+    return segment;
+  }
+
+  private countOf(step: SimpleStep): number {
+    const n = this.ctx.workers.length;
+    return step.kind === 'Parallel' ? n : step.kind === 'Sequential' ? n + 2 : step.kind === 'RoundRobin' ? n * n : 1;
+  }
+
+  private simpleJobs(step: SimpleStep, stepIndex: number, iteration: number, path: string): Segment {
     const { initiator, workers } = this.ctx;
     const n = workers.length;
     switch (step.kind) {

@@ -1,10 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { Workbench } from '../workbench/client.ts';
+import { type ConnectOptions, Workbench } from '../workbench/client.ts';
 
 /**
  * Simulation mode: a scheduler and N workers as real processes on loopback, each with its
@@ -47,6 +48,9 @@ interface NodeProcess {
 
 export class Cluster {
   url = '';
+  /** A join token every worker of the cluster uses, and a workbench token that sees everything. */
+  readonly joinToken = `fdl_j_${randomBytes(18).toString('base64url')}`;
+  readonly workbenchToken = `fdl_w_${randomBytes(18).toString('base64url')}`;
   private readonly nodes = new Map<string, NodeProcess>();
 
   private constructor(readonly opts: ClusterOptions) {}
@@ -93,6 +97,8 @@ export class Cluster {
       workdir: join(this.opts.dir, 'scheduler'),
       listen: { host: '127.0.0.1', port },
       projects: [{ name: this.opts.projectName, token: this.opts.projectToken }],
+      join_tokens: [this.joinToken],
+      workbench_tokens: [{ token: this.workbenchToken }],
       datasources: files.map((path, i) => ({ name: `local-${i + 1}`, path, projects: [this.opts.projectToken] })),
       ...this.opts.scheduler,
     });
@@ -117,7 +123,7 @@ export class Cluster {
       mode: 'worker',
       name,
       workdir: join(this.opts.dir, name),
-      scheduler: { url: this.url },
+      scheduler: { url: this.url, join_token: this.joinToken },
       datasources: spec.files.map((path, i) => ({ name: `${name}-${i + 1}`, path, projects: [this.opts.projectToken] })),
       ...spec.extra,
     });
@@ -137,7 +143,7 @@ export class Cluster {
   /** Resolves when each named worker is connected to the scheduler. */
   async waitForWorkers(names: string[], timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    const wb = await Workbench.connect(this.url, { name: 'cluster' });
+    const wb = await this.connect('cluster');
     try {
       for (;;) {
         const nodes = await wb.nodes();
@@ -153,6 +159,11 @@ export class Cluster {
     } finally {
       wb.close();
     }
+  }
+
+  /** A workbench on this cluster, with its token. */
+  connect(name = 'test', opts: Partial<ConnectOptions> = {}): Promise<Workbench> {
+    return Workbench.connect(this.url, { token: this.workbenchToken, name, ...opts });
   }
 
   pid(name: string): number | undefined {

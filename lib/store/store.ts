@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -58,6 +58,8 @@ export interface StoredJob {
   leftOut: boolean;
   /** The job's Parallel step may finish without some workers: `required` of the jobs in `group`. */
   quorum: { group: string; required: number } | undefined;
+  /** Seal the product for the nodes of the jobs it unlocks. */
+  seal: boolean;
   /** Indices of the jobs this job unlocks. */
   locks: number[];
 }
@@ -73,6 +75,21 @@ export interface StoredNode {
   role: 'scheduler' | 'worker';
   lastSeen: number;
   projects: ProjectData[];
+  /** Pinned at the first join: the node's Ed25519 and X25519 public keys. */
+  signKey?: string;
+  boxKey?: string;
+}
+
+export type TokenKind = 'join' | 'workbench';
+
+export interface StoredToken {
+  id: string;
+  kind: TokenKind;
+  label: string | undefined;
+  /** Project ids a workbench token may see; undefined: all of them. */
+  projects: string[] | undefined;
+  createdAt: number;
+  revokedAt: number | undefined;
 }
 
 const SCHEMA = `
@@ -81,7 +98,10 @@ CREATE TABLE IF NOT EXISTS projects (
   id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, token_hash TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS nodes (
   id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, last_seen INTEGER NOT NULL,
-  projects_json TEXT NOT NULL);
+  projects_json TEXT NOT NULL, sign_key TEXT, box_key TEXT, join_token_id TEXT);
+CREATE TABLE IF NOT EXISTS tokens (
+  id TEXT PRIMARY KEY, kind TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, label TEXT,
+  projects_json TEXT, created_at INTEGER NOT NULL, revoked_at INTEGER);
 CREATE TABLE IF NOT EXISTS artifacts (
   id TEXT PRIMARY KEY, project_id TEXT NOT NULL, project_token TEXT NOT NULL, name TEXT,
   spec_json TEXT NOT NULL, policy_json TEXT NOT NULL, state TEXT NOT NULL, error_json TEXT,
@@ -90,7 +110,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   id TEXT PRIMARY KEY, artifact_id TEXT NOT NULL, idx INTEGER NOT NULL, worker TEXT NOT NULL,
   step_index INTEGER NOT NULL, iteration INTEGER NOT NULL, role TEXT NOT NULL, operation_json TEXT NOT NULL,
   state TEXT NOT NULL, attempt INTEGER NOT NULL, last_error_json TEXT, result_resource_id TEXT,
-  next_attempt_at INTEGER, left_out INTEGER NOT NULL DEFAULT 0, quorum_json TEXT,
+  next_attempt_at INTEGER, left_out INTEGER NOT NULL DEFAULT 0, quorum_json TEXT, seal INTEGER NOT NULL DEFAULT 0,
   locks_json TEXT NOT NULL, UNIQUE (artifact_id, idx));
 CREATE TABLE IF NOT EXISTS resources (
   id TEXT PRIMARY KEY, artifact_id TEXT NOT NULL, job_id TEXT NOT NULL, producer TEXT NOT NULL,
@@ -122,6 +142,7 @@ interface JobRow {
   next_attempt_at: number | null;
   left_out: number;
   quorum_json: string | null;
+  seal: number;
   locks_json: string;
 }
 
@@ -152,6 +173,8 @@ export class Store {
       this.db.pragma('journal_mode = WAL');
       // FULL: a state change acknowledged to a peer survives a power cut, not only a process kill.
       this.db.pragma('synchronous = FULL');
+      // The operator's `fdl tokens` opens the same file while the scheduler runs.
+      this.db.pragma('busy_timeout = 5000');
     } else {
       this.db = new Database(':memory:');
     }
@@ -224,14 +247,97 @@ export class Store {
       role: 'scheduler' | 'worker';
       last_seen: number;
       projects_json: string;
+      sign_key: string | null;
+      box_key: string | null;
     }>;
-    return rows.map((r) => ({
-      id: r.id,
-      name: r.name,
-      role: r.role,
-      lastSeen: r.last_seen,
-      projects: JSON.parse(r.projects_json) as ProjectData[],
-    }));
+    return rows.map((r) => {
+      const n: StoredNode = {
+        id: r.id,
+        name: r.name,
+        role: r.role,
+        lastSeen: r.last_seen,
+        projects: JSON.parse(r.projects_json) as ProjectData[],
+      };
+      if (r.sign_key) n.signKey = r.sign_key;
+      if (r.box_key) n.boxKey = r.box_key;
+      return n;
+    });
+  }
+
+  /** The keys pinned to a node id, if it ever joined. */
+  nodeKeys(id: string): { signKey: string; boxKey: string; joinTokenId: string | undefined } | undefined {
+    const r = this.db.prepare('SELECT sign_key, box_key, join_token_id FROM nodes WHERE id = ?').get(id) as
+      | { sign_key: string | null; box_key: string | null; join_token_id: string | null }
+      | undefined;
+    return r?.sign_key && r.box_key ? { signKey: r.sign_key, boxKey: r.box_key, joinTokenId: r.join_token_id ?? undefined } : undefined;
+  }
+
+  /** Pins a node's keys (first join only: a pinned key is never replaced here). */
+  pinNodeKeys(id: string, signKey: string, boxKey: string, joinTokenId: string | undefined): void {
+    this.db
+      .prepare(
+        'UPDATE nodes SET sign_key = COALESCE(sign_key, ?), box_key = COALESCE(box_key, ?), join_token_id = COALESCE(join_token_id, ?) WHERE id = ?',
+      )
+      .run(signKey, boxKey, joinTokenId ?? null, id);
+  }
+
+  isTokenRevoked(id: string): boolean {
+    const r = this.db.prepare('SELECT revoked_at FROM tokens WHERE id = ?').get(id) as { revoked_at: number | null } | undefined;
+    return r !== undefined && r.revoked_at !== null;
+  }
+
+  // ------------------------------------------------------------ tokens (stored hashed)
+
+  /** A new token; its plain text is returned once and never stored. */
+  createToken(kind: TokenKind, opts: { label?: string; projects?: string[] }, now: number): { id: string; token: string } {
+    const token = `fdl_${kind === 'join' ? 'j' : 'w'}_${randomBytes(24).toString('base64url')}`;
+    const id = this.insertToken(kind, token, opts, now);
+    return { id, token };
+  }
+
+  /** A token named in the config: created once (idempotent), its scope kept up to date. */
+  ensureToken(kind: TokenKind, token: string, opts: { label?: string; projects?: string[] }, now: number): string {
+    const existing = this.db.prepare('SELECT id FROM tokens WHERE token_hash = ?').get(hashToken(token)) as
+      | { id: string }
+      | undefined;
+    if (existing) {
+      this.db.prepare('UPDATE tokens SET projects_json = ? WHERE id = ?').run(json(opts.projects), existing.id);
+      return existing.id;
+    }
+    return this.insertToken(kind, token, opts, now);
+  }
+
+  private insertToken(kind: TokenKind, token: string, opts: { label?: string; projects?: string[] }, now: number): string {
+    const id = `t-${randomUUID().slice(0, 8)}`;
+    this.db
+      .prepare('INSERT INTO tokens (id, kind, token_hash, label, projects_json, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(id, kind, hashToken(token), opts.label ?? null, json(opts.projects), now);
+    return id;
+  }
+
+  /** The live (not revoked) token of this kind with this text. */
+  findToken(kind: TokenKind, token: string): StoredToken | undefined {
+    const r = this.db.prepare('SELECT * FROM tokens WHERE token_hash = ? AND kind = ? AND revoked_at IS NULL').get(hashToken(token), kind) as
+      | TokenRow
+      | undefined;
+    return r ? toToken(r) : undefined;
+  }
+
+  listTokens(): StoredToken[] {
+    return (this.db.prepare('SELECT * FROM tokens ORDER BY created_at').all() as TokenRow[]).map(toToken);
+  }
+
+  /** Revokes by id or by the token's text; false when there is no such live token. */
+  revokeToken(idOrToken: string, now: number): boolean {
+    const r = this.db
+      .prepare('UPDATE tokens SET revoked_at = ? WHERE (id = ? OR token_hash = ?) AND revoked_at IS NULL')
+      .run(now, idOrToken, hashToken(idOrToken));
+    return r.changes > 0;
+  }
+
+  /** Ids of tokens revoked at or after `since` (the scheduler closes their sessions). */
+  revokedSince(since: number): string[] {
+    return (this.db.prepare('SELECT id FROM tokens WHERE revoked_at >= ?').all(since) as Array<{ id: string }>).map((r) => r.id);
   }
 
   // ------------------------------------------------------------ artifacts and jobs
@@ -251,8 +357,8 @@ export class Store {
        VALUES (?, ?, ?, ?, ?, ?, 'SCHEDULED', ?, ?, ?)`,
     );
     const insertJob = this.db.prepare(
-      `INSERT INTO jobs (id, artifact_id, idx, worker, step_index, iteration, role, operation_json, state, attempt, quorum_json, locks_json)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'WAITING', 0, ?, ?)`,
+      `INSERT INTO jobs (id, artifact_id, idx, worker, step_index, iteration, role, operation_json, state, attempt, quorum_json, seal, locks_json)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'WAITING', 0, ?, ?, ?)`,
     );
     this.db.transaction(() => {
       insertArtifact.run(
@@ -277,6 +383,7 @@ export class Store {
           job.role,
           JSON.stringify(job.operation),
           json(job.quorum),
+          job.seal ? 1 : 0,
           JSON.stringify(job.locks),
         );
       }
@@ -388,6 +495,26 @@ export function jobId(artifactId: string, index: number): string {
   return `${artifactId}.${index}`;
 }
 
+interface TokenRow {
+  id: string;
+  kind: TokenKind;
+  label: string | null;
+  projects_json: string | null;
+  created_at: number;
+  revoked_at: number | null;
+}
+
+function toToken(r: TokenRow): StoredToken {
+  return {
+    id: r.id,
+    kind: r.kind,
+    label: r.label ?? undefined,
+    projects: parse<string[]>(r.projects_json),
+    createdAt: r.created_at,
+    revokedAt: r.revoked_at ?? undefined,
+  };
+}
+
 function toJob(r: JobRow): StoredJob {
   return {
     id: r.id,
@@ -405,6 +532,7 @@ function toJob(r: JobRow): StoredJob {
     nextAttemptAt: r.next_attempt_at ?? undefined,
     leftOut: r.left_out === 1,
     quorum: parse<{ group: string; required: number }>(r.quorum_json),
+    seal: r.seal === 1,
     locks: JSON.parse(r.locks_json) as number[],
   };
 }

@@ -16,6 +16,8 @@ export interface ClientOptions {
   reconnect: boolean;
   /** With reconnect on: still fail `start()` when the very first dial fails (a workbench should say so at once). */
   failFirstDial?: boolean;
+  /** Extra CA certificates (PEM) to trust for wss:// (a self-signed scheduler). */
+  ca?: Buffer;
   onOpen(peer: PeerConnection): void;
   onMessage(message: Message): void;
   onClose?(code: number, reason: string): void;
@@ -49,6 +51,7 @@ export class Client {
           perMessageDeflate: false,
           maxPayload: this.opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
           handshakeTimeout: 10_000,
+          ...(this.opts.ca ? { ca: this.opts.ca } : {}),
         });
         let opened = false;
         ws.once('open', () => {

@@ -7,3 +7,8 @@ export const DEFAULT_BAD_FRAME_WINDOW_MS = 10_000;
 export const DEFAULT_RECONNECT_INITIAL_MS = 200;
 export const DEFAULT_RECONNECT_MAX_MS = 10_000;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+/** Per-connection frame rate: a peer above it is slowed (its socket paused), then disconnected. */
+export const DEFAULT_RATE_LIMIT_FRAMES_PER_SECOND = 5_000;
+export const DEFAULT_RATE_LIMIT_BURST = 10_000;
+/** A peer kept over its rate this long is disconnected. */
+export const DEFAULT_RATE_LIMIT_DISCONNECT_MS = 5_000;

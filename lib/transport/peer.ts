@@ -3,8 +3,20 @@ import type WebSocket from 'ws';
 import { type Decoded, decode, encode } from '../../protocols/codec.ts';
 import { type WireError, wireError } from '../../protocols/errors.ts';
 import type { Message } from '../../protocols/messages.ts';
-import { DEFAULT_BAD_FRAME_LIMIT, DEFAULT_BAD_FRAME_WINDOW_MS } from './defaults.ts';
+import {
+  DEFAULT_BAD_FRAME_LIMIT,
+  DEFAULT_BAD_FRAME_WINDOW_MS,
+  DEFAULT_RATE_LIMIT_BURST,
+  DEFAULT_RATE_LIMIT_DISCONNECT_MS,
+  DEFAULT_RATE_LIMIT_FRAMES_PER_SECOND,
+} from './defaults.ts';
 import { Heartbeat } from './heartbeat.ts';
+
+export interface RateLimit {
+  framesPerSecond: number;
+  burst: number;
+  disconnectAfterMs: number;
+}
 
 export interface PeerEvents {
   /** A decoded, schema-checked message. */
@@ -23,12 +35,24 @@ export class PeerConnection {
   private readonly badFrames: number[] = [];
   private readonly heartbeat: Heartbeat;
   private closed = false;
+  private tokens: number;
+  private refilledAt = Date.now();
+  private overSince: number | undefined;
+  private paused = false;
+  private readonly rate: RateLimit;
 
   constructor(
     private readonly ws: WebSocket,
     readonly remoteAddress: string,
     heartbeatMs: number,
+    rate: Partial<RateLimit> = {},
   ) {
+    this.rate = {
+      framesPerSecond: rate.framesPerSecond ?? DEFAULT_RATE_LIMIT_FRAMES_PER_SECOND,
+      burst: rate.burst ?? DEFAULT_RATE_LIMIT_BURST,
+      disconnectAfterMs: rate.disconnectAfterMs ?? DEFAULT_RATE_LIMIT_DISCONNECT_MS,
+    };
+    this.tokens = this.rate.burst;
     this.heartbeat = new Heartbeat({ ping: () => ws.ping(), terminate: () => ws.terminate() }, heartbeatMs);
     ws.on('pong', () => this.heartbeat.heard());
     ws.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary));
@@ -83,6 +107,7 @@ export class PeerConnection {
 
   private onFrame(data: Buffer, isBinary: boolean): void {
     this.heartbeat.heard();
+    if (!this.admit()) return;
     const decoded: Decoded = isBinary
       ? decode(data)
       : { ok: false, error: wireError('BAD_FRAME', 'text frames are not part of the protocol; send binary msgpack') };
@@ -92,6 +117,38 @@ export class PeerConnection {
     }
     this.sendError(decoded.error, decoded.reqId);
     this.countBadFrame();
+  }
+
+  /**
+   * Token bucket per connection. Out of tokens, the peer is slowed: its socket stops being
+   * read until a token is due (TCP pushes back on it). Kept over the rate for
+   * `disconnectAfterMs`, it is disconnected. The frame in hand is still handled.
+   */
+  private admit(): boolean {
+    const now = Date.now();
+    this.tokens = Math.min(this.rate.burst, this.tokens + ((now - this.refilledAt) / 1000) * this.rate.framesPerSecond);
+    this.refilledAt = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      if (this.overSince !== undefined && this.tokens >= this.rate.burst / 2) this.overSince = undefined;
+      return true;
+    }
+    this.overSince ??= now;
+    if (now - this.overSince > this.rate.disconnectAfterMs) {
+      this.sendError(wireError('RATE_LIMITED', `more than ${this.rate.framesPerSecond} frames/s for too long; disconnecting`));
+      this.close(1008, 'rate limited');
+      return false;
+    }
+    if (!this.paused) {
+      this.paused = true;
+      this.ws.pause();
+      const wait = Math.ceil(((1 - this.tokens) / this.rate.framesPerSecond) * 1000);
+      setTimeout(() => {
+        this.paused = false;
+        if (!this.closed) this.ws.resume();
+      }, wait).unref();
+    }
+    return true;
   }
 
   private countBadFrame(): void {

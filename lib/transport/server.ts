@@ -1,14 +1,18 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_MAX_PAYLOAD_BYTES } from './defaults.ts';
-import { PeerConnection } from './peer.ts';
+import { PeerConnection, type RateLimit } from './peer.ts';
 
 export interface ServerOptions {
   host: string;
   port: number;
+  /** PEM certificate and key: serve wss:// (Node's TLS). */
+  tls?: { cert: Buffer; key: Buffer };
   maxPayloadBytes?: number;
   heartbeatMs?: number;
+  rateLimit?: Partial<RateLimit>;
   onConnection(peer: PeerConnection): void;
 }
 
@@ -20,10 +24,11 @@ export interface RunningServer {
 
 /** The scheduler's listening socket. Peers dial in; upgrades happen in our hands (noServer). */
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
-  const http: Server = createServer((_req, res) => {
+  const answer = (_req: IncomingMessage, res: ServerResponse) => {
     res.writeHead(426, { 'content-type': 'text/plain' });
     res.end('fdl scheduler: connect with a WebSocket client\n');
-  });
+  };
+  const http: Server = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, answer) : createServer(answer);
   const wss = new WebSocketServer({
     noServer: true,
     perMessageDeflate: false,
@@ -31,7 +36,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
   http.on('upgrade', (req, socket, head) => {
     wss.handleUpgrade(req, socket, head, (ws) => {
-      const peer = new PeerConnection(ws, req.socket.remoteAddress ?? '', opts.heartbeatMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS);
+      const peer = new PeerConnection(ws, req.socket.remoteAddress ?? '', opts.heartbeatMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS, opts.rateLimit);
       opts.onConnection(peer);
     });
   });
@@ -42,7 +47,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const port = (http.address() as AddressInfo).port;
   const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
   return {
-    url: `ws://${host}:${port}`,
+    url: `${opts.tls ? 'wss' : 'ws'}://${host}:${port}`,
     port,
     close: () =>
       new Promise<void>((resolve) => {

@@ -152,6 +152,10 @@ export class Project {
 }
 
 export interface ConnectOptions {
+  /** The workbench token given by the scheduler's operator (`fdl tokens create --kind workbench`). */
+  token: string;
+  /** A CA certificate (PEM) to trust for wss:// (a self-signed scheduler). */
+  ca?: string | Buffer;
   name?: string;
   /** Dial again when the connection drops (default true): requests wait, artifacts are followed again. */
   reconnect?: boolean;
@@ -174,7 +178,7 @@ export class Workbench {
     private readonly opts: ConnectOptions,
   ) {}
 
-  static async connect(url: string, opts: ConnectOptions = {}): Promise<Workbench> {
+  static async connect(url: string, opts: ConnectOptions): Promise<Workbench> {
     const wb = new Workbench(url, opts);
     await wb.open();
     return wb;
@@ -192,13 +196,16 @@ export class Workbench {
       url: this.url,
       reconnect: this.opts.reconnect ?? true,
       failFirstDial: true,
-      onOpen: (peer) => {
-        const hello: Message = { type: 'workbenchHello', protocolVersion: PROTOCOL_VERSION };
-        if (this.opts.name) hello.name = this.opts.name;
-        peer.send(hello);
+      ...(this.opts.ca ? { ca: typeof this.opts.ca === 'string' ? Buffer.from(this.opts.ca) : this.opts.ca } : {}),
+      onOpen: () => {
+        // The scheduler speaks first (a challenge); the hello answers it.
       },
       onMessage: (m) => {
-        if (m.type === 'welcome') {
+        if (m.type === 'challenge') {
+          const hello: MessageOf<'workbenchHello'> = { type: 'workbenchHello', protocolVersion: PROTOCOL_VERSION, token: this.opts.token };
+          if (this.opts.name) hello.name = this.opts.name;
+          this.client.send(hello);
+        } else if (m.type === 'welcome') {
           const again = this.welcomes++ > 0;
           this.markReady?.();
           firstWelcome();

@@ -29,7 +29,7 @@ t.teardown(async () => {
 
 const fdl = (...args: string[]) =>
   new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(process.execPath, [FDL_BIN, ...args], { env: { ...process.env, FDL_URL: cluster.url }, timeout: 60_000 }, (err, stdout, stderr) =>
+    execFile(process.execPath, [FDL_BIN, ...args], { env: { ...process.env, FDL_URL: cluster.url, FDL_TOKEN: cluster.workbenchToken }, timeout: 60_000 }, (err, stdout, stderr) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });

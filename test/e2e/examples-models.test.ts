@@ -14,7 +14,7 @@ const { cluster, token } = await testCluster(t, 'examples-models', { workers: SH
 async function example(name: string): Promise<string> {
   const { stdout } = await run(process.execPath, ['--import', 'tsx', `examples/${name}`], {
     cwd: ROOT,
-    env: { ...process.env, FDL_URL: cluster.url, PROJECT_TOKEN: token },
+    env: { ...process.env, FDL_URL: cluster.url, FDL_TOKEN: cluster.workbenchToken, PROJECT_TOKEN: token },
     timeout: 120_000,
   });
   return stdout;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { Cluster, EXAMPLE_DATA } from '../../lib/sim/cluster.ts';
 import type { CountProduct, GroupCountProduct, MeanProduct } from '../../lib/workbench.ts';
-import { steps, where, Workbench } from '../../lib/workbench.ts';
+import { steps, where, } from '../../lib/workbench.ts';
 import { column, mean, readCsv, relErr, union } from '../helpers/central.ts';
 
 const shards = ['california_housing.MedInc1.csv', 'california_housing.MedInc2.csv'].map((f) => join(EXAMPLE_DATA, f));
@@ -23,7 +23,7 @@ const cluster = await Cluster.start({
   workers: shards.map((f, i) => ({ name: `worker-${i + 1}`, files: [f] })),
   scheduler: { retry: { initial_interval_ms: 50 } },
 });
-const wb = await Workbench.connect(cluster.url);
+const wb = await cluster.connect();
 t.teardown(async () => {
   wb.close();
   const codes = await cluster.stop();

@@ -12,7 +12,7 @@ import { decode, encode } from '../../protocols/codec.ts';
 import type { Message } from '../../protocols/messages.ts';
 import { PROTOCOL_VERSION } from '../../protocols/version.ts';
 import { Cluster, EXAMPLE_DATA } from '../../lib/sim/cluster.ts';
-import { type CountProduct, steps, Workbench } from '../../lib/workbench.ts';
+import { type CountProduct, steps, } from '../../lib/workbench.ts';
 
 const shards = ['california_housing.MedInc1.csv', 'california_housing.MedInc2.csv'].map((f) => join(EXAMPLE_DATA, f));
 const token = randomBytes(16).toString('hex');
@@ -27,7 +27,7 @@ const cluster = await Cluster.start({
   workers: shards.map((f, i) => ({ name: `worker-${i + 1}`, files: [f] })),
   scheduler: { max_payload_bytes: MAX_PAYLOAD },
 });
-const wb = await Workbench.connect(cluster.url);
+const wb = await cluster.connect();
 t.teardown(async () => {
   wb.close();
   await cluster.stop();
@@ -56,8 +56,11 @@ class RawPeer {
     this.closed = new Promise((resolve) => this.ws.on('close', (code) => resolve(code)));
   }
 
-  open(): Promise<void> {
-    return new Promise((resolve) => this.ws.once('open', () => resolve()));
+  /** Resolves once open and the scheduler's challenge (always the first frame) has arrived. */
+  async open(): Promise<void> {
+    await new Promise<void>((resolve) => this.ws.once('open', () => resolve()));
+    const challenge = await this.next();
+    if (challenge.type !== 'challenge') throw new Error(`expected a challenge first, got ${challenge.type}`);
   }
 
   next(): Promise<Message> {
@@ -98,7 +101,7 @@ t.test('bad frames get error replies with codes; the connection keeps working', 
   peer.msg({ type: 'listProjects', reqId: 2 });
   t.match(await peer.next(), { type: 'error', reqId: 2, error: { code: 'NOT_AUTHENTICATED' } }, 'a request before hello');
 
-  peer.msg({ type: 'workbenchHello', protocolVersion: PROTOCOL_VERSION });
+  peer.msg({ type: 'workbenchHello', protocolVersion: PROTOCOL_VERSION, token: cluster.workbenchToken });
   t.match(await peer.next(), { type: 'welcome', protocolVersion: PROTOCOL_VERSION });
 
   peer.msg({ type: 'launchMissiles', reqId: 7 });
@@ -135,7 +138,7 @@ t.test('a peer that keeps sending bad frames is disconnected; others are not', a
   await Promise.all([good.open(), bad.open()]);
   for (let i = 0; i < 30; i++) bad.raw(Uint8Array.from([0xc1]));
   t.equal(await bad.closed, 1008, 'closed with policy violation');
-  good.msg({ type: 'workbenchHello', protocolVersion: PROTOCOL_VERSION });
+  good.msg({ type: 'workbenchHello', protocolVersion: PROTOCOL_VERSION, token: cluster.workbenchToken });
   t.match(await good.next(), { type: 'welcome' });
   good.msg({ type: 'listNodes', reqId: 1 });
   t.match(await good.next(), { type: 'nodeList', reqId: 1 });
@@ -153,7 +156,7 @@ t.test('a frame over max_payload_bytes is refused by ws before it is buffered', 
 t.test('a wrong protocol version is refused and closed', async (t) => {
   const peer = new RawPeer(cluster.url);
   await peer.open();
-  peer.msg({ type: 'workbenchHello', protocolVersion: 999 });
+  peer.msg({ type: 'workbenchHello', protocolVersion: 999, token: cluster.workbenchToken });
   t.match(await peer.next(), { type: 'error', error: { code: 'PROTOCOL_VERSION_MISMATCH' } });
   t.equal(await peer.closed, 1002);
 });

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { Cluster, EXAMPLE_DATA } from '../../lib/sim/cluster.ts';
-import { type CountProduct, type MeanProduct, Workbench } from '../../lib/workbench.ts';
+import type { CountProduct, MeanProduct, } from '../../lib/workbench.ts';
 import { column, mean, readCsv, relErr, union } from '../helpers/central.ts';
 
 const [a, b] = ['california_housing.MedInc1.csv', 'california_housing.MedInc2.csv'].map((f) => join(EXAMPLE_DATA, f)) as [string, string];
@@ -21,7 +21,7 @@ const cluster = await Cluster.start({
   schedulerFiles: [a],
   workers: [{ name: 'worker-2', files: [b] }],
 });
-const wb = await Workbench.connect(cluster.url);
+const wb = await cluster.connect();
 t.teardown(async () => {
   wb.close();
   await cluster.stop();

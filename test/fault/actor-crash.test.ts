@@ -17,7 +17,15 @@ import { until } from '../helpers/cluster.ts';
 
 t.test('a JobActor that crashes is reset from the store and the artifact completes', async (t) => {
   const lines: string[] = [];
-  const log = pino({ level: 'warn' }, new Writable({ write: (chunk, _e, cb) => (lines.push(String(chunk)), cb()) }));
+  const log = pino(
+    { level: 'warn' },
+    new Writable({
+      write: (chunk, _e, cb) => {
+        lines.push(String(chunk));
+        cb();
+      },
+    }),
+  );
   const store = new Store(undefined);
   const project = store.ensureProject('p', 'token-123456');
   const steps: Step[] = [
@@ -38,7 +46,15 @@ t.test('a JobActor that crashes is reset from the store and the artifact complet
   const system = start();
   t.teardown(() => stop(system));
   const reports: unknown[] = [];
-  const scheduler = spawnActor<null, unknown>(system, 'scheduler', (s, m) => (reports.push(m), s), { log, initialState: () => null });
+  const scheduler = spawnActor<null, unknown>(
+    system,
+    'scheduler',
+    (s, m) => {
+      reports.push(m);
+      return s;
+    },
+    { log, initialState: () => null },
+  );
   const assignments: Array<{ jobId: string; attempt: number }> = [];
   let supervisor: Ref<SupervisorMsg> | undefined;
   // A scripted worker: every assignment completes at once with a product.

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import { Cluster, type ClusterOptions, EXAMPLE_DATA } from '../../lib/sim/cluster.ts';
-import { Workbench } from '../../lib/workbench.ts';
+import type { Workbench } from '../../lib/workbench.ts';
 
 export const SHARDS = ['california_housing.MedInc1.csv', 'california_housing.MedInc2.csv'].map((f) => join(EXAMPLE_DATA, f));
 export const VALIDATION = join(EXAMPLE_DATA, 'california_housing.validation.csv');
@@ -18,7 +18,7 @@ export async function testCluster(
   const token = randomBytes(16).toString('hex');
   const dir = mkdtempSync(join(tmpdir(), `fdl-${name}-`));
   const cluster = await Cluster.start({ dir, projectName: 'california', projectToken: token, ...opts });
-  const wb = await Workbench.connect(cluster.url);
+  const wb = await cluster.connect();
   t.teardown(async () => {
     wb.close();
     await cluster.stop();

@@ -80,3 +80,17 @@ t.test('fdl node with a bad config exits 2 with a message and no stack trace', a
   t.match(noData.stderr, /DATA_UNAVAILABLE: .*missing\.csv/);
   t.notMatch(noData.stderr, /\n\s+at /, 'no stack trace');
 });
+
+t.test('plain ws:// only on loopback unless insecure: true', async (t) => {
+  const base = 'name: s\nprojects: [{name: p, token: abcdefgh12}]\n';
+  t.match(problemsOf(`mode: scheduler\n${base}listen: { host: 0.0.0.0 }\n`), [/^listen\.host: 0\.0\.0\.0 is not loopback; configure tls/]);
+  t.same(problemsOf(`mode: scheduler\n${base}listen: { host: 0.0.0.0 }\ninsecure: true\n`), [], 'allowed in so many words');
+  t.same(problemsOf(`mode: scheduler\n${base}listen: { host: 0.0.0.0 }\ntls: { cert: c.pem, key: k.pem }\n`), [], 'allowed with TLS');
+  t.same(problemsOf(`mode: scheduler\n${base}listen: { host: "::1" }\n`), [], 'IPv6 loopback');
+  const worker = (url: string, extra = '') =>
+    problemsOf(`mode: worker\nname: w\nscheduler: { url: "${url}" }\ndatasources: [{ name: d, path: x.csv, projects: [abcdefgh12] }]\n${extra}`);
+  t.match(worker('ws://10.1.2.3:1456'), [/^scheduler\.url: plain ws:\/\/ to 10\.1\.2\.3 is not loopback/]);
+  t.same(worker('wss://10.1.2.3:1456'), []);
+  t.same(worker('ws://localhost:1456'), []);
+  t.same(worker('ws://10.1.2.3:1456', 'insecure: true\n'), []);
+});

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +35,12 @@ export interface ClusterOptions {
   /** Scheduler mode: 'standalone' lets it hold data itself too. */
   schedulerFiles?: string[];
   env?: NodeJS.ProcessEnv;
+  /** More projects on the scheduler (no worker data unless a worker's `extra` binds it). */
+  projects?: Array<{ name: string; token: string }>;
+  /** More workbench tokens, with their project scopes (names). */
+  workbenchTokens?: Array<{ token: string; projects?: string[] }>;
+  /** Serve wss:// with this certificate and key; workers and workbenches trust `ca`. */
+  tls?: { cert: string; key: string; ca: string };
   /** Bound on waiting for every node to be up. */
   startTimeoutMs?: number;
 }
@@ -96,9 +102,10 @@ export class Cluster {
       name: 'scheduler',
       workdir: join(this.opts.dir, 'scheduler'),
       listen: { host: '127.0.0.1', port },
-      projects: [{ name: this.opts.projectName, token: this.opts.projectToken }],
+      projects: [{ name: this.opts.projectName, token: this.opts.projectToken }, ...(this.opts.projects ?? [])],
       join_tokens: [this.joinToken],
-      workbench_tokens: [{ token: this.workbenchToken }],
+      workbench_tokens: [{ token: this.workbenchToken }, ...(this.opts.workbenchTokens ?? [])],
+      ...(this.opts.tls ? { tls: { cert: this.opts.tls.cert, key: this.opts.tls.key } } : {}),
       datasources: files.map((path, i) => ({ name: `local-${i + 1}`, path, projects: [this.opts.projectToken] })),
       ...this.opts.scheduler,
     });
@@ -123,7 +130,7 @@ export class Cluster {
       mode: 'worker',
       name,
       workdir: join(this.opts.dir, name),
-      scheduler: { url: this.url, join_token: this.joinToken },
+      scheduler: { url: this.url, join_token: this.joinToken, ...(this.opts.tls ? { ca: this.opts.tls.ca } : {}) },
       datasources: spec.files.map((path, i) => ({ name: `${name}-${i + 1}`, path, projects: [this.opts.projectToken] })),
       ...spec.extra,
     });
@@ -163,7 +170,8 @@ export class Cluster {
 
   /** A workbench on this cluster, with its token. */
   connect(name = 'test', opts: Partial<ConnectOptions> = {}): Promise<Workbench> {
-    return Workbench.connect(this.url, { token: this.workbenchToken, name, ...opts });
+    const ca = this.opts.tls ? { ca: readFileSync(this.opts.tls.ca) } : {};
+    return Workbench.connect(this.url, { token: this.workbenchToken, name, ...ca, ...opts });
   }
 
   pid(name: string): number | undefined {

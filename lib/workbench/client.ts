@@ -68,6 +68,19 @@ export class ArtifactHandle extends EventEmitter<{ event: [ArtifactEvent] }> {
   /** @internal */
   push(event: ArtifactEvent): void {
     this.status = { ...this.status, progress: event.progress };
+    const e = event.event;
+    if (e.kind === 'jobState') {
+      // Keep the per-job view current, so a script can look at `status.jobs` at any time.
+      this.status = {
+        ...this.status,
+        jobs: this.status.jobs.map((j) => {
+          if (j.id !== e.jobId) return j;
+          const next = { ...j, state: e.state, attempt: e.attempt };
+          if (e.error) next.lastError = e.error;
+          return next;
+        }),
+      };
+    }
     this.emit('event', event);
     if (event.event.kind === 'artifactState') {
       this.status = { ...this.status, state: event.event.state };
@@ -172,6 +185,7 @@ export class Workbench {
   private isReady = false;
   private ready: Promise<void> = Promise.resolve();
   private markReady: (() => void) | undefined;
+  private sessionError: FdlError | undefined;
 
   private constructor(
     readonly url: string,
@@ -207,15 +221,23 @@ export class Workbench {
           this.client.send(hello);
         } else if (m.type === 'welcome') {
           const again = this.welcomes++ > 0;
+          this.sessionError = undefined;
           this.markReady?.();
           firstWelcome();
           if (again) void this.resubscribe();
         } else if (m.type === 'artifactEvent') this.handles.get(m.artifactId)?.push(m);
-        else if (!this.requester.settle(m) && m.type === 'error') refuse(new FdlError(m.error.code, m.error.message));
+        else if (!this.requester.settle(m) && m.type === 'error') {
+          // An error about the session itself (a refused hello, a revoked token): say it on every later request.
+          this.sessionError = new FdlError(m.error.code, m.error.message);
+          // Dialing again with a refused token would only be refused again.
+          if (m.error.code === 'AUTH_FAILED') this.client.close();
+          refuse(this.sessionError);
+        }
       },
       onClose: () => {
         this.newReadyPromise();
         this.requester.failAll(DISCONNECTED);
+        if (!(this.opts.reconnect ?? true)) this.sessionError ??= new FdlError('INTERNAL', DISCONNECTED);
         refuse(new Error('the scheduler closed the connection'));
       },
     });
@@ -256,6 +278,7 @@ export class Workbench {
     const timeoutMs = this.opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
+      if (this.sessionError && (!this.isReady || this.sessionError.code === 'AUTH_FAILED')) throw this.sessionError;
       if (!this.isReady) await withTimeout(this.ready, Math.max(0, deadline - Date.now()), `no connection to ${this.url}`);
       try {
         const reply = await this.requester.request(build, (m) => this.client.send(m), Math.max(1, deadline - Date.now()));

@@ -5,19 +5,16 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Packr } from 'msgpackr';
 import t from 'tap';
-import WebSocket from 'ws';
-import { decode, encode } from '../../protocols/codec.ts';
-import type { Message } from '../../protocols/messages.ts';
+import { encode } from '../../protocols/codec.ts';
 import { PROTOCOL_VERSION } from '../../protocols/version.ts';
 import { Cluster, EXAMPLE_DATA } from '../../lib/sim/cluster.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
 import { type CountProduct, steps, } from '../../lib/workbench.ts';
 
 const shards = ['california_housing.MedInc1.csv', 'california_housing.MedInc2.csv'].map((f) => join(EXAMPLE_DATA, f));
 const token = randomBytes(16).toString('hex');
 const dir = mkdtempSync(join(tmpdir(), 'fdl-hostile-'));
-const packr = new Packr({ useRecords: false });
 const MAX_PAYLOAD = 1024 * 1024;
 
 const cluster = await Cluster.start({
@@ -34,51 +31,6 @@ t.teardown(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** A raw peer: sends whatever bytes we like, and reads replies one at a time. */
-class RawPeer {
-  readonly ws: WebSocket;
-  private readonly inbox: Message[] = [];
-  private waiting: ((m: Message) => void) | undefined;
-  readonly closed: Promise<number>;
-
-  constructor(url: string) {
-    this.ws = new WebSocket(url, { perMessageDeflate: false });
-    this.ws.on('message', (data) => {
-      const d = decode(data as Buffer);
-      if (!d.ok) throw new Error(`the scheduler sent a bad frame: ${d.error.message}`);
-      if (this.waiting) {
-        const w = this.waiting;
-        this.waiting = undefined;
-        w(d.message);
-      } else this.inbox.push(d.message);
-    });
-    this.ws.on('error', () => {});
-    this.closed = new Promise((resolve) => this.ws.on('close', (code) => resolve(code)));
-  }
-
-  /** Resolves once open and the scheduler's challenge (always the first frame) has arrived. */
-  async open(): Promise<void> {
-    await new Promise<void>((resolve) => this.ws.once('open', () => resolve()));
-    const challenge = await this.next();
-    if (challenge.type !== 'challenge') throw new Error(`expected a challenge first, got ${challenge.type}`);
-  }
-
-  next(): Promise<Message> {
-    const m = this.inbox.shift();
-    if (m) return Promise.resolve(m);
-    return new Promise((resolve) => {
-      this.waiting = resolve;
-    });
-  }
-
-  raw(bytes: Uint8Array | string): void {
-    this.ws.send(bytes, { binary: typeof bytes !== 'string' });
-  }
-
-  msg(value: unknown): void {
-    this.raw(packr.pack(value));
-  }
-}
 
 // An artifact runs beside the attacks and must complete with the right figure.
 const project = await wb.project(token);

@@ -6,11 +6,33 @@
  *   const mean = await (await project.mean(['MedInc'])).result();
  */
 export { ArtifactHandle, type ArtifactEvent, type ConnectOptions, Project, type ProjectSummary, Workbench } from './workbench/client.ts';
-export { and, distributions, estimators, or, query, steps, where } from './workbench/builders.ts';
+export {
+  and,
+  type BinSpec,
+  binsFromMetadata,
+  categoriesOf,
+  columns,
+  distributions,
+  estimators,
+  expr,
+  extract,
+  fitQuery,
+  or,
+  type ProjectLike,
+  QueryBuilder,
+  type QueryLike,
+  query,
+  steps,
+  toQuery,
+  transformers,
+  where,
+} from './workbench/builders.ts';
 export type {
   ArtifactSpecInput,
   ArtifactState,
   ArtifactStatus,
+  DpRequest,
+  Expr,
   Filter,
   JobState,
   JobStatus,
@@ -18,7 +40,20 @@ export type {
   Operation,
   ProjectInfo,
   Query,
+  QueryStage,
   Step,
 } from '../protocols/entities.ts';
-export type { CountProduct, GroupCountProduct, MeanProduct } from './ops/index.ts';
+export type {
+  CountProduct,
+  CovarianceProduct,
+  GroupCountProduct,
+  GroupMeanProduct,
+  HistogramProduct,
+  MeanProduct,
+  MinMaxProduct,
+  QuantileEstimate,
+  QuantilesProduct,
+  SumProduct,
+  VarianceProduct,
+} from './ops/index.ts';
 export * from './workbench/models.ts';

@@ -304,7 +304,7 @@ t.test('value shapes and query structure are checked', async (t) => {
     schema,
   );
   t.same(c.params, [1, 2, 'a']);
-  t.equal(c.sql, '(("n" BETWEEN ? AND ?) OR (COALESCE("s" IN (?), FALSE) OR "s" IS NULL))');
+  t.equal(c.sql, '(("n" BETWEEN $1 AND $2) OR (COALESCE("s" IN ($3), FALSE) OR "s" IS NULL))');
   t.equal(quoteIdent('a"b'), '"a""b"');
   t.throws(() => quoteIdent('a\u0000b'));
   t.equal(dtypeOf('DECIMAL(10,2)'), 'numeric');
@@ -357,7 +357,7 @@ t.test('injection attempts are refused or harmless', async (t) => {
     await rejectsWith(t, e.sums('p', [feature]), 'BAD_QUERY');
   }
   const compiled = compileQuery({ where: { feature: hostile, op: 'in', value: ["' OR 1=1 --", 'y'] } }, schemaMap(e.features('p')));
-  t.equal(compiled.sql, '(COALESCE("x""; DROP TABLE t; --" IN (?, ?), FALSE))');
+  t.equal(compiled.sql, '(COALESCE("x""; DROP TABLE t; --" IN ($1, $2), FALSE))');
   t.notMatch(compiled.sql, /OR 1=1/, 'no value text in the SQL');
   t.equal(await e.count('p'), 3, 'the table is still there');
 });
@@ -418,4 +418,57 @@ t.test('a closed engine refuses work', async (t) => {
   t.same(await empty.metadata(), []);
   await rejectsWith(t, empty.count('p'), 'DATA_UNAVAILABLE');
   await empty.close();
+});
+
+t.test('row ids, reserved names, and the aggregates estimators read', async (t) => {
+  const dir = t.testdir({
+    'a.csv': 'k,x,y\nu,1,10\nu,2,\nv,,30\nu,4,40\n',
+    'b.csv': 'k,x,y\nv,5,50\nw,6,60\n',
+    'bad.csv': '__fdl_row,x\n1,2\n',
+  });
+  const e = await DataEngine.open([
+    { name: 'a', path: join(dir, 'a.csv'), projects: ['p'] },
+    { name: 'b', path: join(dir, 'b.csv'), projects: ['p', 'q'] },
+  ]);
+  t.teardown(() => e.close());
+
+  // Row ids: each source's rows in file order, sources in config order, per project.
+  const cols = await e.numericColumns('p', ['x']);
+  t.same([...cols.rowIds], [0, 1, 2, 3, 4, 5]);
+  t.same([...(cols.columns.x as Float64Array)].map((v) => (Number.isNaN(v) ? null : v)), [1, 2, null, 4, 5, 6]);
+  t.same([...(await e.numericColumns('q', ['x'])).rowIds], [0, 1], 'a project of its own numbers its rows from 0');
+  t.notOk(e.features('p').some((f) => f.name === '__fdl_row'), 'the row id is not a feature');
+  await rejectsWith(t, DataEngine.open([{ name: 'bad', path: join(dir, 'bad.csv'), projects: ['p'] }]), 'DATA_UNAVAILABLE', /reserves/);
+
+  const m = await e.moments('p', ['x', 'y'], undefined, [3, 0]);
+  const { m2, ...rest } = m.x as { m2: number };
+  t.same(rest, { n: 5, sum: 18, min: 1, max: 6, shifted: 3 });
+  t.ok(Math.abs(m2 - [1, 2, 4, 5, 6].reduce((a, x) => a + (x - 3.6) ** 2, 0)) < 1e-12, `m2 ${m2}`);
+  t.equal(m.y?.n, 5);
+  t.same((await e.moments('p', ['x'], { where: { feature: 'x', op: '>', value: 100 } })).x, { n: 0, sum: 0, m2: 0, min: null, max: null, shifted: 0 });
+
+  const c = await e.comoments('p', ['x', 'y']);
+  t.equal(c.n, 4, 'complete rows only');
+  t.same(c.sums, [16, 160]);
+  t.ok(Math.abs((c.comoments[0]?.[1] as number) - [1, 4, 5, 6].reduce((a, x, i) => a + (x - 4) * (([10, 40, 50, 60][i] as number) - 40), 0)) < 1e-9);
+
+  const h = await e.histogram('p', 'x', { lo: 2, hi: 5, count: 3 });
+  t.same(h, { counts: [1, 0, 2], below: 1, above: 1 }, 'the last bin includes hi; nulls are nowhere');
+  await rejectsWith(t, e.histogram('p', 'x', { lo: 5, hi: 5, count: 3 }), 'BAD_QUERY');
+
+  t.same(await e.groupStats('p', ['k'], ['x', 'y']), [
+    { key: ['u'], count: 3, n: [3, 2], sums: [7, 50] },
+    { key: ['v'], count: 2, n: [1, 2], sums: [5, 80] },
+    { key: ['w'], count: 1, n: [1, 1], sums: [6, 60] },
+  ]);
+});
+
+t.test('close waits for a unit of work in flight, several statements long', async (t) => {
+  const e = await DataEngine.open([{ name: 'shard1', path: SHARD1, projects: ['p'] }]);
+  // A locally fitted scaler runs a fit query, then the statement itself.
+  const pending = e.sums('p', ['MedInc'], { stages: [{ kind: 'MinMaxScaler', features: ['MedInc'] }] });
+  await e.close();
+  const s = await pending;
+  t.equal(s.counts.MedInc, 9288);
+  await rejectsWith(t, e.moments('p', ['MedInc']), 'DATA_UNAVAILABLE', /closed/);
 });

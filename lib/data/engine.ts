@@ -13,7 +13,8 @@ import {
 } from '@duckdb/node-api';
 import type { DataSourceMeta, FeatureMeta, ProjectData, Query, Scalar } from '../../protocols/entities.ts';
 import { FdlError, isFdlError } from '../errors.ts';
-import { compileQuery, lookupFeature, quoteIdent, type Schema, schemaMap } from './sql.ts';
+import { lookupFeature, push, quoteIdent, type Schema, schemaMap } from './sql.ts';
+import { compileRelation, type Relation, ROW_ID, withRelation } from './stages.ts';
 
 /**
  * The worker's local data engine: one in-memory DuckDB holding a copy of each data source.
@@ -23,6 +24,14 @@ import { compileQuery, lookupFeature, quoteIdent, type Schema, schemaMap } from 
  * can read or write any file, load an extension or change a setting. A VIEW over a file would
  * stop working under that lock (DuckDB checks the file access at every scan), hence the copy.
  * The data is a snapshot taken at `open`; reopen the engine to see new data.
+ *
+ * A project's view is the union of its sources plus a hidden column `__fdl_row`: the row's
+ * position in that union (the source's rows in file order, sources in config order). It is
+ * what the seeded train/test split hashes, so a split never depends on scan order or filters;
+ * it is never listed as a feature.
+ *
+ * Every method takes a query (filters, then stages: see lib/data/stages.ts) and returns only
+ * aggregates, except `numericColumns`, which models use inside the worker.
  */
 
 export interface DataSourceConfig {
@@ -42,6 +51,7 @@ interface Source {
   config: DataSourceConfig;
   table: string;
   schema: FeatureMeta[];
+  rows: number;
   meta?: Promise<DataSourceMeta>;
 }
 
@@ -126,7 +136,11 @@ function paramTypes(params: readonly Scalar[]): DuckDBType[] {
 const USER_ERROR = /^(Conversion|Binder|Invalid Input|Out of Range|Parser) Error/;
 
 export class DataEngine {
+  /** Set by close(): no new work is accepted. */
   private closed = false;
+  /** Set once the connection is closed, after the work in flight finished. */
+  private shut = false;
+  private readonly inflight = new Set<Promise<unknown>>();
   /** Tail of the queue that serializes use of the one connection. */
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -161,10 +175,15 @@ export class DataEngine {
         }
       }
       for (const p of projects.values()) {
-        const union = p.sources.map((s) => `SELECT * FROM ${s.table}`).join(' UNION ALL BY NAME ');
+        let offset = 0;
+        const parts: string[] = [];
+        for (const s of p.sources) {
+          parts.push(`SELECT *, CAST(rowid + ${offset} AS BIGINT) AS ${quoteIdent(ROW_ID)} FROM ${s.table}`);
+          offset += s.rows;
+        }
         try {
-          await conn.run(`CREATE VIEW ${p.view} AS ${union}`);
-          p.features = await describe(conn, p.view);
+          await conn.run(`CREATE VIEW ${p.view} AS ${parts.join(' UNION ALL BY NAME ')}`);
+          p.features = (await describe(conn, p.view)).filter((f) => f.name !== ROW_ID);
         } catch (e) {
           const names = p.sources.map((s) => JSON.stringify(s.config.name)).join(', ');
           throw new FdlError('DATA_UNAVAILABLE', `data sources ${names} cannot be combined: ${firstLine(e)}`, {
@@ -185,8 +204,11 @@ export class DataEngine {
   }
 
   /** Per project token, the aggregates of each of its data sources (computed once, then cached). */
-  async metadata(): Promise<ProjectData[]> {
-    this.checkOpen();
+  metadata(): Promise<ProjectData[]> {
+    return this.op(() => this.collectMetadata());
+  }
+
+  private async collectMetadata(): Promise<ProjectData[]> {
     const out: ProjectData[] = [];
     for (const p of this.projects.values()) {
       const datasources: DataSourceMeta[] = [];
@@ -204,110 +226,264 @@ export class DataEngine {
     return this.project(token).features.map((f) => ({ ...f }));
   }
 
-  async count(token: string, query?: Query): Promise<number> {
-    const p = this.project(token);
-    const where = compileQuery(query, p.schema);
-    const rows = await this.query(`SELECT count(*) FROM ${p.view} WHERE ${where.sql}`, where.params, query !== undefined);
-    return toNumber(rows[0]?.[0]) ?? 0;
+  count(token: string, query?: Query): Promise<number> {
+    return this.op(async () => {
+      const rel = await this.relation(token, query);
+      const rows = await this.onRelation(rel, `SELECT count(*) FROM ${rel.from}`);
+      return toNumber(rows[0]?.[0]) ?? 0;
+    });
+  }
+
+  /**
+   * The features after the query's stages (name, dtype, sqlType); `missing` is 0 for a column
+   * a stage made. Fits the unfitted transformers on this node's rows, as a job would.
+   */
+  queryFeatures(token: string, query?: Query): Promise<FeatureMeta[]> {
+    return this.op(async () => {
+      const rel = await this.relation(token, query);
+      return [...rel.schema.values()].map((f) => ({ ...f }));
+    });
   }
 
   /** Per feature: the SUM and the COUNT of its non-null values over the filtered rows. */
-  async sums(
+  sums(
     token: string,
     features: string[],
     query?: Query,
   ): Promise<{ sums: Record<string, number>; counts: Record<string, number> }> {
-    const p = this.project(token);
-    const names = [...new Set(features)];
-    if (names.length === 0) throw new FdlError('BAD_QUERY', 'no feature to sum', { path: 'features' });
-    const cols = names.map((name, i) => {
-      const f = lookupFeature(p.schema, name, `features[${i}]`);
-      if (f.dtype !== 'numeric') {
-        throw new FdlError('BAD_QUERY', `feature ${JSON.stringify(name)} is ${f.dtype}, not numeric`, {
-          path: `features[${i}]`,
-        });
-      }
-      return quoteIdent(f.name);
+    return this.op(async () => {
+      const rel = await this.relation(token, query);
+      const names = [...new Set(features)];
+      if (names.length === 0) throw new FdlError('BAD_QUERY', 'no feature to sum', { path: 'features' });
+      const cols = numericCols(rel, names);
+      const select = cols.map((c) => `sum(${c}), count(${c})`).join(', ');
+      const rows = await this.onRelation(rel, `SELECT ${select} FROM ${rel.from}`);
+      const row = rows[0] ?? [];
+      const sums = Object.fromEntries(names.map((n, i) => [n, toNumber(row[2 * i]) ?? 0]));
+      const counts = Object.fromEntries(names.map((n, i) => [n, toNumber(row[2 * i + 1]) ?? 0]));
+      return { sums, counts };
     });
-    const where = compileQuery(query, p.schema);
-    const select = cols.map((c) => `sum(${c}), count(${c})`).join(', ');
-    const rows = await this.query(`SELECT ${select} FROM ${p.view} WHERE ${where.sql}`, where.params, query !== undefined);
-    const row = rows[0] ?? [];
-    const sums = Object.fromEntries(names.map((n, i) => [n, toNumber(row[2 * i]) ?? 0]));
-    const counts = Object.fromEntries(names.map((n, i) => [n, toNumber(row[2 * i + 1]) ?? 0]));
-    return { sums, counts };
+  }
+
+  /**
+   * Per feature, over the rows: its non-null count `n`, `sum` (compensated), `m2` (the sum of
+   * squared deviations from the local mean, by DuckDB's streaming variance of x - shift), `min`,
+   * `max`, and `shifted`, the compensated sum of (x - shift) (the shift defaults to 0).
+   */
+  moments(token: string, features: string[], query?: Query, shifts?: number[]): Promise<Record<string, Moments>> {
+    return this.op(async () => {
+      const rel = await this.relation(token, query);
+      const names = [...new Set(features)];
+      if (names.length === 0) throw new FdlError('BAD_QUERY', 'no feature', { path: 'features' });
+      const cols = numericCols(rel, names, true);
+      const params = [...rel.params];
+      const select = cols
+        .map((c, i) => {
+          const d = `(${c} - CAST(${push(params, shifts?.[i] ?? 0, 'shift')} AS DOUBLE))`;
+          // The variance of x - shift (the same as x's): near 0, DuckDB's streaming update keeps every digit.
+          return `count(${c}), fsum(${c}), var_pop(${d}) * count(${c}), min(${c}), max(${c}), fsum(${d})`;
+        })
+        .join(', ');
+      const row = (await this.onRelation(rel, `SELECT ${select} FROM ${rel.from}`, params))[0] ?? [];
+      return Object.fromEntries(
+        names.map((name, i) => {
+          const at = (j: number) => toNumber(row[6 * i + j]);
+          const n = at(0) ?? 0;
+          return [
+            name,
+            {
+              n,
+              sum: n === 0 ? 0 : (at(1) ?? 0),
+              m2: n === 0 ? 0 : Math.max(0, at(2) ?? 0),
+              min: at(3),
+              max: at(4),
+              shifted: n === 0 ? 0 : (at(5) ?? 0),
+            },
+          ];
+        }),
+      );
+    });
+  }
+
+  /**
+   * Over the rows where every feature has a value: their count `n`, each feature's `sums` and
+   * `shifted` sums of (x - shift) (compensated; shifts default to 0), and `comoments[j][k]`,
+   * the sum of (x_j - mean_j)(x_k - mean_k) about the local means.
+   */
+  comoments(
+    token: string,
+    features: string[],
+    query?: Query,
+    shifts?: number[],
+  ): Promise<{ n: number; sums: number[]; shifted: number[]; comoments: number[][] }> {
+    return this.op(async () => {
+      const rel = await this.relation(token, query);
+      const names = [...new Set(features)];
+      if (names.length === 0) throw new FdlError('BAD_QUERY', 'no feature', { path: 'features' });
+      const cols = numericCols(rel, names, true);
+      const params = [...rel.params];
+      const d = cols.map((c, i) => `(${c} - CAST(${push(params, shifts?.[i] ?? 0, 'shift')} AS DOUBLE))`);
+      const parts = ['count(*)', ...cols.map((c) => `fsum(${c})`), ...d.map((x) => `fsum(${x})`)];
+      for (let j = 0; j < cols.length; j++) {
+        for (let k = j; k < cols.length; k++) parts.push(`covar_pop(${d[j]}, ${d[k]}) * count(*)`);
+      }
+      const complete = cols.map((c) => `${c} IS NOT NULL`).join(' AND ');
+      const row = (await this.onRelation(rel, `SELECT ${parts.join(', ')} FROM ${rel.from} WHERE ${complete}`, params))[0] ?? [];
+      const n = toNumber(row[0]) ?? 0;
+      const sums = cols.map((_, j) => (n === 0 ? 0 : (toNumber(row[1 + j]) ?? 0)));
+      const shifted = cols.map((_, j) => (n === 0 ? 0 : (toNumber(row[1 + cols.length + j]) ?? 0)));
+      const comoments = cols.map(() => cols.map(() => 0));
+      let i = 1 + 2 * cols.length;
+      for (let j = 0; j < cols.length; j++) {
+        for (let k = j; k < cols.length; k++) {
+          const v = n === 0 ? 0 : (toNumber(row[i]) ?? 0);
+          (comoments[j] as number[])[k] = v;
+          (comoments[k] as number[])[j] = v;
+          i++;
+        }
+      }
+      return { n, sums, shifted, comoments };
+    });
+  }
+
+  /**
+   * Row counts per bin of `bins` equal-width bins over [lo, hi] (the last bin includes hi),
+   * plus the non-null values `below` lo and `above` hi. Bin of x: floor((x - lo) / w) with
+   * w = (hi - lo) / bins, the same double arithmetic on every node.
+   */
+  histogram(
+    token: string,
+    feature: string,
+    bins: { lo: number; hi: number; count: number },
+    query?: Query,
+  ): Promise<{ counts: number[]; below: number; above: number }> {
+    return this.op(async () => {
+      const rel = await this.relation(token, query);
+      const [c] = numericCols(rel, [feature], true) as [string];
+      const { lo, hi, count } = bins;
+      if (!(Number.isFinite(lo) && Number.isFinite(hi) && lo < hi && Number.isInteger(count) && count >= 1)) {
+        throw new FdlError('BAD_QUERY', 'histogram bins need finite lo < hi and a positive count', { path: 'bins' });
+      }
+      const w = binWidth(bins);
+      const params = [...rel.params, lo, hi, w, count];
+      const [pLo, pHi, pW, pN] = [1, 2, 3, 4].map((i) => `$${rel.params.length + i}`);
+      const bin =
+        `CASE WHEN ${c} < CAST(${pLo} AS DOUBLE) THEN -1 WHEN ${c} > CAST(${pHi} AS DOUBLE) THEN ${pN} ` +
+        `ELSE least(CAST(floor((${c} - CAST(${pLo} AS DOUBLE)) / CAST(${pW} AS DOUBLE)) AS BIGINT), ${pN} - 1) END`;
+      const rows = await this.onRelation(
+        rel,
+        `SELECT ${bin} AS b, count(*) FROM ${rel.from} WHERE ${c} IS NOT NULL GROUP BY b`,
+        params,
+      );
+      const counts = new Array<number>(count).fill(0);
+      let below = 0;
+      let above = 0;
+      for (const r of rows) {
+        const b = toNumber(r[0]) ?? 0;
+        const n = toNumber(r[1]) ?? 0;
+        if (b < 0) below += n;
+        else if (b >= count) above += n;
+        else counts[b] = (counts[b] ?? 0) + n;
+      }
+      return { counts, below, above };
+    });
   }
 
   /** Row counts per distinct combination of the `by` features (nulls form their own group). */
   async groupCounts(token: string, by: string[], query?: Query): Promise<Array<{ key: Scalar[]; count: number }>> {
-    const p = this.project(token);
-    if (by.length === 0) throw new FdlError('BAD_QUERY', 'group by needs at least one feature', { path: 'by' });
-    const exprs = by.map((name, i) => {
-      const f = lookupFeature(p.schema, name, `by[${i}]`);
-      if (f.dtype === 'other') {
-        throw new FdlError('BAD_QUERY', `cannot group by ${JSON.stringify(name)} of type ${f.sqlType}`, {
-          path: `by[${i}]`,
-        });
-      }
-      return valueExpr(f);
+    const groups = await this.groupStats(token, by, [], query);
+    return groups.map((g) => ({ key: g.key, count: g.count }));
+  }
+
+  /**
+   * Per distinct combination of the `by` features: its row count, and for each feature the
+   * count and (compensated) sum of its non-null values.
+   */
+  groupStats(
+    token: string,
+    by: string[],
+    features: string[],
+    query?: Query,
+  ): Promise<Array<{ key: Scalar[]; count: number; n: number[]; sums: number[] }>> {
+    return this.op(async () => {
+      const rel = await this.relation(token, query);
+      if (by.length === 0) throw new FdlError('BAD_QUERY', 'group by needs at least one feature', { path: 'by' });
+      const exprs = by.map((name, i) => {
+        const f = lookupFeature(rel.schema, name, `by[${i}]`);
+        if (f.dtype === 'other') {
+          throw new FdlError('BAD_QUERY', `cannot group by ${JSON.stringify(name)} of type ${f.sqlType}`, {
+            path: `by[${i}]`,
+          });
+        }
+        return valueExpr(f);
+      });
+      const cols = numericCols(rel, features, true);
+      const keys = exprs.map((e, i) => `${e} AS k${i}`).join(', ');
+      const groupBy = exprs.map((_, i) => `k${i}`).join(', ');
+      const aggs = ['count(*)', ...cols.flatMap((c) => [`count(${c})`, `fsum(${c})`])].join(', ');
+      const rows = await this.onRelation(
+        rel,
+        `SELECT ${keys}, ${aggs} FROM ${rel.from} GROUP BY ${groupBy} ORDER BY ${groupBy} NULLS LAST`,
+      );
+      const k = by.length;
+      return rows.map((r) => {
+        const n = cols.map((_, j) => toNumber(r[k + 1 + 2 * j]) ?? 0);
+        return {
+          key: r.slice(0, k).map(toScalar),
+          count: toNumber(r[k]) ?? 0,
+          n,
+          sums: cols.map((_, j) => ((n[j] ?? 0) === 0 ? 0 : (toNumber(r[k + 2 + 2 * j]) ?? 0))),
+        };
+      });
     });
-    const where = compileQuery(query, p.schema);
-    const keys = exprs.map((e, i) => `${e} AS k${i}`).join(', ');
-    const groupBy = exprs.map((_, i) => `k${i}`).join(', ');
-    const rows = await this.query(
-      `SELECT ${keys}, count(*) FROM ${p.view} WHERE ${where.sql} GROUP BY ${groupBy} ORDER BY ${groupBy} NULLS LAST`,
-      where.params,
-      query !== undefined,
-    );
-    return rows.map((r) => ({ key: r.slice(0, by.length).map(toScalar), count: toNumber(r[by.length]) ?? 0 }));
   }
 
   /**
    * The filtered rows' numeric features as typed arrays, one per feature (null -> NaN), for
-   * models that train in TypeScript. Rows are in the engine's scan order (stable for a source).
+   * models that train in TypeScript, in row id order (see above); `rowIds` holds each row's id,
+   * the number the seeded split hashes (lib/ops/split.ts, `isTestRow(seed, rowIds[i], f)`).
    */
-  async numericColumns(
+  numericColumns(
     token: string,
     features: string[],
     query?: Query,
-  ): Promise<{ rows: number; columns: Record<string, Float64Array> }> {
-    const p = this.project(token);
-    const names = [...new Set(features)];
-    if (names.length === 0) throw new FdlError('BAD_QUERY', 'no feature to read', { path: 'features' });
-    const cols = names.map((name, i) => {
-      const f = lookupFeature(p.schema, name, `features[${i}]`);
-      if (f.dtype !== 'numeric') {
-        throw new FdlError('BAD_QUERY', `feature ${JSON.stringify(name)} is ${f.dtype}, not numeric`, {
-          path: `features[${i}]`,
-        });
+  ): Promise<{ rows: number; columns: Record<string, Float64Array>; rowIds: Uint32Array }> {
+    return this.op(async () => {
+      const rel = await this.relation(token, query);
+      const names = [...new Set(features)];
+      if (names.length === 0) throw new FdlError('BAD_QUERY', 'no feature to read', { path: 'features' });
+      const cols = numericCols(rel, names, true);
+      const rows = await this.onRelation(
+        rel,
+        `SELECT ${cols.join(', ')}, ${quoteIdent(ROW_ID)} FROM ${rel.from} ORDER BY ${quoteIdent(ROW_ID)}`,
+      );
+      const columns = Object.fromEntries(names.map((n) => [n, new Float64Array(rows.length)]));
+      const rowIds = new Uint32Array(rows.length);
+      for (const [r, row] of rows.entries()) {
+        for (const [c, n] of names.entries()) {
+          const v = row[c];
+          (columns[n] as Float64Array)[r] = typeof v === 'number' ? v : Number.NaN;
+        }
+        rowIds[r] = toNumber(row[names.length]) ?? 0;
       }
-      return `CAST(${quoteIdent(f.name)} AS DOUBLE)`;
+      return { rows: rows.length, columns, rowIds };
     });
-    const where = compileQuery(query, p.schema);
-    const rows = await this.query(`SELECT ${cols.join(', ')} FROM ${p.view} WHERE ${where.sql}`, where.params, query !== undefined);
-    const columns = Object.fromEntries(names.map((n) => [n, new Float64Array(rows.length)]));
-    for (const [r, row] of rows.entries()) {
-      for (const [c, n] of names.entries()) {
-        const v = row[c];
-        (columns[n] as Float64Array)[r] = typeof v === 'number' ? v : Number.NaN;
-      }
-    }
-    return { rows: rows.length, columns };
   }
 
   /**
    * Test and diagnostic aid: runs SQL as it is on the locked connection. Never pass it text
    * that came from another node.
    */
-  async unsafeRawQuery(sql: string): Promise<Scalar[][]> {
-    const rows = await this.query(sql, [], false);
-    return rows.map((r) => r.map(toScalar));
+  unsafeRawQuery(sql: string): Promise<Scalar[][]> {
+    return this.op(async () => (await this.query(sql, [], false)).map((r) => r.map(toScalar)));
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await Promise.allSettled([...this.inflight]);
     await this.tail.catch(() => undefined);
+    this.shut = true;
     this.conn.closeSync();
     this.instance.closeSync();
   }
@@ -318,6 +494,20 @@ export class DataEngine {
     if (this.closed) throw new FdlError('DATA_UNAVAILABLE', 'the data engine is closed');
   }
 
+  /** One unit of work (several statements): refused once close() began; close() waits for it. */
+  private op<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      this.checkOpen();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const p = fn();
+    this.inflight.add(p);
+    const done = () => this.inflight.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
   private project(token: string): Project {
     this.checkOpen();
     const p = this.projects.get(token);
@@ -326,9 +516,20 @@ export class DataEngine {
     return p;
   }
 
+  /** The query compiled over the project's view (fitting the unfitted transformers on this node's rows). */
+  private relation(token: string, query: Query | undefined): Promise<Relation> {
+    const p = this.project(token);
+    return compileRelation(p.view, p.schema, query, (sql, params) => this.query(sql, params, true));
+  }
+
+  /** A statement over a relation: its CTEs, then `select`, whose own placeholders follow the relation's. */
+  private onRelation(rel: Relation, select: string, params: Scalar[] = rel.params): Promise<unknown[][]> {
+    return this.query(withRelation(rel, select), params, true);
+  }
+
   /** Runs one statement at a time on the connection; DuckDB errors become FdlErrors. */
   private query(sql: string, params: Scalar[], fromQuery: boolean): Promise<unknown[][]> {
-    this.checkOpen();
+    if (this.shut) return Promise.reject(new FdlError('DATA_UNAVAILABLE', 'the data engine is closed'));
     // No second check when it runs: close() waits for the queries already queued.
     const run = async (): Promise<unknown[][]> => {
       try {
@@ -387,6 +588,34 @@ export class DataEngine {
   }
 }
 
+/** Local aggregates of one feature (see `DataEngine.moments`). */
+export interface Moments {
+  n: number;
+  sum: number;
+  m2: number;
+  min: number | null;
+  max: number | null;
+  shifted: number;
+}
+
+/** The width of one of `count` equal bins over [lo, hi]: every node computes it the same way. */
+export function binWidth(bins: { lo: number; hi: number; count: number }): number {
+  return (bins.hi - bins.lo) / bins.count;
+}
+
+/** The numeric features of a relation as SQL columns (DOUBLE when `asDouble`); anything else is BAD_QUERY. */
+function numericCols(rel: Relation, names: readonly string[], asDouble = false): string[] {
+  return names.map((name, i) => {
+    const f = lookupFeature(rel.schema, name, `features[${i}]`);
+    if (f.dtype !== 'numeric') {
+      throw new FdlError('BAD_QUERY', `feature ${JSON.stringify(name)} is ${f.dtype}, not numeric`, {
+        path: `features[${i}]`,
+      });
+    }
+    return asDouble ? `CAST(${quoteIdent(f.name)} AS DOUBLE)` : quoteIdent(f.name);
+  });
+}
+
 /** What a feature's values look like on the wire: datetimes as their ISO text, the rest as they are. */
 function valueExpr(f: FeatureMeta): string {
   const c = quoteIdent(f.name);
@@ -419,6 +648,7 @@ async function loadSource(conn: DuckDBConnection, config: DataSourceConfig, tabl
     throw new FdlError('DATA_UNAVAILABLE', `${what}: cannot tell its format from the extension; set "format"`);
   }
   const path = resolve(config.path);
+  let loaded: Source;
   try {
     const st = await stat(path);
     if (!st.isFile()) throw new Error('not a regular file');
@@ -428,8 +658,14 @@ async function loadSource(conn: DuckDBConnection, config: DataSourceConfig, tabl
   try {
     // A table function's argument can be a bound parameter in CREATE TABLE AS (not in CREATE VIEW).
     await conn.run(`CREATE TABLE ${table} AS SELECT * FROM ${readerSql(format)}`, [path]);
-    return { config, table, schema: await describe(conn, table) };
+    const schema = await describe(conn, table);
+    const counted = (await conn.runAndReadAll(`SELECT count(*) FROM ${table}`)).getRowsJS()[0]?.[0];
+    loaded = { config, table, schema, rows: toNumber(counted) ?? 0 };
   } catch (e) {
     throw new FdlError('DATA_UNAVAILABLE', `${what} cannot be read as ${format}: ${firstLine(e)}`, { cause: e });
   }
+  if (loaded.schema.some((f) => f.name === ROW_ID)) {
+    throw new FdlError('DATA_UNAVAILABLE', `${what} has a column named ${JSON.stringify(ROW_ID)}, a name the engine reserves`);
+  }
+  return loaded;
 }

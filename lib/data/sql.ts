@@ -7,7 +7,7 @@ import { FdlError } from '../errors.ts';
  *
  * Injection-proof by construction: a feature name reaches SQL only after it was found in the
  * schema, and then only as a double-quoted identifier with `"` doubled; a value never reaches
- * SQL at all (it is always a `?` parameter).
+ * SQL at all (it is always a numbered `$n` parameter).
  *
  * Null semantics: `==`/`!=` are `IS NOT DISTINCT FROM`/`IS DISTINCT FROM`, so `== null` works
  * and `!=` is the exact complement of `==` (rows with a null are kept by `!= 3`). Likewise a
@@ -18,7 +18,7 @@ import { FdlError } from '../errors.ts';
 export interface CompiledWhere {
   /** A boolean SQL expression (no `WHERE` keyword); `TRUE` when the query has no filter. */
   sql: string;
-  /** Values of the `?` placeholders, in order. */
+  /** Values of the `$1, $2, ...` placeholders. */
   params: Scalar[];
 }
 
@@ -48,22 +48,29 @@ export function lookupFeature(schema: Schema, name: unknown, path: string): Feat
   return f;
 }
 
-export function compileQuery(query: Query | undefined, schema: Schema, path = 'query'): CompiledWhere {
-  if (query === undefined || query === null) return { sql: 'TRUE', params: [] };
+/**
+ * The `where` part of a query (its stages are compiled by lib/data/stages.ts). Placeholders are
+ * numbered (`$n`) after the values already in `params`, which it appends to and returns.
+ */
+export function compileQuery(query: Query | undefined, schema: Schema, path = 'query', params: Scalar[] = []): CompiledWhere {
+  if (query === undefined || query === null) return { sql: 'TRUE', params };
   if (typeof query !== 'object' || Array.isArray(query)) {
     throw new FdlError('BAD_QUERY', 'a query must be an object', { path });
   }
-  if (query.where === undefined) return { sql: 'TRUE', params: [] };
-  const params: Scalar[] = [];
-  const sql = compileFilter(query.where, schema, `${path}.where`, params, 0);
-  return { sql, params };
+  if (query.where === undefined) return { sql: 'TRUE', params };
+  return { sql: compileFilter(query.where, schema, `${path}.where`, params), params };
+}
+
+/** A filter as a SQL boolean expression; its values are appended to `params` as `$n` placeholders. */
+export function compileFilter(f: Filter, schema: Schema, path: string, params: Scalar[], depth = 0): string {
+  return compileFilterAt(f, schema, path, params, depth);
 }
 
 function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
 
-function compileFilter(f: Filter, schema: Schema, path: string, params: Scalar[], depth: number): string {
+function compileFilterAt(f: Filter, schema: Schema, path: string, params: Scalar[], depth: number): string {
   if (depth > MAX_FILTER_DEPTH) {
     throw new FdlError('BAD_QUERY', `filters nest deeper than ${MAX_FILTER_DEPTH} levels`, { path });
   }
@@ -79,14 +86,15 @@ function compileFilter(f: Filter, schema: Schema, path: string, params: Scalar[]
       throw new FdlError('BAD_QUERY', `"${junction}" needs a non-empty list of filters`, { path: `${path}.${junction}` });
     }
     const parts = list.map((sub, i) =>
-      compileFilter(sub as Filter, schema, `${path}.${junction}[${i}]`, params, depth + 1),
+      compileFilterAt(sub as Filter, schema, `${path}.${junction}[${i}]`, params, depth + 1),
     );
     return `(${parts.join(junction === 'and' ? ' AND ' : ' OR ')})`;
   }
   return compileCondition(f as FilterCondition, schema, path, params);
 }
 
-function checkValue(v: unknown, feature: FeatureMeta, path: string): Scalar {
+/** A value checked against a feature's type (numbers finite, strings for text and datetimes). */
+export function checkValue(v: unknown, feature: FeatureMeta, path: string): Scalar {
   if (v === null) return null;
   const want =
     feature.dtype === 'numeric'
@@ -114,12 +122,13 @@ function checkValue(v: unknown, feature: FeatureMeta, path: string): Scalar {
   return v as Scalar;
 }
 
-function push(params: Scalar[], v: Scalar, path: string): string {
+/** Binds one value; returns its placeholder. */
+export function push(params: Scalar[], v: Scalar, path: string): string {
   if (params.length >= MAX_FILTER_PARAMS) {
     throw new FdlError('BAD_QUERY', `a query may bind at most ${MAX_FILTER_PARAMS} values`, { path });
   }
   params.push(v);
-  return '?';
+  return `$${params.length}`;
 }
 
 function compileCondition(c: FilterCondition, schema: Schema, path: string, params: Scalar[]): string {

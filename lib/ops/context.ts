@@ -22,6 +22,34 @@ export interface OpContext {
   locals: Locals;
   /** [0, 1), injectable for tests. */
   random: () => number;
+  /**
+   * The node's privacy settings (from its config, `privacy:`). Absent: the safe defaults, a
+   * minimum group size of 5 and no differential-privacy budget ledger (see lib/ops/estimators/privacy.ts).
+   */
+  privacy?: PrivacySettings;
+  /** Cryptographic random bytes for masks and noise; node:crypto's randomBytes when absent (tests inject). */
+  randomBytes?: (size: number) => Uint8Array;
+}
+
+/** What a node tells its operations about privacy (docs/OPERATIONS.md, "Privacy"). */
+export interface PrivacySettings {
+  /** A group, bin or whole contribution with fewer rows than this is not contributed. */
+  minGroupSize: number;
+  /** Differential privacy: the per-project epsilon ledger. Absent: noise is added when asked, with no budget cap. */
+  budget?: PrivacyBudget;
+  /** Refuse estimators that do not ask for differential-privacy noise. */
+  requireDp?: boolean;
+}
+
+/** A per-project privacy budget (epsilon), tracked by each worker; lib/ops/estimators/privacy.ts has the file-backed one. */
+export interface PrivacyBudget {
+  /**
+   * Spends `epsilon` of the project's budget under `key` (one per job: a retry with the same key
+   * spends nothing more); throws a non-retryable error, spending nothing, when it would go past the budget.
+   */
+  charge(projectToken: string, key: string, epsilon: number): void;
+  /** What is left of the project's budget. */
+  remaining(projectToken: string): number;
 }
 
 export type OpOf<K extends Operation['kind']> = Extract<Operation, { kind: K }>;

@@ -4,8 +4,24 @@ import { estimatorHandlers } from './estimators/index.ts';
 import { modelHandlers } from './models/index.ts';
 import { basicHandlers } from './test-ops.ts';
 
-export type { Ctx, HandlerMap, Locals, OpContext } from './context.ts';
-export type { CountProduct, GroupCountProduct, GroupCountRunning, MeanProduct, MeanRunning } from './estimators/index.ts';
+export type { Ctx, HandlerMap, Locals, OpContext, PrivacyBudget, PrivacySettings } from './context.ts';
+export type {
+  CountProduct,
+  CovarianceProduct,
+  GroupCountProduct,
+  GroupCountRunning,
+  GroupMeanProduct,
+  HistogramProduct,
+  MaskedRunning,
+  MeanProduct,
+  MeanRunning,
+  MinMaxProduct,
+  QuantileEstimate,
+  QuantilesProduct,
+  SumProduct,
+  VarianceProduct,
+} from './estimators/index.ts';
+export { DEFAULT_MIN_GROUP_SIZE, FileBudgetLedger } from './estimators/index.ts';
 export type { NoopProduct } from './test-ops.ts';
 
 /**

@@ -4,6 +4,8 @@ import { ModelOperationSchemas } from './models.ts';
 
 export { Features, Id, Name, type Scalar, ScalarSchema } from './common.ts';
 export * from './query.ts';
+export * from './transformers.ts';
+export { type Bins, BinsSchema, type DpRequest, DpSchema } from './estimators.ts';
 
 /** Operations every node understands, whatever the catalog: plumbing and test aids. */
 export const BasicOperationSchemas = [

@@ -1,5 +1,6 @@
 import { FdlError } from '../../errors.ts';
-import { type Ctx, drawMask, isNumber, localsKey, requireData, singleInput, badInput } from '../context.ts';
+import { badInput, type Ctx, drawMask, isNumber, localsKey, requireData, singleInput } from '../context.ts';
+import { allowed, checkDpRequired, dpNoise } from './privacy.ts';
 
 /**
  * Secure count over a Sequential chain: the initiator starts the running total at a random
@@ -22,11 +23,18 @@ export function countInit(ctx: Ctx<'CountInit'>): CountProduct {
   return { count: mask as number };
 }
 
-/** Worker: adds the count of its rows (filtered by the query) to the running total. */
+/**
+ * Worker: adds the count of its rows (filtered by the query) to the running total; nothing when
+ * it has fewer rows than the minimum group size; plus integer Laplace noise when `dp` is set.
+ */
 export async function count(ctx: Ctx<'Count'>): Promise<CountProduct> {
   const input = singleInput(ctx);
   if (!isNumber(input.count)) throw badInput(ctx, '"count" is not a finite number');
-  const local = await requireData(ctx).count(ctx.projectToken, ctx.operation.query);
+  const { dp } = ctx.operation;
+  checkDpRequired(ctx, dp);
+  const rows = await requireData(ctx).count(ctx.projectToken, ctx.operation.query);
+  let local = allowed(ctx, rows) ? rows : 0;
+  if (dp !== undefined) local += dpNoise(ctx, dp, 1, 1, 0).ints[0] as number;
   return { count: input.count + local };
 }
 

@@ -14,6 +14,7 @@ import {
   singleInput,
   toRecord,
 } from '../context.ts';
+import { allowed, checkDpRequired, dpNoise } from './privacy.ts';
 
 /**
  * Secure group count over a Sequential chain. The initiator declares the domain of every `by`
@@ -84,10 +85,16 @@ export function groupCountInit(ctx: Ctx<'GroupCountInit'>): GroupCountRunning {
   return { counts: toRecord(masks) };
 }
 
-/** Worker: adds its count of every group it has; a group outside the domain is refused. */
+/**
+ * Worker: adds its count of every group it has with at least the minimum group size of rows
+ * (a smaller group is not contributed); a group outside the domain is refused. With `dp`,
+ * integer Laplace noise is added to every key of the domain.
+ */
 export async function groupCount(ctx: Ctx<'GroupCount'>): Promise<GroupCountRunning> {
   const running = numberMap(ctx, singleInput(ctx), 'counts');
   if (running.size > MAX_GROUP_KEYS) throw badInput(ctx, `more than ${MAX_GROUP_KEYS} group keys`);
+  const { dp } = ctx.operation;
+  checkDpRequired(ctx, dp);
   const local = await requireData(ctx).groupCounts(ctx.projectToken, ctx.operation.by, ctx.operation.query);
   for (const g of local) {
     const k = keyJson(g.key);
@@ -100,7 +107,13 @@ export async function groupCount(ctx: Ctx<'GroupCount'>): Promise<GroupCountRunn
         { path: 'operation.domain', retryable: false },
       );
     }
-    running.set(k, v + g.count);
+    if (allowed(ctx, g.count)) running.set(k, v + g.count);
+  }
+  if (dp !== undefined) {
+    // One row is in one group: L1 sensitivity 1.
+    const noise = dpNoise(ctx, dp, 1, running.size, 0);
+    let i = 0;
+    for (const [k, v] of running) running.set(k, v + (noise.ints[i++] as number));
   }
   return { counts: toRecord(running) };
 }
@@ -136,7 +149,8 @@ export function groupCountFinal(ctx: Ctx<'GroupCountFinal'>): GroupCountProduct 
     const v = running.get(k);
     if (v === undefined) throw badInput(ctx, 'a declared group key is missing');
     const count = v - mask;
-    if (count < 0 || !Number.isInteger(count)) throw new FdlError('INTERNAL', `GroupCountFinal: unmasked count ${count}`);
+    // Only noise (dp) can make a count negative.
+    if (!Number.isInteger(count)) throw new FdlError('INTERNAL', `GroupCountFinal: unmasked count ${count}`);
     if (count > 0) groups.push({ key: JSON.parse(k) as Scalar[], count });
   }
   groups.sort((a, b) => compareKeys(a.key, b.key));

@@ -11,6 +11,8 @@ import {
   singleInput,
   toRecord,
 } from '../context.ts';
+import { clampedQuery, sumSensitivity } from './common.ts';
+import { allowed, checkDpRequired, dpBounds, dpNoise } from './privacy.ts';
 
 /**
  * Secure per-feature mean over a Sequential chain: two independent masks per feature, one on
@@ -78,14 +80,31 @@ export function meanInit(ctx: Ctx<'MeanInit'>): MeanRunning {
   return { sums: toRecord(sums), counts: toRecord(counts) };
 }
 
-/** Worker: adds its SUM and non-null COUNT of each feature. */
+/**
+ * Worker: adds its SUM and non-null COUNT of each feature; nothing for a feature with fewer
+ * values than the minimum group size; with `dp`, the values are clipped to `dp.bounds` and
+ * Laplace noise is added to both.
+ */
 export async function mean(ctx: Ctx<'Mean'>): Promise<MeanRunning> {
   const features = unique(ctx.operation.features);
   const { sums, counts } = running(ctx, singleInput(ctx), features);
-  const local = await requireData(ctx).sums(ctx.projectToken, features, ctx.operation.query);
+  const { dp } = ctx.operation;
+  checkDpRequired(ctx, dp);
+  const bounds = dp === undefined ? undefined : dpBounds(ctx, dp, features);
+  const query = bounds === undefined ? ctx.operation.query : clampedQuery(ctx.operation.query, features, bounds);
+  const local = await requireData(ctx).sums(ctx.projectToken, features, query);
+  const noise = dp !== undefined && bounds !== undefined ? dpNoise(ctx, dp, sumSensitivity(bounds), features.length, features.length) : undefined;
+  const add = features.map((f, i) => {
+    const n = local.counts[f] ?? 0;
+    const ok = allowed(ctx, n);
+    return {
+      sum: (ok ? (local.sums[f] ?? 0) : 0) + (noise?.reals[i] ?? 0),
+      count: (ok ? n : 0) + (noise?.ints[i] ?? 0),
+    };
+  });
   return {
-    sums: toRecord(features.map((f) => [f, (sums.get(f) as number) + (local.sums[f] ?? 0)])),
-    counts: toRecord(features.map((f) => [f, (counts.get(f) as number) + (local.counts[f] ?? 0)])),
+    sums: toRecord(features.map((f, i) => [f, (sums.get(f) as number) + (add[i]?.sum ?? 0)])),
+    counts: toRecord(features.map((f, i) => [f, (counts.get(f) as number) + (add[i]?.count ?? 0)])),
   };
 }
 
@@ -107,9 +126,10 @@ export function meanFinal(ctx: Ctx<'MeanFinal'>): MeanProduct {
     }
     const n = (counts.get(f) as number) - mc;
     const s = (sums.get(f) as number) - ms;
-    if (n < 0 || !Number.isInteger(n)) throw new FdlError('INTERNAL', `MeanFinal: unmasked count of ${JSON.stringify(f)} is ${n}`);
+    // Only noise (dp) can make a count negative.
+    if (!Number.isInteger(n)) throw new FdlError('INTERNAL', `MeanFinal: unmasked count of ${JSON.stringify(f)} is ${n}`);
     count.push([f, n]);
-    mean.push([f, n === 0 ? null : s / n]);
+    mean.push([f, n <= 0 ? null : s / n]);
   }
   return { mean: Object.fromEntries(mean), count: toRecord(count) };
 }

@@ -1,0 +1,63 @@
+import { type Ctx, requireData, toRecord } from '../context.ts';
+import { clampedQuery, distinct, sumSensitivity } from './common.ts';
+import { addContribution, maskedFinal, maskedInit, type MaskedRunning, readRunning } from './masked.ts';
+import { allowed, checkDpRequired, dpBounds, dpNoise } from './privacy.ts';
+
+/**
+ * Secure per-feature sum over a Sequential chain, in the exact masked ring of masked.ts.
+ * Slots: n = [suppressed, count of f1, count of f2, ...], x = [sum of f1, sum of f2, ...].
+ */
+
+const FAMILY = 'sum';
+
+export interface SumProduct {
+  sum: Record<string, number>;
+  /** Non-null values summed, per feature. */
+  count: Record<string, number>;
+  /** Contributions left out by the minimum group size (a worker with fewer rows than it for a feature). */
+  suppressed: number;
+}
+
+const layout = (features: string[]) => ({ ints: 1 + features.length, reals: features.length });
+
+export function sumInit(ctx: Ctx<'SumInit'>): MaskedRunning {
+  return maskedInit(ctx, FAMILY, layout(distinct(ctx, ctx.operation.features)));
+}
+
+export async function sum(ctx: Ctx<'Sum'>): Promise<MaskedRunning> {
+  const features = distinct(ctx, ctx.operation.features);
+  const running = readRunning(ctx, FAMILY, layout(features));
+  const { dp } = ctx.operation;
+  checkDpRequired(ctx, dp);
+  const bounds = dp === undefined ? undefined : dpBounds(ctx, dp, features);
+  const query = bounds === undefined ? ctx.operation.query : clampedQuery(ctx.operation.query, features, bounds);
+  const local = await requireData(ctx).moments(ctx.projectToken, features, query);
+  let suppressed = 0;
+  const n: number[] = [];
+  const x: number[] = [];
+  for (const f of features) {
+    const m = local[f] as { n: number; sum: number };
+    const ok = allowed(ctx, m.n);
+    if (!ok && m.n > 0) suppressed++;
+    n.push(ok ? m.n : 0);
+    x.push(ok ? m.sum : 0);
+  }
+  if (dp !== undefined && bounds !== undefined) {
+    const noise = dpNoise(ctx, dp, sumSensitivity(bounds), features.length, features.length);
+    for (let i = 0; i < features.length; i++) {
+      n[i] = (n[i] as number) + (noise.ints[i] as number);
+      x[i] = (x[i] as number) + (noise.reals[i] as number);
+    }
+  }
+  return addContribution(running, { n: [suppressed, ...n], x });
+}
+
+export function sumFinal(ctx: Ctx<'SumFinal'>): SumProduct {
+  const features = distinct(ctx, ctx.operation.features);
+  const { plain } = maskedFinal(ctx, FAMILY, layout(features));
+  return {
+    sum: toRecord(features.map((f, i) => [f, plain.x[i] as number])),
+    count: toRecord(features.map((f, i) => [f, plain.n[i + 1] as number])),
+    suppressed: plain.n[0] as number,
+  };
+}

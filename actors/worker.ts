@@ -5,7 +5,7 @@ import type { DataEngine } from '../lib/data/engine.ts';
 import { toWireError } from '../lib/errors.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
-import { runOperation } from '../lib/ops/index.ts';
+import { type PrivacySettings, runOperation } from '../lib/ops/index.ts';
 import type { LocalsStore } from '../lib/store/locals.ts';
 import { type CollectorMsg, type CollectorReport, spawnCollector } from './collector.ts';
 import { type DistributorMsg, type DistributorReport, spawnDistributor } from './distributor.ts';
@@ -49,6 +49,8 @@ export interface WorkerProps {
    * reported yet. Read when the link comes back, to announce them in the hello.
    */
   running?: Set<string>;
+  /** The node's privacy rules (min group size, differential-privacy budget); absent: the safe defaults. */
+  privacy?: PrivacySettings;
   /** This node's id and X25519 private key: sealed inputs are opened with it. */
   identity?: { nodeId: string; boxPrivate: KeyObject };
   /** Test seam: alter a report before it is sent (corrupt or drop a product). */
@@ -135,6 +137,7 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
             data: props.data,
             locals: props.locals.for(assignment.artifactId),
             random,
+            ...(props.privacy ? { privacy: props.privacy } : {}),
           }).then(
             (product) => send(self, { kind: 'opDone', key: msg.key, product }),
             (e: unknown) => send(self, { kind: 'opFailed', key: msg.key, error: toWireError(e, 'OPERATION_FAILED') }),

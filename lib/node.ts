@@ -15,6 +15,7 @@ import { handshakeMessage, loadOrCreateIdentity, signWith } from './security/ide
 import { DataEngine } from './data/engine.ts';
 import { send, shardOf, spawnActor } from './kit/actors.ts';
 import { createLogger, type Logger } from './log.ts';
+import { FileBudgetLedger, type PrivacySettings } from './ops/index.ts';
 import { LocalsStore } from './store/locals.ts';
 import { Store } from './store/store.ts';
 import { Client } from './transport/client.ts';
@@ -39,6 +40,17 @@ function readPem(path: string, field: string): Buffer {
   } catch (e) {
     throw new ConfigError(path, [`${field}: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`]);
   }
+}
+
+/** The privacy rules a node applies to what it contributes (`privacy:` in its config). */
+function privacyOf(config: NodeConfig): PrivacySettings {
+  const { min_group_size, dp } = config.privacy;
+  const privacy: PrivacySettings = { minGroupSize: min_group_size };
+  if (dp) {
+    privacy.budget = new FileBudgetLedger(join(config.workdir, 'privacy-budget.json'), dp.budget_per_project);
+    privacy.requireDp = dp.required;
+  }
+  return privacy;
 }
 
 async function openData(config: NodeConfig, log: Logger): Promise<{ data: DataEngine | undefined; projects: ProjectData[] }> {
@@ -93,6 +105,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger): Promise<Runn
     data,
     locals,
     identity: { nodeId: schedulerId, boxPrivate: identity.boxPrivate },
+    privacy: privacyOf(config),
     sendToScheduler: (message) => {
       if (!scheduler) return false;
       send(scheduler, { kind: 'fromWorker', peer: initiatorPeer, nodeId: schedulerId, message });
@@ -214,6 +227,7 @@ async function startWorkerNode(config: NodeConfig, log: Logger): Promise<Running
     running,
     tamper,
     identity: { nodeId: config.name, boxPrivate: identity.boxPrivate },
+    privacy: privacyOf(config),
   });
   const joinToken = config.scheduler?.join_token;
   client = new Client({

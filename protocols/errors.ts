@@ -25,6 +25,7 @@ export const ErrorCodes = [
   'CHECKSUM_MISMATCH',
   'OPERATION_FAILED', // the operation threw on the worker
   'BAD_QUERY', // a query names a feature the data does not have, or a wrong value
+  'PRIVACY_REFUSED', // the node's privacy rules refuse it: budget exhausted, or noise required
   'DATA_UNAVAILABLE',
   'ATTEMPT_TIMEOUT',
   'WORKER_LOST', // the job's worker was away longer than the grace time
@@ -50,6 +51,7 @@ export const WireErrorSchema = z
 export type WireError = z.infer<typeof WireErrorSchema>;
 
 const NON_RETRYABLE: ReadonlySet<ErrorCode> = new Set([
+  'PRIVACY_REFUSED',
   'AUTH_FAILED',
   'FORBIDDEN',
   'BAD_QUERY',

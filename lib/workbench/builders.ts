@@ -58,6 +58,19 @@ export const steps = {
   iterate: (iterations: number, inner: SimpleStep[]): Step => ({ kind: 'Iterate', iterations, steps: inner }),
 };
 
+/**
+ * The estimators' chain: every link sealed for the next node (X25519 + AES-GCM), so the
+ * scheduler relays running sums it cannot read. Secure by default; `steps.sequential` is
+ * the plain building block.
+ */
+const sealedSequential = (init: Operation, operation: Operation, final: Operation): Step => ({
+  kind: 'Sequential',
+  init,
+  operation,
+  final,
+  encryption: true,
+});
+
 /** A query, or a builder of one (`extract()...`). */
 export type QueryLike = Query | { build(): Query };
 
@@ -93,60 +106,60 @@ export interface BinSpec {
  */
 export const estimators = {
   count: (q?: QueryLike, opts: { dp?: DpRequest } = {}): Step =>
-    steps.sequential({ kind: 'CountInit' }, withOpts(withQuery({ kind: 'Count' as const }, q), opts), { kind: 'CountFinal' }),
+    sealedSequential({ kind: 'CountInit' }, withOpts(withQuery({ kind: 'Count' as const }, q), opts), { kind: 'CountFinal' }),
   mean: (features: string[], q?: QueryLike, opts: { dp?: DpRequest } = {}): Step =>
-    steps.sequential(
+    sealedSequential(
       { kind: 'MeanInit', features },
       withOpts(withQuery({ kind: 'Mean' as const, features }, q), opts),
       { kind: 'MeanFinal', features },
     ),
   /** `domain`: the possible values of each `by` feature (from the project's metadata). */
   groupCount: (by: string[], domain: Scalar[][], q?: QueryLike, opts: { dp?: DpRequest } = {}): Step =>
-    steps.sequential(
+    sealedSequential(
       { kind: 'GroupCountInit', by, domain },
       withOpts(withQuery({ kind: 'GroupCount' as const, by }, q), opts),
       { kind: 'GroupCountFinal', by },
     ),
   sum: (features: string[], q?: QueryLike, opts: { dp?: DpRequest } = {}): Step =>
-    steps.sequential({ kind: 'SumInit', features }, withOpts(withQuery({ kind: 'Sum' as const, features }, q), opts), {
+    sealedSequential({ kind: 'SumInit', features }, withOpts(withQuery({ kind: 'Sum' as const, features }, q), opts), {
       kind: 'SumFinal',
       features,
     }),
   /** Mean, variance and standard deviation; `shift` (per feature, near its mean) keeps data far from 0 exact. */
   variance: (features: string[], q?: QueryLike, opts: { ddof?: 0 | 1; shift?: number[] } = {}): Step =>
-    steps.sequential(
+    sealedSequential(
       { kind: 'VarianceInit', features },
       withOpts(withQuery({ kind: 'Variance' as const, features }, q), { shift: opts.shift }),
       withOpts({ kind: 'VarianceFinal' as const, features }, { ddof: opts.ddof }),
     ),
   groupMean: (by: string[], domain: Scalar[][], features: string[], q?: QueryLike, opts: { dp?: DpRequest } = {}): Step =>
-    steps.sequential(
+    sealedSequential(
       { kind: 'GroupMeanInit', by, domain, features },
       withOpts(withQuery({ kind: 'GroupMean' as const, by, features }, q), opts),
       { kind: 'GroupMeanFinal', by, features },
     ),
   /** Extremes reveal one row's value each, and travel in clear between workers (docs/OPERATIONS.md). */
   minMax: (features: string[], q?: QueryLike): Step =>
-    steps.sequential({ kind: 'MinMaxInit', features }, withQuery({ kind: 'MinMax' as const, features }, q), {
+    sealedSequential({ kind: 'MinMaxInit', features }, withQuery({ kind: 'MinMax' as const, features }, q), {
       kind: 'MinMaxFinal',
       features,
     }),
   histogram: (features: string[], bins: BinSpec[], q?: QueryLike, opts: { dp?: DpRequest } = {}): Step =>
-    steps.sequential(
+    sealedSequential(
       { kind: 'HistogramInit', features, bins },
       withOpts(withQuery({ kind: 'Histogram' as const, features, bins }, q), opts),
       { kind: 'HistogramFinal', features, bins },
     ),
   /** Approximate quantiles (levels in [0, 1]) from a federated histogram: within one bin width of the exact value. */
   quantiles: (features: string[], bins: BinSpec[], levels: number[], q?: QueryLike, opts: { dp?: DpRequest } = {}): Step =>
-    steps.sequential(
+    sealedSequential(
       { kind: 'QuantilesInit', features, bins },
       withOpts(withQuery({ kind: 'Quantiles' as const, features, bins }, q), opts),
       { kind: 'QuantilesFinal', features, bins, q: levels },
     ),
   /** Covariance and Pearson correlation matrices over the rows where every feature has a value. */
   covariance: (features: string[], q?: QueryLike, opts: { ddof?: 0 | 1; shift?: number[] } = {}): Step =>
-    steps.sequential(
+    sealedSequential(
       { kind: 'CovarianceInit', features },
       withOpts(withQuery({ kind: 'Covariance' as const, features }, q), { shift: opts.shift }),
       withOpts({ kind: 'CovarianceFinal' as const, features }, { ddof: opts.ddof }),

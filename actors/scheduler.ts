@@ -7,7 +7,7 @@ import { PROTOCOL_VERSION } from '../protocols/version.ts';
 import { toWireError } from '../lib/errors.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
-import { bindArtifact } from '../lib/plan/index.ts';
+import { bindArtifact, checkFeatures } from '../lib/plan/index.ts';
 import { aggregateProject } from '../lib/projects.ts';
 import { type WorkbenchScope, inScope } from '../lib/security/auth.ts';
 import { fingerprint } from '../lib/security/identity.ts';
@@ -147,8 +147,11 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
     }
     const spec: ArtifactSpec = m.artifact;
     const policy = RetryPolicySchema.parse({ ...props.policy, ...(spec.policy ?? {}) });
-    const holders = workersOf(s, m.projectToken).map((h) => h.nodeId);
+    const holdings = workersOf(s, m.projectToken);
+    const holders = holdings.map((h) => h.nodeId);
     try {
+      // A feature the project does not have is refused now, naming the step and field.
+      if (holdings.length > 0) checkFeatures(spec.steps, new Set(aggregateProject(project, holdings).features.map((f) => f.name)));
       const plan = bindArtifact(spec.steps, { initiator: props.schedulerId, workers: holders });
       const id = `a-${randomUUID()}`;
       store.createArtifact({ id, projectId: project.id, projectToken: m.projectToken, spec, policy, plan, now: now() });

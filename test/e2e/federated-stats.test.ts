@@ -119,14 +119,24 @@ t.test('impossible plans are refused at submit time with a clear error', async (
   await t.rejects(project.submit({ steps: [] }), { code: 'INVALID_ARTIFACT' });
 });
 
-t.test('a bad query fails without retries, naming the field', async (t) => {
+t.test('a feature the project lacks is refused at submit time, naming the step and field', async (t) => {
   const project = await wb.project(token);
-  const handle = await project.count({ where: where('NoSuchFeature', '>', 1) });
+  await t.rejects(project.count({ where: where('NoSuchFeature', '>', 1) }), {
+    code: 'INVALID_ARTIFACT',
+    path: 'steps[0].operation.query.where.feature',
+    message: /step steps\[0\] \(Sequential\).*no feature "NoSuchFeature"/,
+  });
+  await t.rejects(project.mean(['MedInc', 'Nope']), { code: 'INVALID_ARTIFACT', path: 'steps[0].init.features[1]' });
+});
+
+t.test('a bad query value fails on the worker without retries, naming the field', async (t) => {
+  const project = await wb.project(token);
+  const handle = await project.count({ where: where('HouseAge', '>', 'old') });
   await t.rejects(handle.done(), { code: 'BAD_QUERY' });
   const status = await wb.status(handle.id);
   const failed = status.jobs.find((j) => j.state === 'ERROR');
   t.equal(failed?.attempt, 1, 'a non-retryable error is not retried');
-  t.match(failed?.lastError?.message, /NoSuchFeature/);
+  t.match(failed?.lastError?.path, /where/);
 });
 
 t.test('cancel stops the jobs on every worker; nothing of it runs afterwards', async (t) => {

@@ -8,12 +8,12 @@ import { FdlError } from '../errors.ts';
  * rename or drop columns) is left to the worker, which checks its own schema when it runs.
  */
 export function checkFeatures(steps: Step[], features: ReadonlySet<string>): void {
-  steps.forEach((step, i) => {
+  for (const [i, step] of steps.entries()) {
     const path = `steps[${i}]`;
     if (step.kind === 'Iterate') {
-      step.steps.forEach((inner, j) => checkStep(inner, `${path}.steps[${j}]`, features));
+      for (const [j, inner] of step.steps.entries()) checkStep(inner, `${path}.steps[${j}]`, features);
     } else checkStep(step, path, features);
-  });
+  }
 }
 
 function checkStep(step: Exclude<Step, { kind: 'Iterate' }>, path: string, features: ReadonlySet<string>): void {
@@ -38,13 +38,13 @@ function checkOperation(op: unknown, opPath: string, kind: string, stepPath: str
   const visit = (value: unknown, path: string): void => {
     if (value === null || typeof value !== 'object') return;
     if (Array.isArray(value)) {
-      value.forEach((v, i) => visit(v, `${path}[${i}]`));
+      for (const [i, v] of value.entries()) visit(v, `${path}[${i}]`);
       return;
     }
     for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
       const at = `${path}.${key}`;
       if (NAME_LISTS.has(key) && Array.isArray(v) && v.every((x) => typeof x === 'string')) {
-        v.forEach((name, i) => missing(name as string, `${at}[${i}]`));
+        for (const [i, name] of v.entries()) missing(name as string, `${at}[${i}]`);
       } else if (NAMES.has(key) && typeof v === 'string') {
         missing(v, at);
       } else visit(v, at);

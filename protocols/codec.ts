@@ -56,7 +56,8 @@ export function decode(bytes: Uint8Array): Decoded {
   }
   const type = (raw as { type: string }).type;
   const reqIdRaw = (raw as { reqId?: unknown }).reqId;
-  const reqId = typeof reqIdRaw === 'number' && Number.isSafeInteger(reqIdRaw) ? reqIdRaw : undefined;
+  // Echoed only when it is a valid id: an error reply must itself be a valid frame.
+  const reqId = typeof reqIdRaw === 'number' && Number.isSafeInteger(reqIdRaw) && reqIdRaw >= 0 ? reqIdRaw : undefined;
   const withReq = (error: WireError): Decoded =>
     reqId === undefined ? { ok: false, error, type } : { ok: false, error, type, reqId };
   if (!Object.hasOwn(MessageSchemas, type)) {

@@ -44,6 +44,8 @@ export interface SupervisorProps {
   now(): number;
   /** Test seam, passed to every JobActor (see JobProps.crashOn). */
   jobCrashOn?: (jobIndex: number, msg: JobMsg) => boolean;
+  /** Test seam: throw inside the supervisor for this message (a bug), to exercise its reset. */
+  crashOn?: (msg: SupervisorMsg) => boolean;
 }
 
 interface SupervisorState {
@@ -58,7 +60,12 @@ const done = (j: StoredJob | undefined) => j !== undefined && (j.state === 'COMP
 const inFlight = (j: StoredJob | undefined) => j !== undefined && (j.state === 'SCHEDULED' || j.state === 'RUNNING');
 
 export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorProps): Ref<SupervisorMsg> {
-  const load = (): SupervisorState => {
+  let generation = 0;
+  const load = (ctx?: { children: Map<string, Ref<unknown>> }): SupervisorState => {
+    // After a reset (a bug in this actor), the JobActors of the old state are stopped and
+    // spawned again from the store under a new generation of names.
+    if (ctx) for (const child of ctx.children.values()) stop(child);
+    generation++;
     const artifact = props.store.artifact(props.artifactId);
     if (!artifact) throw new Error(`artifact ${props.artifactId} is not in the store`);
     const jobs = props.store.jobs(props.artifactId);
@@ -122,6 +129,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
         projectToken: s.artifact.projectToken,
         policy: s.artifact.policy,
         jobIndex: job.index,
+        generation,
         predecessors: preds,
         supervisor: self as Ref<JobChanged>,
         deliver: props.deliver,
@@ -193,6 +201,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
     parent,
     `artifact-${props.artifactId}`,
     (s0, msg, ctx) => {
+      if (props.crashOn?.(msg)) throw new Error(`injected crash on ${msg.kind}`);
       let s = s0;
       if (TERMINAL.has(s.artifact.state) && msg.kind !== 'start') {
         if (msg.kind === 'cancel') msg.replyTo?.peer.send({ type: 'status', reqId: msg.replyTo.reqId, status: artifactStatus(s.artifact, s.jobs) });
@@ -270,7 +279,11 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
     },
     {
       log: props.log,
-      initialState: load,
+      initialState: (ctx) => {
+        const state = load(generation > 0 ? ctx : undefined);
+        if (generation > 1) send(ctx.self, { kind: 'start' });
+        return state;
+      },
       // Its state is a cache of the store: on a bug, reload and carry on.
       onCrash: 'reset',
     },

@@ -43,6 +43,8 @@ export interface JobProps {
   projectToken: string;
   policy: RetryPolicy;
   jobIndex: number;
+  /** Bumped each time the supervisor is reset, so a new JobActor never collides with a stopped one's name. */
+  generation?: number;
   /** Indices of the jobs whose products are this job's inputs (left-out jobs give none). */
   predecessors: number[];
   supervisor: Ref<JobChanged>;
@@ -188,7 +190,7 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
 
   return spawnActor<JobState, JobMsg>(
     parent,
-    `job-${props.jobIndex}`,
+    `job-${props.jobIndex}-g${props.generation ?? 0}`,
     (s, msg, ctx) => {
       if (props.crashOn?.(msg)) throw new Error(`injected crash on ${msg.kind}`);
       switch (msg.kind) {

@@ -95,3 +95,51 @@ t.test('a JobActor that crashes is reset from the store and the artifact complet
   t.ok(lines.some((l) => l.includes('actor crashed') && l.includes('"decision":"reset"')), 'the crash was logged with its decision');
   t.ok(reports.some((r) => (r as { kind?: string }).kind === 'supervisorFinished'), 'the supervisor finished');
 });
+
+t.test('an ArtifactSupervisor that crashes is reset from the store, respawns its jobs, and completes', async (t) => {
+  const log = pino({ level: 'silent' });
+  const store = new Store(undefined);
+  const project = store.ensureProject('p', 'token-123456');
+  const steps: Step[] = [
+    { kind: 'Parallel', operation: { kind: 'Noop' } },
+    { kind: 'Finalize', operation: { kind: 'Noop' } },
+  ];
+  const plan = bindArtifact(steps, { initiator: 's', workers: ['w1', 'w2'] });
+  store.createArtifact({ id: 'a-2', projectId: project.id, projectToken: 'token-123456', spec: { steps }, policy: RetryPolicySchema.parse({}), plan, now: Date.now() });
+  const system = start();
+  t.teardown(() => stop(system));
+  const scheduler = spawnActor<null, unknown>(system, 'scheduler', (s) => s, { log, initialState: () => null });
+  let supervisor: Ref<SupervisorMsg> | undefined;
+  let held: (() => void) | undefined;
+  const deliver = (nodeId: string, m: Message) => {
+    if (m.type !== 'assignJob') return true;
+    const complete = () => {
+      const bytes = encodeValue({ from: nodeId });
+      const resource = store.putResource({ artifactId: 'a-2', jobId: m.jobId, producer: nodeId, sha256: sha256Hex(bytes) }, bytes, Date.now());
+      const jobIndex = Number(m.jobId.split('.')[1]);
+      if (supervisor) send(supervisor, { kind: 'jobReport', jobIndex, worker: nodeId, report: { kind: 'completed', attempt: m.attempt, resource } });
+    };
+    // w2's first assignment is held back until after the crash: it must be sent again.
+    if (nodeId === 'w2' && !held) held = complete;
+    else setImmediate(complete);
+    return true;
+  };
+  let crashed = false;
+  supervisor = spawnArtifactSupervisor(scheduler, {
+    store,
+    log,
+    artifactId: 'a-2',
+    scheduler: scheduler as never,
+    deliver,
+    now: Date.now,
+    crashOn: (msg) => {
+      if (crashed || msg.kind !== 'jobChanged' || msg.job.state !== 'COMPLETED') return false;
+      crashed = true;
+      return true;
+    },
+  });
+  send(supervisor, { kind: 'start' });
+  await until(() => store.artifact('a-2')?.state === 'COMPLETED', 10_000, 'the artifact to complete after the reset');
+  t.ok(crashed, 'the supervisor crashed once');
+  t.same(store.jobs('a-2').map((j) => j.state), ['COMPLETED', 'COMPLETED', 'COMPLETED']);
+});

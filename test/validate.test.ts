@@ -42,3 +42,18 @@ t.test('an operation whose query has stages is left to the worker (stages may de
     undefined,
   );
 });
+
+t.test('a Sequential whose worker query derives a column may name it in its init and final', async (t) => {
+  const q = { stages: [{ kind: 'Derive', name: 'ratio', expr: { feature: 'income' } }] };
+  t.equal(
+    refused([
+      {
+        kind: 'Sequential',
+        init: { kind: 'MeanInit', features: ['ratio'] },
+        operation: { kind: 'Mean', features: ['ratio'], query: q } as never,
+        final: { kind: 'MeanFinal', features: ['ratio'] },
+      },
+    ]),
+    undefined,
+  );
+});

@@ -4,10 +4,13 @@ import { FdlError } from '../errors.ts';
 /**
  * Submit-time check that every feature an artifact names exists in the project's data, so a
  * typo is refused before anything runs, with the step and field at fault. Names are checked
- * where they refer to the raw data: an operation whose query has stages (which may derive,
- * rename or drop columns) is left to the worker, which checks its own schema when it runs.
+ * where they refer to the raw data: an artifact with query stages (which may derive, rename or
+ * drop columns) is left to the workers, which check their own schema when they run.
  */
 export function checkFeatures(steps: Step[], features: ReadonlySet<string>): void {
+  // Stages anywhere may define names that other steps use (a model's init reads the columns its
+  // training query derives): such an artifact is left to the workers' own checks.
+  if (hasStages(steps)) return;
   for (const [i, step] of steps.entries()) {
     const path = `steps[${i}]`;
     if (step.kind === 'Iterate') {
@@ -34,7 +37,6 @@ function hasStages(value: unknown): boolean {
 }
 
 function checkOperation(op: unknown, opPath: string, kind: string, stepPath: string, features: ReadonlySet<string>): void {
-  if (hasStages(op)) return;
   const visit = (value: unknown, path: string): void => {
     if (value === null || typeof value !== 'object') return;
     if (Array.isArray(value)) {

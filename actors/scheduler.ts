@@ -218,12 +218,23 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
         return;
       }
       case 'listProjects': {
-        // A listing never carries tokens: a token is a secret handed out by the operator.
+        // A listing never carries tokens: a token is a secret handed out by the operator. The
+        // connected workers' data is matched to projects by token hash.
+        const holdings = new Map<string, Array<{ nodeId: string; data: ProjectData }>>();
+        for (const [nodeId, w] of s.workers) {
+          for (const data of w.projects) {
+            const project = store.projectByToken(data.token);
+            if (!project) continue;
+            const list = holdings.get(project.id) ?? [];
+            list.push({ nodeId, data });
+            holdings.set(project.id, list);
+          }
+        }
         const projects = store
           .listProjects()
           .filter((p) => inScope(scope, p.id))
           .map((p) => {
-            const { features: _f, ...summary } = aggregateProject(p, []);
+            const { features: _f, ...summary } = aggregateProject(p, holdings.get(p.id) ?? []);
             return summary;
           });
         reply(peer, { type: 'projectList', reqId: m.reqId, projects });

@@ -230,7 +230,10 @@ export function buildProgram(): Command {
     .action(async (opts: ClientOpts & { json?: boolean }) => {
       const projects = await withWorkbench(withEnv(opts), (wb) => wb.projects());
       if (opts.json) return void process.stdout.write(`${JSON.stringify(projects, null, 2)}\n`);
-      printTable(['id', 'name'], projects.map((p) => [p.id, p.name]));
+      printTable(
+        ['id', 'name', 'workers', 'datasources', 'rows'],
+        projects.map((p) => [p.id, p.name, String(p.workers), String(p.datasources), String(p.rows)]),
+      );
     });
 
   program

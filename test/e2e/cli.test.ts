@@ -46,7 +46,7 @@ t.test('fdl nodes and fdl projects', async (t) => {
   const table = await fdl('nodes');
   t.match(table.stdout, /worker-1\s+worker\s+yes/);
   const projects = await fdl('projects');
-  t.match(projects.stdout, /california/);
+  t.match(projects.stdout, /california\s+2\s+2\s+18576/, 'name, workers, data sources, rows');
   t.notMatch(projects.stdout, token, 'a listing never shows a token');
 });
 

@@ -4,7 +4,7 @@ import { type ArtifactSpec, type NodeInfo, type ProjectData, RetryPolicySchema, 
 import { wireError } from '../protocols/errors.ts';
 import type { Message, MessageOf, WorkbenchRequest } from '../protocols/messages.ts';
 import { PROTOCOL_VERSION } from '../protocols/version.ts';
-import { toWireError } from '../lib/errors.ts';
+import { FdlError, toWireError } from '../lib/errors.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
 import { bindArtifact, checkFeatures } from '../lib/plan/index.ts';
@@ -124,6 +124,21 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
   };
 
   const reply = (peer: PeerHandle, message: Message) => peer.send(message);
+
+  /**
+   * The project of a token, if the session may use it. A scoped session gets FORBIDDEN for an
+   * unknown token and for a project outside its scope alike, so it cannot probe which tokens exist.
+   */
+  const scopedProject = (scope: WorkbenchScope, projectToken: string, peer: PeerHandle, reqId: number) => {
+    const project = store.projectByToken(projectToken);
+    if (project && inScope(scope, project.id)) return project;
+    const error =
+      scope.projects === undefined && !project
+        ? wireError('UNKNOWN_PROJECT', 'no project has this token')
+        : wireError('FORBIDDEN', 'this workbench token does not cover this project token');
+    reply(peer, { type: 'error', reqId, error });
+    return undefined;
+  };
   const fail = (peer: PeerHandle, reqId: number, e: unknown) => {
     const error = toWireError(e);
     reply(peer, { type: 'error', reqId, error });
@@ -136,20 +151,19 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
     peer: PeerHandle,
     scope: WorkbenchScope,
   ) => {
-    const project = store.projectByToken(m.projectToken);
-    if (!project) {
-      reply(peer, { type: 'error', reqId: m.reqId, error: wireError('UNKNOWN_PROJECT', 'no project has this token') });
-      return;
-    }
-    if (!inScope(scope, project.id)) {
-      reply(peer, { type: 'error', reqId: m.reqId, error: wireError('FORBIDDEN', 'this workbench token does not cover the project') });
-      return;
-    }
+    const project = scopedProject(scope, m.projectToken, peer, m.reqId);
+    if (!project) return;
     const spec: ArtifactSpec = m.artifact;
-    const policy = RetryPolicySchema.parse({ ...props.policy, ...(spec.policy ?? {}) });
     const holdings = workersOf(s, m.projectToken);
     const holders = holdings.map((h) => h.nodeId);
     try {
+      const merged = RetryPolicySchema.safeParse({ ...props.policy, ...(spec.policy ?? {}) });
+      if (!merged.success) {
+        const issue = merged.error.issues[0];
+        const path = `policy.${issue?.path.join('.') ?? ''}`;
+        throw new FdlError('INVALID_ARTIFACT', `${path}: ${issue?.message ?? 'invalid'} (with this scheduler's defaults)`, { path });
+      }
+      const policy = merged.data;
       // A feature the project does not have is refused now, naming the step and field.
       if (holdings.length > 0) checkFeatures(spec.steps, new Set(aggregateProject(project, holdings).features.map((f) => f.name)));
       const plan = bindArtifact(spec.steps, { initiator: props.schedulerId, workers: holders });
@@ -241,15 +255,8 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
         return;
       }
       case 'getProject': {
-        const project = store.projectByToken(m.projectToken);
-        if (!project) {
-          reply(peer, { type: 'error', reqId: m.reqId, error: wireError('UNKNOWN_PROJECT', 'no project has this token') });
-          return;
-        }
-        if (!inScope(scope, project.id)) {
-          reply(peer, { type: 'error', reqId: m.reqId, error: wireError('FORBIDDEN', 'this workbench token does not cover the project') });
-          return;
-        }
+        const project = scopedProject(scope, m.projectToken, peer, m.reqId);
+        if (!project) return;
         reply(peer, { type: 'project', reqId: m.reqId, project: aggregateProject(project, workersOf(s, m.projectToken)) });
         return;
       }
@@ -284,11 +291,10 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           return;
         }
         if (artifact.state !== 'COMPLETED' || !artifact.resultResourceId) {
-          reply(peer, {
-            type: 'error',
-            reqId: m.reqId,
-            error: wireError('RESULT_NOT_READY', `artifact ${m.artifactId} is ${artifact.state}`),
-          });
+          const error = wireError('RESULT_NOT_READY', `artifact ${m.artifactId} is ${artifact.state}`);
+          // Waiting helps only while it runs.
+          error.retryable = artifact.state === 'SCHEDULED' || artifact.state === 'RUNNING';
+          reply(peer, { type: 'error', reqId: m.reqId, error });
           return;
         }
         try {
@@ -331,6 +337,8 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
         } else {
           const job = store.jobs(artifactId)[jobIndex];
           if (!job || job.worker !== nodeId) return;
+          // A stale or repeated report (an old attempt, a job already done) is not stored again.
+          if (job.attempt !== m.attempt || (job.state !== 'SCHEDULED' && job.state !== 'RUNNING')) return;
           if (sha256Hex(m.data) !== m.sha256) {
             // Corrupted in transit: the attempt failed, and a retry will produce it again.
             send(supervisor, {
@@ -394,6 +402,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
     (s, msg, ctx) => {
       switch (msg.kind) {
         case 'resume': {
+          store.workersSeenAtStart(now());
           store.upsertNode({
             id: props.schedulerId,
             name: props.initiator.name,
@@ -420,11 +429,18 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             peer.close(1008, 'node id taken');
             return s;
           }
+          // Two first joins of one id may race: only the key that got pinned is let in.
+          const before = store.nodeKeys(hello.nodeId);
+          const sameKeys = (k: typeof before) => k?.signKey === hello.signKey && k.boxKey === hello.boxKey;
+          if (before && !sameKeys(before)) {
+            peer.send({ type: 'error', error: wireError('AUTH_FAILED', `node id ${hello.nodeId} is bound to another key`) });
+            peer.close(1008, 'authentication failed');
+            return s;
+          }
           store.upsertNode({ id: hello.nodeId, name: hello.name, role: 'worker', lastSeen: now(), projects: hello.projects });
           store.pinNodeKeys(hello.nodeId, hello.signKey, hello.boxKey, msg.joinTokenId);
-          // Two first joins of one id may race: only the key that got pinned is let in.
           const pinned = store.nodeKeys(hello.nodeId);
-          if (pinned?.signKey !== hello.signKey || pinned.boxKey !== hello.boxKey) {
+          if (!sameKeys(pinned)) {
             peer.send({ type: 'error', error: wireError('AUTH_FAILED', `node id ${hello.nodeId} is bound to another key`) });
             peer.close(1008, 'authentication failed');
             return s;
@@ -474,7 +490,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             const w = s.workers.get(msg.nodeId);
             if (w && w.peer.sessionId === msg.peer.sessionId) {
               s.workers.delete(msg.nodeId);
-              store.touchNode(msg.nodeId, now());
+              store.nodeLeft(msg.nodeId, now());
               log.warn({ nodeId: msg.nodeId }, 'worker left');
               for (const ref of s.supervisors.values()) send(ref, { kind: 'workerLost', nodeId: msg.nodeId });
             }

@@ -98,7 +98,8 @@ CREATE TABLE IF NOT EXISTS projects (
   id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, token_hash TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS nodes (
   id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, last_seen INTEGER NOT NULL,
-  projects_json TEXT NOT NULL, sign_key TEXT, box_key TEXT, join_token_id TEXT);
+  projects_json TEXT NOT NULL, sign_key TEXT, box_key TEXT, join_token_id TEXT,
+  connected INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS tokens (
   id TEXT PRIMARY KEY, kind TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, label TEXT,
   projects_json TEXT, created_at INTEGER NOT NULL, revoked_at INTEGER);
@@ -227,17 +228,26 @@ export class Store {
 
   // ------------------------------------------------------------ nodes
 
+  /** A node that joined: it is connected from now on (until `nodeLeft`). */
   upsertNode(node: StoredNode): void {
     this.db
       .prepare(
-        `INSERT INTO nodes (id, name, role, last_seen, projects_json) VALUES (@id, @name, @role, @lastSeen, @projects)
-         ON CONFLICT (id) DO UPDATE SET name = @name, role = @role, last_seen = @lastSeen, projects_json = @projects`,
+        `INSERT INTO nodes (id, name, role, last_seen, projects_json, connected) VALUES (@id, @name, @role, @lastSeen, @projects, 1)
+         ON CONFLICT (id) DO UPDATE SET name = @name, role = @role, last_seen = @lastSeen, projects_json = @projects, connected = 1`,
       )
       .run({ ...node, projects: JSON.stringify(node.projects) });
   }
 
-  touchNode(id: string, at: number): void {
-    this.db.prepare('UPDATE nodes SET last_seen = ? WHERE id = ?').run(at, id);
+  nodeLeft(id: string, at: number): void {
+    this.db.prepare('UPDATE nodes SET last_seen = ?, connected = 0 WHERE id = ?').run(at, id);
+  }
+
+  /**
+   * At a scheduler's start: the workers that were connected when it stopped count as seen now,
+   * so they stay members of new plans for the grace time while they reconnect.
+   */
+  workersSeenAtStart(at: number): void {
+    this.db.prepare(`UPDATE nodes SET last_seen = ?, connected = 0 WHERE connected = 1 AND role = 'worker'`).run(at);
   }
 
   listNodes(): StoredNode[] {

@@ -11,7 +11,7 @@ import { SHARDS, testCluster } from '../helpers/cluster.ts';
 const all = union(...SHARDS.map(readCsv));
 const { cluster, wb, token } = await testCluster(t, 'fault-scheduler', {
   workers: SHARDS.map((f, i) => ({ name: `worker-${i + 1}`, files: [f] })),
-  scheduler: { retry: { initial_interval_ms: 100, max_interval_ms: 1000, worker_grace_ms: 15_000 } },
+  scheduler: { retry: { initial_interval_ms: 100, max_interval_ms: 1000, worker_grace_ms: 3_000 } },
 });
 
 t.test('SIGKILL the scheduler mid-artifact, start it again: COMPLETED, same result, the workbench gets it', async (t) => {
@@ -31,6 +31,30 @@ t.test('SIGKILL the scheduler mid-artifact, start it again: COMPLETED, same resu
   const status = await wb.status(handle.id);
   t.equal(status.state, 'COMPLETED');
   t.equal(status.progress.completed, status.progress.total);
+});
+
+t.test('right after a restart, a worker not back yet is still part of new artifacts', async (t) => {
+  // The workers joined longer ago than the grace time; worker-2 is then frozen across the
+  // restart, so it cannot reconnect before the submit.
+  await new Promise((r) => setTimeout(r, 3_500));
+  cluster.kill('worker-2', 'SIGSTOP');
+  try {
+    cluster.kill('scheduler', 'SIGKILL');
+    await cluster.exited('scheduler');
+    await cluster.startScheduler();
+    await cluster.waitForWorkers(['worker-1']);
+    t.notOk((await wb.nodes()).find((n) => n.id === 'worker-2')?.connected, 'worker-2 is not back when the artifact is submitted');
+    const count = await (await wb.project(token)).count();
+    t.same(
+      count.status.jobs.map((j) => j.worker),
+      ['scheduler', 'worker-1', 'worker-2', 'scheduler'],
+      'the plan includes the worker that was connected when the scheduler died',
+    );
+    cluster.kill('worker-2', 'SIGCONT');
+    t.equal((await count.result<CountProduct>()).count, all.rows.length, 'counted over both workers, not part of the data');
+  } finally {
+    cluster.kill('worker-2', 'SIGCONT');
+  }
 });
 
 t.test('SIGTERM each node kind: exit 0, and a restart continues cleanly', async (t) => {

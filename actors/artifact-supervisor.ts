@@ -189,7 +189,15 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
   const advance = (s0: SupervisorState, self: Ref<SupervisorMsg>): SupervisorState => {
     let s = s0;
     if (s.jobs.every(done)) {
-      const resultResourceId = resultOf(s);
+      let resultResourceId: string | undefined;
+      try {
+        resultResourceId = resultOf(s);
+      } catch (e) {
+        // A product that cannot be read (not msgpack): end the artifact with the cause, rather
+        // than crash and be reset into the same crash.
+        s = setArtifact(s, 'ERROR', { error: { error: wireError('OPERATION_FAILED', `the result cannot be assembled: ${(e as Error).message}`) } });
+        return finish(s);
+      }
       s = setArtifact(s, 'COMPLETED', resultResourceId ? { resultResourceId } : {});
       return finish(s);
     }

@@ -51,6 +51,7 @@ export const WireErrorSchema = z
 export type WireError = z.infer<typeof WireErrorSchema>;
 
 const NON_RETRYABLE: ReadonlySet<ErrorCode> = new Set([
+  'CANCELLED',
   'PRIVACY_REFUSED',
   'AUTH_FAILED',
   'FORBIDDEN',

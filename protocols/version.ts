@@ -1,2 +1,2 @@
-/** Sent in `hello` and `welcome`; peers with another major version are refused. */
+/** Sent in `challenge`, the hellos and `welcome`; a peer with any other version is refused (exact match). */
 export const PROTOCOL_VERSION = 1;

@@ -7,7 +7,8 @@ export function artifactStatus(artifact: StoredArtifact, jobs: StoredJob[]): Art
     id: artifact.id,
     projectId: artifact.projectId,
     state: artifact.state,
-    progress: { completed: jobs.filter((j) => j.state === 'COMPLETED').length, total: jobs.length },
+    // Left-out jobs (quorum) count as done, as in the pushed events.
+    progress: { completed: jobs.filter((j) => j.state === 'COMPLETED' || j.leftOut).length, total: jobs.length },
     jobs: jobs.map(jobStatus),
     createdAt: artifact.createdAt,
     updatedAt: artifact.updatedAt,

@@ -129,6 +129,14 @@ t.test('a feature the project lacks is refused at submit time, naming the step a
   await t.rejects(project.mean(['MedInc', 'Nope']), { code: 'INVALID_ARTIFACT', path: 'steps[0].init.features[1]' });
 });
 
+t.test('a policy override that clashes with the scheduler defaults is refused with a reason', async (t) => {
+  const project = await wb.project(token);
+  await t.rejects(project.submit({ steps: [steps.finalize({ kind: 'Noop' })], policy: { initialIntervalMs: 40_000 } }), {
+    code: 'INVALID_ARTIFACT',
+    path: 'policy.maxIntervalMs',
+  });
+});
+
 t.test('a bad query value fails on the worker without retries, naming the field', async (t) => {
   const project = await wb.project(token);
   const handle = await project.count({ where: where('HouseAge', '>', 'old') });

@@ -1,9 +1,9 @@
 /**
- * Typed arrays on the wire. msgpackr (with `moreTypes: false`, as protocols/codec.ts sets it)
- * writes a Uint8Array as msgpack bin, but copies any other typed array element by element
- * into bytes (a Float64Array [1.5, 2] becomes the bytes 01 02 and garbage). So model
- * parameters go out as Uint8Array views of their raw bytes (little-endian, no copy) and come
- * back as Buffers, copied here into aligned arrays.
+ * Typed arrays on the wire. Model parameters go out as Uint8Array views of their raw bytes
+ * (little-endian, no copy) and come back as byte arrays, copied here into aligned arrays:
+ * a reader in any language needs only byte strings. (Products are encoded with msgpackr's
+ * moreTypes, so a view travels as extension 0x74; before that setting, msgpackr destroyed
+ * non-byte typed arrays, which is why this module exists.)
  */
 
 /** The raw bytes of a typed array, as a view (no copy). */

@@ -240,6 +240,10 @@ async function startWorkerNode(config: NodeConfig, log: Logger): Promise<Running
       // The scheduler speaks first: its challenge carries the nonce our hello signs.
     },
     onMessage: (message) => {
+      if (message.type === 'error' && message.error.code === 'PROTOCOL_VERSION_MISMATCH') {
+        log.error({ error: message.error }, 'the scheduler speaks another protocol version');
+        return;
+      }
       if (message.type === 'challenge') {
         // Announce the attempts still running here, so the scheduler re-sends only what we lack.
         const holding = [...running].map((key) => {

@@ -2,6 +2,7 @@ import { Packr } from 'msgpackr';
 import type { WireError } from './errors.ts';
 import { wireError } from './errors.ts';
 import { type Message, MessageSchemas, type MessageType } from './messages.ts';
+import { PROTOCOL_VERSION } from './version.ts';
 
 // One codec for every frame. Records/structured clone are off so the bytes are plain
 // msgpack that any client library can read.
@@ -62,6 +63,12 @@ export function decode(bytes: Uint8Array): Decoded {
     reqId === undefined ? { ok: false, error, type } : { ok: false, error, type, reqId };
   if (!Object.hasOwn(MessageSchemas, type)) {
     return withReq(wireError('UNKNOWN_MESSAGE', `unknown message type ${JSON.stringify(type.slice(0, 64))}`));
+  }
+  // A hello from another protocol version may have other fields: say so before the strict
+  // schema would call it merely invalid.
+  const version = (raw as { protocolVersion?: unknown }).protocolVersion;
+  if ((type === 'workerHello' || type === 'workbenchHello' || type === 'challenge') && typeof version === 'number' && version !== PROTOCOL_VERSION) {
+    return withReq(wireError('PROTOCOL_VERSION_MISMATCH', `this peer speaks protocol ${PROTOCOL_VERSION}, not ${version}`));
   }
   if (depthExceeds(raw, MAX_DEPTH)) {
     return withReq(wireError('INVALID_MESSAGE', `${type}: nested deeper than ${MAX_DEPTH} levels`));

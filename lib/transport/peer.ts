@@ -116,6 +116,10 @@ export class PeerConnection {
       return;
     }
     this.sendError(decoded.error, decoded.reqId);
+    if (decoded.error.code === 'PROTOCOL_VERSION_MISMATCH') {
+      this.close(1002, 'protocol version mismatch');
+      return;
+    }
     this.countBadFrame();
   }
 

@@ -7,38 +7,16 @@
  * With FDL_URL, FDL_TOKEN (a workbench token) and PROJECT_TOKEN set it uses that scheduler and project; otherwise it starts a
  * local cluster (a scheduler and two workers, one shard each) and stops it at the end.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Cluster, EXAMPLE_DATA } from '../lib/sim/cluster.ts';
-import { type ClassificationMetrics, loadModel, models, Workbench } from '../lib/workbench.ts';
+import { EXAMPLE_DATA } from '../lib/sim/cluster.ts';
+import { openExampleProject } from '../lib/sim/example-project.ts';
+import { type ClassificationMetrics, loadModel, models } from '../lib/workbench.ts';
 
 const LABEL = 'MedHouseValDiscrete';
 
-let url = process.env.FDL_URL;
-let token = process.env.PROJECT_TOKEN;
-let wbToken = process.env.FDL_TOKEN;
-let cluster: Cluster | undefined;
-let dir: string | undefined;
-if (!url || !token || !wbToken) {
-  token = randomBytes(16).toString('hex');
-  dir = mkdtempSync(join(tmpdir(), 'fdl-example-'));
-  const shards = ['california_housing.MedInc1.csv', 'california_housing.MedInc2.csv'];
-  cluster = await Cluster.start({
-    dir,
-    projectName: 'california',
-    projectToken: token,
-    workers: shards.map((f, i) => ({ name: `worker-${i + 1}`, files: [join(EXAMPLE_DATA, f)] })),
-  });
-  url = cluster.url;
-  wbToken = cluster.workbenchToken;
-  console.log(`started a local cluster at ${url}`);
-}
-
-const wb = await Workbench.connect(url, { token: wbToken });
+const { project, close } = await openExampleProject();
 try {
-  const project = await wb.project(token);
   const features = project.numericFeatures().filter((f) => f !== LABEL);
   console.log(`project: ${project.info.rows} rows on ${project.info.workers} workers; features ${features.join(', ')}`);
 
@@ -68,7 +46,5 @@ try {
   console.log(`confusion matrix (rows: true ${m.confusionMatrix.labels.join('/')}, columns: predicted): ${JSON.stringify(m.confusionMatrix.matrix)}`);
   console.log(`first rows: predicted ${model.predict(records.slice(0, 5)).join(', ')}; probability of 1: ${model.predictProba(records.slice(0, 5)).map((p) => (p[1] as number).toFixed(3)).join(', ')}`);
 } finally {
-  wb.close();
-  if (cluster) await cluster.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await close();
 }

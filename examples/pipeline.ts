@@ -1,18 +1,5 @@
-/**
- * A query pipeline before the estimators: filter, derive a column, impute, clip, scale and
- * discretize with parameters fitted federatedly (global statistics first, then the same
- * parameters applied on every worker), and a seeded train/test split.
- *
- *   npx tsx examples/pipeline.ts
- *
- * With FDL_URL, FDL_TOKEN (a workbench token) and PROJECT_TOKEN set it uses that scheduler and project; otherwise it starts a
- * local cluster (a scheduler and two workers, one shard each) and stops it at the end.
- */
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Cluster, EXAMPLE_DATA } from '../lib/sim/cluster.ts';
+
+import { openExampleProject } from '../lib/sim/example-project.ts';
 import {
   type CountProduct,
   type CovarianceProduct,
@@ -24,35 +11,13 @@ import {
   type Step,
   transformers,
   type VarianceProduct,
-  Workbench,
   where,
 } from '../lib/workbench.ts';
 
-let url = process.env.FDL_URL;
-let token = process.env.PROJECT_TOKEN;
-let wbToken = process.env.FDL_TOKEN;
-let cluster: Cluster | undefined;
-let dir: string | undefined;
-if (!url || !token || !wbToken) {
-  token = randomBytes(16).toString('hex');
-  dir = mkdtempSync(join(tmpdir(), 'fdl-example-'));
-  const shards = ['california_housing.MedInc1.csv', 'california_housing.MedInc2.csv'];
-  cluster = await Cluster.start({
-    dir,
-    projectName: 'california',
-    projectToken: token,
-    workers: shards.map((f, i) => ({ name: `worker-${i + 1}`, files: [join(EXAMPLE_DATA, f)] })),
-  });
-  url = cluster.url;
-  wbToken = cluster.workbenchToken;
-  console.log(`started a local cluster at ${url}`);
-}
-
 const fmt = (v: number | null | undefined, digits = 4) => (v === null || v === undefined ? '-' : v.toFixed(digits));
 
-const wb = await Workbench.connect(url, { token: wbToken });
+const { project, close } = await openExampleProject();
 try {
-  const project = await wb.project(token);
   const run = async <T>(name: string, step: Step): Promise<T> => (await project.submit({ name, steps: [step] })).result<T>();
 
   // The pipeline, as a researcher writes it. Nothing runs yet: it is a description of stages.
@@ -98,7 +63,5 @@ try {
   const label = cov.features.length - 1;
   console.log(`correlation with MedHouseValDiscrete (train): ${scaled.map((f, j) => `${f} ${fmt(cov.correlation[j]?.[label], 3)}`).join(', ')}`);
 } finally {
-  wb.close();
-  if (cluster) await cluster.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await close();
 }

@@ -9,38 +9,16 @@
  * With FDL_URL, FDL_TOKEN (a workbench token) and PROJECT_TOKEN set it uses that scheduler and project; otherwise it starts a
  * local cluster (a scheduler and two workers, one shard each) and stops it at the end.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Cluster, EXAMPLE_DATA } from '../lib/sim/cluster.ts';
-import { type ClassificationMetrics, type MergedMetricsProduct, loadModel, models, Workbench } from '../lib/workbench.ts';
+import { EXAMPLE_DATA } from '../lib/sim/cluster.ts';
+import { openExampleProject } from '../lib/sim/example-project.ts';
+import { type ClassificationMetrics, type MergedMetricsProduct, loadModel, models } from '../lib/workbench.ts';
 
 const LABEL = 'MedHouseValDiscrete';
 
-let url = process.env.FDL_URL;
-let token = process.env.PROJECT_TOKEN;
-let wbToken = process.env.FDL_TOKEN;
-let cluster: Cluster | undefined;
-let dir: string | undefined;
-if (!url || !token || !wbToken) {
-  token = randomBytes(16).toString('hex');
-  dir = mkdtempSync(join(tmpdir(), 'fdl-example-'));
-  const shards = ['california_housing.MedInc1.csv', 'california_housing.MedInc2.csv'];
-  cluster = await Cluster.start({
-    dir,
-    projectName: 'california',
-    projectToken: token,
-    workers: shards.map((f, i) => ({ name: `worker-${i + 1}`, files: [join(EXAMPLE_DATA, f)] })),
-  });
-  url = cluster.url;
-  wbToken = cluster.workbenchToken;
-  console.log(`started a local cluster at ${url}`);
-}
-
-const wb = await Workbench.connect(url, { token: wbToken });
+const { project, close } = await openExampleProject();
 try {
-  const project = await wb.project(token);
   const features = project.numericFeatures().filter((f) => f !== LABEL);
 
   const [header, ...lines] = readFileSync(join(EXAMPLE_DATA, 'california_housing.validation.csv'), 'utf8').trim().split('\n');
@@ -65,7 +43,5 @@ try {
   const m = cv.metrics as ClassificationMetrics;
   console.log(`5-fold cross-validation on ${cv.workers} workers, ${m.n} out-of-fold rows: accuracy ${m.accuracy.toFixed(4)}, ROC AUC ${m.rocAuc?.toFixed(4)}`);
 } finally {
-  wb.close();
-  if (cluster) await cluster.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await close();
 }

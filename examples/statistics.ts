@@ -1,17 +1,5 @@
-/**
- * Federated statistics on the California shards: counts, means, variances, group means,
- * extremes, a histogram, quantiles and a correlation matrix. Only aggregates leave the workers.
- *
- *   npx tsx examples/statistics.ts
- *
- * With FDL_URL, FDL_TOKEN (a workbench token) and PROJECT_TOKEN set it uses that scheduler and project; otherwise it starts a
- * local cluster (a scheduler and two workers, one shard each) and stops it at the end.
- */
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Cluster, EXAMPLE_DATA } from '../lib/sim/cluster.ts';
+
+import { openExampleProject } from '../lib/sim/example-project.ts';
 import {
   binsFromMetadata,
   type CountProduct,
@@ -23,35 +11,13 @@ import {
   type QuantilesProduct,
   type Step,
   type VarianceProduct,
-  Workbench,
   where,
 } from '../lib/workbench.ts';
 
-let url = process.env.FDL_URL;
-let token = process.env.PROJECT_TOKEN;
-let wbToken = process.env.FDL_TOKEN;
-let cluster: Cluster | undefined;
-let dir: string | undefined;
-if (!url || !token || !wbToken) {
-  token = randomBytes(16).toString('hex');
-  dir = mkdtempSync(join(tmpdir(), 'fdl-example-'));
-  const shards = ['california_housing.MedInc1.csv', 'california_housing.MedInc2.csv'];
-  cluster = await Cluster.start({
-    dir,
-    projectName: 'california',
-    projectToken: token,
-    workers: shards.map((f, i) => ({ name: `worker-${i + 1}`, files: [join(EXAMPLE_DATA, f)] })),
-  });
-  url = cluster.url;
-  wbToken = cluster.workbenchToken;
-  console.log(`started a local cluster at ${url}`);
-}
-
 const fmt = (v: number | null | undefined, digits = 4) => (v === null || v === undefined ? '-' : v.toFixed(digits));
 
-const wb = await Workbench.connect(url, { token: wbToken });
+const { project, close } = await openExampleProject();
 try {
-  const project = await wb.project(token);
   const run = async <T>(name: string, step: Step): Promise<T> => (await project.submit({ name, steps: [step] })).result<T>();
   const features = project.numericFeatures();
   console.log(`project: ${project.info.rows} rows on ${project.info.workers} workers`);
@@ -101,7 +67,5 @@ try {
   const noisy = await run<CountProduct>('noisy count', estimators.count(undefined, { dp: { epsilon: 1 } }));
   console.log(`count with differential privacy (epsilon 1 per worker): ${noisy.count} (exact: ${project.info.rows})`);
 } finally {
-  wb.close();
-  if (cluster) await cluster.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await close();
 }

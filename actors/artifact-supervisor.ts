@@ -91,6 +91,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
       attempt: job.attempt,
     };
     if (job.lastError && (job.state === 'FAILED' || job.state === 'ERROR')) event.error = job.lastError;
+    if (job.leftOut) event.leftOut = true;
     emit(s, event);
   };
 
@@ -173,10 +174,11 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
   /** A job out of attempts: left out if its step's quorum can still be met, else the artifact fails. */
   const onJobError = (s: SupervisorState, job: StoredJob, self: Ref<SupervisorMsg>): SupervisorState => {
     const q = job.quorum;
-    if (!q) return fail(s, job);
-    const group = s.jobs.filter((j) => j.quorum?.group === q.group);
-    const possible = group.filter((j) => j.state !== 'ERROR').length;
-    if (possible < q.required) return fail(s, job);
+    const group = q ? s.jobs.filter((j) => j.quorum?.group === q.group) : [];
+    if (!q || group.filter((j) => j.state !== 'ERROR').length < q.required) {
+      emitJob(s, job);
+      return fail(s, job);
+    }
     props.store.updateJob(job.id, { state: 'ERROR', leftOut: true });
     const jobs = s.jobs.slice();
     jobs[job.index] = { ...job, leftOut: true };
@@ -262,7 +264,8 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
           const jobs = s.jobs.slice();
           jobs[msg.job.index] = msg.job;
           s = { ...s, jobs };
-          emitJob(s, msg.job);
+          // A job out of attempts is announced once its fate is known (left out, or fatal).
+          if (msg.job.state !== 'ERROR') emitJob(s, msg.job);
           if (msg.job.state === 'COMPLETED') {
             stopJob(s, msg.job.index, false);
             return advance(s, ctx.self);

@@ -160,6 +160,8 @@ export const ArtifactEventSchema = msg('artifactEvent', {
         state: JobStateSchema,
         attempt: z.number().int().min(0),
         error: WireErrorSchema.optional(),
+        /** The job ran out of attempts but its step's quorum lets the artifact go on without it. */
+        leftOut: z.boolean().optional(),
       })
       .strict(),
   ]),

@@ -94,6 +94,10 @@ t.test('a worker that never comes back', async (t) => {
     steps: [{ kind: 'Parallel', operation: { kind: 'TestSleep', ms: 1500 }, quorum: '60%' }, steps.finalize({ kind: 'Noop' })],
     policy: { maxAttempts: 2 },
   });
+  const leftOutEvents: string[] = [];
+  tolerant.on('event', (e) => {
+    if (e.event.kind === 'jobState' && e.event.leftOut) leftOutEvents.push(e.event.worker);
+  });
   await Promise.all([jobReaches(strict, 'worker-3', 'RUNNING'), jobReaches(tolerant, 'worker-3', 'RUNNING')]);
   const killedAt = Date.now();
   cluster.kill('worker-3', 'SIGKILL');
@@ -114,5 +118,6 @@ t.test('a worker that never comes back', async (t) => {
     'the status says which worker was left out',
   );
   t.same(await wb.result(tolerant.id), { products: 2 }, 'finished with the products it had');
+  t.same(leftOutEvents, ['worker-3'], 'the pushed events said so, once');
   await until(async () => !(await wb.nodes()).find((n) => n.id === 'worker-3')?.connected, 5000, 'worker-3 shown as gone');
 });

@@ -1,6 +1,6 @@
 import { Packr } from 'msgpackr';
 import type { WireError } from './errors.ts';
-import { wireError } from './errors.ts';
+import { ErrorCodes, wireError } from './errors.ts';
 import { type Message, MessageSchemas, type MessageType } from './messages.ts';
 import { PROTOCOL_VERSION } from './version.ts';
 
@@ -69,6 +69,13 @@ export function decode(bytes: Uint8Array): Decoded {
   const version = (raw as { protocolVersion?: unknown }).protocolVersion;
   if ((type === 'workerHello' || type === 'workbenchHello' || type === 'challenge') && typeof version === 'number' && version !== PROTOCOL_VERSION) {
     return withReq(wireError('PROTOCOL_VERSION_MISMATCH', `this peer speaks protocol ${PROTOCOL_VERSION}, not ${version}`));
+  }
+  // An error code from a newer peer is still an error: keep its text, read it as INTERNAL, so
+  // the request it answers fails at once instead of timing out.
+  const err = (raw as { error?: { code?: unknown; message?: unknown } }).error;
+  if (type === 'error' && err && typeof err.code === 'string' && !(ErrorCodes as readonly string[]).includes(err.code)) {
+    err.message = `${err.code.slice(0, 64)}: ${typeof err.message === 'string' ? err.message : ''}`.slice(0, 10_000);
+    err.code = 'INTERNAL';
   }
   if (depthExceeds(raw, MAX_DEPTH)) {
     return withReq(wireError('INVALID_MESSAGE', `${type}: nested deeper than ${MAX_DEPTH} levels`));

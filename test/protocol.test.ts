@@ -547,3 +547,18 @@ t.test('docs/PROTOCOL.md covers every message, error code, operation and query s
   const submit = fixture('submitArtifact/mean-with-filter.json').raw as { artifact: unknown };
   t.strictSame(JSON.parse(example[1]), submit.artifact, 'the example is the artifact of submitArtifact/mean-with-filter.json');
 });
+
+t.test('an error frame with a code from a newer peer is read as INTERNAL, keeping its text', async (t) => {
+  const bytes = new Packr({ useRecords: false }).pack({
+    type: 'error',
+    reqId: 4,
+    error: { code: 'QUOTA_EXCEEDED', message: 'too many artifacts today', retryable: true },
+  });
+  const d = decode(bytes);
+  t.ok(d.ok, 'accepted');
+  if (d.ok && d.message.type === 'error') {
+    t.equal(d.message.error.code, 'INTERNAL');
+    t.equal(d.message.error.message, 'QUOTA_EXCEEDED: too many artifacts today');
+    t.equal(d.message.reqId, 4, 'so the request it answers fails at once');
+  }
+});

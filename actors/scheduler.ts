@@ -13,7 +13,7 @@ import { type WorkbenchScope, inScope } from '../lib/security/auth.ts';
 import { fingerprint } from '../lib/security/identity.ts';
 import { sha256Hex } from '../lib/store/blobs.ts';
 import { artifactStatus } from '../lib/store/status.ts';
-import type { Store, StoredNode } from '../lib/store/store.ts';
+import type { Store, StoredNode, StoredProject } from '../lib/store/store.ts';
 import { type SupervisorMsg, type SupervisorReport, spawnArtifactSupervisor } from './artifact-supervisor.ts';
 
 /**
@@ -125,12 +125,24 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
 
   const reply = (peer: PeerHandle, message: Message) => peer.send(message);
 
+  // Projects are fixed by the config for the life of the process: a token's project is looked
+  // up (a hash and a query) once, not for every worker on every listing. Only hits are kept, so
+  // a peer sending random tokens cannot grow the cache.
+  const projectCache = new Map<string, StoredProject>();
+  const projectOf = (token: string): StoredProject | undefined => {
+    const cached = projectCache.get(token);
+    if (cached) return cached;
+    const found = store.projectByToken(token);
+    if (found) projectCache.set(token, found);
+    return found;
+  };
+
   /**
    * The project of a token, if the session may use it. A scoped session gets FORBIDDEN for an
    * unknown token and for a project outside its scope alike, so it cannot probe which tokens exist.
    */
   const scopedProject = (scope: WorkbenchScope, projectToken: string, peer: PeerHandle, reqId: number) => {
-    const project = store.projectByToken(projectToken);
+    const project = projectOf(projectToken);
     if (project && inScope(scope, project.id)) return project;
     const error =
       scope.projects === undefined && !project
@@ -209,7 +221,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           n.role === 'scheduler' ||
           scope.projects === undefined ||
           n.projects.some((p) => {
-            const project = store.projectByToken(p.token);
+            const project = projectOf(p.token);
             return project !== undefined && inScope(scope, project.id);
           });
         const nodes = store
@@ -237,7 +249,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
         const holdings = new Map<string, Array<{ nodeId: string; data: ProjectData }>>();
         for (const [nodeId, w] of s.workers) {
           for (const data of w.projects) {
-            const project = store.projectByToken(data.token);
+            const project = projectOf(data.token);
             if (!project) continue;
             const list = holdings.get(project.id) ?? [];
             list.push({ nodeId, data });

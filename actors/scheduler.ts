@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { stop } from 'nact';
 import { type ArtifactSpec, type NodeInfo, type ProjectData, RetryPolicySchema, type RetryPolicy } from '../protocols/entities.ts';
-import { wireError } from '../protocols/errors.ts';
+import { formatPath, wireError } from '../protocols/errors.ts';
 import type { Message, MessageOf, WorkbenchRequest } from '../protocols/messages.ts';
 import { PROTOCOL_VERSION } from '../protocols/version.ts';
 import { FdlError, toWireError } from '../lib/errors.ts';
@@ -172,7 +172,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       const merged = RetryPolicySchema.safeParse({ ...props.policy, ...(spec.policy ?? {}) });
       if (!merged.success) {
         const issue = merged.error.issues[0];
-        const path = `policy.${issue?.path.join('.') ?? ''}`;
+        const path = formatPath(['policy', ...(issue?.path ?? [])]);
         throw new FdlError('INVALID_ARTIFACT', `${path}: ${issue?.message ?? 'invalid'} (with this scheduler's defaults)`, { path });
       }
       const policy = merged.data;

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { formatPath } from '../protocols/errors.ts';
 import {
   DEFAULT_HEARTBEAT_INTERVAL_MS,
   DEFAULT_MAX_PAYLOAD_BYTES,
@@ -192,7 +193,7 @@ function plainTextProblems(c: NodeConfig): string[] {
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {
-  const path = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.').replace(/\.\[/g, '[');
+  const path = formatPath(issue.path);
   return `${path || '(root)'}: ${issue.message}`;
 }
 

@@ -1,6 +1,6 @@
 import { Packr } from 'msgpackr';
 import type { WireError } from './errors.ts';
-import { ErrorCodes, wireError } from './errors.ts';
+import { ErrorCodes, formatPath, wireError } from './errors.ts';
 import { type Message, MessageSchemas, type MessageType } from './messages.ts';
 import { PROTOCOL_VERSION } from './version.ts';
 
@@ -84,7 +84,7 @@ export function decode(bytes: Uint8Array): Decoded {
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    const path = issue ? issue.path.join('.') : '';
+    const path = issue ? formatPath(issue.path) : '';
     return withReq(wireError('INVALID_MESSAGE', `${type}: ${path ? `${path}: ` : ''}${issue?.message ?? 'invalid'}`, path));
   }
   return { ok: true, message: parsed.data as Message };

@@ -68,3 +68,16 @@ export function wireError(code: ErrorCode, message: string, path?: string): Wire
   if (path !== undefined) err.path = path;
   return err;
 }
+
+/**
+ * The one way a field path is written in errors: `steps[0].operation.features[1]` (names
+ * joined by dots, list indices in brackets), whether it comes from a schema or the planner.
+ */
+export function formatPath(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`;
+    else out += out === '' ? String(p) : `.${String(p)}`;
+  }
+  return out;
+}

@@ -7,7 +7,7 @@ import { Packr } from 'msgpackr';
 import t, { type Test } from 'tap';
 import { decode, decodeValue, encode, encodeValue, MAX_DEPTH } from '../protocols/codec.ts';
 import { OperationSchema, QueryStageSchema } from '../protocols/entities.ts';
-import { type ErrorCode, ErrorCodes, WireErrorSchema, wireError } from '../protocols/errors.ts';
+import { type ErrorCode, ErrorCodes, formatPath, WireErrorSchema, wireError } from '../protocols/errors.ts';
 import { type Message, MessageSchemas, type MessageType, MessageTypes } from '../protocols/messages.ts';
 
 const CORPUS = fileURLToPath(new URL('./protocol-corpus/', import.meta.url));
@@ -561,4 +561,14 @@ t.test('an error frame with a code from a newer peer is read as INTERNAL, keepin
     t.equal(d.message.error.message, 'QUOTA_EXCEEDED: too many artifacts today');
     t.equal(d.message.reqId, 4, 'so the request it answers fails at once');
   }
+});
+
+t.test('every error path is written one way: dots between names, brackets around indices', async (t) => {
+  t.equal(formatPath(['artifact', 'steps', 0, 'operation', 'features', 1]), 'artifact.steps[0].operation.features[1]');
+  t.equal(formatPath([0, 'a']), '[0].a');
+  t.equal(formatPath([]), '');
+  const d = decode(
+    new Packr({ useRecords: false }).pack({ type: 'submitArtifact', reqId: 1, projectToken: 'token-1234', artifact: { steps: [{ kind: 'Teleport' }] } }),
+  );
+  t.match(d, { ok: false, error: { code: 'INVALID_MESSAGE', path: /^artifact\.steps\[0\]/ } });
 });

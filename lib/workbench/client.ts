@@ -9,6 +9,7 @@ import {
   type Query,
   type Step,
 } from '../../protocols/entities.ts';
+import { formatPath } from '../../protocols/errors.ts';
 import type { Message, MessageOf, MessageType } from '../../protocols/messages.ts';
 import { PROTOCOL_VERSION } from '../../protocols/version.ts';
 import { FdlError } from '../errors.ts';
@@ -309,7 +310,7 @@ export class Workbench {
     const parsed = ArtifactSpecSchema.safeParse(spec);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      const path = issue?.path.join('.') ?? '';
+      const path = issue ? formatPath(issue.path) : '';
       throw new FdlError('INVALID_ARTIFACT', `${path ? `${path}: ` : ''}${issue?.message ?? 'invalid artifact'}`, { path });
     }
     const { status } = await this.ask(

@@ -102,7 +102,7 @@ t.test('clear errors: bad artifact file, unknown artifact, unreachable scheduler
   writeFileSync(badFile, JSON.stringify({ steps: [{ kind: 'Parallel', operation: { kind: 'Count', query: { where: { feature: 'x', op: '~' } } } }] }));
   const bad = await fdl('submit', badFile, '--project', token);
   t.equal(bad.code, 1);
-  t.match(bad.stderr, /INVALID_ARTIFACT: steps\.0\.operation/);
+  t.match(bad.stderr, /INVALID_ARTIFACT: steps\[0\]\.operation/);
   t.notMatch(bad.stderr, /\n\s+at /);
   const notJson = join(dir, 'bad.txt');
   writeFileSync(notJson, '{ nope');

@@ -66,7 +66,7 @@ t.test('bad frames get error replies with codes; the connection keeps working', 
   t.match(await peer.next(), { type: 'error', reqId: 9, error: { code: 'INVALID_MESSAGE' } }, 'an unexpected field');
 
   peer.msg({ type: 'submitArtifact', reqId: 10, projectToken: token, artifact: { steps: [{ kind: 'Teleport' }] } });
-  t.match(await peer.next(), { type: 'error', reqId: 10, error: { code: 'INVALID_MESSAGE', path: /^artifact\.steps\.0/ } }, 'an unknown step kind');
+  t.match(await peer.next(), { type: 'error', reqId: 10, error: { code: 'INVALID_MESSAGE', path: /^artifact\.steps\[0\]/ } }, 'an unknown step kind');
 
   peer.msg({ type: 'jobStarted', jobId: 'x.0', attempt: 1 });
   t.match(await peer.next(), { type: 'error', error: { code: 'UNEXPECTED_MESSAGE' } }, "a worker's message from a workbench");

@@ -1,19 +1,17 @@
 // The estimators are Ferdelance's secure sums with its bugs fixed: run whole Sequential chains in-process (initiator -> worker 1 -> worker 2 -> initiator) and check the exact central answer, that the mask hides every partial, and the refusals.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pack, unpack } from 'msgpackr';
 import t from 'tap';
 import { DataEngine } from '../lib/data/engine.ts';
-import { isFdlError } from '../lib/errors.ts';
-import { drawMask, keyJson, type Locals, normalizeScalar, type OpContext } from '../lib/ops/context.ts';
+import { drawMask, keyJson, normalizeScalar, type OpContext } from '../lib/ops/context.ts';
 import { compareKeys, domainKeys, MAX_GROUP_KEYS } from '../lib/ops/estimators/group-count.ts';
 import { runOperation } from '../lib/ops/index.ts';
 import type { Filter, Operation, Query, Scalar } from '../protocols/entities.ts';
+import { type ChainNode, caught, ctxOf, MapLocals, seeded, sequential as chainSequential, TOKEN, } from './helpers/chain.ts';
 
 const DATA = new URL('../examples/data/', import.meta.url).pathname;
 const SHARD1 = join(DATA, 'california_housing.MedInc1.csv');
 const SHARD2 = join(DATA, 'california_housing.MedInc2.csv');
-const TOKEN = 'project-token';
 
 function readCsv(path: string): { header: string[]; rows: number[][] } {
   const lines = readFileSync(path, 'utf8').trim().split('\n');
@@ -25,83 +23,13 @@ const header = s1.header;
 const all = [...s1.rows, ...s2.rows];
 const v = (r: number[], f: string): number => r[header.indexOf(f)] as number;
 
-/** mulberry32: a seeded [0,1) generator, so the masks are reproducible. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-class MapLocals implements Locals {
-  readonly map = new Map<string, unknown>();
-  get(key: string): unknown {
-    return this.map.get(key);
-  }
-  set(key: string, value: unknown): void {
-    this.map.set(key, value);
-  }
-}
-
-interface Node {
-  data: DataEngine | undefined;
-  locals: Locals;
-}
-
-function ctx(node: Node, operation: Operation, inputs: unknown[], extra: Partial<OpContext> = {}): OpContext {
-  return {
-    operation,
-    attempt: 1,
-    artifactId: 'artifact-1',
-    stepIndex: 0,
-    iteration: 0,
-    projectToken: TOKEN,
-    inputs,
-    data: node.data,
-    locals: node.locals,
-    random: seeded(42),
-    // These tests check the masked sums against every row; the minimum group size has its own tests (estimators-privacy).
-    privacy: { minGroupSize: 1 },
-    ...extra,
-  };
-}
-
-/** Products cross the wire as msgpack: every hop is packed and unpacked. */
-const wire = (x: unknown): unknown => unpack(pack(x));
-
-interface Chain {
-  result: unknown;
-  /** The products of init, worker 1, worker 2, as they crossed the wire. */
-  hops: unknown[];
-}
-
-async function sequential(
-  initiator: Node,
-  workers: Node[],
-  init: Operation,
-  op: Operation,
-  final: Operation,
-  extra: Partial<OpContext> = {},
-): Promise<Chain> {
-  const hops: unknown[] = [wire(await runOperation(ctx(initiator, init, [], extra)))];
-  for (const w of workers) hops.push(wire(await runOperation(ctx(w, op, [hops.at(-1)], extra))));
-  const result = wire(await runOperation(ctx(initiator, final, [hops.at(-1)], extra)));
-  return { result, hops };
-}
-
-async function caught(p: Promise<unknown>): Promise<{ code: string; message: string; retryable: boolean; path?: string }> {
-  try {
-    await p;
-  } catch (e) {
-    if (isFdlError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
-}
+// These tests check the masked sums against every row; the minimum group size has its own tests (estimators-privacy).
+const noSuppression: Partial<OpContext> = { privacy: { minGroupSize: 1 } };
+type Node = ChainNode;
+const ctx = (node: Node, operation: Operation, inputs: unknown[], extra: Partial<OpContext> = {}) =>
+  ctxOf(node, operation, inputs, { ...noSuppression, ...extra });
+const sequential = (initiator: Node, workers: Node[], init: Operation, op: Operation, final: Operation, extra: Partial<OpContext> = {}) =>
+  chainSequential(initiator, workers, init, op, final, { ...noSuppression, ...extra });
 
 t.test('Sequential chains over two shards match the central computation', async (t) => {
   const e1 = await DataEngine.open([{ name: 'shard1', path: SHARD1, projects: [TOKEN] }]);

@@ -253,9 +253,7 @@ export class DataEngine {
   ): Promise<{ sums: Record<string, number>; counts: Record<string, number> }> {
     return this.op(async () => {
       const rel = await this.relation(token, query);
-      const names = [...new Set(features)];
-      if (names.length === 0) throw new FdlError('BAD_QUERY', 'no feature to sum', { path: 'features' });
-      const cols = numericCols(rel, names);
+      const { names, cols } = numericFeatures(rel, features);
       const select = cols.map((c) => `sum(${c}), count(${c})`).join(', ');
       const rows = await this.onRelation(rel, `SELECT ${select} FROM ${rel.from}`);
       const row = rows[0] ?? [];
@@ -273,9 +271,7 @@ export class DataEngine {
   moments(token: string, features: string[], query?: Query, shifts?: number[]): Promise<Record<string, Moments>> {
     return this.op(async () => {
       const rel = await this.relation(token, query);
-      const names = [...new Set(features)];
-      if (names.length === 0) throw new FdlError('BAD_QUERY', 'no feature', { path: 'features' });
-      const cols = numericCols(rel, names, true);
+      const { names, cols } = numericFeatures(rel, features, true);
       const params = [...rel.params];
       const select = cols
         .map((c, i) => {
@@ -318,9 +314,7 @@ export class DataEngine {
   ): Promise<{ n: number; sums: number[]; shifted: number[]; comoments: number[][] }> {
     return this.op(async () => {
       const rel = await this.relation(token, query);
-      const names = [...new Set(features)];
-      if (names.length === 0) throw new FdlError('BAD_QUERY', 'no feature', { path: 'features' });
-      const cols = numericCols(rel, names, true);
+      const { cols } = numericFeatures(rel, features, true);
       const params = [...rel.params];
       const d = cols.map((c, i) => `(${c} - CAST(${push(params, shifts?.[i] ?? 0, 'shift')} AS DOUBLE))`);
       const parts = ['count(*)', ...cols.map((c) => `fsum(${c})`), ...d.map((x) => `fsum(${x})`)];
@@ -450,9 +444,7 @@ export class DataEngine {
   ): Promise<{ rows: number; columns: Record<string, Float64Array>; rowIds: Uint32Array }> {
     return this.op(async () => {
       const rel = await this.relation(token, query);
-      const names = [...new Set(features)];
-      if (names.length === 0) throw new FdlError('BAD_QUERY', 'no feature to read', { path: 'features' });
-      const cols = numericCols(rel, names, true);
+      const { names, cols } = numericFeatures(rel, features, true);
       const rows = await this.onRelation(
         rel,
         `SELECT ${cols.join(', ')}, ${quoteIdent(ROW_ID)} FROM ${rel.from} ORDER BY ${quoteIdent(ROW_ID)}`,
@@ -604,6 +596,13 @@ export function binWidth(bins: { lo: number; hi: number; count: number }): numbe
 }
 
 /** The numeric features of a relation as SQL columns (DOUBLE when `asDouble`); anything else is BAD_QUERY. */
+/** The distinct numeric features asked for, and their SQL columns; none, or a non-numeric one, is a BAD_QUERY. */
+function numericFeatures(rel: Relation, features: readonly string[], asDouble = false): { names: string[]; cols: string[] } {
+  const names = [...new Set(features)];
+  if (names.length === 0) throw new FdlError('BAD_QUERY', 'no feature given', { path: 'features' });
+  return { names, cols: numericCols(rel, names, asDouble) };
+}
+
 function numericCols(rel: Relation, names: readonly string[], asDouble = false): string[] {
   return names.map((name, i) => {
     const f = lookupFeature(rel.schema, name, `features[${i}]`);

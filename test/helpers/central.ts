@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { meanOf } from './stats.ts';
 
 /**
  * The central computation the federated figures must equal: the union of the shards,
@@ -25,16 +26,9 @@ export function column(t: Table, name: string): number[] {
   return t.rows.map((r) => r[i] as number);
 }
 
-/** Neumaier summation: the central reference should be at least as exact as the system under test. */
+/** The central mean, with the same compensated sum as every other central figure. */
 export function mean(values: number[]): number {
-  let sum = 0;
-  let c = 0;
-  for (const v of values) {
-    const t = sum + v;
-    c += Math.abs(sum) >= Math.abs(v) ? sum - t + v : v - t + sum;
-    sum = t;
-  }
-  return (sum + c) / values.length;
+  return meanOf(values);
 }
 
 export function relErr(a: number, b: number): number {

@@ -1,0 +1,227 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { WebSocketServer } from 'ws';
+import type { Step } from '../protocols/entities.ts';
+import { aggregateLinear } from '../lib/ops/models/aggregate.ts';
+import { initialLinear, trainLinear } from '../lib/ops/models/linear.ts';
+import type { LinearModel, Matrix } from '../lib/ops/models/model.ts';
+import { seededRandom } from '../lib/ops/models/random.ts';
+import { Cluster } from '../lib/sim/cluster.ts';
+import { distributions, steps } from '../lib/workbench/builders.ts';
+import type { Project } from '../lib/workbench/client.ts';
+import { models } from '../lib/workbench/models.ts';
+import { type Cleanup, median, ms, now, type Row, ratio } from './util.ts';
+
+/**
+ * Rounds: the system's own cost per round of an Iterate, the figure a researcher tuning a model
+ * pays hundreds of times (issue 9).
+ *
+ * - tiny round: `Iterate(R, [Parallel(Noop, Collect), Finalize(Noop)])` on a real cluster (a
+ *   scheduler and N worker processes). Per round = (wall(R_hi) - wall(R_lo)) / (R_hi - R_lo), so
+ *   submit, planning and the final download cancel out, and growth with R stays in.
+ *   Baseline, same run: a bare `ws` server in this process and N `ws` clients, each in its own
+ *   process, exchanging the same shape per round (a few bytes to every client, a few bytes back
+ *   from each, then the next round). No actors, no store, no codec.
+ * - FedAvg round: logistic regression, d = 10, 2,500 rows per worker (generated here with a fixed
+ *   seed), batch 64, 1 epoch per round, weighted mean. Per round from the R difference as above.
+ *   Baseline: the round's pure compute in this process (each worker's `trainLinear` over its
+ *   rows already in memory, the slower of the parallel ones, plus `aggregateLinear`).
+ */
+
+const FEATURES = Array.from({ length: 10 }, (_, j) => `x${j}`);
+const ROWS_PER_WORKER = 2500;
+
+/** A logistic workload: y = 1 with probability sigmoid(w·x + b), w and x seeded. */
+function syntheticShard(seed: number, rows: number): { csv: string; x: Matrix; y: Float64Array } {
+  const random = seededRandom(seed);
+  const truth = seededRandom(7); // the same true model on every shard
+  const w = FEATURES.map(() => truth() * 2 - 1);
+  const data = new Float64Array(rows * FEATURES.length);
+  const y = new Float64Array(rows);
+  const lines = [`${FEATURES.join(',')},y`];
+  for (let r = 0; r < rows; r++) {
+    let z = 0.1;
+    const row: number[] = [];
+    for (let j = 0; j < FEATURES.length; j++) {
+      const v = random() * 4 - 2;
+      data[r * FEATURES.length + j] = v;
+      row.push(v);
+      z += (w[j] as number) * v;
+    }
+    y[r] = random() < 1 / (1 + Math.exp(-z)) ? 1 : 0;
+    lines.push(`${row.map((v) => v.toFixed(6)).join(',')},${y[r]}`);
+  }
+  // The CSV holds the values rounded as written: the in-memory baseline reads them back the same way.
+  for (let r = 0; r < rows; r++) for (let j = 0; j < FEATURES.length; j++) data[r * FEATURES.length + j] = Number((data[r * FEATURES.length + j] as number).toFixed(6));
+  return { csv: `${lines.join('\n')}\n`, x: { rows, cols: FEATURES.length, data }, y };
+}
+
+/** The bare baseline's client: echoes every frame it gets. Runs as its own process, like a worker. */
+const ECHO_CLIENT = `
+const WebSocket = require(${JSON.stringify(createRequire(import.meta.url).resolve('ws'))});
+const ws = new WebSocket(process.argv[1], { perMessageDeflate: false });
+ws.on('message', (data) => ws.send(data, { binary: true }));
+ws.on('close', () => process.exit(0));
+ws.on('error', () => process.exit(1));
+`;
+
+/** Bare ws: per-round time of N clients each answering a few bytes, R rounds. */
+async function bareRounds(cleanup: Cleanup, workers: number, rounds: number, repeats: number): Promise<number> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+  const url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
+  const children: ChildProcess[] = [];
+  cleanup.add(`bare ws (${workers})`, async () => {
+    for (const c of children) c.kill('SIGKILL');
+    await new Promise<void>((resolve) => wss.close(() => resolve()));
+  });
+  const sockets = await new Promise<import('ws').WebSocket[]>((resolve, reject) => {
+    const list: import('ws').WebSocket[] = [];
+    wss.on('connection', (ws) => {
+      list.push(ws);
+      if (list.length === workers) resolve(list);
+    });
+    for (let i = 0; i < workers; i++) {
+      const child = spawn(process.execPath, ['-e', ECHO_CLIENT, url], { stdio: 'ignore' });
+      child.once('exit', (code) => code !== 0 && code !== null && reject(new Error(`bare ws client exited with ${code}`)));
+      children.push(child);
+    }
+  });
+  const payload = randomBytes(16);
+  const runRounds = () =>
+    new Promise<number>((resolve) => {
+      const t0 = now();
+      let round = 0;
+      let answers = 0;
+      const onAnswer = () => {
+        if (++answers < workers) return;
+        answers = 0;
+        // "Finalize": the round's answers are in; the next round starts.
+        if (++round === rounds) {
+          for (const s of sockets) s.off('message', onAnswer);
+          resolve((now() - t0) / rounds);
+          return;
+        }
+        for (const s of sockets) s.send(payload, { binary: true });
+      };
+      for (const s of sockets) s.on('message', onAnswer);
+      for (const s of sockets) s.send(payload, { binary: true });
+    });
+  await runRounds(); // warm-up
+  const out: number[] = [];
+  for (let r = 0; r < repeats; r++) out.push(await runRounds());
+  return median(out);
+}
+
+/** Per round of an Iterate artifact, from the difference of two lengths (fixed costs cancel). */
+async function perRound(project: Project, make: (rounds: number) => Step[], lo: number, hi: number, repeats: number) {
+  const wall = async (rounds: number) => {
+    const t0 = now();
+    const handle = await project.submit(make(rounds));
+    await handle.result();
+    return now() - t0;
+  };
+  await wall(lo); // warm-up
+  const perRounds: number[] = [];
+  const los: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    const a = await wall(lo);
+    const b = await wall(hi);
+    los.push(a);
+    perRounds.push((b - a) / (hi - lo));
+  }
+  return { perRound: median(perRounds), lo: median(los) };
+}
+
+/** The pure compute of one FedAvg round: each shard's local training (the slower one) plus aggregation. */
+async function fedAvgCompute(shards: Array<{ x: Matrix; y: Float64Array }>, repeats: number): Promise<number> {
+  const mean = new Float64Array(FEATURES.length);
+  const std = new Float64Array(FEATURES.length).fill(1);
+  let model: LinearModel = initialLinear('logisticRegression', FEATURES, 'y', mean, std);
+  const training = { epochs: 1, learningRate: 0.1, batchSize: 64, mu: 0, l2: 0, seed: 0 };
+  const round = async () => {
+    let slowest = 0;
+    const updates = [];
+    for (const s of shards) {
+      const t0 = now();
+      const local = await trainLinear(model, s.x, s.y, training);
+      slowest = Math.max(slowest, now() - t0);
+      updates.push({ model: local, samples: s.x.rows });
+    }
+    const t1 = now();
+    model = aggregateLinear(updates, { strategy: 'weightedMean' });
+    return slowest + (now() - t1);
+  };
+  for (let i = 0; i < 5; i++) await round(); // warm-up (JIT)
+  const out: number[] = [];
+  for (let r = 0; r < repeats * 4; r++) out.push(await round());
+  return median(out);
+}
+
+export async function benchRounds(opts: { cleanup: Cleanup; repeats: number; workers: number[] }): Promise<Row[]> {
+  const rows: Row[] = [];
+  const LO = 5;
+  const HI = Number(process.env.BENCH_ROUNDS_HI ?? 45);
+  for (const n of opts.workers) {
+    const dir = opts.cleanup.tempDir(`fdl-bench-rounds-${n}-`);
+    const shards = Array.from({ length: n }, (_, i) => syntheticShard(1000 + i, ROWS_PER_WORKER));
+    const files = shards.map((s, i) => {
+      const file = join(dir, `shard-${i + 1}.csv`);
+      writeFileSync(file, s.csv);
+      return file;
+    });
+    const token = randomBytes(16).toString('hex');
+    const cluster = await Cluster.start({
+      dir,
+      projectName: 'rounds',
+      projectToken: token,
+      workers: files.map((f, i) => ({ name: `worker-${i + 1}`, files: [f] })),
+      env: { FDL_LOG_LEVEL: 'warn' },
+    });
+    opts.cleanup.add(`cluster (${n})`, () => cluster.stop());
+    const wb = await cluster.connect('bench-rounds');
+    opts.cleanup.add(`workbench (${n})`, () => wb.close());
+    const project = await wb.project(token);
+
+    const tiny = (rounds: number): Step[] => [
+      steps.iterate(rounds, [
+        { kind: 'Parallel', operation: { kind: 'Noop' }, distribution: distributions.collect() },
+        { kind: 'Finalize', operation: { kind: 'Noop' } },
+      ]),
+    ];
+    const fedAvg = (rounds: number): Step[] =>
+      models.logisticRegression({ features: FEATURES, label: 'y', rounds, batchSize: 64, epochs: 1, standardize: 'none' });
+
+    const tinyRun = await perRound(project, tiny, LO, HI, opts.repeats);
+    const fedRun = await perRound(project, fedAvg, LO, Math.min(HI, 25), opts.repeats);
+    wb.close();
+    await cluster.stop();
+
+    const bare = await bareRounds(opts.cleanup, n, HI, opts.repeats);
+    const compute = await fedAvgCompute(shards, opts.repeats);
+    process.stdout.write(
+      `[rounds] ${n} workers: tiny round ${ms(tinyRun.perRound)} vs bare ws ${ms(bare)} (${ratio(tinyRun.perRound / bare)}); ` +
+        `FedAvg round ${ms(fedRun.perRound)} vs compute ${ms(compute)} (${ratio(fedRun.perRound / compute)}); ` +
+        `tiny artifact of ${LO} rounds ${ms(tinyRun.lo)}\n`,
+    );
+    rows.push({
+      figure: `tiny round, ${n} workers (R ${LO}..${HI})`,
+      value: ms(tinyRun.perRound),
+      baseline: `bare ws ${ms(bare)}`,
+      ratio: ratio(tinyRun.perRound / bare),
+      note: 'goal <= 2x',
+    });
+    rows.push({
+      figure: `FedAvg round, ${n} workers (d 10, ${ROWS_PER_WORKER} rows each)`,
+      value: ms(fedRun.perRound),
+      baseline: `compute ${ms(compute)}`,
+      ratio: ratio(fedRun.perRound / compute),
+      note: 'goal <= 2x',
+    });
+  }
+  return rows;
+}

@@ -472,3 +472,28 @@ t.test('close waits for a unit of work in flight, several statements long', asyn
   t.equal(s.counts.MedInc, 9288);
   await rejectsWith(t, e.moments('p', ['MedInc']), 'DATA_UNAVAILABLE', /closed/);
 });
+
+t.test('model inputs are read once and kept within a byte budget; callers get their own copies', async (t) => {
+  const e = await DataEngine.open([{ name: 'shard1', path: SHARD1, projects: ['p'] }]);
+  t.teardown(() => e.close());
+  const where: Query = { where: { feature: 'HouseAge', op: '>', value: 30 } };
+  const first = await e.numericColumns('p', ['MedInc', 'HouseAge'], where);
+  t.equal(e.numericColumnsCacheHits, 0);
+  const rowIds = [...first.rowIds];
+  (first.columns.MedInc as Float64Array).fill(-1); // a caller writing into its arrays
+  first.rowIds.fill(0);
+  const second = await e.numericColumns('p', ['MedInc', 'HouseAge'], where);
+  t.equal(e.numericColumnsCacheHits, 1, 'the same request is answered from memory');
+  const expected = s1.rows.filter((r) => (r[col('HouseAge')] as number) > 30);
+  t.equal(second.rows, expected.length);
+  t.same([...(second.columns.MedInc as Float64Array)], expected.map((r) => r[col('MedInc')]), 'unchanged by the first caller');
+  t.same([...second.rowIds], rowIds);
+  await e.numericColumns('p', ['MedInc'], where);
+  t.equal(e.numericColumnsCacheHits, 1, 'another request is read again');
+
+  // Over budget, the least recently used answer goes.
+  e.columnCacheBytes = second.rows * 8 * 2 + second.rowIds.byteLength; // room for the first answer only
+  await e.numericColumns('p', ['Population']);
+  await e.numericColumns('p', ['MedInc', 'HouseAge'], where);
+  t.equal(e.numericColumnsCacheHits, 1, 'the evicted answer is read again');
+});

@@ -135,6 +135,16 @@ function paramTypes(params: readonly Scalar[]): DuckDBType[] {
 /** Errors DuckDB raises for a query that is wrong rather than for an engine that is broken. */
 const USER_ERROR = /^(Conversion|Binder|Invalid Input|Out of Range|Parser) Error/;
 
+/** A numeric read for models: one typed array per feature, in row id order. */
+export interface NumericColumns {
+  rows: number;
+  columns: Record<string, Float64Array>;
+  rowIds: Uint32Array;
+}
+
+/** Memory a worker may spend keeping model inputs between rounds. */
+export const DEFAULT_COLUMN_CACHE_BYTES = 256 * 1024 * 1024;
+
 export class DataEngine {
   /** Set by close(): no new work is accepted. */
   private closed = false;
@@ -143,6 +153,12 @@ export class DataEngine {
   private readonly inflight = new Set<Promise<unknown>>();
   /** Tail of the queue that serializes use of the one connection. */
   private tail: Promise<unknown> = Promise.resolve();
+  /** Answers of `numericColumns` by request, least recently used first, within `columnCacheBytes`. */
+  private readonly columnCache = new Map<string, Promise<NumericColumns>>();
+  private readonly columnCacheSizes = new Map<string, number>();
+  private columnCacheHits = 0;
+  /** Budget of the column cache; past it the least recently used answers are dropped. */
+  columnCacheBytes = DEFAULT_COLUMN_CACHE_BYTES;
 
   private constructor(
     private readonly instance: DuckDBInstance,
@@ -437,11 +453,54 @@ export class DataEngine {
    * models that train in TypeScript, in row id order (see above); `rowIds` holds each row's id,
    * the number the seeded split hashes (lib/ops/split.ts, `isTestRow(seed, rowIds[i], f)`).
    */
-  numericColumns(
-    token: string,
-    features: string[],
-    query?: Query,
-  ): Promise<{ rows: number; columns: Record<string, Float64Array>; rowIds: Uint32Array }> {
+  async numericColumns(token: string, features: string[], query?: Query): Promise<NumericColumns> {
+    // The rows never change after open (sources are copied in, then file access is locked off),
+    // so the same request always has the same answer: an Iterate's rounds read it once, not per
+    // round. Callers get copies: a caller that writes into its arrays cannot spoil the cache.
+    const key = JSON.stringify([token, features, query ?? null]);
+    let entry = this.columnCache.get(key);
+    if (entry) {
+      this.columnCache.delete(key); // most recently used goes last
+      this.columnCache.set(key, entry);
+      this.columnCacheHits++;
+    } else {
+      entry = this.readNumericColumns(token, features, query);
+      this.columnCache.set(key, entry);
+      entry.then(
+        (value) => this.fitColumnCache(key, value),
+        () => this.columnCache.delete(key),
+      );
+    }
+    const value = await entry;
+    return {
+      rows: value.rows,
+      columns: Object.fromEntries(Object.entries(value.columns).map(([n, c]) => [n, c.slice()])),
+      rowIds: value.rowIds.slice(),
+    };
+  }
+
+  /** How often `numericColumns` was answered from memory (diagnostics and tests). */
+  get numericColumnsCacheHits(): number {
+    return this.columnCacheHits;
+  }
+
+  /** Drops least recently used answers until the cache fits its byte budget. */
+  private fitColumnCache(key: string, value: NumericColumns): void {
+    const size = (v: NumericColumns) => v.rowIds.byteLength + Object.values(v.columns).reduce((a, c) => a + c.byteLength, 0);
+    this.columnCacheSizes.set(key, size(value));
+    let total = 0;
+    for (const s of this.columnCacheSizes.values()) total += s;
+    for (const oldest of this.columnCache.keys()) {
+      if (total <= this.columnCacheBytes) break;
+      const s = this.columnCacheSizes.get(oldest);
+      if (s === undefined) continue; // still being read
+      this.columnCache.delete(oldest);
+      this.columnCacheSizes.delete(oldest);
+      total -= s;
+    }
+  }
+
+  private readNumericColumns(token: string, features: string[], query?: Query): Promise<NumericColumns> {
     return this.op(async () => {
       const rel = await this.relation(token, query);
       const { names, cols } = numericFeatures(rel, features, true);

@@ -74,7 +74,7 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
   let incarnation = 0;
 
   const load = (): StoredJob => {
-    const job = props.store.jobs(props.artifactId)[props.jobIndex];
+    const job = props.store.job(props.artifactId, props.jobIndex);
     if (!job) throw new Error(`job ${props.artifactId}.${props.jobIndex} is not in the store`);
     return job;
   };
@@ -87,10 +87,9 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
   };
 
   const inputs = (): ResourceRef[] => {
-    const all = props.store.jobs(props.artifactId);
     const refs: ResourceRef[] = [];
     for (const i of props.predecessors) {
-      const pred = all[i];
+      const pred = props.store.job(props.artifactId, i);
       if (pred?.leftOut) continue;
       const ref = pred?.resultResourceId ? props.store.resource(pred.resultResourceId) : undefined;
       if (!ref) throw new Error(`input of job ${props.jobIndex} from job ${i} is missing`);
@@ -118,8 +117,9 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
   /** Sends the current attempt to the worker; a worker that is away gets its grace time. */
   /** The nodes that will read this job's product, with the keys pinned at their joins. */
   const recipients = (job: StoredJob): Array<{ nodeId: string; boxKey: string }> => {
-    const all = props.store.jobs(props.artifactId);
-    const nodes = [...new Set(job.locks.map((i) => all[i]?.worker).filter((w): w is string => w !== undefined))];
+    const nodes = [
+      ...new Set(job.locks.map((i) => props.store.job(props.artifactId, i)?.worker).filter((w): w is string => w !== undefined)),
+    ];
     return nodes.map((nodeId) => {
       const keys = props.store.nodeKeys(nodeId);
       if (!keys) throw new Error(`no key pinned for ${nodeId}`);

@@ -347,7 +347,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             report: { kind: 'failed', attempt: m.attempt, error: m.error },
           });
         } else {
-          const job = store.jobs(artifactId)[jobIndex];
+          const job = store.job(artifactId, jobIndex);
           if (!job || job.worker !== nodeId) return;
           // A stale or repeated report (an old attempt, a job already done) is not stored again.
           if (job.attempt !== m.attempt || (job.state !== 'SCHEDULED' && job.state !== 'RUNNING')) return;
@@ -377,9 +377,11 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       case 'fetchResource': {
         const ref = store.resource(m.resourceId);
         // A worker may fetch only what is addressed to it: the products of jobs that unlock one of its jobs.
-        const jobs = ref ? store.jobs(ref.artifactId) : [];
-        const producer = ref ? jobs[indexOfJob(ref.jobId)] : undefined;
-        const allowed = producer?.id === ref?.jobId && producer !== undefined && producer.locks.some((i) => jobs[i]?.worker === nodeId);
+        const producer = ref ? store.job(ref.artifactId, indexOfJob(ref.jobId)) : undefined;
+        const allowed =
+          producer !== undefined &&
+          producer.id === ref?.jobId &&
+          producer.locks.some((i) => store.job(ref.artifactId, i)?.worker === nodeId);
         if (!ref || !allowed) {
           reply(peer, { type: 'error', reqId: m.reqId, error: wireError('UNKNOWN_RESOURCE', `no resource ${m.resourceId} for you`) });
           return;

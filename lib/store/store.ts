@@ -165,6 +165,7 @@ interface ArtifactRow {
 export class Store {
   readonly blobs: BlobStore;
   private readonly db: Database.Database;
+  private readonly statements = new Map<string, Database.Statement>();
 
   /** `workdir` undefined: everything in memory (tests). */
   constructor(workdir: string | undefined) {
@@ -187,13 +188,26 @@ export class Store {
     if (this.db.open) this.db.close();
   }
 
+  /**
+   * A prepared statement per SQL text, made once: preparing on every call cost more than most
+   * of the statements themselves (~40 per artifact on the hot path).
+   */
+  private sql(text: string): Database.Statement {
+    let statement = this.statements.get(text);
+    if (!statement) {
+      statement = this.db.prepare(text);
+      this.statements.set(text, statement);
+    }
+    return statement;
+  }
+
   /** The scheduler's own node id: made once, kept for ever. */
   schedulerId(preferred: string): string {
-    const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get('schedulerId') as
+    const row = this.sql('SELECT value FROM meta WHERE key = ?').get('schedulerId') as
       | { value: string }
       | undefined;
     if (row) return row.value;
-    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run('schedulerId', preferred);
+    this.sql('INSERT INTO meta (key, value) VALUES (?, ?)').run('schedulerId', preferred);
     return preferred;
   }
 
@@ -202,36 +216,36 @@ export class Store {
   /** Idempotent: a project named in the config is created once and keeps its id. */
   ensureProject(name: string, token: string): StoredProject {
     const hash = hashToken(token);
-    const byHash = this.db.prepare('SELECT id, name FROM projects WHERE token_hash = ?').get(hash) as
+    const byHash = this.sql('SELECT id, name FROM projects WHERE token_hash = ?').get(hash) as
       | StoredProject
       | undefined;
     if (byHash) return byHash;
-    const byName = this.db.prepare('SELECT id FROM projects WHERE name = ?').get(name) as { id: string } | undefined;
+    const byName = this.sql('SELECT id FROM projects WHERE name = ?').get(name) as { id: string } | undefined;
     if (byName) {
-      this.db.prepare('UPDATE projects SET token_hash = ? WHERE id = ?').run(hash, byName.id);
+      this.sql('UPDATE projects SET token_hash = ? WHERE id = ?').run(hash, byName.id);
       return { id: byName.id, name };
     }
     const id = `p-${randomUUID()}`;
-    this.db.prepare('INSERT INTO projects (id, name, token_hash) VALUES (?, ?, ?)').run(id, name, hash);
+    this.sql('INSERT INTO projects (id, name, token_hash) VALUES (?, ?, ?)').run(id, name, hash);
     return { id, name };
   }
 
   projectByToken(token: string): StoredProject | undefined {
-    return this.db.prepare('SELECT id, name FROM projects WHERE token_hash = ?').get(hashToken(token)) as
+    return this.sql('SELECT id, name FROM projects WHERE token_hash = ?').get(hashToken(token)) as
       | StoredProject
       | undefined;
   }
 
   listProjects(): StoredProject[] {
-    return this.db.prepare('SELECT id, name FROM projects ORDER BY name').all() as StoredProject[];
+    return this.sql('SELECT id, name FROM projects ORDER BY name').all() as StoredProject[];
   }
 
   // ------------------------------------------------------------ nodes
 
   /** A node that joined: it is connected from now on (until `nodeLeft`). */
   upsertNode(node: StoredNode): void {
-    this.db
-      .prepare(
+    this
+      .sql(
         `INSERT INTO nodes (id, name, role, last_seen, projects_json, connected) VALUES (@id, @name, @role, @lastSeen, @projects, 1)
          ON CONFLICT (id) DO UPDATE SET name = @name, role = @role, last_seen = @lastSeen, projects_json = @projects, connected = 1`,
       )
@@ -239,7 +253,7 @@ export class Store {
   }
 
   nodeLeft(id: string, at: number): void {
-    this.db.prepare('UPDATE nodes SET last_seen = ?, connected = 0 WHERE id = ?').run(at, id);
+    this.sql('UPDATE nodes SET last_seen = ?, connected = 0 WHERE id = ?').run(at, id);
   }
 
   /**
@@ -247,11 +261,11 @@ export class Store {
    * so they stay members of new plans for the grace time while they reconnect.
    */
   workersSeenAtStart(at: number): void {
-    this.db.prepare(`UPDATE nodes SET last_seen = ?, connected = 0 WHERE connected = 1 AND role = 'worker'`).run(at);
+    this.sql(`UPDATE nodes SET last_seen = ?, connected = 0 WHERE connected = 1 AND role = 'worker'`).run(at);
   }
 
   listNodes(): StoredNode[] {
-    const rows = this.db.prepare('SELECT * FROM nodes ORDER BY id').all() as Array<{
+    const rows = this.sql('SELECT * FROM nodes ORDER BY id').all() as Array<{
       id: string;
       name: string;
       role: 'scheduler' | 'worker';
@@ -276,7 +290,7 @@ export class Store {
 
   /** The keys pinned to a node id, if it ever joined. */
   nodeKeys(id: string): { signKey: string; boxKey: string; joinTokenId: string | undefined } | undefined {
-    const r = this.db.prepare('SELECT sign_key, box_key, join_token_id FROM nodes WHERE id = ?').get(id) as
+    const r = this.sql('SELECT sign_key, box_key, join_token_id FROM nodes WHERE id = ?').get(id) as
       | { sign_key: string | null; box_key: string | null; join_token_id: string | null }
       | undefined;
     return r?.sign_key && r.box_key ? { signKey: r.sign_key, boxKey: r.box_key, joinTokenId: r.join_token_id ?? undefined } : undefined;
@@ -284,15 +298,15 @@ export class Store {
 
   /** Pins a node's keys (first join only: a pinned key is never replaced here). */
   pinNodeKeys(id: string, signKey: string, boxKey: string, joinTokenId: string | undefined): void {
-    this.db
-      .prepare(
+    this
+      .sql(
         'UPDATE nodes SET sign_key = COALESCE(sign_key, ?), box_key = COALESCE(box_key, ?), join_token_id = COALESCE(join_token_id, ?) WHERE id = ?',
       )
       .run(signKey, boxKey, joinTokenId ?? null, id);
   }
 
   isTokenRevoked(id: string): boolean {
-    const r = this.db.prepare('SELECT revoked_at FROM tokens WHERE id = ?').get(id) as { revoked_at: number | null } | undefined;
+    const r = this.sql('SELECT revoked_at FROM tokens WHERE id = ?').get(id) as { revoked_at: number | null } | undefined;
     return r !== undefined && r.revoked_at !== null;
   }
 
@@ -307,11 +321,11 @@ export class Store {
 
   /** A token named in the config: created once (idempotent), its scope kept up to date. */
   ensureToken(kind: TokenKind, token: string, opts: { label?: string; projects?: string[] }, now: number): string {
-    const existing = this.db.prepare('SELECT id FROM tokens WHERE token_hash = ?').get(hashToken(token)) as
+    const existing = this.sql('SELECT id FROM tokens WHERE token_hash = ?').get(hashToken(token)) as
       | { id: string }
       | undefined;
     if (existing) {
-      this.db.prepare('UPDATE tokens SET projects_json = ? WHERE id = ?').run(json(opts.projects), existing.id);
+      this.sql('UPDATE tokens SET projects_json = ? WHERE id = ?').run(json(opts.projects), existing.id);
       return existing.id;
     }
     return this.insertToken(kind, token, opts, now);
@@ -319,35 +333,35 @@ export class Store {
 
   private insertToken(kind: TokenKind, token: string, opts: { label?: string; projects?: string[] }, now: number): string {
     const id = `t-${randomUUID().slice(0, 8)}`;
-    this.db
-      .prepare('INSERT INTO tokens (id, kind, token_hash, label, projects_json, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+    this
+      .sql('INSERT INTO tokens (id, kind, token_hash, label, projects_json, created_at) VALUES (?, ?, ?, ?, ?, ?)')
       .run(id, kind, hashToken(token), opts.label ?? null, json(opts.projects), now);
     return id;
   }
 
   /** The live (not revoked) token of this kind with this text. */
   findToken(kind: TokenKind, token: string): StoredToken | undefined {
-    const r = this.db.prepare('SELECT * FROM tokens WHERE token_hash = ? AND kind = ? AND revoked_at IS NULL').get(hashToken(token), kind) as
+    const r = this.sql('SELECT * FROM tokens WHERE token_hash = ? AND kind = ? AND revoked_at IS NULL').get(hashToken(token), kind) as
       | TokenRow
       | undefined;
     return r ? toToken(r) : undefined;
   }
 
   listTokens(): StoredToken[] {
-    return (this.db.prepare('SELECT * FROM tokens ORDER BY created_at').all() as TokenRow[]).map(toToken);
+    return (this.sql('SELECT * FROM tokens ORDER BY created_at').all() as TokenRow[]).map(toToken);
   }
 
   /** Revokes by id or by the token's text; false when there is no such live token. */
   revokeToken(idOrToken: string, now: number): boolean {
-    const r = this.db
-      .prepare('UPDATE tokens SET revoked_at = ? WHERE (id = ? OR token_hash = ?) AND revoked_at IS NULL')
+    const r = this
+      .sql('UPDATE tokens SET revoked_at = ? WHERE (id = ? OR token_hash = ?) AND revoked_at IS NULL')
       .run(now, idOrToken, hashToken(idOrToken));
     return r.changes > 0;
   }
 
   /** Ids of tokens revoked at or after `since` (the scheduler closes their sessions). */
   revokedSince(since: number): string[] {
-    return (this.db.prepare('SELECT id FROM tokens WHERE revoked_at >= ?').all(since) as Array<{ id: string }>).map((r) => r.id);
+    return (this.sql('SELECT id FROM tokens WHERE revoked_at >= ?').all(since) as Array<{ id: string }>).map((r) => r.id);
   }
 
   // ------------------------------------------------------------ artifacts and jobs
@@ -362,11 +376,11 @@ export class Store {
     plan: Plan;
     now: number;
   }): void {
-    const insertArtifact = this.db.prepare(
+    const insertArtifact = this.sql(
       `INSERT INTO artifacts (id, project_id, project_token, name, spec_json, policy_json, state, exits_json, created_at, updated_at)
        VALUES (?, ?, ?, ?, ?, ?, 'SCHEDULED', ?, ?, ?)`,
     );
-    const insertJob = this.db.prepare(
+    const insertJob = this.sql(
       `INSERT INTO jobs (id, artifact_id, idx, worker, step_index, iteration, role, operation_json, state, attempt, quorum_json, seal, locks_json)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'WAITING', 0, ?, ?, ?)`,
     );
@@ -401,14 +415,14 @@ export class Store {
   }
 
   artifact(id: string): StoredArtifact | undefined {
-    const row = this.db.prepare('SELECT * FROM artifacts WHERE id = ?').get(id) as ArtifactRow | undefined;
+    const row = this.sql('SELECT * FROM artifacts WHERE id = ?').get(id) as ArtifactRow | undefined;
     return row ? toArtifact(row) : undefined;
   }
 
   /** Artifacts a restarted scheduler must resume. */
   unfinishedArtifacts(): StoredArtifact[] {
-    const rows = this.db
-      .prepare(`SELECT * FROM artifacts WHERE state IN ('SCHEDULED', 'RUNNING') ORDER BY created_at`)
+    const rows = this
+      .sql(`SELECT * FROM artifacts WHERE state IN ('SCHEDULED', 'RUNNING') ORDER BY created_at`)
       .all() as ArtifactRow[];
     return rows.map(toArtifact);
   }
@@ -419,22 +433,29 @@ export class Store {
     now: number,
     extra: { error?: ArtifactStatus['error']; resultResourceId?: string } = {},
   ): void {
-    this.db
-      .prepare(
+    this
+      .sql(
         `UPDATE artifacts SET state = ?, updated_at = ?, error_json = COALESCE(?, error_json),
          result_resource_id = COALESCE(?, result_resource_id) WHERE id = ?`,
       )
       .run(state, now, json(extra.error), extra.resultResourceId ?? null, id);
   }
 
+  /** One job by key (the hot path never reads a whole artifact to find one job). */
+  job(artifactId: string, index: number): StoredJob | undefined {
+    const row = this.sql('SELECT * FROM jobs WHERE artifact_id = ? AND idx = ?').get(artifactId, index) as JobRow | undefined;
+    return row ? toJob(row) : undefined;
+  }
+
+  /** Every job of an artifact, in index order: for a supervisor loading its DAG and for a full status. */
   jobs(artifactId: string): StoredJob[] {
-    const rows = this.db.prepare('SELECT * FROM jobs WHERE artifact_id = ? ORDER BY idx').all(artifactId) as JobRow[];
+    const rows = this.sql('SELECT * FROM jobs WHERE artifact_id = ? ORDER BY idx').all(artifactId) as JobRow[];
     return rows.map(toJob);
   }
 
   updateJob(id: string, change: JobChange): void {
-    this.db
-      .prepare(
+    this
+      .sql(
         `UPDATE jobs SET state = ?, attempt = COALESCE(?, attempt), last_error_json = COALESCE(?, last_error_json),
          result_resource_id = CASE WHEN ? THEN NULL ELSE COALESCE(?, result_resource_id) END,
          next_attempt_at = ?, left_out = COALESCE(?, left_out) WHERE id = ?`,
@@ -457,8 +478,8 @@ export class Store {
   putResource(meta: Omit<ResourceRef, 'id' | 'size'> & { artifactId: string }, bytes: Uint8Array, now: number): ResourceRef {
     const id = `r-${randomUUID()}`;
     const location = this.blobs.put(id, bytes);
-    this.db
-      .prepare(
+    this
+      .sql(
         `INSERT INTO resources (id, artifact_id, job_id, producer, size, sha256, location, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       )
@@ -467,8 +488,8 @@ export class Store {
   }
 
   resource(id: string): (ResourceRef & { artifactId: string }) | undefined {
-    const row = this.db
-      .prepare('SELECT id, artifact_id, job_id, producer, size, sha256 FROM resources WHERE id = ?')
+    const row = this
+      .sql('SELECT id, artifact_id, job_id, producer, size, sha256 FROM resources WHERE id = ?')
       .get(id) as
       | { id: string; artifact_id: string; job_id: string; producer: string; size: number; sha256: string }
       | undefined;

@@ -58,12 +58,18 @@ export function spawnConnection(
     `conn-${peer.id}`,
     (s, msg, ctx) => {
       switch (msg.kind) {
-        case 'send':
-          peer.send(msg.message);
+        case 'send': {
+          // A message acknowledges the state behind it: it leaves once that state is durable.
+          const { message } = msg;
+          props.store.afterDurable(() => peer.send(message));
           return s;
-        case 'close':
-          peer.close(msg.code, msg.reason);
+        }
+        case 'close': {
+          // After what was sent before it (an error frame saying why), not ahead of it.
+          const { code, reason } = msg;
+          props.store.afterDurable(() => peer.close(code, reason));
           return s;
+        }
         case 'closed':
           if (handle) send(scheduler, s.nodeId ? { kind: 'peerLeft', peer: handle, nodeId: s.nodeId } : { kind: 'peerLeft', peer: handle });
           stop(ctx.self);

@@ -75,6 +75,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger): Promise<Runn
   const { data, projects } = await openData(config, log);
   const identity = loadOrCreateIdentity(config.workdir);
   const store = new Store(config.workdir);
+  store.onBarrierError = (e) => log.error({ err: e }, 'the store cannot make its changes durable; holding every message until it can');
   const byName = new Map(config.projects.map((p) => [p.name, store.ensureProject(p.name, p.token).id]));
   for (const token of config.join_tokens) store.ensureToken('join', token, { label: 'config' }, Date.now());
   for (const [i, w] of config.workbench_tokens.entries()) {

@@ -1,0 +1,101 @@
+/**
+ * Group commit: what the scheduler tells anyone waits until the state behind it is on disk,
+ * and one fsync covers every change made meanwhile.
+ *
+ * The store commits each change with `synchronous = NORMAL` (in WAL mode: the commit is in the
+ * OS's hands, safe from a process kill but not yet from a power cut). A message to a peer is an
+ * acknowledgement of the state that led to it (an accepted artifact, an assignment whose inputs
+ * were completed, a result), so it goes out only after a *barrier*: one commit with
+ * `synchronous = FULL`, whose fsync of the WAL makes every earlier commit durable too. The
+ * barrier waits for the cascade of actor hops that follow one event (a report: the resource,
+ * the job's COMPLETED, the next job's SCHEDULED) to go quiet, so a round costs one or two
+ * fsyncs instead of one per transition. State nobody was told about may be lost by a power cut;
+ * the scheduler then redoes it, as after a kill.
+ */
+
+export interface Durable {
+  /** A counter that moves with every change (SQLite's total_changes()). */
+  changes(): number;
+  /** Makes every change so far durable (throws when it cannot). */
+  barrier(): void;
+}
+
+/** Turns with no change before the barrier runs: a report's cascade is a few actor hops long. */
+const QUIET_TURNS = 3;
+/** A busy scheduler still syncs at least this often (in event-loop turns). */
+const MAX_TURNS = 64;
+/** After a failed barrier (disk full, I/O error), the next try waits this long. */
+const RETRY_MS = 200;
+
+export class GroupCommit {
+  private readonly waiting: Array<() => void> = [];
+  private durableAt: number;
+  private scheduled = false;
+  /** Barriers run: for the bench and tests (it is the fsync count of the rows). */
+  barriers = 0;
+
+  constructor(
+    private readonly store: Durable,
+    private readonly onError: (e: unknown) => void,
+  ) {
+    this.durableAt = store.changes();
+  }
+
+  /** Runs `fn` once every change made so far is durable: now, when nothing is pending. */
+  afterDurable(fn: () => void): void {
+    if (this.waiting.length === 0 && this.store.changes() === this.durableAt) {
+      fn();
+      return;
+    }
+    this.waiting.push(fn);
+    this.schedule();
+  }
+
+  /** Makes everything durable now and runs what waited (at shutdown). */
+  flushNow(): void {
+    this.flush();
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    let last = this.store.changes();
+    let quiet = 0;
+    let turns = 0;
+    const tick = () => {
+      const now = this.store.changes();
+      quiet = now === last ? quiet + 1 : 0;
+      last = now;
+      if (quiet < QUIET_TURNS && ++turns < MAX_TURNS) {
+        setImmediate(tick);
+        return;
+      }
+      this.scheduled = false;
+      this.flush();
+    };
+    setImmediate(tick);
+  }
+
+  private flush(): void {
+    if (this.store.changes() !== this.durableAt) {
+      try {
+        this.store.barrier();
+        this.barriers++;
+      } catch (e) {
+        // Nothing that waits may go out before its state is durable: keep it, and try again.
+        this.onError(e);
+        if (!this.scheduled) {
+          this.scheduled = true;
+          setTimeout(() => {
+            this.scheduled = false;
+            this.flush();
+          }, RETRY_MS).unref();
+        }
+        return;
+      }
+      this.durableAt = this.store.changes();
+    }
+    const ready = this.waiting.splice(0);
+    for (const fn of ready) fn();
+  }
+}

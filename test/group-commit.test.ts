@@ -1,0 +1,98 @@
+// Group commit is what lets the scheduler skip an fsync per transition without breaking its promise:
+// nothing it tells a peer may go out before the state behind it is durable. These tests pin that
+// promise (a message waits for the barrier, in order, and is held while the barrier fails) and that
+// the barrier is shared by the changes of one cascade.
+import { join } from 'node:path';
+import t from 'tap';
+import { type Durable, GroupCommit } from '../lib/store/group-commit.ts';
+import { Store } from '../lib/store/store.ts';
+
+/** A store stand-in: `write()` is a change; `barrier()` can be made to fail. */
+class FakeStore implements Durable {
+  count = 0;
+  synced = 0;
+  failing = false;
+  barrierCalls = 0;
+  write(): void {
+    this.count++;
+  }
+  changes(): number {
+    return this.count;
+  }
+  barrier(): void {
+    this.barrierCalls++;
+    if (this.failing) throw new Error('ENOSPC: no space left on device');
+    this.synced = this.count;
+  }
+}
+
+/** Resolves once `cond` holds, checking after every event-loop turn; fails with `what` after `ms`. */
+async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+t.test('a message waits for the barrier that makes its state durable; nothing pending, it goes at once', async (t) => {
+  const store = new FakeStore();
+  const errors: unknown[] = [];
+  const commit = new GroupCommit(store, (e) => errors.push(e));
+  const sent: string[] = [];
+
+  commit.afterDurable(() => sent.push('clean'));
+  t.same(sent, ['clean'], 'nothing changed: sent at once, no barrier');
+  t.equal(store.barrierCalls, 0);
+
+  store.write();
+  commit.afterDurable(() => sent.push(`a (durable up to ${store.synced})`));
+  store.write(); // the cascade goes on: a second change before the barrier
+  commit.afterDurable(() => sent.push(`b (durable up to ${store.synced})`));
+  t.same(sent, ['clean'], 'held while the change is not durable');
+  await until(() => sent.length === 3, 'the held messages');
+  t.same(sent, ['clean', 'a (durable up to 2)', 'b (durable up to 2)'], 'in order, after one barrier covering both changes');
+  t.equal(store.barrierCalls, 1, 'one barrier for the cascade');
+  t.equal(commit.barriers, 1);
+  t.same(errors, []);
+});
+
+t.test('a failing barrier holds every message until it succeeds', async (t) => {
+  const store = new FakeStore();
+  const errors: unknown[] = [];
+  const commit = new GroupCommit(store, (e) => errors.push(e));
+  const sent: number[] = [];
+  store.failing = true;
+  store.write();
+  commit.afterDurable(() => sent.push(1));
+  await until(() => errors.length >= 2, 'two failed barriers');
+  t.same(sent, [], 'not sent while its state cannot be made durable');
+  t.match(String(errors[0]), /ENOSPC/);
+  commit.afterDurable(() => sent.push(2));
+  store.failing = false;
+  await until(() => sent.length === 2, 'the messages after the disk recovered');
+  t.same(sent, [1, 2], 'in order');
+  t.equal(store.synced, 1);
+});
+
+t.test('the real store: a change, then a message: the message waits for a FULL commit', async (t) => {
+  const dir = t.testdir({});
+  const store = new Store(join(dir, 'work'));
+  t.teardown(() => store.close());
+  const sent: string[] = [];
+  store.afterDurable(() => sent.push('before any change'));
+  t.same(sent, ['before any change']);
+
+  const before = store.barriers;
+  store.ensureProject('p', 'token-1');
+  store.afterDurable(() => sent.push(`after the project (barriers ${store.barriers - before})`));
+  t.equal(sent.length, 1, 'held');
+  await until(() => sent.length === 2, 'the message');
+  t.same(sent[1], 'after the project (barriers 1)');
+
+  // A read changes nothing: the next message goes at once.
+  store.listProjects();
+  store.afterDurable(() => sent.push('after a read'));
+  t.equal(sent.length, 3);
+  t.equal(store.barriers - before, 1);
+});

@@ -211,7 +211,7 @@ t.test('a damaged page is found at open, not when a query reaches it', async (t)
   writeSync(fd, Buffer.alloc(size - 4 * 4096, 0xa5), 0, size - 4 * 4096, 4 * 4096);
   closeSync(fd);
   const message = refusal(() => openSchedulerStore(dir));
-  t.match(message, /scheduler\.sqlite (is damaged \(PRAGMA quick_check: .+\)|cannot be read \(.+\)): restore it from a backup, or start a new network with --init-store$/);
+  t.match(message, /scheduler\.sqlite (is damaged \(PRAGMA quick_check: .+\)|cannot be read \(.+\)): restore it from a backup, or start a new network with fdl node --init-store$/);
   t.notMatch(message, /\n/, 'one line');
   const fresh = openSchedulerStore(dir, { initStore: true });
   t.ok(fresh.replaced, 'with --init-store it starts a new network');

@@ -77,7 +77,7 @@ CREATE INDEX resources_by_artifact ON resources (artifact_id);
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
 
 /** What to tell an operator whose store is damaged: both ways out. */
-export const DAMAGED_ADVICE = 'restore it from a backup, or start a new network with --init-store';
+export const DAMAGED_ADVICE = 'restore it from a backup, or start a new network with fdl node --init-store';
 
 /** Opens (creating if need be) the store's database; `file` undefined: in memory (tests). */
 export function openDatabase(file: string | undefined): Database.Database {

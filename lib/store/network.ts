@@ -42,7 +42,7 @@ function readMarker(workdir: string): NetworkMarker | undefined {
   } catch {
     // unreadable: reported below as a marker without an id
   }
-  throw new StoreCheckError(`${file} is unreadable or has no networkId: restore it, or start a new network with --init-store`, { replaceable: true });
+  throw new StoreCheckError(`${file} is unreadable or has no networkId: ${DAMAGED_ADVICE}`, { replaceable: true });
 }
 
 function writeMarker(workdir: string, network: NetworkMarker): void {

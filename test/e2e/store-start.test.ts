@@ -77,7 +77,7 @@ async function refusedStart(t: Test, line: RegExp): Promise<void> {
   t.equal(code, 2, 'it exits 2, as for a bad config');
   t.equal(stderr.trim().split('\n').length, 1, `one line on stderr: ${stderr.trim()}`);
   t.match(stderr, line);
-  t.match(stderr, /restore it from a backup, or start a new network with --init-store\n$/, 'saying both ways out');
+  t.match(stderr, /restore it from a backup, or start a new network with fdl node --init-store\n$/, 'saying both ways out');
   t.notMatch(stderr, /\n\s+at /, 'no stack trace');
 }
 

@@ -40,6 +40,8 @@ const WORKBENCH_MESSAGES: ReadonlySet<Message['type']> = new Set([
   'getResult',
   'subscribe',
   'cancelArtifact',
+  'listArtifacts',
+  'deleteArtifact',
 ]);
 
 export function spawnConnection(

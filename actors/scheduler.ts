@@ -12,8 +12,9 @@ import { aggregateProject } from '../lib/projects.ts';
 import { type WorkbenchScope, inScope } from '../lib/security/auth.ts';
 import { fingerprint } from '../lib/security/identity.ts';
 import { sha256Hex } from '../lib/store/blobs.ts';
-import { artifactStatus } from '../lib/store/status.ts';
-import type { Store, StoredNode, StoredProject } from '../lib/store/store.ts';
+import { DEFAULT_ARTIFACT_LIST_LIMIT, RETENTION_SWEEP_BATCH } from '../lib/store/defaults.ts';
+import { artifactStatus, artifactSummary } from '../lib/store/status.ts';
+import { FINISHED_STATES, type Store, type StoredNode, type StoredProject } from '../lib/store/store.ts';
 import { type SupervisorMsg, type SupervisorReport, spawnArtifactSupervisor } from './artifact-supervisor.ts';
 
 /**
@@ -37,6 +38,8 @@ export type SchedulerMsg =
   | { kind: 'workbenchJoined'; peer: PeerHandle; scope: WorkbenchScope }
   /** Timer: close the sessions of tokens revoked since the last check. */
   | { kind: 'checkRevocations' }
+  /** Timer (and once at start): delete finished artifacts older than the retention. */
+  | { kind: 'sweepFinished' }
   | { kind: 'fromWorker'; peer: PeerHandle; nodeId: string; message: Message }
   | { kind: 'fromWorkbench'; peer: PeerHandle; message: WorkbenchRequest }
   | { kind: 'peerLeft'; peer: PeerHandle; nodeId?: string }
@@ -53,6 +56,12 @@ export interface SchedulerProps {
   initiator: { peer: PeerHandle; name: string; projects: ProjectData[] };
   /** The scheduler node's own public keys (the initiator receives sealed resources too). */
   identity: { signKey: string; boxKey: string };
+  /** Finished artifacts are deleted this long after they finished. */
+  retentionMs: number;
+  /** Artifacts one workbench token may have SCHEDULED or RUNNING. */
+  artifactsInFlightPerWorkbench: number;
+  /** The initiator's locals (masks of Sequential estimators), deleted with their artifact. */
+  locals: { delete(artifactId: string): void };
   now?: () => number;
 }
 
@@ -165,6 +174,16 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
   ) => {
     const project = scopedProject(scope, m.projectToken, peer, m.reqId);
     if (!project) return;
+    // Fair use: one researcher's burst of submits must not delay everyone else's artifacts.
+    const inFlight = store.artifactsInFlight(scope.tokenId);
+    if (inFlight >= props.artifactsInFlightPerWorkbench) {
+      const error = wireError(
+        'QUOTA_EXCEEDED',
+        `this workbench token has ${inFlight} artifacts in flight (SCHEDULED or RUNNING), its limit is ${props.artifactsInFlightPerWorkbench} (quotas.artifacts_in_flight_per_workbench): wait for one to finish, or cancel one`,
+      );
+      reply(peer, { type: 'error', reqId: m.reqId, error });
+      return;
+    }
     const spec: ArtifactSpec = m.artifact;
     const holdings = workersOf(s, m.projectToken);
     const holders = holdings.map((h) => h.nodeId);
@@ -180,7 +199,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       if (holdings.length > 0) checkFeatures(spec.steps, new Set(aggregateProject(project, holdings).features.map((f) => f.name)));
       const plan = bindArtifact(spec.steps, { initiator: props.schedulerId, workers: holders });
       const id = `a-${randomUUID()}`;
-      store.createArtifact({ id, projectId: project.id, projectToken: m.projectToken, spec, policy, plan, now: now() });
+      store.createArtifact({ id, projectId: project.id, projectToken: m.projectToken, spec, policy, plan, now: now(), submitterTokenId: scope.tokenId });
       log.info({ artifactId: id, jobs: plan.jobs.length, workers: holders.length }, 'artifact accepted');
       const artifact = store.artifact(id);
       if (!artifact) throw new Error('artifact vanished after insert');
@@ -190,6 +209,13 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
     } catch (e) {
       fail(peer, m.reqId, e);
     }
+  };
+
+  /** A finished artifact's rows, resource files and the initiator's masks; its subscriptions end. */
+  const deleteArtifact = (s: SchedulerState, artifactId: string) => {
+    store.deleteArtifact(artifactId);
+    props.locals.delete(artifactId);
+    s.subscriptions.delete(artifactId);
   };
 
   const subscribe = (s: SchedulerState, artifactId: string, peer: PeerHandle) => {
@@ -289,6 +315,29 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
         const supervisor = s.supervisors.get(m.artifactId);
         if (supervisor) send(supervisor, { kind: 'cancel', replyTo: { peer, reqId: m.reqId } });
         else reply(peer, { type: 'status', reqId: m.reqId, status: artifactStatus(artifact, store.jobs(m.artifactId)) });
+        return;
+      }
+      case 'listArtifacts': {
+        const artifacts = store.listArtifacts(scope.projects, m.limit ?? DEFAULT_ARTIFACT_LIST_LIMIT).map(artifactSummary);
+        reply(peer, { type: 'artifactList', reqId: m.reqId, artifacts });
+        return;
+      }
+      case 'deleteArtifact': {
+        const artifact = visibleArtifact(m.artifactId);
+        if (!artifact) return;
+        // Only a finished artifact: its supervisor wrote the end state and stopped its jobs in one
+        // message, so nothing of it writes to the store any more (late reports find no job row).
+        if (!FINISHED_STATES.includes(artifact.state)) {
+          const error = wireError(
+            'ARTIFACT_NOT_FINISHED',
+            `artifact ${artifact.id} is ${artifact.state}: cancel it first (fdl cancel ${artifact.id}), then delete it`,
+          );
+          reply(peer, { type: 'error', reqId: m.reqId, error });
+          return;
+        }
+        deleteArtifact(s, artifact.id);
+        log.info({ artifactId: artifact.id, tokenId: scope.tokenId }, 'artifact deleted by a workbench');
+        reply(peer, { type: 'artifactDeleted', reqId: m.reqId, artifactId: artifact.id });
         return;
       }
       case 'getResult': {
@@ -488,6 +537,14 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
               w.peer.close(4001, 'token revoked');
             }
           }
+          return s;
+        }
+        case 'sweepFinished': {
+          const expired = store.finishedBefore(now() - props.retentionMs, RETENTION_SWEEP_BATCH);
+          for (const id of expired) deleteArtifact(s, id);
+          if (expired.length > 0) log.info({ deleted: expired.length, retentionMs: props.retentionMs }, 'finished artifacts past their retention deleted');
+          // A full batch: more may be due; go on after the messages already waiting.
+          if (expired.length === RETENTION_SWEEP_BATCH) send(ctx.self, { kind: 'sweepFinished' });
           return s;
         }
         case 'workbenchJoined':

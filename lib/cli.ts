@@ -1,12 +1,13 @@
 import { readFileSync } from 'node:fs';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import type { ArtifactStatus } from '../protocols/entities.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { isFdlError } from './errors.ts';
 import { createLogger, installProcessHandlers } from './log.ts';
 import { startNode } from './node.ts';
-import { Store } from './store/store.ts';
+import { StoreCheckError } from './store/db.ts';
+import { openSchedulerStore } from './store/network.ts';
 import { Workbench } from './workbench.ts';
 import { printTable, progressBar } from './cli/output.ts';
 
@@ -21,7 +22,8 @@ function fail(e: unknown): never {
     process.stderr.write(`${e.message}\n`);
     process.exit(2);
   }
-  if (e instanceof UsageError) {
+  // A store that must not be used as it is: like a bad config, the operator has to act (exit 2).
+  if (e instanceof UsageError || e instanceof StoreCheckError) {
     process.stderr.write(`fdl: ${e.message}\n`);
     process.exit(2);
   }
@@ -106,11 +108,16 @@ export function buildProgram(): Command {
     .command('node')
     .description('run a node (scheduler, worker or standalone) from its YAML config')
     .requiredOption('-c, --config <file>', 'the node configuration (YAML)')
-    .action(async (opts: { config: string }) => {
+    .option(
+      '--init-store',
+      "scheduler: start a new network where the work directory's store is missing, empty or damaged (the old files are kept aside); it forgets every artifact and pinned node key",
+    )
+    .action(async (opts: { config: string; initStore?: boolean }) => {
       const config = loadConfig(opts.config);
+      if (opts.initStore && config.mode === 'worker') throw new UsageError(`--init-store is for a scheduler's store; ${opts.config} is a worker's config`);
       const log = createLogger(config.name);
       installProcessHandlers(log);
-      const node = await startNode(config, log);
+      const node = await startNode(config, log, { initStore: opts.initStore ?? false });
       if (node.url) process.stdout.write(`${JSON.stringify({ event: 'listening', url: node.url, name: node.name })}\n`);
       else process.stdout.write(`${JSON.stringify({ event: 'started', name: node.name })}\n`);
       let stopping = false;
@@ -134,7 +141,7 @@ export function buildProgram(): Command {
   const openStore = (configFile: string) => {
     const config = loadConfig(configFile);
     if (config.mode === 'worker') throw new UsageError(`${configFile} is a worker's config: tokens live on the scheduler`);
-    return { config, store: new Store(config.workdir) };
+    return { config, store: openSchedulerStore(config.workdir).store };
   };
   tokens
     .command('create')
@@ -336,6 +343,44 @@ export function buildProgram(): Command {
     .action(async (id: string, opts: ClientOpts) => {
       const result = await withWorkbench(withEnv(opts), (wb) => wb.result(id));
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    });
+
+  const artifacts = program.command('artifacts').description('the artifacts of your projects: list them, delete finished ones');
+  artifacts
+    .command('list')
+    .description('the artifacts of the projects your token sees, newest first')
+    // The bound (1 to 10000) is the wire schema's: the scheduler names it if it is crossed.
+    .option('--limit <n>', 'at most this many (default 100)', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n)) throw new InvalidArgumentError('expected a whole number');
+      return n;
+    })
+    .addOption(urlOption())
+    .addOption(new Option('--token <token>', 'the workbench token (env FDL_TOKEN)'))
+    .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
+    .option('--json', 'print JSON')
+    .action(async (opts: ClientOpts & { limit?: number; json?: boolean }) => {
+      const { list, names } = await withWorkbench(withEnv(opts), async (wb) => ({
+        list: await wb.artifacts(opts.limit === undefined ? {} : { limit: opts.limit }),
+        names: new Map((await wb.projects()).map((p) => [p.id, p.name])),
+      }));
+      if (opts.json) return void process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+      const time = (ms: number | undefined) => (ms === undefined ? '' : new Date(ms).toISOString());
+      printTable(
+        ['id', 'name', 'state', 'project', 'submitted', 'finished'],
+        list.map((a) => [a.id, a.name ?? '', a.state, names.get(a.projectId) ?? a.projectId, time(a.createdAt), time(a.finishedAt)]),
+      );
+    });
+  artifacts
+    .command('delete')
+    .description('delete a finished artifact now: its results, files and rows (a running one: fdl cancel first)')
+    .argument('<id>', 'the artifact id')
+    .addOption(urlOption())
+    .addOption(new Option('--token <token>', 'the workbench token (env FDL_TOKEN)'))
+    .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
+    .action(async (id: string, opts: ClientOpts) => {
+      await withWorkbench(withEnv(opts), (wb) => wb.deleteArtifact(id));
+      process.stdout.write(`deleted ${id}\n`);
     });
 
   program

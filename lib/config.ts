@@ -4,6 +4,11 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { formatPath } from '../protocols/errors.ts';
 import {
+  DEFAULT_ARTIFACTS_IN_FLIGHT_PER_WORKBENCH,
+  DEFAULT_FINISHED_ARTIFACT_RETENTION_MS,
+  DEFAULT_RETENTION_SWEEP_INTERVAL_MS,
+} from './store/defaults.ts';
+import {
   DEFAULT_HEARTBEAT_INTERVAL_MS,
   DEFAULT_MAX_PAYLOAD_BYTES,
   DEFAULT_RATE_LIMIT_BURST,
@@ -101,6 +106,26 @@ export const NodeConfigSchema = z
       })
       .strict()
       .default({ min_group_size: 5 }),
+    /**
+     * Scheduler and standalone: how long a finished artifact (COMPLETED, ERROR, CANCELLED) is kept,
+     * its rows, result files and the initiator's masks; then a sweep deletes it.
+     */
+    retention: z
+      .object({
+        finished_artifacts_ms: z.number().int().min(0).default(DEFAULT_FINISHED_ARTIFACT_RETENTION_MS),
+        /** How often the sweep runs (it also runs at every start). */
+        sweep_interval_ms: z.number().int().min(100).default(DEFAULT_RETENTION_SWEEP_INTERVAL_MS),
+      })
+      .strict()
+      .default({ finished_artifacts_ms: DEFAULT_FINISHED_ARTIFACT_RETENTION_MS, sweep_interval_ms: DEFAULT_RETENTION_SWEEP_INTERVAL_MS }),
+    /** Scheduler and standalone: fair use of the scheduler between workbench tokens. */
+    quotas: z
+      .object({
+        /** Artifacts one workbench token may have SCHEDULED or RUNNING; a submit past it gets QUOTA_EXCEEDED. */
+        artifacts_in_flight_per_workbench: z.number().int().min(1).max(1_000_000).default(DEFAULT_ARTIFACTS_IN_FLIGHT_PER_WORKBENCH),
+      })
+      .strict()
+      .default({ artifacts_in_flight_per_workbench: DEFAULT_ARTIFACTS_IN_FLIGHT_PER_WORKBENCH }),
     allow_resource_download: z.boolean().default(true),
     max_payload_bytes: z.number().int().min(1024).default(DEFAULT_MAX_PAYLOAD_BYTES),
     heartbeat_ms: z.number().int().min(100).default(DEFAULT_HEARTBEAT_INTERVAL_MS),

@@ -16,8 +16,8 @@ import { DataEngine } from './data/engine.ts';
 import { send, shardOf, spawnActor } from './kit/actors.ts';
 import { createLogger, type Logger } from './log.ts';
 import { FileBudgetLedger, type PrivacySettings } from './ops/index.ts';
-import { LocalsStore } from './store/locals.ts';
-import { Store } from './store/store.ts';
+import { LOCALS_DIR, LocalsStore } from './store/locals.ts';
+import { openSchedulerStore } from './store/network.ts';
 import { Client } from './transport/client.ts';
 import { type RunningServer, startServer } from './transport/server.ts';
 
@@ -66,15 +66,34 @@ async function openData(config: NodeConfig, log: Logger): Promise<{ data: DataEn
   return { data, projects };
 }
 
-export async function startNode(config: NodeConfig, log: Logger = createLogger(config.name)): Promise<RunningNode> {
-  mkdirSync(config.workdir, { recursive: true });
-  return config.mode === 'worker' ? startWorkerNode(config, log) : startSchedulerNode(config, log);
+export interface StartOptions {
+  /**
+   * Scheduler and standalone (`fdl node --init-store`): a work directory whose store is missing,
+   * empty, damaged or from another network starts a new network, its old files kept aside.
+   * Without it such a node refuses to start (lib/store/network.ts).
+   */
+  initStore?: boolean;
 }
 
-async function startSchedulerNode(config: NodeConfig, log: Logger): Promise<RunningNode> {
-  const { data, projects } = await openData(config, log);
+export async function startNode(config: NodeConfig, log: Logger = createLogger(config.name), opts: StartOptions = {}): Promise<RunningNode> {
+  mkdirSync(config.workdir, { recursive: true });
+  return config.mode === 'worker' ? startWorkerNode(config, log) : startSchedulerNode(config, log, opts);
+}
+
+async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOptions): Promise<RunningNode> {
+  // The store first: a damaged one stops the node before anything else is opened or made.
+  const { store, network, replaced } = openSchedulerStore(config.workdir, { initStore: opts.initStore ?? false });
+  if (replaced) log.warn({ problem: replaced.problem, oldFilesIn: replaced.folder, networkId: network.networkId }, 'started a new network (--init-store)');
+  else if (opts.initStore) log.warn('--init-store ignored: the store is healthy and is this work directory\'s own');
+  let opened: Awaited<ReturnType<typeof openData>>;
+  try {
+    opened = await openData(config, log);
+  } catch (e) {
+    store.close();
+    throw e;
+  }
+  const { data, projects } = opened;
   const identity = loadOrCreateIdentity(config.workdir);
-  const store = new Store(config.workdir);
   store.onBarrierError = (e) => log.error({ err: e }, 'the store cannot make its changes durable; holding every message until it can');
   const byName = new Map(config.projects.map((p) => [p.name, store.ensureProject(p.name, p.token).id]));
   for (const token of config.join_tokens) store.ensureToken('join', token, { label: 'config' }, Date.now());
@@ -88,7 +107,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger): Promise<Runn
   }
   const schedulerId = store.schedulerId(config.name);
   const system = start();
-  const locals = new LocalsStore(join(config.workdir, 'locals'));
+  const locals = new LocalsStore(join(config.workdir, LOCALS_DIR));
 
   // The scheduler and its initiator address each other; refs are bound once both exist.
   let scheduler: Ref<SchedulerMsg> | undefined;
@@ -129,11 +148,17 @@ async function startSchedulerNode(config: NodeConfig, log: Logger): Promise<Runn
     allowResourceDownload: config.allow_resource_download,
     initiator: { peer: initiatorPeer, name: config.name, projects },
     identity: { signKey: identity.signKey, boxKey: identity.boxKey },
+    retentionMs: config.retention.finished_artifacts_ms,
+    artifactsInFlightPerWorkbench: config.quotas.artifacts_in_flight_per_workbench,
+    locals,
   });
   send(scheduler, { kind: 'resume' });
+  send(scheduler, { kind: 'sweepFinished' });
   const schedulerRef0 = scheduler;
   const revocations = setInterval(() => send(schedulerRef0, { kind: 'checkRevocations' }), REVOCATION_CHECK_MS);
   revocations.unref();
+  const retentionSweep = setInterval(() => send(schedulerRef0, { kind: 'sweepFinished' }), config.retention.sweep_interval_ms);
+  retentionSweep.unref();
 
   const shards = Array.from({ length: CONNECTION_SHARDS }, (_, i) =>
     spawnActor<null, never>(system, `connections-${i}`, (s) => s, { log, initialState: () => null }),
@@ -159,6 +184,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger): Promise<Runn
     });
   } catch (e) {
     clearInterval(revocations);
+    clearInterval(retentionSweep);
     stop(system);
     store.close();
     await data?.close();
@@ -171,6 +197,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger): Promise<Runn
     url: server.url,
     stop: async () => {
       clearInterval(revocations);
+      clearInterval(retentionSweep);
       await server.close();
       stop(system);
       store.close();
@@ -223,7 +250,7 @@ async function startWorkerNode(config: NodeConfig, log: Logger): Promise<Running
     name: config.name,
     log,
     data,
-    locals: new LocalsStore(join(config.workdir, 'locals')),
+    locals: new LocalsStore(join(config.workdir, LOCALS_DIR)),
     sendToScheduler: (message) => client?.send(message) ?? false,
     running,
     tamper,

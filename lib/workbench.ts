@@ -31,6 +31,7 @@ export type {
   ArtifactSpecInput,
   ArtifactState,
   ArtifactStatus,
+  ArtifactSummary,
   DpRequest,
   Expr,
   Filter,

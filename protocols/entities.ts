@@ -180,6 +180,15 @@ export const ArtifactStatusSchema = z
   .strict();
 export type ArtifactStatus = z.infer<typeof ArtifactStatusSchema>;
 
+/** One line of an artifact listing: the status without its jobs. */
+export const ArtifactSummarySchema = ArtifactStatusSchema.pick({ id: true, name: true, projectId: true, state: true, createdAt: true, updatedAt: true })
+  .extend({
+    /** When it reached COMPLETED, ERROR or CANCELLED (retention counts from here); absent while it runs. */
+    finishedAt: z.number().optional(),
+  })
+  .strict();
+export type ArtifactSummary = z.infer<typeof ArtifactSummarySchema>;
+
 // ---------------------------------------------------------------- resources
 
 export const ResourceRefSchema = z

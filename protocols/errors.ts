@@ -21,6 +21,8 @@ export const ErrorCodes = [
   'INVALID_ARTIFACT', // refused at submit time: the plan cannot be built
   'NO_WORKERS', // the project has no connected worker holding its data
   'RESULT_NOT_READY',
+  'ARTIFACT_NOT_FINISHED', // deleteArtifact on an artifact still SCHEDULED or RUNNING: cancel it first
+  'QUOTA_EXCEEDED', // submitArtifact past the workbench token's artifacts in flight
   'DOWNLOAD_FORBIDDEN', // the node's allow_resource_download is false
   'CHECKSUM_MISMATCH',
   'OPERATION_FAILED', // the operation threw on the worker

@@ -3,6 +3,7 @@ import {
   ArtifactSpecSchema,
   ArtifactStateSchema,
   ArtifactStatusSchema,
+  ArtifactSummarySchema,
   JobStateSchema,
   NodeInfoSchema,
   OperationSchema,
@@ -127,6 +128,14 @@ export const GetResultSchema = msg('getResult', { reqId: ReqId, artifactId: Id }
 export const CancelArtifactSchema = msg('cancelArtifact', { reqId: ReqId, artifactId: Id });
 /** Ask for `artifactEvent` pushes about one artifact; replied with its current status. */
 export const SubscribeSchema = msg('subscribe', { reqId: ReqId, artifactId: Id });
+/** The artifacts of the session's projects, newest first; replied with `artifactList`. */
+export const ListArtifactsSchema = msg('listArtifacts', {
+  reqId: ReqId,
+  /** At most this many (default 100). */
+  limit: z.number().int().min(1).max(10_000).optional(),
+});
+/** Delete a finished artifact now (rows, result files, the initiator's masks); replied with `artifactDeleted`. */
+export const DeleteArtifactSchema = msg('deleteArtifact', { reqId: ReqId, artifactId: Id });
 
 // ---------------------------------------------------------------- scheduler -> workbench replies and pushes
 
@@ -138,6 +147,8 @@ export const ProjectListSchema = msg('projectList', {
 export const ProjectSchema = msg('project', { reqId: ReqId, project: ProjectInfoSchema });
 export const ArtifactAcceptedSchema = msg('artifactAccepted', { reqId: ReqId, status: ArtifactStatusSchema });
 export const StatusSchema = msg('status', { reqId: ReqId, status: ArtifactStatusSchema });
+export const ArtifactListSchema = msg('artifactList', { reqId: ReqId, artifacts: z.array(ArtifactSummarySchema) });
+export const ArtifactDeletedSchema = msg('artifactDeleted', { reqId: ReqId, artifactId: Id });
 export const ResultSchema = msg('result', {
   reqId: ReqId,
   artifactId: Id,
@@ -190,11 +201,15 @@ export const MessageSchemas = {
   getResult: GetResultSchema,
   subscribe: SubscribeSchema,
   cancelArtifact: CancelArtifactSchema,
+  listArtifacts: ListArtifactsSchema,
+  deleteArtifact: DeleteArtifactSchema,
   nodeList: NodeListSchema,
   projectList: ProjectListSchema,
   project: ProjectSchema,
   artifactAccepted: ArtifactAcceptedSchema,
   status: StatusSchema,
+  artifactList: ArtifactListSchema,
+  artifactDeleted: ArtifactDeletedSchema,
   result: ResultSchema,
   artifactEvent: ArtifactEventSchema,
 } as const;
@@ -206,6 +221,15 @@ export type MessageOf<K extends MessageType> = z.infer<(typeof MessageSchemas)[K
 
 export type WorkerToScheduler = MessageOf<'workerHello' | 'jobStarted' | 'jobCompleted' | 'jobFailed' | 'fetchResource'>;
 export type WorkbenchRequest = MessageOf<
-  'listNodes' | 'listProjects' | 'getProject' | 'submitArtifact' | 'getStatus' | 'getResult' | 'subscribe' | 'cancelArtifact'
+  | 'listNodes'
+  | 'listProjects'
+  | 'getProject'
+  | 'submitArtifact'
+  | 'getStatus'
+  | 'getResult'
+  | 'subscribe'
+  | 'cancelArtifact'
+  | 'listArtifacts'
+  | 'deleteArtifact'
 >;
 export type SchedulerToWorker = MessageOf<'welcome' | 'error' | 'assignJob' | 'cancelJob' | 'resourceData'>;

@@ -552,13 +552,13 @@ t.test('an error frame with a code from a newer peer is read as INTERNAL, keepin
   const bytes = new Packr({ useRecords: false }).pack({
     type: 'error',
     reqId: 4,
-    error: { code: 'QUOTA_EXCEEDED', message: 'too many artifacts today', retryable: true },
+    error: { code: 'MAINTENANCE_WINDOW', message: 'back at 02:00', retryable: true },
   });
   const d = decode(bytes);
   t.ok(d.ok, 'accepted');
   if (d.ok && d.message.type === 'error') {
     t.equal(d.message.error.code, 'INTERNAL');
-    t.equal(d.message.error.message, 'QUOTA_EXCEEDED: too many artifacts today');
+    t.equal(d.message.error.message, 'MAINTENANCE_WINDOW: back at 02:00');
     t.equal(d.message.reqId, 4, 'so the request it answers fails at once');
   }
 });

@@ -1,7 +1,10 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeValue, encodeValue } from '../../protocols/codec.ts';
 import type { Locals } from '../ops/context.ts';
+
+/** The folder of a node's locals inside its work directory. */
+export const LOCALS_DIR = 'locals';
 
 /**
  * A node's private per-artifact variables (the masks of the Sequential estimators).
@@ -15,8 +18,19 @@ export class LocalsStore {
     if (dir) mkdirSync(dir, { recursive: true });
   }
 
+  private fileOf(artifactId: string): string | undefined {
+    return this.dir && /^[A-Za-z0-9_-]+$/.test(artifactId) ? join(this.dir, `${artifactId}.msgpack`) : undefined;
+  }
+
+  /** Forgets an artifact's locals, in memory and on disk (the artifact was deleted). */
+  delete(artifactId: string): void {
+    this.cache.delete(artifactId);
+    const file = this.fileOf(artifactId);
+    if (file) rmSync(file, { force: true });
+  }
+
   for(artifactId: string): Locals {
-    const file = this.dir && /^[A-Za-z0-9_-]+$/.test(artifactId) ? join(this.dir, `${artifactId}.msgpack`) : undefined;
+    const file = this.fileOf(artifactId);
     const vars = (): Map<string, unknown> => {
       let m = this.cache.get(artifactId);
       if (m) return m;

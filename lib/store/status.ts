@@ -1,5 +1,5 @@
-import type { ArtifactStatus } from '../../protocols/entities.ts';
-import { jobStatus, type StoredArtifact, type StoredJob } from './store.ts';
+import type { ArtifactStatus, ArtifactSummary } from '../../protocols/entities.ts';
+import { FINISHED_STATES, jobStatus, type StoredArtifact, type StoredJob } from './store.ts';
 
 /** The status a workbench sees, built from the durable rows (the single source of truth). */
 export function artifactStatus(artifact: StoredArtifact, jobs: StoredJob[]): ArtifactStatus {
@@ -17,4 +17,19 @@ export function artifactStatus(artifact: StoredArtifact, jobs: StoredJob[]): Art
   if (artifact.error) status.error = artifact.error;
   if (artifact.resultResourceId) status.resultResourceId = artifact.resultResourceId;
   return status;
+}
+
+/** An artifact's line in a listing: no jobs, and when it finished. */
+export function artifactSummary(artifact: StoredArtifact): ArtifactSummary {
+  const summary: ArtifactSummary = {
+    id: artifact.id,
+    projectId: artifact.projectId,
+    state: artifact.state,
+    createdAt: artifact.createdAt,
+    updatedAt: artifact.updatedAt,
+  };
+  if (artifact.name !== undefined) summary.name = artifact.name;
+  // A finished artifact's row changes no more: its last change is when it finished.
+  if (FINISHED_STATES.includes(artifact.state)) summary.finishedAt = artifact.updatedAt;
+  return summary;
 }

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import type {
   ArtifactSpec,
   ArtifactState,
@@ -17,6 +17,11 @@ import type { WireError } from '../../protocols/errors.ts';
 import type { Plan } from '../plan/index.ts';
 import { BlobStore } from './blobs.ts';
 import { GroupCommit } from './group-commit.ts';
+import { openDatabase } from './db.ts';
+
+/** The store's files inside a scheduler's work directory. */
+export const DATABASE_FILE = 'scheduler.sqlite';
+export const RESOURCES_DIR = 'resources';
 
 /**
  * The scheduler's durable state: projects, nodes, artifacts, jobs, locks and resources.
@@ -38,7 +43,13 @@ export interface StoredArtifact {
   exits: number[];
   createdAt: number;
   updatedAt: number;
+  /** The workbench token that submitted it (its quota counts it); undefined for artifacts stored before quotas. */
+  submitterTokenId: string | undefined;
 }
+
+/** The states an artifact never leaves: retention may delete it, a workbench may delete it. */
+export const FINISHED_STATES: readonly ArtifactState[] = ['COMPLETED', 'ERROR', 'CANCELLED'];
+const FINISHED_SQL = FINISHED_STATES.map((st) => `'${st}'`).join(', ');
 
 export interface StoredJob {
   id: string;
@@ -93,33 +104,6 @@ export interface StoredToken {
   revokedAt: number | undefined;
 }
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS projects (
-  id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, token_hash TEXT NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS nodes (
-  id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, last_seen INTEGER NOT NULL,
-  projects_json TEXT NOT NULL, sign_key TEXT, box_key TEXT, join_token_id TEXT,
-  connected INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS tokens (
-  id TEXT PRIMARY KEY, kind TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, label TEXT,
-  projects_json TEXT, created_at INTEGER NOT NULL, revoked_at INTEGER);
-CREATE TABLE IF NOT EXISTS artifacts (
-  id TEXT PRIMARY KEY, project_id TEXT NOT NULL, project_token TEXT NOT NULL, name TEXT,
-  spec_json TEXT NOT NULL, policy_json TEXT NOT NULL, state TEXT NOT NULL, error_json TEXT,
-  result_resource_id TEXT, exits_json TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS jobs (
-  id TEXT PRIMARY KEY, artifact_id TEXT NOT NULL, idx INTEGER NOT NULL, worker TEXT NOT NULL,
-  step_index INTEGER NOT NULL, iteration INTEGER NOT NULL, role TEXT NOT NULL, operation_json TEXT NOT NULL,
-  state TEXT NOT NULL, attempt INTEGER NOT NULL, last_error_json TEXT, result_resource_id TEXT,
-  next_attempt_at INTEGER, left_out INTEGER NOT NULL DEFAULT 0, quorum_json TEXT, seal INTEGER NOT NULL DEFAULT 0,
-  locks_json TEXT NOT NULL, UNIQUE (artifact_id, idx));
-CREATE TABLE IF NOT EXISTS resources (
-  id TEXT PRIMARY KEY, artifact_id TEXT NOT NULL, job_id TEXT NOT NULL, producer TEXT NOT NULL,
-  size INTEGER NOT NULL, sha256 TEXT NOT NULL, location TEXT NOT NULL, created_at INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS jobs_by_artifact ON jobs (artifact_id, idx);
-CREATE INDEX IF NOT EXISTS artifacts_by_state ON artifacts (state);
-`;
 
 export function hashToken(token: string): string {
   return createHash('sha256').update(`fdl-token:${token}`).digest('hex');
@@ -161,6 +145,7 @@ interface ArtifactRow {
   exits_json: string;
   created_at: number;
   updated_at: number;
+  submitter_token_id: string | null;
 }
 
 export class Store {
@@ -169,22 +154,15 @@ export class Store {
   private readonly statements = new Map<string, Database.Statement>();
   private readonly durable: GroupCommit | undefined;
 
-  /** `workdir` undefined: everything in memory (tests). */
+  /**
+   * `workdir` undefined: everything in memory (tests). Opening checks the file's integrity and
+   * migrates its schema (lib/store/db.ts); whether it is the store this work directory has held
+   * is `openSchedulerStore`'s question (lib/store/network.ts).
+   */
   constructor(workdir: string | undefined) {
-    if (workdir) {
-      mkdirSync(workdir, { recursive: true });
-      this.db = new Database(join(workdir, 'scheduler.sqlite'));
-      this.db.pragma('journal_mode = WAL');
-      // NORMAL: each commit survives a process kill; the group commit's barrier (FULL) makes
-      // them survive a power cut before anything that depends on them is told to a peer.
-      this.db.pragma('synchronous = NORMAL');
-      // The operator's `fdl tokens` opens the same file while the scheduler runs.
-      this.db.pragma('busy_timeout = 5000');
-    } else {
-      this.db = new Database(':memory:');
-    }
-    this.db.exec(SCHEMA);
-    this.blobs = new BlobStore(workdir ? join(workdir, 'resources') : undefined);
+    if (workdir) mkdirSync(workdir, { recursive: true });
+    this.db = openDatabase(workdir ? join(workdir, DATABASE_FILE) : undefined);
+    this.blobs = new BlobStore(workdir ? join(workdir, RESOURCES_DIR) : undefined);
     this.durable = workdir ? new GroupCommit(this, (e) => this.onBarrierError(e)) : undefined;
   }
 
@@ -249,6 +227,34 @@ export class Store {
     if (row) return row.value;
     this.sql('INSERT INTO meta (key, value) VALUES (?, ?)').run('schedulerId', preferred);
     return preferred;
+  }
+
+  /** The network this store belongs to, stamped once at its first start (lib/store/network.ts). */
+  network(): { networkId: string; createdAt: string } | undefined {
+    const rows = this.sql(`SELECT key, value FROM meta WHERE key IN ('networkId', 'networkCreatedAt')`).all() as Array<{
+      key: string;
+      value: string;
+    }>;
+    const value = (key: string) => rows.find((r) => r.key === key)?.value;
+    const networkId = value('networkId');
+    return networkId ? { networkId, createdAt: value('networkCreatedAt') ?? '' } : undefined;
+  }
+
+  /** Stamps the network once; returns the one stamped (an earlier stamp wins). */
+  stampNetwork(networkId: string, createdAt: string): { networkId: string; createdAt: string } {
+    const insert = this.sql('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)');
+    this.db.transaction(() => {
+      if (this.network()) return;
+      insert.run('networkId', networkId);
+      insert.run('networkCreatedAt', createdAt);
+    }).immediate();
+    return this.network() as { networkId: string; createdAt: string };
+  }
+
+  /** True while no table holds a row: a file that never served a network. */
+  isBlank(): boolean {
+    const tables = ['meta', 'projects', 'tokens', 'nodes', 'artifacts'];
+    return tables.every((t) => this.sql(`SELECT 1 FROM ${t} LIMIT 1`).get() === undefined);
   }
 
   // ------------------------------------------------------------ projects
@@ -415,10 +421,12 @@ export class Store {
     policy: RetryPolicy;
     plan: Plan;
     now: number;
+    /** The workbench token that submitted it, counted against its quota. */
+    submitterTokenId?: string;
   }): void {
     const insertArtifact = this.sql(
-      `INSERT INTO artifacts (id, project_id, project_token, name, spec_json, policy_json, state, exits_json, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, 'SCHEDULED', ?, ?, ?)`,
+      `INSERT INTO artifacts (id, project_id, project_token, name, spec_json, policy_json, state, exits_json, created_at, updated_at, submitter_token_id)
+       VALUES (?, ?, ?, ?, ?, ?, 'SCHEDULED', ?, ?, ?, ?)`,
     );
     const insertJob = this.sql(
       `INSERT INTO jobs (id, artifact_id, idx, worker, step_index, iteration, role, operation_json, state, attempt, quorum_json, seal, locks_json)
@@ -435,6 +443,7 @@ export class Store {
         JSON.stringify(input.plan.exits),
         input.now,
         input.now,
+        input.submitterTokenId ?? null,
       );
       for (const job of input.plan.jobs) {
         insertJob.run(
@@ -479,6 +488,49 @@ export class Store {
          result_resource_id = COALESCE(?, result_resource_id) WHERE id = ?`,
       )
       .run(state, now, json(extra.error), extra.resultResourceId ?? null, id);
+  }
+
+  /** How many artifacts a workbench token has SCHEDULED or RUNNING (its quota). */
+  artifactsInFlight(submitterTokenId: string): number {
+    const row = this
+      .sql(`SELECT COUNT(*) AS n FROM artifacts WHERE submitter_token_id = ? AND state IN ('SCHEDULED', 'RUNNING')`)
+      .get(submitterTokenId) as { n: number };
+    return row.n;
+  }
+
+  /** The newest artifacts first, of the given projects (undefined: of every project). */
+  listArtifacts(projects: ReadonlySet<string> | undefined, limit: number): StoredArtifact[] {
+    const rows = this
+      .sql(
+        `SELECT * FROM artifacts WHERE ? IS NULL OR project_id IN (SELECT value FROM json_each(?))
+         ORDER BY created_at DESC, id LIMIT ?`,
+      )
+      .all(...Array(2).fill(projects ? JSON.stringify([...projects]) : null), limit) as ArtifactRow[];
+    return rows.map(toArtifact);
+  }
+
+  /** Ids of finished artifacts whose last change is older than `before`, oldest first. */
+  finishedBefore(before: number, limit: number): string[] {
+    const rows = this
+      .sql(`SELECT id FROM artifacts WHERE state IN (${FINISHED_SQL}) AND updated_at < ? ORDER BY updated_at LIMIT ?`)
+      .all(before, limit) as Array<{ id: string }>;
+    return rows.map((r) => r.id);
+  }
+
+  /**
+   * Deletes an artifact's rows (artifact, jobs, resources) in one transaction, then its resource
+   * files. Rows first: a row never points at bytes that are gone; a crash in between leaves only
+   * unreferenced files. False when there was no such artifact.
+   */
+  deleteArtifact(id: string): boolean {
+    const resources = this.sql('SELECT id FROM resources WHERE artifact_id = ?').all(id) as Array<{ id: string }>;
+    const deleted = this.db.transaction(() => {
+      this.sql('DELETE FROM resources WHERE artifact_id = ?').run(id);
+      this.sql('DELETE FROM jobs WHERE artifact_id = ?').run(id);
+      return this.sql('DELETE FROM artifacts WHERE id = ?').run(id).changes > 0;
+    })();
+    for (const r of resources) this.blobs.delete(r.id);
+    return deleted;
   }
 
   /** One job by key (the hot path never reads a whole artifact to find one job). */
@@ -622,6 +674,7 @@ function toArtifact(r: ArtifactRow): StoredArtifact {
     exits: JSON.parse(r.exits_json) as number[],
     createdAt: r.created_at,
     updatedAt: r.updated_at,
+    submitterTokenId: r.submitter_token_id ?? undefined,
   };
 }
 

@@ -4,6 +4,7 @@ import {
   type ArtifactSpecInput,
   ArtifactSpecSchema,
   type ArtifactStatus,
+  type ArtifactSummary,
   type NodeInfo,
   type ProjectInfo,
   type Query,
@@ -339,6 +340,22 @@ export class Workbench {
     const { status } = await this.ask((reqId) => ({ type: 'cancelArtifact', reqId, artifactId }), 'status');
     this.handles.get(artifactId)?.catchUp(status);
     return status;
+  }
+
+  /** The artifacts of this token's projects, newest first (at most `limit`, default 100). */
+  async artifacts(opts: { limit?: number } = {}): Promise<ArtifactSummary[]> {
+    const reply = await this.ask((reqId) => ({ type: 'listArtifacts', reqId, ...(opts.limit === undefined ? {} : { limit: opts.limit }) }), 'artifactList');
+    return reply.artifacts;
+  }
+
+  /**
+   * Deletes a finished artifact now (its rows, result files and masks) instead of waiting for
+   * the scheduler's retention. A running one is refused with ARTIFACT_NOT_FINISHED: cancel it first.
+   */
+  async deleteArtifact(artifactId: string): Promise<void> {
+    // Not sent again after a reconnection: a second delete would answer UNKNOWN_ARTIFACT for one that worked.
+    await this.ask((reqId) => ({ type: 'deleteArtifact', reqId, artifactId }), 'artifactDeleted', false);
+    this.handles.delete(artifactId);
   }
 
   async status(artifactId: string): Promise<ArtifactStatus> {

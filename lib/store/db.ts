@@ -1,0 +1,136 @@
+import Database from 'better-sqlite3';
+
+/**
+ * Opening the scheduler's SQLite file: pragmas, an integrity check, and the schema migrations.
+ * A damaged or too-new file stops the node with one line (`StoreCheckError`), before any actor
+ * reads a row from it.
+ */
+
+/** A store that cannot be used as it is: one line for the operator, and the node exits 2 (as for a bad config). */
+export class StoreCheckError extends Error {
+  /** Damage that `--init-store` may set aside (not, e.g., a schema newer than this fdl). */
+  readonly replaceable: boolean;
+
+  constructor(message: string, opts: { replaceable: boolean }) {
+    super(message);
+    this.name = 'StoreCheckError';
+    this.replaceable = opts.replaceable;
+  }
+}
+
+interface Migration {
+  version: number;
+  /** What it changes, for the log and for the next reader of this list. */
+  why: string;
+  sql: string;
+}
+
+/**
+ * The schema, as an ordered list: each step is applied once, in order, in one transaction at
+ * open, and `PRAGMA user_version` records the last one. Never edit a shipped step: append one.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    why: 'the schema as it was before versioning',
+    sql: `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS projects (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, token_hash TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS nodes (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, last_seen INTEGER NOT NULL,
+  projects_json TEXT NOT NULL, sign_key TEXT, box_key TEXT, join_token_id TEXT,
+  connected INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS tokens (
+  id TEXT PRIMARY KEY, kind TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, label TEXT,
+  projects_json TEXT, created_at INTEGER NOT NULL, revoked_at INTEGER);
+CREATE TABLE IF NOT EXISTS artifacts (
+  id TEXT PRIMARY KEY, project_id TEXT NOT NULL, project_token TEXT NOT NULL, name TEXT,
+  spec_json TEXT NOT NULL, policy_json TEXT NOT NULL, state TEXT NOT NULL, error_json TEXT,
+  result_resource_id TEXT, exits_json TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+  id TEXT PRIMARY KEY, artifact_id TEXT NOT NULL, idx INTEGER NOT NULL, worker TEXT NOT NULL,
+  step_index INTEGER NOT NULL, iteration INTEGER NOT NULL, role TEXT NOT NULL, operation_json TEXT NOT NULL,
+  state TEXT NOT NULL, attempt INTEGER NOT NULL, last_error_json TEXT, result_resource_id TEXT,
+  next_attempt_at INTEGER, left_out INTEGER NOT NULL DEFAULT 0, quorum_json TEXT, seal INTEGER NOT NULL DEFAULT 0,
+  locks_json TEXT NOT NULL, UNIQUE (artifact_id, idx));
+CREATE TABLE IF NOT EXISTS resources (
+  id TEXT PRIMARY KEY, artifact_id TEXT NOT NULL, job_id TEXT NOT NULL, producer TEXT NOT NULL,
+  size INTEGER NOT NULL, sha256 TEXT NOT NULL, location TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_by_artifact ON jobs (artifact_id, idx);
+CREATE INDEX IF NOT EXISTS artifacts_by_state ON artifacts (state);
+`,
+  },
+  {
+    version: 2,
+    why: 'retention and per-workbench quotas: who submitted an artifact, and indices to find finished and in-flight ones',
+    sql: `
+ALTER TABLE artifacts ADD COLUMN submitter_token_id TEXT;
+CREATE INDEX artifacts_in_flight_by_submitter ON artifacts (submitter_token_id) WHERE state IN ('SCHEDULED', 'RUNNING');
+CREATE INDEX artifacts_finished_by_time ON artifacts (updated_at) WHERE state IN ('COMPLETED', 'ERROR', 'CANCELLED');
+CREATE INDEX artifacts_by_creation ON artifacts (created_at);
+CREATE INDEX resources_by_artifact ON resources (artifact_id);
+`,
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
+
+/** What to tell an operator whose store is damaged: both ways out. */
+export const DAMAGED_ADVICE = 'restore it from a backup, or start a new network with fdl node --init-store';
+
+/** Opens (creating if need be) the store's database; `file` undefined: in memory (tests). */
+export function openDatabase(file: string | undefined): Database.Database {
+  const db = new Database(file ?? ':memory:');
+  try {
+    if (file) {
+      db.pragma('journal_mode = WAL');
+      // NORMAL: a commit survives a process kill at once. What is told to a peer survives a
+      // power cut too: it waits for the group commit's FULL barrier (group-commit.ts), and
+      // Store.close() runs one for what is left.
+      db.pragma('synchronous = NORMAL');
+      // The operator's `fdl tokens` opens the same file while the scheduler runs.
+      db.pragma('busy_timeout = 5000');
+      checkIntegrity(db, file);
+    }
+    migrate(db, file ?? ':memory:');
+    return db;
+  } catch (e) {
+    db.close();
+    if (e instanceof StoreCheckError) throw e;
+    // SQLite's own refusals ("file is not a database", "database disk image is malformed").
+    throw new StoreCheckError(`${file ?? ':memory:'} cannot be read (${(e as Error).message}): ${DAMAGED_ADVICE}`, { replaceable: true });
+  }
+}
+
+/**
+ * `quick_check` reads every page and checks each b-tree (not the indices against their
+ * tables, which `integrity_check` adds at many times the cost): a damaged page is found now,
+ * not when a query happens to reach it.
+ */
+function checkIntegrity(db: Database.Database, file: string): void {
+  const rows = db.pragma('quick_check(3)') as Array<{ quick_check: string }>;
+  const problems = rows.map((r) => r.quick_check).filter((p) => p !== 'ok');
+  if (problems.length > 0) {
+    throw new StoreCheckError(`${file} is damaged (PRAGMA quick_check: ${problems.join('; ').replace(/\s+/g, ' ')}): ${DAMAGED_ADVICE}`, {
+      replaceable: true,
+    });
+  }
+}
+
+/** Brings the schema to SCHEMA_VERSION in one transaction: all of it or nothing. */
+function migrate(db: Database.Database, file: string): void {
+  db.transaction(() => {
+    let version = db.pragma('user_version', { simple: true }) as number;
+    // A store written before versioning has the tables of version 1 and user_version 0.
+    if (version === 0 && db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'artifacts'`).get()) version = 1;
+    if (version > SCHEMA_VERSION) {
+      throw new StoreCheckError(`${file} has schema version ${version}, newer than this fdl knows (${SCHEMA_VERSION}): run a newer fdl`, {
+        replaceable: false,
+      });
+    }
+    for (const m of MIGRATIONS) if (m.version > version) db.exec(m.sql);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    // IMMEDIATE: two processes opening one file (the node and `fdl tokens`) never migrate it twice.
+  }).immediate();
+}

@@ -1,0 +1,12 @@
+/** Tunables of the store room (and of the admission it counts for), with their units. */
+
+/** A finished artifact (COMPLETED, ERROR, CANCELLED) is deleted this long after it finished: 7 days. */
+export const DEFAULT_FINISHED_ARTIFACT_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
+/** How often the scheduler looks for finished artifacts past their retention: hourly. */
+export const DEFAULT_RETENTION_SWEEP_INTERVAL_MS = 60 * 60 * 1000;
+/** Artifacts deleted per sweep message: a backlog is worked off in batches, other messages in between. */
+export const RETENTION_SWEEP_BATCH = 200;
+/** Artifacts one workbench token may have SCHEDULED or RUNNING at once, so one researcher cannot starve the others. */
+export const DEFAULT_ARTIFACTS_IN_FLIGHT_PER_WORKBENCH = 20;
+/** How many artifacts `listArtifacts` returns when it names no limit (its bound is in protocols/messages.ts). */
+export const DEFAULT_ARTIFACT_LIST_LIMIT = 100;

@@ -1,0 +1,245 @@
+// Why: the scheduler's store is the network's memory. It must keep working across schema changes
+// (migrations over an existing work directory), refuse to start as a brand-new network where one
+// was held (a lost or damaged file would forget every artifact and every pinned node key), and
+// delete what retention or a workbench says to delete: rows, resource bytes and masks alike.
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import t, { type Test } from 'tap';
+import { RetryPolicySchema, type Step } from '../protocols/entities.ts';
+import { bindArtifact } from '../lib/plan/index.ts';
+import { MIGRATIONS, SCHEMA_VERSION, StoreCheckError } from '../lib/store/db.ts';
+import { LOCALS_DIR, LocalsStore } from '../lib/store/locals.ts';
+import { NETWORK_MARKER, openSchedulerStore } from '../lib/store/network.ts';
+import { DATABASE_FILE, RESOURCES_DIR, Store } from '../lib/store/store.ts';
+
+const STEPS: Step[] = [
+  { kind: 'Parallel', operation: { kind: 'Noop' } },
+  { kind: 'Finalize', operation: { kind: 'Noop' } },
+];
+
+function tempDir(t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'fdl-store-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function addArtifact(store: Store, id: string, opts: { projectId: string; now: number; submitterTokenId?: string }): void {
+  store.createArtifact({
+    id,
+    projectId: opts.projectId,
+    projectToken: 'token-123456',
+    spec: { name: id, steps: STEPS },
+    policy: RetryPolicySchema.parse({}),
+    plan: bindArtifact(STEPS, { initiator: 's', workers: ['w1'] }),
+    now: opts.now,
+    ...(opts.submitterTokenId ? { submitterTokenId: opts.submitterTokenId } : {}),
+  });
+}
+
+/** The refusal a store check gives, as the operator would read it. */
+function refusal(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof StoreCheckError) return e.message;
+    throw e;
+  }
+  throw new Error('expected a StoreCheckError, the store opened');
+}
+
+t.test('schema versions: a fresh store is at the latest; an unversioned one is taken as version 1 and migrated', async (t) => {
+  const dir = tempDir(t);
+  const fresh = new Store(dir);
+  fresh.close();
+  const version = (file: string) => {
+    const db = new Database(file, { readonly: true });
+    try {
+      return db.pragma('user_version', { simple: true });
+    } finally {
+      db.close();
+    }
+  };
+  t.equal(version(join(dir, DATABASE_FILE)), SCHEMA_VERSION, 'a new file is stamped with the latest version');
+
+  // A work directory from before versioning: version 1's tables, user_version 0, rows in them.
+  const old = tempDir(t);
+  const db = new Database(join(old, DATABASE_FILE));
+  db.exec(MIGRATIONS[0]?.sql ?? '');
+  db.prepare(
+    `INSERT INTO artifacts (id, project_id, project_token, name, spec_json, policy_json, state, exits_json, created_at, updated_at)
+     VALUES ('a-old', 'p-1', 'token', 'old', ?, ?, 'COMPLETED', '[1]', 10, 20)`,
+  ).run(JSON.stringify({ steps: STEPS }), JSON.stringify(RetryPolicySchema.parse({})));
+  t.equal(db.pragma('user_version', { simple: true }), 0);
+  db.close();
+  const store = new Store(old);
+  const artifact = store.artifact('a-old');
+  t.equal(artifact?.state, 'COMPLETED', 'its rows are kept');
+  t.equal(artifact?.submitterTokenId, undefined, 'the column of version 2 is there, empty');
+  t.equal(store.artifactsInFlight('t-any'), 0);
+  store.close();
+  t.equal(version(join(old, DATABASE_FILE)), SCHEMA_VERSION, 'and it is now at the latest version');
+  const again = new Store(old);
+  t.equal(again.artifact('a-old')?.name, 'old', 'opening it again migrates nothing twice');
+  again.close();
+});
+
+t.test('a store written by a newer fdl is refused, and --init-store does not replace it', async (t) => {
+  const dir = tempDir(t);
+  new Store(dir).close();
+  const db = new Database(join(dir, DATABASE_FILE));
+  db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+  db.close();
+  t.match(refusal(() => new Store(dir)), new RegExp(`schema version ${SCHEMA_VERSION + 1}, newer than this fdl knows \\(${SCHEMA_VERSION}\\): run a newer fdl`));
+  t.match(refusal(() => openSchedulerStore(dir, { initStore: true })), /run a newer fdl/);
+  t.ok(existsSync(join(dir, DATABASE_FILE)), 'the file is left where it is');
+});
+
+t.test('retention queries: only finished artifacts past the cutoff; deleting removes rows and bytes', async (t) => {
+  const store = new Store(undefined);
+  t.teardown(() => store.close());
+  const p = store.ensureProject('p', 'token-123456').id;
+  addArtifact(store, 'a-done-old', { projectId: p, now: 1_000, submitterTokenId: 't-1' });
+  addArtifact(store, 'a-done-new', { projectId: p, now: 1_000, submitterTokenId: 't-1' });
+  addArtifact(store, 'a-running', { projectId: p, now: 1_000, submitterTokenId: 't-1' });
+  addArtifact(store, 'a-other', { projectId: p, now: 1_000, submitterTokenId: 't-2' });
+  store.setArtifactState('a-done-old', 'COMPLETED', 2_000);
+  store.setArtifactState('a-done-new', 'CANCELLED', 9_000);
+  store.setArtifactState('a-running', 'RUNNING', 2_000);
+  t.same(store.finishedBefore(5_000, 10), ['a-done-old'], 'a running artifact is never due, a recent finished one not yet');
+  t.same(store.finishedBefore(10_000, 10), ['a-done-old', 'a-done-new'], 'oldest first');
+  t.same(store.finishedBefore(10_000, 1), ['a-done-old'], 'in batches');
+  t.equal(store.artifactsInFlight('t-1'), 1, 't-1 has one artifact SCHEDULED or RUNNING');
+  t.equal(store.artifactsInFlight('t-2'), 1, 'and t-2 one of its own');
+
+  const ref = store.putResource({ artifactId: 'a-done-old', jobId: 'a-done-old.0', producer: 'w1', sha256: 'x'.repeat(64) }, Uint8Array.of(1), 2_000);
+  t.ok(store.resource(ref.id), 'a resource of the artifact');
+  t.equal(store.deleteArtifact('a-done-old'), true);
+  t.equal(store.artifact('a-done-old'), undefined, 'the artifact row is gone');
+  t.same(store.jobs('a-done-old'), [], 'its job rows too');
+  t.equal(store.resource(ref.id), undefined, 'its resource row too');
+  t.throws(() => store.blobs.get(ref.id, ref.sha256), { code: 'UNKNOWN_RESOURCE' }, 'and its bytes');
+  t.equal(store.deleteArtifact('a-done-old'), false, 'a second delete finds nothing');
+  t.ok(store.artifact('a-done-new'), 'other artifacts are untouched');
+});
+
+t.test('listArtifacts: newest first, within the scope, bounded', async (t) => {
+  const store = new Store(undefined);
+  t.teardown(() => store.close());
+  const p1 = store.ensureProject('p1', 'token-111111').id;
+  const p2 = store.ensureProject('p2', 'token-222222').id;
+  addArtifact(store, 'a-1', { projectId: p1, now: 1 });
+  addArtifact(store, 'a-2', { projectId: p2, now: 2 });
+  addArtifact(store, 'a-3', { projectId: p1, now: 3 });
+  t.same(store.listArtifacts(undefined, 10).map((a) => a.id), ['a-3', 'a-2', 'a-1'], 'every project, newest first');
+  t.same(store.listArtifacts(new Set([p1]), 10).map((a) => a.id), ['a-3', 'a-1'], 'a scope sees only its projects');
+  t.same(store.listArtifacts(new Set(), 10), [], 'an empty scope sees nothing');
+  t.same(store.listArtifacts(undefined, 2).map((a) => a.id), ['a-3', 'a-2'], 'at most the limit');
+});
+
+t.test("a deleted artifact's locals are gone from memory and disk", async (t) => {
+  const dir = join(tempDir(t), LOCALS_DIR);
+  const locals = new LocalsStore(dir);
+  locals.for('a-1').set('mask', 42);
+  locals.for('a-2').set('mask', 7);
+  t.ok(existsSync(join(dir, 'a-1.msgpack')));
+  locals.delete('a-1');
+  t.notOk(existsSync(join(dir, 'a-1.msgpack')), 'the file is deleted');
+  t.equal(locals.for('a-1').get('mask'), undefined, 'and the cached copy');
+  t.equal(locals.for('a-2').get('mask'), 7, "another artifact's locals stay");
+  t.doesNotThrow(() => locals.delete('a-none'), 'deleting what is not there is fine');
+});
+
+t.test('a work directory that has held a network never starts as a new one by itself', async (t) => {
+  const dir = tempDir(t);
+  const first = openSchedulerStore(dir);
+  first.store.ensureProject('p', 'token-123456');
+  first.store.close();
+  t.ok(existsSync(join(dir, NETWORK_MARKER)), 'a fresh directory starts a network and writes its marker');
+  const again = openSchedulerStore(dir);
+  t.equal(again.network.networkId, first.network.networkId, 'the same network at the next start');
+  again.store.close();
+
+  const dbFile = join(dir, DATABASE_FILE);
+  rmSync(dbFile);
+  t.match(refusal(() => openSchedulerStore(dir)), new RegExp(`scheduler\\.sqlite is missing, but this work directory has held network ${first.network.networkId}`));
+  t.notOk(existsSync(dbFile), 'and no new file was made');
+  writeFileSync(dbFile, '');
+  t.match(refusal(() => openSchedulerStore(dir)), /scheduler\.sqlite is empty \(0 bytes\), but this work directory has held network/);
+
+  // A store from another network copied in.
+  const elsewhere = tempDir(t);
+  openSchedulerStore(elsewhere).store.close();
+  rmSync(dbFile);
+  copyDatabase(join(elsewhere, DATABASE_FILE), dbFile);
+  t.match(refusal(() => openSchedulerStore(dir)), /scheduler\.sqlite holds network n-[0-9a-f-]+, but this work directory has held network/);
+
+  // --init-store: a new network; the old files kept aside, nothing destroyed.
+  const replaced = openSchedulerStore(dir, { initStore: true });
+  t.not(replaced.network.networkId, first.network.networkId, 'a new network');
+  t.match(replaced.replaced?.problem, /holds network/);
+  t.same(replaced.store.listProjects(), [], 'which starts empty');
+  replaced.store.close();
+  const aside = readdirSync(dir).filter((f) => f.startsWith('replaced-'));
+  t.equal(aside.length, 1, 'the old files are in one folder');
+  t.ok(existsSync(join(dir, aside[0] ?? '', DATABASE_FILE)), 'the old database among them');
+  const healthy = openSchedulerStore(dir, { initStore: true });
+  t.equal(healthy.network.networkId, replaced.network.networkId, '--init-store never replaces a healthy store');
+  t.equal(healthy.replaced, undefined);
+  healthy.store.close();
+
+  // The marker lost, the store intact: the marker is written again from the store.
+  rmSync(join(dir, NETWORK_MARKER));
+  const remarked = openSchedulerStore(dir);
+  t.equal(remarked.network.networkId, replaced.network.networkId, 'the store is the authority');
+  remarked.store.close();
+  t.ok(existsSync(join(dir, NETWORK_MARKER)));
+});
+
+t.test('a damaged page is found at open, not when a query reaches it', async (t) => {
+  const dir = tempDir(t);
+  const { store } = openSchedulerStore(dir);
+  const p = store.ensureProject('p', 'token-123456').id;
+  for (let i = 0; i < 50; i++) addArtifact(store, `a-${i}`, { projectId: p, now: i });
+  store.close();
+  const dbFile = join(dir, DATABASE_FILE);
+  const size = statSync(dbFile).size;
+  t.ok(size > 16 * 4096, `the file has many pages (${size} bytes)`);
+  // Page 1 (the header and the schema) stays; every page after the 4th is overwritten.
+  const fd = openSync(dbFile, 'r+');
+  writeSync(fd, Buffer.alloc(size - 4 * 4096, 0xa5), 0, size - 4 * 4096, 4 * 4096);
+  closeSync(fd);
+  const message = refusal(() => openSchedulerStore(dir));
+  t.match(message, /scheduler\.sqlite (is damaged \(PRAGMA quick_check: .+\)|cannot be read \(.+\)): restore it from a backup, or start a new network with fdl node --init-store$/);
+  t.notMatch(message, /\n/, 'one line');
+  const fresh = openSchedulerStore(dir, { initStore: true });
+  t.ok(fresh.replaced, 'with --init-store it starts a new network');
+  fresh.store.close();
+});
+
+t.test('work directories from before the marker: adopted when their store has rows, refused when it was lost', async (t) => {
+  const dir = tempDir(t);
+  const legacy = new Store(dir);
+  legacy.schedulerId('scheduler');
+  legacy.close();
+  t.notOk(existsSync(join(dir, NETWORK_MARKER)));
+  const adopted = openSchedulerStore(dir);
+  adopted.store.close();
+  t.ok(existsSync(join(dir, NETWORK_MARKER)), 'stamped at its first start with a healthy store');
+
+  const lost = tempDir(t);
+  new Store(lost).close();
+  t.ok(existsSync(join(lost, RESOURCES_DIR)), 'an old scheduler made resources/');
+  rmSync(join(lost, DATABASE_FILE));
+  t.match(refusal(() => openSchedulerStore(lost)), /scheduler\.sqlite is missing, but this work directory has held a network/);
+});
+
+function copyDatabase(from: string, to: string): void {
+  const db = new Database(from, { readonly: true });
+  try {
+    db.exec(`VACUUM INTO '${to.replace(/'/g, "''")}'`);
+  } finally {
+    db.close();
+  }
+}

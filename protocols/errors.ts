@@ -33,7 +33,6 @@ export const ErrorCodes = [
   'TOO_MANY_BAD_FRAMES',
   'FRAME_TOO_LARGE', // a frame, or the bytes before the hello, above the size allowed; the socket is closed
   'TOO_MANY_CONNECTIONS', // the scheduler's connection caps are reached (in total, unauthenticated, or from one address)
-  'IDLE_TIMEOUT', // a workbench session exchanged no frame for the idle time; it is closed
   'SHUTTING_DOWN',
   'INTERNAL',
 ] as const;

@@ -59,7 +59,8 @@ interface AddressCount {
  * count restarts at each whole message or pong), so it is right to within one read (64 KiB)
  * per peer. Over the budget, the peer whose read crossed it waits; peers resume in order as
  * messages complete. If every peer holding bytes is waiting, none could ever complete, so the
- * first in line goes on alone: memory stays within the budget plus one frame.
+ * first in line goes on alone until its message is whole: memory stays within the budget plus
+ * one frame.
  */
 export class Admission {
   private total = 0;
@@ -69,6 +70,8 @@ export class Admission {
   private readonly inFlight = new Map<AdmittedPeer, number>();
   private inFlightTotal = 0;
   private readonly waiting = new Set<AdmittedPeer>();
+  /** The peer let through alone while over the budget (else nobody could finish), until its message is whole. */
+  private alone: AdmittedPeer | undefined;
 
   constructor(readonly limits: Readonly<ConnectionLimits>) {}
 
@@ -108,6 +111,7 @@ export class Admission {
     this.delivered(peer);
     this.inFlight.delete(peer);
     this.waiting.delete(peer);
+    if (peer === this.alone) this.alone = undefined;
     this.authenticated(peer);
     this.total--;
     const here = this.byAddress.get(peer.remoteAddress);
@@ -130,7 +134,7 @@ export class Admission {
         return;
       }
     }
-    if (this.inFlightTotal > this.limits.maxInFlightBytes && !this.waiting.has(peer)) {
+    if (this.inFlightTotal > this.limits.maxInFlightBytes && peer !== this.alone && !this.waiting.has(peer)) {
       this.waiting.add(peer);
       peer.wait();
       this.resumeWaiting();
@@ -139,6 +143,7 @@ export class Admission {
 
   /** A whole message (or a pong) came out of the peer's socket: ws holds none of its bytes now. */
   delivered(peer: AdmittedPeer): void {
+    if (peer === this.alone) this.alone = undefined;
     const held = this.inFlight.get(peer);
     if (!held) return;
     this.inFlightTotal -= held;
@@ -156,7 +161,10 @@ export class Admission {
       if (over && this.someoneReading()) return;
       this.waiting.delete(peer);
       peer.resume();
-      if (over) return;
+      if (over) {
+        this.alone = peer;
+        return;
+      }
     }
   }
 

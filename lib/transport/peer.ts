@@ -94,7 +94,10 @@ export class PeerConnection implements AdmittedPeer {
     this.tokens = this.rate.burst;
     this.sessionLimits = { ...FRAME_LIMITS, maxBytes: maxPayloadBytes };
     this.frameLimits = this.sessionLimits;
-    this.heartbeat = new Heartbeat({ ping: () => ws.ping(), terminate: () => ws.terminate() }, heartbeatMs);
+    this.heartbeat = new Heartbeat(
+      { ping: () => ws.ping(), terminate: () => ws.terminate(), notReading: () => this.heldBack() },
+      heartbeatMs,
+    );
     ws.on('pong', () => {
       this.heartbeat.heard();
       inbound?.admission.delivered(this);
@@ -117,7 +120,10 @@ export class PeerConnection implements AdmittedPeer {
       // `_receiver._maxPayload`). Counting the socket's reads (prepended, so before ws buffers
       // them) bounds everything a peer sends before its hello, all frames together, to the
       // pre-auth bytes plus one read, and feeds the budget of bytes in flight.
-      socket.prependListener('data', (chunk: Buffer) => admission.received(this, chunk.length));
+      socket.prependListener('data', (chunk: Buffer) => {
+        this.lastTraffic = Date.now();
+        admission.received(this, chunk.length);
+      });
       this.helloTimer = setTimeout(() => this.close(1008, 'no hello'), admission.limits.helloTimeoutMs);
       this.helloTimer.unref();
     }
@@ -176,6 +182,11 @@ export class PeerConnection implements AdmittedPeer {
     refuseSocket(this.ws, error, closeCode, reason);
   }
 
+  /** Not read by our choice (over the budget or its rate): its silence is ours, not its. */
+  private heldBack(): boolean {
+    return this.waitingFor.has('budget') || this.waitingFor.has('rate');
+  }
+
   private waitFor(reason: WaitReason): void {
     if (this.waitingFor.size === 0) this.ws.pause();
     this.waitingFor.add(reason);
@@ -188,13 +199,16 @@ export class PeerConnection implements AdmittedPeer {
 
   private closeWhenIdle(idleMs: number): void {
     const check = () => {
+      // A peer we are not reading is not idle of its own doing.
+      if (this.heldBack()) this.lastTraffic = Date.now();
       const quiet = Date.now() - this.lastTraffic;
       if (quiet < idleMs) {
         this.idleTimer = setTimeout(check, idleMs - quiet);
         this.idleTimer.unref();
         return;
       }
-      this.sendError(wireError('IDLE_TIMEOUT', `no frame either way for ${Math.round(idleMs / 1000)} s; closing the session`));
+      // A close reason, not an `error` frame: a client reads an unsolicited error as the
+      // session's fault and would repeat it on requests made while it dials again.
       this.close(4002, 'idle timeout');
     };
     this.idleTimer = setTimeout(check, idleMs);

@@ -27,9 +27,6 @@ interface ConnectionState {
   nodeId?: string;
 }
 
-/** Bound on the wait for a hello: a peer that connects and says nothing is closed. */
-const HELLO_TIMEOUT_MS = 10_000;
-
 const WORKER_MESSAGES: ReadonlySet<Message['type']> = new Set(['jobStarted', 'jobCompleted', 'jobFailed', 'fetchResource']);
 const WORKBENCH_MESSAGES: ReadonlySet<Message['type']> = new Set([
   'listNodes',
@@ -51,9 +48,8 @@ export function spawnConnection(
   const { peer, scheduler, log } = props;
   let handle: PeerHandle | undefined;
   // A fresh nonce per connection: a hello signed for another connection is refused.
+  // The transport closes a peer that has not said hello in time (`connection_limits.hello_timeout_ms`).
   const nonce = randomBytes(32);
-  const helloTimer = setTimeout(() => peer.close(1008, 'no hello'), HELLO_TIMEOUT_MS);
-  helloTimer.unref();
 
   const ref = spawnActor<ConnectionState, ConnectionMsg>(
     parent,
@@ -95,13 +91,13 @@ export function spawnConnection(
             if (m.type === 'workerHello') {
               const auth = authenticateWorker(props.store, props.schedulerId, nonce, m);
               if (!auth.ok) return refuse(auth.error, s, m.nodeId);
-              clearTimeout(helloTimer);
+              peer.authenticated('worker');
               send(scheduler, { kind: 'workerJoined', peer: handle, hello: m, joinTokenId: auth.joinTokenId });
               return { role: 'worker', nodeId: m.nodeId };
             }
             const auth = authenticateWorkbench(props.store, m);
             if (!auth.ok) return refuse(auth.error, s);
-            clearTimeout(helloTimer);
+            peer.authenticated('workbench');
             send(scheduler, { kind: 'workbenchJoined', peer: handle, scope: auth.scope });
             return { role: 'workbench' };
           }
@@ -116,7 +112,7 @@ export function spawnConnection(
         }
       }
     },
-    { log, initialState: () => ({ role: 'new' }), onCrash: 'resume', afterStop: () => clearTimeout(helloTimer) },
+    { log, initialState: () => ({ role: 'new' }), onCrash: 'resume' },
   );
 
   function refuse(error: WireError, s: ConnectionState, nodeId?: string): ConnectionState {

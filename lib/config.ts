@@ -3,6 +3,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { formatPath } from '../protocols/errors.ts';
+import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from './transport/admission.ts';
 import {
   DEFAULT_ARTIFACTS_IN_FLIGHT_PER_WORKBENCH,
   DEFAULT_FINISHED_ARTIFACT_RETENTION_MS,
@@ -142,6 +143,28 @@ export const NodeConfigSchema = z
         burst: DEFAULT_RATE_LIMIT_BURST,
         disconnect_after_ms: DEFAULT_RATE_LIMIT_DISCONNECT_MS,
       }),
+    /**
+     * Scheduler and standalone: what the scheduler admits (docs/SECURITY.md, "Limits"). A peer
+     * over a cap gets `error` TOO_MANY_CONNECTIONS and a close (1013); one that sends more than
+     * `pre_auth_max_bytes` before its hello, FRAME_TOO_LARGE and a close (1009).
+     */
+    connection_limits: z
+      .object({
+        max_connections: z.number().int().min(1).default(DEFAULT_CONNECTION_LIMITS.maxConnections),
+        max_connections_per_address: z.number().int().min(1).default(DEFAULT_CONNECTION_LIMITS.maxConnectionsPerAddress),
+        /** Connections whose hello has not been accepted yet. */
+        max_unauthenticated: z.number().int().min(1).default(DEFAULT_CONNECTION_LIMITS.maxUnauthenticated),
+        max_unauthenticated_per_address: z.number().int().min(1).default(DEFAULT_CONNECTION_LIMITS.maxUnauthenticatedPerAddress),
+        /** Bytes a connection may send before its hello is accepted (the hello must fit). */
+        pre_auth_max_bytes: z.number().int().min(16 * 1024).default(DEFAULT_CONNECTION_LIMITS.preAuthMaxBytes),
+        hello_timeout_ms: z.number().int().min(100).default(DEFAULT_CONNECTION_LIMITS.helloTimeoutMs),
+        /** Bytes of frames being received over all peers; above it, peers wait to be read. */
+        max_in_flight_bytes: z.number().int().min(1024 * 1024).default(DEFAULT_CONNECTION_LIMITS.maxInFlightBytes),
+        /** A workbench session with no data frame either way for this long is closed. */
+        workbench_idle_timeout_ms: z.number().int().min(1000).default(DEFAULT_CONNECTION_LIMITS.workbenchIdleTimeoutMs),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 
@@ -164,6 +187,21 @@ function modeProblems(raw: Record<string, unknown>): string[] {
 }
 
 export type NodeConfig = z.infer<typeof NodeConfigSchema>;
+
+/** The config's `connection_limits`, as the transport takes them. */
+export function connectionLimitsOf(config: NodeConfig): ConnectionLimits {
+  const c = config.connection_limits;
+  return {
+    maxConnections: c.max_connections,
+    maxConnectionsPerAddress: c.max_connections_per_address,
+    maxUnauthenticated: c.max_unauthenticated,
+    maxUnauthenticatedPerAddress: c.max_unauthenticated_per_address,
+    preAuthMaxBytes: c.pre_auth_max_bytes,
+    helloTimeoutMs: c.hello_timeout_ms,
+    maxInFlightBytes: c.max_in_flight_bytes,
+    workbenchIdleTimeoutMs: c.workbench_idle_timeout_ms,
+  };
+}
 
 /** A config error for a person: which file, which field, what was expected. Never a stack trace. */
 export class ConfigError extends Error {

@@ -10,7 +10,7 @@ import { PROTOCOL_VERSION } from '../protocols/version.ts';
 import { spawnConnection } from '../actors/connection.ts';
 import { type PeerHandle, type SchedulerMsg, spawnScheduler } from '../actors/scheduler.ts';
 import { type WorkerMsg, spawnWorker } from '../actors/worker.ts';
-import { ConfigError, type NodeConfig } from './config.ts';
+import { ConfigError, connectionLimitsOf, type NodeConfig } from './config.ts';
 import { handshakeMessage, loadOrCreateIdentity, signWith } from './security/identity.ts';
 import { DataEngine } from './data/engine.ts';
 import { send, shardOf, spawnActor } from './kit/actors.ts';
@@ -177,6 +177,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
         burst: config.rate_limit.burst,
         disconnectAfterMs: config.rate_limit.disconnect_after_ms,
       },
+      limits: connectionLimitsOf(config),
       onConnection: (peer) => {
         const shard = shards[shardOf(peer.id, CONNECTION_SHARDS)] as Ref<unknown>;
         spawnConnection(shard, { peer, scheduler: schedulerRef, log, store, schedulerId });

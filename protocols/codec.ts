@@ -2,6 +2,7 @@ import { Packr } from 'msgpackr';
 import type { WireError } from './errors.ts';
 import { ErrorCodes, formatPath, wireError } from './errors.ts';
 import { type Message, MessageSchemas, type MessageType } from './messages.ts';
+import { FRAME_LIMITS, type FrameLimits, scanFrame } from './frame-scan.ts';
 import { PROTOCOL_VERSION } from './version.ts';
 
 // One codec for every frame. Records/structured clone are off so the bytes are plain
@@ -12,8 +13,9 @@ const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: tr
 // into bytes and silently destroys it.
 const valuePackr = new Packr({ useRecords: false, moreTypes: true, mapsAsObjects: true, int64AsType: 'number' });
 
-/** A frame above this nesting depth is refused before it is validated (no stack blow-up in zod). */
-export const MAX_DEPTH = 64;
+/** A frame above this nesting depth is refused before it is decoded (no stack blow-up anywhere). */
+export const MAX_DEPTH = FRAME_LIMITS.maxDepth;
+export { FRAME_LIMITS, type FrameLimits };
 
 export function encode(message: Message): Uint8Array {
   return packr.pack(message);
@@ -32,20 +34,21 @@ export type Decoded =
   | { ok: true; message: Message }
   | { ok: false; error: WireError; reqId?: number; type?: string };
 
-function depthExceeds(value: unknown, limit: number): boolean {
-  const stack: Array<[unknown, number]> = [[value, 0]];
-  while (stack.length > 0) {
-    const [v, d] = stack.pop() as [unknown, number];
-    if (d > limit) return true;
-    if (v === null || typeof v !== 'object' || ArrayBuffer.isView(v)) continue;
-    const children = Array.isArray(v) ? v : Object.values(v as Record<string, unknown>);
-    for (const c of children) if (c !== null && typeof c === 'object') stack.push([c, d + 1]);
-  }
-  return false;
-}
+const unknownType = (type: string): WireError => wireError('UNKNOWN_MESSAGE', `unknown message type ${JSON.stringify(type.slice(0, 64))}`);
 
-/** Bytes -> a validated message, or the error to send back. Never throws. */
-export function decode(bytes: Uint8Array): Decoded {
+/**
+ * Bytes -> a validated message, or the error to send back. Never throws. The frame's shape is
+ * checked against `limits` on its bytes first, so nothing the schema could never accept is built.
+ */
+export function decode(bytes: Uint8Array, limits: Readonly<FrameLimits> = FRAME_LIMITS): Decoded {
+  const refused = scanFrame(bytes, limits);
+  if (refused) {
+    const { error, type, reqId } = refused;
+    if (type === undefined) return { ok: false, error };
+    // The same order as below: an unknown type is reported before the shape of its fields.
+    const reported = Object.hasOwn(MessageSchemas, type) ? error : unknownType(type);
+    return reqId === undefined ? { ok: false, error: reported, type } : { ok: false, error: reported, type, reqId };
+  }
   let raw: unknown;
   try {
     raw = packr.unpack(bytes);
@@ -62,7 +65,7 @@ export function decode(bytes: Uint8Array): Decoded {
   const withReq = (error: WireError): Decoded =>
     reqId === undefined ? { ok: false, error, type } : { ok: false, error, type, reqId };
   if (!Object.hasOwn(MessageSchemas, type)) {
-    return withReq(wireError('UNKNOWN_MESSAGE', `unknown message type ${JSON.stringify(type.slice(0, 64))}`));
+    return withReq(unknownType(type));
   }
   // A hello from another protocol version may have other fields: say so before the strict
   // schema would call it merely invalid.
@@ -76,9 +79,6 @@ export function decode(bytes: Uint8Array): Decoded {
   if (type === 'error' && err && typeof err.code === 'string' && !(ErrorCodes as readonly string[]).includes(err.code)) {
     err.message = `${err.code.slice(0, 64)}: ${typeof err.message === 'string' ? err.message : ''}`.slice(0, 10_000);
     err.code = 'INTERNAL';
-  }
-  if (depthExceeds(raw, MAX_DEPTH)) {
-    return withReq(wireError('INVALID_MESSAGE', `${type}: nested deeper than ${MAX_DEPTH} levels`));
   }
   const schema = MessageSchemas[type as MessageType];
   const parsed = schema.safeParse(raw);

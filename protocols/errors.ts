@@ -33,6 +33,8 @@ export const ErrorCodes = [
   'WORKER_LOST', // the job's worker was away longer than the grace time
   'CANCELLED', // the artifact was cancelled
   'TOO_MANY_BAD_FRAMES',
+  'FRAME_TOO_LARGE', // a frame, or the bytes before the hello, above the size allowed; the socket is closed
+  'TOO_MANY_CONNECTIONS', // the scheduler's connection caps are reached (in total, unauthenticated, or from one address)
   'SHUTTING_DOWN',
   'INTERNAL',
 ] as const;
@@ -62,6 +64,7 @@ const NON_RETRYABLE: ReadonlySet<ErrorCode> = new Set([
   'UNKNOWN_PROJECT',
   'PROTOCOL_VERSION_MISMATCH',
   'DOWNLOAD_FORBIDDEN',
+  'FRAME_TOO_LARGE', // the same frame is refused again
 ]);
 
 /** The one place a wire error is made from its code. */

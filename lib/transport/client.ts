@@ -47,9 +47,10 @@ export class Client {
       let first = true;
       const dial = () => {
         if (this.stopped) return;
+        const maxPayloadBytes = this.opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
         const ws = new WebSocket(this.opts.url, {
           perMessageDeflate: false,
-          maxPayload: this.opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
+          maxPayload: maxPayloadBytes,
           handshakeTimeout: 10_000,
           ...(this.opts.ca ? { ca: this.opts.ca } : {}),
         });
@@ -57,7 +58,7 @@ export class Client {
         ws.once('open', () => {
           opened = true;
           this.failures = 0;
-          const peer = new PeerConnection(ws, this.opts.url, this.opts.heartbeatMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS);
+          const peer = new PeerConnection(ws, this.opts.url, this.opts.heartbeatMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS, {}, maxPayloadBytes);
           this.peer = peer;
           peer.attach({
             onMessage: (m) => this.opts.onMessage(m),

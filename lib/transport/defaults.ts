@@ -12,3 +12,32 @@ export const DEFAULT_RATE_LIMIT_FRAMES_PER_SECOND = 5_000;
 export const DEFAULT_RATE_LIMIT_BURST = 10_000;
 /** A peer kept over its rate this long is disconnected. */
 export const DEFAULT_RATE_LIMIT_DISCONNECT_MS = 5_000;
+
+// ---------------------------------------------------------------- what the scheduler admits (docs/SECURITY.md, "Limits")
+
+/**
+ * Bytes a connection may send before its hello is accepted (all its frames together). A hello
+ * carries the worker's metadata: measured, 2 data sources of 9 features take 7 KiB, 400
+ * features (a fifth with 32 categories) 97 KiB, 3 200 features 755 KiB; 1 MiB fits the last.
+ */
+export const DEFAULT_PRE_AUTH_MAX_BYTES = 1024 * 1024;
+/**
+ * The shape of a frame before the hello is accepted: the deepest hello is 7 levels
+ * (projects, data sources, features, categories), its longest list `holding`.
+ */
+export const PRE_AUTH_FRAME_SHAPE = { maxDepth: 16, maxContainerLength: 16_384, maxElements: 262_144, maxStringBytes: 65_536 } as const;
+/** A connection that has not completed its hello in this time is closed. */
+export const DEFAULT_HELLO_TIMEOUT_MS = 10_000;
+/** Connections in total: 1 000 workers and their workbenches, with room. */
+export const DEFAULT_MAX_CONNECTIONS = 4_096;
+/** From one remote address: a simulated cluster of 1 000 workers on one host still fits. */
+export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 1_024;
+/** Connections still before their hello: each may hold up to the pre-auth bytes. */
+export const DEFAULT_MAX_UNAUTHENTICATED = 64;
+export const DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS = 16;
+/** Bytes of frames being received, over all peers; above it, peers wait (their sockets are not read). */
+export const DEFAULT_MAX_IN_FLIGHT_BYTES = 256 * 1024 * 1024;
+/** A workbench session with no data frame either way for this long is closed (workers stay: they heartbeat and wait for work). */
+export const DEFAULT_WORKBENCH_IDLE_TIMEOUT_MS = 30 * 60_000;
+/** A refused peer gets its error and close frames, then this long to answer before its socket is cut. */
+export const REFUSAL_LINGER_MS = 1_000;

@@ -6,6 +6,8 @@
 export interface HeartbeatSeam {
   ping(): void;
   terminate(): void;
+  /** True while we are not reading the peer on purpose (its pongs wait unread in the socket). */
+  notReading?(): boolean;
 }
 
 export class Heartbeat {
@@ -28,7 +30,7 @@ export class Heartbeat {
   }
 
   tick(): void {
-    if (!this.alive) {
+    if (!this.alive && !this.seam.notReading?.()) {
       this.stop();
       this.seam.terminate();
       return;

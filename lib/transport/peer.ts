@@ -1,14 +1,19 @@
 import { randomUUID } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
-import { type Decoded, decode, encode } from '../../protocols/codec.ts';
+import { type Decoded, decode, encode, FRAME_LIMITS, type FrameLimits } from '../../protocols/codec.ts';
 import { type WireError, wireError } from '../../protocols/errors.ts';
 import type { Message } from '../../protocols/messages.ts';
+import type { Admission, AdmittedPeer } from './admission.ts';
 import {
   DEFAULT_BAD_FRAME_LIMIT,
   DEFAULT_BAD_FRAME_WINDOW_MS,
+  DEFAULT_MAX_PAYLOAD_BYTES,
   DEFAULT_RATE_LIMIT_BURST,
   DEFAULT_RATE_LIMIT_DISCONNECT_MS,
   DEFAULT_RATE_LIMIT_FRAMES_PER_SECOND,
+  PRE_AUTH_FRAME_SHAPE,
+  REFUSAL_LINGER_MS,
 } from './defaults.ts';
 import { Heartbeat } from './heartbeat.ts';
 
@@ -16,6 +21,31 @@ export interface RateLimit {
   framesPerSecond: number;
   burst: number;
   disconnectAfterMs: number;
+}
+
+/** A peer that dialed in: it is held to the scheduler's admission until its hello is accepted. */
+export interface Inbound {
+  /** The socket under the WebSocket: its reads are counted before ws assembles any frame. */
+  socket: Duplex;
+  admission: Admission;
+}
+
+/** Why a peer's socket is not being read; it is read again when no reason is left. */
+type WaitReason = 'rate' | 'budget' | 'hello' | 'refused';
+
+const HELLOS: ReadonlySet<string> = new Set(['workerHello', 'workbenchHello']);
+
+/**
+ * Refuses a peer with a reason it can read: an `error` frame, a close frame; its socket is no
+ * longer read (a refused peer makes us buffer nothing more) and is cut if the peer has not
+ * answered the close within REFUSAL_LINGER_MS.
+ */
+export function refuseSocket(ws: WebSocket, error: WireError, closeCode: number, reason: string): void {
+  if (ws.readyState !== ws.OPEN) return;
+  ws.send(encode({ type: 'error', error }), { binary: true });
+  ws.close(closeCode, reason.slice(0, 120));
+  ws.pause();
+  setTimeout(() => ws.terminate(), REFUSAL_LINGER_MS).unref();
 }
 
 export interface PeerEvents {
@@ -29,7 +59,7 @@ export interface PeerEvents {
  * gets an `error` reply with its code and is otherwise ignored), messages out are encoded.
  * A peer that keeps sending bad frames is disconnected; nothing else is disturbed.
  */
-export class PeerConnection {
+export class PeerConnection implements AdmittedPeer {
   readonly id = randomUUID();
   private events: PeerEvents | undefined;
   private readonly badFrames: number[] = [];
@@ -38,14 +68,23 @@ export class PeerConnection {
   private tokens: number;
   private refilledAt = Date.now();
   private overSince: number | undefined;
-  private paused = false;
+  private rateWaiting = false;
+  private readonly waitingFor = new Set<WaitReason>();
   private readonly rate: RateLimit;
+  /** The shape a frame may have now: tight before the hello of an inbound peer. */
+  private frameLimits: Readonly<FrameLimits>;
+  private readonly sessionLimits: Readonly<FrameLimits>;
+  private helloTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private lastTraffic = Date.now();
 
   constructor(
     private readonly ws: WebSocket,
     readonly remoteAddress: string,
     heartbeatMs: number,
     rate: Partial<RateLimit> = {},
+    maxPayloadBytes: number = DEFAULT_MAX_PAYLOAD_BYTES,
+    private readonly inbound?: Inbound,
   ) {
     this.rate = {
       framesPerSecond: rate.framesPerSecond ?? DEFAULT_RATE_LIMIT_FRAMES_PER_SECOND,
@@ -53,14 +92,41 @@ export class PeerConnection {
       disconnectAfterMs: rate.disconnectAfterMs ?? DEFAULT_RATE_LIMIT_DISCONNECT_MS,
     };
     this.tokens = this.rate.burst;
-    this.heartbeat = new Heartbeat({ ping: () => ws.ping(), terminate: () => ws.terminate() }, heartbeatMs);
-    ws.on('pong', () => this.heartbeat.heard());
+    this.sessionLimits = { ...FRAME_LIMITS, maxBytes: maxPayloadBytes };
+    this.frameLimits = this.sessionLimits;
+    this.heartbeat = new Heartbeat(
+      { ping: () => ws.ping(), terminate: () => ws.terminate(), notReading: () => this.heldBack() },
+      heartbeatMs,
+    );
+    ws.on('pong', () => {
+      this.heartbeat.heard();
+      inbound?.admission.delivered(this);
+    });
     ws.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary));
     ws.on('close', (code, reason) => {
       this.closed = true;
       this.heartbeat.stop();
+      clearTimeout(this.helloTimer);
+      clearTimeout(this.idleTimer);
+      inbound?.admission.closed(this);
       this.events?.onClose(code, reason.toString());
     });
+    if (inbound) {
+      const { admission, socket } = inbound;
+      this.frameLimits = { ...PRE_AUTH_FRAME_SHAPE, maxBytes: admission.limits.preAuthMaxBytes };
+      admission.opened(this);
+      // Why count here: ws's maxPayload is fixed per server when the socket is handed over, so
+      // it cannot be tighter before the hello than after (short of writing ws's private
+      // `_receiver._maxPayload`). Counting the socket's reads (prepended, so before ws buffers
+      // them) bounds everything a peer sends before its hello, all frames together, to the
+      // pre-auth bytes plus one read, and feeds the budget of bytes in flight.
+      socket.prependListener('data', (chunk: Buffer) => {
+        this.lastTraffic = Date.now();
+        admission.received(this, chunk.length);
+      });
+      this.helloTimer = setTimeout(() => this.close(1008, 'no hello'), admission.limits.helloTimeoutMs);
+      this.helloTimer.unref();
+    }
     ws.on('error', () => {
       // 'close' follows every 'error' in ws; the close handler reports it.
     });
@@ -84,7 +150,69 @@ export class PeerConnection {
       cb?.(new Error('connection closed'));
       return;
     }
+    this.lastTraffic = Date.now();
     this.ws.send(encode(message), { binary: true }, cb);
+  }
+
+  /**
+   * The peer's hello was accepted: frames get the session's limits, and a workbench session
+   * is closed after the idle time without a data frame either way (workers stay connected:
+   * they wait for work, and the heartbeat finds the dead ones).
+   */
+  authenticated(role: 'worker' | 'workbench'): void {
+    clearTimeout(this.helloTimer);
+    this.frameLimits = this.sessionLimits;
+    if (!this.inbound) return;
+    this.inbound.admission.authenticated(this);
+    this.resumeFor('hello');
+    if (role === 'workbench') this.closeWhenIdle(this.inbound.admission.limits.workbenchIdleTimeoutMs);
+  }
+
+  /** Stop reading the socket (TCP pushes back on the peer); called by the admission's budget. */
+  wait(): void {
+    this.waitFor('budget');
+  }
+
+  resume(): void {
+    this.resumeFor('budget');
+  }
+
+  refuse(error: WireError, closeCode: number, reason: string): void {
+    this.waitingFor.add('refused');
+    refuseSocket(this.ws, error, closeCode, reason);
+  }
+
+  /** Not read by our choice (over the budget or its rate): its silence is ours, not its. */
+  private heldBack(): boolean {
+    return this.waitingFor.has('budget') || this.waitingFor.has('rate');
+  }
+
+  private waitFor(reason: WaitReason): void {
+    if (this.waitingFor.size === 0) this.ws.pause();
+    this.waitingFor.add(reason);
+  }
+
+  private resumeFor(reason: WaitReason): void {
+    if (!this.waitingFor.delete(reason) || this.waitingFor.size > 0 || this.closed) return;
+    this.ws.resume();
+  }
+
+  private closeWhenIdle(idleMs: number): void {
+    const check = () => {
+      // A peer we are not reading is not idle of its own doing.
+      if (this.heldBack()) this.lastTraffic = Date.now();
+      const quiet = Date.now() - this.lastTraffic;
+      if (quiet < idleMs) {
+        this.idleTimer = setTimeout(check, idleMs - quiet);
+        this.idleTimer.unref();
+        return;
+      }
+      // A close reason, not an `error` frame: a client reads an unsolicited error as the
+      // session's fault and would repeat it on requests made while it dials again.
+      this.close(4002, 'idle timeout');
+    };
+    this.idleTimer = setTimeout(check, idleMs);
+    this.idleTimer.unref();
   }
 
   /** Test seam (fault injection): bytes as they are, bypassing the codec. */
@@ -107,11 +235,15 @@ export class PeerConnection {
 
   private onFrame(data: Buffer, isBinary: boolean): void {
     this.heartbeat.heard();
+    this.lastTraffic = Date.now();
+    this.inbound?.admission.delivered(this);
     if (!this.admit()) return;
     const decoded: Decoded = isBinary
-      ? decode(data)
+      ? decode(data, this.frameLimits)
       : { ok: false, error: wireError('BAD_FRAME', 'text frames are not part of the protocol; send binary msgpack') };
     if (decoded.ok) {
+      // Nothing more is read until the hello is judged: what follows it gets the session's limits.
+      if (this.frameLimits !== this.sessionLimits && HELLOS.has(decoded.message.type)) this.waitFor('hello');
       this.events?.onMessage(decoded.message);
       return;
     }
@@ -143,13 +275,13 @@ export class PeerConnection {
       this.close(1008, 'rate limited');
       return false;
     }
-    if (!this.paused) {
-      this.paused = true;
-      this.ws.pause();
+    if (!this.rateWaiting) {
+      this.rateWaiting = true;
+      this.waitFor('rate');
       const wait = Math.ceil(((1 - this.tokens) / this.rate.framesPerSecond) * 1000);
       setTimeout(() => {
-        this.paused = false;
-        if (!this.closed) this.ws.resume();
+        this.rateWaiting = false;
+        this.resumeFor('rate');
       }, wait).unref();
     }
     return true;

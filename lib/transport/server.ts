@@ -2,8 +2,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
+import { Admission, type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from './admission.ts';
 import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_MAX_PAYLOAD_BYTES } from './defaults.ts';
-import { PeerConnection, type RateLimit } from './peer.ts';
+import { PeerConnection, type RateLimit, refuseSocket } from './peer.ts';
 
 export interface ServerOptions {
   host: string;
@@ -13,6 +14,7 @@ export interface ServerOptions {
   maxPayloadBytes?: number;
   heartbeatMs?: number;
   rateLimit?: Partial<RateLimit>;
+  limits?: Partial<ConnectionLimits>;
   onConnection(peer: PeerConnection): void;
 }
 
@@ -29,14 +31,20 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     res.end('fdl scheduler: connect with a WebSocket client\n');
   };
   const http: Server = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, answer) : createServer(answer);
-  const wss = new WebSocketServer({
-    noServer: true,
-    perMessageDeflate: false,
-    maxPayload: opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
-  });
+  const maxPayloadBytes = opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: maxPayloadBytes });
+  const admission = new Admission({ ...DEFAULT_CONNECTION_LIMITS, ...opts.limits });
   http.on('upgrade', (req, socket, head) => {
     wss.handleUpgrade(req, socket, head, (ws) => {
-      const peer = new PeerConnection(ws, req.socket.remoteAddress ?? '', opts.heartbeatMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS, opts.rateLimit);
+      const address = req.socket.remoteAddress ?? '';
+      // Refused after the upgrade, not with an HTTP status, so the peer reads why in a frame.
+      const refusal = admission.refusal(address);
+      if (refusal) {
+        refuseSocket(ws, refusal, 1013, 'too many connections');
+        return;
+      }
+      const heartbeatMs = opts.heartbeatMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
+      const peer = new PeerConnection(ws, address, heartbeatMs, opts.rateLimit, maxPayloadBytes, { socket, admission });
       opts.onConnection(peer);
     });
   });

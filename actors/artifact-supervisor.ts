@@ -3,6 +3,7 @@ import { decodeValue, encodeValue } from '../protocols/codec.ts';
 import type { ArtifactState } from '../protocols/entities.ts';
 import { type WireError, wireError } from '../protocols/errors.ts';
 import type { Message, MessageOf } from '../protocols/messages.ts';
+import { toWireError } from '../lib/errors.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
 import { sha256Hex } from '../lib/store/blobs.ts';
@@ -277,7 +278,8 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
       } catch (e) {
         // A product that cannot be read (not msgpack): end the artifact with the cause, rather
         // than crash and be reset into the same crash.
-        s = setArtifact(s, 'ERROR', { error: { error: wireError('OPERATION_FAILED', `the result cannot be assembled: ${(e as Error).message}`) } });
+        const cause = toWireError(e, 'OPERATION_FAILED');
+        s = setArtifact(s, 'ERROR', { error: { error: wireError(cause.code, `the result cannot be assembled: ${cause.message}`) } });
         return finish(s);
       }
       s = setArtifact(s, 'COMPLETED', resultResourceId ? { resultResourceId } : {});

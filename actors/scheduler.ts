@@ -15,6 +15,7 @@ import { sha256Hex } from '../lib/store/blobs.ts';
 import { artifactStatus } from '../lib/store/status.ts';
 import type { Store, StoredNode, StoredProject } from '../lib/store/store.ts';
 import { type SupervisorMsg, type SupervisorReport, spawnArtifactSupervisor } from './artifact-supervisor.ts';
+import type { JobMsg } from './job.ts';
 
 /**
  * Scheduler: the root of a scheduler node. Owns who is connected (workers, workbenches,
@@ -365,12 +366,18 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             });
             return;
           }
-          const resource = store.putResource(
-            { artifactId, jobId: m.jobId, producer: nodeId, sha256: m.sha256 },
-            m.data,
-            now(),
-          );
-          send(supervisor, { kind: 'jobReport', jobIndex, worker: nodeId, report: { kind: 'completed', attempt: m.attempt, resource } });
+          let report: JobMsg;
+          try {
+            const resource = store.putResource({ artifactId, jobId: m.jobId, producer: nodeId, sha256: m.sha256 }, m.data, now());
+            report = { kind: 'completed', attempt: m.attempt, resource };
+          } catch (e) {
+            // A product that cannot be stored is a failed attempt with its real cause, now (not
+            // an attempt timeout much later); it is retried like any other.
+            const error = toWireError(e, 'STORE_WRITE_FAILED');
+            log.error({ jobId: m.jobId, attempt: m.attempt, error }, 'a reported product could not be stored');
+            report = { kind: 'failed', attempt: m.attempt, error };
+          }
+          send(supervisor, { kind: 'jobReport', jobIndex, worker: nodeId, report });
         }
         return;
       }

@@ -41,6 +41,8 @@ export type SchedulerMsg =
   | { kind: 'fromWorker'; peer: PeerHandle; nodeId: string; message: Message }
   | { kind: 'fromWorkbench'; peer: PeerHandle; message: WorkbenchRequest }
   | { kind: 'peerLeft'; peer: PeerHandle; nodeId?: string }
+  /** Metrics and test seam: how many artifacts the scheduler keeps per-artifact entries for. */
+  | { kind: 'countEntries'; replyTo(counts: { subscriptions: number; supervisors: number }): void }
   | SupervisorReport;
 
 export interface SchedulerProps {
@@ -280,7 +282,8 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       case 'subscribe': {
         const artifact = visibleArtifact(m.artifactId);
         if (!artifact) return;
-        if (m.type === 'subscribe') subscribe(s, m.artifactId, peer);
+        // A finished artifact has nothing more to push: its status is the last word.
+        if (m.type === 'subscribe' && s.supervisors.has(m.artifactId)) subscribe(s, m.artifactId, peer);
         reply(peer, { type: 'status', reqId: m.reqId, status: artifactStatus(artifact, store.jobs(m.artifactId)) });
         return;
       }
@@ -515,7 +518,10 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             }
           }
           s.workbenches.delete(msg.peer.sessionId);
-          for (const subs of s.subscriptions.values()) for (const p of subs) if (p.sessionId === msg.peer.sessionId) subs.delete(p);
+          for (const [artifactId, subs] of s.subscriptions) {
+            for (const p of subs) if (p.sessionId === msg.peer.sessionId) subs.delete(p);
+            if (subs.size === 0) s.subscriptions.delete(artifactId);
+          }
           return s;
         }
         case 'fromWorker':
@@ -532,8 +538,13 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           const ref = s.supervisors.get(msg.artifactId);
           if (ref) stop(ref);
           s.supervisors.delete(msg.artifactId);
+          // The final artifactState push went out before this report (same sender, in order).
+          s.subscriptions.delete(msg.artifactId);
           return s;
         }
+        case 'countEntries':
+          msg.replyTo({ subscriptions: s.subscriptions.size, supervisors: s.supervisors.size });
+          return s;
       }
     },
     {

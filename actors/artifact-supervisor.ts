@@ -3,6 +3,7 @@ import { decodeValue, encodeValue } from '../protocols/codec.ts';
 import type { ArtifactState } from '../protocols/entities.ts';
 import { type WireError, wireError } from '../protocols/errors.ts';
 import type { Message, MessageOf } from '../protocols/messages.ts';
+import { toWireError } from '../lib/errors.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
 import { sha256Hex } from '../lib/store/blobs.ts';
@@ -15,7 +16,8 @@ import { type JobChanged, type JobMsg, spawnJobActor } from './job.ts';
  * JobActor for each job whose predecessors are all done (AND-join; a job left out under its
  * step's quorum counts as done, with no product), moves the artifact to COMPLETED when every
  * job is done, or to ERROR when a required job runs out of attempts (then cancels the
- * others). A JobActor that crashes is reset from the store (nact supervision). Everything is
+ * others). A worker that a quorum left out while it was away is not waited on again: its later
+ * quorum jobs are left out as they become ready, until it connects again. A JobActor that crashes is reset from the store (nact supervision). Everything is
  * written to the store before it is announced.
  */
 
@@ -53,11 +55,43 @@ interface SupervisorState {
   jobs: StoredJob[];
   predecessors: number[][];
   live: Map<number, Ref<JobMsg>>;
+  /** The artifact's nodes, to ignore news about the others. */
+  nodes: ReadonlySet<string>;
+  /** The latest news about each of its nodes' connections (none yet: unknown). */
+  presence: Map<string, 'connected' | 'lost'>;
+  /**
+   * Workers a quorum left out while they were away, with the round they were left out in:
+   * their later jobs are left out at once (where the quorum still holds) instead of waiting
+   * out grace × attempts again each round, until the worker connects again.
+   */
+  gone: Map<string, number>;
 }
 
 const TERMINAL: ReadonlySet<ArtifactState> = new Set(['COMPLETED', 'ERROR', 'CANCELLED']);
 const done = (j: StoredJob | undefined) => j !== undefined && (j.state === 'COMPLETED' || j.leftOut);
 const inFlight = (j: StoredJob | undefined) => j !== undefined && (j.state === 'SCHEDULED' || j.state === 'RUNNING');
+
+/** Whether the job's Parallel step still meets its quorum if this job gives no product. */
+const quorumHoldsWithout = (s: { jobs: StoredJob[] }, job: StoredJob): boolean => {
+  const q = job.quorum;
+  if (!q) return false;
+  const others = s.jobs.filter((j) => j.quorum?.group === q.group && j.index !== job.index && j.state !== 'ERROR');
+  return others.length >= q.required;
+};
+
+/**
+ * The workers a quorum left out while away and that were not given a job since, as the rows
+ * tell it (jobs are bound round by round, so index order is time order per worker).
+ */
+const goneFromRows = (jobs: StoredJob[]): Map<string, number> => {
+  const gone = new Map<string, number>();
+  for (const j of jobs) {
+    const leftOutAway = j.leftOut && j.lastError?.code === 'WORKER_LOST';
+    if (leftOutAway && !gone.has(j.worker)) gone.set(j.worker, j.iteration);
+    else if (!leftOutAway && j.attempt > 0) gone.delete(j.worker);
+  }
+  return gone;
+};
 
 export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorProps): Ref<SupervisorMsg> {
   let generation = 0;
@@ -71,7 +105,14 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
     const jobs = props.store.jobs(props.artifactId);
     const predecessors: number[][] = jobs.map(() => []);
     for (const j of jobs) for (const next of j.locks) predecessors[next]?.push(j.index);
-    return { artifact, jobs, predecessors, live: new Map() };
+    const nodes = new Set(jobs.map((j) => j.worker));
+    // Rebuilt from the rows rather than persisted: in a new scheduler process every live worker
+    // must say hello again, and its `workerConnected` takes it off the list. After a reset (a
+    // bug) the workers' connections did not change but this actor's news of them is lost, so
+    // it starts with no one gone: a dead worker then costs one more wait, a live one is never
+    // left out by mistake.
+    const gone = generation === 1 ? goneFromRows(jobs) : new Map<string, number>();
+    return { artifact, jobs, predecessors, live: new Map(), nodes, presence: new Map(), gone };
   };
 
   const progress = (s: SupervisorState) => ({ completed: s.jobs.filter(done).length, total: s.jobs.length });
@@ -172,24 +213,64 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
   };
 
   /** A job out of attempts: left out if its step's quorum can still be met, else the artifact fails. */
-  const onJobError = (s: SupervisorState, job: StoredJob, self: Ref<SupervisorMsg>): SupervisorState => {
-    const q = job.quorum;
-    const group = q ? s.jobs.filter((j) => j.quorum?.group === q.group) : [];
-    if (!q || group.filter((j) => j.state !== 'ERROR').length < q.required) {
-      emitJob(s, job);
-      return fail(s, job);
+  const onJobError = (s0: SupervisorState, job: StoredJob, self: Ref<SupervisorMsg>): SupervisorState => {
+    if (!quorumHoldsWithout(s0, job)) {
+      emitJob(s0, job);
+      return fail(s0, job);
     }
-    props.store.updateJob(job.id, { state: 'ERROR', leftOut: true });
+    const s = leaveOut(s0, job, {});
+    props.log.warn({ jobId: job.id, worker: job.worker, quorum: job.quorum }, 'job left out under its quorum');
+    if (isAway(s, job)) {
+      s.gone.set(job.worker, job.iteration);
+      props.log.warn({ worker: job.worker, round: job.iteration }, 'worker left out while away: its later quorum jobs go on without it until it comes back');
+    }
+    return advance(s, self);
+  };
+
+  /** Writes the job left out (store first), then announces it. */
+  const leaveOut = (s: SupervisorState, job: StoredJob, change: { lastError?: WireError }): SupervisorState => {
+    props.store.updateJob(job.id, { state: 'ERROR', leftOut: true, ...change });
     const jobs = s.jobs.slice();
-    jobs[job.index] = { ...job, leftOut: true };
+    const left: StoredJob = { ...job, ...change, state: 'ERROR', leftOut: true, nextAttemptAt: undefined };
+    jobs[job.index] = left;
     const next = { ...s, jobs };
-    props.log.warn({ jobId: job.id, worker: job.worker, quorum: q }, 'job left out under its quorum');
-    emitJob(next, jobs[job.index] as StoredJob);
-    return advance(next, self);
+    emitJob(next, left);
+    return next;
+  };
+
+  /**
+   * Whether the job's worker was away when it was left out: the supervisor's latest news of
+   * it says lost, or it has none and the last attempt failed for the worker's absence. A worker
+   * whose reconnection arrived first is not away, whatever its last attempt's error.
+   */
+  const isAway = (s: SupervisorState, job: StoredJob): boolean => {
+    const news = s.presence.get(job.worker);
+    return news === 'lost' || (news === undefined && job.lastError?.code === 'WORKER_LOST');
+  };
+
+  /**
+   * Jobs about to start whose worker a quorum left out in an earlier round and which has not come
+   * back: left out now, without an attempt, when their step's quorum holds without them. Jobs
+   * are bound in dependency order, so one pass also reaches jobs that these make ready.
+   */
+  const leaveOutGoneWorkers = (s0: SupervisorState): SupervisorState => {
+    let s = s0;
+    if (s.gone.size === 0) return s;
+    for (const job of s0.jobs) {
+      const round = s.gone.get(job.worker);
+      if (round === undefined || job.state !== 'WAITING' || s.live.has(job.index)) continue;
+      if (!(s.predecessors[job.index] ?? []).every((p) => done(s.jobs[p]))) continue;
+      const current = s.jobs[job.index] as StoredJob;
+      if (!quorumHoldsWithout(s, current)) continue;
+      const reason = `worker ${job.worker} was left out in round ${round} and has not come back`;
+      props.log.info({ jobId: job.id, worker: job.worker, round: job.iteration }, 'job left out at once: its worker is still gone');
+      s = leaveOut(s, current, { lastError: wireError('WORKER_LOST', reason) });
+    }
+    return s;
   };
 
   const advance = (s0: SupervisorState, self: Ref<SupervisorMsg>): SupervisorState => {
-    let s = s0;
+    let s = leaveOutGoneWorkers(s0);
     if (s.jobs.every(done)) {
       let resultResourceId: string | undefined;
       try {
@@ -197,7 +278,8 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
       } catch (e) {
         // A product that cannot be read (not msgpack): end the artifact with the cause, rather
         // than crash and be reset into the same crash.
-        s = setArtifact(s, 'ERROR', { error: { error: wireError('OPERATION_FAILED', `the result cannot be assembled: ${(e as Error).message}`) } });
+        const cause = toWireError(e, 'OPERATION_FAILED');
+        s = setArtifact(s, 'ERROR', { error: { error: wireError(cause.code, `the result cannot be assembled: ${cause.message}`) } });
         return finish(s);
       }
       s = setArtifact(s, 'COMPLETED', resultResourceId ? { resultResourceId } : {});
@@ -232,12 +314,17 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
           return s;
         }
         case 'workerConnected':
+          if (!s.nodes.has(msg.nodeId)) return s;
+          s.presence.set(msg.nodeId, 'connected');
+          if (s.gone.delete(msg.nodeId)) props.log.info({ worker: msg.nodeId }, 'a left-out worker came back: it rejoins from the next round');
           for (const [index, ref] of s.live) {
             const job = s.jobs[index];
             if (job?.worker === msg.nodeId) send(ref, { kind: 'workerConnected', holding: msg.holding.has(`${job.id}#${job.attempt}`) });
           }
           return s;
         case 'workerLost':
+          if (!s.nodes.has(msg.nodeId)) return s;
+          s.presence.set(msg.nodeId, 'lost');
           for (const [index, ref] of s.live) if (s.jobs[index]?.worker === msg.nodeId) send(ref, { kind: 'workerLost' });
           return s;
         case 'resourceCorrupt': {

@@ -16,6 +16,7 @@ import { DEFAULT_ARTIFACT_LIST_LIMIT, RETENTION_SWEEP_BATCH } from '../lib/store
 import { artifactStatus, artifactSummary } from '../lib/store/status.ts';
 import { FINISHED_STATES, type Store, type StoredNode, type StoredProject } from '../lib/store/store.ts';
 import { type SupervisorMsg, type SupervisorReport, spawnArtifactSupervisor } from './artifact-supervisor.ts';
+import type { JobMsg } from './job.ts';
 
 /**
  * Scheduler: the root of a scheduler node. Owns who is connected (workers, workbenches,
@@ -43,6 +44,8 @@ export type SchedulerMsg =
   | { kind: 'fromWorker'; peer: PeerHandle; nodeId: string; message: Message }
   | { kind: 'fromWorkbench'; peer: PeerHandle; message: WorkbenchRequest }
   | { kind: 'peerLeft'; peer: PeerHandle; nodeId?: string }
+  /** Metrics and test seam: how many artifacts the scheduler keeps per-artifact entries for. */
+  | { kind: 'countEntries'; replyTo(counts: { subscriptions: number; supervisors: number }): void }
   | SupervisorReport;
 
 export interface SchedulerProps {
@@ -305,7 +308,8 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       case 'subscribe': {
         const artifact = visibleArtifact(m.artifactId);
         if (!artifact) return;
-        if (m.type === 'subscribe') subscribe(s, m.artifactId, peer);
+        // A finished artifact has nothing more to push: its status is the last word.
+        if (m.type === 'subscribe' && s.supervisors.has(m.artifactId)) subscribe(s, m.artifactId, peer);
         reply(peer, { type: 'status', reqId: m.reqId, status: artifactStatus(artifact, store.jobs(m.artifactId)) });
         return;
       }
@@ -414,12 +418,18 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             });
             return;
           }
-          const resource = store.putResource(
-            { artifactId, jobId: m.jobId, producer: nodeId, sha256: m.sha256 },
-            m.data,
-            now(),
-          );
-          send(supervisor, { kind: 'jobReport', jobIndex, worker: nodeId, report: { kind: 'completed', attempt: m.attempt, resource } });
+          let report: JobMsg;
+          try {
+            const resource = store.putResource({ artifactId, jobId: m.jobId, producer: nodeId, sha256: m.sha256 }, m.data, now());
+            report = { kind: 'completed', attempt: m.attempt, resource };
+          } catch (e) {
+            // A product that cannot be stored is a failed attempt with its real cause, now (not
+            // an attempt timeout much later); it is retried like any other.
+            const error = toWireError(e, 'STORE_WRITE_FAILED');
+            log.error({ jobId: m.jobId, attempt: m.attempt, error }, 'a reported product could not be stored');
+            report = { kind: 'failed', attempt: m.attempt, error };
+          }
+          send(supervisor, { kind: 'jobReport', jobIndex, worker: nodeId, report });
         }
         return;
       }
@@ -567,7 +577,10 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             }
           }
           s.workbenches.delete(msg.peer.sessionId);
-          for (const subs of s.subscriptions.values()) for (const p of subs) if (p.sessionId === msg.peer.sessionId) subs.delete(p);
+          for (const [artifactId, subs] of s.subscriptions) {
+            for (const p of subs) if (p.sessionId === msg.peer.sessionId) subs.delete(p);
+            if (subs.size === 0) s.subscriptions.delete(artifactId);
+          }
           return s;
         }
         case 'fromWorker':
@@ -584,8 +597,13 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           const ref = s.supervisors.get(msg.artifactId);
           if (ref) stop(ref);
           s.supervisors.delete(msg.artifactId);
+          // The final artifactState push went out before this report (same sender, in order).
+          s.subscriptions.delete(msg.artifactId);
           return s;
         }
+        case 'countEntries':
+          msg.replyTo({ subscriptions: s.subscriptions.size, supervisors: s.supervisors.size });
+          return s;
       }
     },
     {

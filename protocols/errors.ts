@@ -31,6 +31,7 @@ export const ErrorCodes = [
   'DATA_UNAVAILABLE',
   'ATTEMPT_TIMEOUT',
   'WORKER_LOST', // the job's worker was away longer than the grace time
+  'STORE_WRITE_FAILED', // the scheduler or the initiator could not write a product or its private state durably (disk full, permissions...)
   'CANCELLED', // the artifact was cancelled
   'TOO_MANY_BAD_FRAMES',
   'FRAME_TOO_LARGE', // a frame, or the bytes before the hello, above the size allowed; the socket is closed

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { FdlError } from '../errors.ts';
 
 export function sha256Hex(bytes: Uint8Array): string {
@@ -8,8 +8,42 @@ export function sha256Hex(bytes: Uint8Array): string {
 }
 
 /**
+ * Writes a whole file so that it survives a power cut once this returns: the bytes go to a
+ * temporary name and are fsynced, then renamed over `path`, then the directory is fsynced (the
+ * rename itself is only durable once the directory entry is). A crash never leaves a half file
+ * under the real name. Any failure (disk full, permissions, a path that is not a directory)
+ * throws STORE_WRITE_FAILED naming `what` and the system's cause, and leaves no temporary file.
+ */
+export function writeFileDurably(path: string, bytes: Uint8Array, what: string): void {
+  const tmp = `${path}.${randomUUID()}.tmp`;
+  try {
+    const fd = openSync(tmp, 'w');
+    try {
+      for (let written = 0; written < bytes.byteLength; ) written += writeSync(fd, bytes, written);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+    const dir = openSync(dirname(path), 'r');
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
+  } catch (e) {
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      // Its folder is not there or not a folder: no temporary file was made either.
+    }
+    throw new FdlError('STORE_WRITE_FAILED', `${what} could not be written: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/**
  * Resource bytes as files, named by resource id, checked against their sha256 on every read.
- * Written to a temporary name and renamed, so a crash never leaves a half file under a real name.
+ * Written durably (see writeFileDurably) before the caller records the row that points at them.
  * With `dir` undefined (an in-memory store for tests) the bytes stay in a map.
  */
 export class BlobStore {
@@ -30,10 +64,7 @@ export class BlobStore {
       this.memory.set(id, bytes);
       return `memory:${id}`;
     }
-    const path = this.pathOf(id);
-    const tmp = `${path}.${randomUUID()}.tmp`;
-    writeFileSync(tmp, bytes);
-    renameSync(tmp, path);
+    writeFileDurably(this.pathOf(id), bytes, `resource ${id}`);
     return `${id}.bin`;
   }
 

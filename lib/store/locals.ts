@@ -1,18 +1,24 @@
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeValue, encodeValue } from '../../protocols/codec.ts';
+import { FdlError } from '../errors.ts';
 import type { Locals } from '../ops/context.ts';
+import { writeFileDurably } from './blobs.ts';
 
 /** The folder of a node's locals inside its work directory. */
 export const LOCALS_DIR = 'locals';
 
 /**
  * A node's private per-artifact variables (the masks of the Sequential estimators).
- * Written through to `<workdir>/locals/<artifactId>.msgpack` so that a restarted node
- * can still finish what its init step began; kept in memory when there is no workdir.
+ * Written durably to `<workdir>/locals/<artifactId>.msgpack` so that a restarted node can still
+ * finish what its init step began. The file is the only copy: a value whose write failed is not
+ * kept in memory (it would be lost at a restart, and the final step could not unmask), the `set`
+ * throws STORE_WRITE_FAILED and the operation, hence its attempt, fails. Nothing is cached per
+ * artifact, so a long-running node does not grow with every artifact it ever served; reads are a
+ * few per Sequential step. Without a workdir (tests) the variables live in memory.
  */
 export class LocalsStore {
-  private readonly cache = new Map<string, Map<string, unknown>>();
+  private readonly memory = new Map<string, Map<string, unknown>>();
 
   constructor(private readonly dir: string | undefined) {
     if (dir) mkdirSync(dir, { recursive: true });
@@ -24,38 +30,38 @@ export class LocalsStore {
 
   /** Forgets an artifact's locals, in memory and on disk (the artifact was deleted). */
   delete(artifactId: string): void {
-    this.cache.delete(artifactId);
+    this.memory.delete(artifactId);
     const file = this.fileOf(artifactId);
     if (file) rmSync(file, { force: true });
   }
 
   for(artifactId: string): Locals {
     const file = this.fileOf(artifactId);
-    const vars = (): Map<string, unknown> => {
-      let m = this.cache.get(artifactId);
-      if (m) return m;
-      m = new Map();
-      if (file) {
-        try {
-          const loaded = decodeValue(readFileSync(file)) as Record<string, unknown>;
-          for (const [k, v] of Object.entries(loaded)) m.set(k, v);
-        } catch {
-          // no file yet
-        }
+    if (!file) {
+      const vars = this.memory.get(artifactId) ?? new Map<string, unknown>();
+      this.memory.set(artifactId, vars);
+      return { get: (key) => vars.get(key), set: (key, value) => vars.set(key, value) };
+    }
+    const read = (): Record<string, unknown> => {
+      try {
+        return decodeValue(readFileSync(file)) as Record<string, unknown>;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
+        throw new FdlError('INTERNAL', `the locals of artifact ${artifactId} cannot be read: ${(e as Error).message}`, { cause: e });
       }
-      this.cache.set(artifactId, m);
-      return m;
     };
     return {
-      get: (key) => vars().get(key),
+      get: (key) => read()[key],
       set: (key, value) => {
-        const m = vars();
-        m.set(key, value);
-        if (file) {
-          const tmp = `${file}.tmp`;
-          writeFileSync(tmp, encodeValue(Object.fromEntries(m)));
-          renameSync(tmp, file);
+        const what = `the locals of artifact ${artifactId}`;
+        let current: Record<string, unknown>;
+        try {
+          current = read();
+        } catch (e) {
+          // A set is read, change, write: not being able to read the file is a failed write.
+          throw new FdlError('STORE_WRITE_FAILED', `${what} could not be written: ${(e as Error).message}`, { cause: e });
         }
+        writeFileDurably(file, encodeValue({ ...current, [key]: value }), what);
       },
     };
   }

@@ -15,6 +15,7 @@ import type {
 } from '../../protocols/entities.ts';
 import type { WireError } from '../../protocols/errors.ts';
 import type { Plan } from '../plan/index.ts';
+import { FdlError } from '../errors.ts';
 import { BlobStore } from './blobs.ts';
 import { GroupCommit } from './group-commit.ts';
 import { openDatabase } from './db.ts';
@@ -566,16 +567,29 @@ export class Store {
 
   // ------------------------------------------------------------ resources
 
-  /** Bytes first, row second: a row always points at complete bytes. */
+  /**
+   * Bytes first (durable: fsynced file and folder), row second: a committed row always points at
+   * complete bytes, even after a power cut. A failure of either throws STORE_WRITE_FAILED with
+   * its cause; bytes whose row could not be written are removed.
+   */
   putResource(meta: Omit<ResourceRef, 'id' | 'size'> & { artifactId: string }, bytes: Uint8Array, now: number): ResourceRef {
     const id = `r-${randomUUID()}`;
     const location = this.blobs.put(id, bytes);
-    this
-      .sql(
-        `INSERT INTO resources (id, artifact_id, job_id, producer, size, sha256, location, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(id, meta.artifactId, meta.jobId, meta.producer, bytes.byteLength, meta.sha256, location, now);
+    try {
+      this
+        .sql(
+          `INSERT INTO resources (id, artifact_id, job_id, producer, size, sha256, location, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(id, meta.artifactId, meta.jobId, meta.producer, bytes.byteLength, meta.sha256, location, now);
+    } catch (e) {
+      try {
+        this.blobs.delete(id);
+      } catch {
+        // An orphan file is harmless (no row points at it); the cause below is what matters.
+      }
+      throw new FdlError('STORE_WRITE_FAILED', `the row of resource ${id} could not be written: ${(e as Error).message}`, { cause: e });
+    }
     return { id, jobId: meta.jobId, producer: meta.producer, size: bytes.byteLength, sha256: meta.sha256 };
   }
 

@@ -1,0 +1,103 @@
+// Why: a scheduler runs for months and serves thousands of artifacts. What it keeps per artifact
+// (the workbenches subscribed to its pushes, its live supervisor) must go when the artifact
+// finishes, after the subscribers got the final push; a subscription to an artifact that is
+// already finished has nothing left to push and is not kept. Runs the Scheduler actor in-process
+// with a scripted initiator that holds the project's data and completes every job at once.
+import { start, stop } from 'nact';
+import pino from 'pino';
+import t from 'tap';
+import { encodeValue } from '../protocols/codec.ts';
+import { RetryPolicySchema } from '../protocols/entities.ts';
+import type { Message, MessageOf, WorkbenchRequest } from '../protocols/messages.ts';
+import { type PeerHandle, type SchedulerMsg, spawnScheduler } from '../actors/scheduler.ts';
+import { send, type Ref } from '../lib/kit/actors.ts';
+import { sha256Hex } from '../lib/store/blobs.ts';
+import { Store } from '../lib/store/store.ts';
+import { until } from './helpers/cluster.ts';
+
+const TOKEN = 'project-token-1';
+
+t.test('per-artifact entries go when the artifact finishes, after the final push', async (t) => {
+  const log = pino({ level: 'silent' });
+  const store = new Store(undefined);
+  store.ensureProject('p', TOKEN);
+  const system = start();
+  t.teardown(() => stop(system));
+
+  let scheduler: Ref<SchedulerMsg> | undefined;
+  /** Assignments of jobs the test holds back (the artifact stays RUNNING until released). */
+  const held: Array<() => void> = [];
+  let holdNext = false;
+  const initiator: PeerHandle = {
+    sessionId: 'initiator',
+    send: (m: Message) => {
+      if (m.type !== 'assignJob') return;
+      const complete = () => {
+        const data = encodeValue({ products: 0 });
+        const message: Message = { type: 'jobCompleted', jobId: m.jobId, attempt: m.attempt, sha256: sha256Hex(data), data };
+        if (scheduler) send(scheduler, { kind: 'fromWorker', peer: initiator, nodeId: 's', message });
+      };
+      if (holdNext) held.push(complete);
+      else setImmediate(complete);
+    },
+    close: () => {},
+  };
+  scheduler = spawnScheduler(system, {
+    store,
+    log,
+    schedulerId: 's',
+    policy: RetryPolicySchema.parse({}),
+    allowResourceDownload: true,
+    initiator: { peer: initiator, name: 's', projects: [{ token: TOKEN, datasources: [{ name: 'd', rows: 10, features: [] }] }] },
+    identity: { signKey: 'sign-key', boxKey: 'box-key' },
+    retentionMs: 7 * 24 * 3600_000,
+    artifactsInFlightPerWorkbench: 1000,
+    locals: { delete: () => {} },
+  });
+  const self = scheduler;
+  send(self, { kind: 'resume' });
+
+  const workbench = (sessionId: string) => {
+    const received: Message[] = [];
+    const peer: PeerHandle = { sessionId, send: (m) => received.push(m), close: () => {} };
+    send(self, { kind: 'workbenchJoined', peer, scope: { tokenId: 't', projects: undefined } });
+    const request = (message: WorkbenchRequest) => send(self, { kind: 'fromWorkbench', peer, message });
+    return { peer, received, request };
+  };
+  const entries = () => new Promise<{ subscriptions: number; supervisors: number }>((resolve) => send(self, { kind: 'countEntries', replyTo: resolve }));
+  const accepted = async (wb: ReturnType<typeof workbench>, reqId: number) => {
+    await until(() => wb.received.some((m) => m.type === 'artifactAccepted' && m.reqId === reqId), 10_000, `artifactAccepted ${reqId}`);
+    const m = wb.received.find((x) => x.type === 'artifactAccepted' && x.reqId === reqId) as MessageOf<'artifactAccepted'>;
+    return m.status.id;
+  };
+  const finalPush = (wb: ReturnType<typeof workbench>, artifactId: string) =>
+    wb.received.find((m) => m.type === 'artifactEvent' && m.artifactId === artifactId && m.event.kind === 'artifactState' && m.event.state === 'COMPLETED');
+  const parallelNoop = { steps: [{ kind: 'Parallel' as const, operation: { kind: 'Noop' as const } }] };
+
+  const submitter = workbench('wb-1');
+  const ids: string[] = [];
+  for (let reqId = 1; reqId <= 5; reqId++) {
+    submitter.request({ type: 'submitArtifact', reqId, projectToken: TOKEN, artifact: parallelNoop });
+    ids.push(await accepted(submitter, reqId));
+  }
+  await until(() => ids.every((id) => store.artifact(id)?.state === 'COMPLETED'), 10_000, 'five artifacts to complete');
+  await until(() => ids.every((id) => finalPush(submitter, id)), 10_000, 'the final pushes');
+  t.same(await entries(), { subscriptions: 0, supervisors: 0 }, 'five finished artifacts: no entries left');
+
+  const follower = workbench('wb-2');
+  follower.request({ type: 'subscribe', reqId: 1, artifactId: ids[0] as string });
+  await until(() => follower.received.some((m) => m.type === 'status' && m.reqId === 1), 10_000, 'the status reply');
+  t.same(await entries(), { subscriptions: 0, supervisors: 0 }, 'subscribing to a finished artifact keeps nothing');
+
+  holdNext = true;
+  submitter.request({ type: 'submitArtifact', reqId: 6, projectToken: TOKEN, artifact: parallelNoop });
+  const running = await accepted(submitter, 6);
+  follower.request({ type: 'subscribe', reqId: 2, artifactId: running });
+  await until(() => follower.received.some((m) => m.type === 'status' && m.reqId === 2) && held.length === 1, 10_000, 'a running artifact');
+  t.same(await entries(), { subscriptions: 1, supervisors: 1 }, 'a running artifact has its entries');
+  send(self, { kind: 'peerLeft', peer: submitter.peer });
+  t.same(await entries(), { subscriptions: 1, supervisors: 1 }, 'one subscriber left, the other stays');
+  held[0]?.();
+  await until(() => finalPush(follower, running) !== undefined, 10_000, 'the final push to the subscriber');
+  t.same(await entries(), { subscriptions: 0, supervisors: 0 }, 'finished: its entries are gone');
+});

@@ -1,0 +1,119 @@
+// Why: the scheduler promises that whatever it acknowledged survives its death, a power cut
+// included. A resource row must only ever point at bytes that are on disk (file fsynced, renamed,
+// folder fsynced) when it commits; a write that fails must say why (STORE_WRITE_FAILED with the
+// system's cause) and leave no row; and the initiator's private masks must never live only in
+// memory, where a restart would lose them. The file-system calls are observed through node:fs
+// itself (syncBuiltinESMExports), and failures are made with real paths: a folder replaced by a
+// regular file fails with ENOTDIR even for root, which ignores permission bits.
+import fs, { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import t, { type Test } from 'tap';
+import { sha256Hex } from '../lib/store/blobs.ts';
+import { LocalsStore } from '../lib/store/locals.ts';
+import { Store } from '../lib/store/store.ts';
+
+const tempDir = (t: Test, name: string) => {
+  const dir = mkdtempSync(join(tmpdir(), `fdl-${name}-`));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+};
+
+/** Replaces a folder with a regular file for the duration of `body`, then puts it back. */
+const withFolderReplacedByFile = <T>(dir: string, body: () => T): T => {
+  const aside = `${dir}.aside`;
+  renameSync(dir, aside);
+  writeFileSync(dir, 'not a folder');
+  try {
+    return body();
+  } finally {
+    rmSync(dir);
+    renameSync(aside, dir);
+  }
+};
+
+t.test('a resource is fsynced (file, then folder after the rename) before its row commits', async (t) => {
+  const workdir = tempDir(t, 'durable');
+  const store = new Store(workdir);
+  t.teardown(() => store.close());
+  const resources = join(workdir, 'resources');
+
+  const calls: string[] = [];
+  const paths = new Map<number, string>();
+  let id: string | undefined;
+  const real = { openSync: fs.openSync, fsyncSync: fs.fsyncSync, renameSync: fs.renameSync };
+  fs.openSync = ((path: fs.PathLike, flags?: fs.OpenMode, mode?: fs.Mode | null) => {
+    const fd = real.openSync(path, flags ?? 'r', mode);
+    paths.set(fd, String(path));
+    return fd;
+  }) as typeof fs.openSync;
+  fs.fsyncSync = (fd: number) => {
+    const path = paths.get(fd) ?? `fd ${fd}`;
+    const what = path === resources ? 'fsync folder' : path.endsWith('.tmp') ? 'fsync temporary file' : `fsync ${path}`;
+    calls.push(id && path === resources ? `${what} (row committed: ${store.resource(id) !== undefined})` : what);
+    real.fsyncSync(fd);
+  };
+  fs.renameSync = (from: fs.PathLike, to: fs.PathLike) => {
+    if (String(to).startsWith(resources)) {
+      id = basename(String(to), '.bin');
+      calls.push('rename to the real name');
+    }
+    real.renameSync(from, to);
+  };
+  syncBuiltinESMExports();
+  t.teardown(() => {
+    Object.assign(fs, real);
+    syncBuiltinESMExports();
+  });
+
+  const bytes = new TextEncoder().encode('a product');
+  const ref = store.putResource({ artifactId: 'a-1', jobId: 'a-1.0', producer: 'w1', sha256: sha256Hex(bytes) }, bytes, Date.now());
+  t.same(calls, ['fsync temporary file', 'rename to the real name', 'fsync folder (row committed: false)'], 'bytes durable, then the row');
+  t.equal(ref.id, id);
+  t.same(store.readResource(ref.id)?.bytes, bytes, 'the row points at the bytes');
+});
+
+t.test('a resource that cannot be written fails with STORE_WRITE_FAILED naming the cause, and leaves no row', async (t) => {
+  const workdir = tempDir(t, 'unwritable');
+  const store = new Store(workdir);
+  t.teardown(() => store.close());
+  const bytes = new TextEncoder().encode('a product');
+  let thrown: unknown;
+  withFolderReplacedByFile(join(workdir, 'resources'), () => {
+    try {
+      store.putResource({ artifactId: 'a-1', jobId: 'a-1.0', producer: 'w1', sha256: sha256Hex(bytes) }, bytes, Date.now());
+    } catch (e) {
+      thrown = e;
+    }
+  });
+  t.match(thrown, { code: 'STORE_WRITE_FAILED', retryable: true, message: /ENOTDIR/ }, 'the code, and the system cause in the message');
+  t.same(fs.readdirSync(join(workdir, 'resources')), [], 'no file, not even a temporary one');
+  const rows = new (await import('better-sqlite3')).default(join(workdir, 'scheduler.sqlite'), { readonly: true });
+  t.teardown(() => rows.close());
+  t.equal((rows.prepare('SELECT COUNT(*) AS n FROM resources').get() as { n: number }).n, 0, 'no row');
+});
+
+t.test("the initiator's masks are not kept in memory when their file cannot be written", async (t) => {
+  const dir = join(tempDir(t, 'locals'), 'locals');
+  const locals = new LocalsStore(dir);
+  const vars = locals.for('a-1');
+  vars.set('first', [1, 2, 3]);
+  let thrown: unknown;
+  withFolderReplacedByFile(dir, () => {
+    try {
+      vars.set('second', [4, 5, 6]);
+    } catch (e) {
+      thrown = e;
+    }
+  });
+  t.match(thrown, { code: 'STORE_WRITE_FAILED', message: /ENOTDIR/ }, 'the set fails (so does the operation, hence its attempt)');
+  t.equal(vars.get('second'), undefined, 'the failed value is not kept only in memory');
+  t.same(vars.get('first'), [1, 2, 3], 'what was written is still there');
+  t.same(new LocalsStore(dir).for('a-1').get('first'), [1, 2, 3], 'a restarted node reads what was written');
+  t.same(
+    fs.readdirSync(dir).filter((f) => f.endsWith('.tmp')),
+    [],
+    'no temporary file left behind',
+  );
+});

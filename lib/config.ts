@@ -7,6 +7,7 @@ import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from './transport/ad
 import {
   DEFAULT_ARTIFACTS_IN_FLIGHT_PER_WORKBENCH,
   DEFAULT_FINISHED_ARTIFACT_RETENTION_MS,
+  DEFAULT_INLINE_RESOURCE_MAX_BYTES,
   DEFAULT_RETENTION_SWEEP_INTERVAL_MS,
 } from './store/defaults.ts';
 import {
@@ -127,6 +128,17 @@ export const NodeConfigSchema = z
       })
       .strict()
       .default({ artifacts_in_flight_per_workbench: DEFAULT_ARTIFACTS_IN_FLIGHT_PER_WORKBENCH }),
+    /** Scheduler and standalone: how the store keeps resource bytes. */
+    store: z
+      .object({
+        /**
+         * Resources up to this size are rows of the database (written and fsynced with their
+         * row); larger ones are files under `resources/`. 0: every resource a file.
+         */
+        inline_resource_max_bytes: z.number().int().min(0).max(16 * 1024 * 1024).default(DEFAULT_INLINE_RESOURCE_MAX_BYTES),
+      })
+      .strict()
+      .default({ inline_resource_max_bytes: DEFAULT_INLINE_RESOURCE_MAX_BYTES }),
     allow_resource_download: z.boolean().default(true),
     max_payload_bytes: z.number().int().min(1024).default(DEFAULT_MAX_PAYLOAD_BYTES),
     heartbeat_ms: z.number().int().min(100).default(DEFAULT_HEARTBEAT_INTERVAL_MS),

@@ -94,6 +94,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
   }
   const { data, projects } = opened;
   const identity = loadOrCreateIdentity(config.workdir);
+  store.inlineResourceMaxBytes = config.store.inline_resource_max_bytes;
   store.onBarrierError = (e) => log.error({ err: e }, 'the store cannot make its changes durable; holding every message until it can');
   const byName = new Map(config.projects.map((p) => [p.name, store.ensureProject(p.name, p.token).id]));
   for (const token of config.join_tokens) store.ensureToken('join', token, { label: 'config' }, Date.now());

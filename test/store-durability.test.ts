@@ -36,6 +36,7 @@ const withFolderReplacedByFile = <T>(dir: string, body: () => T): T => {
 t.test('a resource is fsynced (file, then folder after the rename) before its row commits', async (t) => {
   const workdir = tempDir(t, 'durable');
   const store = new Store(workdir);
+  store.inlineResourceMaxBytes = 0; // every resource a file: the path of large ones
   t.teardown(() => store.close());
   const resources = join(workdir, 'resources');
 
@@ -74,9 +75,32 @@ t.test('a resource is fsynced (file, then folder after the rename) before its ro
   t.same(store.readResource(ref.id)?.bytes, bytes, 'the row points at the bytes');
 });
 
+t.test('a small resource is a row of the database, written with its row in one transaction', async (t) => {
+  const workdir = tempDir(t, 'inline');
+  const store = new Store(workdir);
+  t.teardown(() => store.close());
+  const small = new Uint8Array(store.inlineResourceMaxBytes).fill(7);
+  const large = new Uint8Array(store.inlineResourceMaxBytes + 1).fill(8);
+  const put = (bytes: Uint8Array) =>
+    store.putResource({ artifactId: 'a-1', jobId: 'a-1.0', producer: 'w1', sha256: sha256Hex(bytes) }, bytes, Date.now());
+  const inline = put(small);
+  const file = put(large);
+  t.same(fs.readdirSync(join(workdir, 'resources')), [`${file.id}.bin`], 'only the large one is a file');
+  const same = (a: Uint8Array | undefined, b: Uint8Array) => a !== undefined && Buffer.from(a).equals(Buffer.from(b));
+  t.ok(same(store.readResource(inline.id)?.bytes, small), 'the inline bytes read back');
+  t.ok(same(store.readResource(file.id)?.bytes, large), 'the file bytes read back');
+  const rows = new (await import('better-sqlite3')).default(join(workdir, 'scheduler.sqlite'));
+  t.teardown(() => rows.close());
+  rows.prepare('UPDATE resource_bytes SET bytes = ? WHERE id = ?').run(Buffer.from('rot'), inline.id);
+  t.throws(() => store.readResource(inline.id), { code: 'CHECKSUM_MISMATCH' }, 'inline bytes are checked like files');
+  store.deleteArtifact('a-1');
+  t.equal((rows.prepare('SELECT COUNT(*) AS n FROM resource_bytes').get() as { n: number }).n, 0, 'deleted with their artifact');
+});
+
 t.test('a resource that cannot be written fails with STORE_WRITE_FAILED naming the cause, and leaves no row', async (t) => {
   const workdir = tempDir(t, 'unwritable');
   const store = new Store(workdir);
+  store.inlineResourceMaxBytes = 0; // a file, in a folder that is not one
   t.teardown(() => store.close());
   const bytes = new TextEncoder().encode('a product');
   let thrown: unknown;

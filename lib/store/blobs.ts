@@ -41,6 +41,13 @@ export function writeFileDurably(path: string, bytes: Uint8Array, what: string):
   }
 }
 
+/** A resource's bytes as read from the store, refused unless they match their sha256. */
+export function checkedBytes(id: string, bytes: Uint8Array | undefined, sha256: string): Uint8Array {
+  if (!bytes) throw new FdlError('UNKNOWN_RESOURCE', `resource ${id} has no bytes in the store`);
+  if (sha256Hex(bytes) !== sha256) throw new FdlError('CHECKSUM_MISMATCH', `resource ${id} in the store does not match its sha256`);
+  return bytes;
+}
+
 /**
  * Resource bytes as files, named by resource id, checked against their sha256 on every read.
  * Written durably (see writeFileDurably) before the caller records the row that points at them.
@@ -78,11 +85,12 @@ export class BlobStore {
         bytes = undefined;
       }
     }
-    if (!bytes) throw new FdlError('UNKNOWN_RESOURCE', `resource ${id} has no bytes in the store`);
-    if (sha256Hex(bytes) !== sha256) {
-      throw new FdlError('CHECKSUM_MISMATCH', `resource ${id} on disk does not match its sha256`);
-    }
-    return bytes;
+    return checkedBytes(id, bytes, sha256);
+  }
+
+  /** False for the in-memory store of tests. */
+  get isOnDisk(): boolean {
+    return this.dir !== undefined;
   }
 
   delete(id: string): void {

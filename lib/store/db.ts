@@ -72,6 +72,13 @@ CREATE INDEX artifacts_by_creation ON artifacts (created_at);
 CREATE INDEX resources_by_artifact ON resources (artifact_id);
 `,
   },
+  {
+    version: 3,
+    why: 'small resources kept in the database: one commit (and the group fsync) instead of a file, its fsync and its folder fsync',
+    sql: `
+CREATE TABLE resource_bytes (id TEXT PRIMARY KEY, bytes BLOB NOT NULL);
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

@@ -10,3 +10,5 @@ export const RETENTION_SWEEP_BATCH = 200;
 export const DEFAULT_ARTIFACTS_IN_FLIGHT_PER_WORKBENCH = 20;
 /** How many artifacts `listArtifacts` returns when it names no limit (its bound is in protocols/messages.ts). */
 export const DEFAULT_ARTIFACT_LIST_LIMIT = 100;
+/** Resources of at most this many bytes are rows of the database, not files (config: store.inline_resource_max_bytes). */
+export const DEFAULT_INLINE_RESOURCE_MAX_BYTES = 64 * 1024;

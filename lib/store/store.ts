@@ -16,13 +16,16 @@ import type {
 import type { WireError } from '../../protocols/errors.ts';
 import type { Plan } from '../plan/index.ts';
 import { FdlError } from '../errors.ts';
-import { BlobStore } from './blobs.ts';
+import { BlobStore, checkedBytes } from './blobs.ts';
 import { GroupCommit } from './group-commit.ts';
 import { openDatabase } from './db.ts';
+import { DEFAULT_INLINE_RESOURCE_MAX_BYTES } from './defaults.ts';
 
 /** The store's files inside a scheduler's work directory. */
 export const DATABASE_FILE = 'scheduler.sqlite';
 export const RESOURCES_DIR = 'resources';
+/** The `location` of a resource whose bytes are in the `resource_bytes` table. */
+const INLINE_LOCATION = 'inline';
 
 /**
  * The scheduler's durable state: projects, nodes, artifacts, jobs, locks and resources.
@@ -154,6 +157,8 @@ export class Store {
   private readonly db: Database.Database;
   private readonly statements = new Map<string, Database.Statement>();
   private readonly durable: GroupCommit | undefined;
+  /** Up to this size, a resource's bytes are a row of the database rather than a file. */
+  inlineResourceMaxBytes = DEFAULT_INLINE_RESOURCE_MAX_BYTES;
 
   /**
    * `workdir` undefined: everything in memory (tests). Opening checks the file's integrity and
@@ -526,11 +531,12 @@ export class Store {
   deleteArtifact(id: string): boolean {
     const resources = this.sql('SELECT id FROM resources WHERE artifact_id = ?').all(id) as Array<{ id: string }>;
     const deleted = this.db.transaction(() => {
+      this.sql('DELETE FROM resource_bytes WHERE id IN (SELECT id FROM resources WHERE artifact_id = ?)').run(id);
       this.sql('DELETE FROM resources WHERE artifact_id = ?').run(id);
       this.sql('DELETE FROM jobs WHERE artifact_id = ?').run(id);
       return this.sql('DELETE FROM artifacts WHERE id = ?').run(id).changes > 0;
     })();
-    for (const r of resources) this.blobs.delete(r.id);
+    for (const r of resources) this.blobs.delete(r.id); // inline bytes went with their rows
     return deleted;
   }
 
@@ -574,47 +580,48 @@ export class Store {
    */
   putResource(meta: Omit<ResourceRef, 'id' | 'size'> & { artifactId: string }, bytes: Uint8Array, now: number): ResourceRef {
     const id = `r-${randomUUID()}`;
-    const location = this.blobs.put(id, bytes);
+    // Small bytes go in the same transaction as their row (the group commit makes both durable
+    // before anyone hears of them); large ones are a file, durable before the row is written.
+    const inline = this.blobs.isOnDisk && bytes.byteLength <= this.inlineResourceMaxBytes;
+    const location = inline ? INLINE_LOCATION : this.blobs.put(id, bytes);
     try {
-      this
-        .sql(
+      this.db.transaction(() => {
+        if (inline) this.sql('INSERT INTO resource_bytes (id, bytes) VALUES (?, ?)').run(id, bytes);
+        this.sql(
           `INSERT INTO resources (id, artifact_id, job_id, producer, size, sha256, location, created_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(id, meta.artifactId, meta.jobId, meta.producer, bytes.byteLength, meta.sha256, location, now);
+        ).run(id, meta.artifactId, meta.jobId, meta.producer, bytes.byteLength, meta.sha256, location, now);
+      })();
     } catch (e) {
       try {
-        this.blobs.delete(id);
+        if (!inline) this.blobs.delete(id);
       } catch {
         // An orphan file is harmless (no row points at it); the cause below is what matters.
       }
-      throw new FdlError('STORE_WRITE_FAILED', `the row of resource ${id} could not be written: ${(e as Error).message}`, { cause: e });
+      throw new FdlError('STORE_WRITE_FAILED', `resource ${id} could not be written: ${(e as Error).message}`, { cause: e });
     }
     return { id, jobId: meta.jobId, producer: meta.producer, size: bytes.byteLength, sha256: meta.sha256 };
   }
 
   resource(id: string): (ResourceRef & { artifactId: string }) | undefined {
-    const row = this
-      .sql('SELECT id, artifact_id, job_id, producer, size, sha256 FROM resources WHERE id = ?')
-      .get(id) as
-      | { id: string; artifact_id: string; job_id: string; producer: string; size: number; sha256: string }
-      | undefined;
-    if (!row) return undefined;
-    return {
-      id: row.id,
-      artifactId: row.artifact_id,
-      jobId: row.job_id,
-      producer: row.producer,
-      size: row.size,
-      sha256: row.sha256,
-    };
+    const row = this.resourceRow(id);
+    return row ? toResourceRef(row) : undefined;
   }
 
   readResource(id: string): { ref: ResourceRef & { artifactId: string }; bytes: Uint8Array } | undefined {
-    const ref = this.resource(id);
-    if (!ref) return undefined;
-    return { ref, bytes: this.blobs.get(id, ref.sha256) };
+    const row = this.resourceRow(id);
+    if (!row) return undefined;
+    if (row.location !== INLINE_LOCATION) return { ref: toResourceRef(row), bytes: this.blobs.get(id, row.sha256) };
+    const inline = this.sql('SELECT bytes FROM resource_bytes WHERE id = ?').get(id) as { bytes: Buffer } | undefined;
+    return { ref: toResourceRef(row), bytes: checkedBytes(id, inline?.bytes, row.sha256) };
   }
+
+  private resourceRow(id: string): ResourceRow | undefined {
+    return this.sql('SELECT id, artifact_id, job_id, producer, size, sha256, location FROM resources WHERE id = ?').get(id) as
+      | ResourceRow
+      | undefined;
+  }
+
 }
 
 /** A change to a job row. `nextAttemptAt` is cleared unless given (it only means something while FAILED). */
@@ -630,6 +637,20 @@ export interface JobChange {
 
 export function jobId(artifactId: string, index: number): string {
   return `${artifactId}.${index}`;
+}
+
+interface ResourceRow {
+  id: string;
+  artifact_id: string;
+  job_id: string;
+  producer: string;
+  size: number;
+  sha256: string;
+  location: string;
+}
+
+function toResourceRef(row: ResourceRow): ResourceRef & { artifactId: string } {
+  return { id: row.id, artifactId: row.artifact_id, jobId: row.job_id, producer: row.producer, size: row.size, sha256: row.sha256 };
 }
 
 interface TokenRow {

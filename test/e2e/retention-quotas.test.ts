@@ -13,6 +13,7 @@ import { FdlError } from '../../lib/errors.ts';
 import { FDL_BIN } from '../../lib/sim/cluster.ts';
 import type { CountProduct, Workbench } from '../../lib/workbench.ts';
 import { steps } from '../../lib/workbench.ts';
+import { storedBytes } from '../helpers/resources.ts';
 import { SHARDS, testCluster, until } from '../helpers/cluster.ts';
 
 /** What the scheduler's store holds of one artifact: row counts, resource files, the initiator's masks. */
@@ -25,7 +26,7 @@ function traces(schedulerDir: string, artifactId: string) {
       artifacts: count('SELECT COUNT(*) AS n FROM artifacts WHERE id = ?'),
       jobs: count('SELECT COUNT(*) AS n FROM jobs WHERE artifact_id = ?'),
       resources,
-      files: resources.filter((id) => existsSync(join(schedulerDir, 'resources', `${id}.bin`))).length,
+      stored: resources.filter((id) => storedBytes(schedulerDir, id) !== undefined).length,
       masks: existsSync(join(schedulerDir, 'locals', `${artifactId}.msgpack`)),
     };
   } finally {
@@ -65,16 +66,16 @@ t.test('retention: a finished artifact is deleted by the sweep, rows, files and 
   const before = traces(schedulerDir, count.id);
   t.equal(before.artifacts, 1);
   t.ok(before.jobs > 0 && before.resources.length > 0, `rows of its jobs and resources (${before.jobs}, ${before.resources.length})`);
-  t.equal(before.files, before.resources.length, 'a file per resource');
+  t.equal(before.stored, before.resources.length, 'bytes stored for each resource');
   t.ok(before.masks, "the initiator's masks file");
 
   await until(() => statusGone(wb, count.id), 30_000, `the sweep to delete ${count.id}`);
   t.pass('getStatus now says UNKNOWN_ARTIFACT');
-  t.same(traces(schedulerDir, count.id), { artifacts: 0, jobs: 0, resources: [], files: 0, masks: false }, 'no row, no file left');
+  t.same(traces(schedulerDir, count.id), { artifacts: 0, jobs: 0, resources: [], stored: 0, masks: false }, 'no row, no file left');
   t.equal(
-    before.resources.filter((id) => existsSync(join(schedulerDir, 'resources', `${id}.bin`))).length,
+    before.resources.filter((id) => storedBytes(schedulerDir, id) !== undefined).length,
     0,
-    'the resource files are gone from the disk',
+    'the resource bytes are gone from the disk (files and rows)',
   );
   t.match(await failure(wb.result(count.id)), { code: 'UNKNOWN_ARTIFACT' }, 'and so is its result');
 });
@@ -134,11 +135,12 @@ t.test('quotas, listing and deletion on request', async (t) => {
   t.ok((await next.result<CountProduct>()).count > 0, 'once cancelled, it no longer counts against the quota');
 
   const before = traces(schedulerDir, next.id);
-  t.ok(before.files > 0 && before.masks, 'the finished count has resource files and masks');
+  t.ok(before.stored > 0 && before.masks, 'the finished count has stored resources and masks');
   const deleted = await fdl('artifacts', 'delete', next.id);
   t.equal(deleted.code, 0, deleted.stderr);
   t.equal(deleted.stdout, `deleted ${next.id}\n`);
-  t.same(traces(schedulerDir, next.id), { artifacts: 0, jobs: 0, resources: [], files: 0, masks: false }, 'no row, no file left');
+  t.same(traces(schedulerDir, next.id), { artifacts: 0, jobs: 0, resources: [], stored: 0, masks: false }, 'no row, no file left');
+  t.equal(before.resources.filter((id) => storedBytes(schedulerDir, id) !== undefined).length, 0, 'no bytes left (files and rows)');
   t.ok(await statusGone(wb, next.id), 'getStatus says UNKNOWN_ARTIFACT');
   const again = await fdl('artifacts', 'delete', next.id);
   t.match(again.stderr, /UNKNOWN_ARTIFACT/, 'a second delete finds nothing');

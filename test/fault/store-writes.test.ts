@@ -12,7 +12,8 @@ import { SHARDS, testCluster, until } from '../helpers/cluster.ts';
 const { wb, token, dir } = await testCluster(t, 'fault-store-writes', {
   workers: SHARDS.map((f, i) => ({ name: `worker-${i + 1}`, files: [f] })),
   // The default attempt timeout (10 min) stands: the failure must not wait for it.
-  scheduler: { retry: { initial_interval_ms: 100, max_interval_ms: 200 } },
+  // Every resource a file (small ones are database rows by default): the folder is what breaks here.
+  scheduler: { retry: { initial_interval_ms: 100, max_interval_ms: 200 }, store: { inline_resource_max_bytes: 0 } },
 });
 
 t.test('a product the scheduler cannot store fails its attempt at once with STORE_WRITE_FAILED and the cause, retried per policy', async (t) => {

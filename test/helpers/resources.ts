@@ -1,0 +1,35 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+
+/**
+ * A scheduler's stored resource bytes as a test sees them at rest: a file under `resources/`
+ * (large ones) or a row of `resource_bytes` in its database (small ones, see Store.putResource).
+ */
+export function storedBytes(schedulerDir: string, resourceId: string): Buffer | undefined {
+  const file = join(schedulerDir, 'resources', `${resourceId}.bin`);
+  if (existsSync(file)) return readFileSync(file);
+  const db = new Database(join(schedulerDir, 'scheduler.sqlite'), { readonly: true, fileMustExist: true });
+  try {
+    return (db.prepare('SELECT bytes FROM resource_bytes WHERE id = ?').get(resourceId) as { bytes: Buffer } | undefined)?.bytes;
+  } finally {
+    db.close();
+  }
+}
+
+/** Replaces a stored resource's bytes where they lie, as bit rot on the scheduler's disk would. */
+export function rotStoredBytes(schedulerDir: string, resourceId: string, rotten: string): void {
+  const file = join(schedulerDir, 'resources', `${resourceId}.bin`);
+  if (existsSync(file)) {
+    writeFileSync(file, rotten);
+    return;
+  }
+  const db = new Database(join(schedulerDir, 'scheduler.sqlite'), { fileMustExist: true });
+  try {
+    db.pragma('busy_timeout = 10000');
+    const changed = db.prepare('UPDATE resource_bytes SET bytes = ? WHERE id = ?').run(Buffer.from(rotten), resourceId).changes;
+    if (changed !== 1) throw new Error(`resource ${resourceId} is neither a file nor a row`);
+  } finally {
+    db.close();
+  }
+}

@@ -9,9 +9,10 @@ import { openValue, resourceContext } from '../lib/security/seal.ts';
 import { sha256Hex } from '../lib/store/blobs.ts';
 
 /**
- * Collector: gathers the inputs of a job on a worker. It fetches each input resource
- * from the scheduler's store, checks its sha256, decodes it, and hands the full list
- * to its WorkerActor. Requests carry our own increasing ids.
+ * Collector: gathers the inputs of a job on a worker. Small inputs come with the assignment;
+ * it fetches each other one from the scheduler's store. Every input's sha256 is checked and
+ * it is decoded (opened when sealed); the full list goes to its WorkerActor. Requests carry our
+ * own increasing ids.
  */
 
 export type CollectorMsg =
@@ -48,6 +49,18 @@ export function spawnCollector(
     send(parent, { kind: 'inputsFailed', key, error });
   };
 
+  /** Checks an input's bytes against its sha256 and opens them into its slot; the error, if any. */
+  const accept = (g: Gathering, slot: number, data: Uint8Array, sha256: string, context: string, resourceId: string): WireError | undefined => {
+    if (sha256Hex(data) !== sha256) return wireError('CHECKSUM_MISMATCH', `input ${resourceId} does not match its sha256`);
+    try {
+      g.inputs[slot] = openValue(data, props.identity, context);
+    } catch (e) {
+      return toWireError(e, 'BAD_FRAME');
+    }
+    g.remaining--;
+    return undefined;
+  };
+
   return spawnActor<CollectorState, CollectorMsg>(
     parent,
     'collector',
@@ -58,15 +71,29 @@ export function spawnCollector(
           send(parent, { kind: 'inputsReady', key, inputs: [] });
           return s;
         }
-        s.gathering.set(key, { inputs: new Array(assignment.inputs.length), remaining: assignment.inputs.length });
+        const g: Gathering = { inputs: new Array(assignment.inputs.length), remaining: assignment.inputs.length };
+        s.gathering.set(key, g);
         let nextReqId = s.nextReqId;
         for (const [slot, ref] of assignment.inputs.entries()) {
+          if (ref.data) {
+            // Small products ride in the assignment: checked and opened like fetched ones.
+            const error = accept(g, slot, ref.data, ref.sha256, resourceContext(assignment.artifactId, ref.jobId), ref.id);
+            if (error) {
+              failKey(s, key, error);
+              break;
+            }
+            continue;
+          }
           const reqId = nextReqId++;
           s.pending.set(reqId, { key, slot, sha256: ref.sha256, context: resourceContext(assignment.artifactId, ref.jobId) });
           if (!props.sendToScheduler({ type: 'fetchResource', reqId, resourceId: ref.id })) {
             failKey(s, key, wireError('INTERNAL', 'lost the scheduler while fetching inputs'));
             break;
           }
+        }
+        if (g.remaining === 0 && s.gathering.get(key) === g) {
+          s.gathering.delete(key);
+          send(parent, { kind: 'inputsReady', key, inputs: g.inputs });
         }
         return { ...s, nextReqId };
       }
@@ -82,17 +109,14 @@ export function spawnCollector(
         return s;
       }
       if (m.type !== 'resourceData') return s;
-      if (m.sha256 !== p.sha256 || sha256Hex(m.data) !== p.sha256) {
-        failKey(s, p.key, wireError('CHECKSUM_MISMATCH', `input ${m.resourceId} does not match its sha256`));
+      const error =
+        m.sha256 !== p.sha256
+          ? wireError('CHECKSUM_MISMATCH', `input ${m.resourceId} does not match its sha256`)
+          : accept(g, p.slot, m.data, p.sha256, p.context, m.resourceId);
+      if (error) {
+        failKey(s, p.key, error);
         return s;
       }
-      try {
-        g.inputs[p.slot] = openValue(m.data, props.identity, p.context);
-      } catch (e) {
-        failKey(s, p.key, toWireError(e, 'BAD_FRAME'));
-        return s;
-      }
-      g.remaining--;
       if (g.remaining === 0) {
         s.gathering.delete(p.key);
         send(parent, { kind: 'inputsReady', key: p.key, inputs: g.inputs });

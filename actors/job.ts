@@ -1,6 +1,6 @@
 import type { ResourceRef, RetryPolicy } from '../protocols/entities.ts';
 import { type WireError, wireError } from '../protocols/errors.ts';
-import type { Message } from '../protocols/messages.ts';
+import type { AssignedInput, Message } from '../protocols/messages.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
 import { nextDelay } from '../lib/retry.ts';
@@ -86,16 +86,29 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
     return { ...s, job };
   };
 
-  const inputs = (): ResourceRef[] => {
-    const refs: ResourceRef[] = [];
+  /** The predecessors' products; small ones carry their bytes, so the worker need not fetch them. */
+  const inputs = (): AssignedInput[] => {
+    const refs: AssignedInput[] = [];
     for (const i of props.predecessors) {
       const pred = props.store.job(props.artifactId, i);
       if (pred?.leftOut) continue;
       const ref = pred?.resultResourceId ? props.store.resource(pred.resultResourceId) : undefined;
       if (!ref) throw new Error(`input of job ${props.jobIndex} from job ${i} is missing`);
-      refs.push({ id: ref.id, jobId: ref.jobId, producer: ref.producer, size: ref.size, sha256: ref.sha256 });
+      const input: AssignedInput = { id: ref.id, jobId: ref.jobId, producer: ref.producer, size: ref.size, sha256: ref.sha256 };
+      const data = ref.size <= props.store.inlineResourceMaxBytes ? smallBytes(ref.id) : undefined;
+      if (data) input.data = data;
+      refs.push(input);
     }
     return refs;
+  };
+
+  /** Bytes that failed their checksum are not sent: the worker's fetch reports the rot (and has them made again). */
+  const smallBytes = (resourceId: string): Uint8Array | undefined => {
+    try {
+      return props.store.readResource(resourceId)?.bytes;
+    } catch {
+      return undefined;
+    }
   };
 
   const arm = (ms: number, msg: JobMsg, self: Ref<JobMsg>): NodeJS.Timeout => {

@@ -71,6 +71,10 @@ export const ErrorMessageSchema = msg('error', { reqId: ReqId.optional(), error:
 // ---------------------------------------------------------------- scheduler <-> worker
 
 /** scheduler -> worker: run one attempt of a job. Delivered twice, it runs once and is reported again. */
+/** An input of an assignment: a resource reference, with its bytes when they are small. */
+export const AssignedInputSchema = ResourceRefSchema.extend({ data: Bytes.optional() }).strict();
+export type AssignedInput = z.infer<typeof AssignedInputSchema>;
+
 export const AssignJobSchema = msg('assignJob', {
   artifactId: Id,
   jobId: Id,
@@ -80,8 +84,11 @@ export const AssignJobSchema = msg('assignJob', {
   stepIndex: z.number().int().min(0),
   iteration: z.number().int().min(0),
   operation: OperationSchema,
-  /** The products of the jobs this job waits on, to fetch with `fetchResource`. */
-  inputs: z.array(ResourceRefSchema).max(100_000),
+  /**
+   * The products of the jobs this job waits on. A small one carries its bytes (`data`, checked
+   * against `sha256` like a fetched one); the others are fetched with `fetchResource`.
+   */
+  inputs: z.array(AssignedInputSchema).max(100_000),
   /** When the outgoing distribution asks for encryption: seal the product for these nodes only. */
   sealFor: z.array(z.object({ nodeId: Id, boxKey: PublicKey }).strict()).max(100_000).optional(),
 });

@@ -1,2 +1,3 @@
 /** Sent in `challenge`, the hellos and `welcome`; a peer with any other version is refused (exact match). */
-export const PROTOCOL_VERSION = 1;
+// 2: assignJob inputs may carry their bytes (`data`), so small products need no fetch.
+export const PROTOCOL_VERSION = 2;

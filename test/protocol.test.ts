@@ -154,6 +154,20 @@ t.test('inputs named in assignJob match the bytes a resourceData carries', async
   t.equal(ref?.size, data.data.byteLength, 'size is the byte length');
 });
 
+t.test('an input that rides in its assignment carries the bytes of its sha256', async (t) => {
+  for (const f of valid.filter((x) => x.dir === 'assignJob')) {
+    const m = parseFixture(f);
+    if (m.type !== 'assignJob') return t.fail('wrong fixture type');
+    for (const input of m.inputs) {
+      if (input.data === undefined) continue;
+      t.equal(sha256(input.data), input.sha256, `${f.name}: ${input.id}`);
+      t.equal(input.data.byteLength, input.size, `${f.name}: size is the byte length`);
+    }
+  }
+  const inline = parseFixture(fixture('assignJob/inline-input.json'));
+  t.ok(inline.type === 'assignJob' && inline.inputs[0]?.data instanceof Uint8Array, 'the corpus has an inline input');
+});
+
 t.test('result data decodes to the documented product shapes', async (t) => {
   const product = (name: string) => {
     const m = parseFixture(fixture(name));

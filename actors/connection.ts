@@ -41,6 +41,15 @@ const WORKBENCH_MESSAGES: ReadonlySet<Message['type']> = new Set([
   'deleteArtifact',
 ]);
 
+/**
+ * A job's progress (`jobState` pushes): after a power cut the scheduler may redo the job and
+ * report it again, so the event is sent without waiting for durability. Everything else — an
+ * artifact's state, a reply, an assignment — acknowledges state and waits for it to be durable.
+ */
+function isProgress(message: Message): boolean {
+  return message.type === 'artifactEvent' && message.event.kind === 'jobState';
+}
+
 export function spawnConnection(
   parent: Ref<unknown>,
   props: { peer: PeerConnection; scheduler: Ref<SchedulerMsg>; log: Logger; store: Store; schedulerId: string },
@@ -51,6 +60,16 @@ export function spawnConnection(
   // The transport closes a peer that has not said hello in time (`connection_limits.hello_timeout_ms`).
   const nonce = randomBytes(32);
 
+  /** Messages to this peer waiting for the group commit (they leave in order). */
+  let held = 0;
+  const whenDurable = (fn: () => void) => {
+    held++;
+    props.store.afterDurable(() => {
+      held--;
+      fn();
+    });
+  };
+
   const ref = spawnActor<ConnectionState, ConnectionMsg>(
     parent,
     `conn-${peer.id}`,
@@ -58,14 +77,17 @@ export function spawnConnection(
       switch (msg.kind) {
         case 'send': {
           // A message acknowledges the state behind it: it leaves once that state is durable.
+          // A progress event promises nothing, so it need not wait for a barrier, only for
+          // what this peer was sent before it.
           const { message } = msg;
-          props.store.afterDurable(() => peer.send(message));
+          if (held === 0 && isProgress(message)) peer.send(message);
+          else whenDurable(() => peer.send(message));
           return s;
         }
         case 'close': {
           // After what was sent before it (an error frame saying why), not ahead of it.
           const { code, reason } = msg;
-          props.store.afterDurable(() => peer.close(code, reason));
+          whenDurable(() => peer.close(code, reason));
           return s;
         }
         case 'closed':

@@ -65,6 +65,8 @@ interface SupervisorState {
    * out grace × attempts again each round, until the worker connects again.
    */
   gone: Map<string, number>;
+  /** How many jobs are done (COMPLETED or left out): kept with every change, never counted. */
+  doneCount: number;
 }
 
 const TERMINAL: ReadonlySet<ArtifactState> = new Set(['COMPLETED', 'ERROR', 'CANCELLED']);
@@ -112,10 +114,23 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
     // it starts with no one gone: a dead worker then costs one more wait, a live one is never
     // left out by mistake.
     const gone = generation === 1 ? goneFromRows(jobs) : new Map<string, number>();
-    return { artifact, jobs, predecessors, live: new Map(), nodes, presence: new Map(), gone };
+    return { artifact, jobs, predecessors, live: new Map(), nodes, presence: new Map(), gone, doneCount: jobs.filter(done).length };
   };
 
-  const progress = (s: SupervisorState) => ({ completed: s.jobs.filter(done).length, total: s.jobs.length });
+  const progress = (s: SupervisorState) => ({ completed: s.doneCount, total: s.jobs.length });
+
+  /**
+   * The one way a job row changes in this actor's memory (its own state, so in place: copying the
+   * array per change made every change O(jobs), and an Iterate's rounds slower as it went on).
+   */
+  const setJob = (s: SupervisorState, job: StoredJob): void => {
+    if (done(s.jobs[job.index])) s.doneCount--;
+    if (done(job)) s.doneCount++;
+    s.jobs[job.index] = job;
+  };
+
+  /** Every job index, for a full pass (at start). */
+  const allJobs = (s: SupervisorState): number[] => s.jobs.map((j) => j.index);
 
   const emit = (s: SupervisorState, event: MessageOf<'artifactEvent'>['event']) =>
     send(props.scheduler, {
@@ -159,9 +174,11 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
     for (const index of [...s.live.keys()]) stopJob(s, index, cancel);
   };
 
-  const startReady = (s: SupervisorState, self: Ref<SupervisorMsg>): void => {
-    for (const job of s.jobs) {
-      if (s.live.has(job.index) || job.state === 'COMPLETED' || job.state === 'ERROR') continue;
+  /** Starts a JobActor for each of `candidates` whose predecessors are all done. */
+  const startReady = (s: SupervisorState, self: Ref<SupervisorMsg>, candidates: Iterable<number>): void => {
+    for (const index of candidates) {
+      const job = s.jobs[index];
+      if (!job || s.live.has(job.index) || job.state === 'COMPLETED' || job.state === 'ERROR') continue;
       const preds = s.predecessors[job.index] ?? [];
       if (!preds.every((p) => done(s.jobs[p]))) continue;
       const ref = spawnJobActor(self, {
@@ -224,18 +241,16 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
       s.gone.set(job.worker, job.iteration);
       props.log.warn({ worker: job.worker, round: job.iteration }, 'worker left out while away: its later quorum jobs go on without it until it comes back');
     }
-    return advance(s, self);
+    return advance(s, self, job.locks);
   };
 
   /** Writes the job left out (store first), then announces it. */
   const leaveOut = (s: SupervisorState, job: StoredJob, change: { lastError?: WireError }): SupervisorState => {
     props.store.updateJob(job.id, { state: 'ERROR', leftOut: true, ...change });
-    const jobs = s.jobs.slice();
     const left: StoredJob = { ...job, ...change, state: 'ERROR', leftOut: true, nextAttemptAt: undefined };
-    jobs[job.index] = left;
-    const next = { ...s, jobs };
-    emitJob(next, left);
-    return next;
+    setJob(s, left);
+    emitJob(s, left);
+    return s;
   };
 
   /**
@@ -253,25 +268,32 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
    * back: left out now, without an attempt, when their step's quorum holds without them. Jobs
    * are bound in dependency order, so one pass also reaches jobs that these make ready.
    */
-  const leaveOutGoneWorkers = (s0: SupervisorState): SupervisorState => {
-    let s = s0;
-    if (s.gone.size === 0) return s;
-    for (const job of s0.jobs) {
-      const round = s.gone.get(job.worker);
-      if (round === undefined || job.state !== 'WAITING' || s.live.has(job.index)) continue;
+  const leaveOutGoneWorkers = (s: SupervisorState, candidates: number[]): number[] => {
+    if (s.gone.size === 0) return candidates;
+    const reached = [...candidates];
+    for (let k = 0; k < reached.length; k++) {
+      const job = s.jobs[reached[k] as number];
+      const round = job ? s.gone.get(job.worker) : undefined;
+      if (!job || round === undefined || job.state !== 'WAITING' || s.live.has(job.index)) continue;
       if (!(s.predecessors[job.index] ?? []).every((p) => done(s.jobs[p]))) continue;
-      const current = s.jobs[job.index] as StoredJob;
-      if (!quorumHoldsWithout(s, current)) continue;
+      if (!quorumHoldsWithout(s, job)) continue;
       const reason = `worker ${job.worker} was left out in round ${round} and has not come back`;
       props.log.info({ jobId: job.id, worker: job.worker, round: job.iteration }, 'job left out at once: its worker is still gone');
-      s = leaveOut(s, current, { lastError: wireError('WORKER_LOST', reason) });
+      leaveOut(s, job, { lastError: wireError('WORKER_LOST', reason) });
+      reached.push(...job.locks); // the jobs it unlocks may now be ready too
     }
-    return s;
+    return reached;
   };
 
-  const advance = (s0: SupervisorState, self: Ref<SupervisorMsg>): SupervisorState => {
-    let s = leaveOutGoneWorkers(s0);
-    if (s.jobs.every(done)) {
+  /**
+   * After a change: finishes the artifact when every job is done, else starts what became ready.
+   * `candidates`: the jobs the change can have made ready (those the changed job unlocks), so a
+   * change costs what it touches, not the artifact's size; a full pass only at start.
+   */
+  const advance = (s0: SupervisorState, self: Ref<SupervisorMsg>, candidates: number[] = allJobs(s0)): SupervisorState => {
+    let s = s0;
+    const reached = leaveOutGoneWorkers(s, candidates);
+    if (s.doneCount === s.jobs.length) {
       let resultResourceId: string | undefined;
       try {
         resultResourceId = resultOf(s);
@@ -285,7 +307,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
       s = setArtifact(s, 'COMPLETED', resultResourceId ? { resultResourceId } : {});
       return finish(s);
     }
-    startReady(s, self);
+    startReady(s, self, reached);
     return s;
   };
 
@@ -332,30 +354,27 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
           // was consuming it (their attempts could not have succeeded).
           const producer = s.jobs[msg.jobIndex];
           if (producer?.state !== 'COMPLETED') return s;
-          const jobs = s.jobs.slice();
           for (const next of producer.locks) {
-            const consumer = jobs[next];
+            const consumer = s.jobs[next];
             if (!consumer || consumer.state === 'COMPLETED' || consumer.state === 'ERROR') continue;
             stopJob(s, next, true);
             props.store.updateJob(consumer.id, { state: 'WAITING' });
-            jobs[next] = { ...consumer, state: 'WAITING', nextAttemptAt: undefined };
+            setJob(s, { ...consumer, state: 'WAITING', nextAttemptAt: undefined });
           }
           props.store.updateJob(producer.id, { state: 'WAITING', clearResult: true });
-          jobs[msg.jobIndex] = { ...producer, state: 'WAITING', resultResourceId: undefined };
+          const again: StoredJob = { ...producer, state: 'WAITING', resultResourceId: undefined };
+          setJob(s, again);
           props.log.warn({ jobId: producer.id }, 'a product was corrupted; producing it again');
-          s = { ...s, jobs };
-          emitJob(s, jobs[msg.jobIndex] as StoredJob);
-          return advance(s, ctx.self);
+          emitJob(s, again);
+          return advance(s, ctx.self, [producer.index, ...producer.locks]);
         }
         case 'jobChanged': {
-          const jobs = s.jobs.slice();
-          jobs[msg.job.index] = msg.job;
-          s = { ...s, jobs };
+          setJob(s, msg.job);
           // A job out of attempts is announced once its fate is known (left out, or fatal).
           if (msg.job.state !== 'ERROR') emitJob(s, msg.job);
           if (msg.job.state === 'COMPLETED') {
             stopJob(s, msg.job.index, false);
-            return advance(s, ctx.self);
+            return advance(s, ctx.self, msg.job.locks);
           }
           if (msg.job.state === 'ERROR') {
             stopJob(s, msg.job.index, false);

@@ -163,6 +163,11 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
     reply(peer, { type: 'error', reqId, error });
     return undefined;
   };
+  const replyStatus = (peer: PeerHandle, reqId: number, artifactId: string) => {
+    const status = store.status(artifactId);
+    if (status) reply(peer, { type: 'status', reqId, status });
+    else reply(peer, { type: 'error', reqId, error: wireError('UNKNOWN_ARTIFACT', `no artifact ${artifactId}`) });
+  };
   const fail = (peer: PeerHandle, reqId: number, e: unknown) => {
     const error = toWireError(e);
     reply(peer, { type: 'error', reqId, error });
@@ -238,7 +243,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       return;
     }
     const visibleArtifact = (artifactId: string) => {
-      const artifact = store.artifact(artifactId);
+      const artifact = store.artifactHead(artifactId);
       if (artifact && inScope(scope, artifact.projectId)) return artifact;
       reply(peer, { type: 'error', reqId: m.reqId, error: wireError('UNKNOWN_ARTIFACT', `no artifact ${artifactId}`) });
       return undefined;
@@ -310,7 +315,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
         if (!artifact) return;
         // A finished artifact has nothing more to push: its status is the last word.
         if (m.type === 'subscribe' && s.supervisors.has(m.artifactId)) subscribe(s, m.artifactId, peer);
-        reply(peer, { type: 'status', reqId: m.reqId, status: artifactStatus(artifact, store.jobs(m.artifactId)) });
+        replyStatus(peer, m.reqId, m.artifactId);
         return;
       }
       case 'cancelArtifact': {
@@ -318,7 +323,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
         if (!artifact) return;
         const supervisor = s.supervisors.get(m.artifactId);
         if (supervisor) send(supervisor, { kind: 'cancel', replyTo: { peer, reqId: m.reqId } });
-        else reply(peer, { type: 'status', reqId: m.reqId, status: artifactStatus(artifact, store.jobs(m.artifactId)) });
+        else replyStatus(peer, m.reqId, m.artifactId);
         return;
       }
       case 'listArtifacts': {

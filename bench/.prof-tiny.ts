@@ -5,7 +5,7 @@ import { distributions, steps } from '../lib/workbench/builders.ts';
 const dir = `/tmp/prof-cluster-${Date.now()}`;
 const token = randomBytes(16).toString('hex');
 const SHARDS = ['california_housing.MedInc1.csv', 'california_housing.MedInc2.csv'].map((f) => join(EXAMPLE_DATA, f));
-const cluster = await Cluster.start({ dir, projectName: 'p', projectToken: token, workers: SHARDS.map((f, i) => ({ name: `w${i}`, files: [f] })), env: { FDL_LOG_LEVEL: 'warn', NODE_OPTIONS: '--import /tmp/prof-hook.mjs', PROF_DIR: process.env.PROF_DIR } });
+const cluster = await Cluster.start({ dir, projectName: 'p', projectToken: token, workers: SHARDS.map((f, i) => ({ name: `w${i}`, files: [f] })), env: { FDL_LOG_LEVEL: 'warn', ...(process.env.PROF_DIR ? { NODE_OPTIONS: '--import /tmp/prof-hook.mjs', PROF_DIR: process.env.PROF_DIR } : {}) } });
 const wb = await cluster.connect('p');
 const project = await wb.project(token);
 const R = Number(process.env.R ?? 100);

@@ -9,7 +9,6 @@ import type { Logger } from '../lib/log.ts';
 import { startNode } from '../lib/node.ts';
 import { aggregateProject } from '../lib/projects.ts';
 import { EXAMPLE_DATA } from '../lib/sim/cluster.ts';
-import { artifactStatus } from '../lib/store/status.ts';
 import { Store } from '../lib/store/store.ts';
 import { Workbench } from '../lib/workbench/client.ts';
 import { type Cleanup, median, now, type Row, rate, ratio, spread } from './util.ts';
@@ -122,10 +121,7 @@ export async function benchRoundTrips(opts: {
     {
       name: 'getStatus',
       ours: () => wb.status(artifact.id),
-      work: () => {
-        const a = store.artifact(artifact.id);
-        return a && artifactStatus(a, store.jobs(artifact.id));
-      },
+      work: () => store.artifactHead(artifact.id) && store.status(artifact.id),
       request: (reqId) => ({ type: 'getStatus', reqId, artifactId: artifact.id }),
       reply: (reqId) => ({ type: 'status', reqId, status }),
     },

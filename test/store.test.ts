@@ -12,6 +12,7 @@ import { bindArtifact } from '../lib/plan/index.ts';
 import { MIGRATIONS, SCHEMA_VERSION, StoreCheckError } from '../lib/store/db.ts';
 import { LOCALS_DIR, LocalsStore } from '../lib/store/locals.ts';
 import { NETWORK_MARKER, openSchedulerStore } from '../lib/store/network.ts';
+import { artifactStatus } from '../lib/store/status.ts';
 import { DATABASE_FILE, RESOURCES_DIR, Store } from '../lib/store/store.ts';
 
 const STEPS: Step[] = [
@@ -243,3 +244,28 @@ function copyDatabase(from: string, to: string): void {
     db.close();
   }
 }
+
+t.test('the status read from the rows equals the status built from whole artifacts and jobs, in every state', async (t) => {
+  const store = new Store(undefined);
+  t.teardown(() => store.close());
+  addArtifact(store, 'a-status', { projectId: 'p-1', now: 1000 });
+  const whole = () => {
+    const artifact = store.artifact('a-status');
+    if (!artifact) throw new Error('no artifact');
+    return artifactStatus(artifact, store.jobs('a-status'));
+  };
+  t.same(store.status('a-status'), whole(), 'just submitted');
+  const [first, second] = store.jobs('a-status');
+  if (!first || !second) throw new Error('the plan has two jobs');
+  store.updateJob(first.id, { state: 'FAILED', attempt: 1, lastError: { code: 'WORKER_LOST', message: 'away', retryable: true }, nextAttemptAt: 5000 });
+  store.setArtifactState('a-status', 'RUNNING', 2000);
+  t.same(store.status('a-status'), whole(), 'a failed attempt waiting for its retry');
+  store.updateJob(first.id, { state: 'ERROR', leftOut: true });
+  store.updateJob(second.id, { state: 'COMPLETED', attempt: 1, resultResourceId: 'r-1' });
+  store.setArtifactState('a-status', 'COMPLETED', 3000, { resultResourceId: 'r-1' });
+  const done = store.status('a-status');
+  t.same(done, whole(), 'completed with a job left out');
+  t.same(done?.progress, { completed: 2, total: 2 });
+  t.equal(store.status('a-missing'), undefined);
+  t.same(store.artifactHead('a-status'), { id: 'a-status', projectId: 'p-1', state: 'COMPLETED', resultResourceId: 'r-1' });
+});

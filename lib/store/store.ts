@@ -540,6 +540,65 @@ export class Store {
     return deleted;
   }
 
+  /** What a request about an artifact needs first (scope, state, result): no JSON parsed. */
+  artifactHead(id: string): ArtifactHead | undefined {
+    const row = this.sql('SELECT id, project_id, state, result_resource_id FROM artifacts WHERE id = ?').get(id) as
+      | { id: string; project_id: string; state: ArtifactState; result_resource_id: string | null }
+      | undefined;
+    return row ? { id: row.id, projectId: row.project_id, state: row.state, resultResourceId: row.result_resource_id ?? undefined } : undefined;
+  }
+
+  /**
+   * An artifact's status straight from its rows, reading only the columns a status shows (not
+   * the artifact's spec, nor each job's operation beyond its kind): getStatus is the request a
+   * watching workbench sends most.
+   */
+  status(id: string): ArtifactStatus | undefined {
+    const a = this.sql(
+      'SELECT id, project_id, name, state, error_json, result_resource_id, created_at, updated_at FROM artifacts WHERE id = ?',
+    ).get(id) as
+      | Pick<ArtifactRow, 'id' | 'project_id' | 'name' | 'state' | 'error_json' | 'result_resource_id' | 'created_at' | 'updated_at'>
+      | undefined;
+    if (!a) return undefined;
+    const rows = this.sql(
+      `SELECT id, idx, worker, step_index, iteration, json_extract(operation_json, '$.kind') AS kind, state, attempt,
+              last_error_json, next_attempt_at, left_out FROM jobs WHERE artifact_id = ? ORDER BY idx`,
+    ).all(id) as JobStatusRow[];
+    let completed = 0;
+    const jobs = rows.map((r) => {
+      if (r.state === 'COMPLETED' || r.left_out === 1) completed++;
+      const j: JobStatus = {
+        id: r.id,
+        index: r.idx,
+        worker: r.worker,
+        stepIndex: r.step_index,
+        iteration: r.iteration,
+        operation: r.kind,
+        state: r.state,
+        attempt: r.attempt,
+      };
+      if (r.last_error_json !== null) j.lastError = JSON.parse(r.last_error_json) as WireError;
+      if (r.next_attempt_at !== null && r.state === 'FAILED') j.nextAttemptAt = r.next_attempt_at;
+      if (r.left_out === 1) j.leftOut = true;
+      return j;
+    });
+    // Left-out jobs (quorum) count as done, as in the pushed events.
+    const status: ArtifactStatus = {
+      id: a.id,
+      projectId: a.project_id,
+      state: a.state,
+      progress: { completed, total: rows.length },
+      jobs,
+      createdAt: a.created_at,
+      updatedAt: a.updated_at,
+    };
+    if (a.name !== null) status.name = a.name;
+    const error = parse<ArtifactStatus['error']>(a.error_json);
+    if (error) status.error = error;
+    if (a.result_resource_id !== null) status.resultResourceId = a.result_resource_id;
+    return status;
+  }
+
   /** One job by key (the hot path never reads a whole artifact to find one job). */
   job(artifactId: string, index: number): StoredJob | undefined {
     const row = this.sql('SELECT * FROM jobs WHERE artifact_id = ? AND idx = ?').get(artifactId, index) as JobRow | undefined;
@@ -637,6 +696,28 @@ export interface JobChange {
 
 export function jobId(artifactId: string, index: number): string {
   return `${artifactId}.${index}`;
+}
+
+/** An artifact's identity, scope and outcome, for the checks a request makes before anything else. */
+export interface ArtifactHead {
+  id: string;
+  projectId: string;
+  state: ArtifactState;
+  resultResourceId: string | undefined;
+}
+
+interface JobStatusRow {
+  id: string;
+  idx: number;
+  worker: string;
+  step_index: number;
+  iteration: number;
+  kind: JobStatus['operation'];
+  state: JobState;
+  attempt: number;
+  last_error_json: string | null;
+  next_attempt_at: number | null;
+  left_out: number;
 }
 
 interface ResourceRow {

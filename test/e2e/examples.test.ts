@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { SHARDS, testCluster } from '../helpers/cluster.ts';
+import { FDL_RUN_TIMEOUT_MS } from '../helpers/fdl.ts';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -17,7 +18,8 @@ async function example(name: string, env: NodeJS.ProcessEnv = { FDL_URL: cluster
   const { stdout } = await run(process.execPath, ['--import', 'tsx', `examples/${name}`], {
     cwd: ROOT,
     env: { ...rest, ...env },
-    timeout: 120_000,
+    // A safety bound, not an assertion (see FDL_RUN_TIMEOUT_MS).
+    timeout: FDL_RUN_TIMEOUT_MS,
   });
   return stdout;
 }

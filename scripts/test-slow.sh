@@ -34,10 +34,11 @@ else
 fi
 
 cleanup() {
-  # Anything left in the group (there should be nothing) goes back to the root group first.
-  if [ -f "$group/cgroup.procs" ]; then
-    for pid in $(cat "$group/cgroup.procs"); do echo "$pid" >"$(dirname "$group")/cgroup.procs" 2>/dev/null || true; done
-  fi
+  # Give what is still in the group (nothing, after a normal end) ten seconds to exit, then move
+  # it back to the parent group, so the group can be removed.
+  n=0
+  while [ -s "$group/cgroup.procs" ] && [ $n -lt 20 ]; do sleep 0.5; n=$((n + 1)); done
+  for pid in $(cat "$group/cgroup.procs" 2>/dev/null); do echo "$pid" >"$(dirname "$group")/cgroup.procs" 2>/dev/null || true; done
   rmdir "$group" 2>/dev/null || echo "test-slow: could not remove $group" >&2
 }
 trap cleanup EXIT

@@ -8,8 +8,11 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { Cluster, EXAMPLE_DATA } from '../../lib/sim/cluster.ts';
 import { column, mean, readCsv, relErr, union } from '../helpers/central.ts';
-import { LONG_SLEEP_MS, waitForJob } from '../helpers/cluster.ts';
+import { LONG_SLEEP_MS, PROCESS_FILE_TIMEOUT_MS, waitForJob } from '../helpers/cluster.ts';
 import { runFdl } from '../helpers/fdl.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const shards = ['california_housing.MedInc1.csv', 'california_housing.MedInc2.csv'].map((f) => join(EXAMPLE_DATA, f));
 const all = union(...shards.map(readCsv));

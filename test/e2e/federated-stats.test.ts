@@ -10,7 +10,10 @@ import { Cluster, EXAMPLE_DATA } from '../../lib/sim/cluster.ts';
 import type { CountProduct, GroupCountProduct, MeanProduct } from '../../lib/workbench.ts';
 import { steps, where, } from '../../lib/workbench.ts';
 import { column, mean, readCsv, relErr, union } from '../helpers/central.ts';
-import { LONG_SLEEP_MS, waitForJob, waitForLog } from '../helpers/cluster.ts';
+import { LONG_SLEEP_MS, PROCESS_FILE_TIMEOUT_MS, waitForJob, waitForLog } from '../helpers/cluster.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const shards = ['california_housing.MedInc1.csv', 'california_housing.MedInc2.csv'].map((f) => join(EXAMPLE_DATA, f));
 const all = union(...shards.map(readCsv));

@@ -12,8 +12,11 @@ import { ErrorCodes } from '../../protocols/errors.ts';
 import { MessageTypes } from '../../protocols/messages.ts';
 import { PROTOCOL_VERSION } from '../../protocols/version.ts';
 import type { CountProduct } from '../../lib/workbench.ts';
-import { SHARDS, testCluster, within } from '../helpers/cluster.ts';
+import { PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, within } from '../helpers/cluster.ts';
 import { RawPeer } from '../helpers/raw-peer.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const packr = new Packr({ useRecords: false });
 const SEED = 20261125;

@@ -14,9 +14,12 @@ import { handshakeMessage, type Identity, signWith } from '../../lib/security/id
 import type { MeanProduct } from '../../lib/workbench.ts';
 import { steps, Workbench } from '../../lib/workbench.ts';
 import { column, mean, readCsv, relErr, union } from '../helpers/central.ts';
-import { SHARDS, testCluster, until, WAIT_MS, waitForJob } from '../helpers/cluster.ts';
+import { PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, until, WAIT_MS, waitForJob } from '../helpers/cluster.ts';
 import { runFdl } from '../helpers/fdl.ts';
 import { RawPeer } from '../helpers/raw-peer.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const all = union(...SHARDS.map(readCsv));
 const OTHER_TOKEN = 'other-project-token-123';

@@ -5,8 +5,11 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { LONG_SLEEP_MS, SHARDS, testCluster, waitForJob } from '../helpers/cluster.ts';
+import { LONG_SLEEP_MS, PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, waitForJob } from '../helpers/cluster.ts';
 import { runFdl, startFdl } from '../helpers/fdl.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const WORKERS = ['worker-1', 'worker-2'];
 const { cluster, wb, token, dir } = await testCluster(t, 'fault-cli', {

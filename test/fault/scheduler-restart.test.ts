@@ -8,7 +8,10 @@ import t from 'tap';
 import type { CountProduct, MeanProduct } from '../../lib/workbench.ts';
 import { estimators, steps } from '../../lib/workbench.ts';
 import { column, mean, readCsv, relErr, union } from '../helpers/central.ts';
-import { SHARDS, testCluster, waitForJob } from '../helpers/cluster.ts';
+import { PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, waitForJob } from '../helpers/cluster.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const all = union(...SHARDS.map(readCsv));
 const WORKERS = ['worker-1', 'worker-2'];

@@ -7,7 +7,10 @@ import t from 'tap';
 import type { CountProduct, GroupCountProduct, MeanProduct } from '../../lib/workbench.ts';
 import { where } from '../../lib/workbench.ts';
 import { column, mean, readCsv, relErr, union } from '../helpers/central.ts';
-import { countLog, SHARDS, sleep, testCluster } from '../helpers/cluster.ts';
+import { countLog, PROCESS_FILE_TIMEOUT_MS, SHARDS, sleep, testCluster } from '../helpers/cluster.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const all = union(...SHARDS.map(readCsv));
 const { wb, token, dir } = await testCluster(t, 'fault-cuts', {

@@ -8,7 +8,10 @@ import Database from 'better-sqlite3';
 import t from 'tap';
 import type { CountProduct } from '../../lib/workbench.ts';
 import { estimators, steps } from '../../lib/workbench.ts';
-import { countLog, SHARDS, testCluster, VALIDATION, waitFor, waitForJob } from '../helpers/cluster.ts';
+import { countLog, PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, VALIDATION, waitFor, waitForJob } from '../helpers/cluster.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const ROWS = 9288 + 9288 + 2064;
 const WORKERS = ['worker-1', 'worker-2', 'worker-3'];

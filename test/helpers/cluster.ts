@@ -25,6 +25,14 @@ export const VALIDATION = join(EXAMPLE_DATA, 'california_housing.validation.csv'
  */
 export const WAIT_MS = 90_000;
 
+/**
+ * The tap timeout of a file that starts node processes (set with `t.setTimeout` at its top);
+ * package.json's 120 s stays for the others. Under `npm run test:slow` (a quarter of one core,
+ * shared by tap's two jobs) such a file runs 6 to 10 times longer than on an idle machine: each
+ * node process alone spends ~2 s of CPU transpiling at start. Not a fix for any race.
+ */
+export const PROCESS_FILE_TIMEOUT_MS = 900_000;
+
 /** A TestSleep that outlasts any test: a cancel or a kill always meets it running. */
 export const LONG_SLEEP_MS = 10 * 60_000;
 

@@ -107,6 +107,7 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
             return s;
           }
           if (m.type === 'cancelJob') {
+            log.info({ jobId: m.jobId, attempt: m.attempt }, 'job cancelled');
             const a = s.attempts.get(keyOf(m.jobId, m.attempt));
             if (a && a.phase !== 'done' && a.phase !== 'failed') a.phase = 'cancelled';
             running.delete(keyOf(m.jobId, m.attempt));

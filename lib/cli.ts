@@ -8,8 +8,9 @@ import { createLogger, installProcessHandlers } from './log.ts';
 import { startNode } from './node.ts';
 import { StoreCheckError } from './store/db.ts';
 import { openSchedulerStore } from './store/network.ts';
-import { Workbench } from './workbench.ts';
+import { type ConnectOptions, Workbench } from './workbench.ts';
 import { printTable, progressBar } from './cli/output.ts';
+import { AbsenceWatch, DEFAULT_RECONNECT_TIMEOUT_S, OutcomeUnknownError, parseTimeoutSeconds } from './cli/wait.ts';
 
 /** The `fdl` command. Errors end as one clear line on stderr and a non-zero exit, never a stack trace. */
 
@@ -21,6 +22,10 @@ function fail(e: unknown): never {
   if (e instanceof ConfigError) {
     process.stderr.write(`${e.message}\n`);
     process.exit(2);
+  }
+  if (e instanceof OutcomeUnknownError) {
+    process.stderr.write(`fdl: ${e.message}\n`);
+    process.exit(1);
   }
   // A store that must not be used as it is: like a bad config, the operator has to act (exit 2).
   if (e instanceof UsageError || e instanceof StoreCheckError) {
@@ -42,7 +47,7 @@ interface ClientOpts {
   ca?: string;
 }
 
-async function withWorkbench<T>(opts: ClientOpts, fn: (wb: Workbench) => Promise<T>): Promise<T> {
+async function withWorkbench<T>(opts: ClientOpts, fn: (wb: Workbench) => Promise<T>, connect: Partial<ConnectOptions> = {}): Promise<T> {
   if (!opts.token) throw new UsageError('a workbench token is needed: --token TOKEN or FDL_TOKEN (ask the operator: fdl tokens create --kind workbench)');
   let ca: Buffer | undefined;
   if (opts.ca) {
@@ -52,7 +57,7 @@ async function withWorkbench<T>(opts: ClientOpts, fn: (wb: Workbench) => Promise
       throw new UsageError(`cannot read the CA certificate ${opts.ca}: ${(e as Error).message}`);
     }
   }
-  const wb = await Workbench.connect(opts.url, { token: opts.token, name: 'fdl-cli', reconnect: false, ...(ca ? { ca } : {}) });
+  const wb = await Workbench.connect(opts.url, { token: opts.token, name: 'fdl-cli', reconnect: false, ...(ca ? { ca } : {}), ...connect });
   try {
     return await fn(wb);
   } finally {
@@ -278,11 +283,15 @@ export function buildProgram(): Command {
     .argument('<file>', 'the artifact file')
     .requiredOption('--project <token>', 'the project token')
     .option('--wait', 'wait for the end, showing progress, and print the result')
+    .option(
+      '--timeout <seconds>',
+      `with --wait: give up (exit 1) when the scheduler is gone this long (default ${DEFAULT_RECONNECT_TIMEOUT_S}); a scheduler back sooner is followed`,
+    )
     .option('--json', 'print JSON')
     .addOption(urlOption())
     .addOption(new Option('--token <token>', 'the workbench token (env FDL_TOKEN)'))
     .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
-    .action(async (file: string, opts: ClientOpts & { project: string; wait?: boolean; json?: boolean }) => {
+    .action(async (file: string, opts: ClientOpts & { project: string; wait?: boolean; json?: boolean; timeout?: string }) => {
       let spec: unknown;
       try {
         const text = readFileSync(file, 'utf8');
@@ -290,23 +299,42 @@ export function buildProgram(): Command {
       } catch (e) {
         throw new UsageError(`cannot read ${file}: ${(e as Error).message}`);
       }
-      await withWorkbench(withEnv(opts), async (wb) => {
-        const handle = await wb.submit(opts.project, spec as never);
-        if (!opts.wait) {
-          process.stdout.write(opts.json ? `${JSON.stringify({ id: handle.id })}\n` : `${handle.id}\n`);
-          return;
-        }
-        process.stderr.write(`submitted ${handle.id}\n`);
-        const bar = progressBar(handle.status.progress.total);
-        handle.on('event', (e) => bar.update(e.progress.completed, e.progress.total));
-        try {
-          await handle.done();
-        } finally {
-          bar.stop();
-        }
-        const result = await wb.result(handle.id);
-        process.stdout.write(`${JSON.stringify(opts.json ? { id: handle.id, result } : result, null, 2)}\n`);
-      });
+      const timeoutS = opts.timeout === undefined ? DEFAULT_RECONNECT_TIMEOUT_S : parseTimeoutSeconds(opts.timeout);
+      // While waiting, a lost scheduler is dialled again and the artifact followed again (its
+      // state caught up); gone longer than the timeout, the outcome is unknown: exit 1.
+      let id: string | undefined;
+      const url = withEnv(opts).url;
+      const absence = new AbsenceWatch(
+        timeoutS * 1000,
+        () => `lost the scheduler at ${url} and it was not back within ${timeoutS} s: the outcome of artifact ${id ?? '(not yet accepted)'} is unknown (ask again: fdl status ${id ?? 'ID'})`,
+      );
+      const connect: Partial<ConnectOptions> = opts.wait ? { reconnect: true, onConnectionChange: absence.change } : {};
+      try {
+        await withWorkbench(
+          withEnv(opts),
+          async (wb) => {
+            const handle = await wb.submit(opts.project, spec as never);
+            id = handle.id;
+            if (!opts.wait) {
+              process.stdout.write(opts.json ? `${JSON.stringify({ id: handle.id })}\n` : `${handle.id}\n`);
+              return;
+            }
+            process.stderr.write(`submitted ${handle.id}\n`);
+            const bar = progressBar(handle.status.progress.total);
+            handle.on('event', (e) => bar.update(e.progress.completed, e.progress.total));
+            try {
+              await absence.race(handle.done());
+            } finally {
+              bar.stop();
+            }
+            const result = await absence.race(wb.result(handle.id));
+            process.stdout.write(`${JSON.stringify(opts.json ? { id: handle.id, result } : result, null, 2)}\n`);
+          },
+          connect,
+        );
+      } finally {
+        absence.stop();
+      }
     });
 
   program
@@ -397,6 +425,20 @@ export function buildProgram(): Command {
   return program;
 }
 
+// A command whose work is left pending on a connection that is gone would otherwise end with
+// exit 0 and nothing printed when the event loop empties: say so, and fail.
+let finished = false;
+process.once('beforeExit', () => {
+  if (finished) return;
+  process.stderr.write('fdl: the connection to the scheduler ended before the command could tell its outcome\n');
+  process.exit(1);
+});
+
 buildProgram()
   .parseAsync(process.argv)
-  .catch((e: unknown) => fail(e));
+  .then(
+    () => {
+      finished = true;
+    },
+    (e: unknown) => fail(e),
+  );

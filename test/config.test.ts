@@ -7,6 +7,11 @@ import { join } from 'node:path';
 import t from 'tap';
 import { ConfigError, parseConfig } from '../lib/config.ts';
 import { FDL_BIN } from '../lib/sim/cluster.ts';
+import { PROCESS_FILE_TIMEOUT_MS } from './helpers/cluster.ts';
+import { FDL_RUN_TIMEOUT_MS } from './helpers/fdl.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const problemsOf = (yaml: string, env: NodeJS.ProcessEnv = {}): string[] => {
   try {
@@ -62,20 +67,20 @@ t.test('fdl node with a bad config exits 2 with a message and no stack trace', a
   const dir = mkdtempSync(join(tmpdir(), 'fdl-config-'));
   const file = join(dir, 'worker.yaml');
   writeFileSync(file, 'mode: worker\nname: w1\nheartbeat_ms: fast\ndatasources: []\n');
-  const r = spawnSync(process.execPath, [FDL_BIN, 'node', '--config', file], { encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync(process.execPath, [FDL_BIN, 'node', '--config', file], { encoding: 'utf8', timeout: FDL_RUN_TIMEOUT_MS });
   t.equal(r.status, 2);
   t.match(r.stderr, file);
   t.match(r.stderr, /heartbeat_ms: .*number/);
   t.match(r.stderr, /scheduler\.url/);
   t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
 
-  const missing = spawnSync(process.execPath, [FDL_BIN, 'node', '--config', join(dir, 'nope.yaml')], { encoding: 'utf8', timeout: 30_000 });
+  const missing = spawnSync(process.execPath, [FDL_BIN, 'node', '--config', join(dir, 'nope.yaml')], { encoding: 'utf8', timeout: FDL_RUN_TIMEOUT_MS });
   t.equal(missing.status, 2);
   t.match(missing.stderr, /nope\.yaml: .*cannot read the file: ENOENT/s);
 
   const data = join(dir, 'data.yaml');
   writeFileSync(data, `mode: standalone\nname: s\nlisten: { port: 0 }\nprojects: [{name: p, token: abcdefgh12}]\ndatasources: [{ name: d, path: ${join(dir, 'missing.csv')}, projects: [abcdefgh12] }]\n`);
-  const noData = spawnSync(process.execPath, [FDL_BIN, 'node', '--config', data], { encoding: 'utf8', timeout: 30_000 });
+  const noData = spawnSync(process.execPath, [FDL_BIN, 'node', '--config', data], { encoding: 'utf8', timeout: FDL_RUN_TIMEOUT_MS });
   t.equal(noData.status, 1);
   t.match(noData.stderr, /DATA_UNAVAILABLE: .*missing\.csv/);
   t.notMatch(noData.stderr, /\n\s+at /, 'no stack trace');

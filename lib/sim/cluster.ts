@@ -15,6 +15,11 @@ import { type ConnectOptions, Workbench } from '../workbench/client.ts';
 
 export const FDL_BIN = fileURLToPath(new URL('../../bin/fdl.js', import.meta.url));
 export const EXAMPLE_DATA = fileURLToPath(new URL('../../examples/data/', import.meta.url));
+/**
+ * Bound on waiting for nodes to be up. Generous: it turns a node that never comes up into a
+ * message, and must not fire on a loaded machine (each node process transpiles at start).
+ */
+export const DEFAULT_START_TIMEOUT_MS = 120_000;
 
 export interface WorkerSpec {
   name: string;
@@ -67,7 +72,7 @@ export class Cluster {
     try {
       await cluster.startScheduler();
       for (const w of opts.workers) cluster.startWorker(w.name);
-      await cluster.waitForWorkers(opts.workers.map((w) => w.name), opts.startTimeoutMs ?? 60_000);
+      await cluster.waitForWorkers(opts.workers.map((w) => w.name), opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
     } catch (e) {
       await cluster.stop();
       throw e;
@@ -123,9 +128,15 @@ export class Cluster {
     });
   }
 
-  startWorker(name: string): void {
+  /**
+   * Starts (or starts again) a worker. `env`, when given, replaces the environment of its spec
+   * from now on: a worker restarted with `{ env: {} }` runs without the faults it started with,
+   * so a fault injected for one test does not come back in the restarted worker of the next.
+   */
+  startWorker(name: string, opts: { env?: NodeJS.ProcessEnv } = {}): void {
     const spec = this.opts.workers.find((w) => w.name === name);
     if (!spec) throw new Error(`no worker ${name} in this cluster`);
+    if (opts.env) spec.env = opts.env;
     const config = this.writeConfig(name, {
       mode: 'worker',
       name,
@@ -148,7 +159,7 @@ export class Cluster {
   }
 
   /** Resolves when each named worker is connected to the scheduler. */
-  async waitForWorkers(names: string[], timeoutMs = 60_000): Promise<void> {
+  async waitForWorkers(names: string[], timeoutMs = DEFAULT_START_TIMEOUT_MS): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     const wb = await this.connect('cluster');
     try {

@@ -176,6 +176,11 @@ export interface ConnectOptions {
   reconnect?: boolean;
   /** Bound on each request's wait for its reply. */
   requestTimeoutMs?: number;
+  /**
+   * Told when the session is lost (false) and when it is back, welcomed again (true): e.g. to
+   * give up after a while without the scheduler (`fdl submit --wait --timeout`).
+   */
+  onConnectionChange?: (connected: boolean) => void;
 }
 
 /** The researcher's connection to a scheduler. */
@@ -188,6 +193,7 @@ export class Workbench {
   private ready: Promise<void> = Promise.resolve();
   private markReady: (() => void) | undefined;
   private sessionError: FdlError | undefined;
+  private closing = false;
 
   private constructor(
     readonly url: string,
@@ -226,7 +232,10 @@ export class Workbench {
           this.sessionError = undefined;
           this.markReady?.();
           firstWelcome();
-          if (again) void this.resubscribe();
+          if (again) {
+            this.opts.onConnectionChange?.(true);
+            void this.resubscribe();
+          }
         } else if (m.type === 'artifactEvent') this.handles.get(m.artifactId)?.push(m);
         else if (!this.requester.settle(m) && m.type === 'error') {
           // An error about the session itself (a refused hello, a revoked token): say it on every later request.
@@ -237,6 +246,7 @@ export class Workbench {
         }
       },
       onClose: () => {
+        if (this.welcomes > 0 && !this.closing) this.opts.onConnectionChange?.(false);
         this.newReadyPromise();
         this.requester.failAll(DISCONNECTED);
         if (!(this.opts.reconnect ?? true)) this.sessionError ??= new FdlError('INTERNAL', DISCONNECTED);
@@ -370,6 +380,7 @@ export class Workbench {
   }
 
   close(): void {
+    this.closing = true;
     this.client.close();
   }
 }

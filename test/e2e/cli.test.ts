@@ -1,14 +1,18 @@
 // Why: `fdl` is how operators and researchers meet the system from a terminal. Each command is
 // run here as a user would run it, against real node processes, and checked for what it prints.
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { Cluster, EXAMPLE_DATA, FDL_BIN } from '../../lib/sim/cluster.ts';
+import { Cluster, EXAMPLE_DATA } from '../../lib/sim/cluster.ts';
 import { column, mean, readCsv, relErr, union } from '../helpers/central.ts';
+import { LONG_SLEEP_MS, PROCESS_FILE_TIMEOUT_MS, waitForJob } from '../helpers/cluster.ts';
+import { runFdl } from '../helpers/fdl.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const shards = ['california_housing.MedInc1.csv', 'california_housing.MedInc2.csv'].map((f) => join(EXAMPLE_DATA, f));
 const all = union(...shards.map(readCsv));
@@ -27,12 +31,10 @@ t.teardown(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const fdl = (...args: string[]) =>
-  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(process.execPath, [FDL_BIN, ...args], { env: { ...process.env, FDL_URL: cluster.url, FDL_TOKEN: cluster.workbenchToken }, timeout: 60_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
+const wb = await cluster.connect('cli-test');
+t.teardown(() => wb.close());
+
+const fdl = (...args: string[]) => runFdl(args, { FDL_URL: cluster.url, FDL_TOKEN: cluster.workbenchToken });
 
 t.test('fdl nodes and fdl projects', async (t) => {
   const nodes = await fdl('nodes', '--json');
@@ -88,9 +90,16 @@ t.test('fdl submit --wait, then status and result', async (t) => {
 });
 
 t.test('fdl cancel', async (t) => {
+  // The sleep outlasts the test and the cancel waits for it to run: a cancel, never a finish.
   const file = join(dir, 'sleep.json');
-  writeFileSync(file, JSON.stringify({ steps: [{ kind: 'Parallel', operation: { kind: 'TestSleep', ms: 3000 } }, { kind: 'Finalize', operation: { kind: 'Noop' } }] }));
-  const id = (await fdl('submit', file, '--project', token)).stdout.trim();
+  writeFileSync(
+    file,
+    JSON.stringify({ steps: [{ kind: 'Parallel', operation: { kind: 'TestSleep', ms: LONG_SLEEP_MS } }, { kind: 'Finalize', operation: { kind: 'Noop' } }] }),
+  );
+  const submitted = await fdl('submit', file, '--project', token);
+  t.equal(submitted.code, 0, submitted.stderr);
+  const id = submitted.stdout.trim();
+  await waitForJob(await wb.watch(id), { state: 'RUNNING', operation: 'TestSleep' });
   const r = await fdl('cancel', id);
   t.equal(r.code, 0, r.stderr);
   t.match(r.stdout, new RegExp(`artifact ${id}: CANCELLED`));

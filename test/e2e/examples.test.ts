@@ -6,7 +6,11 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { SHARDS, testCluster } from '../helpers/cluster.ts';
+import { PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster } from '../helpers/cluster.ts';
+import { FDL_RUN_TIMEOUT_MS } from '../helpers/fdl.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -17,7 +21,8 @@ async function example(name: string, env: NodeJS.ProcessEnv = { FDL_URL: cluster
   const { stdout } = await run(process.execPath, ['--import', 'tsx', `examples/${name}`], {
     cwd: ROOT,
     env: { ...rest, ...env },
-    timeout: 120_000,
+    // A safety bound, not an assertion (see FDL_RUN_TIMEOUT_MS).
+    timeout: FDL_RUN_TIMEOUT_MS,
   });
   return stdout;
 }

@@ -10,6 +10,10 @@ import { Cluster, EXAMPLE_DATA } from '../../lib/sim/cluster.ts';
 import type { CountProduct, GroupCountProduct, MeanProduct } from '../../lib/workbench.ts';
 import { steps, where, } from '../../lib/workbench.ts';
 import { column, mean, readCsv, relErr, union } from '../helpers/central.ts';
+import { LONG_SLEEP_MS, PROCESS_FILE_TIMEOUT_MS, waitForJob, waitForLog } from '../helpers/cluster.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const shards = ['california_housing.MedInc1.csv', 'california_housing.MedInc2.csv'].map((f) => join(EXAMPLE_DATA, f));
 const all = union(...shards.map(readCsv));
@@ -149,19 +153,21 @@ t.test('a bad query value fails on the worker without retries, naming the field'
 
 t.test('cancel stops the jobs on every worker; nothing of it runs afterwards', async (t) => {
   const project = await wb.project(token);
-  const handle = await project.submit([steps.parallel({ kind: 'TestSleep', ms: 1500 }), steps.finalize({ kind: 'Noop' })]);
-  await new Promise<void>((resolve) => {
-    handle.on('event', (e) => {
-      if (e.event.kind === 'jobState' && e.event.state === 'RUNNING') resolve();
-    });
-  });
+  // The sleeps outlast the test and the cancel waits for them to run: a cancel, never a finish.
+  const handle = await project.submit([steps.parallel({ kind: 'TestSleep', ms: LONG_SLEEP_MS }), steps.finalize({ kind: 'Noop' })]);
+  const workers = ['worker-1', 'worker-2'];
+  await Promise.all(workers.map((worker) => waitForJob(handle, { worker, state: 'RUNNING' })));
   const status = await handle.cancel();
   t.equal(status.state, 'CANCELLED');
   await t.rejects(handle.done(), { code: 'CANCELLED' });
-  await new Promise((r) => setTimeout(r, 2500));
+  for (const worker of workers) {
+    const job = status.jobs.find((j) => j.worker === worker && j.operation === 'TestSleep');
+    const id = (job?.id ?? 'none').replace(/[.]/g, '\\.');
+    await waitForLog(join(dir, `${worker}.log`), new RegExp(`"jobId":"${id}".*"msg":"job cancelled"`), { what: `${worker} to be told to cancel ${job?.id}` });
+  }
   const later = await wb.status(handle.id);
-  t.equal(later.state, 'CANCELLED', 'still cancelled after the sleeps would have ended');
+  t.equal(later.state, 'CANCELLED', 'still cancelled once every worker was told');
   t.equal(later.jobs.find((j) => j.operation === 'Noop')?.state, 'WAITING', 'the final job never ran');
-  t.notOk(later.jobs.some((j) => j.state === 'COMPLETED'), 'no late report was taken');
+  t.notOk(later.jobs.some((j) => j.state === 'COMPLETED'), 'no report was taken');
   t.equal((await wb.cancel(handle.id)).state, 'CANCELLED', 'cancelling again is harmless');
 });

@@ -11,6 +11,10 @@ import { PROTOCOL_VERSION } from '../../protocols/version.ts';
 import { Cluster, EXAMPLE_DATA } from '../../lib/sim/cluster.ts';
 import { RawPeer } from '../helpers/raw-peer.ts';
 import { type CountProduct, steps, } from '../../lib/workbench.ts';
+import { PROCESS_FILE_TIMEOUT_MS } from '../helpers/cluster.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const shards = ['california_housing.MedInc1.csv', 'california_housing.MedInc2.csv'].map((f) => join(EXAMPLE_DATA, f));
 const token = randomBytes(16).toString('hex');

@@ -9,12 +9,15 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import t from 'tap';
+import type { CountProduct } from '../../lib/workbench.ts';
 import { ErrorCodes } from '../../protocols/errors.ts';
 import type { Message } from '../../protocols/messages.ts';
 import { PROTOCOL_VERSION } from '../../protocols/version.ts';
-import type { CountProduct } from '../../lib/workbench.ts';
-import { SHARDS, testCluster } from '../helpers/cluster.ts';
+import { PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster } from '../helpers/cluster.ts';
 import { RawPeer } from '../helpers/raw-peer.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const MiB = 1024 * 1024;
 /** The bound on the scheduler's peak resident memory over the whole file. */

@@ -7,7 +7,10 @@ import { columnStats, initialLinear, trainLinear } from '../../lib/ops/models/li
 import { modelToWire } from '../../lib/ops/models/model.ts';
 import { type ClassificationMetrics, loadModel, type MergedMetricsProduct, models } from '../../lib/workbench.ts';
 import { column, readCsv, union } from '../helpers/central.ts';
-import { SHARDS, testCluster, VALIDATION } from '../helpers/cluster.ts';
+import { PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, VALIDATION } from '../helpers/cluster.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const all = union(...SHARDS.map(readCsv));
 const validation = readCsv(VALIDATION);

@@ -13,8 +13,11 @@ import { FdlError } from '../../lib/errors.ts';
 import { FDL_BIN } from '../../lib/sim/cluster.ts';
 import type { CountProduct, Workbench } from '../../lib/workbench.ts';
 import { steps } from '../../lib/workbench.ts';
+import { PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, until } from '../helpers/cluster.ts';
 import { storedBytes } from '../helpers/resources.ts';
-import { SHARDS, testCluster, until } from '../helpers/cluster.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 /** What the scheduler's store holds of one artifact: row counts, resource files, the initiator's masks. */
 function traces(schedulerDir: string, artifactId: string) {

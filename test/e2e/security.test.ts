@@ -2,23 +2,25 @@
 // stranger on the network would: joining without a token, stealing a node id, replaying a
 // handshake, fetching resources meant for others, reading another project, and reading the
 // scheduler's disk for intermediate sums. Each attack must fail, and the work beside it go on.
-import { execFile } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import t from 'tap';
+import { handshakeMessage, type Identity, signWith } from '../../lib/security/identity.ts';
+import type { MeanProduct } from '../../lib/workbench.ts';
+import { steps, Workbench } from '../../lib/workbench.ts';
 import { decodeValue, encode } from '../../protocols/codec.ts';
 import type { Message } from '../../protocols/messages.ts';
 import { PROTOCOL_VERSION } from '../../protocols/version.ts';
-import { handshakeMessage, type Identity, signWith } from '../../lib/security/identity.ts';
-import { FDL_BIN } from '../../lib/sim/cluster.ts';
-import type { MeanProduct } from '../../lib/workbench.ts';
-import { steps, Workbench } from '../../lib/workbench.ts';
 import { column, mean, readCsv, relErr, union } from '../helpers/central.ts';
-import { storedBytes } from '../helpers/resources.ts';
-import { SHARDS, testCluster, until } from '../helpers/cluster.ts';
+import { PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, until, WAIT_MS, waitForJob } from '../helpers/cluster.ts';
+import { runFdl } from '../helpers/fdl.ts';
 import { RawPeer } from '../helpers/raw-peer.ts';
+import { storedBytes } from '../helpers/resources.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const all = union(...SHARDS.map(readCsv));
 const OTHER_TOKEN = 'other-project-token-123';
@@ -63,12 +65,7 @@ function workerHello(peer: RawPeer, me: Identity, nodeId: string, joinToken?: st
   return hello;
 }
 
-const fdl = (...args: string[]) =>
-  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(process.execPath, [FDL_BIN, ...args], { timeout: 60_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
+const fdl = (...args: string[]) => runFdl(args);
 
 t.test('each node has a key pair in its workdir (0600) and a fingerprint others can compare', async (t) => {
   const file = join(dir, 'worker-1', 'identity.json');
@@ -116,7 +113,10 @@ t.test('joining needs a join token, the pinned key, and a fresh signature', asyn
 t.test('a joined stranger cannot fetch what is not addressed to it, nor report on others jobs', async (t) => {
   await (await project.count()).done();
   const handle = await project.submit([steps.parallel({ kind: 'TestSleep', ms: 1200 }), steps.finalize({ kind: 'Noop' })]);
-  await until(() => handle.status.jobs.some((j) => j.state === 'RUNNING'), 10_000, 'a running job');
+  // worker-1 is frozen while its job runs, so the forged report always comes before the real one.
+  await waitForJob(handle, { worker: 'worker-1', state: 'RUNNING' });
+  cluster.kill('worker-1', 'SIGSTOP');
+  t.teardown(() => cluster.kill('worker-1', 'SIGCONT'));
 
   const db = schedulerDb();
   const someResource = db.prepare('SELECT id FROM resources LIMIT 1').get() as { id: string };
@@ -138,6 +138,10 @@ t.test('a joined stranger cannot fetch what is not addressed to it, nor report o
     sha256: createHash('sha256').update(fake).digest('hex'),
     data: fake,
   });
+  // A reply to a later frame of the same connection: the forged report was handled before it.
+  rogue.msg({ type: 'listProjects', reqId: 2 });
+  t.match(await rogue.next(), { type: 'error', error: { code: 'UNEXPECTED_MESSAGE' } }, 'the forged report was handled');
+  cluster.kill('worker-1', 'SIGCONT');
   const status = await handle.done();
   t.equal(status.state, 'COMPLETED');
   t.same(await wb.result(handle.id), { products: 2 }, "the forged report was ignored: the real products were used");
@@ -188,7 +192,7 @@ t.test('tokens are stored hashed, and revoking one closes its sessions', async (
         () => false,
         () => true,
       ),
-    5000,
+    WAIT_MS,
     'the session to be closed',
   );
   await t.rejects(Workbench.connect(cluster.url, { token: alice, reconnect: false }), 'a revoked token cannot connect again');

@@ -8,6 +8,10 @@ import t from 'tap';
 import { Cluster, EXAMPLE_DATA } from '../../lib/sim/cluster.ts';
 import type { CountProduct, MeanProduct, } from '../../lib/workbench.ts';
 import { column, mean, readCsv, relErr, union } from '../helpers/central.ts';
+import { PROCESS_FILE_TIMEOUT_MS } from '../helpers/cluster.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const [a, b] = ['california_housing.MedInc1.csv', 'california_housing.MedInc2.csv'].map((f) => join(EXAMPLE_DATA, f)) as [string, string];
 const all = union(readCsv(a), readCsv(b));

@@ -25,8 +25,11 @@ import {
   where,
 } from '../../lib/workbench.ts';
 import { column, readCsv, type Table, union } from '../helpers/central.ts';
-import { SHARDS, testCluster } from '../helpers/cluster.ts';
+import { PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster } from '../helpers/cluster.ts';
 import { covarianceOf, fsum, meanOf, quantileDisc, relErr, varianceOf } from '../helpers/stats.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const K = 5;
 const shards = SHARDS.map(readCsv);

@@ -10,6 +10,10 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { stringify } from 'yaml';
 import { FDL_BIN } from '../../lib/sim/cluster.ts';
+import { PROCESS_FILE_TIMEOUT_MS } from '../helpers/cluster.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const dir = mkdtempSync(join(tmpdir(), 'fdl-store-start-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));

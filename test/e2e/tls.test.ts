@@ -8,7 +8,10 @@ import { join } from 'node:path';
 import t from 'tap';
 import type { CountProduct } from '../../lib/workbench.ts';
 import { Workbench } from '../../lib/workbench.ts';
-import { SHARDS, testCluster } from '../helpers/cluster.ts';
+import { PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster } from '../helpers/cluster.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const certs = mkdtempSync(join(tmpdir(), 'fdl-certs-'));
 const cert = join(certs, 'cert.pem');

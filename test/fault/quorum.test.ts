@@ -6,17 +6,20 @@
 import { start, stop } from 'nact';
 import pino from 'pino';
 import t from 'tap';
-import { encodeValue } from '../../protocols/codec.ts';
-import { RetryPolicySchema, type Step } from '../../protocols/entities.ts';
-import type { Message, MessageOf } from '../../protocols/messages.ts';
-import { spawnArtifactSupervisor, type SupervisorMsg } from '../../actors/artifact-supervisor.ts';
-import { send, spawnActor, type Ref } from '../../lib/kit/actors.ts';
+import { type SupervisorMsg, spawnArtifactSupervisor } from '../../actors/artifact-supervisor.ts';
+import { type Ref, send, spawnActor } from '../../lib/kit/actors.ts';
 import { bindArtifact } from '../../lib/plan/index.ts';
 import { sha256Hex } from '../../lib/store/blobs.ts';
 import { Store, type StoredJob } from '../../lib/store/store.ts';
 import type { ArtifactHandle } from '../../lib/workbench.ts';
 import { steps as wbSteps } from '../../lib/workbench.ts';
-import { SHARDS, testCluster, until, VALIDATION } from '../helpers/cluster.ts';
+import { encodeValue } from '../../protocols/codec.ts';
+import { RetryPolicySchema, type Step } from '../../protocols/entities.ts';
+import type { Message, MessageOf } from '../../protocols/messages.ts';
+import { PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, until, VALIDATION } from '../helpers/cluster.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const ROUNDS = 4;
 

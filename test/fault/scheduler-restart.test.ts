@@ -2,27 +2,39 @@
 // killed with SIGKILL in the middle of an artifact and started again on the same work directory
 // must finish it with the same result, while workers and the submitting workbench reconnect.
 // And every node kind stops cleanly on SIGTERM (exit 0) and starts again where it left off.
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import t from 'tap';
 import type { CountProduct, MeanProduct } from '../../lib/workbench.ts';
 import { estimators, steps } from '../../lib/workbench.ts';
 import { column, mean, readCsv, relErr, union } from '../helpers/central.ts';
-import { SHARDS, testCluster } from '../helpers/cluster.ts';
+import { PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, waitForJob } from '../helpers/cluster.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const all = union(...SHARDS.map(readCsv));
-const { cluster, wb, token } = await testCluster(t, 'fault-scheduler', {
+const WORKERS = ['worker-1', 'worker-2'];
+// The grace is what a restarted scheduler gives the workers it knew to come back, and how long
+// after its start it still counts them as members of new artifacts. Generous, so that a slow
+// restart (a node process transpiles at start) does not decide the outcome.
+const GRACE_MS = 120_000;
+const { cluster, wb, token, dir } = await testCluster(t, 'fault-scheduler', {
   workers: SHARDS.map((f, i) => ({ name: `worker-${i + 1}`, files: [f] })),
-  scheduler: { retry: { initial_interval_ms: 100, max_interval_ms: 1000, worker_grace_ms: 3_000 } },
+  scheduler: { retry: { initial_interval_ms: 100, max_interval_ms: 1000, worker_grace_ms: GRACE_MS } },
+});
+
+// Each test starts with every worker running and connected.
+t.beforeEach(async () => {
+  for (const w of WORKERS) cluster.kill(w, 'SIGCONT');
+  await cluster.waitForWorkers(WORKERS);
 });
 
 t.test('SIGKILL the scheduler mid-artifact, start it again: COMPLETED, same result, the workbench gets it', async (t) => {
   const project = await wb.project(token);
   const features = ['MedInc', 'HouseAge', 'Population'];
   const handle = await project.submit([steps.parallel({ kind: 'TestSleep', ms: 1500 }), estimators.mean(features)]);
-  await new Promise<void>((resolve) =>
-    handle.on('event', (e) => {
-      if (e.event.kind === 'jobState' && e.event.state === 'RUNNING') resolve();
-    }),
-  );
+  await waitForJob(handle, { state: 'RUNNING' });
   cluster.kill('scheduler', 'SIGKILL');
   t.equal(await cluster.exited('scheduler'), null, 'the scheduler was killed');
   await cluster.startScheduler();
@@ -34,13 +46,18 @@ t.test('SIGKILL the scheduler mid-artifact, start it again: COMPLETED, same resu
 });
 
 t.test('right after a restart, a worker not back yet is still part of new artifacts', async (t) => {
-  // The workers joined longer ago than the grace time; worker-2 is then frozen across the
-  // restart, so it cannot reconnect before the submit.
-  await new Promise((r) => setTimeout(r, 3_500));
+  // worker-2 is frozen across the restart, so it cannot reconnect before the submit.
   cluster.kill('worker-2', 'SIGSTOP');
   try {
     cluster.kill('scheduler', 'SIGKILL');
     await cluster.exited('scheduler');
+    // The workers joined longer ago than the grace time: what keeps worker-2 a member is that
+    // it was connected when the scheduler died, not its join. Set its last sighting in the
+    // (dead) scheduler's store far back rather than waiting out the grace.
+    const db = new Database(join(dir, 'scheduler', 'scheduler.sqlite'), { fileMustExist: true });
+    const moved = db.prepare('UPDATE nodes SET last_seen = ? WHERE id = ?').run(Date.now() - 10 * GRACE_MS, 'worker-2').changes;
+    db.close();
+    t.equal(moved, 1, "worker-2's join is older than the grace time");
     await cluster.startScheduler();
     await cluster.waitForWorkers(['worker-1']);
     t.notOk((await wb.nodes()).find((n) => n.id === 'worker-2')?.connected, 'worker-2 is not back when the artifact is submitted');

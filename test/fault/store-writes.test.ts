@@ -7,7 +7,10 @@ import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { steps } from '../../lib/workbench.ts';
-import { SHARDS, testCluster, until } from '../helpers/cluster.ts';
+import { PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, until } from '../helpers/cluster.ts';
+
+// Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const { wb, token, dir } = await testCluster(t, 'fault-store-writes', {
   workers: SHARDS.map((f, i) => ({ name: `worker-${i + 1}`, files: [f] })),

@@ -2,7 +2,7 @@
 // here is injected below the layer under test (an op that throws, a product corrupted in transit,
 // a truncated frame, a process SIGKILLed or frozen, bytes rotting on the scheduler's disk, a
 // worker that never returns), and each test checks that nothing is lost or counted twice.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import t from 'tap';

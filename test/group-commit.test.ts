@@ -96,3 +96,22 @@ t.test('the real store: a change, then a message: the message waits for a FULL c
   t.equal(sent.length, 3);
   t.equal(store.barriers - before, 1);
 });
+
+t.test('closing flushes what waits, and a tick still queued does not touch the closed store', async (t) => {
+  const store = new FakeStore();
+  const commit = new GroupCommit(store, () => {});
+  const sent: string[] = [];
+  store.write();
+  commit.afterDurable(() => sent.push('last words'));
+  commit.close();
+  t.same(sent, ['last words'], 'flushed at close');
+  t.equal(store.synced, 1);
+  const changes = store.changes.bind(store);
+  store.changes = () => {
+    throw new Error('the database connection is not open');
+  };
+  await new Promise((r) => setTimeout(r, 0)); // the tick queued before close runs now
+  await new Promise((r) => setImmediate(r));
+  store.changes = changes;
+  t.pass('no tick touched the closed store');
+});

@@ -31,6 +31,8 @@ export class GroupCommit {
   private readonly waiting: Array<() => void> = [];
   private durableAt: number;
   private scheduled = false;
+  /** The store is closing: a tick or retry still queued must not touch it. */
+  private closed = false;
   /** Barriers run: for the bench and tests (it is the fsync count of the rows). */
   barriers = 0;
 
@@ -51,9 +53,10 @@ export class GroupCommit {
     this.schedule();
   }
 
-  /** Makes everything durable now and runs what waited (at shutdown). */
-  flushNow(): void {
+  /** At shutdown: makes everything durable, runs what waited, and does nothing after. */
+  close(): void {
     this.flush();
+    this.closed = true;
   }
 
   private schedule(): void {
@@ -63,6 +66,7 @@ export class GroupCommit {
     let quiet = 0;
     let turns = 0;
     const tick = () => {
+      if (this.closed) return;
       const now = this.store.changes();
       quiet = now === last ? quiet + 1 : 0;
       last = now;
@@ -77,6 +81,7 @@ export class GroupCommit {
   }
 
   private flush(): void {
+    if (this.closed) return;
     if (this.store.changes() !== this.durableAt) {
       try {
         this.store.barrier();

@@ -174,7 +174,7 @@ export class Store {
 
   close(): void {
     if (!this.db.open) return;
-    this.durable?.flushNow();
+    this.durable?.close();
     this.db.close();
   }
 
@@ -183,6 +183,7 @@ export class Store {
    * Everything the scheduler tells anyone goes through here.
    */
   afterDurable(fn: () => void): void {
+    if (!this.db.open) return; // shutting down: nothing more goes out
     if (this.durable) this.durable.afterDurable(fn);
     else fn();
   }

@@ -237,6 +237,14 @@ export class Workbench {
             void this.resubscribe();
           }
         } else if (m.type === 'artifactEvent') this.handles.get(m.artifactId)?.push(m);
+        else if (m.type === 'artifactAccepted') {
+          // The handle exists before the next frame is read: the scheduler may send the
+          // artifact's first events right behind its acceptance, in the same read from the socket,
+          // and they are dispatched before any promise continuation (submit's) could run.
+          const fresh = !this.handles.has(m.status.id);
+          if (fresh) this.handles.set(m.status.id, new ArtifactHandle(this, m.status));
+          if (!this.requester.settle(m) && fresh) this.handles.delete(m.status.id);
+        }
         else if (!this.requester.settle(m) && m.type === 'error') {
           // An error about the session itself (a refused hello, a revoked token): say it on every later request.
           this.sessionError = new FdlError(m.error.code, m.error.message);
@@ -329,7 +337,7 @@ export class Workbench {
       'artifactAccepted',
       false,
     );
-    const handle = new ArtifactHandle(this, status);
+    const handle = this.handles.get(status.id) ?? new ArtifactHandle(this, status);
     this.handles.set(status.id, handle);
     return handle;
   }

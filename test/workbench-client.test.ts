@@ -1,0 +1,59 @@
+// The workbench library is what researchers script against: an event the scheduler pushes must
+// reach the artifact's handle even when it arrives in the same socket read as the acceptance of
+// the artifact (the scheduler's group commit sends them back to back). A scripted scheduler here
+// writes both frames in one write, so the case happens every time, not by chance.
+import type { AddressInfo } from 'node:net';
+import t from 'tap';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { decode, encode } from '../protocols/codec.ts';
+import type { ArtifactStatus } from '../protocols/entities.ts';
+import type { Message } from '../protocols/messages.ts';
+import { PROTOCOL_VERSION } from '../protocols/version.ts';
+import { steps, Workbench } from '../lib/workbench.ts';
+
+/** One unmasked binary WebSocket frame (RFC 6455 5.2) as a server writes it; payloads here are < 64 KiB. */
+const frame = (m: Message): Buffer => {
+  const payload = Buffer.from(encode(m));
+  const head = payload.length < 126 ? Buffer.from([0x82, payload.length]) : Buffer.from([0x82, 126, payload.length >> 8, payload.length & 0xff]);
+  return Buffer.concat([head, payload]);
+};
+
+t.test('events written in the same read as artifactAccepted reach the new handle', async (t) => {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+  t.teardown(() => new Promise<void>((resolve) => wss.close(() => resolve())));
+  const status: ArtifactStatus = {
+    id: 'a-1',
+    projectId: 'p-1',
+    state: 'SCHEDULED',
+    progress: { completed: 0, total: 1 },
+    jobs: [{ id: 'a-1.0', index: 0, worker: 'w1', stepIndex: 0, iteration: 0, operation: 'Noop', state: 'WAITING', attempt: 0 }],
+    createdAt: 1,
+    updatedAt: 1,
+  };
+  wss.on('connection', (ws: WebSocket) => {
+    ws.send(encode({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', nonce: new Uint8Array(32) }));
+    ws.on('message', (data: Buffer) => {
+      const decoded = decode(data);
+      if (!decoded.ok) throw new Error(decoded.error.message);
+      const m = decoded.message;
+      if (m.type === 'workbenchHello') ws.send(encode({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', sessionId: 'x' }));
+      if (m.type === 'submitArtifact') {
+        const accepted = frame({ type: 'artifactAccepted', reqId: m.reqId, status });
+        const running = frame({
+          type: 'artifactEvent',
+          artifactId: 'a-1',
+          progress: { completed: 0, total: 1 },
+          event: { kind: 'jobState', jobId: 'a-1.0', worker: 'w1', state: 'RUNNING', attempt: 1 },
+        });
+        // One write: the client reads both frames before any promise continuation runs.
+        (ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.concat([accepted, running]));
+      }
+    });
+  });
+  const wb = await Workbench.connect(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { token: 'fdl_w_test', reconnect: false });
+  t.teardown(() => wb.close());
+  const handle = await wb.submit('project-token', { steps: [steps.parallel({ kind: 'Noop' })] });
+  t.equal(handle.status.jobs[0]?.state, 'RUNNING', 'the event sent right behind the acceptance was applied');
+  t.equal(handle.status.jobs[0]?.attempt, 1);
+});

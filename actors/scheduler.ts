@@ -533,6 +533,13 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           );
           const holding = new Set(hello.holding.map((h) => `${h.jobId}#${h.attempt}`));
           for (const ref of s.supervisors.values()) send(ref, { kind: 'workerConnected', nodeId: hello.nodeId, holding });
+          // Work of an artifact that ended while the worker was away (cancelled, failed, done
+          // without it): the cancel it missed, so it stops computing for nothing.
+          for (const h of hello.holding) {
+            if (s.supervisors.has(artifactOfJob(h.jobId))) continue;
+            log.info({ nodeId: hello.nodeId, jobId: h.jobId, attempt: h.attempt }, 'cancelling work of a finished artifact the worker still holds');
+            peer.send({ type: 'cancelJob', jobId: h.jobId, attempt: h.attempt });
+          }
           return s;
         }
         case 'checkRevocations': {

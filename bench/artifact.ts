@@ -82,8 +82,9 @@ async function timeOp(ctx: OpContext): Promise<[unknown, number]> {
   return [product, now() - t0];
 }
 
-export async function benchArtifacts(opts: { cleanup: Cleanup; repeats: number }): Promise<Row[]> {
+export async function benchArtifacts(opts: { cleanup: Cleanup; repeats: number; warmRuns?: number }): Promise<Row[]> {
   const { cleanup, repeats } = opts;
+  const warmRuns = opts.warmRuns ?? 200;
   const dir = cleanup.tempDir('fdl-bench-cluster-');
   const token = randomBytes(16).toString('hex');
 
@@ -113,6 +114,14 @@ export async function benchArtifacts(opts: { cleanup: Cleanup; repeats: number }
   };
   const noopRuns = await measure(noopSteps);
   const meanRuns = await measure([meanStep]);
+  // Warm submit -> result of the researcher's everyday call, many times: its tail is what a
+  // notebook user feels (issue 9: p50 <= 15 ms, p99 <= 40 ms over 200 runs).
+  const warm: number[] = [];
+  for (let r = 0; r < warmRuns; r++) {
+    const t0 = now();
+    await (await project.mean(features)).result();
+    warm.push(now() - t0);
+  }
   // The cluster's processes are done: stop them before timing ops here, so they do not compete for the 2 cores.
   wb.close();
   await cluster.stop();
@@ -192,5 +201,16 @@ export async function benchArtifacts(opts: { cleanup: Cleanup; repeats: number }
       'the critical path (no actors, sockets, store, msgpack); system = wall - ops; job-busy = time with a job between ' +
       'RUNNING and COMPLETED as the pushed events reach the workbench (an upper bound of ops: it includes each report).\n',
   );
+  warm.sort((a, b) => a - b);
+  const pct = (p: number) => warm[Math.min(warm.length - 1, Math.floor((p / 100) * warm.length))] as number;
+  process.stdout.write(
+    `[artifacts] warm project.mean(${features.length} features), ${warm.length} runs: p50 ${ms(pct(50))}, p99 ${ms(pct(99))}, max ${ms(warm[warm.length - 1] as number)}\n`,
+  );
+  rows.push({
+    figure: `warm mean of ${features.length} features, submit -> result, ${warm.length} runs`,
+    value: `p50 ${ms(pct(50))}`,
+    baseline: `p99 ${ms(pct(99))}`,
+    note: 'goal p50 <= 15 ms, p99 <= 40 ms',
+  });
   return rows;
 }

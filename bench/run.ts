@@ -62,7 +62,7 @@ async function main(): Promise<Row[]> {
   };
   await part('dispatch', (c) => benchDispatch({ log, cleanup: c, messages: MESSAGES, repeats: REPEATS }));
   await part('roundtrip', (c) => benchRoundTrips({ log, cleanup: c, count: ROUND_TRIPS, inflight: [1, 32], repeats: REPEATS }));
-  await part('artifact', (c) => benchArtifacts({ cleanup: c, repeats: ARTIFACTS }));
+  await part('artifact', (c) => benchArtifacts({ cleanup: c, repeats: ARTIFACTS, warmRuns: int('BENCH_WARM_RUNS', 200) }));
   await part('models', () => benchForest({ repeats: REPEATS, rows: 2000 }));
   await part('rounds', (c) => benchRounds({ cleanup: c, repeats: REPEATS, workers: [2, 4] }));
   process.stdout.write(`\n${table(rows)}\n\ntotal ${((performance.now() - started) / 1000).toFixed(1)} s\n`);

@@ -8,7 +8,17 @@ import Database from 'better-sqlite3';
 import t from 'tap';
 import type { CountProduct } from '../../lib/workbench.ts';
 import { estimators, steps } from '../../lib/workbench.ts';
-import { countLog, PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, VALIDATION, waitFor, waitForJob } from '../helpers/cluster.ts';
+import {
+  countLog,
+  LONG_SLEEP_MS,
+  PROCESS_FILE_TIMEOUT_MS,
+  SHARDS,
+  testCluster,
+  VALIDATION,
+  waitFor,
+  waitForJob,
+  waitForLog,
+} from '../helpers/cluster.ts';
 import { rotStoredBytes } from '../helpers/resources.ts';
 
 // Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
@@ -100,6 +110,24 @@ t.test('bytes rotting on the scheduler disk are refused and produced again', asy
   t.same(await wb.result(handle.id), { products: 3 }, 'the final job got all three products');
   t.ok((status.jobs.find((j) => j.worker === 'worker-1')?.attempt ?? 0) >= 2, "worker-1's product was made again");
   t.match(readFileSync(join(dir, 'scheduler.log'), 'utf8'), /resource failed its checksum/, 'the scheduler saw the rot');
+});
+
+t.test('a cancel the worker missed while it was away reaches it when it comes back', async (t) => {
+  const handle = await project.submit([steps.parallel({ kind: 'TestSleep', ms: LONG_SLEEP_MS }), steps.finalize({ kind: 'Noop' })]);
+  await waitForJob(handle, { worker: 'worker-2', state: 'RUNNING' });
+  const job = handle.status.jobs.find((j) => j.worker === 'worker-2' && j.operation === 'TestSleep');
+  if (!job) return t.fail('no job of worker-2');
+  // Frozen, worker-2 misses its heartbeats and the scheduler drops it: the cancel cannot reach it.
+  const schedulerLog = join(dir, 'scheduler.log');
+  const leftBefore = countLog(schedulerLog, /"nodeId":"worker-2".*"msg":"worker left"/);
+  cluster.kill('worker-2', 'SIGSTOP');
+  await waitForLog(schedulerLog, /"nodeId":"worker-2".*"msg":"worker left"/, { count: leftBefore + 1, what: 'the scheduler to drop the frozen worker-2' });
+  t.equal((await handle.cancel()).state, 'CANCELLED');
+  cluster.kill('worker-2', 'SIGCONT');
+  // Back, it announces the attempt it still holds; the scheduler tells it the artifact is over.
+  const id = job.id.replace(/[.]/g, '\\.');
+  await waitForLog(join(dir, 'worker-2.log'), new RegExp(`"jobId":"${id}".*"msg":"job cancelled"`), { what: `worker-2 to be told to cancel ${job.id}` });
+  t.pass('the missed cancel reached worker-2 when it came back');
 });
 
 t.test('a worker that never comes back', async (t) => {

@@ -10,7 +10,8 @@ import { DataEngine } from '../lib/data/engine.ts';
 import { isFdlError } from '../lib/errors.ts';
 import type { Compute, Locals, OpContext } from '../lib/ops/context.ts';
 import { runOperation } from '../lib/ops/index.ts';
-import { ComputePool } from '../lib/ops/pool.ts';
+import { ComputePool, computePool, defaultComputeThreads } from '../lib/ops/pool.ts';
+import { parseConfig } from '../lib/config.ts';
 import { EXAMPLE_DATA } from '../lib/sim/cluster.ts';
 
 const TOKEN = 'project-token';
@@ -104,4 +105,22 @@ t.test('cancel: an aborted task rejects, and the pool serves the next one', asyn
 
 t.test('a pool needs at least one thread', async (t) => {
   t.throws(() => new ComputePool(0), RangeError);
+});
+
+t.test('config: compute.threads, absent for the default, 0 for inline', async (t) => {
+  const worker = 'mode: worker\nname: w1\nscheduler: { url: "ws://127.0.0.1:1456" }\ndatasources:\n  - { name: d, path: x.csv, projects: [abcdefgh12] }\n';
+  t.equal(parseConfig(worker, 'w.yaml', '/base').compute.threads, undefined, 'absent: the node picks the default');
+  t.ok(defaultComputeThreads() >= 1, 'the default is at least one thread');
+  t.equal(parseConfig(`${worker}compute: { threads: 0 }\n`, 'w.yaml', '/base').compute.threads, 0);
+  t.equal(computePool(0), undefined, '0 threads: no pool, operations run inline');
+  const problems = (yaml: string): string[] => {
+    try {
+      parseConfig(yaml, 'w.yaml', '/base');
+    } catch (e) {
+      return (e as { problems?: string[] }).problems ?? [String(e)];
+    }
+    return [];
+  };
+  t.match(problems(`${worker}compute: { threads: -1 }\n`), [/^compute\.threads: /]);
+  t.match(problems(`${worker}compute: { thread: 2 }\n`), [/thread/]);
 });

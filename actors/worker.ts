@@ -2,10 +2,10 @@ import type { KeyObject } from 'node:crypto';
 import type { WireError } from '../protocols/errors.ts';
 import type { Message, MessageOf } from '../protocols/messages.ts';
 import type { DataEngine } from '../lib/data/engine.ts';
-import { toWireError } from '../lib/errors.ts';
+import { FdlError, toWireError } from '../lib/errors.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
-import { type PrivacySettings, runOperation } from '../lib/ops/index.ts';
+import { type Compute, type PrivacySettings, runOperation } from '../lib/ops/index.ts';
 import type { LocalsStore } from '../lib/store/locals.ts';
 import { type CollectorMsg, type CollectorReport, spawnCollector } from './collector.ts';
 import { type DistributorMsg, type DistributorReport, spawnDistributor } from './distributor.ts';
@@ -15,7 +15,9 @@ import { type DistributorMsg, type DistributorReport, spawnDistributor } from '.
  * (messages over its socket) and the scheduler's in-process initiator (local dispatch).
  * An attempt `(jobId, attempt)` runs once: delivered again, it is reported again.
  * Operations run off the actor's mailbox (their promise reports back), so the actor keeps
- * answering while a long job runs.
+ * answering while a long job runs; their JavaScript-heavy half runs on the node's compute pool
+ * (lib/ops/pool.ts), so the event loop does too. A cancelled attempt's operation is aborted
+ * (its pool thread ended, or inline, stopped at its next check) and is never reported.
  */
 
 export type WorkerMsg =
@@ -29,6 +31,8 @@ interface Attempt {
   assignment: MessageOf<'assignJob'>;
   phase: 'collecting' | 'running' | 'distributing' | 'done' | 'failed' | 'cancelled';
   report?: Message;
+  /** Aborted by cancelJob: stops the running operation. */
+  abort?: AbortController;
 }
 
 interface WorkerState {
@@ -56,6 +60,8 @@ export interface WorkerProps {
   /** Test seam: alter a report before it is sent (corrupt or drop a product). */
   tamper?: (report: MessageOf<'jobCompleted'>) => MessageOf<'jobCompleted'> | undefined;
   random?: () => number;
+  /** Where operations run their JavaScript-heavy half (lib/ops/pool.ts); absent: inline. */
+  compute?: Compute;
 }
 
 /** Finished attempts remembered for re-reporting; older ones are forgotten first. */
@@ -109,7 +115,10 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
           if (m.type === 'cancelJob') {
             log.info({ jobId: m.jobId, attempt: m.attempt }, 'job cancelled');
             const a = s.attempts.get(keyOf(m.jobId, m.attempt));
-            if (a && a.phase !== 'done' && a.phase !== 'failed') a.phase = 'cancelled';
+            if (a && a.phase !== 'done' && a.phase !== 'failed') {
+              a.phase = 'cancelled';
+              a.abort?.abort(new FdlError('CANCELLED', 'the job was cancelled', { retryable: false }));
+            }
             running.delete(keyOf(m.jobId, m.attempt));
             return s;
           }
@@ -127,6 +136,7 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
           const { assignment } = a;
           props.sendToScheduler({ type: 'jobStarted', jobId: assignment.jobId, attempt: assignment.attempt });
           const self = ctx.self;
+          a.abort = new AbortController();
           runOperation({
             operation: assignment.operation,
             attempt: assignment.attempt,
@@ -139,6 +149,8 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
             locals: props.locals.for(assignment.artifactId),
             random,
             ...(props.privacy ? { privacy: props.privacy } : {}),
+            signal: a.abort.signal,
+            ...(props.compute ? { compute: props.compute } : {}),
           }).then(
             (product) => send(self, { kind: 'opDone', key: msg.key, product }),
             (e: unknown) => send(self, { kind: 'opFailed', key: msg.key, error: toWireError(e, 'OPERATION_FAILED') }),
@@ -148,6 +160,9 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
         case 'inputsFailed':
         case 'opFailed': {
           const a = s.attempts.get(msg.key);
+          if (a?.phase === 'cancelled' && msg.kind === 'opFailed') {
+            log.info({ jobId: a.assignment.jobId, attempt: a.assignment.attempt }, 'cancelled job stopped');
+          }
           if (!a || a.phase === 'cancelled' || a.phase === 'done' || a.phase === 'failed') return s;
           log.warn({ jobId: a.assignment.jobId, attempt: a.assignment.attempt, error: msg.error }, 'job attempt failed');
           report(a, { type: 'jobFailed', jobId: a.assignment.jobId, attempt: a.assignment.attempt, error: msg.error }, 'failed');
@@ -155,6 +170,7 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
         }
         case 'opDone': {
           const a = s.attempts.get(msg.key);
+          if (a?.phase === 'cancelled') log.info({ jobId: a.assignment.jobId, attempt: a.assignment.attempt }, 'cancelled job finished unreported');
           if (a?.phase !== 'running') return s;
           a.phase = 'distributing';
           send(s.distributor, {

@@ -109,6 +109,16 @@ export const NodeConfigSchema = z
       .strict()
       .default({ min_group_size: 5 }),
     /**
+     * Worker and standalone: the threads that run the JavaScript-heavy half of operations (model
+     * training, cross-validation), off the event loop that keeps heartbeats and status flowing
+     * (lib/ops/pool.ts). `threads` absent: one per core but one, at least 1; 0: run them inline, on
+     * the main thread (tests, debugging).
+     */
+    compute: z
+      .object({ threads: z.number().int().min(0).max(256).optional() })
+      .strict()
+      .default({}),
+    /**
      * Scheduler and standalone: how long a finished artifact (COMPLETED, ERROR, CANCELLED) is kept,
      * its rows, result files and the initiator's masks; then a sweep deletes it.
      */

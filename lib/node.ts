@@ -16,6 +16,7 @@ import { DataEngine } from './data/engine.ts';
 import { send, shardOf, spawnActor } from './kit/actors.ts';
 import { createLogger, type Logger } from './log.ts';
 import { FileBudgetLedger, type PrivacySettings } from './ops/index.ts';
+import { type ComputePool, computePool, defaultComputeThreads } from './ops/pool.ts';
 import { LOCALS_DIR, LocalsStore } from './store/locals.ts';
 import { openSchedulerStore } from './store/network.ts';
 import { Client } from './transport/client.ts';
@@ -53,8 +54,15 @@ function privacyOf(config: NodeConfig): PrivacySettings {
   return privacy;
 }
 
-async function openData(config: NodeConfig, log: Logger): Promise<{ data: DataEngine | undefined; projects: ProjectData[] }> {
-  if (config.datasources.length === 0) return { data: undefined, projects: [] };
+interface OpenedData {
+  data: DataEngine | undefined;
+  projects: ProjectData[];
+  /** The threads for operations' heavy half (config `compute`); none without data, or with 0 threads. */
+  compute: ComputePool | undefined;
+}
+
+async function openData(config: NodeConfig, log: Logger): Promise<OpenedData> {
+  if (config.datasources.length === 0) return { data: undefined, projects: [], compute: undefined };
   const data = await DataEngine.open(config.datasources);
   const projects = await data.metadata();
   for (const p of projects) {
@@ -63,7 +71,9 @@ async function openData(config: NodeConfig, log: Logger): Promise<{ data: DataEn
       'data sources ready',
     );
   }
-  return { data, projects };
+  const compute = computePool(config.compute.threads ?? defaultComputeThreads());
+  log.info({ threads: compute?.threads ?? 0 }, compute ? 'compute pool ready' : 'operations run inline (compute.threads: 0)');
+  return { data, projects, compute };
 }
 
 export interface StartOptions {
@@ -85,14 +95,14 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
   const { store, network, replaced } = openSchedulerStore(config.workdir, { initStore: opts.initStore ?? false });
   if (replaced) log.warn({ problem: replaced.problem, oldFilesIn: replaced.folder, networkId: network.networkId }, 'started a new network (--init-store)');
   else if (opts.initStore) log.warn('--init-store ignored: the store is healthy and is this work directory\'s own');
-  let opened: Awaited<ReturnType<typeof openData>>;
+  let opened: OpenedData;
   try {
     opened = await openData(config, log);
   } catch (e) {
     store.close();
     throw e;
   }
-  const { data, projects } = opened;
+  const { data, projects, compute } = opened;
   const identity = loadOrCreateIdentity(config.workdir);
   store.inlineResourceMaxBytes = config.store.inline_resource_max_bytes;
   store.onBarrierError = (e) => log.error({ err: e }, 'the store cannot make its changes durable; holding every message until it can');
@@ -127,6 +137,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     locals,
     identity: { nodeId: schedulerId, boxPrivate: identity.boxPrivate },
     privacy: privacyOf(config),
+    ...(compute ? { compute } : {}),
     sendToScheduler: (message) => {
       if (!scheduler) return false;
       send(scheduler, { kind: 'fromWorker', peer: initiatorPeer, nodeId: schedulerId, message });
@@ -190,6 +201,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     stop(system);
     store.close();
     await data?.close();
+    await compute?.close();
     throw e;
   }
   log.info({ url: server.url, schedulerId, mode: config.mode, fingerprint: identity.fingerprint }, 'scheduler listening');
@@ -204,6 +216,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
       stop(system);
       store.close();
       await data?.close();
+      await compute?.close();
     },
   };
 }
@@ -225,7 +238,7 @@ export function parseFaults(spec: string | undefined): { corruptOnce: boolean; t
 }
 
 async function startWorkerNode(config: NodeConfig, log: Logger): Promise<RunningNode> {
-  const { data, projects } = await openData(config, log);
+  const { data, projects, compute } = await openData(config, log);
   const identity = loadOrCreateIdentity(config.workdir);
   log.info({ fingerprint: identity.fingerprint }, 'node identity');
   const system = start();
@@ -258,6 +271,7 @@ async function startWorkerNode(config: NodeConfig, log: Logger): Promise<Running
     tamper,
     identity: { nodeId: config.name, boxPrivate: identity.boxPrivate },
     privacy: privacyOf(config),
+    ...(compute ? { compute } : {}),
   });
   const joinToken = config.scheduler?.join_token;
   client = new Client({
@@ -323,6 +337,7 @@ async function startWorkerNode(config: NodeConfig, log: Logger): Promise<Running
       client?.close();
       stop(system);
       await data?.close();
+      await compute?.close();
     },
   };
 }

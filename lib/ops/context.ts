@@ -1,6 +1,7 @@
 import type { Operation, Scalar } from '../../protocols/entities.ts';
 import type { DataEngine } from '../data/engine.ts';
 import { FdlError } from '../errors.ts';
+import type { ComputeTaskName } from './compute.ts';
 
 /** Private state of this node, per artifact (the initiator's masks live here and never leave the node). */
 export interface Locals {
@@ -29,6 +30,34 @@ export interface OpContext {
   privacy?: PrivacySettings;
   /** Cryptographic random bytes for masks and noise; node:crypto's randomBytes when absent (tests inject). */
   randomBytes?: (size: number) => Uint8Array;
+  /** Aborted when the job is cancelled: an operation stops at its next check (between epochs, trees, slices). */
+  signal?: AbortSignal;
+  /**
+   * Where the JavaScript-heavy part of an operation runs (lib/ops/pool.ts: a pool of worker
+   * threads). Absent: inline, on this thread. Data reads stay on this thread (the DataEngine lives here).
+   */
+  compute?: Compute;
+}
+
+/** Runs a compute task (lib/ops/compute.ts) by name, elsewhere; rejects when `signal` aborts. */
+export interface Compute {
+  run(task: ComputeTaskName, args: unknown, signal?: AbortSignal): Promise<unknown>;
+}
+
+/**
+ * Runs the CPU-bound part of an operation: on `ctx.compute` when there is one, else inline with
+ * `fn` (the same function the thread runs: `computeTasks[task]`). Only structured-clonable
+ * values (plain objects, typed arrays) go in and come out.
+ */
+export async function offload<A, R>(
+  ctx: OpContext,
+  task: ComputeTaskName,
+  fn: (args: A, signal?: AbortSignal) => R | Promise<R>,
+  args: A,
+): Promise<R> {
+  ctx.signal?.throwIfAborted();
+  if (ctx.compute === undefined) return await fn(args, ctx.signal);
+  return (await ctx.compute.run(task, args, ctx.signal)) as R;
 }
 
 /** What a node tells its operations about privacy (docs/OPERATIONS.md, "Privacy"). */

@@ -4,7 +4,7 @@ import { estimatorHandlers } from './estimators/index.ts';
 import { modelHandlers } from './models/index.ts';
 import { basicHandlers } from './test-ops.ts';
 
-export type { Ctx, HandlerMap, Locals, OpContext, PrivacyBudget, PrivacySettings } from './context.ts';
+export type { Compute, Ctx, HandlerMap, Locals, OpContext, PrivacyBudget, PrivacySettings } from './context.ts';
 export type {
   CountProduct,
   CovarianceProduct,

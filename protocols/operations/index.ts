@@ -14,6 +14,8 @@ export const BasicOperationSchemas = [
   z.object({ kind: z.literal('TestFail'), failAttempts: z.number().int().min(0).max(100) }).strict(),
   /** Test aid: waits `ms` milliseconds, then passes its input on. */
   z.object({ kind: z.literal('TestSleep'), ms: z.number().int().min(0).max(600_000) }).strict(),
+  /** Test aid: keeps a CPU busy for `ms` milliseconds (JavaScript, no timer), then passes its input on. */
+  z.object({ kind: z.literal('TestSpin'), ms: z.number().int().min(0).max(600_000) }).strict(),
 ] as const;
 
 /** The work of one job, discriminated by `kind`. */

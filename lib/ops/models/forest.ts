@@ -86,7 +86,7 @@ class Nodes {
 
 /**
  * Trains `nEstimators` trees on (x, y), y holding indices into `classes`. Yields to the event
- * loop between trees. Deterministic for a given seed and data.
+ * loop between trees (and stops there when `signal` aborts). Deterministic for a given seed and data.
  */
 export async function trainForest(
   x: Matrix,
@@ -94,6 +94,7 @@ export async function trainForest(
   classes: number[],
   t: ForestTraining,
   meta: { strategy: ForestModel['strategy']; features: string[]; label: string; salt: number },
+  signal?: AbortSignal,
 ): Promise<ForestModel> {
   const n = x.rows;
   const d = x.cols;
@@ -212,7 +213,7 @@ export async function trainForest(
       nodes.right[node] = r;
       stack.push([mid, end, depth + 1, r, rc], [start, mid, depth + 1, l, lc]);
     }
-    if (tree + 1 < t.nEstimators) await yieldToLoop();
+    if (tree + 1 < t.nEstimators) await yieldToLoop(signal);
   }
   return {
     type: 'randomForest',

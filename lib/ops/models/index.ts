@@ -1,7 +1,8 @@
+import type { Operation } from '../../../protocols/entities.ts';
 import type { ModelSpec } from '../../../protocols/operations/models.ts';
 import { FdlError } from '../../errors.ts';
 import { isTestRow } from '../split.ts';
-import { type Ctx, type HandlerMap, localsKey, type OpContext, singleInput } from '../context.ts';
+import { type Ctx, type HandlerMap, localsKey, type OpContext, type OpOf, offload, singleInput } from '../context.ts';
 import { classificationStats, type EvalStats, type Metrics, mergeStats, regressionStats, summarize } from '../metrics.ts';
 import { aggregateLinear, mergeForests } from './aggregate.ts';
 import { type Dataset, readDataset, subset } from './data.ts';
@@ -44,12 +45,25 @@ export interface MergedMetricsProduct {
   stats: EvalStats;
 }
 
-function opError(ctx: OpContext, message: string, cause?: unknown): FdlError {
+/**
+ * What the compute half of a model operation sees (lib/ops/compute.ts runs it, in a pool thread
+ * or inline): the operation and its inputs, never the data engine or the locals, which stay on
+ * the node's main thread. The datasets it trains on are read before, and cross as typed arrays.
+ */
+export interface ModelCompute<K extends Operation['kind']> {
+  operation: OpOf<K>;
+  inputs: unknown[];
+  iteration: number;
+}
+
+type OpRef = Pick<OpContext, 'operation'>;
+
+function opError(ctx: OpRef, message: string, cause?: unknown): FdlError {
   return new FdlError('OPERATION_FAILED', `${ctx.operation.kind}: ${message}`, { retryable: false, cause });
 }
 
 /** Decoded inputs come from other nodes: a malformed one is a non-retryable failure. */
-function checked<T>(ctx: OpContext, parse: () => T): T {
+function checked<T>(ctx: OpRef, parse: () => T): T {
   try {
     return parse();
   } catch (e) {
@@ -129,7 +143,7 @@ function initModel(ctx: Ctx<'InitModel'>): Record<string, unknown> {
 }
 
 /** The model a linear Train starts from: its one input, or a zero model standardized on local rows. */
-function startLinear(ctx: OpContext, spec: LinearSpec, ds: Dataset): LinearModel {
+function startLinear(ctx: OpRef & Pick<OpContext, 'inputs'>, spec: LinearSpec, ds: Dataset): LinearModel {
   if (ctx.inputs.length === 0) {
     const { mean, std } = columnStats(ds.x);
     return initialLinear(spec.type, spec.features, spec.label, mean, std);
@@ -143,13 +157,13 @@ function startLinear(ctx: OpContext, spec: LinearSpec, ds: Dataset): LinearModel
   return model;
 }
 
-function labelCheck(ctx: OpContext, spec: ModelSpec, y: Float64Array): void {
+function labelCheck(ctx: OpRef, spec: ModelSpec, y: Float64Array): void {
   if (spec.type !== 'logisticRegression') return;
   for (const v of y) if (v !== 0 && v !== 1) throw opError(ctx, `logistic regression needs a 0/1 label; ${spec.label} has ${v}`);
 }
 
 /** Class indices of y over `classes`; rows with a label outside them are an error. */
-function classIndex(ctx: OpContext, spec: ForestSpec, y: Float64Array): { classes: number[]; yi: Uint8Array } {
+function classIndex(ctx: OpRef, spec: ForestSpec, y: Float64Array): { classes: number[]; yi: Uint8Array } {
   const classes = spec.classes ? [...spec.classes].sort((a, b) => a - b) : [...new Set(y)].sort((a, b) => a - b);
   if (classes.length > 256) throw opError(ctx, `${spec.label} has more than 256 classes`);
   const index = new Map(classes.map((c, i) => [c, i]));
@@ -163,23 +177,25 @@ function classIndex(ctx: OpContext, spec: ForestSpec, y: Float64Array): { classe
 }
 
 /** Trains the spec's model on a dataset (the input model, if any, is the start of a linear model). */
-async function fit(ctx: OpContext, spec: ModelSpec, ds: Dataset, salt: number): Promise<Model> {
+async function fit(
+  ctx: OpRef & Pick<OpContext, 'inputs'>,
+  spec: ModelSpec,
+  ds: Dataset,
+  salt: number,
+  signal: AbortSignal | undefined,
+): Promise<Model> {
   if (ds.x.rows === 0) throw opError(ctx, 'no complete row to train on');
   labelCheck(ctx, spec, ds.y);
   if (spec.type === 'randomForest') {
     const { classes, yi } = classIndex(ctx, spec, ds.y);
     const t = forestTraining(spec);
-    return trainForest(ds.x, yi, classes, t, {
-      strategy: spec.strategy,
-      features: spec.features,
-      label: spec.label,
-      salt: mixSeed(salt, ds.x.rows),
-    });
+    const meta = { strategy: spec.strategy, features: spec.features, label: spec.label, salt: mixSeed(salt, ds.x.rows) };
+    return trainForest(ds.x, yi, classes, t, meta, signal);
   }
   const start = startLinear(ctx, spec, ds);
   try {
     const t = linearTraining(spec);
-    return await trainLinear(start, ds.x, ds.y, { ...t, seed: mixSeed(t.seed, salt) });
+    return await trainLinear(start, ds.x, ds.y, { ...t, seed: mixSeed(t.seed, salt) }, signal);
   } catch (e) {
     if (e instanceof RangeError) throw opError(ctx, e.message, e);
     throw e;
@@ -196,23 +212,43 @@ export function evaluate(model: Model, ds: Dataset): EvalStats {
 async function train(ctx: Ctx<'Train'>): Promise<Record<string, unknown>> {
   const { model: spec, query } = ctx.operation;
   const ds = await readDataset(ctx, spec.features, spec.label, query);
-  const model = await fit(ctx, spec, ds, ctx.iteration);
-  return updateToWire({ model, samples: ds.x.rows });
+  return offload(ctx, 'Train', computeTrain, { ...computeOf(ctx), ds });
+}
+
+/** The compute half of Train. */
+export async function computeTrain(a: ModelCompute<'Train'> & { ds: Dataset }, signal?: AbortSignal): Promise<Record<string, unknown>> {
+  const model = await fit(a, a.operation.model, a.ds, a.iteration, signal);
+  return updateToWire({ model, samples: a.ds.x.rows });
 }
 
 async function trainTest(ctx: Ctx<'TrainTest'>): Promise<Record<string, unknown>> {
-  const { model: spec, query, testFraction } = ctx.operation;
-  const seed = ctx.operation.splitSeed ?? spec.seed ?? DEFAULT_SEED;
+  const { model: spec, query } = ctx.operation;
   const ds = await readDataset(ctx, spec.features, spec.label, query);
+  return offload(ctx, 'TrainTest', computeTrainTest, { ...computeOf(ctx), ds });
+}
+
+/** The compute half of TrainTest: the split, the training, the test. */
+export async function computeTrainTest(
+  a: ModelCompute<'TrainTest'> & { ds: Dataset },
+  signal?: AbortSignal,
+): Promise<Record<string, unknown>> {
+  const { model: spec, testFraction } = a.operation;
+  const seed = a.operation.splitSeed ?? spec.seed ?? DEFAULT_SEED;
+  const { ds } = a;
   const trainRows: number[] = [];
   const testRows: number[] = [];
   for (let i = 0; i < ds.x.rows; i++) (isTestRow(seed, ds.rowIndex[i] as number, testFraction) ? testRows : trainRows).push(i);
   const trainSet = subset(ds, trainRows);
   const testSet = subset(ds, testRows);
-  const model = await fit(ctx, spec, trainSet, ctx.iteration);
+  const model = await fit(a, spec, trainSet, a.iteration, signal);
   const update: ModelUpdate = { model, samples: trainSet.x.rows, testSamples: testSet.x.rows };
   if (testSet.x.rows > 0) update.test = evaluate(model, testSet);
   return updateToWire(update);
+}
+
+/** The part of a context the compute half needs (structured-clonable). */
+function computeOf<K extends Operation['kind']>(ctx: Ctx<K>): ModelCompute<K> {
+  return { operation: ctx.operation, inputs: ctx.inputs, iteration: ctx.iteration };
 }
 
 function aggregation(ctx: Ctx<'Aggregation'>): Record<string, unknown> {
@@ -232,9 +268,19 @@ export function foldOf(seed: number, row: number, folds: number): number {
 }
 
 async function localCrossValidation(ctx: Ctx<'LocalCrossValidation'>): Promise<MetricsProduct> {
-  const { model: spec, query, folds } = ctx.operation;
-  const seed = ctx.operation.splitSeed ?? spec.seed ?? DEFAULT_SEED;
+  const { model: spec, query } = ctx.operation;
   const ds = await readDataset(ctx, spec.features, spec.label, query);
+  return offload(ctx, 'LocalCrossValidation', computeCrossValidation, { ...computeOf(ctx), ds });
+}
+
+/** The compute half of LocalCrossValidation: one training and one test per fold. */
+export async function computeCrossValidation(
+  a: ModelCompute<'LocalCrossValidation'> & { ds: Dataset },
+  signal?: AbortSignal,
+): Promise<MetricsProduct> {
+  const { model: spec, folds } = a.operation;
+  const seed = a.operation.splitSeed ?? spec.seed ?? DEFAULT_SEED;
+  const { ds } = a;
   const fold = Uint32Array.from(ds.rowIndex, (r) => foldOf(seed, r, folds));
   const perFold: Metrics[] = [];
   const all: EvalStats[] = [];
@@ -243,12 +289,12 @@ async function localCrossValidation(ctx: Ctx<'LocalCrossValidation'>): Promise<M
     const testRows: number[] = [];
     for (let i = 0; i < ds.x.rows; i++) (fold[i] === f ? testRows : trainRows).push(i);
     if (testRows.length === 0 || trainRows.length === 0) continue;
-    const model = await fit(ctx, spec, subset(ds, trainRows), f);
+    const model = await fit(a, spec, subset(ds, trainRows), f, signal);
     const stats = evaluate(model, subset(ds, testRows));
     all.push(stats);
     perFold.push(summarize(stats));
   }
-  if (all.length === 0) throw opError(ctx, `too few rows for ${folds} folds`);
+  if (all.length === 0) throw opError(a, `too few rows for ${folds} folds`);
   const stats = mergeStats(all);
   return { samples: ds.x.rows, stats, metrics: summarize(stats), folds: perFold };
 }
@@ -258,8 +304,13 @@ async function evaluateModel(ctx: Ctx<'EvaluateModel'>): Promise<MetricsProduct>
   if (ctx.inputs.length !== 1) throw opError(ctx, `needs exactly 1 input (a model), got ${ctx.inputs.length}`);
   const model = checked(ctx, () => parseModel(input));
   const ds = await readDataset(ctx, model.features, model.label, ctx.operation.query);
-  const stats = evaluate(model, ds);
-  return { samples: ds.x.rows, stats, metrics: summarize(stats) };
+  return offload(ctx, 'EvaluateModel', computeEvaluate, { model, ds });
+}
+
+/** The compute half of EvaluateModel: predictions and their metrics. */
+export function computeEvaluate(a: { model: Model; ds: Dataset }): MetricsProduct {
+  const stats = evaluate(a.model, a.ds);
+  return { samples: a.ds.x.rows, stats, metrics: summarize(stats) };
 }
 
 function mergeMetrics(ctx: Ctx<'MergeMetrics'>): MergedMetricsProduct {

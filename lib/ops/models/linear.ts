@@ -46,7 +46,13 @@ function standardize(model: LinearModel, x: Matrix): Float64Array {
  * order of each epoch is a seeded shuffle of (seed, round, epoch, rows): the same inputs give the
  * same model, bit for bit.
  */
-export async function trainLinear(start: LinearModel, x: Matrix, y: Float64Array, t: LinearTraining): Promise<LinearModel> {
+export async function trainLinear(
+  start: LinearModel,
+  x: Matrix,
+  y: Float64Array,
+  t: LinearTraining,
+  signal?: AbortSignal,
+): Promise<LinearModel> {
   const d = x.cols;
   const n = x.rows;
   const xs = standardize(start, x);
@@ -81,7 +87,7 @@ export async function trainLinear(start: LinearModel, x: Matrix, y: Float64Array
       }
       b -= t.learningRate * (gb / m + t.mu * (b - b0));
     }
-    if (epoch + 1 < t.epochs) await yieldToLoop();
+    if (epoch + 1 < t.epochs) await yieldToLoop(signal);
   }
   if (!Number.isFinite(b) || !w.every(Number.isFinite)) {
     throw new RangeError('training diverged (a weight is not finite): lower the learning rate');

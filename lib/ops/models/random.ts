@@ -52,7 +52,11 @@ export function shuffle(a: Uint32Array, random: () => number): Uint32Array {
   return a;
 }
 
-/** Lets the event loop run (heartbeats, status) between chunks of a long training. */
-export function yieldToLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
+/**
+ * Lets the event loop run (heartbeats, status) between chunks of a long training, then stops
+ * the training (throws the signal's reason) if its job was cancelled meanwhile.
+ */
+export async function yieldToLoop(signal?: AbortSignal): Promise<void> {
+  await new Promise((resolve) => setImmediate(resolve));
+  signal?.throwIfAborted();
 }

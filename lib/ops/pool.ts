@@ -1,0 +1,52 @@
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import { type ComputeOutcome, type ComputeTaskName, unwrapOutcome } from './compute.ts';
+import type { Compute } from './context.ts';
+
+/**
+ * A worker node's pool of threads for the JavaScript-heavy half of operations (model training,
+ * cross-validation, evaluation: lib/ops/compute.ts), so that a long training never holds up the
+ * node's event loop (heartbeats, status, other jobs' data reads). Data reads stay on the main
+ * thread, where the DataEngine lives; arguments and results are structured-cloned (typed arrays
+ * are copied, so nothing the engine caches is ever detached).
+ *
+ * Cancel: a task whose signal aborts is dropped from the queue, or, running, has its thread
+ * terminated (piscina starts a fresh one in its place): a cancelled training stops computing.
+ */
+
+/** The default pool size: one thread per core but one (the main thread's), at least one. */
+export function defaultComputeThreads(): number {
+  return Math.max(1, availableParallelism() - 1);
+}
+
+/** How long an idle thread is kept (threads start on first use; tsx transpiles the ops in each). */
+export const DEFAULT_COMPUTE_IDLE_MS = 5 * 60_000;
+
+const THREAD_ENTRY = new URL('./pool-thread.mjs', import.meta.url).href;
+
+export class ComputePool implements Compute {
+  readonly threads: number;
+  readonly #pool: Piscina;
+
+  constructor(threads: number, idleTimeoutMs = DEFAULT_COMPUTE_IDLE_MS) {
+    if (!(Number.isInteger(threads) && threads >= 1)) throw new RangeError(`a compute pool needs at least 1 thread, not ${threads}`);
+    this.threads = threads;
+    this.#pool = new Piscina({ filename: THREAD_ENTRY, minThreads: 0, maxThreads: threads, idleTimeout: idleTimeoutMs });
+  }
+
+  async run(task: ComputeTaskName, args: unknown, signal?: AbortSignal): Promise<unknown> {
+    signal?.throwIfAborted();
+    const outcome = (await this.#pool.run({ task, args }, signal ? { signal } : {})) as ComputeOutcome;
+    return unwrapOutcome(outcome);
+  }
+
+  /** Ends every thread (running tasks reject). */
+  close(): Promise<void> {
+    return this.#pool.destroy();
+  }
+}
+
+/** The pool of `threads` threads, or undefined for 0 (operations then run inline, on the main thread). */
+export function computePool(threads: number): ComputePool | undefined {
+  return threads === 0 ? undefined : new ComputePool(threads);
+}

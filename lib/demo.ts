@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DuckDBInstance } from '@duckdb/node-api';
 import type { Query } from '../protocols/entities.ts';
 import { progressBar } from './cli/output.ts';
 import type { CountProduct, GroupCountProduct, MeanProduct } from './ops/index.ts';
+import { centralMeans, type ComparisonRow, compare, printComparison, quoteIdent, withUnion } from './sim/central.ts';
 import { Cluster, EXAMPLE_DATA } from './sim/cluster.ts';
 import { type ArtifactHandle, where, type Workbench } from './workbench.ts';
 
@@ -19,40 +19,24 @@ const SHARDS = ['california_housing.MedInc1.csv', 'california_housing.MedInc2.cs
 const LABEL = 'MedHouseValDiscrete';
 const FILTER: Query = { where: where('HouseAge', '>', 30) };
 
-export interface DemoRow {
-  statistic: string;
-  federated: number;
-  central: number;
-  relativeError: number;
-  match: boolean;
-}
+export type DemoRow = ComparisonRow;
 
 /** The central figures, computed over the union of the shards in one place (what federation must equal). */
 async function centralFigures(features: string[]) {
-  const db = await DuckDBInstance.create(':memory:');
-  const c = await db.connect();
-  const files = `[${SHARDS.map((f) => `'${f.replace(/'/g, "''")}'`).join(', ')}]`;
-  const one = async (sql: string) => (await c.runAndReadAll(sql)).getRows();
-  const q = (f: string) => `"${f.replace(/"/g, '""')}"`;
-  const count = Number((await one(`SELECT count(*) FROM read_csv_auto(${files})`))[0]?.[0]);
-  const filtered = Number((await one(`SELECT count(*) FROM read_csv_auto(${files}) WHERE HouseAge > 30`))[0]?.[0]);
-  const meansRow = (await one(`SELECT ${features.map((f) => `avg(${q(f)})`).join(', ')} FROM read_csv_auto(${files})`))[0] ?? [];
-  const means = Object.fromEntries(features.map((f, i) => [f, Number(meansRow[i])]));
-  const groups = new Map<string, number>();
-  for (const [k, n] of await one(`SELECT ${q(LABEL)}, count(*) FROM read_csv_auto(${files}) GROUP BY 1`)) {
-    groups.set(JSON.stringify([Number(k)]), Number(n));
-  }
-  c.closeSync();
-  db.closeSync();
-  return { count, filtered, means, groups };
+  const { count, means } = await centralMeans(SHARDS, features);
+  return withUnion(SHARDS, async (one, union) => {
+    const filtered = Number((await one(`SELECT count(*) FROM ${union} WHERE HouseAge > 30`))[0]?.[0]);
+    const groups = new Map<string, number>();
+    for (const [k, n] of await one(`SELECT ${quoteIdent(LABEL)}, count(*) FROM ${union} GROUP BY 1`)) {
+      groups.set(JSON.stringify([Number(k)]), Number(n));
+    }
+    return { count, filtered, means, groups };
+  });
 }
 
-function row(statistic: string, federated: number, central: number, exact: boolean): DemoRow {
-  const relativeError = central === 0 ? Math.abs(federated) : Math.abs(federated - central) / Math.abs(central);
-  return { statistic, federated, central, relativeError, match: exact ? federated === central : relativeError <= 1e-9 };
-}
+const row = compare;
 
-async function follow<T>(label: string, handle: ArtifactHandle, json: boolean): Promise<T> {
+export async function follow<T>(label: string, handle: ArtifactHandle, json: boolean): Promise<T> {
   const bar = json ? undefined : progressBar(handle.status.progress.total, label.padEnd(18));
   handle.on('event', (e) => bar?.update(e.progress.completed, e.progress.total));
   try {
@@ -102,14 +86,7 @@ export async function runDemo(opts: { json: boolean; keep: boolean }): Promise<n
     if (opts.json) {
       process.stdout.write(`${JSON.stringify({ ok, project: project.info.name, workers: project.info.workers, results: rows }, null, 2)}\n`);
     } else {
-      const w = Math.max(...rows.map((r) => r.statistic.length));
-      process.stdout.write(`\n${'statistic'.padEnd(w)}  ${'federated'.padStart(20)}  ${'central'.padStart(20)}  match\n`);
-      for (const r of rows) {
-        process.stdout.write(
-          `${r.statistic.padEnd(w)}  ${String(Number(r.federated.toPrecision(12))).padStart(20)}  ${String(Number(r.central.toPrecision(12))).padStart(20)}  ${r.match ? 'yes' : `NO (rel. error ${r.relativeError.toExponential(2)})`}\n`,
-        );
-      }
-      process.stdout.write(ok ? '\nevery federated figure equals the central one\n' : '\nSOME FIGURES DIFFER\n');
+      printComparison(rows, ok);
     }
     return ok ? 0 : 1;
   } catch (e) {

@@ -440,6 +440,37 @@ export function buildProgram(): Command {
       process.exit(code);
     });
 
+  const positiveInt = (what: string) => (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${what} must be a whole number of at least 1`);
+    return n;
+  };
+  program
+    .command('simulate')
+    .description('start a scheduler and N workers on this machine over the real protocol, packed several per process, run a federated mean (and FedAvg rounds) and compare with the central figures')
+    .requiredOption('--workers <n>', 'how many workers', positiveInt('--workers'))
+    .option('--processes <n>', 'processes hosting the workers (default: 2 per core, at most 50 workers each)', positiveInt('--processes'))
+    .addOption(new Option('--data <dir>', 'split the CSV files of DIR across the workers (by file, or by rows when fewer files than workers)').conflicts('synthetic'))
+    .option('--synthetic <rows>', 'generate ROWS rows per worker (seeded): x1, x2, x3 and a 0/1 label y (the default, 100 rows)', positiveInt('--synthetic'))
+    .option('--rounds <r>', 'also train a logistic regression by FedAvg for R rounds', positiveInt('--rounds'))
+    .option('--label <name>', 'the 0/1 label for --rounds (synthetic data: y)')
+    .option('--json', 'print the results as one JSON document')
+    .option('--keep', 'keep the temporary folder (configs, shards, work directories, logs)')
+    .action(async (opts: { workers: number; processes?: number; data?: string; synthetic?: number; rounds?: number; label?: string; json?: boolean; keep?: boolean }) => {
+      const { runSimulate } = await import('./sim/simulate.ts');
+      const code = await runSimulate({
+        workers: opts.workers,
+        rounds: opts.rounds ?? 0,
+        json: opts.json ?? false,
+        keep: opts.keep ?? false,
+        ...(opts.processes === undefined ? {} : { processes: opts.processes }),
+        ...(opts.data === undefined ? {} : { data: opts.data }),
+        ...(opts.synthetic === undefined ? {} : { synthetic: opts.synthetic }),
+        ...(opts.label === undefined ? {} : { label: opts.label }),
+      });
+      process.exit(code);
+    });
+
   return program;
 }
 

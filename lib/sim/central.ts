@@ -14,9 +14,14 @@ export interface ComparisonRow {
   match: boolean;
 }
 
-/** Exact figures (counts) must be equal; floating ones within `tolerance` relative error. */
-export function compare(statistic: string, federated: number, central: number, exact: boolean, tolerance = 1e-9): ComparisonRow {
-  const relativeError = central === 0 ? Math.abs(federated) : Math.abs(federated - central) / Math.abs(central);
+/**
+ * Exact figures (counts) must be equal; floating ones within `tolerance` relative error. The
+ * error is relative to `scale` when that is larger than the central value: a mean near zero is
+ * judged against the spread of its feature (its standard deviation), not against itself.
+ */
+export function compare(statistic: string, federated: number, central: number, exact: boolean, tolerance = 1e-9, scale = 0): ComparisonRow {
+  const against = Math.max(Math.abs(central), scale);
+  const relativeError = against === 0 ? Math.abs(federated) : Math.abs(federated - central) / against;
   return { statistic, federated, central, relativeError, match: exact ? federated === central : relativeError <= tolerance };
 }
 
@@ -47,10 +52,18 @@ export async function withUnion<T>(files: string[], fn: (one: (sql: string) => P
   }
 }
 
-/** Row count and the mean of each feature over the union. */
-export function centralMeans(files: string[], features: string[]): Promise<{ count: number; means: Record<string, number> }> {
+/** Row count, and the mean and (population) standard deviation of each feature over the union. */
+export function centralMeans(
+  files: string[],
+  features: string[],
+): Promise<{ count: number; means: Record<string, number>; stds: Record<string, number> }> {
   return withUnion(files, async (one, union) => {
-    const row = (await one(`SELECT count(*), ${features.map((f) => `avg(${quoteIdent(f)})`).join(', ')} FROM ${union}`))[0] ?? [];
-    return { count: Number(row[0]), means: Object.fromEntries(features.map((f, i) => [f, Number(row[i + 1])])) };
+    const aggregates = features.flatMap((f) => [`avg(${quoteIdent(f)})`, `stddev_pop(${quoteIdent(f)})`]);
+    const row = (await one(`SELECT count(*), ${aggregates.join(', ')} FROM ${union}`))[0] ?? [];
+    return {
+      count: Number(row[0]),
+      means: Object.fromEntries(features.map((f, i) => [f, Number(row[1 + 2 * i])])),
+      stds: Object.fromEntries(features.map((f, i) => [f, Number(row[2 + 2 * i])])),
+    };
   });
 }

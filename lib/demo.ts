@@ -1,13 +1,10 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Query } from '../protocols/entities.ts';
-import { progressBar } from './cli/output.ts';
 import type { CountProduct, GroupCountProduct, MeanProduct } from './ops/index.ts';
 import { centralMeans, type ComparisonRow, compare, printComparison, quoteIdent, withUnion } from './sim/central.ts';
-import { Cluster, EXAMPLE_DATA } from './sim/cluster.ts';
-import { type ArtifactHandle, where, type Workbench } from './workbench.ts';
+import { EXAMPLE_DATA } from './sim/cluster.ts';
+import { follow, onLoopback } from './sim/loopback.ts';
+import { where } from './workbench.ts';
 
 /**
  * `fdl demo`: a scheduler and two workers as separate processes on loopback, holding the
@@ -36,34 +33,12 @@ async function centralFigures(features: string[]) {
 
 const row = compare;
 
-export async function follow<T>(label: string, handle: ArtifactHandle, json: boolean): Promise<T> {
-  const bar = json ? undefined : progressBar(handle.status.progress.total, label.padEnd(18));
-  handle.on('event', (e) => bar?.update(e.progress.completed, e.progress.total));
-  try {
-    return await handle.result<T>();
-  } finally {
-    bar?.stop();
-  }
-}
-
-export async function runDemo(opts: { json: boolean; keep: boolean }): Promise<number> {
-  const dir = mkdtempSync(join(tmpdir(), 'fdl-demo-'));
-  const say = (s: string) => {
-    if (!opts.json) process.stderr.write(`${s}\n`);
-  };
-  const token = randomBytes(24).toString('hex');
-  let cluster: Cluster | undefined;
-  let wb: Workbench | undefined;
-  try {
+export function runDemo(opts: { json: boolean; keep: boolean }): Promise<number> {
+  return onLoopback('demo', opts, async ({ dir, token, say, start, workbench }) => {
     say(`starting a scheduler and 2 workers in ${dir} ...`);
-    cluster = await Cluster.start({
-      dir,
-      projectName: 'california',
-      projectToken: token,
-      workers: SHARDS.map((f, i) => ({ name: `worker-${i + 1}`, files: [f] })),
-    });
+    const cluster = await start({ projectName: 'california', workers: SHARDS.map((f, i) => ({ name: `worker-${i + 1}`, files: [f] })) });
     say(`scheduler at ${cluster.url}; workers connected`);
-    wb = await cluster.connect('demo');
+    const wb = await workbench('demo');
     const project = await wb.project(token);
     const features = project.numericFeatures();
     say(`project ${project.info.name}: ${project.info.workers} workers, ${project.info.rows} rows, ${features.length} numeric features`);
@@ -89,15 +64,5 @@ export async function runDemo(opts: { json: boolean; keep: boolean }): Promise<n
       printComparison(rows, ok);
     }
     return ok ? 0 : 1;
-  } catch (e) {
-    process.stderr.write(`demo failed: ${e instanceof Error ? e.message : String(e)}\n(logs are in ${dir})\n`);
-    opts.keep = true;
-    return 1;
-  } finally {
-    wb?.close();
-    const codes = await cluster?.stop();
-    if (codes) say(`nodes stopped: ${Object.entries(codes).map(([n, c]) => `${n}=${c}`).join(' ')}`);
-    if (opts.keep) say(`kept ${dir}`);
-    else rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }

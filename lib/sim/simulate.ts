@@ -1,16 +1,14 @@
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { progressBar } from '../cli/output.ts';
-import { follow } from '../demo.ts';
 import type { CountProduct, MeanProduct } from '../ops/index.ts';
 import { columnStats, initialLinear, trainLinear } from '../ops/models/linear.ts';
 import { modelToWire } from '../ops/models/model.ts';
 import { mixSeed, seededRandom } from '../ops/models/random.ts';
-import { type ClassificationMetrics, loadModel, models, type Project, type Workbench } from '../workbench.ts';
+import { type ClassificationMetrics, loadModel, models, type Project } from '../workbench.ts';
 import { centralMeans, type ComparisonRow, compare, printComparison, quoteIdent, withUnion } from './central.ts';
-import { Cluster } from './cluster.ts';
+import { follow, onLoopback } from './loopback.ts';
 
 /**
  * `fdl simulate`: a scheduler and N workers on this machine over the real protocol, packed
@@ -129,18 +127,11 @@ async function fedAvgRows(project: Project, files: string[], features: string[],
   ];
 }
 
-export async function runSimulate(opts: SimulateOptions): Promise<number> {
+export function runSimulate(opts: SimulateOptions): Promise<number> {
   const n = opts.workers;
   const processes = Math.min(n, opts.processes ?? defaultProcesses(n));
   const perProcess = Math.ceil(n / processes);
-  const dir = mkdtempSync(join(tmpdir(), 'fdl-simulate-'));
-  const say = (s: string) => {
-    if (!opts.json) process.stderr.write(`${s}\n`);
-  };
-  const token = randomBytes(24).toString('hex');
-  let cluster: Cluster | undefined;
-  let wb: Workbench | undefined;
-  try {
+  return onLoopback('simulation', opts, async ({ dir, token, say, start, workbench }) => {
     let shards: string[][];
     if (opts.data) shards = splitData(opts.data, n, join(dir, 'shards'));
     else {
@@ -158,10 +149,8 @@ export async function runSimulate(opts: SimulateOptions): Promise<number> {
     say(`starting a scheduler and ${n} workers in ${processes} processes (${perProcess} per process) in ${dir} ...`);
     const bar = progressBar(n, 'workers connected');
     const started = performance.now();
-    cluster = await Cluster.start({
-      dir,
+    const cluster = await start({
       projectName: 'simulation',
-      projectToken: token,
       workers: shards.map((files, i) => ({ name: workerName(i, n), files })),
       workersPerProcess: perProcess,
       // On loopback every worker dials from 127.0.0.1, so the per-address cap on connections
@@ -173,7 +162,7 @@ export async function runSimulate(opts: SimulateOptions): Promise<number> {
     bar.stop();
     const startMs = performance.now() - started;
     say(`scheduler at ${cluster.url}; ${n} workers connected in ${(startMs / 1000).toFixed(1)} s`);
-    wb = await cluster.connect('simulate');
+    const wb = await workbench('simulate');
     const project = await wb.project(token);
     const features = project.numericFeatures();
 
@@ -210,14 +199,5 @@ export async function runSimulate(opts: SimulateOptions): Promise<number> {
       );
     }
     return ok ? 0 : 1;
-  } catch (e) {
-    process.stderr.write(`simulation failed: ${e instanceof Error ? e.message : String(e)}\n(logs are in ${dir})\n`);
-    opts.keep = true;
-    return 1;
-  } finally {
-    wb?.close();
-    await cluster?.stop();
-    if (opts.keep) say(`kept ${dir}`);
-    else rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }

@@ -5,7 +5,7 @@ import type { ArtifactStatus } from '../protocols/entities.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { isFdlError } from './errors.ts';
 import { createLogger, installProcessHandlers } from './log.ts';
-import { startNode } from './node.ts';
+import { type RunningNode, startNode, startWorkerHost } from './node.ts';
 import { StoreCheckError } from './store/db.ts';
 import { openSchedulerStore } from './store/network.ts';
 import { type ConnectOptions, Workbench } from './workbench.ts';
@@ -111,26 +111,44 @@ export function buildProgram(): Command {
 
   program
     .command('node')
-    .description('run a node (scheduler, worker or standalone) from its YAML config')
-    .requiredOption('-c, --config <file>', 'the node configuration (YAML)')
+    .description('run a node (scheduler, worker or standalone) from its YAML config; several worker configs run in one process (as `fdl simulate` packs them)')
+    .requiredOption('-c, --config <file>', 'the node configuration (YAML); repeat it to host several workers in one process', (v: string, prev: string[] = []) => [...prev, v])
     .option(
       '--init-store',
       "scheduler: start a new network where the work directory's store is missing, empty or damaged (the old files are kept aside); it forgets every artifact and pinned node key",
     )
-    .action(async (opts: { config: string; initStore?: boolean }) => {
-      const config = loadConfig(opts.config);
-      if (opts.initStore && config.mode === 'worker') throw new UsageError(`--init-store is for a scheduler's store; ${opts.config} is a worker's config`);
-      const log = createLogger(config.name);
+    .action(async (opts: { config: string[]; initStore?: boolean }) => {
+      const configs = opts.config.map((file) => ({ file, config: loadConfig(file) }));
+      const [first] = configs;
+      if (!first) throw new UsageError('--config FILE is needed');
+      if (configs.length > 1) {
+        const notWorker = configs.find((c) => c.config.mode !== 'worker');
+        if (notWorker) throw new UsageError(`several --config run several workers in one process; ${notWorker.file} is a ${notWorker.config.mode}'s config`);
+        if (opts.initStore) throw new UsageError("--init-store is for a scheduler's store; these are workers' configs");
+      }
+      const { config } = first;
+      if (opts.initStore && config.mode === 'worker') throw new UsageError(`--init-store is for a scheduler's store; ${first.file} is a worker's config`);
+      const log = createLogger(configs.length > 1 ? `worker-host-${process.pid}` : config.name);
       installProcessHandlers(log);
-      const node = await startNode(config, log, { initStore: opts.initStore ?? false });
-      if (node.url) process.stdout.write(`${JSON.stringify({ event: 'listening', url: node.url, name: node.name })}\n`);
-      else process.stdout.write(`${JSON.stringify({ event: 'started', name: node.name })}\n`);
+      let nodes: RunningNode[];
+      if (configs.length > 1) {
+        nodes = await startWorkerHost(
+          configs.map((c) => c.config),
+          (c) => createLogger(c.name),
+        );
+        process.stdout.write(`${JSON.stringify({ event: 'started', names: nodes.map((n) => n.name) })}\n`);
+      } else {
+        const node = await startNode(config, log, { initStore: opts.initStore ?? false });
+        nodes = [node];
+        if (node.url) process.stdout.write(`${JSON.stringify({ event: 'listening', url: node.url, name: node.name })}\n`);
+        else process.stdout.write(`${JSON.stringify({ event: 'started', name: node.name })}\n`);
+      }
       let stopping = false;
       const shutdown = (signal: string) => {
         if (stopping) return;
         stopping = true;
         log.info({ signal }, 'shutting down');
-        node.stop().then(
+        Promise.all(nodes.map((n) => n.stop())).then(
           () => process.exit(0),
           (e) => {
             log.error({ err: e }, 'shutdown failed');
@@ -419,6 +437,37 @@ export function buildProgram(): Command {
     .action(async (opts: { json?: boolean; keep?: boolean }) => {
       const { runDemo } = await import('./demo.ts');
       const code = await runDemo({ json: opts.json ?? false, keep: opts.keep ?? false });
+      process.exit(code);
+    });
+
+  const positiveInt = (what: string) => (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${what} must be a whole number of at least 1`);
+    return n;
+  };
+  program
+    .command('simulate')
+    .description('start a scheduler and N workers on this machine over the real protocol, packed several per process, run a federated mean (and FedAvg rounds) and compare with the central figures')
+    .requiredOption('--workers <n>', 'how many workers', positiveInt('--workers'))
+    .option('--processes <n>', 'processes hosting the workers (default: 2 per core, at most 50 workers each)', positiveInt('--processes'))
+    .addOption(new Option('--data <dir>', 'split the CSV files of DIR across the workers (by file, or by rows when fewer files than workers)').conflicts('synthetic'))
+    .option('--synthetic <rows>', 'generate ROWS rows per worker (seeded): x1, x2, x3 and a 0/1 label y (the default, 100 rows)', positiveInt('--synthetic'))
+    .option('--rounds <r>', 'also train a logistic regression by FedAvg for R rounds', positiveInt('--rounds'))
+    .option('--label <name>', 'the 0/1 label for --rounds (synthetic data: y)')
+    .option('--json', 'print the results as one JSON document')
+    .option('--keep', 'keep the temporary folder (configs, shards, work directories, logs)')
+    .action(async (opts: { workers: number; processes?: number; data?: string; synthetic?: number; rounds?: number; label?: string; json?: boolean; keep?: boolean }) => {
+      const { runSimulate } = await import('./sim/simulate.ts');
+      const code = await runSimulate({
+        workers: opts.workers,
+        rounds: opts.rounds ?? 0,
+        json: opts.json ?? false,
+        keep: opts.keep ?? false,
+        ...(opts.processes === undefined ? {} : { processes: opts.processes }),
+        ...(opts.data === undefined ? {} : { data: opts.data }),
+        ...(opts.synthetic === undefined ? {} : { synthetic: opts.synthetic }),
+        ...(opts.label === undefined ? {} : { label: opts.label }),
+      });
       process.exit(code);
     });
 

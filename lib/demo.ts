@@ -1,13 +1,10 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DuckDBInstance } from '@duckdb/node-api';
 import type { Query } from '../protocols/entities.ts';
-import { progressBar } from './cli/output.ts';
 import type { CountProduct, GroupCountProduct, MeanProduct } from './ops/index.ts';
-import { Cluster, EXAMPLE_DATA } from './sim/cluster.ts';
-import { type ArtifactHandle, where, type Workbench } from './workbench.ts';
+import { centralMeans, type ComparisonRow, compare, printComparison, quoteIdent, withUnion } from './sim/central.ts';
+import { EXAMPLE_DATA } from './sim/cluster.ts';
+import { follow, onLoopback } from './sim/loopback.ts';
+import { where } from './workbench.ts';
 
 /**
  * `fdl demo`: a scheduler and two workers as separate processes on loopback, holding the
@@ -19,67 +16,29 @@ const SHARDS = ['california_housing.MedInc1.csv', 'california_housing.MedInc2.cs
 const LABEL = 'MedHouseValDiscrete';
 const FILTER: Query = { where: where('HouseAge', '>', 30) };
 
-export interface DemoRow {
-  statistic: string;
-  federated: number;
-  central: number;
-  relativeError: number;
-  match: boolean;
-}
+export type DemoRow = ComparisonRow;
 
 /** The central figures, computed over the union of the shards in one place (what federation must equal). */
 async function centralFigures(features: string[]) {
-  const db = await DuckDBInstance.create(':memory:');
-  const c = await db.connect();
-  const files = `[${SHARDS.map((f) => `'${f.replace(/'/g, "''")}'`).join(', ')}]`;
-  const one = async (sql: string) => (await c.runAndReadAll(sql)).getRows();
-  const q = (f: string) => `"${f.replace(/"/g, '""')}"`;
-  const count = Number((await one(`SELECT count(*) FROM read_csv_auto(${files})`))[0]?.[0]);
-  const filtered = Number((await one(`SELECT count(*) FROM read_csv_auto(${files}) WHERE HouseAge > 30`))[0]?.[0]);
-  const meansRow = (await one(`SELECT ${features.map((f) => `avg(${q(f)})`).join(', ')} FROM read_csv_auto(${files})`))[0] ?? [];
-  const means = Object.fromEntries(features.map((f, i) => [f, Number(meansRow[i])]));
-  const groups = new Map<string, number>();
-  for (const [k, n] of await one(`SELECT ${q(LABEL)}, count(*) FROM read_csv_auto(${files}) GROUP BY 1`)) {
-    groups.set(JSON.stringify([Number(k)]), Number(n));
-  }
-  c.closeSync();
-  db.closeSync();
-  return { count, filtered, means, groups };
+  const { count, means } = await centralMeans(SHARDS, features);
+  return withUnion(SHARDS, async (one, union) => {
+    const filtered = Number((await one(`SELECT count(*) FROM ${union} WHERE HouseAge > 30`))[0]?.[0]);
+    const groups = new Map<string, number>();
+    for (const [k, n] of await one(`SELECT ${quoteIdent(LABEL)}, count(*) FROM ${union} GROUP BY 1`)) {
+      groups.set(JSON.stringify([Number(k)]), Number(n));
+    }
+    return { count, filtered, means, groups };
+  });
 }
 
-function row(statistic: string, federated: number, central: number, exact: boolean): DemoRow {
-  const relativeError = central === 0 ? Math.abs(federated) : Math.abs(federated - central) / Math.abs(central);
-  return { statistic, federated, central, relativeError, match: exact ? federated === central : relativeError <= 1e-9 };
-}
+const row = compare;
 
-async function follow<T>(label: string, handle: ArtifactHandle, json: boolean): Promise<T> {
-  const bar = json ? undefined : progressBar(handle.status.progress.total, label.padEnd(18));
-  handle.on('event', (e) => bar?.update(e.progress.completed, e.progress.total));
-  try {
-    return await handle.result<T>();
-  } finally {
-    bar?.stop();
-  }
-}
-
-export async function runDemo(opts: { json: boolean; keep: boolean }): Promise<number> {
-  const dir = mkdtempSync(join(tmpdir(), 'fdl-demo-'));
-  const say = (s: string) => {
-    if (!opts.json) process.stderr.write(`${s}\n`);
-  };
-  const token = randomBytes(24).toString('hex');
-  let cluster: Cluster | undefined;
-  let wb: Workbench | undefined;
-  try {
+export function runDemo(opts: { json: boolean; keep: boolean }): Promise<number> {
+  return onLoopback('demo', opts, async ({ dir, token, say, start, workbench }) => {
     say(`starting a scheduler and 2 workers in ${dir} ...`);
-    cluster = await Cluster.start({
-      dir,
-      projectName: 'california',
-      projectToken: token,
-      workers: SHARDS.map((f, i) => ({ name: `worker-${i + 1}`, files: [f] })),
-    });
+    const cluster = await start({ projectName: 'california', workers: SHARDS.map((f, i) => ({ name: `worker-${i + 1}`, files: [f] })) });
     say(`scheduler at ${cluster.url}; workers connected`);
-    wb = await cluster.connect('demo');
+    const wb = await workbench('demo');
     const project = await wb.project(token);
     const features = project.numericFeatures();
     say(`project ${project.info.name}: ${project.info.workers} workers, ${project.info.rows} rows, ${features.length} numeric features`);
@@ -102,25 +61,8 @@ export async function runDemo(opts: { json: boolean; keep: boolean }): Promise<n
     if (opts.json) {
       process.stdout.write(`${JSON.stringify({ ok, project: project.info.name, workers: project.info.workers, results: rows }, null, 2)}\n`);
     } else {
-      const w = Math.max(...rows.map((r) => r.statistic.length));
-      process.stdout.write(`\n${'statistic'.padEnd(w)}  ${'federated'.padStart(20)}  ${'central'.padStart(20)}  match\n`);
-      for (const r of rows) {
-        process.stdout.write(
-          `${r.statistic.padEnd(w)}  ${String(Number(r.federated.toPrecision(12))).padStart(20)}  ${String(Number(r.central.toPrecision(12))).padStart(20)}  ${r.match ? 'yes' : `NO (rel. error ${r.relativeError.toExponential(2)})`}\n`,
-        );
-      }
-      process.stdout.write(ok ? '\nevery federated figure equals the central one\n' : '\nSOME FIGURES DIFFER\n');
+      printComparison(rows, ok);
     }
     return ok ? 0 : 1;
-  } catch (e) {
-    process.stderr.write(`demo failed: ${e instanceof Error ? e.message : String(e)}\n(logs are in ${dir})\n`);
-    opts.keep = true;
-    return 1;
-  } finally {
-    wb?.close();
-    const codes = await cluster?.stop();
-    if (codes) say(`nodes stopped: ${Object.entries(codes).map(([n, c]) => `${n}=${c}`).join(' ')}`);
-    if (opts.keep) say(`kept ${dir}`);
-    else rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }

@@ -222,6 +222,23 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
 }
 
 /**
+ * Several workers in one process (`fdl node --config a.yaml --config b.yaml ...`), as the
+ * simulation packs them (lib/sim/simulate.ts). Each is the very worker `startNode` builds from
+ * its own config: its own actor system, DuckDB instance, work directory and keys, socket and
+ * logger; they share nothing mutable but the process. If one cannot start, the others stop.
+ */
+export async function startWorkerHost(configs: NodeConfig[], logOf: (config: NodeConfig) => Logger): Promise<RunningNode[]> {
+  const started = await Promise.allSettled(configs.map((c) => startNode(c, logOf(c))));
+  const nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    await Promise.allSettled(nodes.map((n) => n.stop()));
+    throw failed.reason;
+  }
+  return nodes;
+}
+
+/**
  * Fault injection for tests and the chaos run, from FDL_FAULTS (comma-separated):
  * `corrupt-product-once` (flip a byte of the first product, keeping its sha256),
  * `truncate-report-once` (send the first completion report cut in half),

@@ -48,6 +48,14 @@ export interface ClusterOptions {
   tls?: { cert: string; key: string; ca: string };
   /** Bound on waiting for every node to be up. */
   startTimeoutMs?: number;
+  /**
+   * Workers packed per process (default 1: a process each). Above 1, each process hosts that
+   * many workers (`fdl node --config a.yaml --config b.yaml ...`), each still with its own
+   * config, work directory, keys and socket. Signals then reach the whole process.
+   */
+  workersPerProcess?: number;
+  /** Called while waiting for the workers, with how many are connected. */
+  onWorkersUp?(connected: number, total: number): void;
 }
 
 interface NodeProcess {
@@ -63,6 +71,8 @@ export class Cluster {
   readonly joinToken = `fdl_j_${randomBytes(18).toString('base64url')}`;
   readonly workbenchToken = `fdl_w_${randomBytes(18).toString('base64url')}`;
   private readonly nodes = new Map<string, NodeProcess>();
+  /** The process that hosts each packed worker (`host-<i>`); a worker of its own is its process. */
+  private readonly hostOf = new Map<string, string>();
 
   private constructor(readonly opts: ClusterOptions) {}
 
@@ -71,7 +81,13 @@ export class Cluster {
     mkdirSync(opts.dir, { recursive: true });
     try {
       await cluster.startScheduler();
-      for (const w of opts.workers) cluster.startWorker(w.name);
+      const perProcess = Math.max(1, opts.workersPerProcess ?? 1);
+      if (perProcess === 1) for (const w of opts.workers) cluster.startWorker(w.name);
+      else {
+        for (let i = 0; i * perProcess < opts.workers.length; i++) {
+          cluster.startHost(`host-${i + 1}`, opts.workers.slice(i * perProcess, (i + 1) * perProcess).map((w) => w.name));
+        }
+      }
       await cluster.waitForWorkers(opts.workers.map((w) => w.name), opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
     } catch (e) {
       await cluster.stop();
@@ -86,15 +102,15 @@ export class Cluster {
     return file;
   }
 
-  private launch(name: string, config: string, env: NodeJS.ProcessEnv = {}): NodeProcess {
+  private launch(name: string, configs: string[], env: NodeJS.ProcessEnv = {}): NodeProcess {
     const log = createWriteStream(join(this.opts.dir, `${name}.log`), { flags: 'a' });
-    const child = spawn(process.execPath, [FDL_BIN, 'node', '--config', config], {
+    const child = spawn(process.execPath, [FDL_BIN, 'node', ...configs.flatMap((c) => ['--config', c])], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { FDL_LOG_LEVEL: 'info', ...process.env, ...this.opts.env, ...env },
     });
     child.stderr?.pipe(log);
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    const node = { name, config, child, exited };
+    const node = { name, config: configs.join(','), child, exited };
     this.nodes.set(name, node);
     return node;
   }
@@ -114,7 +130,7 @@ export class Cluster {
       datasources: files.map((path, i) => ({ name: `local-${i + 1}`, path, projects: [this.opts.projectToken] })),
       ...this.opts.scheduler,
     });
-    const node = this.launch('scheduler', config);
+    const node = this.launch('scheduler', [config]);
     this.url = await new Promise<string>((resolve, reject) => {
       const lines = createInterface({ input: node.child.stdout as NodeJS.ReadableStream });
       lines.once('line', (line) => {
@@ -134,10 +150,28 @@ export class Cluster {
    * so a fault injected for one test does not come back in the restarted worker of the next.
    */
   startWorker(name: string, opts: { env?: NodeJS.ProcessEnv } = {}): void {
+    const spec = this.specOf(name);
+    if (this.hostOf.has(name)) throw new Error(`worker ${name} lives in ${this.hostOf.get(name)}: start that process again`);
+    if (opts.env) spec.env = opts.env;
+    this.launch(name, [this.writeWorkerConfig(spec)], spec.env);
+  }
+
+  /** Starts one process hosting the named workers (each with its own config), with the first one's env. */
+  startHost(host: string, names: string[]): void {
+    const specs = names.map((n) => this.specOf(n));
+    for (const n of names) this.hostOf.set(n, host);
+    this.launch(host, specs.map((s) => this.writeWorkerConfig(s)), specs[0]?.env);
+  }
+
+  private specOf(name: string): WorkerSpec {
     const spec = this.opts.workers.find((w) => w.name === name);
     if (!spec) throw new Error(`no worker ${name} in this cluster`);
-    if (opts.env) spec.env = opts.env;
-    const config = this.writeConfig(name, {
+    return spec;
+  }
+
+  private writeWorkerConfig(spec: WorkerSpec): string {
+    const name = spec.name;
+    return this.writeConfig(name, {
       mode: 'worker',
       name,
       workdir: join(this.opts.dir, name),
@@ -145,17 +179,26 @@ export class Cluster {
       datasources: spec.files.map((path, i) => ({ name: `${name}-${i + 1}`, path, projects: [this.opts.projectToken] })),
       ...spec.extra,
     });
-    this.launch(name, config, spec.env);
+  }
+
+  /** The process a node runs in: its own, or the host of a packed worker. */
+  private processOf(name: string): NodeProcess | undefined {
+    return this.nodes.get(this.hostOf.get(name) ?? name);
+  }
+
+  /** Every process of the cluster (scheduler, workers or hosts), by name, with its pid. */
+  processes(): Array<{ name: string; pid: number | undefined }> {
+    return [...this.nodes.values()].map((n) => ({ name: n.name, pid: n.child.pid }));
   }
 
   /** Sends a signal without waiting (SIGKILL, SIGSTOP, SIGCONT ...). */
   kill(name: string, signal: NodeJS.Signals): void {
-    this.nodes.get(name)?.child.kill(signal);
+    this.processOf(name)?.child.kill(signal);
   }
 
   /** Resolves with the exit code once the node's process has ended. */
   exited(name: string): Promise<number | null> {
-    return this.nodes.get(name)?.exited ?? Promise.resolve(null);
+    return this.processOf(name)?.exited ?? Promise.resolve(null);
   }
 
   /** Resolves when each named worker is connected to the scheduler. */
@@ -166,10 +209,11 @@ export class Cluster {
       for (;;) {
         const nodes = await wb.nodes();
         const up = new Set(nodes.filter((n) => n.connected).map((n) => n.id));
+        this.opts.onWorkersUp?.(names.filter((n) => up.has(n)).length, names.length);
         if (names.every((n) => up.has(n))) return;
         for (const n of names) {
-          const p = this.nodes.get(n);
-          if (p && p.child.exitCode !== null) throw new Error(`worker ${n} exited with ${p.child.exitCode}; see ${join(this.opts.dir, `${n}.log`)}`);
+          const p = this.processOf(n);
+          if (p && p.child.exitCode !== null) throw new Error(`worker ${n} exited with ${p.child.exitCode}; see ${join(this.opts.dir, `${p.name}.log`)}`);
         }
         if (Date.now() > deadline) throw new Error(`workers not connected after ${timeoutMs} ms: ${names.filter((n) => !up.has(n)).join(', ')}`);
         await new Promise((r) => setTimeout(r, 100));
@@ -186,12 +230,12 @@ export class Cluster {
   }
 
   pid(name: string): number | undefined {
-    return this.nodes.get(name)?.child.pid;
+    return this.processOf(name)?.child.pid;
   }
 
   /** Sends a signal and waits for the exit; returns the exit code (null when killed by the signal). */
   async signal(name: string, signal: NodeJS.Signals, timeoutMs = 15_000): Promise<number | null> {
-    const node = this.nodes.get(name);
+    const node = this.processOf(name);
     if (!node || node.child.exitCode !== null || node.child.signalCode !== null) return node?.child.exitCode ?? null;
     node.child.kill(signal);
     const timer = setTimeout(() => node.child.kill('SIGKILL'), timeoutMs);

@@ -95,13 +95,32 @@ const goneFromRows = (jobs: StoredJob[]): Map<string, number> => {
   return gone;
 };
 
+/**
+ * JobActors live under this many shard parents, not under the supervisor itself: nact copies an
+ * actor's children map for every message it handles, so a supervisor with a JobActor per worker
+ * of a 1,000-worker Parallel step would pay O(workers) per message.
+ */
+const JOB_SHARDS = 32;
+
 export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorProps): Ref<SupervisorMsg> {
   let generation = 0;
+  /** This generation's shard parents of JobActors, spawned as needed. */
+  let shards: Array<Ref<unknown> | undefined> = [];
+  const jobParent = (self: Ref<SupervisorMsg>, index: number): Ref<unknown> => {
+    const i = index % JOB_SHARDS;
+    let shard = shards[i];
+    if (!shard) {
+      shard = spawnActor<null, never>(self, `jobs-${i}-g${generation}`, (s) => s, { log: props.log, initialState: () => null });
+      shards[i] = shard;
+    }
+    return shard;
+  };
   const load = (ctx?: { children: Map<string, Ref<unknown>> }): SupervisorState => {
     // After a reset (a bug in this actor), the JobActors of the old state are stopped and
     // spawned again from the store under a new generation of names.
     if (ctx) for (const child of ctx.children.values()) stop(child);
     generation++;
+    shards = [];
     const artifact = props.store.artifact(props.artifactId);
     if (!artifact) throw new Error(`artifact ${props.artifactId} is not in the store`);
     const jobs = props.store.jobs(props.artifactId);
@@ -181,7 +200,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
       if (!job || s.live.has(job.index) || job.state === 'COMPLETED' || job.state === 'ERROR') continue;
       const preds = s.predecessors[job.index] ?? [];
       if (!preds.every((p) => done(s.jobs[p]))) continue;
-      const ref = spawnJobActor(self, {
+      const ref = spawnJobActor(jobParent(self, job.index), {
         store: props.store,
         log: props.log,
         artifactId: s.artifact.id,

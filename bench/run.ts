@@ -5,6 +5,7 @@ import { benchDispatch } from './dispatch.ts';
 import { benchForest } from './models-forest.ts';
 import { benchRoundTrips } from './roundtrip.ts';
 import { benchRounds } from './rounds.ts';
+import { benchScale } from './scale.ts';
 import { Cleanup, type Row, table } from './util.ts';
 
 /**
@@ -14,7 +15,7 @@ import { Cleanup, type Row, table } from './util.ts';
  * on error and on SIGINT/SIGTERM.
  *
  * Env: BENCH_REPEATS (default 5), BENCH_MESSAGES (default 200000), BENCH_ROUND_TRIPS (2000),
- * BENCH_ARTIFACTS (10), BENCH_ONLY=dispatch,roundtrip,artifact,models,rounds (a subset).
+ * BENCH_ARTIFACTS (10), BENCH_ONLY=dispatch,roundtrip,artifact,models,rounds,scale (a subset), BENCH_SCALE=10,100,1000.
  */
 
 const int = (name: string, dflt: number) => {
@@ -25,9 +26,9 @@ const REPEATS = int('BENCH_REPEATS', 5);
 const MESSAGES = int('BENCH_MESSAGES', 200_000);
 const ROUND_TRIPS = int('BENCH_ROUND_TRIPS', 2000);
 const ARTIFACTS = int('BENCH_ARTIFACTS', 10);
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'dispatch,roundtrip,artifact,models,rounds').split(',').map((s) => s.trim()));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'dispatch,roundtrip,artifact,models,rounds,scale').split(',').map((s) => s.trim()));
 /** Past this, the run is abandoned (cleanup still runs). */
-const HARD_LIMIT_MS = 600_000;
+const HARD_LIMIT_MS = 1_200_000;
 
 const log = createLogger('bench', process.env.FDL_LOG_LEVEL ?? 'warn');
 const cleanup = new Cleanup();
@@ -65,6 +66,9 @@ async function main(): Promise<Row[]> {
   await part('artifact', (c) => benchArtifacts({ cleanup: c, repeats: ARTIFACTS, warmRuns: int('BENCH_WARM_RUNS', 200) }));
   await part('models', () => benchForest({ repeats: REPEATS, rows: 2000 }));
   await part('rounds', (c) => benchRounds({ cleanup: c, repeats: REPEATS, workers: [2, 4] }));
+  await part('scale', (c) =>
+    benchScale({ cleanup: c, repeats: REPEATS, sizes: (process.env.BENCH_SCALE ?? '10,100,1000').split(',').map(Number) }),
+  );
   process.stdout.write(`\n${table(rows)}\n\ntotal ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
   return rows;
 }

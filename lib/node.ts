@@ -328,6 +328,7 @@ async function startWorkerNode(config: NodeConfig, log: Logger): Promise<Running
         return;
       }
       if (message.type === 'welcome') {
+        client?.established();
         log.info({ scheduler: message.schedulerId, url }, 'joined the scheduler');
         return;
       }

@@ -56,8 +56,9 @@ export class Client {
         });
         let opened = false;
         ws.once('open', () => {
+          // Not a success yet: a scheduler that refuses the peer (too many connections, a bad
+          // hello) closes right after opening. The backoff is reset by `established()`.
           opened = true;
-          this.failures = 0;
           const peer = new PeerConnection(ws, this.opts.url, this.opts.heartbeatMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS, {}, maxPayloadBytes);
           this.peer = peer;
           peer.attach({
@@ -97,6 +98,15 @@ export class Client {
     if (this.stopped || !this.opts.reconnect) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(dial, delay ?? reconnectDelay(++this.failures, this.opts.random));
+  }
+
+  /**
+   * The session is up (the scheduler welcomed us): the next loss starts the backoff afresh. Until
+   * then every close counts as a failure, so peers the scheduler keeps refusing back off instead
+   * of redialing at the first step for ever.
+   */
+  established(): void {
+    this.failures = 0;
   }
 
   get connected(): boolean {

@@ -228,6 +228,7 @@ export class Workbench {
           if (this.opts.name) hello.name = this.opts.name;
           this.client.send(hello);
         } else if (m.type === 'welcome') {
+          this.client.established();
           const again = this.welcomes++ > 0;
           this.sessionError = undefined;
           this.markReady?.();

@@ -107,8 +107,8 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       if (data && data.datasources.length > 0) holders.set(nodeId, data);
     }
     const recent = now() - props.policy.workerGraceMs;
-    for (const n of store.listNodes()) {
-      if (n.role !== 'worker' || holders.has(n.id) || s.workers.has(n.id) || n.lastSeen < recent) continue;
+    for (const n of store.workersSeenSince(recent)) {
+      if (holders.has(n.id) || s.workers.has(n.id)) continue;
       const data = n.projects.find((p) => p.token === token);
       if (data && data.datasources.length > 0) holders.set(n.id, data);
     }

@@ -317,16 +317,16 @@ export class Store {
     this.sql(`UPDATE nodes SET last_seen = ?, connected = 0 WHERE connected = 1 AND role = 'worker'`).run(at);
   }
 
+  /** Workers seen at or after `since` (connected, or lost a moment ago): not every node ever seen. */
+  workersSeenSince(since: number): StoredNode[] {
+    return this.nodesOf(this.sql(`SELECT * FROM nodes WHERE role = 'worker' AND last_seen >= ? ORDER BY id`).all(since) as NodeRow[]);
+  }
+
   listNodes(): StoredNode[] {
-    const rows = this.sql('SELECT * FROM nodes ORDER BY id').all() as Array<{
-      id: string;
-      name: string;
-      role: 'scheduler' | 'worker';
-      last_seen: number;
-      projects_json: string;
-      sign_key: string | null;
-      box_key: string | null;
-    }>;
+    return this.nodesOf(this.sql('SELECT * FROM nodes ORDER BY id').all() as NodeRow[]);
+  }
+
+  private nodesOf(rows: NodeRow[]): StoredNode[] {
     return rows.map((r) => {
       const n: StoredNode = {
         id: r.id,
@@ -340,6 +340,8 @@ export class Store {
       return n;
     });
   }
+
+
 
   /** The keys pinned to a node id, if it ever joined. */
   nodeKeys(id: string): { signKey: string; boxKey: string; joinTokenId: string | undefined } | undefined {
@@ -719,6 +721,16 @@ interface JobStatusRow {
   last_error_json: string | null;
   next_attempt_at: number | null;
   left_out: number;
+}
+
+interface NodeRow {
+  id: string;
+  name: string;
+  role: 'scheduler' | 'worker';
+  last_seen: number;
+  projects_json: string;
+  sign_key: string | null;
+  box_key: string | null;
 }
 
 interface ResourceRow {

@@ -26,6 +26,8 @@ const cluster = await Cluster.start({
   projectToken: token,
   workers: shards.map((f, i) => ({ name: `worker-${i + 1}`, files: [f] })),
   scheduler: { retry: { initial_interval_ms: 50 } },
+  // The cancel test waits for the workers' info lines (CI runs with FDL_LOG_LEVEL=warn).
+  env: { FDL_LOG_LEVEL: 'info' },
 });
 const wb = await cluster.connect();
 t.teardown(async () => {

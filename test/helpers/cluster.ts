@@ -44,7 +44,8 @@ export async function testCluster(
 ): Promise<{ cluster: Cluster; wb: Workbench; token: string; dir: string }> {
   const token = randomBytes(16).toString('hex');
   const dir = mkdtempSync(join(tmpdir(), `fdl-${name}-`));
-  const cluster = await Cluster.start({ dir, projectName: 'california', projectToken: token, ...opts });
+  // Info lines on: tests wait for what the nodes log (CI runs with FDL_LOG_LEVEL=warn for its own output).
+  const cluster = await Cluster.start({ dir, projectName: 'california', projectToken: token, ...opts, env: { FDL_LOG_LEVEL: 'info', ...opts.env } });
   const wb = await cluster.connect();
   t.teardown(async () => {
     wb.close();

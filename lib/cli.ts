@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import type { ArtifactStatus } from '../protocols/entities.ts';
+import { formatPath } from '../protocols/errors.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { isFdlError } from './errors.ts';
 import { createLogger, installProcessHandlers } from './log.ts';
@@ -18,9 +19,23 @@ const DEFAULT_URL = process.env.FDL_URL ?? 'ws://127.0.0.1:1456';
 
 class UsageError extends Error {}
 
+/** The issues of a zod error, known by its shape (never instanceof: zod may be loaded twice). */
+function zodIssues(e: unknown): Array<{ path: PropertyKey[]; message: string }> | undefined {
+  if (e === null || typeof e !== 'object' || (e as { name?: unknown }).name !== 'ZodError') return undefined;
+  const issues = (e as { issues?: unknown }).issues;
+  return Array.isArray(issues) ? issues : undefined;
+}
+
 function fail(e: unknown): never {
   if (e instanceof ConfigError) {
     process.stderr.write(`${e.message}\n`);
+    process.exit(2);
+  }
+  // A value refused after the config validated (a gap between the config and the schema it
+  // feeds): one line per problem, like a bad config, never zod's dump.
+  const issues = zodIssues(e);
+  if (issues) {
+    for (const i of issues) process.stderr.write(`fdl: ${formatPath(i.path ?? []) || '(root)'}: ${i.message}\n`);
     process.exit(2);
   }
   if (e instanceof OutcomeUnknownError) {

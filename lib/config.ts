@@ -2,6 +2,14 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import {
+  DEFAULT_RETRY_POLICY,
+  type RetryPolicy,
+  type RetryPolicyField,
+  RetryPolicyFields,
+  RetryPolicySchema,
+  retryPolicyConflicts,
+} from '../protocols/entities.ts';
 import { formatPath } from '../protocols/errors.ts';
 import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from './transport/admission.ts';
 import {
@@ -19,6 +27,44 @@ import {
 } from './transport/defaults.ts';
 
 /** A node's YAML configuration. Keys are snake_case, as in Ferdelance's config files. */
+
+/** The config's `retry` keys: the fields of the one RetryPolicy, spelled snake_case (mapped here only). */
+const RETRY_KEYS = {
+  maxAttempts: 'max_attempts',
+  initialIntervalMs: 'initial_interval_ms',
+  backoffCoefficient: 'backoff_coefficient',
+  maxIntervalMs: 'max_interval_ms',
+  jitter: 'jitter',
+  attemptTimeoutMs: 'attempt_timeout_ms',
+  workerGraceMs: 'worker_grace_ms',
+} as const satisfies Record<RetryPolicyField, string>;
+type RetrySection = { [K in RetryPolicyField as (typeof RETRY_KEYS)[K]]?: RetryPolicy[K] };
+const retryFields = Object.entries(RETRY_KEYS) as Array<[RetryPolicyField, string]>;
+
+/** The scheduler's defaults as its config sets them (DEFAULT_RETRY_POLICY for the rest). */
+function retryPolicyOfSection(section: RetrySection): RetryPolicy {
+  const out: Record<string, unknown> = { ...DEFAULT_RETRY_POLICY };
+  for (const [field, key] of retryFields) {
+    const v = (section as Record<string, unknown>)[key];
+    if (v !== undefined) out[field] = v;
+  }
+  return out as RetryPolicy;
+}
+
+/**
+ * Defaults for every artifact's retry policy (a workbench may override per artifact): the
+ * fields, bounds and cross-field rules of RetryPolicySchema, so a section that validates starts.
+ */
+const RetrySectionSchema = z
+  .object(Object.fromEntries(retryFields.map(([field, key]) => [key, RetryPolicyFields[field].optional()])))
+  .strict()
+  .superRefine((section, ctx) => {
+    const policy = retryPolicyOfSection(section as RetrySection);
+    for (const c of retryPolicyConflicts(policy, (f) => `retry.${RETRY_KEYS[f]}`)) {
+      ctx.addIssue({ code: 'custom', path: [RETRY_KEYS[c.field]], message: c.message });
+    }
+  })
+  .default({}) as unknown as z.ZodDefault<z.ZodType<RetrySection>>;
 
 const NodeName = z
   .string()
@@ -75,18 +121,7 @@ export const NodeConfigSchema = z
       )
       .default([]),
     /** Defaults for every artifact's retry policy (a workbench may override per artifact). */
-    retry: z
-      .object({
-        max_attempts: z.number().int().min(1).max(100).optional(),
-        initial_interval_ms: z.number().int().min(0).optional(),
-        backoff_coefficient: z.number().min(1).max(10).optional(),
-        max_interval_ms: z.number().int().min(0).optional(),
-        jitter: z.number().min(0).max(1).optional(),
-        attempt_timeout_ms: z.number().int().min(100).optional(),
-        worker_grace_ms: z.number().int().min(0).optional(),
-      })
-      .strict()
-      .default({}),
+    retry: RetrySectionSchema,
     /**
      * Worker and standalone: the privacy rules this node applies to what it contributes
      * (docs/OPERATIONS.md, "Privacy").
@@ -209,6 +244,11 @@ function modeProblems(raw: Record<string, unknown>): string[] {
 }
 
 export type NodeConfig = z.infer<typeof NodeConfigSchema>;
+
+/** The config's `retry` section as the scheduler's default RetryPolicy. */
+export function retryPolicyOf(config: NodeConfig): RetryPolicy {
+  return RetryPolicySchema.parse(retryPolicyOfSection(config.retry));
+}
 
 /** The config's `connection_limits`, as the transport takes them. */
 export function connectionLimitsOf(config: NodeConfig): ConnectionLimits {

@@ -2,7 +2,6 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Ref, start, stop } from 'nact';
 import type { ProjectData } from '../protocols/entities.ts';
-import { RetryPolicySchema } from '../protocols/entities.ts';
 import type { Message, MessageOf } from '../protocols/messages.ts';
 import { encode } from '../protocols/codec.ts';
 import { PROTOCOL_VERSION } from '../protocols/version.ts';
@@ -10,7 +9,7 @@ import { PROTOCOL_VERSION } from '../protocols/version.ts';
 import { spawnConnection } from '../actors/connection.ts';
 import { type PeerHandle, type SchedulerMsg, spawnScheduler } from '../actors/scheduler.ts';
 import { type WorkerMsg, spawnWorker } from '../actors/worker.ts';
-import { ConfigError, connectionLimitsOf, type NodeConfig } from './config.ts';
+import { ConfigError, connectionLimitsOf, type NodeConfig, retryPolicyOf } from './config.ts';
 import { handshakeMessage, loadOrCreateIdentity, signWith } from './security/identity.ts';
 import { DataEngine } from './data/engine.ts';
 import { send, shardOf, spawnActor } from './kit/actors.ts';
@@ -148,15 +147,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     store,
     log,
     schedulerId,
-    policy: RetryPolicySchema.parse({
-      maxAttempts: config.retry.max_attempts,
-      initialIntervalMs: config.retry.initial_interval_ms,
-      backoffCoefficient: config.retry.backoff_coefficient,
-      maxIntervalMs: config.retry.max_interval_ms,
-      jitter: config.retry.jitter,
-      attemptTimeoutMs: config.retry.attempt_timeout_ms,
-      workerGraceMs: config.retry.worker_grace_ms,
-    }),
+    policy: retryPolicyOf(config),
     allowResourceDownload: config.allow_resource_download,
     initiator: { peer: initiatorPeer, name: config.name, projects },
     identity: { signKey: identity.signKey, boxKey: identity.boxKey },

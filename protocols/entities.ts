@@ -83,43 +83,71 @@ export type StepKind = Step['kind'];
 
 // ---------------------------------------------------------------- artifact
 
+/**
+ * The retry policy, defined once: each field's bounds here, its default in
+ * `DEFAULT_RETRY_POLICY`, the rules between fields in `retryPolicyConflicts`. The wire policy,
+ * the overrides of an artifact and the scheduler's `retry:` config section all derive from these.
+ */
+export const RetryPolicyFields = {
+  /** Counts the first attempt: 3 means one try and two retries. At least 1; there is no "unlimited". */
+  maxAttempts: z.number().int().min(1).max(100),
+  /** Wait before the first retry. */
+  initialIntervalMs: z.number().int().min(0).max(3_600_000),
+  /** Each further retry waits this many times longer... */
+  backoffCoefficient: z.number().min(1).max(10),
+  /** ...up to this cap. */
+  maxIntervalMs: z.number().int().min(0).max(3_600_000),
+  /** Fraction of each wait drawn at random (0: none, 1: anywhere in [0, wait]), so retries don't move in lockstep. */
+  jitter: z.number().min(0).max(1),
+  /** Bound on one attempt of one job, from assignment to report (Temporal's startToClose). */
+  attemptTimeoutMs: z.number().int().min(100).max(86_400_000),
+  /** How long a job waits for its lost worker to come back before the attempt counts as failed. */
+  workerGraceMs: z.number().int().min(0).max(86_400_000),
+};
+export type RetryPolicyField = keyof typeof RetryPolicyFields;
+export type RetryPolicy = { [K in RetryPolicyField]: z.infer<(typeof RetryPolicyFields)[K]> };
+
+/** The scheduler's policy when its config sets nothing. */
+export const DEFAULT_RETRY_POLICY: Readonly<RetryPolicy> = Object.freeze({
+  maxAttempts: 3,
+  initialIntervalMs: 500,
+  backoffCoefficient: 2,
+  maxIntervalMs: 30_000,
+  jitter: 0.2,
+  attemptTimeoutMs: 600_000,
+  workerGraceMs: 30_000,
+});
+
+/**
+ * The rules between fields of a complete policy, each a problem of one field; `name` spells a
+ * field as the reader wrote it (`maxIntervalMs` on the wire, `retry.max_interval_ms` in a config).
+ */
+export function retryPolicyConflicts(
+  p: RetryPolicy,
+  name: (field: RetryPolicyField) => string = (f) => f,
+): Array<{ field: RetryPolicyField; message: string }> {
+  const out: Array<{ field: RetryPolicyField; message: string }> = [];
+  // A value out of its own bounds is reported as such, not again as a conflict.
+  const valid = (...fields: RetryPolicyField[]) => fields.every((f) => RetryPolicyFields[f].safeParse(p[f]).success);
+  if (valid('initialIntervalMs', 'maxIntervalMs') && p.initialIntervalMs > p.maxIntervalMs) {
+    out.push({ field: 'initialIntervalMs', message: `${p.initialIntervalMs} must not exceed ${name('maxIntervalMs')} (${p.maxIntervalMs})` });
+  }
+  return out;
+}
+
+const withDefaults = Object.fromEntries(
+  Object.entries(RetryPolicyFields).map(([k, f]) => [k, f.default(DEFAULT_RETRY_POLICY[k as RetryPolicyField])]),
+) as { [K in RetryPolicyField]: z.ZodDefault<(typeof RetryPolicyFields)[K]> };
+
 export const RetryPolicySchema = z
-  .object({
-    /** Counts the first attempt: 3 means one try and two retries. At least 1; there is no "unlimited". */
-    maxAttempts: z.number().int().min(1).max(100).default(3),
-    /** Wait before the first retry. */
-    initialIntervalMs: z.number().int().min(0).max(3_600_000).default(500),
-    /** Each further retry waits this many times longer... */
-    backoffCoefficient: z.number().min(1).max(10).default(2),
-    /** ...up to this cap. */
-    maxIntervalMs: z.number().int().min(0).max(3_600_000).default(30_000),
-    /** Fraction of each wait drawn at random (0: none, 1: anywhere in [0, wait]), so retries don't move in lockstep. */
-    jitter: z.number().min(0).max(1).default(0.2),
-    /** Bound on one attempt of one job, from assignment to report (Temporal's startToClose). */
-    attemptTimeoutMs: z.number().int().min(100).max(86_400_000).default(600_000),
-    /** How long a job waits for its lost worker to come back before the attempt counts as failed. */
-    workerGraceMs: z.number().int().min(0).max(86_400_000).default(30_000),
-  })
+  .object(withDefaults)
   .strict()
-  .refine((p) => p.maxIntervalMs >= p.initialIntervalMs, {
-    message: 'maxIntervalMs must be at least initialIntervalMs',
-    path: ['maxIntervalMs'],
+  .superRefine((p, ctx) => {
+    for (const c of retryPolicyConflicts(p)) ctx.addIssue({ code: 'custom', path: [c.field], message: c.message });
   });
-export type RetryPolicy = z.infer<typeof RetryPolicySchema>;
 
 /** The policy fields a workbench may set; the rest come from the scheduler's defaults. */
-export const RetryPolicyOverridesSchema = z
-  .object({
-    maxAttempts: z.number().int().min(1).max(100),
-    initialIntervalMs: z.number().int().min(0).max(3_600_000),
-    backoffCoefficient: z.number().min(1).max(10),
-    maxIntervalMs: z.number().int().min(0).max(3_600_000),
-    jitter: z.number().min(0).max(1),
-    attemptTimeoutMs: z.number().int().min(100).max(86_400_000),
-    workerGraceMs: z.number().int().min(0).max(86_400_000),
-  })
-  .partial()
-  .strict();
+export const RetryPolicyOverridesSchema = z.object(RetryPolicyFields).partial().strict();
 
 /** What a workbench submits: the wire form of an Artifact (also the `fdl submit` file format). */
 export const ArtifactSpecSchema = z

@@ -5,10 +5,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { ConfigError, parseConfig } from '../lib/config.ts';
+import { ConfigError, parseConfig, retryPolicyOf } from '../lib/config.ts';
+import { RetryPolicySchema } from '../protocols/entities.ts';
 import { FDL_BIN } from '../lib/sim/cluster.ts';
 import { PROCESS_FILE_TIMEOUT_MS } from './helpers/cluster.ts';
-import { FDL_RUN_TIMEOUT_MS } from './helpers/fdl.ts';
+import { FDL_RUN_TIMEOUT_MS, startFdl } from './helpers/fdl.ts';
 
 // Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
 t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
@@ -98,4 +99,81 @@ t.test('plain ws:// only on loopback unless insecure: true', async (t) => {
   t.same(worker('wss://10.1.2.3:1456'), []);
   t.same(worker('ws://localhost:1456'), []);
   t.same(worker('ws://10.1.2.3:1456', 'insecure: true\n'), []);
+});
+
+// The retry section and the wire RetryPolicy derive from one definition: a section that
+// validates gives a policy the scheduler takes; one that would not is refused here, naming its field.
+t.test('every retry section either starts or is refused at validation, naming its field', async (t) => {
+  const scheduler = 'mode: scheduler\nname: s\nprojects: [{name: p, token: abcdefgh12}]\n';
+  const refused: Array<[string, RegExp]> = [
+    ['{ initial_interval_ms: 40000 }', /^retry\.initial_interval_ms: 40000 must not exceed retry\.max_interval_ms \(30000\)$/],
+    ['{ initial_interval_ms: 100, max_interval_ms: 50 }', /^retry\.initial_interval_ms: 100 must not exceed retry\.max_interval_ms \(50\)$/],
+    ['{ max_interval_ms: 100 }', /^retry\.initial_interval_ms: 500 must not exceed retry\.max_interval_ms \(100\)$/],
+    ['{ max_attempts: 0 }', /^retry\.max_attempts: /],
+    ['{ max_attempts: 101 }', /^retry\.max_attempts: /],
+    ['{ max_interval_ms: 3600001 }', /^retry\.max_interval_ms: /],
+    ['{ initial_interval_ms: 3600001 }', /^retry\.initial_interval_ms: /],
+    ['{ attempt_timeout_ms: 86400001 }', /^retry\.attempt_timeout_ms: /],
+    ['{ worker_grace_ms: 86400001 }', /^retry\.worker_grace_ms: /],
+    ['{ backoff_coefficient: 0.5 }', /^retry\.backoff_coefficient: /],
+    ['{ jitter: 2 }', /^retry\.jitter: /],
+    ['{ maxAttempts: 3 }', /^retry: .*maxAttempts/],
+  ];
+  for (const [retry, problem] of refused) {
+    const problems = problemsOf(`${scheduler}retry: ${retry}\n`);
+    t.equal(problems.length, 1, `retry: ${retry} is one problem: ${problems.join(' | ')}`);
+    t.match(problems[0], problem, `retry: ${retry}`);
+  }
+  const accepted = [
+    '{}',
+    '{ initial_interval_ms: 40000, max_interval_ms: 40000 }',
+    '{ initial_interval_ms: 0, max_interval_ms: 0 }',
+    '{ max_attempts: 1 }',
+    '{ max_attempts: 100, backoff_coefficient: 10, jitter: 1 }',
+    '{ initial_interval_ms: 3600000, max_interval_ms: 3600000, attempt_timeout_ms: 86400000, worker_grace_ms: 86400000 }',
+    '{ attempt_timeout_ms: 100, worker_grace_ms: 0, jitter: 0, backoff_coefficient: 1 }',
+  ];
+  for (const retry of accepted) {
+    t.same(problemsOf(`${scheduler}retry: ${retry}\n`), [], `retry: ${retry} validates`);
+    const policy = retryPolicyOf(parseConfig(`${scheduler}retry: ${retry}\n`, 's.yaml', '/base', {}));
+    t.ok(RetryPolicySchema.safeParse(policy).success, `retry: ${retry} gives a policy the scheduler takes`);
+  }
+  t.match(retryPolicyOf(parseConfig(`${scheduler}retry: { max_attempts: 5, worker_grace_ms: 7 }\n`, 's.yaml', '/base', {})), {
+    maxAttempts: 5,
+    workerGraceMs: 7,
+    initialIntervalMs: 500,
+  });
+});
+
+t.test('fdl node with a retry section the scheduler cannot take exits 2 with one line, no zod dump', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'fdl-config-'));
+  const file = join(dir, 'scheduler.yaml');
+  writeFileSync(
+    file,
+    `mode: scheduler\nname: s\nworkdir: ${join(dir, 'work')}\nlisten: { port: 0 }\nprojects: [{name: p, token: abcdefgh12}]\nretry: { initial_interval_ms: 40000 }\n`,
+  );
+  const r = spawnSync(process.execPath, [FDL_BIN, 'node', '--config', file], { encoding: 'utf8', timeout: FDL_RUN_TIMEOUT_MS });
+  t.equal(r.status, 2, r.stderr);
+  const problems = r.stderr.split('\n').filter((l) => l.startsWith('  - '));
+  t.same(problems, ['  - retry.initial_interval_ms: 40000 must not exceed retry.max_interval_ms (30000)']);
+  t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  t.notMatch(r.stderr, /ZodError|"code":|"path":/, 'no zod dump');
+});
+
+t.test('fdl node starts with an edge retry section that validates', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'fdl-config-'));
+  const file = join(dir, 'scheduler.yaml');
+  writeFileSync(
+    file,
+    `mode: scheduler\nname: s\nworkdir: ${join(dir, 'work')}\nlisten: { port: 0 }\nprojects: [{name: p, token: abcdefgh12}]\nretry: { initial_interval_ms: 40000, max_interval_ms: 40000, max_attempts: 1 }\n`,
+  );
+  const node = startFdl(['node', '--config', file]);
+  t.teardown(async () => {
+    node.kill('SIGKILL');
+    await node.ended;
+  });
+  await node.stderrMatch(/scheduler listening/, { what: 'the scheduler listening' });
+  node.kill('SIGTERM');
+  const end = await node.ended;
+  t.equal(end.code, 0, `it started and stopped cleanly: ${end.stderr}`);
 });

@@ -1,28 +1,34 @@
-import type {
-  Binarizer,
-  Clamp,
-  Distribution,
-  DpRequest,
-  Expr,
-  Filter,
-  FilterCondition,
-  KBinsDiscretizer,
-  LabelBinarizer,
-  MinMaxScaler,
-  OneHotEncoder,
-  Operation,
-  ProjectInfo,
-  Query,
-  QueryStage,
-  Scalar,
-  SimpleImputer,
-  SimpleStep,
-  StandardScaler,
-  Step,
-  TrainTestSplit,
+import { z } from 'zod';
+import {
+  type Binarizer,
+  type Clamp,
+  type Distribution,
+  type DpRequest,
+  DpSchema,
+  type Expr,
+  Features,
+  type Filter,
+  type FilterCondition,
+  type KBinsDiscretizer,
+  type LabelBinarizer,
+  type MinMaxScaler,
+  type OneHotEncoder,
+  type Operation,
+  type ProjectInfo,
+  type Query,
+  QuerySchema,
+  type QueryStage,
+  QueryStageSchema,
+  type Scalar,
+  type SimpleImputer,
+  type SimpleStep,
+  type StandardScaler,
+  type Step,
+  type TrainTestSplit,
 } from '../../protocols/entities.ts';
 import { uniformEdges } from '../data/stages.ts';
 import { FdlError } from '../errors.ts';
+import { checkArg, checkBuilt, FILTER_HINTS } from './args.ts';
 import type { GroupCountProduct, MeanProduct, MinMaxProduct, QuantilesProduct, VarianceProduct } from '../ops/index.ts';
 
 /** Builders for the wire forms, so a script reads like the computation it asks for. */
@@ -74,21 +80,48 @@ const sealedSequential = (init: Operation, operation: Operation, final: Operatio
 /** A query, or a builder of one (`extract()...`). */
 export type QueryLike = Query | { build(): Query };
 
-/** The wire query of a QueryLike; undefined when it selects every row as it is. */
-export function toQuery(q?: QueryLike): Query | undefined {
+/**
+ * The wire query of a QueryLike, checked (a filter given as the query is refused, not read as
+ * "every row"); undefined when it selects every row as it is. `fn` names the builder in errors.
+ */
+export function toQuery(q?: QueryLike, fn = 'toQuery'): Query | undefined {
   if (q === undefined) return undefined;
-  const built = 'build' in q && typeof q.build === 'function' ? q.build() : (q as Query);
+  const isBuilder = q !== null && typeof q === 'object' && 'build' in q && typeof q.build === 'function';
+  const built = isBuilder ? q.build() : (q as Query);
+  checkArg(fn, 'query', QuerySchema, built, FILTER_HINTS.query);
   return built.where !== undefined || (built.stages?.length ?? 0) > 0 ? built : undefined;
 }
 
-const withQuery = <T extends object>(op: T, q?: QueryLike) => {
-  const built = toQuery(q);
+const withQuery = <T extends object>(fn: string, op: T, q?: QueryLike) => {
+  const built = toQuery(q, fn);
   return built ? { ...op, query: built } : op;
 };
 const withOpts = <T extends object>(op: T, opts: Record<string, unknown> = {}) => {
   const out: Record<string, unknown> = { ...(op as Record<string, unknown>) };
   for (const [k, v] of Object.entries(opts)) if (v !== undefined) out[k] = v;
   return out as T;
+};
+
+/** The options of the estimators that may ask for noise. */
+const DpOptionsSchema = z.object({ dp: DpSchema.optional() }).strict();
+/** The options of variance and covariance. */
+const MomentOptionsSchema = z
+  .object({ ddof: z.union([z.literal(0), z.literal(1)]).optional(), shift: z.array(z.number()).optional() })
+  .strict();
+type MomentOptions = z.infer<typeof MomentOptionsSchema>;
+
+const dpOpts = (fn: string, opts: { dp?: DpRequest } = {}) => {
+  checkArg(fn, 'options', DpOptionsSchema, opts, FILTER_HINTS.options);
+  return opts;
+};
+const momentOpts = (fn: string, opts: MomentOptions = {}) => {
+  checkArg(fn, 'options', MomentOptionsSchema, opts, FILTER_HINTS.options);
+  return opts;
+};
+/** A list of feature names (`arg` names it in errors: features, by). */
+const names = (fn: string, arg: string, list: string[]) => {
+  checkArg(fn, arg, Features, list);
+  return list;
 };
 
 /** Per-feature equal-width bins for histograms and quantiles. */
@@ -106,62 +139,68 @@ export interface BinSpec {
  */
 export const estimators = {
   count: (q?: QueryLike, opts: { dp?: DpRequest } = {}): Step =>
-    sealedSequential({ kind: 'CountInit' }, withOpts(withQuery({ kind: 'Count' as const }, q), opts), { kind: 'CountFinal' }),
+    sealedSequential(
+      { kind: 'CountInit' },
+      withOpts(withQuery('count', { kind: 'Count' as const }, q), dpOpts('count', opts)),
+      { kind: 'CountFinal' },
+    ),
   mean: (features: string[], q?: QueryLike, opts: { dp?: DpRequest } = {}): Step =>
     sealedSequential(
-      { kind: 'MeanInit', features },
-      withOpts(withQuery({ kind: 'Mean' as const, features }, q), opts),
+      { kind: 'MeanInit', features: names('mean', 'features', features) },
+      withOpts(withQuery('mean', { kind: 'Mean' as const, features }, q), dpOpts('mean', opts)),
       { kind: 'MeanFinal', features },
     ),
   /** `domain`: the possible values of each `by` feature (from the project's metadata). */
   groupCount: (by: string[], domain: Scalar[][], q?: QueryLike, opts: { dp?: DpRequest } = {}): Step =>
     sealedSequential(
-      { kind: 'GroupCountInit', by, domain },
-      withOpts(withQuery({ kind: 'GroupCount' as const, by }, q), opts),
+      { kind: 'GroupCountInit', by: names('groupCount', 'by', by), domain },
+      withOpts(withQuery('groupCount', { kind: 'GroupCount' as const, by }, q), dpOpts('groupCount', opts)),
       { kind: 'GroupCountFinal', by },
     ),
   sum: (features: string[], q?: QueryLike, opts: { dp?: DpRequest } = {}): Step =>
-    sealedSequential({ kind: 'SumInit', features }, withOpts(withQuery({ kind: 'Sum' as const, features }, q), opts), {
-      kind: 'SumFinal',
-      features,
-    }),
-  /** Mean, variance and standard deviation; `shift` (per feature, near its mean) keeps data far from 0 exact. */
-  variance: (features: string[], q?: QueryLike, opts: { ddof?: 0 | 1; shift?: number[] } = {}): Step =>
     sealedSequential(
-      { kind: 'VarianceInit', features },
-      withOpts(withQuery({ kind: 'Variance' as const, features }, q), { shift: opts.shift }),
+      { kind: 'SumInit', features: names('sum', 'features', features) },
+      withOpts(withQuery('sum', { kind: 'Sum' as const, features }, q), dpOpts('sum', opts)),
+      { kind: 'SumFinal', features },
+    ),
+  /** Mean, variance and standard deviation; `shift` (per feature, near its mean) keeps data far from 0 exact. */
+  variance: (features: string[], q?: QueryLike, opts: MomentOptions = {}): Step =>
+    sealedSequential(
+      { kind: 'VarianceInit', features: names('variance', 'features', features) },
+      withOpts(withQuery('variance', { kind: 'Variance' as const, features }, q), { shift: momentOpts('variance', opts).shift }),
       withOpts({ kind: 'VarianceFinal' as const, features }, { ddof: opts.ddof }),
     ),
   groupMean: (by: string[], domain: Scalar[][], features: string[], q?: QueryLike, opts: { dp?: DpRequest } = {}): Step =>
     sealedSequential(
-      { kind: 'GroupMeanInit', by, domain, features },
-      withOpts(withQuery({ kind: 'GroupMean' as const, by, features }, q), opts),
+      { kind: 'GroupMeanInit', by: names('groupMean', 'by', by), domain, features: names('groupMean', 'features', features) },
+      withOpts(withQuery('groupMean', { kind: 'GroupMean' as const, by, features }, q), dpOpts('groupMean', opts)),
       { kind: 'GroupMeanFinal', by, features },
     ),
   /** Extremes reveal one row's value each, and travel in clear between workers (docs/OPERATIONS.md). */
   minMax: (features: string[], q?: QueryLike): Step =>
-    sealedSequential({ kind: 'MinMaxInit', features }, withQuery({ kind: 'MinMax' as const, features }, q), {
-      kind: 'MinMaxFinal',
-      features,
-    }),
+    sealedSequential(
+      { kind: 'MinMaxInit', features: names('minMax', 'features', features) },
+      withQuery('minMax', { kind: 'MinMax' as const, features }, q),
+      { kind: 'MinMaxFinal', features },
+    ),
   histogram: (features: string[], bins: BinSpec[], q?: QueryLike, opts: { dp?: DpRequest } = {}): Step =>
     sealedSequential(
-      { kind: 'HistogramInit', features, bins },
-      withOpts(withQuery({ kind: 'Histogram' as const, features, bins }, q), opts),
+      { kind: 'HistogramInit', features: names('histogram', 'features', features), bins },
+      withOpts(withQuery('histogram', { kind: 'Histogram' as const, features, bins }, q), dpOpts('histogram', opts)),
       { kind: 'HistogramFinal', features, bins },
     ),
   /** Approximate quantiles (levels in [0, 1]) from a federated histogram: within one bin width of the exact value. */
   quantiles: (features: string[], bins: BinSpec[], levels: number[], q?: QueryLike, opts: { dp?: DpRequest } = {}): Step =>
     sealedSequential(
-      { kind: 'QuantilesInit', features, bins },
-      withOpts(withQuery({ kind: 'Quantiles' as const, features, bins }, q), opts),
+      { kind: 'QuantilesInit', features: names('quantiles', 'features', features), bins },
+      withOpts(withQuery('quantiles', { kind: 'Quantiles' as const, features, bins }, q), dpOpts('quantiles', opts)),
       { kind: 'QuantilesFinal', features, bins, q: levels },
     ),
   /** Covariance and Pearson correlation matrices over the rows where every feature has a value. */
-  covariance: (features: string[], q?: QueryLike, opts: { ddof?: 0 | 1; shift?: number[] } = {}): Step =>
+  covariance: (features: string[], q?: QueryLike, opts: MomentOptions = {}): Step =>
     sealedSequential(
-      { kind: 'CovarianceInit', features },
-      withOpts(withQuery({ kind: 'Covariance' as const, features }, q), { shift: opts.shift }),
+      { kind: 'CovarianceInit', features: names('covariance', 'features', features) },
+      withOpts(withQuery('covariance', { kind: 'Covariance' as const, features }, q), { shift: momentOpts('covariance', opts).shift }),
       withOpts({ kind: 'CovarianceFinal' as const, features }, { ddof: opts.ddof }),
     ),
 };
@@ -210,7 +249,13 @@ export const expr = {
 };
 
 type Opt<T> = { [K in keyof T]?: T[K] };
-const stage = <T extends QueryStage>(s: T, opts: Record<string, unknown> = {}): T => withOpts(s, opts);
+/** A transformer stage with its options, checked against its wire schema (an unknown option is refused, named). */
+const stage = <T extends QueryStage>(fn: string, s: T, opts: Record<string, unknown> = {}): T => {
+  checkArg(fn, 'options', z.record(z.string(), z.unknown()), opts, FILTER_HINTS.options);
+  const built = withOpts(s, opts);
+  checkBuilt(fn, Object.keys(s), QueryStageSchema, built);
+  return built;
+};
 
 /** Column utilities. */
 export const columns = {
@@ -231,30 +276,30 @@ export const columns = {
  */
 export const transformers = {
   minMaxScaler: (features: string[], opts: Opt<Omit<MinMaxScaler, 'kind' | 'features'>> = {}): MinMaxScaler =>
-    stage({ kind: 'MinMaxScaler', features }, opts),
+    stage('minMaxScaler', { kind: 'MinMaxScaler', features }, opts),
   standardScaler: (features: string[], opts: Opt<Omit<StandardScaler, 'kind' | 'features'>> = {}): StandardScaler =>
-    stage({ kind: 'StandardScaler', features }, opts),
+    stage('standardScaler', { kind: 'StandardScaler', features }, opts),
   kBinsDiscretizer: (
     features: string[],
     n_bins: number,
     strategy: KBinsDiscretizer['strategy'] = 'quantile',
     opts: Opt<Omit<KBinsDiscretizer, 'kind' | 'features' | 'n_bins' | 'strategy'>> = {},
-  ): KBinsDiscretizer => stage({ kind: 'KBinsDiscretizer', features, n_bins, strategy }, opts),
+  ): KBinsDiscretizer => stage('kBinsDiscretizer', { kind: 'KBinsDiscretizer', features, n_bins, strategy }, opts),
   binarizer: (features: string[], threshold = 0, opts: Opt<Omit<Binarizer, 'kind' | 'features' | 'threshold'>> = {}): Binarizer =>
-    stage({ kind: 'Binarizer', features, threshold }, opts),
+    stage('binarizer', { kind: 'Binarizer', features, threshold }, opts),
   labelBinarizer: (feature: string, classes: Scalar[], opts: Opt<Omit<LabelBinarizer, 'kind' | 'feature' | 'classes'>> = {}): LabelBinarizer =>
-    stage({ kind: 'LabelBinarizer', feature, classes }, opts),
+    stage('labelBinarizer', { kind: 'LabelBinarizer', feature, classes }, opts),
   /** `categories`: per feature (see categoriesOf), so every worker makes the same columns. */
   oneHotEncoder: (features: string[], categories: Scalar[][], opts: Opt<Omit<OneHotEncoder, 'kind' | 'features' | 'categories'>> = {}): OneHotEncoder =>
-    stage({ kind: 'OneHotEncoder', features, categories }, opts),
+    stage('oneHotEncoder', { kind: 'OneHotEncoder', features, categories }, opts),
   simpleImputer: (
     features: string[],
     strategy: SimpleImputer['strategy'] = 'mean',
     opts: Opt<Omit<SimpleImputer, 'kind' | 'features' | 'strategy'>> = {},
-  ): SimpleImputer => stage({ kind: 'SimpleImputer', features, strategy }, opts),
+  ): SimpleImputer => stage('simpleImputer', { kind: 'SimpleImputer', features, strategy }, opts),
   /** Ferdelance's FederatedClamp. */
   clamp: (features: string[], min?: number, max?: number, opts: Opt<Pick<Clamp, 'outputs'>> = {}): Clamp =>
-    stage({ kind: 'Clamp', features }, { min, max, ...opts }),
+    stage('clamp', { kind: 'Clamp', features }, { min, max, ...opts }),
   trainTestSplit: (seed: number, testFraction: number, side: 'train' | 'test'): TrainTestSplit => ({
     kind: 'TrainTestSplit',
     seed,

@@ -5,6 +5,7 @@ import {
   ArtifactSpecSchema,
   type ArtifactStatus,
   type ArtifactSummary,
+  Features,
   type NodeInfo,
   type ProjectInfo,
   type Query,
@@ -18,6 +19,7 @@ import { sha256Hex } from '../store/blobs.ts';
 import { Client } from '../transport/client.ts';
 import { DEFAULT_REQUEST_TIMEOUT_MS } from '../transport/defaults.ts';
 import { Requester } from '../transport/requester.ts';
+import { checkArg } from './args.ts';
 import { estimators } from './builders.ts';
 
 export type ArtifactEvent = MessageOf<'artifactEvent'>;
@@ -144,16 +146,18 @@ export class Project {
     return this.wb.submit(this.token, Array.isArray(stepsOrSpec) ? { steps: stepsOrSpec } : stepsOrSpec);
   }
 
-  count(query?: Query): Promise<ArtifactHandle> {
+  /** Async so that a refused argument (the builders check them: a filter given as the query...) is a rejection. */
+  async count(query?: Query): Promise<ArtifactHandle> {
     return this.submit({ name: 'count', steps: [estimators.count(query)] });
   }
 
-  mean(features: string[] = this.numericFeatures(), query?: Query): Promise<ArtifactHandle> {
+  async mean(features: string[] = this.numericFeatures(), query?: Query): Promise<ArtifactHandle> {
     return this.submit({ name: 'mean', steps: [estimators.mean(features, query)] });
   }
 
   /** Group counts over features with a known, small set of values (see the project's metadata). */
-  groupCount(by: string[], query?: Query): Promise<ArtifactHandle> {
+  async groupCount(by: string[], query?: Query): Promise<ArtifactHandle> {
+    checkArg('groupCount', 'by', Features, by);
     const domain = by.map((name) => {
       const f = this.info.features.find((x) => x.name === name);
       if (!f) throw new FdlError('BAD_QUERY', `the project has no feature "${name}"`);

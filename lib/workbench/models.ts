@@ -6,10 +6,19 @@
  *   const model = loadModel(await (await project.submit(steps)).result());
  *   model.predict(rows);
  */
-import type { Operation, Query, Step } from '../../protocols/entities.ts';
-import type { AggregationStrategy, ModelSpec } from '../../protocols/operations/models.ts';
+import { z } from 'zod';
+import { IterateStepSchema, type Operation, type Query, QuerySchema, type Step } from '../../protocols/entities.ts';
+import {
+  type AggregationStrategy,
+  LogisticRegressionSpecSchema,
+  type ModelSpec,
+  ModelSpecSchema,
+  RandomForestSpecSchema,
+  StandardizeSchema,
+} from '../../protocols/operations/models.ts';
 import { classificationStats, type Metrics, regressionStats, summarize } from '../ops/metrics.ts';
 import { type Matrix, type Model, parseModel, predictMatrix, type RoundRecord } from '../ops/models/model.ts';
+import { checkArg, FILTER_HINTS } from './args.ts';
 import { distributions, steps } from './builders.ts';
 
 export type { ClassificationMetrics, EvalStats, Metrics, RegressionMetrics } from '../ops/metrics.ts';
@@ -17,48 +26,73 @@ export { accuracy, confusionMatrix, f1, mae, precision, r2, recall, rmse, rocAuc
 export type { MergedMetricsProduct, MetricsProduct } from '../ops/models/index.ts';
 export type { AggregationStrategy, ModelSpec, RoundRecord };
 
-export interface LinearOptions {
-  features: string[];
-  label: string;
-  /** FedAvg rounds (an Iterate of Train + Aggregation). */
-  rounds: number;
-  epochs?: number;
-  learningRate?: number;
-  batchSize?: number;
-  /** FedProx proximal weight; 0 (default) is plain FedAvg. */
-  mu?: number;
-  l2?: number;
-  seed?: number;
-  /** 'weightedMean' (default), 'median', or { trimmedMean: fraction cut at each end }. */
-  aggregation?: 'weightedMean' | 'median' | { trimmedMean: number };
-  /**
-   * 'federated' (default): a first Sequential step computes the global mean and std of the
-   * features by a masked secure sum. 'none': raw features. Or the values themselves.
-   */
-  standardize?: 'federated' | 'none' | { mean: number[]; std: number[] };
-  query?: Query;
+const linear = LogisticRegressionSpecSchema.shape;
+const forest = RandomForestSpecSchema.shape;
+/** A split for test metrics: the fraction of each worker's rows held out, and the split's seed. */
+const testSplit = {
   /** When set, workers train with TrainTest and each round records test metrics over all workers. */
-  testFraction?: number;
-  splitSeed?: number;
-}
+  testFraction: z.number().gt(0).lt(1).optional(),
+  splitSeed: linear.seed,
+};
 
-export interface ForestOptions {
-  features: string[];
-  label: string;
-  strategy?: 'merge' | 'majority';
-  nEstimators?: number;
-  maxDepth?: number;
-  minSamplesSplit?: number;
-  minSamplesLeaf?: number;
-  maxFeatures?: 'sqrt' | 'log2' | 'all' | number;
-  bootstrap?: boolean;
-  maxBins?: number;
-  seed?: number;
-  classes?: number[];
-  query?: Query;
-  testFraction?: number;
-  splitSeed?: number;
-}
+/**
+ * The options of `models.logisticRegression` and `models.linearRegression`, checked at run time
+ * (a misspelled or misplaced option is refused, named). Model fields keep the wire bounds.
+ */
+export const LinearOptionsSchema = z
+  .object({
+    features: linear.features,
+    label: linear.label,
+    /** FedAvg rounds (an Iterate of Train + Aggregation). */
+    rounds: IterateStepSchema.shape.iterations,
+    epochs: linear.epochs,
+    learningRate: linear.learningRate,
+    batchSize: linear.batchSize,
+    /** FedProx proximal weight; 0 (default) is plain FedAvg. */
+    mu: linear.mu,
+    l2: linear.l2,
+    seed: linear.seed,
+    /** 'weightedMean' (default), 'median', or { trimmedMean: fraction cut at each end }. */
+    aggregation: z
+      .union([z.literal('weightedMean'), z.literal('median'), z.object({ trimmedMean: z.number().min(0).lt(0.5) }).strict()])
+      .optional(),
+    /**
+     * 'federated' (default): a first Sequential step computes the global mean and std of the
+     * features by a masked secure sum. 'none': raw features. Or the values themselves.
+     */
+    standardize: z.union([z.literal('federated'), z.literal('none'), StandardizeSchema]).optional(),
+    query: QuerySchema.optional(),
+    ...testSplit,
+  })
+  .strict();
+/** An options type from its schema, with the query typed as the wire Query (zod types a lazy filter's input as unknown). */
+type Options<S extends z.ZodType> = Omit<z.input<S>, 'query'> & { query?: Query };
+export type LinearOptions = Options<typeof LinearOptionsSchema>;
+
+/** The options of `models.randomForest`, checked at run time like LinearOptions. */
+export const ForestOptionsSchema = z
+  .object({
+    features: forest.features,
+    label: forest.label,
+    strategy: forest.strategy.optional(),
+    nEstimators: forest.nEstimators,
+    maxDepth: forest.maxDepth,
+    minSamplesSplit: forest.minSamplesSplit,
+    minSamplesLeaf: forest.minSamplesLeaf,
+    maxFeatures: forest.maxFeatures,
+    bootstrap: forest.bootstrap,
+    maxBins: forest.maxBins,
+    seed: forest.seed,
+    classes: forest.classes,
+    query: QuerySchema.optional(),
+    ...testSplit,
+  })
+  .strict();
+export type ForestOptions = Options<typeof ForestOptionsSchema>;
+
+/** The options of `models.crossValidation`. */
+export const CrossValidationOptionsSchema = z.object({ query: QuerySchema.optional(), splitSeed: linear.seed }).strict();
+export type CrossValidationOptions = Options<typeof CrossValidationOptionsSchema>;
 
 function strategyOf(a: LinearOptions['aggregation']): AggregationStrategy {
   if (a === undefined || a === 'weightedMean') return { strategy: 'weightedMean' };
@@ -143,14 +177,21 @@ function fedAvg(type: 'logisticRegression' | 'linearRegression', o: LinearOption
 
 export const models = {
   /** Federated logistic regression (0/1 label) by FedAvg; the result is the global model. */
-  logisticRegression: (o: LinearOptions): Step[] => fedAvg('logisticRegression', o),
+  logisticRegression: (o: LinearOptions): Step[] => {
+    checkArg('logisticRegression', 'options', LinearOptionsSchema, o, FILTER_HINTS.modelOptions);
+    return fedAvg('logisticRegression', o);
+  },
   /** Federated linear regression (squared error) by FedAvg; the result is the global model. */
-  linearRegression: (o: LinearOptions): Step[] => fedAvg('linearRegression', o),
+  linearRegression: (o: LinearOptions): Step[] => {
+    checkArg('linearRegression', 'options', LinearOptionsSchema, o, FILTER_HINTS.modelOptions);
+    return fedAvg('linearRegression', o);
+  },
   /**
    * Federated random forest: every worker grows its forest, the initiator merges them
    * (strategy merge: one forest of all trees; majority: a vote of the workers' forests).
    */
   randomForest: (o: ForestOptions): Step[] => {
+    checkArg('randomForest', 'options', ForestOptionsSchema, o, FILTER_HINTS.modelOptions);
     const model = forestSpec(o);
     return [
       steps.parallel(trainOp(model, o), distributions.collect()),
@@ -161,13 +202,17 @@ export const models = {
    * k-fold cross-validation on each worker's own rows, merged into the metrics of the pooled
    * out-of-fold predictions (only metrics leave the workers).
    */
-  crossValidation: (model: ModelSpec, folds: number, o: { query?: Query; splitSeed?: number } = {}): Step[] => [
-    steps.parallel(
-      defined({ kind: 'LocalCrossValidation' as const, model, folds, query: o.query?.where ? o.query : undefined, splitSeed: o.splitSeed }),
-      distributions.collect(),
-    ),
-    steps.finalize({ kind: 'MergeMetrics' }),
-  ],
+  crossValidation: (model: ModelSpec, folds: number, o: CrossValidationOptions = {}): Step[] => {
+    checkArg('crossValidation', 'model', ModelSpecSchema, model);
+    checkArg('crossValidation', 'options', CrossValidationOptionsSchema, o, FILTER_HINTS.modelOptions);
+    return [
+      steps.parallel(
+        defined({ kind: 'LocalCrossValidation' as const, model, folds, query: o.query?.where ? o.query : undefined, splitSeed: o.splitSeed }),
+        distributions.collect(),
+      ),
+      steps.finalize({ kind: 'MergeMetrics' }),
+    ];
+  },
 };
 
 /** Rows to predict: objects keyed by feature name, or arrays in the model's feature order. */

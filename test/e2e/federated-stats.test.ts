@@ -139,7 +139,8 @@ t.test('a policy override that clashes with the scheduler defaults is refused wi
   const project = await wb.project(token);
   await t.rejects(project.submit({ steps: [steps.finalize({ kind: 'Noop' })], policy: { initialIntervalMs: 40_000 } }), {
     code: 'INVALID_ARTIFACT',
-    path: 'policy.maxIntervalMs',
+    path: 'policy.initialIntervalMs',
+    message: /policy\.initialIntervalMs: 40000 must not exceed maxIntervalMs \(30000\) \(with this scheduler's defaults\)/,
   });
 });
 

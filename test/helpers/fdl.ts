@@ -37,6 +37,8 @@ export interface FdlProcess {
   stderrMatch(pattern: RegExp, o?: Partial<WaitOptions>): Promise<RegExpMatchArray>;
   /** Resolves when it has ended. */
   ended: Promise<FdlRun>;
+  /** Sends it a signal (SIGTERM: a node shuts down and exits 0). */
+  kill(signal?: NodeJS.Signals): void;
 }
 
 /** Starts `fdl ARGS` and returns at once, for a test that acts while the command runs. */
@@ -78,5 +80,8 @@ export function startFdl(args: string[], env: NodeJS.ProcessEnv = {}): FdlProces
         { what: o.what ?? `${pattern} on the stderr of fdl ${args.join(' ')}`, ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}) },
       ),
     ended,
+    kill: (signal = 'SIGTERM') => {
+      child.kill(signal);
+    },
   };
 }

@@ -217,7 +217,7 @@ t.test('chains refuse inputs of another estimator, bad shapes, and missing masks
   t.equal(wrongFinal.code, 'OPERATION_FAILED');
   const shape = await caught(runOperation(ctxOf(w, { kind: 'Sum', features: ['MedInc', 'HouseAge'] }, [sumStart], { stepIndex: 900 })));
   t.match(shape.message, /slots/);
-  for (const bad of [{ family: 'sum', n: [-1, 0], x: ['0'.repeat(48)] }, { family: 'sum', n: [0, 0], x: ['xyz'] }, { family: 'sum', n: [INT_RING, 0], x: ['0'.repeat(48)] }]) {
+  for (const bad of [{ family: 'sum', n: [-1, 0], x: ['0'.repeat(64)] }, { family: 'sum', n: [0, 0], x: ['xyz'] }, { family: 'sum', n: [INT_RING, 0], x: ['0'.repeat(64)] }]) {
     t.equal((await caught(runOperation(ctxOf(w, { kind: 'Sum', features: ['MedInc'] }, [bad], { stepIndex: 900 })))).code, 'OPERATION_FAILED');
   }
   const dup = await caught(runOperation(ctxOf(initiator, { kind: 'SumInit', features: ['a', 'a'] }, [], { stepIndex: 901 })));
@@ -233,16 +233,24 @@ t.test('chains refuse inputs of another estimator, bad shapes, and missing masks
 });
 
 t.test('the fixed-point ring is exact and hides magnitudes', async (t) => {
-  for (const x of [0, 1, -1, 0.1, -123456.789, 2 ** 60, -(2 ** 99), 3.14159e20, 2 ** -11]) {
+  // 128 fractional bits: every double in [2^-76, 2^100) is a ring element exactly.
+  for (const x of [0, 1, -1, 0.1, -123456.789, 2 ** 60, -(2 ** 99), 3.14159e20, 2 ** -11, 1e-9, -1e-15, 1e-20, 2 ** -76, 1e12 + 0.5, 2 ** 100 - 2 ** 47]) {
     t.equal(fromFixed(toFixed(x)), x, `${x} round-trips`);
   }
-  for (const x of [1e-15, -3e-12, 2 ** -70]) t.ok(Math.abs(fromFixed(toFixed(x)) - x) <= 2 ** -65, `${x} within 2^-65`);
+  for (const x of [1e-30, -3e-35, 2 ** -130]) t.ok(Math.abs(fromFixed(toFixed(x)) - x) <= 2 ** -129, `${x} within 2^-129`);
   t.throws(() => toFixed(2 ** 100), { code: 'BAD_QUERY' });
+  t.throws(() => toFixed(-(2 ** 100)), { code: 'BAD_QUERY' });
   t.throws(() => toFixed(Number.NaN), { code: 'OPERATION_FAILED' });
   // Exact addition: the sum of many values is the sum of their fixed-point images.
   const values = [1e15, 1, -1e15, 1e-3, 7.25];
   const total = values.reduce((acc, v) => acc + toFixed(v), 0n);
-  t.equal(fromFixed(total % (1n << 192n)), 1 + 1e-3 + 7.25);
+  t.equal(fromFixed(total % (1n << 256n)), 1 + 1e-3 + 7.25);
+  // A running value whose total is beyond what any chain can reach (+-2^126) is refused, not released.
+  const start = (await runOperation(ctxOf(initiator, { kind: 'SumInit', features: ['MedInc'] }, [], { stepIndex: 950 }))) as MaskedRunning;
+  const far = { ...start, x: [((BigInt(`0x${start.x[0]}`) + (1n << 255n)) % (1n << 256n)).toString(16).padStart(64, '0')] };
+  const refused = await caught(runOperation(ctxOf(initiator, { kind: 'SumFinal', features: ['MedInc'] }, [far], { stepIndex: 950 })));
+  t.equal(refused.code, 'OPERATION_FAILED');
+  t.match(refused.message, /out of range/);
 });
 
 t.test('hostile feature names and values stay data, nulls are skipped, empty results are null', async (t) => {

@@ -3,8 +3,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { DataEngine } from '../lib/data/engine.ts';
-import { drawMask, keyJson, normalizeScalar, type OpContext } from '../lib/ops/context.ts';
+import { keyJson, normalizeScalar, type OpContext } from '../lib/ops/context.ts';
 import { compareKeys, domainKeys, MAX_GROUP_KEYS } from '../lib/ops/estimators/group-count.ts';
+import { fromFixed, INT_RING } from '../lib/ops/estimators/masked.ts';
+import type { MaskedRunning } from '../lib/ops/index.ts';
 import { runOperation } from '../lib/ops/index.ts';
 import type { Filter, Operation, Query, Scalar } from '../protocols/entities.ts';
 import { type ChainNode, caught, ctxOf, MapLocals, seeded, sequential as chainSequential, TOKEN, } from './helpers/chain.ts';
@@ -69,11 +71,12 @@ t.test('Sequential chains over two shards match the central computation', async 
         { kind: 'CountFinal' },
       );
       t.same(c.result, { count: rows.length });
-      const [h0, h1, h2] = c.hops as Array<{ count: number }>;
-      t.not(h0?.count, 0, 'the chain starts at the mask');
-      t.equal(h1?.count, (h0?.count ?? 0) + rows1.length, 'worker 1 adds its count');
-      t.not(h1?.count, rows1.length, 'worker 1 product is not its plain count');
-      t.not(h2?.count, rows.length, 'worker 2 product is not the plain total');
+      const [h0, h1, h2] = c.hops as MaskedRunning[];
+      t.equal(h0?.family, 'count');
+      t.not(h0?.n[0], 0, 'the chain starts at the mask');
+      t.equal(h1?.n[0], ((h0?.n[0] ?? 0) + rows1.length) % INT_RING, 'worker 1 adds its count (mod 2^52)');
+      t.not(h1?.n[0], rows1.length, 'worker 1 product is not its plain count');
+      t.not(h2?.n[0], rows.length, 'worker 2 product is not the plain total');
     });
 
     t.test(`mean of every feature, ${label}`, async (t) => {
@@ -93,16 +96,17 @@ t.test('Sequential chains over two shards match the central computation', async 
         t.ok(rel <= 1e-9, `${f}: ${result.mean[f]} vs ${central} (rel ${rel.toExponential(2)})`);
         t.equal(result.count[f], rows.length, `${f} count`);
       }
-      const [h0, h1, h2] = c.hops as Array<{ sums: Record<string, number>; counts: Record<string, number> }>;
-      const masks = new Set([...Object.values(h0?.sums ?? {}), ...Object.values(h0?.counts ?? {})]);
-      t.equal(masks.size, 2 * header.length, 'an independent mask per feature, for the sum and for the count');
-      for (const f of header) {
+      const [h0, h1, h2] = c.hops as MaskedRunning[];
+      t.equal(h0?.family, 'mean');
+      t.equal(new Set(h0?.n).size + new Set(h0?.x).size, 2 * header.length, 'an independent mask per feature, for the sum and for the count');
+      const real = (h: MaskedRunning | undefined, i: number) => fromFixed(BigInt(`0x${h?.x[i] ?? '0'}`));
+      for (const [i, f] of header.entries()) {
         const sum1 = rows1.reduce((a, r) => a + v(r, f), 0);
         const sum = rows.reduce((a, r) => a + v(r, f), 0);
-        t.not(h1?.counts[f], rows1.length, `${f}: worker 1 count is masked`);
-        t.not(h2?.counts[f], rows.length, `${f}: worker 2 count is masked`);
-        t.ok(Math.abs((h1?.sums[f] ?? 0) - sum1) > 1, `${f}: worker 1 sum is masked`);
-        t.ok(Math.abs((h2?.sums[f] ?? 0) - sum) > 1, `${f}: worker 2 sum is masked`);
+        t.not(h1?.n[i], rows1.length, `${f}: worker 1 count is masked`);
+        t.not(h2?.n[i], rows.length, `${f}: worker 2 count is masked`);
+        t.ok(Math.abs(real(h1, i) - sum1) > 1, `${f}: worker 1 sum is masked`);
+        t.ok(Math.abs(real(h2, i) - sum) > 1, `${f}: worker 2 sum is masked`);
       }
     });
 
@@ -129,19 +133,22 @@ t.test('Sequential chains over two shards match the central computation', async 
       t.same(result.by, by);
       t.same(result.groups, expected, 'exact counts, sorted, zero groups left out');
       t.ok(result.groups.length < 2 * 60, 'some declared keys had no row and are not listed');
-      const [h0, h1, h2] = c.hops as Array<{ counts: Record<string, number> }>;
-      t.equal(Object.keys(h0?.counts ?? {}).length, 2 * 60, 'every key of the domain is masked from the start');
-      t.same(Object.keys(h2?.counts ?? {}), Object.keys(h0?.counts ?? {}), 'workers see the same key set');
+      const [h0, h1, h2] = c.hops as MaskedRunning[];
+      t.equal(h0?.family, 'group-count');
+      t.equal(h0?.keys?.length, 2 * 60, 'every key of the domain is masked from the start');
+      t.equal(h0?.n.length, 2 * 60);
+      t.same(h2?.keys, h0?.keys, 'workers see the same key set');
+      const slot = (k: string) => h0?.keys?.indexOf(k) ?? -1;
       const local1 = new Map<string, number>();
       for (const r of rows1) {
         const k = JSON.stringify([v(r, 'MedHouseValDiscrete'), v(r, 'HouseAge')]);
         local1.set(k, (local1.get(k) ?? 0) + 1);
       }
       for (const [k, n] of local1) {
-        t.equal(h1?.counts[k], (h0?.counts[k] ?? 0) + n);
-        t.not(h1?.counts[k], n, `${k}: worker 1 count is masked`);
+        t.equal(h1?.n[slot(k)], ((h0?.n[slot(k)] ?? 0) + n) % INT_RING);
+        t.not(h1?.n[slot(k)], n, `${k}: worker 1 count is masked`);
       }
-      for (const g of expected) t.not(h2?.counts[JSON.stringify(g.key)], g.count, 'worker 2 counts are masked');
+      for (const g of expected) t.not(h2?.n[slot(JSON.stringify(g.key))], g.count, 'worker 2 counts are masked');
     });
   }
 
@@ -194,7 +201,7 @@ t.test('Sequential chains over two shards match the central computation', async 
     t.equal(err.path, 'operation.query.where.and[0].feature');
     t.equal(err.retryable, false);
     const err2 = await caught(
-      runOperation(ctx(workers[0] as Node, { kind: 'Mean', features: ['nope'] }, [{ sums: { nope: 1 }, counts: { nope: 1 } }])),
+      runOperation(ctx(workers[0] as Node, { kind: 'Mean', features: ['nope'] }, [{ family: 'mean', n: [0], x: ['0'.repeat(64)] }])),
     );
     t.equal(err2.code, 'BAD_QUERY');
     t.equal(err2.path, 'operation.features[0]');
@@ -266,43 +273,55 @@ t.test('chain links check their inputs and their node', async (t) => {
     'OPERATION_FAILED',
   );
 
-  const noData = await caught(runOperation(ctx(initiator, { kind: 'Count' }, [{ count: 0 }])));
+  const start = await runOperation(ctx(initiator, { kind: 'CountInit' }, [], { stepIndex: 6 }));
+  const noData = await caught(runOperation(ctx(initiator, { kind: 'Count' }, [start])));
   t.equal(noData.code, 'DATA_UNAVAILABLE');
-  const otherToken = await caught(runOperation(ctx(worker, { kind: 'Count' }, [{ count: 0 }], { projectToken: 'other' })));
+  const otherToken = await caught(runOperation(ctx(worker, { kind: 'Count' }, [start], { projectToken: 'other' })));
   t.equal(otherToken.code, 'DATA_UNAVAILABLE');
 
+  // A well-formed running value on a node that drew no masks for the step.
   const fresh: Node = { data: undefined, locals: new MapLocals() };
-  t.equal((await caught(runOperation(ctx(fresh, { kind: 'CountFinal' }, [{ count: 5 }])))).code, 'INTERNAL');
-  t.equal((await caught(runOperation(ctx(fresh, { kind: 'MeanFinal', features: ['a'] }, [{ sums: { a: 1 }, counts: { a: 1 } }])))).code, 'INTERNAL');
-  t.equal((await caught(runOperation(ctx(fresh, { kind: 'GroupCountFinal', by: ['a'] }, [{ counts: {} }])))).code, 'INTERNAL');
+  const meanStart = await runOperation(ctx(initiator, { kind: 'MeanInit', features: ['a'] }, [], { stepIndex: 6 }));
+  const groupStart = await runOperation(ctx(initiator, { kind: 'GroupCountInit', by: ['a'], domain: [[1]] }, [], { stepIndex: 6 }));
+  t.equal((await caught(runOperation(ctx(fresh, { kind: 'CountFinal' }, [start], { stepIndex: 6 })))).code, 'INTERNAL');
+  t.equal((await caught(runOperation(ctx(fresh, { kind: 'MeanFinal', features: ['a'] }, [meanStart], { stepIndex: 6 })))).code, 'INTERNAL');
+  t.equal((await caught(runOperation(ctx(fresh, { kind: 'GroupCountFinal', by: ['a'] }, [groupStart], { stepIndex: 6 })))).code, 'INTERNAL');
+  // A Count link refuses the running value of another estimator.
+  t.match((await caught(runOperation(ctx(worker, { kind: 'Count' }, [meanStart], { stepIndex: 6 })))).message, /not a count running value/);
 
   // Masks are scoped by step and iteration: another iteration has none.
-  await runOperation(ctx(initiator, { kind: 'CountInit' }, [], { stepIndex: 7, iteration: 0 }));
-  t.equal((await caught(runOperation(ctx(initiator, { kind: 'CountFinal' }, [{ count: 5 }], { stepIndex: 7, iteration: 1 })))).code, 'INTERNAL');
+  const seven = await runOperation(ctx(initiator, { kind: 'CountInit' }, [], { stepIndex: 7, iteration: 0 }));
+  t.equal((await caught(runOperation(ctx(initiator, { kind: 'CountFinal' }, [seven], { stepIndex: 7, iteration: 1 })))).code, 'INTERNAL');
 
-  // A retried init reuses its masks, so a chain already under way stays right.
-  const a = await runOperation(ctx(initiator, { kind: 'MeanInit', features: ['x', 'y'] }, [], { stepIndex: 8, random: seeded(1) }));
+  // A retried init reuses its masks, so a chain already under way stays right (even with another random source).
+  const bytes = (seed: number) => {
+    const r = seeded(seed);
+    return (n: number) => Uint8Array.from({ length: n }, () => Math.floor(r() * 256));
+  };
+  const a = await runOperation(ctx(initiator, { kind: 'MeanInit', features: ['x', 'y'] }, [], { stepIndex: 8, randomBytes: bytes(1) }));
   const b = await runOperation(
-    ctx(initiator, { kind: 'MeanInit', features: ['x', 'y'] }, [], { stepIndex: 8, random: seeded(2), attempt: 2 }),
+    ctx(initiator, { kind: 'MeanInit', features: ['x', 'y'] }, [], { stepIndex: 8, randomBytes: bytes(2), attempt: 2 }),
   );
   t.same(a, b);
-  const g1 = await runOperation(ctx(initiator, { kind: 'GroupCountInit', by: ['x'], domain: [[1, 2]] }, [], { stepIndex: 8, random: seeded(1) }));
-  const g2 = await runOperation(ctx(initiator, { kind: 'GroupCountInit', by: ['x'], domain: [[1, 2]] }, [], { stepIndex: 8, random: seeded(2) }));
+  const g1 = await runOperation(ctx(initiator, { kind: 'GroupCountInit', by: ['x'], domain: [[1, 2]] }, [], { stepIndex: 8, randomBytes: bytes(1) }));
+  const g2 = await runOperation(ctx(initiator, { kind: 'GroupCountInit', by: ['x'], domain: [[1, 2]] }, [], { stepIndex: 8, randomBytes: bytes(2) }));
   t.same(g1, g2);
-  const c1 = await runOperation(ctx(initiator, { kind: 'CountInit' }, [], { stepIndex: 8, random: seeded(1) }));
-  const c2 = await runOperation(ctx(initiator, { kind: 'CountInit' }, [], { stepIndex: 8, random: seeded(2) }));
+  const c1 = (await runOperation(ctx(initiator, { kind: 'CountInit' }, [], { stepIndex: 8, randomBytes: bytes(1) }))) as MaskedRunning;
+  const c2 = await runOperation(ctx(initiator, { kind: 'CountInit' }, [], { stepIndex: 8, randomBytes: bytes(2) }));
   t.same(c1, c2);
 
   // Init and final run anywhere: the initiator holds no data and needs none.
-  const unmasked = await runOperation(ctx(initiator, { kind: 'CountFinal' }, [{ count: (c1 as { count: number }).count + 12 }], { stepIndex: 8 }));
-  t.same(unmasked, { count: 12 });
+  const plus12 = { ...c1, n: [((c1.n[0] as number) + 12) % INT_RING] };
+  t.same(await runOperation(ctx(initiator, { kind: 'CountFinal' }, [plus12], { stepIndex: 8 })), { count: 12 });
 
   // A feature named __proto__ is an ordinary key.
-  const p = (await runOperation(ctx(initiator, { kind: 'MeanInit', features: ['__proto__'] }, [], { stepIndex: 9 }))) as {
-    sums: Record<string, number>;
+  const p = await runOperation(ctx(initiator, { kind: 'MeanInit', features: ['__proto__'] }, [], { stepIndex: 9 }));
+  const pm = (await runOperation(ctx(initiator, { kind: 'MeanFinal', features: ['__proto__'] }, [p], { stepIndex: 9 }))) as {
+    mean: Record<string, number | null>;
+    count: Record<string, number>;
   };
-  t.ok(Object.hasOwn(p.sums, '__proto__'));
-  t.equal(Object.getPrototypeOf(p.sums), Object.prototype);
+  t.ok(Object.hasOwn(pm.mean, '__proto__') && Object.hasOwn(pm.count, '__proto__'));
+  t.equal(Object.getPrototypeOf(pm.mean), Object.prototype);
 });
 
 t.test('group domains: normalization, cap, shape', async (t) => {
@@ -328,22 +347,33 @@ t.test('group domains: normalization, cap, shape', async (t) => {
   t.match(err.message, new RegExp(`at most ${MAX_GROUP_KEYS}`));
   const ok = (await runOperation(
     ctx(initiator, { kind: 'GroupCountInit', by: ['a', 'b'], domain: [big, big.slice(0, 250)] }, []),
-  )) as { counts: Record<string, number> };
-  t.equal(Object.keys(ok.counts).length, MAX_GROUP_KEYS, 'exactly the cap is allowed');
+  )) as MaskedRunning;
+  t.equal(ok.keys?.length, MAX_GROUP_KEYS, 'exactly the cap is allowed');
+  t.equal(ok.n.length, MAX_GROUP_KEYS);
   const shape = await caught(runOperation(ctx(initiator, { kind: 'GroupCountInit', by: ['a', 'b'], domain: [[1]] }, [])));
   t.equal(shape.code, 'BAD_QUERY');
 });
 
-t.test('masks are uniform integers in [-2^31, 2^31)', async (t) => {
-  t.equal(drawMask(() => 0), -(2 ** 31));
-  t.equal(drawMask(() => 1 - 2 ** -53), 2 ** 31 - 1);
-  t.throws(() => drawMask(() => 1));
-  const r = seeded(7);
-  for (let i = 0; i < 1000; i++) {
-    const m = drawMask(r);
-    if (!Number.isInteger(m) || m < -(2 ** 31) || m >= 2 ** 31) t.fail(`mask ${m}`);
+t.test('masks come from node:crypto (ctx.randomBytes), never from ctx.random', async (t) => {
+  const initiator: Node = { data: undefined, locals: new MapLocals() };
+  const never = () => {
+    throw new Error('ctx.random must not be used for masks');
+  };
+  const ops: Operation[] = [{ kind: 'CountInit' }, { kind: 'MeanInit', features: ['x'] }, { kind: 'GroupCountInit', by: ['x'], domain: [[1, 2]] }];
+  for (const [i, op] of ops.entries()) {
+    let drawn = 0;
+    const counted = (n: number) => {
+      drawn += n;
+      return new Uint8Array(n).fill(0xab);
+    };
+    await runOperation(ctx(initiator, op, [], { stepIndex: 100 + i, random: never, randomBytes: counted }));
+    t.ok(drawn > 0, `${op.kind}: its masks are drawn from randomBytes`);
   }
-  t.pass('1000 masks in range');
+  // Without an injected source: node:crypto, so two steps differ.
+  const x = (await runOperation(ctx(initiator, { kind: 'MeanInit', features: ['x'] }, [], { stepIndex: 110 }))) as MaskedRunning;
+  const y = (await runOperation(ctx(initiator, { kind: 'MeanInit', features: ['x'] }, [], { stepIndex: 111 }))) as MaskedRunning;
+  t.not(x.x[0], y.x[0]);
+  t.not(x.n[0], y.n[0]);
 });
 
 t.test('test operations', async (t) => {

@@ -195,8 +195,10 @@ t.test('result data decodes to the documented product shapes', async (t) => {
   // A chain link's product, as a worker ships it in jobCompleted.
   const link = parseFixture(fixture('jobCompleted/mean-link.json'));
   if (link.type !== 'jobCompleted') return t.fail('wrong fixture type');
-  const running = decodeValue(link.data) as { sums?: unknown; counts?: unknown };
-  t.ok(isRecord(running.sums) && isRecord(running.counts), 'a Mean link carries { sums, counts }');
+  const running = decodeValue(link.data) as { family?: unknown; n?: unknown; x?: unknown };
+  t.equal(running.family, 'mean', 'a Mean link is a masked running value of family "mean"');
+  t.ok(Array.isArray(running.n) && running.n.length === 2 && running.n.every((v) => Number.isInteger(v) && v >= 0 && v < 2 ** 52), 'n: one ring integer per feature');
+  t.ok(Array.isArray(running.x) && running.x.length === 2 && running.x.every((v) => typeof v === 'string' && /^[0-9a-f]{64}$/.test(v)), 'x: one 64-hex-digit ring element per feature');
 });
 
 t.test('decoding fills schema defaults, but never in a retry policy override', async (t) => {

@@ -21,7 +21,7 @@ export interface OpContext {
   /** Undefined on the initiator (the scheduler's data-less worker). */
   data: DataEngine | undefined;
   locals: Locals;
-  /** [0, 1), injectable for tests. */
+  /** [0, 1), injectable for tests. Not for secrets: masks and noise draw on `randomBytes`. */
   random: () => number;
   /**
    * The node's privacy settings (from its config, `privacy:`). Absent: the safe defaults, a
@@ -89,15 +89,6 @@ export type Ctx<K extends Operation['kind']> = OpContext & { operation: OpOf<K> 
 /** A record of numbers, keyed by arbitrary strings: built with fromEntries so that a key
  * such as `__proto__` is an own property, never the prototype. */
 export type NumberMap = Record<string, number>;
-
-export const MASK_BOUND = 2 ** 31;
-
-/** A uniform random integer in [-2^31, 2^31). */
-export function drawMask(random: () => number): number {
-  const r = random();
-  if (!(r >= 0 && r < 1)) throw new FdlError('INTERNAL', 'random() must return a number in [0, 1)');
-  return Math.floor(r * 2 * MASK_BOUND) - MASK_BOUND;
-}
 
 /** The locals key of a Sequential step's masks: its init and its final share step and iteration. */
 export function localsKey(ctx: OpContext, family: string): string {

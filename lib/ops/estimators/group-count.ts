@@ -1,41 +1,30 @@
 import type { Scalar } from '../../../protocols/entities.ts';
 import { FdlError } from '../../errors.ts';
-import {
-  badInput,
-  type Ctx,
-  drawMask,
-  isNumber,
-  keyJson,
-  localsKey,
-  type NumberMap,
-  normalizeScalar,
-  numberMap,
-  requireData,
-  singleInput,
-  toRecord,
-} from '../context.ts';
+import { badInput, type Ctx, keyJson, localsKey, normalizeScalar, requireData } from '../context.ts';
+import { addContribution, maskedFinal, maskedInit, type MaskedRunning, readRunning } from './masked.ts';
 import { allowed, checkDpRequired, dpNoise } from './privacy.ts';
 
 /**
- * Secure group count over a Sequential chain. The initiator declares the domain of every `by`
- * feature; every key of their cartesian product gets its own independent mask from the start,
- * so a worker sees the same (masked) key set whatever the data, and a key no worker has comes
- * out as 0 (the original masked only the keys the first worker had, and scalar-masked them
- * all alike). A worker whose data has a key outside the domain refuses to run.
+ * Secure group count over a Sequential chain, in the exact masked ring of masked.ts. The
+ * initiator declares the domain of every `by` feature; every key of their cartesian product gets
+ * its own independent mask from the start, so a worker sees the same (masked) key set whatever
+ * the data, and a key no worker has comes out as 0 (the original masked only the keys the first
+ * worker had, and scalar-masked them all alike). A worker whose data has a key outside the
+ * domain refuses to run.
+ * Slots: n = [count of key j...] in the order of `keys` (the JSON of each key tuple, public), x = [].
  */
 
-export const MAX_GROUP_KEYS = 100_000;
+const FAMILY = 'group-count';
 
-export interface GroupCountRunning {
-  /** JSON of the key tuple -> masked running count. */
-  counts: NumberMap;
-}
+export const MAX_GROUP_KEYS = 100_000;
 
 export interface GroupCountProduct {
   by: string[];
   /** Unmasked, sorted by key; groups with no row are left out. */
   groups: Array<{ key: Scalar[]; count: number }>;
 }
+
+const layout = (keys: number) => ({ ints: keys, reals: 0 });
 
 /** Every key of the domain's cartesian product, as JSON, in lexicographic order of the domain. */
 export function domainKeys(by: readonly string[], domain: readonly (readonly unknown[])[]): string[] {
@@ -66,23 +55,11 @@ export function domainKeys(by: readonly string[], domain: readonly (readonly unk
   return tuples.map((t) => JSON.stringify(t));
 }
 
-function readMasks(v: unknown): Map<string, number> | undefined {
-  if (!Array.isArray(v)) return undefined;
-  if (!v.every((p) => Array.isArray(p) && typeof p[0] === 'string' && isNumber(p[1]))) return undefined;
-  return new Map(v as Array<[string, number]>);
-}
-
 /** Initiator. Masks are drawn once per step and iteration: a retried init reuses them. */
-export function groupCountInit(ctx: Ctx<'GroupCountInit'>): GroupCountRunning {
+export function groupCountInit(ctx: Ctx<'GroupCountInit'>): MaskedRunning {
   const keys = domainKeys(ctx.operation.by, ctx.operation.domain);
-  const key = localsKey(ctx, 'group-count');
-  const stored = readMasks(ctx.locals.get(key));
-  if (stored !== undefined && stored.size === keys.length && keys.every((k) => stored.has(k))) {
-    return { counts: toRecord(keys.map((k) => [k, stored.get(k) as number])) };
-  }
-  const masks: Array<[string, number]> = keys.map((k) => [k, drawMask(ctx.random)]);
-  ctx.locals.set(key, masks);
-  return { counts: toRecord(masks) };
+  ctx.locals.set(localsKey(ctx, `${FAMILY}-keys`), keys);
+  return maskedInit(ctx, FAMILY, layout(keys.length), keys);
 }
 
 /**
@@ -90,16 +67,18 @@ export function groupCountInit(ctx: Ctx<'GroupCountInit'>): GroupCountRunning {
  * (a smaller group is not contributed); a group outside the domain is refused. With `dp`,
  * integer Laplace noise is added to every key of the domain.
  */
-export async function groupCount(ctx: Ctx<'GroupCount'>): Promise<GroupCountRunning> {
-  const running = numberMap(ctx, singleInput(ctx), 'counts');
-  if (running.size > MAX_GROUP_KEYS) throw badInput(ctx, `more than ${MAX_GROUP_KEYS} group keys`);
+export async function groupCount(ctx: Ctx<'GroupCount'>): Promise<MaskedRunning> {
+  const keys = readRunning(ctx, FAMILY).keys ?? [];
+  if (keys.length > MAX_GROUP_KEYS) throw badInput(ctx, `more than ${MAX_GROUP_KEYS} group keys`);
+  const running = readRunning(ctx, FAMILY, layout(keys.length));
   const { dp } = ctx.operation;
   checkDpRequired(ctx, dp);
   const local = await requireData(ctx).groupCounts(ctx.projectToken, ctx.operation.by, ctx.operation.query);
+  const index = new Map(keys.map((k, j) => [k, j]));
+  const n = new Array<number>(keys.length).fill(0);
   for (const g of local) {
-    const k = keyJson(g.key);
-    const v = running.get(k);
-    if (v === undefined) {
+    const j = index.get(keyJson(g.key));
+    if (j === undefined) {
       // The value itself is not echoed: it is this node's data.
       throw new FdlError(
         'BAD_QUERY',
@@ -107,15 +86,14 @@ export async function groupCount(ctx: Ctx<'GroupCount'>): Promise<GroupCountRunn
         { path: 'operation.domain', retryable: false },
       );
     }
-    if (allowed(ctx, g.count)) running.set(k, v + g.count);
+    if (allowed(ctx, g.count)) n[j] = g.count;
   }
   if (dp !== undefined) {
     // One row is in one group: L1 sensitivity 1.
-    const noise = dpNoise(ctx, dp, 1, running.size, 0);
-    let i = 0;
-    for (const [k, v] of running) running.set(k, v + (noise.ints[i++] as number));
+    const noise = dpNoise(ctx, dp, 1, n.length, 0);
+    for (let j = 0; j < n.length; j++) n[j] = (n[j] as number) + (noise.ints[j] as number);
   }
-  return { counts: toRecord(running) };
+  return addContribution(running, { n, x: [] });
 }
 
 const RANK = { object: 0, boolean: 1, number: 2, string: 3 } as const;
@@ -138,19 +116,18 @@ export function compareKeys(a: readonly Scalar[], b: readonly Scalar[]): number 
 
 /** Initiator: removes the masks; keeps the groups that have rows, sorted by key. */
 export function groupCountFinal(ctx: Ctx<'GroupCountFinal'>): GroupCountProduct {
-  const running = numberMap(ctx, singleInput(ctx), 'counts');
-  const masks = readMasks(ctx.locals.get(localsKey(ctx, 'group-count')));
-  if (masks === undefined) {
-    throw new FdlError('INTERNAL', `GroupCountFinal: no masks for step ${ctx.stepIndex}, iteration ${ctx.iteration} in locals`);
+  const keys = ctx.locals.get(localsKey(ctx, `${FAMILY}-keys`));
+  if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'string')) {
+    throw new FdlError('INTERNAL', `GroupCountFinal: no group keys for step ${ctx.stepIndex}, iteration ${ctx.iteration} in locals`);
   }
-  if (running.size !== masks.size) throw badInput(ctx, `${running.size} group keys, ${masks.size} were declared`);
+  const { plain, keys: carried } = maskedFinal(ctx, FAMILY, layout(keys.length));
+  if (carried === undefined || carried.length !== keys.length || carried.some((k, j) => k !== keys[j])) {
+    throw badInput(ctx, 'the group keys are not the ones declared');
+  }
   const groups: Array<{ key: Scalar[]; count: number }> = [];
-  for (const [k, mask] of masks) {
-    const v = running.get(k);
-    if (v === undefined) throw badInput(ctx, 'a declared group key is missing');
-    const count = v - mask;
+  for (const [j, k] of (keys as string[]).entries()) {
+    const count = plain.n[j] as number;
     // Only noise (dp) can make a count negative.
-    if (!Number.isInteger(count)) throw new FdlError('INTERNAL', `GroupCountFinal: unmasked count ${count}`);
     if (count > 0) groups.push({ key: JSON.parse(k) as Scalar[], count });
   }
   groups.sort((a, b) => compareKeys(a.key, b.key));

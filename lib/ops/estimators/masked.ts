@@ -3,17 +3,22 @@ import { badInput, localsKey, type OpContext, singleInput } from '../context.ts'
 import { randomBytesOf } from './privacy.ts';
 
 /**
- * The masked running value of the newer Sequential estimators (Sum, Variance, GroupMean,
- * Histogram, Quantiles, Covariance; Min/Max excepted): a vector of integer slots and a vector of
- * real slots, each masked by the initiator with a uniform random element of a ring, so a worker
- * sees values that are uniformly distributed whatever the data (perfect hiding, unlike an
- * additive offset of bounded size), and the sums are exact:
+ * The one masked sum of every Sequential estimator that masks (Count, Mean, GroupCount, Sum,
+ * Variance, GroupMean, Histogram, Quantiles, Covariance; Min/Max cannot be masked): a vector of
+ * integer slots and a vector of real slots, each masked by the initiator with a uniform random
+ * element of a ring drawn from node:crypto, so a worker sees values that are uniformly
+ * distributed whatever the data (perfect hiding, unlike an additive offset of bounded size),
+ * and the sums are exact:
  *
- * - integer slots (counts): integers mod 2^52, as plain numbers (exact in a double);
- * - real slots (sums of doubles): fixed point with 64 fractional bits, mod 2^192, on the wire
- *   as 48 hex digits. A worker's local sum x becomes round(x * 2^64) (exact for |x| >= 2^-11,
- *   and within 2^-65 below that); the merged total is exact, and converting it back costs one
- *   rounding. A local sum must be below 2^100 in magnitude.
+ * - integer slots (counts): integers mod 2^52, as plain numbers (exact in a double); a
+ *   contribution must be below 2^51 in magnitude;
+ * - real slots (sums of doubles): fixed point with 128 fractional bits, mod 2^256, on the wire
+ *   as 64 hex digits. A worker's local sum x becomes round(x * 2^128): exact for
+ *   2^-76 <= |x| < 2^100 (every double there is a multiple of 2^-128), within 2^-129 below.
+ *   |x| >= 2^100 is refused (BAD_QUERY), never wrapped. The merged total is exact; converting it
+ *   back to a double costs one rounding. The signed range of the total is +-2^127; a chain of
+ *   fewer than 2^26 links stays within +-2^126, and the final refuses a total beyond that (an
+ *   overflowed or corrupt chain) rather than release it.
  *
  * The running value names its estimator family: a worker and the final op check it, so an init,
  * a worker op and a final op of different estimators cannot be chained into a release the
@@ -22,14 +27,18 @@ import { randomBytesOf } from './privacy.ts';
 
 export const INT_RING = 2 ** 52;
 const HALF_INT_RING = 2 ** 51;
-const REAL_BITS = 192n;
+const REAL_BITS = 256n;
 const REAL_RING = 1n << REAL_BITS;
 const HALF_REAL_RING = 1n << (REAL_BITS - 1n);
-const FRAC = 2 ** 64;
+/** Fractional bits of a real slot. */
+export const FRAC_BITS = 128;
+const FRAC = 2 ** FRAC_BITS;
 const HEX_DIGITS = Number(REAL_BITS / 4n);
 const HEX = new RegExp(`^[0-9a-f]{${HEX_DIGITS}}$`);
 /** |local real| must stay below this. */
 export const MAX_REAL = 2 ** 100;
+/** |merged total| beyond this cannot come from a chain of fewer than 2^26 links: refused. */
+export const MAX_TOTAL = 2 ** 126;
 /** Bound on slots in one running value (a histogram of many bins, a wide covariance). */
 export const MAX_SLOTS = 1_000_000;
 
@@ -38,7 +47,7 @@ export interface MaskedRunning {
   family: string;
   /** Integer slots, each in [0, 2^52). */
   n: number[];
-  /** Real slots, each 48 hex digits (an element of Z/2^192). */
+  /** Real slots, each 64 hex digits (an element of Z/2^256, fixed point with 128 fractional bits). */
   x: string[];
   /** Estimator-specific public layout (e.g. the group keys), set by the init and passed on. */
   keys?: string[];
@@ -65,16 +74,24 @@ function intMod(a: number): number {
   return r < 0 ? r + INT_RING : r;
 }
 
-/** A double -> its fixed-point ring element. */
+/**
+ * A double -> its fixed-point ring element. x * 2^128 is exact (a change of exponent), and a
+ * double of magnitude >= 2^-76 is already an integer there, so only smaller ones are rounded.
+ */
 export function toFixed(x: number): bigint {
   if (!Number.isFinite(x)) throw new FdlError('OPERATION_FAILED', 'a local aggregate is not finite', { retryable: false });
   if (Math.abs(x) >= MAX_REAL) {
-    throw new FdlError('BAD_QUERY', `a local sum is too large to aggregate (|x| >= 2^100)`, { retryable: false });
+    throw new FdlError('BAD_QUERY', 'a local sum is too large to aggregate exactly (|x| >= 2^100): scale or shift the feature', {
+      retryable: false,
+    });
   }
   return mod(BigInt(Math.round(x * FRAC)));
 }
 
-/** A ring element -> the double it stands for (signed: the upper half of the ring is negative). */
+/**
+ * A ring element -> the double it stands for (signed: the upper half of the ring is negative),
+ * correctly rounded: BigInt -> Number rounds to nearest, and the division by 2^128 is exact.
+ */
 export function fromFixed(v: bigint): number {
   const signed = v >= HALF_REAL_RING ? v - REAL_RING : v;
   return Number(signed) / FRAC;
@@ -182,7 +199,15 @@ export function maskedFinal(ctx: OpContext, family: string, layout?: Layout): { 
     const v = intMod(r - (stored.n[i] as number));
     return v >= HALF_INT_RING ? v - INT_RING : v;
   });
-  const x = running.x.map((r, i) => fromFixed(mod(BigInt(`0x${r}`) - BigInt(`0x${stored.x[i]}`))));
+  const x = running.x.map((r, i) => {
+    const v = fromFixed(mod(BigInt(`0x${r}`) - BigInt(`0x${stored.x[i]}`)));
+    if (Math.abs(v) >= MAX_TOTAL) {
+      throw new FdlError('OPERATION_FAILED', `${ctx.operation.kind}: a masked total is out of range (|sum| >= 2^126): the chain overflowed or was corrupted`, {
+        retryable: false,
+      });
+    }
+    return v;
+  });
   const out: { plain: Plain; keys?: string[] } = { plain: { n, x } };
   if (running.keys !== undefined) out.keys = running.keys;
   return out;

@@ -24,9 +24,15 @@ export function sumInit(ctx: Ctx<'SumInit'>): MaskedRunning {
   return maskedInit(ctx, FAMILY, layout(distinct(ctx, ctx.operation.features)));
 }
 
-export async function sum(ctx: Ctx<'Sum'>): Promise<MaskedRunning> {
-  const features = distinct(ctx, ctx.operation.features);
-  const running = readRunning(ctx, FAMILY, layout(features));
+/**
+ * A worker's plain contribution to a per-feature sum (Sum, Mean): per feature its non-null
+ * count and compensated sum, nothing for a feature with fewer values than the minimum group
+ * size (counted in `suppressed`); with `dp`, values clipped to `dp.bounds` and Laplace noise on both.
+ */
+export async function localSums(
+  ctx: Ctx<'Sum' | 'Mean'>,
+  features: string[],
+): Promise<{ suppressed: number; n: number[]; x: number[] }> {
   const { dp } = ctx.operation;
   checkDpRequired(ctx, dp);
   const bounds = dp === undefined ? undefined : dpBounds(ctx, dp, features);
@@ -49,6 +55,13 @@ export async function sum(ctx: Ctx<'Sum'>): Promise<MaskedRunning> {
       x[i] = (x[i] as number) + (noise.reals[i] as number);
     }
   }
+  return { suppressed, n, x };
+}
+
+export async function sum(ctx: Ctx<'Sum'>): Promise<MaskedRunning> {
+  const features = distinct(ctx, ctx.operation.features);
+  const running = readRunning(ctx, FAMILY, layout(features));
+  const { suppressed, n, x } = await localSums(ctx, features);
   return addContribution(running, { n: [suppressed, ...n], x });
 }
 

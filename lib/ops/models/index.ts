@@ -2,7 +2,7 @@ import type { Operation } from '../../../protocols/entities.ts';
 import type { ModelSpec } from '../../../protocols/operations/models.ts';
 import { FdlError } from '../../errors.ts';
 import { isTestRow } from '../split.ts';
-import { type Ctx, type HandlerMap, localsKey, type OpContext, type OpOf, offload, singleInput } from '../context.ts';
+import { type Ctx, type HandlerMap, type OpContext, type OpOf, offload } from '../context.ts';
 import { classificationStats, type EvalStats, type Metrics, mergeStats, regressionStats, summarize } from '../metrics.ts';
 import { aggregateLinear, mergeForests } from './aggregate.ts';
 import { type Dataset, readDataset, subset } from './data.ts';
@@ -20,15 +20,10 @@ import {
   updateToWire,
 } from './model.ts';
 import { mixSeed } from './random.ts';
-import { addValues, randomMasks, unmask } from './secure-sum.ts';
+import { addContribution, maskedFinal, maskedInit, type MaskedRunning, readRunning } from '../estimators/masked.ts';
 import { DEFAULT_AGGREGATION, DEFAULT_SEED, type ForestSpec, forestTraining, type LinearSpec, linearTraining } from './spec.ts';
 
 export type { ForestModel, LinearModel, Model, ModelUpdate, RoundRecord } from './model.ts';
-
-/** Product of ModelStats chains: masked fixed-point sums [n, Σx_f..., Σx_f²...]. */
-export interface ModelStatsRunning {
-  sums: Uint8Array;
-}
 
 /** Product of EvaluateModel and LocalCrossValidation; MergeMetrics merges a list of them. */
 export interface MetricsProduct {
@@ -72,34 +67,31 @@ function checked<T>(ctx: OpRef, parse: () => T): T {
   }
 }
 
+/**
+ * ModelStats is a Sequential masked sum in the estimators' one ring (lib/ops/estimators/masked.ts):
+ * n = [complete rows], x = [Σx_f..., Σx_f²...].
+ */
 const STATS_FAMILY = 'model-stats';
+const statsLayout = (features: number) => ({ ints: 1, reals: 2 * features });
 
-function modelStatsInit(ctx: Ctx<'ModelStatsInit'>): ModelStatsRunning {
-  const key = localsKey(ctx, STATS_FAMILY);
-  const slots = 1 + 2 * ctx.operation.features.length;
-  const stored = ctx.locals.get(key);
-  // A retried init reuses its masks, so a chain already under way still unmasks right.
-  const masks = stored instanceof Uint8Array && stored.byteLength === slots * 16 ? stored : randomMasks(slots);
-  if (masks !== stored) ctx.locals.set(key, masks);
-  return { sums: masks };
+function modelStatsInit(ctx: Ctx<'ModelStatsInit'>): MaskedRunning {
+  return maskedInit(ctx, STATS_FAMILY, statsLayout(ctx.operation.features.length));
 }
 
-async function modelStats(ctx: Ctx<'ModelStats'>): Promise<ModelStatsRunning> {
+async function modelStats(ctx: Ctx<'ModelStats'>): Promise<MaskedRunning> {
   const { features, label, query } = ctx.operation;
-  const running = singleInput(ctx).sums;
-  if (!(running instanceof Uint8Array)) throw opError(ctx, 'its input has no masked sums');
-  const ds = await readDataset(ctx, features, label, query);
   const d = features.length;
-  const values = new Float64Array(1 + 2 * d);
-  values[0] = ds.x.rows;
+  const running = readRunning(ctx, STATS_FAMILY, statsLayout(d));
+  const ds = await readDataset(ctx, features, label, query);
+  const x = new Array<number>(2 * d).fill(0);
   for (let r = 0; r < ds.x.rows; r++) {
     for (let j = 0; j < d; j++) {
       const v = ds.x.data[r * d + j] as number;
-      values[1 + j] = (values[1 + j] as number) + v;
-      values[1 + d + j] = (values[1 + d + j] as number) + v * v;
+      x[j] = (x[j] as number) + v;
+      x[d + j] = (x[d + j] as number) + v * v;
     }
   }
-  return { sums: checked(ctx, () => addValues(running, values)) };
+  return addContribution(running, { n: [ds.x.rows], x });
 }
 
 /** The global mean and std from unmasked sums. */
@@ -130,14 +122,8 @@ function initModel(ctx: Ctx<'InitModel'>): Record<string, unknown> {
     std = Float64Array.from(standardize.std);
   } else if (ctx.inputs.length > 0) {
     // The final of a ModelStats chain: unmask the sums.
-    const running = singleInput(ctx).sums;
-    const masks = ctx.locals.get(localsKey(ctx, STATS_FAMILY));
-    if (!(running instanceof Uint8Array) || !(masks instanceof Uint8Array)) {
-      throw opError(ctx, `no masked sums, or no masks in locals (step ${ctx.stepIndex}, iteration ${ctx.iteration})`);
-    }
-    const sums = checked(ctx, () => unmask(running, masks));
-    if (sums.length !== 1 + 2 * d) throw opError(ctx, `the sums cover ${(sums.length - 1) / 2} features, the model ${d}`);
-    ({ mean, std } = statsToStandardize(ctx, sums, d));
+    const { plain } = maskedFinal(ctx, STATS_FAMILY, statsLayout(d));
+    ({ mean, std } = statsToStandardize(ctx, Float64Array.from([...plain.n, ...plain.x]), d));
   }
   return modelToWire(initialLinear(spec.type, spec.features, spec.label, mean, std));
 }

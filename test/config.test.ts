@@ -167,7 +167,8 @@ t.test('fdl node starts with an edge retry section that validates', async (t) =>
     file,
     `mode: scheduler\nname: s\nworkdir: ${join(dir, 'work')}\nlisten: { port: 0 }\nprojects: [{name: p, token: abcdefgh12}]\nretry: { initial_interval_ms: 40000, max_interval_ms: 40000, max_attempts: 1 }\n`,
   );
-  const node = startFdl(['node', '--config', file]);
+  // Info lines on: the test waits for "scheduler listening" (CI runs with FDL_LOG_LEVEL=warn).
+  const node = startFdl(['node', '--config', file], { FDL_LOG_LEVEL: 'info' });
   t.teardown(async () => {
     node.kill('SIGKILL');
     await node.ended;

@@ -18,7 +18,7 @@ const frame = (m: Message): Buffer => {
   return Buffer.concat([head, payload]);
 };
 
-t.test('events written in the same read as artifactAccepted reach the new handle', async (t) => {
+t.test('events written in the same read as artifactAccepted or a status reply reach the handle, newest last', async (t) => {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
   await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
   t.teardown(() => new Promise<void>((resolve) => wss.close(() => resolve())));
@@ -31,6 +31,12 @@ t.test('events written in the same read as artifactAccepted reach the new handle
     createdAt: 1,
     updatedAt: 1,
   };
+  const runningEvent: Message = {
+    type: 'artifactEvent',
+    artifactId: 'a-1',
+    progress: { completed: 0, total: 1 },
+    event: { kind: 'jobState', jobId: 'a-1.0', worker: 'w1', state: 'RUNNING', attempt: 1 },
+  };
   wss.on('connection', (ws: WebSocket) => {
     ws.send(encode({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', nonce: new Uint8Array(32) }));
     ws.on('message', (data: Buffer) => {
@@ -38,14 +44,16 @@ t.test('events written in the same read as artifactAccepted reach the new handle
       if (!decoded.ok) throw new Error(decoded.error.message);
       const m = decoded.message;
       if (m.type === 'workbenchHello') ws.send(encode({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', sessionId: 'x' }));
+      if (m.type === 'getStatus') ws.send(encode({ type: 'status', reqId: m.reqId, status }));
+      if (m.type === 'subscribe') {
+        // The snapshot, then a newer event in the same read: the event must win.
+        (ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(
+          Buffer.concat([frame({ type: 'status', reqId: m.reqId, status }), frame(runningEvent)]),
+        );
+      }
       if (m.type === 'submitArtifact') {
         const accepted = frame({ type: 'artifactAccepted', reqId: m.reqId, status });
-        const running = frame({
-          type: 'artifactEvent',
-          artifactId: 'a-1',
-          progress: { completed: 0, total: 1 },
-          event: { kind: 'jobState', jobId: 'a-1.0', worker: 'w1', state: 'RUNNING', attempt: 1 },
-        });
+        const running = frame(runningEvent);
         // One write: the client reads both frames before any promise continuation runs.
         (ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.concat([accepted, running]));
       }
@@ -56,4 +64,11 @@ t.test('events written in the same read as artifactAccepted reach the new handle
   const handle = await wb.submit('project-token', { steps: [steps.parallel({ kind: 'Noop' })] });
   t.equal(handle.status.jobs[0]?.state, 'RUNNING', 'the event sent right behind the acceptance was applied');
   t.equal(handle.status.jobs[0]?.attempt, 1);
+
+  // Another workbench follows the same artifact: its subscribe reply (an older snapshot) and the
+  // newer event arrive in one read; the snapshot must not undo the event.
+  const other = await Workbench.connect(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { token: 'fdl_w_test', reconnect: false });
+  t.teardown(() => other.close());
+  const watched = await other.watch('a-1');
+  t.equal(watched.status.jobs[0]?.state, 'RUNNING', 'the event read after the subscribe reply was kept');
 });

@@ -59,6 +59,9 @@ export interface PeerEvents {
  * gets an `error` reply with its code and is otherwise ignored), messages out are encoded.
  * A peer that keeps sending bad frames is disconnected; nothing else is disturbed.
  */
+/** A masked control frame from a client (ping, pong, close): 2 + 4 header bytes, at most 125 of payload. */
+const MAX_CONTROL_FRAME_BYTES = 131;
+
 export class PeerConnection implements AdmittedPeer {
   readonly id = randomUUID();
   private events: PeerEvents | undefined;
@@ -121,7 +124,9 @@ export class PeerConnection implements AdmittedPeer {
       // them) bounds everything a peer sends before its hello, all frames together, to the
       // pre-auth bytes plus one read, and feeds the budget of bytes in flight.
       socket.prependListener('data', (chunk: Buffer) => {
-        this.lastTraffic = Date.now();
+        // Part of a message on its way counts as traffic; a read no larger than one control
+        // frame (a pong answering our heartbeat) does not, or no session would ever be idle.
+        if (chunk.length > MAX_CONTROL_FRAME_BYTES) this.lastTraffic = Date.now();
         admission.received(this, chunk.length);
       });
       this.helloTimer = setTimeout(() => this.close(1008, 'no hello'), admission.limits.helloTimeoutMs);
@@ -194,6 +199,8 @@ export class PeerConnection implements AdmittedPeer {
 
   private resumeFor(reason: WaitReason): void {
     if (!this.waitingFor.delete(reason) || this.waitingFor.size > 0 || this.closed) return;
+    // The time it was held back was ours, not its silence: its idle time starts again now.
+    this.lastTraffic = Date.now();
     this.ws.resume();
   }
 

@@ -242,7 +242,12 @@ export class Workbench {
             void this.resubscribe();
           }
         } else if (m.type === 'artifactEvent') this.handles.get(m.artifactId)?.push(m);
-        else if (m.type === 'artifactAccepted') {
+        else if (m.type === 'status') {
+          // Applied as it is read, like the acceptance below: events that follow it in the same
+          // read are newer, and a continuation applying this snapshot after them would undo them.
+          this.handles.get(m.status.id)?.catchUp(m.status);
+          this.requester.settle(m);
+        } else if (m.type === 'artifactAccepted') {
           // The handle exists before the next frame is read: the scheduler may send the
           // artifact's first events right behind its acceptance, in the same read from the socket,
           // and they are dispatched before any promise continuation (submit's) could run.
@@ -286,8 +291,8 @@ export class Workbench {
     for (const handle of this.handles.values()) {
       if (TERMINAL.has(handle.status.state)) continue;
       try {
-        const { status } = await this.ask((reqId) => ({ type: 'subscribe', reqId, artifactId: handle.id }), 'status');
-        handle.catchUp(status);
+        // The reply's status reaches the handle as it is read (see onMessage).
+        await this.ask((reqId) => ({ type: 'subscribe', reqId, artifactId: handle.id }), 'status');
       } catch {
         // the next reconnection tries again
       }
@@ -353,15 +358,14 @@ export class Workbench {
     if (existing) return existing;
     const handle = new ArtifactHandle(this, await this.status(artifactId));
     this.handles.set(artifactId, handle);
-    const { status } = await this.ask((reqId) => ({ type: 'subscribe', reqId, artifactId }), 'status');
-    handle.catchUp(status);
+    // The reply's status, and the events right behind it, reach the handle as they are read.
+    await this.ask((reqId) => ({ type: 'subscribe', reqId, artifactId }), 'status');
     return handle;
   }
 
   /** Stops the artifact's jobs on every worker; resolves with its status (CANCELLED, or its end state). */
   async cancel(artifactId: string): Promise<ArtifactStatus> {
     const { status } = await this.ask((reqId) => ({ type: 'cancelArtifact', reqId, artifactId }), 'status');
-    this.handles.get(artifactId)?.catchUp(status);
     return status;
   }
 

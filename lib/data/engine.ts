@@ -269,8 +269,10 @@ export class DataEngine {
   ): Promise<{ sums: Record<string, number>; counts: Record<string, number> }> {
     return this.op(async () => {
       const rel = await this.relation(token, query);
-      const { names, cols } = numericFeatures(rel, features);
-      const select = cols.map((c) => `sum(${c}), count(${c})`).join(', ');
+      const { names, cols } = numericFeatures(rel, features, true);
+      // fsum: a compensated sum, so a worker's part of an exact masked sum (Sum, Mean) carries
+      // every digit a double can; nothing else is computed (a mean needs no spread).
+      const select = cols.map((c) => `fsum(${c}), count(${c})`).join(', ');
       const rows = await this.onRelation(rel, `SELECT ${select} FROM ${rel.from}`);
       const row = rows[0] ?? [];
       const sums = Object.fromEntries(names.map((n, i) => [n, toNumber(row[2 * i]) ?? 0]));

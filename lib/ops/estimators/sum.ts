@@ -37,16 +37,16 @@ export async function localSums(
   checkDpRequired(ctx, dp);
   const bounds = dp === undefined ? undefined : dpBounds(ctx, dp, features);
   const query = bounds === undefined ? ctx.operation.query : clampedQuery(ctx.operation.query, features, bounds);
-  const local = await requireData(ctx).moments(ctx.projectToken, features, query);
+  const local = await requireData(ctx).sums(ctx.projectToken, features, query);
   let suppressed = 0;
   const n: number[] = [];
   const x: number[] = [];
   for (const f of features) {
-    const m = local[f] as { n: number; sum: number };
-    const ok = allowed(ctx, m.n);
-    if (!ok && m.n > 0) suppressed++;
-    n.push(ok ? m.n : 0);
-    x.push(ok ? m.sum : 0);
+    const count = local.counts[f] ?? 0;
+    const ok = allowed(ctx, count);
+    if (!ok && count > 0) suppressed++;
+    n.push(ok ? count : 0);
+    x.push(ok ? (local.sums[f] ?? 0) : 0);
   }
   if (dp !== undefined && bounds !== undefined) {
     const noise = dpNoise(ctx, dp, sumSensitivity(bounds), features.length, features.length);

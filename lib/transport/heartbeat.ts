@@ -30,6 +30,14 @@ export class Heartbeat {
   }
 
   tick(): void {
+    // Judged after this turn's I/O: timers run before the poll phase reads the sockets, so when
+    // this process itself was stalled (a busy machine), the peer's pong may be waiting unread;
+    // judging at once would cut a live peer.
+    setImmediate(() => this.judge());
+  }
+
+  private judge(): void {
+    if (!this.timer) return; // stopped meanwhile
     if (!this.alive && !this.seam.notReading?.()) {
       this.stop();
       this.seam.terminate();

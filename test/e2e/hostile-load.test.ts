@@ -13,7 +13,7 @@ import type { CountProduct } from '../../lib/workbench.ts';
 import { ErrorCodes } from '../../protocols/errors.ts';
 import type { Message } from '../../protocols/messages.ts';
 import { PROTOCOL_VERSION } from '../../protocols/version.ts';
-import { PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, WAIT_MS } from '../helpers/cluster.ts';
+import { PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, WAIT_MS, within } from '../helpers/cluster.ts';
 import { RawPeer } from '../helpers/raw-peer.ts';
 
 // Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
@@ -56,15 +56,6 @@ function record(attack: string): void {
   figures.push(`${attack}: ${rss} MiB resident, peak so far ${peak} MiB`);
 }
 
-/** Fails with `what` when `promise` takes longer than `ms`. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
 const packr = new Packr({ useRecords: false });
 
 /** `{type, reqId, extra: <value>}` of about `bytes` bytes, the value written by `header` and `fill` (raw msgpack: no encoder recursion or copies). */
@@ -92,10 +83,10 @@ const SHAPES = { emptyArrays, emptyMaps, deep, longMap, longString } as const;
 
 async function peer(authenticated: boolean): Promise<RawPeer> {
   const p = new RawPeer(cluster.url);
-  await within(p.open(), WAIT_MS, 'challenge');
+  await within(p.open(), { what: 'challenge' });
   if (authenticated) {
     p.msg({ type: 'workbenchHello', protocolVersion: PROTOCOL_VERSION, token: cluster.workbenchToken });
-    const welcome = await within(p.next(), WAIT_MS, 'welcome');
+    const welcome = await within(p.next(), { what: 'welcome' });
     if (welcome.type !== 'welcome') throw new Error(`expected welcome, got ${JSON.stringify(welcome)}`);
   }
   return p;
@@ -104,7 +95,7 @@ async function peer(authenticated: boolean): Promise<RawPeer> {
 /** The first thing the scheduler says after `bytes` (a message, or the close code when it only closes). */
 async function answer(p: RawPeer, bytes: Uint8Array, what: string): Promise<Message | number> {
   p.raw(bytes);
-  return within(Promise.race([p.next(), p.closed]), WAIT_MS, `answer to ${what}`);
+  return within(Promise.race([p.next(), p.closed]), { what: `answer to ${what}` });
 }
 
 function errorCode(reply: Message | number): string | undefined {
@@ -123,7 +114,7 @@ t.test("the tester's frame before any hello (66 M empty lists, 63 MiB; and 19 Mi
     const p = await peer(false);
     const reply = await answer(p, emptyArrays(size), `${size / MiB} MiB of empty lists`);
     t.equal(errorCode(reply), 'FRAME_TOO_LARGE', `${size / MiB} MiB: told why`);
-    t.equal(await within(p.closed, WAIT_MS, 'close'), 1009, `${size / MiB} MiB: closed, message too big`);
+    t.equal(await within(p.closed, { what: 'close' }), 1009, `${size / MiB} MiB: closed, message too big`);
     record(`one ${size / MiB} MiB frame of empty lists before the hello`);
   }
 });
@@ -133,22 +124,22 @@ t.test('eight sockets sending 63 MiB before any hello, at once', async (t) => {
   const big = emptyArrays(63 * MiB);
   const replies = await Promise.all(peers.map((p, i) => answer(p, big, `socket ${i}`)));
   t.same(replies.map(errorCode), new Array(8).fill('FRAME_TOO_LARGE'), 'each told why');
-  t.same(await within(Promise.all(peers.map((p) => p.closed)), WAIT_MS, 'closes'), new Array(8).fill(1009), 'each closed');
+  t.same(await within(Promise.all(peers.map((p) => p.closed)), { what: 'closes' }), new Array(8).fill(1009), 'each closed');
   record('eight sockets of 63 MiB before the hello, at once');
 });
 
 t.test('many connections from one address: the unauthenticated ones are capped, then closed without a hello', async (t) => {
   const attempts = 40;
   const peers = Array.from({ length: attempts }, () => new RawPeer(cluster.url));
-  const first = await Promise.all(peers.map((p) => within(Promise.race([p.next(), p.closed]), WAIT_MS, 'first frame')));
+  const first = await Promise.all(peers.map((p) => within(Promise.race([p.next(), p.closed]), { what: 'first frame' })));
   const admitted = peers.filter((_, i) => (first[i] as Message).type === 'challenge');
   const refused = first.filter((m) => errorCode(m) === 'TOO_MANY_CONNECTIONS');
   // 15, not 16, when the test's own workbench is redialing at that moment (it is closed when idle).
   t.ok(admitted.length >= 15 && admitted.length <= 16, `at most max_unauthenticated_per_address (16) admitted: ${admitted.length}`);
   t.equal(refused.length, attempts - admitted.length, 'the others told TOO_MANY_CONNECTIONS');
-  const refusedCodes = await within(Promise.all(peers.filter((p) => !admitted.includes(p)).map((p) => p.closed)), WAIT_MS, 'refusal closes');
+  const refusedCodes = await within(Promise.all(peers.filter((p) => !admitted.includes(p)).map((p) => p.closed)), { what: 'refusal closes' });
   t.ok(refusedCodes.every((c) => c === 1013), 'refused with 1013 (try again later)');
-  const silentCodes = await within(Promise.all(admitted.map((p) => p.closed)), HELLO_TIMEOUT_MS + WAIT_MS, 'hello timeouts');
+  const silentCodes = await within(Promise.all(admitted.map((p) => p.closed)), { what: 'hello timeouts', timeoutMs: HELLO_TIMEOUT_MS + WAIT_MS });
   t.ok(silentCodes.every((c) => c === 1008), 'the silent ones closed after the hello timeout (1008 no hello)');
   const again = await peer(true);
   t.pass('a new connection is admitted once they are gone');
@@ -172,7 +163,7 @@ t.test('deep, long and large shapes are refused on their headers, before and aft
     const reply = await answer(p, bytes, what);
     t.equal(errorCode(reply), code, what);
     p.msg({ type: 'listProjects', reqId: 2 });
-    const next = await within(p.next(), WAIT_MS, 'reply after the refusal');
+    const next = await within(p.next(), { what: 'reply after the refusal' });
     t.equal(next.type, authenticated ? 'projectList' : 'error', `${what}: the connection still answers`);
     p.ws.close();
     record(what);
@@ -213,7 +204,7 @@ t.test('fast-check variations of the attacks', async (t) => {
 t.test('an idle workbench session is closed with a reason; workers are kept', async (t) => {
   const idle = await peer(true);
   const reason = new Promise<string>((resolve) => idle.ws.once('close', (_code, why) => resolve(why.toString())));
-  t.equal(await within(idle.closed, IDLE_TIMEOUT_MS + WAIT_MS, 'idle close'), 4002, 'closed: 4002');
+  t.equal(await within(idle.closed, { what: 'idle close', timeoutMs: IDLE_TIMEOUT_MS + WAIT_MS }), 4002, 'closed: 4002');
   t.equal(await reason, 'idle timeout', 'with its reason');
   const nodes = await wb.nodes();
   t.ok(

@@ -493,14 +493,17 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
         try {
           const read = store.readResource(artifact.resultResourceId);
           if (!read) throw new Error('result resource row is missing');
-          reply(peer, {
+          const result: MessageOf<'result'> = {
             type: 'result',
             reqId: m.reqId,
             artifactId: artifact.id,
             resourceId: read.ref.id,
             sha256: read.ref.sha256,
             data: read.bytes,
-          });
+          };
+          const provenance = store.provenance(artifact.id);
+          if (provenance) result.provenance = provenance;
+          reply(peer, result);
         } catch (e) {
           fail(peer, m.reqId, e);
         }

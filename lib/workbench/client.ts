@@ -8,6 +8,7 @@ import {
   Features,
   type NodeInfo,
   type ProjectInfo,
+  type Provenance,
   type Query,
   type Step,
 } from '../../protocols/entities.ts';
@@ -23,6 +24,15 @@ import { checkArg } from './args.ts';
 import { estimators } from './builders.ts';
 
 export type ArtifactEvent = MessageOf<'artifactEvent'>;
+/** A decoded result with the provenance the scheduler gave it (absent from a scheduler that gives none). */
+export type WithProvenance<T> = T & { readonly provenance?: Provenance };
+
+/** A result as downloaded: the decoded value, its provenance, the sha256 of its bytes. */
+export interface ResultWithProvenance<T = unknown> {
+  value: T;
+  provenance: Provenance | undefined;
+  sha256: string;
+}
 export type ProjectSummary = Omit<ProjectInfo, 'features'>;
 
 const TERMINAL = new Set(['COMPLETED', 'ERROR', 'CANCELLED']);
@@ -122,10 +132,19 @@ export class ArtifactHandle extends EventEmitter<{ event: [ArtifactEvent] }> {
     throw new FdlError(e?.error.code ?? 'INTERNAL', `artifact ${s.id} ended ${s.state}${where}: ${e?.error.message ?? ''}`);
   }
 
-  /** Waits for completion, then downloads and decodes the result. */
-  async result<T = unknown>(): Promise<T> {
+  /**
+   * Waits for completion, then downloads and decodes the result; its `provenance` (what it
+   * covers: workers, rows, left-out jobs, seeds, hashes, software) is a non-enumerable property
+   * of the result object (`result.provenance`), so the value compares and prints as before.
+   */
+  async result<T = unknown>(): Promise<WithProvenance<T>> {
     await this.done();
-    return (await this.wb.result(this.id)) as T;
+    return (await this.wb.result(this.id)) as WithProvenance<T>;
+  }
+
+  /** What the result covers, once COMPLETED (the status's `provenance`). */
+  get provenance(): Provenance | undefined {
+    return this.status.provenance;
   }
 }
 
@@ -389,11 +408,23 @@ export class Workbench {
     return (await this.ask((reqId) => ({ type: 'getStatus', reqId, artifactId }), 'status')).status;
   }
 
-  /** The decoded final resource, checked against its sha256. */
+  /**
+   * The decoded final resource, checked against its sha256; an object result carries its
+   * provenance as the non-enumerable property `provenance` (see `resultWithProvenance`).
+   */
   async result(artifactId: string): Promise<unknown> {
+    const { value, provenance } = await this.resultWithProvenance(artifactId);
+    if (provenance && value !== null && typeof value === 'object' && Object.isExtensible(value)) {
+      Object.defineProperty(value, 'provenance', { value: provenance, enumerable: false });
+    }
+    return value;
+  }
+
+  /** The decoded final resource, checked against its sha256, and what it covers. */
+  async resultWithProvenance<T = unknown>(artifactId: string): Promise<ResultWithProvenance<T>> {
     const r = await this.ask((reqId) => ({ type: 'getResult', reqId, artifactId }), 'result');
     if (sha256Hex(r.data) !== r.sha256) throw new FdlError('CHECKSUM_MISMATCH', `result of ${artifactId} arrived corrupted`);
-    return decodeValue(r.data);
+    return { value: decodeValue(r.data) as T, provenance: r.provenance, sha256: r.sha256 };
   }
 
   close(): void {

@@ -236,7 +236,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
     if (inFlight >= props.artifactsInFlightPerWorkbench) {
       const error = wireError(
         'QUOTA_EXCEEDED',
-        `this workbench token has ${inFlight} artifacts in flight (SCHEDULED or RUNNING, or waiting for holders), its limit is ${props.artifactsInFlightPerWorkbench} (quotas.artifacts_in_flight_per_workbench): wait for one to finish, or cancel one`,
+        `this workbench token has ${inFlight} artifacts in flight (SCHEDULED or RUNNING)${waiting > 0 ? ` (${waiting} of them submits waiting for holders)` : ''}, its limit is ${props.artifactsInFlightPerWorkbench} (quotas.artifacts_in_flight_per_workbench): wait for one to finish, or cancel one`,
       );
       reply(peer, { type: 'error', reqId: m.reqId, error });
       return;

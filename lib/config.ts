@@ -11,7 +11,7 @@ import {
   retryPolicyConflicts,
 } from '../protocols/entities.ts';
 import { formatPath } from '../protocols/errors.ts';
-import { DEFAULT_HOLDER_WAIT_MS } from './plan/defaults.ts';
+import { DEFAULT_HOLDER_WAIT_MS, MAX_HOLDER_WAIT_MS } from './plan/defaults.ts';
 import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from './transport/admission.ts';
 import {
   DEFAULT_ARTIFACTS_IN_FLIGHT_PER_WORKBENCH,
@@ -173,7 +173,7 @@ export const NodeConfigSchema = z
      * `holder_wait_ms` for it, then fails with HOLDERS_MISSING naming the missing ones.
      */
     plan: z
-      .object({ holder_wait_ms: z.number().int().min(0).max(3_600_000).default(DEFAULT_HOLDER_WAIT_MS) })
+      .object({ holder_wait_ms: z.number().int().min(0).max(MAX_HOLDER_WAIT_MS).default(DEFAULT_HOLDER_WAIT_MS) })
       .strict()
       .default({ holder_wait_ms: DEFAULT_HOLDER_WAIT_MS }),
     /** Scheduler and standalone: fair use of the scheduler between workbench tokens. */

@@ -6,3 +6,6 @@
  * backoff (at most 10 s) after a restart, short of the workbench's request timeout (60 s).
  */
 export const DEFAULT_HOLDER_WAIT_MS = 30_000;
+
+/** The most a scheduler's config may set `plan.holder_wait_ms` to: 10 minutes. */
+export const MAX_HOLDER_WAIT_MS = 600_000;

@@ -18,7 +18,7 @@ import { PROTOCOL_VERSION } from '../../protocols/version.ts';
 import { FdlError } from '../errors.ts';
 import { sha256Hex } from '../store/blobs.ts';
 import { Client } from '../transport/client.ts';
-import { DEFAULT_REQUEST_TIMEOUT_MS } from '../transport/defaults.ts';
+import { DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_SUBMIT_TIMEOUT_MS } from '../transport/defaults.ts';
 import { Requester } from '../transport/requester.ts';
 import { checkArg } from './args.ts';
 import { estimators } from './builders.ts';
@@ -323,8 +323,8 @@ export class Workbench {
     build: (reqId: number) => Message,
     expect: K,
     idempotent = true,
+    timeoutMs = this.opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
   ): Promise<MessageOf<K>> {
-    const timeoutMs = this.opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (this.sessionError && (!this.isReady || this.sessionError.code === 'AUTH_FAILED')) throw this.sessionError;
@@ -365,6 +365,8 @@ export class Workbench {
       (reqId) => ({ type: 'submitArtifact', reqId, projectToken, artifact: parsed.data }),
       'artifactAccepted',
       false,
+      // The scheduler may hold the reply while it waits for away holders (plan.holder_wait_ms).
+      Math.max(this.opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_SUBMIT_TIMEOUT_MS),
     );
     const handle = this.handles.get(status.id) ?? new ArtifactHandle(this, status);
     this.handles.set(status.id, handle);

@@ -47,8 +47,8 @@ export type SchedulerMsg =
   | { kind: 'fromWorker'; peer: PeerHandle; nodeId: string; message: Message }
   | { kind: 'fromWorkbench'; peer: PeerHandle; message: WorkbenchRequest }
   | { kind: 'peerLeft'; peer: PeerHandle; nodeId?: string }
-  /** Metrics and test seam: how many artifacts the scheduler keeps per-artifact entries for. */
-  | { kind: 'countEntries'; replyTo(counts: { subscriptions: number; supervisors: number }): void }
+  /** Metrics and test seam: how many artifacts the scheduler keeps per-artifact entries for, and the submits waiting for holders. */
+  | { kind: 'countEntries'; replyTo(counts: { subscriptions: number; supervisors: number; pending: number }): void }
   | SupervisorReport;
 
 export interface SchedulerProps {
@@ -753,7 +753,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           return s;
         }
         case 'countEntries':
-          msg.replyTo({ subscriptions: s.subscriptions.size, supervisors: s.supervisors.size });
+          msg.replyTo({ subscriptions: s.subscriptions.size, supervisors: s.supervisors.size, pending: s.pending.size });
           return s;
       }
     },

@@ -112,6 +112,10 @@ interface SchedulerState {
   pending: Map<number, PendingSubmit>;
 }
 
+/** How many missing holders a HOLDERS_MISSING message names (the rest are counted). */
+const MISSING_NAMED = 20;
+const noWorkers = () => wireError('NO_WORKERS', 'no worker has announced data for this project');
+
 const artifactOfJob = (jobId: string) => jobId.slice(0, Math.max(0, jobId.lastIndexOf('.')));
 const indexOfJob = (jobId: string) => Number(jobId.slice(jobId.lastIndexOf('.') + 1));
 
@@ -243,7 +247,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
     }
     const plan = planHolders(s, project, m.projectToken, m.artifact);
     if (plan.kind === 'none') {
-      reply(peer, { type: 'error', reqId: m.reqId, error: wireError('NO_WORKERS', 'no worker has announced data for this project') });
+      reply(peer, { type: 'error', reqId: m.reqId, error: noWorkers() });
       return;
     }
     if (plan.kind === 'bind') {
@@ -322,9 +326,12 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       log.info({ project: p.project.name }, 'the holders a submit waited for are back');
       accept(s, self, p.message, p.peer, p.scope, p.project, plan);
     } else if (plan.kind === 'none') {
-      reply(p.peer, { type: 'error', reqId: p.message.reqId, error: wireError('NO_WORKERS', 'no worker has announced data for this project') });
+      reply(p.peer, { type: 'error', reqId: p.message.reqId, error: noWorkers() });
     } else {
-      const names = plan.missing.join(', ');
+      // Named in full up to a point: an error's message is bounded on the wire (10,000 characters).
+      const shown = plan.missing.slice(0, MISSING_NAMED);
+      const more = plan.missing.length - shown.length;
+      const names = `${shown.join(', ')}${more > 0 ? ` and ${more} more` : ''}`;
       log.warn({ project: p.project.name, missing: plan.missing, waitMs: holderWaitMs }, 'submit refused: holders of the project stayed away');
       const error = wireError(
         'HOLDERS_MISSING',

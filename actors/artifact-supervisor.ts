@@ -7,6 +7,7 @@ import { toWireError } from '../lib/errors.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
 import { sha256Hex } from '../lib/store/blobs.ts';
+import { provenanceOf } from '../lib/provenance.ts';
 import { artifactStatus } from '../lib/store/status.ts';
 import type { Store, StoredArtifact, StoredJob } from '../lib/store/store.ts';
 import { type JobChanged, type JobMsg, spawnJobActor } from './job.ts';
@@ -81,12 +82,16 @@ const quorumHoldsWithout = (s: { jobs: StoredJob[] }, job: StoredJob): boolean =
   return others.length >= q.required;
 };
 
+/** The round of `gone` that stands for "away when the artifact was submitted". */
+const AWAY_AT_SUBMIT = -1;
+
 /**
  * The workers a quorum left out while away and that were not given a job since, as the rows
- * tell it (jobs are bound round by round, so index order is time order per worker).
+ * tell it (jobs are bound round by round, so index order is time order per worker), starting
+ * from the holders away at submit.
  */
-const goneFromRows = (jobs: StoredJob[]): Map<string, number> => {
-  const gone = new Map<string, number>();
+const goneFromRows = (jobs: StoredJob[], absentAtSubmit: readonly string[]): Map<string, number> => {
+  const gone = new Map<string, number>(absentAtSubmit.map((w) => [w, AWAY_AT_SUBMIT]));
   for (const j of jobs) {
     const leftOutAway = j.leftOut && j.lastError?.code === 'WORKER_LOST';
     if (leftOutAway && !gone.has(j.worker)) gone.set(j.worker, j.iteration);
@@ -132,7 +137,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
     // bug) the workers' connections did not change but this actor's news of them is lost, so
     // it starts with no one gone: a dead worker then costs one more wait, a live one is never
     // left out by mistake.
-    const gone = generation === 1 ? goneFromRows(jobs) : new Map<string, number>();
+    const gone = generation === 1 ? goneFromRows(jobs, artifact.absent) : new Map<string, number>();
     return { artifact, jobs, predecessors, live: new Map(), nodes, presence: new Map(), gone, doneCount: jobs.filter(done).length };
   };
 
@@ -176,6 +181,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
     const artifact = { ...s.artifact, state, updatedAt: now };
     if (extra.error) artifact.error = extra.error;
     if (extra.resultResourceId) artifact.resultResourceId = extra.resultResourceId;
+    if (extra.provenance) artifact.provenance = extra.provenance;
     const next = { ...s, artifact };
     emit(next, { kind: 'artifactState', state });
     return next;
@@ -296,7 +302,10 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
       if (!job || round === undefined || job.state !== 'WAITING' || s.live.has(job.index)) continue;
       if (!(s.predecessors[job.index] ?? []).every((p) => done(s.jobs[p]))) continue;
       if (!quorumHoldsWithout(s, job)) continue;
-      const reason = `worker ${job.worker} was left out in round ${round} and has not come back`;
+      const reason =
+        round === AWAY_AT_SUBMIT
+          ? `worker ${job.worker} was away when the artifact was submitted and has not come back`
+          : `worker ${job.worker} was left out in round ${round} and has not come back`;
       props.log.info({ jobId: job.id, worker: job.worker, round: job.iteration }, 'job left out at once: its worker is still gone');
       leaveOut(s, job, { lastError: wireError('WORKER_LOST', reason) });
       reached.push(...job.locks); // the jobs it unlocks may now be ready too
@@ -323,7 +332,8 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
         s = setArtifact(s, 'ERROR', { error: { error: wireError(cause.code, `the result cannot be assembled: ${cause.message}`) } });
         return finish(s);
       }
-      s = setArtifact(s, 'COMPLETED', resultResourceId ? { resultResourceId } : {});
+      const provenance = provenanceOf(s.artifact, s.jobs);
+      s = setArtifact(s, 'COMPLETED', resultResourceId ? { resultResourceId, provenance } : { provenance });
       return finish(s);
     }
     startReady(s, self, reached);

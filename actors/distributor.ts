@@ -20,6 +20,8 @@ export type DistributorMsg = {
   product: unknown;
   /** Seal for these nodes (the distribution asked for encryption). */
   sealFor?: Recipient[] | undefined;
+  /** Rows of the node's data the operation read, for the report (undefined: it read none). */
+  rows?: number | undefined;
 };
 
 export type DistributorReport = { kind: 'distributed'; key: string; report: MessageOf<'jobCompleted'> };
@@ -47,6 +49,7 @@ export function spawnDistributor(
         sha256: sha256Hex(data),
         data,
       };
+      if (msg.rows !== undefined) report.rows = msg.rows;
       // When the socket is down the report stays with the WorkerActor: the scheduler
       // re-sends the assignment on reconnect and gets this report again.
       const outgoing = props.tamper ? props.tamper(report) : report;

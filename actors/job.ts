@@ -18,7 +18,8 @@ import type { JobChange, Store, StoredJob } from '../lib/store/store.ts';
 export type JobMsg =
   | { kind: 'start' }
   | { kind: 'started'; attempt: number }
-  | { kind: 'completed'; attempt: number; resource: ResourceRef }
+  /** `rows`: of the node's data, that the attempt read (its report's). */
+  | { kind: 'completed'; attempt: number; resource: ResourceRef; rows?: number | undefined }
   | { kind: 'failed'; attempt: number; error: WireError }
   /** The worker (re)joined; `holding`: it announced this very attempt as running. */
   | { kind: 'workerConnected'; holding: boolean }
@@ -218,7 +219,11 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
           return write(s, { state: 'RUNNING' });
         case 'completed':
           if (!inFlight(s, msg.attempt)) return s;
-          return write(clearAll(s), { state: 'COMPLETED', resultResourceId: msg.resource.id });
+          return write(clearAll(s), {
+            state: 'COMPLETED',
+            resultResourceId: msg.resource.id,
+            ...(msg.rows === undefined ? {} : { rows: msg.rows }),
+          });
         case 'failed':
           if (!inFlight(s, msg.attempt)) return s;
           return fail(s, msg.error, ctx.self);

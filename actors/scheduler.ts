@@ -7,7 +7,8 @@ import { PROTOCOL_VERSION } from '../protocols/version.ts';
 import { FdlError, toWireError } from '../lib/errors.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
-import { bindArtifact, checkFeatures } from '../lib/plan/index.ts';
+import { bindArtifact, checkFeatures, quorumToleratesAbsence } from '../lib/plan/index.ts';
+import { DEFAULT_HOLDER_WAIT_MS } from '../lib/plan/defaults.ts';
 import { aggregateProject } from '../lib/projects.ts';
 import { type WorkbenchScope, inScope } from '../lib/security/auth.ts';
 import { fingerprint } from '../lib/security/identity.ts';
@@ -41,11 +42,13 @@ export type SchedulerMsg =
   | { kind: 'checkRevocations' }
   /** Timer (and once at start): delete finished artifacts older than the retention. */
   | { kind: 'sweepFinished' }
+  /** Timer: a submit waiting for away holders has waited `holderWaitMs`. */
+  | { kind: 'holderWaitOver'; pendingId: number }
   | { kind: 'fromWorker'; peer: PeerHandle; nodeId: string; message: Message }
   | { kind: 'fromWorkbench'; peer: PeerHandle; message: WorkbenchRequest }
   | { kind: 'peerLeft'; peer: PeerHandle; nodeId?: string }
-  /** Metrics and test seam: how many artifacts the scheduler keeps per-artifact entries for. */
-  | { kind: 'countEntries'; replyTo(counts: { subscriptions: number; supervisors: number }): void }
+  /** Metrics and test seam: how many artifacts the scheduler keeps per-artifact entries for, and the submits waiting for holders. */
+  | { kind: 'countEntries'; replyTo(counts: { subscriptions: number; supervisors: number; pending: number }): void }
   | SupervisorReport;
 
 export interface SchedulerProps {
@@ -63,6 +66,8 @@ export interface SchedulerProps {
   retentionMs: number;
   /** Artifacts one workbench token may have SCHEDULED or RUNNING. */
   artifactsInFlightPerWorkbench: number;
+  /** How long a submit waits for away holders of the project's data (default DEFAULT_HOLDER_WAIT_MS). */
+  holderWaitMs?: number;
   /** The initiator's locals (masks of Sequential estimators), deleted with their artifact. */
   locals: { delete(artifactId: string): void };
   now?: () => number;
@@ -80,13 +85,36 @@ interface WorkbenchSession {
   scope: WorkbenchScope;
 }
 
+/** A submit waiting for known holders of its project's data that are away. */
+interface PendingSubmit {
+  message: MessageOf<'submitArtifact'>;
+  peer: PeerHandle;
+  scope: WorkbenchScope;
+  project: StoredProject;
+  /** The holders it waits for, as of the last look. */
+  missing: string[];
+  timer: NodeJS.Timeout;
+}
+
+/** How a submit can be bound now (see `planHolders`). */
+type HolderPlan =
+  | { kind: 'none' }
+  | { kind: 'wait'; missing: string[] }
+  | { kind: 'bind'; present: Array<{ nodeId: string; data: ProjectData }>; workers: string[]; absent: string[] };
+
 interface SchedulerState {
   workers: Map<string, ConnectedWorker>;
   workbenches: Map<string, WorkbenchSession>;
   lastRevocationCheck: number;
   subscriptions: Map<string, Set<PeerHandle>>;
   supervisors: Map<string, Ref<SupervisorMsg>>;
+  /** Submits waiting for away holders, by a number of their own. */
+  pending: Map<number, PendingSubmit>;
 }
+
+/** How many missing holders a HOLDERS_MISSING message names (the rest are counted). */
+const MISSING_NAMED = 20;
+const noWorkers = () => wireError('NO_WORKERS', 'no worker has announced data for this project');
 
 const artifactOfJob = (jobId: string) => jobId.slice(0, Math.max(0, jobId.lastIndexOf('.')));
 const indexOfJob = (jobId: string) => Number(jobId.slice(jobId.lastIndexOf('.') + 1));
@@ -95,26 +123,45 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
   const { store, log } = props;
   const now = props.now ?? Date.now;
 
+  const holderWaitMs = props.holderWaitMs ?? DEFAULT_HOLDER_WAIT_MS;
+  let nextPendingId = 1;
+
+  /** What a node announced for a token, if it holds data for it (at least one data source). */
+  const dataFor = (projects: readonly ProjectData[] | undefined, token: string) => {
+    const data = projects?.find((p) => p.token === token);
+    return data && data.datasources.length > 0 ? data : undefined;
+  };
+
   /**
-   * The workers that hold a project's data: the connected ones, and those lost less than the
-   * grace time ago (a worker whose socket was cut a moment ago is still a member: leaving it
-   * out of a plan would silently compute over part of the data). Sorted by id.
+   * The known holders of a project's data (from the store, by key: every worker that announced a
+   * data source for it, connected or not), split into the connected ones, with their data, and
+   * the away ones. Sorted by id.
    */
-  const workersOf = (s: SchedulerState, token: string) => {
-    const holders = new Map<string, ProjectData>();
-    for (const [nodeId, w] of s.workers) {
-      const data = w.projects.find((p) => p.token === token);
-      if (data && data.datasources.length > 0) holders.set(nodeId, data);
+  const holdersOf = (s: SchedulerState, project: StoredProject, token: string) => {
+    const present: Array<{ nodeId: string; data: ProjectData }> = [];
+    const away: string[] = [];
+    for (const nodeId of store.holdersOf(project.id)) {
+      const data = dataFor(s.workers.get(nodeId)?.projects, token);
+      if (data) present.push({ nodeId, data });
+      else away.push(nodeId);
     }
-    const recent = now() - props.policy.workerGraceMs;
-    for (const n of store.workersSeenSince(recent)) {
-      if (holders.has(n.id) || s.workers.has(n.id)) continue;
-      const data = n.projects.find((p) => p.token === token);
-      if (data && data.datasources.length > 0) holders.set(n.id, data);
+    return { present, away };
+  };
+
+  /**
+   * A plan needs every known holder. With holders away, it may go on without them only if every
+   * step that runs on the workers is a Parallel step with a quorum that the present holders meet
+   * (their jobs are then left out at once, and the result's provenance says so); else it waits.
+   */
+  const planHolders = (s: SchedulerState, project: StoredProject, token: string, spec: ArtifactSpec): HolderPlan => {
+    const { present, away } = holdersOf(s, project, token);
+    const workers = [...present.map((h) => h.nodeId), ...away].sort();
+    if (workers.length === 0) return { kind: 'none' };
+    if (away.length === 0) return { kind: 'bind', present, workers, absent: [] };
+    if (present.length > 0 && quorumToleratesAbsence(spec.steps, workers.length, present.length)) {
+      return { kind: 'bind', present, workers, absent: away };
     }
-    return [...holders]
-      .map(([nodeId, data]) => ({ nodeId, data }))
-      .sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0));
+    return { kind: 'wait', missing: away };
   };
 
   const spawnSupervisor = (s: SchedulerState, self: Ref<SchedulerMsg>, artifactId: string) => {
@@ -136,6 +183,10 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
   };
 
   const reply = (peer: PeerHandle, message: Message) => peer.send(message);
+
+  /** The ids of the projects a node announces at least one data source for (unknown tokens ignored). */
+  const heldProjects = (projects: readonly ProjectData[]): string[] =>
+    projects.filter((p) => p.datasources.length > 0).flatMap((p) => projectOf(p.token)?.id ?? []);
 
   // Projects are fixed by the config for the life of the process: a token's project is looked
   // up (a hash and a query) once, not for every worker on every listing. Only hits are kept, so
@@ -183,18 +234,45 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
     const project = scopedProject(scope, m.projectToken, peer, m.reqId);
     if (!project) return;
     // Fair use: one researcher's burst of submits must not delay everyone else's artifacts.
-    const inFlight = store.artifactsInFlight(scope.tokenId);
+    let waiting = 0;
+    for (const p of s.pending.values()) if (p.scope.tokenId === scope.tokenId) waiting++;
+    const inFlight = store.artifactsInFlight(scope.tokenId) + waiting;
     if (inFlight >= props.artifactsInFlightPerWorkbench) {
       const error = wireError(
         'QUOTA_EXCEEDED',
-        `this workbench token has ${inFlight} artifacts in flight (SCHEDULED or RUNNING), its limit is ${props.artifactsInFlightPerWorkbench} (quotas.artifacts_in_flight_per_workbench): wait for one to finish, or cancel one`,
+        `this workbench token has ${inFlight} artifacts in flight (SCHEDULED or RUNNING)${waiting > 0 ? ` (${waiting} of them submits waiting for holders)` : ''}, its limit is ${props.artifactsInFlightPerWorkbench} (quotas.artifacts_in_flight_per_workbench): wait for one to finish, or cancel one`,
       );
       reply(peer, { type: 'error', reqId: m.reqId, error });
       return;
     }
+    const plan = planHolders(s, project, m.projectToken, m.artifact);
+    if (plan.kind === 'none') {
+      reply(peer, { type: 'error', reqId: m.reqId, error: noWorkers() });
+      return;
+    }
+    if (plan.kind === 'bind') {
+      accept(s, self, m, peer, scope, project, plan);
+      return;
+    }
+    // Known holders are away: wait for them, bounded; every join looks again (see `recheckPending`).
+    const pendingId = nextPendingId++;
+    const timer = setTimeout(() => send(self, { kind: 'holderWaitOver', pendingId }), holderWaitMs);
+    timer.unref();
+    s.pending.set(pendingId, { message: m, peer, scope, project, missing: plan.missing, timer });
+    log.info({ project: project.name, missing: plan.missing, waitMs: holderWaitMs }, 'submit waits for holders of the project');
+  };
+
+  /** Binds and stores an artifact over the holders of `plan`, then answers and starts it. */
+  const accept = (
+    s: SchedulerState,
+    self: Ref<SchedulerMsg>,
+    m: MessageOf<'submitArtifact'>,
+    peer: PeerHandle,
+    scope: WorkbenchScope,
+    project: StoredProject,
+    plan: Extract<HolderPlan, { kind: 'bind' }>,
+  ) => {
     const spec: ArtifactSpec = m.artifact;
-    const holdings = workersOf(s, m.projectToken);
-    const holders = holdings.map((h) => h.nodeId);
     try {
       const merged = RetryPolicySchema.safeParse({ ...props.policy, ...(spec.policy ?? {}) });
       if (!merged.success) {
@@ -204,11 +282,22 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       }
       const policy = merged.data;
       // A feature the project does not have is refused now, naming the step and field.
-      if (holdings.length > 0) checkFeatures(spec.steps, new Set(aggregateProject(project, holdings).features.map((f) => f.name)));
-      const plan = bindArtifact(spec.steps, { initiator: props.schedulerId, workers: holders });
+      checkFeatures(spec.steps, new Set(aggregateProject(project, plan.present).features.map((f) => f.name)));
+      const bound = bindArtifact(spec.steps, { initiator: props.schedulerId, workers: plan.workers });
       const id = `a-${randomUUID()}`;
-      store.createArtifact({ id, projectId: project.id, projectToken: m.projectToken, spec, policy, plan, now: now(), submitterTokenId: scope.tokenId });
-      log.info({ artifactId: id, jobs: plan.jobs.length, workers: holders.length }, 'artifact accepted');
+      store.createArtifact({
+        id,
+        projectId: project.id,
+        projectToken: m.projectToken,
+        spec,
+        policy,
+        plan: bound,
+        now: now(),
+        submitterTokenId: scope.tokenId,
+        workers: plan.workers,
+        absent: plan.absent,
+      });
+      log.info({ artifactId: id, jobs: bound.jobs.length, workers: plan.workers.length, absent: plan.absent }, 'artifact accepted');
       const artifact = store.artifact(id);
       if (!artifact) throw new Error('artifact vanished after insert');
       reply(peer, { type: 'artifactAccepted', reqId: m.reqId, status: artifactStatus(artifact, store.jobs(id)) });
@@ -216,6 +305,40 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       spawnSupervisor(s, self, id);
     } catch (e) {
       fail(peer, m.reqId, e);
+    }
+  };
+
+  /**
+   * Looks again at a waiting submit: binds it when its holders are back (or were forgotten), or,
+   * when its wait is over, refuses it naming the holders still away.
+   */
+  const recheckPending = (s: SchedulerState, self: Ref<SchedulerMsg>, pendingId: number, waitOver: boolean) => {
+    const p = s.pending.get(pendingId);
+    if (!p) return;
+    const plan = planHolders(s, p.project, p.message.projectToken, p.message.artifact);
+    if (plan.kind === 'wait' && !waitOver) {
+      p.missing = plan.missing;
+      return;
+    }
+    clearTimeout(p.timer);
+    s.pending.delete(pendingId);
+    if (plan.kind === 'bind') {
+      log.info({ project: p.project.name }, 'the holders a submit waited for are back');
+      accept(s, self, p.message, p.peer, p.scope, p.project, plan);
+    } else if (plan.kind === 'none') {
+      reply(p.peer, { type: 'error', reqId: p.message.reqId, error: noWorkers() });
+    } else {
+      // Named in full up to a point: an error's message is bounded on the wire (10,000 characters).
+      const shown = plan.missing.slice(0, MISSING_NAMED);
+      const more = plan.missing.length - shown.length;
+      const names = `${shown.join(', ')}${more > 0 ? ` and ${more} more` : ''}`;
+      log.warn({ project: p.project.name, missing: plan.missing, waitMs: holderWaitMs }, 'submit refused: holders of the project stayed away');
+      const error = wireError(
+        'HOLDERS_MISSING',
+        `${plan.missing.length} known holder(s) of project ${p.project.name}'s data did not connect within ${holderWaitMs} ms: ${names}. ` +
+          'A result would leave their data out: try again when they are back, give the Parallel steps a quorum, or (operator) forget a holder that left for good: fdl nodes forget ID',
+      );
+      reply(p.peer, { type: 'error', reqId: p.message.reqId, error });
     }
   };
 
@@ -303,7 +426,14 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       case 'getProject': {
         const project = scopedProject(scope, m.projectToken, peer, m.reqId);
         if (!project) return;
-        reply(peer, { type: 'project', reqId: m.reqId, project: aggregateProject(project, workersOf(s, m.projectToken)) });
+        // Over every known holder: an away one as it announced itself at its last join (read by key).
+        const { present, away } = holdersOf(s, project, m.projectToken);
+        const holdings = [...present];
+        for (const nodeId of away) {
+          const data = dataFor(store.nodeProjects(nodeId), m.projectToken);
+          if (data) holdings.push({ nodeId, data });
+        }
+        reply(peer, { type: 'project', reqId: m.reqId, project: aggregateProject(project, holdings) });
         return;
       }
       case 'submitArtifact':
@@ -370,14 +500,17 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
         try {
           const read = store.readResource(artifact.resultResourceId);
           if (!read) throw new Error('result resource row is missing');
-          reply(peer, {
+          const result: MessageOf<'result'> = {
             type: 'result',
             reqId: m.reqId,
             artifactId: artifact.id,
             resourceId: read.ref.id,
             sha256: read.ref.sha256,
             data: read.bytes,
-          });
+          };
+          const provenance = store.provenance(artifact.id);
+          if (provenance) result.provenance = provenance;
+          reply(peer, result);
         } catch (e) {
           fail(peer, m.reqId, e);
         }
@@ -426,7 +559,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           let report: JobMsg;
           try {
             const resource = store.putResource({ artifactId, jobId: m.jobId, producer: nodeId, sha256: m.sha256 }, m.data, now());
-            report = { kind: 'completed', attempt: m.attempt, resource };
+            report = { kind: 'completed', attempt: m.attempt, resource, rows: m.rows };
           } catch (e) {
             // A product that cannot be stored is a failed attempt with its real cause, now (not
             // an attempt timeout much later); it is retried like any other.
@@ -481,6 +614,8 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       switch (msg.kind) {
         case 'resume': {
           store.workersSeenAtStart(now());
+          store.backfillHolders();
+          store.setHoldings(props.schedulerId, heldProjects(props.initiator.projects));
           store.upsertNode({
             id: props.schedulerId,
             name: props.initiator.name,
@@ -523,6 +658,8 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             peer.close(1008, 'authentication failed');
             return s;
           }
+          // What it holds now: a project it no longer announces forgets it as a holder.
+          store.setHoldings(hello.nodeId, heldProjects(hello.projects));
           const previous = s.workers.get(hello.nodeId);
           if (previous && previous.peer.sessionId !== peer.sessionId) previous.peer.close(4000, 'replaced by a new session');
           s.workers.set(hello.nodeId, { peer, name: hello.name, projects: hello.projects, joinTokenId: msg.joinTokenId });
@@ -540,8 +677,12 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             log.info({ nodeId: hello.nodeId, jobId: h.jobId, attempt: h.attempt }, 'cancelling work of a finished artifact the worker still holds');
             peer.send({ type: 'cancelJob', jobId: h.jobId, attempt: h.attempt });
           }
+          for (const [pendingId, p] of s.pending) if (p.missing.includes(hello.nodeId)) recheckPending(s, ctx.self, pendingId, false);
           return s;
         }
+        case 'holderWaitOver':
+          recheckPending(s, ctx.self, msg.pendingId, true);
+          return s;
         case 'checkRevocations': {
           const revoked = new Set(store.revokedSince(s.lastRevocationCheck - 1000));
           s.lastRevocationCheck = now();
@@ -589,6 +730,11 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             }
           }
           s.workbenches.delete(msg.peer.sessionId);
+          for (const [pendingId, p] of s.pending) {
+            if (p.peer.sessionId !== msg.peer.sessionId) continue;
+            clearTimeout(p.timer);
+            s.pending.delete(pendingId);
+          }
           for (const [artifactId, subs] of s.subscriptions) {
             for (const p of subs) if (p.sessionId === msg.peer.sessionId) subs.delete(p);
             if (subs.size === 0) s.subscriptions.delete(artifactId);
@@ -614,7 +760,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           return s;
         }
         case 'countEntries':
-          msg.replyTo({ subscriptions: s.subscriptions.size, supervisors: s.supervisors.size });
+          msg.replyTo({ subscriptions: s.subscriptions.size, supervisors: s.supervisors.size, pending: s.pending.size });
           return s;
       }
     },
@@ -625,6 +771,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
         workbenches: new Map(),
         subscriptions: new Map(),
         supervisors: new Map(),
+        pending: new Map(),
         lastRevocationCheck: now(),
       }),
       // The scheduler's maps are live connections, not durable state: resume, don't lose them.

@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { WireError } from '../protocols/errors.ts';
 import type { Message, MessageOf } from '../protocols/messages.ts';
-import type { DataEngine } from '../lib/data/engine.ts';
+import { type DataEngine, watchReads } from '../lib/data/engine.ts';
 import { FdlError, toWireError } from '../lib/errors.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
@@ -33,6 +33,8 @@ interface Attempt {
   report?: Message;
   /** Aborted by cancelJob: stops the running operation. */
   abort?: AbortController;
+  /** The operation read the node's data for the assignment's project. */
+  readData?: boolean;
 }
 
 interface WorkerState {
@@ -137,6 +139,11 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
           props.sendToScheduler({ type: 'jobStarted', jobId: assignment.jobId, attempt: assignment.attempt });
           const self = ctx.self;
           a.abort = new AbortController();
+          const data = props.data
+            ? watchReads(props.data, (token) => {
+                if (token === assignment.projectToken) a.readData = true;
+              })
+            : undefined;
           runOperation({
             operation: assignment.operation,
             attempt: assignment.attempt,
@@ -145,7 +152,7 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
             iteration: assignment.iteration,
             projectToken: assignment.projectToken,
             inputs: msg.inputs,
-            data: props.data,
+            data,
             locals: props.locals.for(assignment.artifactId),
             random,
             ...(props.privacy ? { privacy: props.privacy } : {}),
@@ -181,6 +188,7 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
             attempt: a.assignment.attempt,
             product: msg.product,
             sealFor: a.assignment.sealFor,
+            rows: a.readData && props.data ? props.data.rowsOf(a.assignment.projectToken) : undefined,
           });
           return s;
         }

@@ -10,7 +10,7 @@ import { type RunningNode, startNode, startWorkerHost } from './node.ts';
 import { StoreCheckError } from './store/db.ts';
 import { openSchedulerStore } from './store/network.ts';
 import { type ConnectOptions, Workbench } from './workbench.ts';
-import { printTable, progressBar } from './cli/output.ts';
+import { printTable, progressBar, provenanceLine } from './cli/output.ts';
 import { AbsenceWatch, DEFAULT_RECONNECT_TIMEOUT_S, OutcomeUnknownError, parseTimeoutSeconds } from './cli/wait.ts';
 
 /** The `fdl` command. Errors end as one clear line on stderr and a non-zero exit, never a stack trace. */
@@ -102,6 +102,7 @@ function printStatus(s: ArtifactStatus, json: boolean): void {
   }
   const leftOut = s.jobs.filter((j) => j.leftOut).map((j) => j.worker);
   if (leftOut.length > 0) process.stdout.write(`left out under the quorum: ${[...new Set(leftOut)].join(', ')}\n`);
+  if (s.provenance) process.stdout.write(`${provenanceLine(s.provenance)}\n`);
   printTable(
     ['job', 'worker', 'operation', 'state', 'attempt', 'next try', 'last error'],
     s.jobs.map((j) => [
@@ -242,8 +243,26 @@ export function buildProgram(): Command {
       }
     });
 
-  program
-    .command('nodes')
+  const nodes = program.command('nodes');
+  nodes
+    .command('forget')
+    .description(
+      "the operator, on the scheduler's machine: a worker left the network for good; plans stop waiting for it as a holder of any project's data (it becomes one again if it joins with data)",
+    )
+    .requiredOption('-c, --config <file>', "the scheduler's configuration")
+    .argument('<id>', 'the node id (fdl nodes)')
+    .action((id: string, opts: { config: string }) => {
+      const { store } = openStore(opts.config);
+      try {
+        const held = store.forgetHolder(id);
+        if (held === 0) throw new UsageError(`node ${id} holds no project's data (fdl nodes lists the nodes)`);
+        process.stdout.write(`forgot ${id} as a holder of ${held} project(s)\n`);
+      } finally {
+        store.close();
+      }
+    });
+  nodes
+    .command('list', { isDefault: true })
     .description('list the nodes known to the scheduler')
     .addOption(urlOption())
     .addOption(new Option('--token <token>', 'the workbench token (env FDL_TOKEN)'))
@@ -360,8 +379,9 @@ export function buildProgram(): Command {
             } finally {
               bar.stop();
             }
-            const result = await absence.race(wb.result(handle.id));
-            process.stdout.write(`${JSON.stringify(opts.json ? { id: handle.id, result } : result, null, 2)}\n`);
+            const { value: result, provenance } = await absence.race(wb.resultWithProvenance(handle.id));
+            process.stdout.write(`${JSON.stringify(opts.json ? { id: handle.id, result, provenance } : result, null, 2)}\n`);
+            if (!opts.json && provenance) process.stderr.write(`${provenanceLine(provenance)}\n`);
           },
           connect,
         );
@@ -396,14 +416,17 @@ export function buildProgram(): Command {
 
   program
     .command('result')
-    .description("download an artifact's result (JSON on stdout)")
+    .description("download an artifact's result (JSON on stdout; a provenance line on stderr: the holders and rows it covers, what was left out, seeds, hash, software)")
     .argument('<id>', 'the artifact id')
     .addOption(urlOption())
     .addOption(new Option('--token <token>', 'the workbench token (env FDL_TOKEN)'))
     .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
-    .action(async (id: string, opts: ClientOpts) => {
-      const result = await withWorkbench(withEnv(opts), (wb) => wb.result(id));
+    .option('--json', 'print { id, result, provenance } as one JSON document')
+    .action(async (id: string, opts: ClientOpts & { json?: boolean }) => {
+      const { value: result, provenance } = await withWorkbench(withEnv(opts), (wb) => wb.resultWithProvenance(id));
+      if (opts.json) return void process.stdout.write(`${JSON.stringify({ id, result, provenance }, null, 2)}\n`);
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      if (provenance) process.stderr.write(`${provenanceLine(provenance)}\n`);
     });
 
   const artifacts = program.command('artifacts').description('the artifacts of your projects: list them, delete finished ones');

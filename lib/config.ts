@@ -11,6 +11,7 @@ import {
   retryPolicyConflicts,
 } from '../protocols/entities.ts';
 import { formatPath } from '../protocols/errors.ts';
+import { DEFAULT_HOLDER_WAIT_MS, MAX_HOLDER_WAIT_MS } from './plan/defaults.ts';
 import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from './transport/admission.ts';
 import {
   DEFAULT_ARTIFACTS_IN_FLIGHT_PER_WORKBENCH,
@@ -165,6 +166,16 @@ export const NodeConfigSchema = z
       })
       .strict()
       .default({ finished_artifacts_ms: DEFAULT_FINISHED_ARTIFACT_RETENTION_MS, sweep_interval_ms: DEFAULT_RETENTION_SWEEP_INTERVAL_MS }),
+    /**
+     * Scheduler and standalone: how artifacts are bound to the holders of a project's data. A plan
+     * needs every known holder (every worker that announced a data source for the project, until
+     * it announces none or `fdl nodes forget` forgets it); a submit while one is away waits up to
+     * `holder_wait_ms` for it, then fails with HOLDERS_MISSING naming the missing ones.
+     */
+    plan: z
+      .object({ holder_wait_ms: z.number().int().min(0).max(MAX_HOLDER_WAIT_MS).default(DEFAULT_HOLDER_WAIT_MS) })
+      .strict()
+      .default({ holder_wait_ms: DEFAULT_HOLDER_WAIT_MS }),
     /** Scheduler and standalone: fair use of the scheduler between workbench tokens. */
     quotas: z
       .object({

@@ -153,6 +153,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     identity: { signKey: identity.signKey, boxKey: identity.boxKey },
     retentionMs: config.retention.finished_artifacts_ms,
     artifactsInFlightPerWorkbench: config.quotas.artifacts_in_flight_per_workbench,
+    holderWaitMs: config.plan.holder_wait_ms,
     locals,
   });
   send(scheduler, { kind: 'resume' });

@@ -5,7 +5,16 @@
  *   const project = await wb.project(token);
  *   const mean = await (await project.mean(['MedInc'])).result();
  */
-export { ArtifactHandle, type ArtifactEvent, type ConnectOptions, Project, type ProjectSummary, Workbench } from './workbench/client.ts';
+export {
+  ArtifactHandle,
+  type ArtifactEvent,
+  type ConnectOptions,
+  Project,
+  type ProjectSummary,
+  type ResultWithProvenance,
+  type WithProvenance,
+  Workbench,
+} from './workbench/client.ts';
 export {
   and,
   type BinSpec,
@@ -40,6 +49,7 @@ export type {
   NodeInfo,
   Operation,
   ProjectInfo,
+  Provenance,
   Query,
   QueryStage,
   Step,

@@ -30,6 +30,22 @@ export function decodeValue(bytes: Uint8Array): unknown {
   return valuePackr.unpack(bytes);
 }
 
+/**
+ * The canonical JSON of a plain value (what a provenance's `artifactSha256` hashes): object keys
+ * sorted by UTF-16 code units, no whitespace, numbers, strings and literals as JSON.stringify
+ * writes them, keys whose value is undefined left out (RFC 8785's rules for such values).
+ */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
 export type Decoded =
   | { ok: true; message: Message }
   | { ok: false; error: WireError; reqId?: number; type?: string };

@@ -188,6 +188,57 @@ export const JobStatusSchema = z
   .strict();
 export type JobStatus = z.infer<typeof JobStatusSchema>;
 
+/**
+ * What a result covers and how it was made, fixed when the artifact completes: the data holders
+ * and rows it covers, what a quorum left out, the seeds, the artifact's hash and the software.
+ */
+export const ProvenanceSchema = z
+  .object({
+    /** True when no job was left out: the result covers every holder the plan bound (every known holder of the project). */
+    complete: z.boolean(),
+    /** The data holders the plan bound (every known holder at submit), sorted by node id. */
+    workers: z
+      .array(
+        z
+          .object({
+            nodeId: Id,
+            /**
+             * Rows of the node's data for the project that its jobs read (the union of its data sources
+             * bound to the project token, before any query), as its job reports said; absent when no
+             * completed job of it reported rows.
+             */
+            rows: z.number().int().min(0).optional(),
+            /** Its jobs that completed. */
+            completedJobs: z.number().int().min(0),
+            /** Its jobs left out under a quorum (no product). */
+            leftOutJobs: z.number().int().min(0),
+          })
+          .strict(),
+      )
+      .max(100_000),
+    /** Node ids of the workers none of whose jobs was left out: the result covers all of their data. */
+    included: z.array(Id).max(100_000),
+    /** Node ids of the workers at least one of whose jobs was left out. */
+    leftOut: z.array(Id).max(100_000),
+    /** The rows of the included workers, summed (workers that reported none count 0). */
+    rows: z.number().int().min(0),
+    /** Ids of the jobs left out under a quorum, in job order. */
+    leftOutJobs: z.array(Id).max(100_000),
+    /** Seeds in effect (defaults filled in): of the models' training, and of the train/test splits and folds. */
+    seeds: z
+      .object({
+        model: z.array(z.number().int()).max(10_000),
+        split: z.array(z.number().int()).max(10_000),
+      })
+      .strict(),
+    /** SHA-256 of the canonical JSON of the artifact as the scheduler accepted it (docs/PROTOCOL.md, "Provenance"). */
+    artifactSha256: z.string().regex(/^[0-9a-f]{64}$/),
+    /** The scheduler's software when the artifact completed. */
+    software: z.object({ name: z.string().max(64), version: z.string().max(64), protocolVersion: z.number().int() }).strict(),
+  })
+  .strict();
+export type Provenance = z.infer<typeof ProvenanceSchema>;
+
 export const ArtifactStatusSchema = z
   .object({
     id: Id,
@@ -202,6 +253,8 @@ export const ArtifactStatusSchema = z
       .strict()
       .optional(),
     resultResourceId: Id.optional(),
+    /** Set when COMPLETED: what the result covers (workers, rows, left-out jobs), seeds, hashes, software. */
+    provenance: ProvenanceSchema.optional(),
     createdAt: z.number(),
     updatedAt: z.number(),
   })

@@ -19,7 +19,8 @@ export const ErrorCodes = [
   'UNKNOWN_JOB',
   'UNKNOWN_RESOURCE',
   'INVALID_ARTIFACT', // refused at submit time: the plan cannot be built
-  'NO_WORKERS', // the project has no connected worker holding its data
+  'NO_WORKERS', // no worker has ever announced data for the project
+  'HOLDERS_MISSING', // submitArtifact: known holders of the project's data stayed away past the scheduler's plan.holder_wait_ms
   'RESULT_NOT_READY',
   'ARTIFACT_NOT_FINISHED', // deleteArtifact on an artifact still SCHEDULED or RUNNING: cancel it first
   'QUOTA_EXCEEDED', // submitArtifact past the workbench token's artifacts in flight

@@ -9,6 +9,7 @@ import {
   OperationSchema,
   ProjectDataSchema,
   ProjectInfoSchema,
+  ProvenanceSchema,
   ResourceRefSchema,
 } from './entities.ts';
 import { WireErrorSchema } from './errors.ts';
@@ -102,6 +103,11 @@ export const JobCompletedSchema = msg('jobCompleted', {
   attempt: z.number().int().min(1),
   sha256: Sha256,
   data: Bytes,
+  /**
+   * Rows of this node's data for the project that the attempt read (the union of its data sources
+   * bound to the assignment's projectToken, before the query); absent when it read none.
+   */
+  rows: z.number().int().min(0).optional(),
 });
 /** worker -> scheduler: the attempt failed. */
 export const JobFailedSchema = msg('jobFailed', {
@@ -163,6 +169,8 @@ export const ResultSchema = msg('result', {
   sha256: Sha256,
   /** msgpack of the final product (a statistic's object, a model's parameters). */
   data: Bytes,
+  /** What the result covers and how it was made (the artifact status's `provenance`). */
+  provenance: ProvenanceSchema.optional(),
 });
 
 export const ArtifactEventSchema = msg('artifactEvent', {

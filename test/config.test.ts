@@ -145,6 +145,16 @@ t.test('every retry section either starts or is refused at validation, naming it
   });
 });
 
+t.test('plan.holder_wait_ms: 30 s by default, 0 to 10 min, named when refused', async (t) => {
+  const scheduler = 'mode: scheduler\nname: s\nprojects: [{name: p, token: abcdefgh12}]\n';
+  t.equal(parseConfig(scheduler, 's.yaml', '/base', {}).plan.holder_wait_ms, 30_000, 'the default');
+  for (const ok of [0, 600_000]) t.equal(parseConfig(`${scheduler}plan: { holder_wait_ms: ${ok} }\n`, 's.yaml', '/base', {}).plan.holder_wait_ms, ok);
+  for (const bad of ['{ holder_wait_ms: 600001 }', '{ holder_wait_ms: -1 }', '{ holder_wait_ms: 1.5 }']) {
+    t.match(problemsOf(`${scheduler}plan: ${bad}\n`), [/^plan\.holder_wait_ms: /], `plan: ${bad} is refused, naming the field`);
+  }
+  t.match(problemsOf(`${scheduler}plan: { holderWaitMs: 5 }\n`), [/^plan: .*holderWaitMs/], 'an unknown key is named');
+});
+
 t.test('fdl node with a retry section the scheduler cannot take exits 2 with one line, no zod dump', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'fdl-config-'));
   const file = join(dir, 'scheduler.yaml');

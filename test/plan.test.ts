@@ -3,7 +3,7 @@
 // tests pin the DAG of every step kind and distribution, the canonical DAGs of the original Ferdelance,
 // the refusals, and, over all small combinations, that the lock graph is acyclic and fully connected.
 import t from 'tap';
-import { bindArtifact, MAX_JOBS, type Plan, type PlanContext, predecessors } from '../lib/plan/index.ts';
+import { bindArtifact, MAX_JOBS, type Plan, type PlanContext, predecessors, quorumToleratesAbsence } from '../lib/plan/index.ts';
 import type { Distribution, Operation, SimpleStep, Step } from '../protocols/entities.ts';
 
 type DistKind = Distribution['kind'];
@@ -307,7 +307,7 @@ t.test('refusals inside Iterate point at the inner step', async (t) => {
 t.test('refusals: workers and artifact shape', async (t) => {
   const none = refused(() => bindArtifact([Parallel()], { initiator: 'S', workers: [] }));
   t.equal(none.code, 'NO_WORKERS');
-  t.match(none.message, /no connected worker/);
+  t.match(none.message, /no worker has announced data/);
 
   const dup = refused(() => bindArtifact([Parallel()], { initiator: 'S', workers: ['W0', 'W1', 'W0'] }));
   t.equal(dup.code, 'INVALID_ARTIFACT');
@@ -449,4 +449,15 @@ t.test('all small combinations give an acyclic, connected DAG or a distribution 
   t.same(failures.slice(0, 20), [], 'no malformed plan');
   t.ok(built > 10_000, `${built} plans built`);
   t.ok(refusedCount > 1_000, `${refusedCount} plans refused`);
+});
+
+t.test('a plan goes on without away holders only where every worker step is a Parallel step whose quorum the present ones meet', async (t) => {
+  const quorum = (q: number | string): SimpleStep => ({ kind: 'Parallel', operation: noop, quorum: q });
+  const fin: SimpleStep = { kind: 'Finalize', operation: noop };
+  t.ok(quorumToleratesAbsence([quorum(1), fin], 2, 1), 'quorum 1 of 2 with one present');
+  t.ok(quorumToleratesAbsence([{ kind: 'Iterate', iterations: 3, steps: [quorum('50%')] }, fin], 4, 2), '50% of 4 inside an Iterate with two present');
+  t.notOk(quorumToleratesAbsence([quorum(2), fin], 3, 1), 'a quorum the present holders cannot meet');
+  t.notOk(quorumToleratesAbsence([Parallel(), fin], 2, 1), 'a Parallel step without a quorum needs every holder');
+  t.notOk(quorumToleratesAbsence([quorum(1), Sequential()], 2, 1), 'a Sequential step needs every holder');
+  t.notOk(quorumToleratesAbsence([quorum(5)], 2, 1), 'a quorum out of range is not a reason to go on');
 });

@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Packr } from 'msgpackr';
 import t, { type Test } from 'tap';
-import { decode, decodeValue, encode, encodeValue, MAX_DEPTH } from '../protocols/codec.ts';
-import { OperationSchema, QueryStageSchema } from '../protocols/entities.ts';
+import { canonicalJson, decode, decodeValue, encode, encodeValue, MAX_DEPTH } from '../protocols/codec.ts';
+import { OperationSchema, ProvenanceSchema, QueryStageSchema } from '../protocols/entities.ts';
+import { AggregationStrategySchema, ModelSpecSchema } from '../protocols/operations/models.ts';
 import { type ErrorCode, ErrorCodes, formatPath, WireErrorSchema, wireError } from '../protocols/errors.ts';
 import { type Message, MessageSchemas, type MessageType, MessageTypes } from '../protocols/messages.ts';
 
@@ -562,6 +563,75 @@ t.test('docs/PROTOCOL.md covers every message, error code, operation and query s
   if (!example?.[1]) return;
   const submit = fixture('submitArtifact/mean-with-filter.json').raw as { artifact: unknown };
   t.strictSame(JSON.parse(example[1]), submit.artifact, 'the example is the artifact of submitArtifact/mean-with-filter.json');
+});
+
+/** The rows `| `field` | type | default | meaning |` of one `#### ` subsection of the model-spec section, by field. */
+function specTables(doc: string): Map<string, Map<string, { type: string; default: string }>> {
+  const start = doc.indexOf('<!-- model-spec -->');
+  const end = doc.indexOf('### Where each check happens');
+  const section = start >= 0 && end > start ? doc.slice(start, end) : '';
+  const tables = new Map<string, Map<string, { type: string; default: string }>>();
+  for (const part of section.split(/^#### /m).slice(1)) {
+    const [heading = '', ...lines] = part.split('\n');
+    const rows = new Map<string, { type: string; default: string }>();
+    for (const line of lines) {
+      // Cells split on `|` not escaped as `\|` (a union of literals in the Type column).
+      const cells = line.split(/(?<!\\)\|/).map((c) => c.trim());
+      const field = /^`([A-Za-z][A-Za-z0-9]*)`$/.exec(cells[1] ?? '')?.[1];
+      if (field && cells.length >= 5) rows.set(field, { type: cells[2] ?? '', default: cells[3] ?? '' });
+    }
+    tables.set(heading, rows);
+  }
+  return tables;
+}
+
+t.test('docs/PROTOCOL.md defines the model spec field by field, as ModelSpecSchema has it', async (t) => {
+  const tables = specTables(readFileSync(DOC, 'utf8'));
+  t.ok(tables.size >= 3, 'the model-spec section has a table per model family and one for the aggregation strategy');
+  const tableOf = (name: string) => [...tables].find(([heading]) => heading.includes(`\`${name}\``))?.[1];
+  const check = (what: string, rows: Map<string, { type: string; default: string }> | undefined, shape: Record<string, { safeParse(v: unknown): { success: boolean } }>) => {
+    if (!rows) return t.fail(`a table for ${what}`);
+    for (const [field, schema] of Object.entries(shape)) {
+      const row = rows.get(field);
+      t.ok(row, `${what}: a row for ${field}`);
+      if (!row) continue;
+      const optional = schema.safeParse(undefined).success;
+      t.equal(!row.default.startsWith('(required'), optional, `${what}.${field}: ${optional ? 'optional, with its default' : '(required)'}`);
+    }
+    for (const field of rows.keys()) t.ok(Object.hasOwn(shape, field), `${what}: the documented ${field} is in the schema`);
+  };
+  for (const option of ModelSpecSchema.options) {
+    const type = option.shape.type.value;
+    const rows = tableOf(type);
+    check(type, rows, option.shape);
+    t.match(rows?.get('type')?.type ?? '', `"${type}"`, `${type}: the type row names its literal`);
+  }
+  const strategies = AggregationStrategySchema.options;
+  const rows = tableOf('AggregationStrategy');
+  const fields = Object.fromEntries(strategies.flatMap((o) => Object.entries(o.shape)));
+  // `trim` is required by one strategy and absent from the others: documented as required-with.
+  check('AggregationStrategy', rows, { ...fields, trim: { safeParse: () => ({ success: false }) } });
+  for (const o of strategies) t.match(rows?.get('strategy')?.type ?? '', `"${o.shape.strategy.value}"`, `the strategy ${o.shape.strategy.value} is listed`);
+});
+
+t.test("a provenance's artifactSha256 is the SHA-256 of the artifact's canonical JSON, as docs/PROTOCOL.md shows it", async (t) => {
+  const m = parseFixture(fixture('result/count-with-provenance.json'));
+  if (m.type !== 'result' || !m.provenance) return t.fail('a result with a provenance');
+  const doc = readFileSync(DOC, 'utf8');
+  const shown = /has the canonical JSON\s+`([^`]+)`/.exec(doc)?.[1] ?? '';
+  const spec = { name: 'count', steps: [{ kind: 'Sequential', init: { kind: 'CountInit' }, operation: { kind: 'Count' }, final: { kind: 'CountFinal' }, encryption: true }] };
+  t.equal(canonicalJson(spec), shown, 'the canonical JSON is the one the document shows');
+  t.equal(sha256(Buffer.from(shown)), m.provenance.artifactSha256, 'its SHA-256 is the fixture\'s artifactSha256');
+  t.match(doc, m.provenance.artifactSha256, 'and the document states it');
+  t.equal(m.provenance.rows, m.provenance.workers.reduce((n, w) => n + (w.rows ?? 0), 0), 'rows: the included workers\' rows summed');
+});
+
+t.test('docs/PROTOCOL.md defines Provenance field by field', async (t) => {
+  const doc = readFileSync(DOC, 'utf8');
+  const start = doc.indexOf('### Provenance');
+  const section = doc.slice(start, doc.indexOf('\n### ', start + 1));
+  t.ok(start >= 0, 'a Provenance section');
+  for (const field of Object.keys(ProvenanceSchema.shape)) t.match(section, new RegExp(`^\\|\\s*\`${field}\`\\s*\\|`, 'm'), `a row for ${field}`);
 });
 
 t.test('an error frame with a code from a newer peer is read as INTERNAL, keeping its text', async (t) => {

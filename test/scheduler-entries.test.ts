@@ -64,7 +64,7 @@ t.test('per-artifact entries go when the artifact finishes, after the final push
     const request = (message: WorkbenchRequest) => send(self, { kind: 'fromWorkbench', peer, message });
     return { peer, received, request };
   };
-  const entries = () => new Promise<{ subscriptions: number; supervisors: number }>((resolve) => send(self, { kind: 'countEntries', replyTo: resolve }));
+  const entries = () => new Promise<{ subscriptions: number; supervisors: number; pending: number }>((resolve) => send(self, { kind: 'countEntries', replyTo: resolve }));
   const accepted = async (wb: ReturnType<typeof workbench>, reqId: number) => {
     await until(() => wb.received.some((m) => m.type === 'artifactAccepted' && m.reqId === reqId), 10_000, `artifactAccepted ${reqId}`);
     const m = wb.received.find((x) => x.type === 'artifactAccepted' && x.reqId === reqId) as MessageOf<'artifactAccepted'>;
@@ -82,22 +82,22 @@ t.test('per-artifact entries go when the artifact finishes, after the final push
   }
   await until(() => ids.every((id) => store.artifact(id)?.state === 'COMPLETED'), 10_000, 'five artifacts to complete');
   await until(() => ids.every((id) => finalPush(submitter, id)), 10_000, 'the final pushes');
-  t.same(await entries(), { subscriptions: 0, supervisors: 0 }, 'five finished artifacts: no entries left');
+  t.same(await entries(), { subscriptions: 0, supervisors: 0, pending: 0 }, 'five finished artifacts: no entries left');
 
   const follower = workbench('wb-2');
   follower.request({ type: 'subscribe', reqId: 1, artifactId: ids[0] as string });
   await until(() => follower.received.some((m) => m.type === 'status' && m.reqId === 1), 10_000, 'the status reply');
-  t.same(await entries(), { subscriptions: 0, supervisors: 0 }, 'subscribing to a finished artifact keeps nothing');
+  t.same(await entries(), { subscriptions: 0, supervisors: 0, pending: 0 }, 'subscribing to a finished artifact keeps nothing');
 
   holdNext = true;
   submitter.request({ type: 'submitArtifact', reqId: 6, projectToken: TOKEN, artifact: parallelNoop });
   const running = await accepted(submitter, 6);
   follower.request({ type: 'subscribe', reqId: 2, artifactId: running });
   await until(() => follower.received.some((m) => m.type === 'status' && m.reqId === 2) && held.length === 1, 10_000, 'a running artifact');
-  t.same(await entries(), { subscriptions: 1, supervisors: 1 }, 'a running artifact has its entries');
+  t.same(await entries(), { subscriptions: 1, supervisors: 1, pending: 0 }, 'a running artifact has its entries');
   send(self, { kind: 'peerLeft', peer: submitter.peer });
-  t.same(await entries(), { subscriptions: 1, supervisors: 1 }, 'one subscriber left, the other stays');
+  t.same(await entries(), { subscriptions: 1, supervisors: 1, pending: 0 }, 'one subscriber left, the other stays');
   held[0]?.();
   await until(() => finalPush(follower, running) !== undefined, 10_000, 'the final push to the subscriber');
-  t.same(await entries(), { subscriptions: 0, supervisors: 0 }, 'finished: its entries are gone');
+  t.same(await entries(), { subscriptions: 0, supervisors: 0, pending: 0 }, 'finished: its entries are gone');
 });

@@ -12,6 +12,7 @@ import { bindArtifact } from '../lib/plan/index.ts';
 import { MIGRATIONS, SCHEMA_VERSION, StoreCheckError } from '../lib/store/db.ts';
 import { LOCALS_DIR, LocalsStore } from '../lib/store/locals.ts';
 import { NETWORK_MARKER, openSchedulerStore } from '../lib/store/network.ts';
+import { artifactSha256, provenanceOf } from '../lib/provenance.ts';
 import { artifactStatus } from '../lib/store/status.ts';
 import { DATABASE_FILE, RESOURCES_DIR, Store } from '../lib/store/store.ts';
 
@@ -268,4 +269,90 @@ t.test('the status read from the rows equals the status built from whole artifac
   t.same(done?.progress, { completed: 2, total: 2 });
   t.equal(store.status('a-missing'), undefined);
   t.same(store.artifactHead('a-status'), { id: 'a-status', projectId: 'p-1', state: 'COMPLETED', resultResourceId: 'r-1' });
+});
+
+t.test("holders of a project's data: kept per project, read by key, changed by what a node announces, forgotten on request", async (t) => {
+  const store = new Store(undefined);
+  t.teardown(() => store.close());
+  const a = store.ensureProject('a', 'token-aaaaaaaa');
+  const b = store.ensureProject('b', 'token-bbbbbbbb');
+  store.setHoldings('w2', [a.id]);
+  store.setHoldings('w1', [a.id, b.id]);
+  t.same(store.holdersOf(a.id), ['w1', 'w2'], 'sorted by id');
+  t.same(store.holdersOf(b.id), ['w1']);
+  store.setHoldings('w1', [b.id]);
+  t.same(store.holdersOf(a.id), ['w2'], 'a node that no longer announces a project stops holding it');
+  t.same(store.holdersOf(b.id), ['w1'], 'and keeps the others');
+  t.equal(store.forgetHolder('w1'), 1, 'forgotten: the projects it held');
+  t.same(store.holdersOf(b.id), []);
+  t.same(store.holdersOf(a.id), ['w2'], 'the others are untouched');
+});
+
+t.test('a store from before holders were kept learns them once, from what each worker announced', async (t) => {
+  const dir = tempDir(t);
+  const first = new Store(dir);
+  const p = first.ensureProject('california', 'token-california');
+  const ds = { name: 'd', rows: 3, features: [] };
+  first.upsertNode({ id: 'w1', name: 'w1', role: 'worker', lastSeen: 1, projects: [{ token: 'token-california', datasources: [ds] }] });
+  first.upsertNode({ id: 'w2', name: 'w2', role: 'worker', lastSeen: 1, projects: [{ token: 'token-california', datasources: [] }] });
+  first.upsertNode({ id: 'w3', name: 'w3', role: 'worker', lastSeen: 1, projects: [{ token: 'token-unknown-project', datasources: [ds] }] });
+  first.close();
+  const second = new Store(dir);
+  t.teardown(() => second.close());
+  second.backfillHolders();
+  t.same(second.holdersOf(p.id), ['w1'], 'only a worker that announced a data source for a known project');
+  second.forgetHolder('w1');
+  second.backfillHolders();
+  t.same(second.holdersOf(p.id), [], 'once: a forgotten holder is not brought back by a restart');
+});
+
+t.test("a completed artifact's provenance: holders, rows, left-out jobs, seeds, hash, software; kept in the status", async (t) => {
+  const store = new Store(undefined);
+  t.teardown(() => store.close());
+  const steps: Step[] = [
+    { kind: 'Parallel', quorum: 1, operation: { kind: 'Train', model: { type: 'logisticRegression', features: ['x'], label: 'y', seed: 7 } } },
+    { kind: 'Finalize', operation: { kind: 'TrainTest', model: { type: 'logisticRegression', features: ['x'], label: 'y' }, testFraction: 0.2 } },
+  ];
+  store.createArtifact({
+    id: 'a-prov',
+    projectId: 'p-1',
+    projectToken: 'token-123456',
+    spec: { steps },
+    policy: RetryPolicySchema.parse({}),
+    plan: bindArtifact(steps, { initiator: 's', workers: ['w1', 'w2'] }),
+    now: 1,
+    workers: ['w1', 'w2'],
+    absent: ['w2'],
+  });
+  const [w1, w2, fin] = store.jobs('a-prov');
+  if (!w1 || !w2 || !fin) throw new Error('three jobs');
+  store.updateJob(w1.id, { state: 'COMPLETED', attempt: 1, resultResourceId: 'r-1', rows: 120 });
+  store.updateJob(w2.id, { state: 'ERROR', leftOut: true });
+  store.updateJob(fin.id, { state: 'COMPLETED', attempt: 1, resultResourceId: 'r-2' });
+  const artifact = store.artifact('a-prov');
+  if (!artifact) throw new Error('no artifact');
+  t.same(artifact.absent, ['w2'], 'the holders away at submit are kept');
+  const p = provenanceOf(artifact, store.jobs('a-prov'));
+  t.same(
+    { ...p, software: undefined },
+    {
+      complete: false,
+      workers: [
+        { nodeId: 'w1', rows: 120, completedJobs: 1, leftOutJobs: 0 },
+        { nodeId: 'w2', completedJobs: 0, leftOutJobs: 1 },
+      ],
+      included: ['w1'],
+      leftOut: ['w2'],
+      rows: 120,
+      leftOutJobs: [w2.id],
+      seeds: { model: [0, 7], split: [0] },
+      artifactSha256: artifactSha256({ steps }),
+      software: undefined,
+    },
+  );
+  t.match(p.software, { name: 'fdl', version: /^\d+\.\d+\.\d+/, protocolVersion: Number }, 'the software: package name and version, protocol version');
+  t.equal(artifactSha256({ steps }), artifactSha256(JSON.parse(JSON.stringify({ steps }).replace('"kind":"Parallel","quorum":1', '"quorum":1,"kind":"Parallel"'))), 'the hash does not depend on key order');
+  store.setArtifactState('a-prov', 'COMPLETED', 2, { resultResourceId: 'r-2', provenance: p });
+  t.same(store.status('a-prov')?.provenance, p, 'the status carries it');
+  t.same(store.provenance('a-prov'), p, 'read by key');
 });

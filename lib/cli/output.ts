@@ -1,4 +1,24 @@
 import cliProgress from 'cli-progress';
+import type { Provenance } from '../../protocols/entities.ts';
+
+/**
+ * A result's provenance in one line: which holders and rows it covers, what was left out, the
+ * seeds, the artifact's hash and the software.
+ */
+export function provenanceLine(p: Provenance): string {
+  const covered = `${p.included.length} of ${p.workers.length} holders (${p.included.join(', ') || 'none'}), ${p.rows} rows`;
+  const left = p.leftOut.map((id) => `${id} (${p.workers.find((w) => w.nodeId === id)?.leftOutJobs ?? 0} jobs)`);
+  const seeds = [p.seeds.model.length > 0 ? `model ${p.seeds.model.join(',')}` : '', p.seeds.split.length > 0 ? `split ${p.seeds.split.join(',')}` : '']
+    .filter(Boolean)
+    .join(', ');
+  return [
+    `provenance: ${covered}`,
+    p.complete ? 'complete' : `LEFT OUT: ${left.join(', ')}`,
+    ...(seeds ? [`seeds ${seeds}`] : []),
+    `artifact sha256 ${p.artifactSha256.slice(0, 16)}`,
+    `${p.software.name} ${p.software.version} (protocol ${p.software.protocolVersion})`,
+  ].join('; ');
+}
 
 /** A plain aligned table on stdout. */
 export function printTable(headers: string[], rows: string[][]): void {

@@ -561,6 +561,11 @@ export class DataEngine {
     return p;
   }
 
+  /** Rows of the token's data on this node: the union of its data sources bound to it (before any query). */
+  rowsOf(token: string): number {
+    return this.project(token).sources.reduce((n, s) => n + s.rows, 0);
+  }
+
   private project(token: string): Project {
     this.checkOpen();
     const p = this.projects.get(token);
@@ -728,4 +733,21 @@ async function loadSource(conn: DuckDBConnection, config: DataSourceConfig, tabl
     throw new FdlError('DATA_UNAVAILABLE', `${what} has a column named ${JSON.stringify(ROW_ID)}, a name the engine reserves`);
   }
   return loaded;
+}
+
+/**
+ * The engine as one job sees it: every call naming a project token (every read of a project's
+ * data does) tells `onRead`, so the job's report can say which data it covered.
+ */
+export function watchReads(engine: DataEngine, onRead: (token: string) => void): DataEngine {
+  return new Proxy(engine, {
+    get(target, prop) {
+      const v: unknown = Reflect.get(target, prop, target);
+      if (typeof v !== 'function') return v;
+      return (...args: unknown[]) => {
+        if (typeof args[0] === 'string') onRead(args[0]);
+        return (v as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
 }

@@ -59,6 +59,25 @@ function quorumCount(quorum: number | string, workers: number, path: string): nu
   return required;
 }
 
+/**
+ * Whether an artifact bound over `holders` workers may go on with only `present` of them: every
+ * step that runs on the workers (Iterate's inner steps included) is a Parallel step whose quorum
+ * the present ones meet. A Sequential or RoundRobin step, or a Parallel step without a quorum,
+ * needs every holder. A quorum out of range is left to the binding to refuse.
+ */
+export function quorumToleratesAbsence(steps: readonly Step[], holders: number, present: number): boolean {
+  const simple = steps.flatMap((step) => (step.kind === 'Iterate' ? step.steps : [step]));
+  return simple.every((step) => {
+    if (step.kind === 'Initialize' || step.kind === 'Finalize') return true;
+    if (step.kind !== 'Parallel' || step.quorum === undefined) return false;
+    try {
+      return quorumCount(step.quorum, holders, 'quorum') <= present;
+    } catch {
+      return false;
+    }
+  });
+}
+
 function invalid(message: string, path?: string): FdlError {
   return new FdlError('INVALID_ARTIFACT', message, path === undefined ? {} : { path });
 }
@@ -73,7 +92,7 @@ function invalid(message: string, path?: string): FdlError {
  */
 export function bindArtifact(steps: Step[], ctx: PlanContext): Plan {
   if (steps.length === 0) throw invalid('an artifact needs at least one step', 'steps');
-  if (ctx.workers.length === 0) throw new FdlError('NO_WORKERS', 'project has no connected worker holding its data');
+  if (ctx.workers.length === 0) throw new FdlError('NO_WORKERS', 'no worker has announced data for this project');
   const seen = new Set<string>();
   for (const w of ctx.workers) {
     // A repeated worker would get two jobs of one Parallel step and count its data twice.

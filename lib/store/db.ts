@@ -79,6 +79,18 @@ CREATE INDEX resources_by_artifact ON resources (artifact_id);
 CREATE TABLE resource_bytes (id TEXT PRIMARY KEY, bytes BLOB NOT NULL);
 `,
   },
+  {
+    version: 4,
+    why: "a result covers every known holder of the project's data, or says what it left out: the holders by project, the rows each job read, the holders a plan bound, the provenance of a completed artifact",
+    sql: `
+CREATE TABLE holders (project_id TEXT NOT NULL, node_id TEXT NOT NULL, PRIMARY KEY (project_id, node_id)) WITHOUT ROWID;
+CREATE INDEX holders_by_node ON holders (node_id);
+ALTER TABLE jobs ADD COLUMN rows INTEGER;
+ALTER TABLE artifacts ADD COLUMN workers_json TEXT;
+ALTER TABLE artifacts ADD COLUMN absent_json TEXT;
+ALTER TABLE artifacts ADD COLUMN provenance_json TEXT;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

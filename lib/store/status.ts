@@ -16,6 +16,7 @@ export function artifactStatus(artifact: StoredArtifact, jobs: StoredJob[]): Art
   if (artifact.name !== undefined) status.name = artifact.name;
   if (artifact.error) status.error = artifact.error;
   if (artifact.resultResourceId) status.resultResourceId = artifact.resultResourceId;
+  if (artifact.provenance) status.provenance = artifact.provenance;
   return status;
 }
 

@@ -10,6 +10,7 @@ import type {
   JobStatus,
   Operation,
   ProjectData,
+  Provenance,
   ResourceRef,
   RetryPolicy,
 } from '../../protocols/entities.ts';
@@ -49,6 +50,12 @@ export interface StoredArtifact {
   updatedAt: number;
   /** The workbench token that submitted it (its quota counts it); undefined for artifacts stored before quotas. */
   submitterTokenId: string | undefined;
+  /** The data holders the plan bound, sorted (undefined for artifacts stored before holders were kept). */
+  workers: string[] | undefined;
+  /** Of those, the ones away at submit (a quorum let it go on without them). */
+  absent: string[];
+  /** Set when it COMPLETED. */
+  provenance: Provenance | undefined;
 }
 
 /** The states an artifact never leaves: retention may delete it, a workbench may delete it. */
@@ -78,6 +85,8 @@ export interface StoredJob {
   seal: boolean;
   /** Indices of the jobs this job unlocks. */
   locks: number[];
+  /** Rows of its node's data that the completed attempt read, as its report said. */
+  rows?: number | undefined;
 }
 
 export interface StoredProject {
@@ -134,6 +143,7 @@ interface JobRow {
   quorum_json: string | null;
   seal: number;
   locks_json: string;
+  rows: number | null;
 }
 
 interface ArtifactRow {
@@ -150,6 +160,9 @@ interface ArtifactRow {
   created_at: number;
   updated_at: number;
   submitter_token_id: string | null;
+  workers_json: string | null;
+  absent_json: string | null;
+  provenance_json: string | null;
 }
 
 export class Store {
@@ -309,17 +322,65 @@ export class Store {
     this.sql('UPDATE nodes SET last_seen = ?, connected = 0 WHERE id = ?').run(at, id);
   }
 
-  /**
-   * At a scheduler's start: the workers that were connected when it stopped count as seen now,
-   * so they stay members of new plans for the grace time while they reconnect.
-   */
+  /** At a scheduler's start: no worker is connected yet; those that were are marked seen now. */
   workersSeenAtStart(at: number): void {
     this.sql(`UPDATE nodes SET last_seen = ?, connected = 0 WHERE connected = 1 AND role = 'worker'`).run(at);
   }
 
-  /** Workers seen at or after `since` (connected, or lost a moment ago): not every node ever seen. */
-  workersSeenSince(since: number): StoredNode[] {
-    return this.nodesOf(this.sql(`SELECT * FROM nodes WHERE role = 'worker' AND last_seen >= ? ORDER BY id`).all(since) as NodeRow[]);
+  /** What a node announced at its last join, by key (undefined: never seen). */
+  nodeProjects(id: string): ProjectData[] | undefined {
+    const r = this.sql('SELECT projects_json FROM nodes WHERE id = ?').get(id) as { projects_json: string } | undefined;
+    return r ? (JSON.parse(r.projects_json) as ProjectData[]) : undefined;
+  }
+
+  // ------------------------------------------------------------ holders of each project's data
+
+  /**
+   * A node's join: it holds data for exactly these projects now. A project it no longer lists
+   * (with a data source) forgets it as a holder; a new one adds it. One transaction.
+   */
+  setHoldings(nodeId: string, projectIds: readonly string[]): void {
+    this.db.transaction(() => {
+      const ids = JSON.stringify([...projectIds]);
+      this.sql('DELETE FROM holders WHERE node_id = ? AND project_id NOT IN (SELECT value FROM json_each(?))').run(nodeId, ids);
+      const insert = this.sql('INSERT OR IGNORE INTO holders (project_id, node_id) VALUES (?, ?)');
+      for (const p of projectIds) insert.run(p, nodeId);
+    })();
+  }
+
+  /** The known holders of a project's data (connected or not), sorted: read by key. */
+  holdersOf(projectId: string): string[] {
+    return (this.sql('SELECT node_id FROM holders WHERE project_id = ? ORDER BY node_id').all(projectId) as Array<{ node_id: string }>).map(
+      (r) => r.node_id,
+    );
+  }
+
+  /**
+   * The operator's `fdl nodes forget`: the node holds no project's data any more (it left for
+   * good); plans stop waiting for it. Its pinned keys stay: joining again with a data source
+   * for a project makes it a holder again. Returns how many projects it held.
+   */
+  forgetHolder(nodeId: string): number {
+    return this.sql('DELETE FROM holders WHERE node_id = ?').run(nodeId).changes;
+  }
+
+  /**
+   * Once per store: the holders of a store written before they were kept, from what each worker
+   * announced at its last join (a scheduler upgraded across a restart must not forget them).
+   */
+  backfillHolders(): void {
+    if (this.sql(`SELECT 1 FROM meta WHERE key = 'holdersBackfilled'`).get()) return;
+    this.db.transaction(() => {
+      const rows = this.sql(`SELECT id, projects_json FROM nodes WHERE role = 'worker'`).all() as Array<{ id: string; projects_json: string }>;
+      for (const r of rows) {
+        const held = (JSON.parse(r.projects_json) as ProjectData[])
+          .filter((p) => p.datasources.length > 0)
+          .map((p) => this.projectByToken(p.token)?.id)
+          .filter((id): id is string => id !== undefined);
+        for (const p of held) this.sql('INSERT OR IGNORE INTO holders (project_id, node_id) VALUES (?, ?)').run(p, r.id);
+      }
+      this.sql(`INSERT INTO meta (key, value) VALUES ('holdersBackfilled', '1')`).run();
+    })();
   }
 
   listNodes(): StoredNode[] {
@@ -432,10 +493,14 @@ export class Store {
     now: number;
     /** The workbench token that submitted it, counted against its quota. */
     submitterTokenId?: string;
+    /** The data holders the plan binds, and those of them away at submit. */
+    workers?: readonly string[];
+    absent?: readonly string[];
   }): void {
     const insertArtifact = this.sql(
-      `INSERT INTO artifacts (id, project_id, project_token, name, spec_json, policy_json, state, exits_json, created_at, updated_at, submitter_token_id)
-       VALUES (?, ?, ?, ?, ?, ?, 'SCHEDULED', ?, ?, ?, ?)`,
+      `INSERT INTO artifacts (id, project_id, project_token, name, spec_json, policy_json, state, exits_json, created_at, updated_at, submitter_token_id,
+                              workers_json, absent_json)
+       VALUES (?, ?, ?, ?, ?, ?, 'SCHEDULED', ?, ?, ?, ?, ?, ?)`,
     );
     const insertJob = this.sql(
       `INSERT INTO jobs (id, artifact_id, idx, worker, step_index, iteration, role, operation_json, state, attempt, quorum_json, seal, locks_json)
@@ -453,6 +518,8 @@ export class Store {
         input.now,
         input.now,
         input.submitterTokenId ?? null,
+        json(input.workers),
+        json(input.absent),
       );
       for (const job of input.plan.jobs) {
         insertJob.run(
@@ -489,14 +556,14 @@ export class Store {
     id: string,
     state: ArtifactState,
     now: number,
-    extra: { error?: ArtifactStatus['error']; resultResourceId?: string } = {},
+    extra: { error?: ArtifactStatus['error']; resultResourceId?: string; provenance?: Provenance } = {},
   ): void {
     this
       .sql(
         `UPDATE artifacts SET state = ?, updated_at = ?, error_json = COALESCE(?, error_json),
-         result_resource_id = COALESCE(?, result_resource_id) WHERE id = ?`,
+         result_resource_id = COALESCE(?, result_resource_id), provenance_json = COALESCE(?, provenance_json) WHERE id = ?`,
       )
-      .run(state, now, json(extra.error), extra.resultResourceId ?? null, id);
+      .run(state, now, json(extra.error), extra.resultResourceId ?? null, json(extra.provenance), id);
   }
 
   /** How many artifacts a workbench token has SCHEDULED or RUNNING (its quota). */
@@ -543,6 +610,12 @@ export class Store {
     return deleted;
   }
 
+  /** A completed artifact's provenance, by key. */
+  provenance(id: string): Provenance | undefined {
+    const r = this.sql('SELECT provenance_json FROM artifacts WHERE id = ?').get(id) as { provenance_json: string | null } | undefined;
+    return r ? parse<Provenance>(r.provenance_json) : undefined;
+  }
+
   /** What a request about an artifact needs first (scope, state, result): no JSON parsed. */
   artifactHead(id: string): ArtifactHead | undefined {
     const row = this.sql('SELECT id, project_id, state, result_resource_id FROM artifacts WHERE id = ?').get(id) as
@@ -558,9 +631,12 @@ export class Store {
    */
   status(id: string): ArtifactStatus | undefined {
     const a = this.sql(
-      'SELECT id, project_id, name, state, error_json, result_resource_id, created_at, updated_at FROM artifacts WHERE id = ?',
+      'SELECT id, project_id, name, state, error_json, result_resource_id, provenance_json, created_at, updated_at FROM artifacts WHERE id = ?',
     ).get(id) as
-      | Pick<ArtifactRow, 'id' | 'project_id' | 'name' | 'state' | 'error_json' | 'result_resource_id' | 'created_at' | 'updated_at'>
+      | Pick<
+          ArtifactRow,
+          'id' | 'project_id' | 'name' | 'state' | 'error_json' | 'result_resource_id' | 'provenance_json' | 'created_at' | 'updated_at'
+        >
       | undefined;
     if (!a) return undefined;
     const rows = this.sql(
@@ -599,6 +675,8 @@ export class Store {
     const error = parse<ArtifactStatus['error']>(a.error_json);
     if (error) status.error = error;
     if (a.result_resource_id !== null) status.resultResourceId = a.result_resource_id;
+    const provenance = parse<Provenance>(a.provenance_json);
+    if (provenance) status.provenance = provenance;
     return status;
   }
 
@@ -619,7 +697,7 @@ export class Store {
       .sql(
         `UPDATE jobs SET state = ?, attempt = COALESCE(?, attempt), last_error_json = COALESCE(?, last_error_json),
          result_resource_id = CASE WHEN ? THEN NULL ELSE COALESCE(?, result_resource_id) END,
-         next_attempt_at = ?, left_out = COALESCE(?, left_out) WHERE id = ?`,
+         next_attempt_at = ?, left_out = COALESCE(?, left_out), rows = COALESCE(?, rows) WHERE id = ?`,
       )
       .run(
         change.state,
@@ -629,6 +707,7 @@ export class Store {
         change.resultResourceId ?? null,
         change.nextAttemptAt ?? null,
         change.leftOut === undefined ? null : change.leftOut ? 1 : 0,
+        change.rows ?? null,
         id,
       );
   }
@@ -695,6 +774,8 @@ export interface JobChange {
   clearResult?: boolean;
   nextAttemptAt?: number;
   leftOut?: boolean;
+  /** Rows of its node's data the completed attempt read (its report's `rows`). */
+  rows?: number;
 }
 
 export function jobId(artifactId: string, index: number): string {
@@ -786,6 +867,7 @@ function toJob(r: JobRow): StoredJob {
     quorum: parse<{ group: string; required: number }>(r.quorum_json),
     seal: r.seal === 1,
     locks: JSON.parse(r.locks_json) as number[],
+    ...(r.rows === null ? {} : { rows: r.rows }),
   };
 }
 
@@ -804,6 +886,9 @@ function toArtifact(r: ArtifactRow): StoredArtifact {
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     submitterTokenId: r.submitter_token_id ?? undefined,
+    workers: parse<string[]>(r.workers_json),
+    absent: parse<string[]>(r.absent_json) ?? [],
+    provenance: parse<Provenance>(r.provenance_json),
   };
 }
 

@@ -7,6 +7,12 @@ export const DEFAULT_BAD_FRAME_WINDOW_MS = 10_000;
 export const DEFAULT_RECONNECT_INITIAL_MS = 200;
 export const DEFAULT_RECONNECT_MAX_MS = 10_000;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+/**
+ * A submit's reply may be held while the scheduler waits for away holders of the project's data
+ * (its `plan.holder_wait_ms`, at most 10 minutes): the workbench waits this long for it. A lost
+ * connection still fails it at once.
+ */
+export const DEFAULT_SUBMIT_TIMEOUT_MS = 11 * 60_000;
 /** Per-connection frame rate: a peer above it is slowed (its socket paused), then disconnected. */
 export const DEFAULT_RATE_LIMIT_FRAMES_PER_SECOND = 5_000;
 export const DEFAULT_RATE_LIMIT_BURST = 10_000;

@@ -8,6 +8,7 @@ import {
   Features,
   type NodeInfo,
   type ProjectInfo,
+  type Provenance,
   type Query,
   type Step,
 } from '../../protocols/entities.ts';
@@ -17,12 +18,21 @@ import { PROTOCOL_VERSION } from '../../protocols/version.ts';
 import { FdlError } from '../errors.ts';
 import { sha256Hex } from '../store/blobs.ts';
 import { Client } from '../transport/client.ts';
-import { DEFAULT_REQUEST_TIMEOUT_MS } from '../transport/defaults.ts';
+import { DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_SUBMIT_TIMEOUT_MS } from '../transport/defaults.ts';
 import { Requester } from '../transport/requester.ts';
 import { checkArg } from './args.ts';
 import { estimators } from './builders.ts';
 
 export type ArtifactEvent = MessageOf<'artifactEvent'>;
+/** A decoded result with the provenance the scheduler gave it (absent from a scheduler that gives none). */
+export type WithProvenance<T> = T & { readonly provenance?: Provenance };
+
+/** A result as downloaded: the decoded value, its provenance, the sha256 of its bytes. */
+export interface ResultWithProvenance<T = unknown> {
+  value: T;
+  provenance: Provenance | undefined;
+  sha256: string;
+}
 export type ProjectSummary = Omit<ProjectInfo, 'features'>;
 
 const TERMINAL = new Set(['COMPLETED', 'ERROR', 'CANCELLED']);
@@ -122,10 +132,19 @@ export class ArtifactHandle extends EventEmitter<{ event: [ArtifactEvent] }> {
     throw new FdlError(e?.error.code ?? 'INTERNAL', `artifact ${s.id} ended ${s.state}${where}: ${e?.error.message ?? ''}`);
   }
 
-  /** Waits for completion, then downloads and decodes the result. */
-  async result<T = unknown>(): Promise<T> {
+  /**
+   * Waits for completion, then downloads and decodes the result; its `provenance` (what it
+   * covers: workers, rows, left-out jobs, seeds, hashes, software) is a non-enumerable property
+   * of the result object (`result.provenance`), so the value compares and prints as before.
+   */
+  async result<T = unknown>(): Promise<WithProvenance<T>> {
     await this.done();
-    return (await this.wb.result(this.id)) as T;
+    return (await this.wb.result(this.id)) as WithProvenance<T>;
+  }
+
+  /** What the result covers, once COMPLETED (the status's `provenance`). */
+  get provenance(): Provenance | undefined {
+    return this.status.provenance;
   }
 }
 
@@ -304,8 +323,8 @@ export class Workbench {
     build: (reqId: number) => Message,
     expect: K,
     idempotent = true,
+    timeoutMs = this.opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
   ): Promise<MessageOf<K>> {
-    const timeoutMs = this.opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (this.sessionError && (!this.isReady || this.sessionError.code === 'AUTH_FAILED')) throw this.sessionError;
@@ -346,6 +365,8 @@ export class Workbench {
       (reqId) => ({ type: 'submitArtifact', reqId, projectToken, artifact: parsed.data }),
       'artifactAccepted',
       false,
+      // The scheduler may hold the reply while it waits for away holders (plan.holder_wait_ms).
+      Math.max(this.opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_SUBMIT_TIMEOUT_MS),
     );
     const handle = this.handles.get(status.id) ?? new ArtifactHandle(this, status);
     this.handles.set(status.id, handle);
@@ -389,11 +410,23 @@ export class Workbench {
     return (await this.ask((reqId) => ({ type: 'getStatus', reqId, artifactId }), 'status')).status;
   }
 
-  /** The decoded final resource, checked against its sha256. */
+  /**
+   * The decoded final resource, checked against its sha256; an object result carries its
+   * provenance as the non-enumerable property `provenance` (see `resultWithProvenance`).
+   */
   async result(artifactId: string): Promise<unknown> {
+    const { value, provenance } = await this.resultWithProvenance(artifactId);
+    if (provenance && value !== null && typeof value === 'object' && Object.isExtensible(value)) {
+      Object.defineProperty(value, 'provenance', { value: provenance, enumerable: false });
+    }
+    return value;
+  }
+
+  /** The decoded final resource, checked against its sha256, and what it covers. */
+  async resultWithProvenance<T = unknown>(artifactId: string): Promise<ResultWithProvenance<T>> {
     const r = await this.ask((reqId) => ({ type: 'getResult', reqId, artifactId }), 'result');
     if (sha256Hex(r.data) !== r.sha256) throw new FdlError('CHECKSUM_MISMATCH', `result of ${artifactId} arrived corrupted`);
-    return decodeValue(r.data);
+    return { value: decodeValue(r.data) as T, provenance: r.provenance, sha256: r.sha256 };
   }
 
   close(): void {

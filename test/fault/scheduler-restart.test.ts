@@ -8,20 +8,20 @@ import t from 'tap';
 import type { CountProduct, MeanProduct } from '../../lib/workbench.ts';
 import { estimators, steps } from '../../lib/workbench.ts';
 import { column, mean, readCsv, relErr, union } from '../helpers/central.ts';
-import { PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, waitForJob } from '../helpers/cluster.ts';
+import { countLog, PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, waitForJob, waitForLog, within } from '../helpers/cluster.ts';
 
 // Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
 t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const all = union(...SHARDS.map(readCsv));
 const WORKERS = ['worker-1', 'worker-2'];
-// The grace is what a restarted scheduler gives the workers it knew to come back, and how long
-// after its start it still counts them as members of new artifacts. Generous, so that a slow
-// restart (a node process transpiles at start) does not decide the outcome.
+// The grace is what a restarted scheduler gives the workers it knew to come back to their jobs;
+// the holder wait, how long a submit waits for a holder of the project's data that is away.
+// Generous, so that a slow restart (a node process transpiles at start) does not decide the outcome.
 const GRACE_MS = 120_000;
 const { cluster, wb, token, dir } = await testCluster(t, 'fault-scheduler', {
   workers: SHARDS.map((f, i) => ({ name: `worker-${i + 1}`, files: [f] })),
-  scheduler: { retry: { initial_interval_ms: 100, max_interval_ms: 1000, worker_grace_ms: GRACE_MS } },
+  scheduler: { retry: { initial_interval_ms: 100, max_interval_ms: 1000, worker_grace_ms: GRACE_MS }, plan: { holder_wait_ms: GRACE_MS } },
 });
 
 // Each test starts with every worker running and connected.
@@ -45,30 +45,37 @@ t.test('SIGKILL the scheduler mid-artifact, start it again: COMPLETED, same resu
   t.equal(status.progress.completed, status.progress.total);
 });
 
-t.test('right after a restart, a worker not back yet is still part of new artifacts', async (t) => {
+t.test('right after a restart, a holder not back yet is waited for: the count covers both holders, never half', async (t) => {
   // worker-2 is frozen across the restart, so it cannot reconnect before the submit.
   cluster.kill('worker-2', 'SIGSTOP');
   try {
     cluster.kill('scheduler', 'SIGKILL');
     await cluster.exited('scheduler');
-    // The workers joined longer ago than the grace time: what keeps worker-2 a member is that
-    // it was connected when the scheduler died, not its join. Set its last sighting in the
-    // (dead) scheduler's store far back rather than waiting out the grace.
+    // Its last sighting far in the past (older than any grace time): what keeps worker-2 in the
+    // plan is that it is a known holder of the project's data, not when it was last seen.
     const db = new Database(join(dir, 'scheduler', 'scheduler.sqlite'), { fileMustExist: true });
     const moved = db.prepare('UPDATE nodes SET last_seen = ? WHERE id = ?').run(Date.now() - 10 * GRACE_MS, 'worker-2').changes;
     db.close();
-    t.equal(moved, 1, "worker-2's join is older than the grace time");
+    t.equal(moved, 1, "worker-2's last sighting is older than the grace time");
     await cluster.startScheduler();
     await cluster.waitForWorkers(['worker-1']);
     t.notOk((await wb.nodes()).find((n) => n.id === 'worker-2')?.connected, 'worker-2 is not back when the artifact is submitted');
-    const count = await (await wb.project(token)).count();
+    const log = join(dir, 'scheduler.log');
+    const before = countLog(log, /submit waits for holders/);
+    const submitted = (await wb.project(token)).count();
+    // The submit waits for the missing holder (before, the plan left it out and halved the count).
+    await waitForLog(log, /submit waits for holders/, { count: before + 1, what: 'the submit to wait for worker-2' });
+    cluster.kill('worker-2', 'SIGCONT');
+    const count = await within(submitted, { what: 'the submit to be accepted once worker-2 is back' });
     t.same(
       count.status.jobs.map((j) => j.worker),
       ['scheduler', 'worker-1', 'worker-2', 'scheduler'],
-      'the plan includes the worker that was connected when the scheduler died',
+      'the plan includes the holder that was away at the submit',
     );
-    cluster.kill('worker-2', 'SIGCONT');
-    t.equal((await count.result<CountProduct>()).count, all.rows.length, 'counted over both workers, not part of the data');
+    const result = await count.result<CountProduct>();
+    t.equal(result.count, all.rows.length, 'counted over both workers, not part of the data');
+    t.ok(result.provenance?.complete, 'and its provenance says so');
+    t.same(result.provenance?.included, WORKERS);
   } finally {
     cluster.kill('worker-2', 'SIGCONT');
   }

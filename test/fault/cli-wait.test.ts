@@ -42,7 +42,10 @@ t.test('submit --wait: the scheduler is SIGKILLed during the wait and started ag
   for (const w of WORKERS) cluster.kill(w, 'SIGCONT');
   const r = await run.ended;
   t.equal(r.code, 0, r.stderr);
-  t.same(JSON.parse(r.stdout), { id, result: { products: 2 } }, 'the result, as if undisturbed');
+  const out = JSON.parse(r.stdout);
+  t.same({ id: out.id, result: out.result }, { id, result: { products: 2 } }, 'the result, as if undisturbed');
+  t.equal(out.provenance?.complete, true, 'its provenance says it covers every holder');
+  t.same(out.provenance?.included, ['worker-1', 'worker-2'], 'both workers are included');
   t.equal((await wb.status(id as string)).state, 'COMPLETED');
 });
 

@@ -19,6 +19,7 @@ import { type ComputePool, computePool, defaultComputeThreads } from './ops/pool
 import { LOCALS_DIR, LocalsStore } from './store/locals.ts';
 import { openSchedulerStore } from './store/network.ts';
 import { Client } from './transport/client.ts';
+import { dashboardHandler } from './dashboard/serve.ts';
 import { type RunningServer, startServer } from './transport/server.ts';
 
 export interface RunningNode {
@@ -181,6 +182,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
         disconnectAfterMs: config.rate_limit.disconnect_after_ms,
       },
       limits: connectionLimitsOf(config),
+      ...(config.dashboard ? { http: dashboardHandler() } : {}),
       onConnection: (peer) => {
         const shard = shards[shardOf(peer.id, CONNECTION_SHARDS)] as Ref<unknown>;
         spawnConnection(shard, { peer, scheduler: schedulerRef, log, store, schedulerId });

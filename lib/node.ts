@@ -197,7 +197,8 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     await compute?.close();
     throw e;
   }
-  log.info({ url: server.url, schedulerId, mode: config.mode, fingerprint: identity.fingerprint }, 'scheduler listening');
+  const dashboard = config.dashboard ? `${server.url.replace(/^ws/, 'http')}/` : undefined;
+  log.info({ url: server.url, dashboard, schedulerId, mode: config.mode, fingerprint: identity.fingerprint }, 'scheduler listening');
   return {
     name: config.name,
     mode: config.mode,

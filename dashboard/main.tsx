@@ -678,8 +678,15 @@ function App() {
           );
           return;
         }
-        if (state === 'closed' && typeof error === 'string') setMessage(error);
-        if (state !== 'closed') setPhase(state);
+        if (state === 'closed') {
+          if (typeof error === 'string') {
+            session = undefined;
+            setPhase('login');
+            setMessage(error);
+          }
+          return;
+        }
+        setPhase(state);
       },
     });
     session = s;

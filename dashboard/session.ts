@@ -59,8 +59,10 @@ export class Session {
       this.requester.failAll('the connection to the scheduler closed');
       if (this.stopped) return;
       if (this.welcomes === 0 && this.failures >= 2) {
-        // Never welcomed: the scheduler is not there (or refuses us before any hello).
+        // Never welcomed, three times: the scheduler is not there (or closes before any hello).
+        this.stopped = true;
         this.handlers.onState('closed', `cannot reach the scheduler at ${this.url}`);
+        return;
       }
       const delay = Math.min(10_000, 250 * 2 ** Math.min(this.failures++, 6));
       this.timer = setTimeout(() => this.dial(), delay);

@@ -79,6 +79,9 @@ t.test('an artifact submitted from the workbench library appears, and its DAG tu
   await shot(page, '3-dag-completed');
   await page.click('#tab-artifacts');
   await page.waitForSelector(`[data-artifact="${handle.id}"][data-state="COMPLETED"]`);
+  // Deleted by the library: its line goes from the list (an artifactDeleted push).
+  await wb.deleteArtifact(handle.id);
+  await page.waitForSelector(`[data-artifact="${handle.id}"]`, { state: 'detached' });
   await page.click('#tab-projects');
   await page.waitForSelector('[data-project]');
   t.match(await page.locator('[data-testid="project-list"]').textContent(), /california/);

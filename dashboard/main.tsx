@@ -1,4 +1,7 @@
+import 'uplot/dist/uPlot.min.css';
+import './app.css';
 import { render } from 'preact';
+import uPlot from 'uplot';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { decodeValue } from '../protocols/codec.ts';
 import type { ArtifactState, ArtifactSummary, JobStatus, NodeInfo } from '../protocols/entities.ts';
@@ -460,16 +463,79 @@ const isScalar = (v: unknown) => v === null || ['number', 'string', 'boolean'].i
 const fmtValue = (v: unknown) => (typeof v === 'number' ? (Number.isInteger(v) ? v.toLocaleString() : v.toPrecision(6)) : v === null ? '—' : String(v));
 
 /**
+ * A model's parameters travel as the raw little-endian bytes of Float64Arrays (lib/ops/models/bytes.ts):
+ * one per feature when the byte length says so.
+ */
+function perFeatureArray(x: unknown, features: readonly string[]): Record<string, number> | undefined {
+  let values: ArrayLike<number> | undefined;
+  if (x instanceof Uint8Array && x.byteLength === 8 * features.length) {
+    const out = new Float64Array(features.length);
+    new Uint8Array(out.buffer).set(x);
+    values = out;
+  } else if (x instanceof Float64Array || (Array.isArray(x) && x.every((e) => typeof e === 'number'))) values = x as ArrayLike<number>;
+  if (!values || values.length !== features.length) return undefined;
+  return Object.fromEntries(features.map((f, i) => [f, values[i] as number]));
+}
+
+/** A record's scalar fields, and those one level down (a round's `metrics.accuracy` as `accuracy`). */
+function flatRow(r: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(r)) {
+    if (isScalar(x)) out[k] = x;
+    else if (isRecord(x)) for (const [k2, y] of Object.entries(x)) if (isScalar(y) && !(k2 in out)) out[k2] = y;
+  }
+  return out;
+}
+
+const CHART_COLORS = ['#2f6fdb', '#2e9d5b', '#e8902c', '#d64545', '#8e5bd6', '#1aa3a3', '#7b8190'];
+
+/** The per-round metrics of a model (its `history`) as lines, one per metric, with uPlot. */
+function RoundChart(props: { rows: Array<Record<string, unknown>> }) {
+  const el = useRef<HTMLDivElement>(null);
+  const rows = props.rows.map(flatRow).filter((r) => typeof r.round === 'number');
+  const skip = new Set(['round', 'samples', 'workers', 'n', 'tn', 'fp', 'fn', 'tp']);
+  const metrics = [...new Set(rows.flatMap((r) => Object.keys(r)))].filter((k) => !skip.has(k) && rows.every((r) => typeof r[k] === 'number'));
+  const key = JSON.stringify(rows.map((r) => metrics.map((m) => r[m])));
+  useEffect(() => {
+    if (!el.current || rows.length === 0 || metrics.length === 0) return;
+    const data: uPlot.AlignedData = [rows.map((r) => r.round as number), ...metrics.map((m) => rows.map((r) => r[m] as number))];
+    const chart = new uPlot(
+      {
+        width: Math.min(900, el.current.clientWidth || 900),
+        height: 260,
+        title: 'metrics per round',
+        scales: { x: { time: false } },
+        axes: [{ label: 'round', incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500] }, {}],
+        series: [{ label: 'round' }, ...metrics.map((m, i) => ({ label: m, stroke: CHART_COLORS[i % CHART_COLORS.length] as string, width: 2, points: { show: true } }))],
+      },
+      data,
+      el.current,
+    );
+    return () => chart.destroy();
+  }, [key]);
+  if (rows.length === 0 || metrics.length === 0) return null;
+  return <div class="chart" ref={el} data-testid="round-chart" />;
+}
+
+/**
  * A statistic's product as tables: scalars as one table; maps keyed by feature (mean, count,
- * variance...) pivoted into one table, a row per feature; lists of records (groups) as a table.
+ * variance...) pivoted into one table, a row per feature; lists of records (groups, a model's
+ * rounds) as a table. A model: its per-feature parameters as columns, its rounds as a chart.
  */
 function ResultView(props: { value: unknown }) {
   const v = props.value;
   if (!isRecord(v)) return <pre class="json">{JSON.stringify(v, null, 2)?.slice(0, 5000)}</pre>;
+  const modelFeatures = Array.isArray(v.features) && v.features.every((f) => typeof f === 'string') ? (v.features as string[]) : undefined;
   const scalars = Object.entries(v).filter(([, x]) => isScalar(x));
-  const perFeature = Object.entries(v).filter(([, x]) => isRecord(x) && Object.values(x).every(isScalar)) as Array<[string, Record<string, unknown>]>;
+  const perFeature = Object.entries(v).flatMap(([k, x]): Array<[string, Record<string, unknown>]> => {
+    if (isRecord(x) && Object.values(x).every(isScalar)) return [[k, x]];
+    const arr = modelFeatures ? perFeatureArray(x, modelFeatures) : undefined;
+    return arr ? [[k, arr]] : [];
+  });
   const lists = Object.entries(v).filter(([, x]) => Array.isArray(x) && x.length > 0 && x.every(isRecord)) as Array<[string, Array<Record<string, unknown>>]>;
-  const rest = Object.entries(v).filter(([k]) => !scalars.some(([s]) => s === k) && !perFeature.some(([s]) => s === k) && !lists.some(([s]) => s === k));
+  const shown = new Set([...scalars, ...perFeature, ...lists].map(([k]) => k));
+  if (modelFeatures) shown.add('features');
+  const rest = Object.entries(v).filter(([k]) => !shown.has(k));
   const features = [...new Set(perFeature.flatMap(([, m]) => Object.keys(m)))];
   return (
     <div class="result" data-testid="result">
@@ -507,9 +573,12 @@ function ResultView(props: { value: unknown }) {
           </tbody>
         </table>
       )}
-      {lists.map(([k, rows]) => {
+      {lists.map(([k, raw]) => {
+        const rows = raw.map(flatRow);
         const cols = [...new Set(rows.flatMap((r) => Object.keys(r)))];
         return (
+          <>
+          {k === 'history' && <RoundChart rows={raw} />}
           <table class="table">
             <caption>{k}</caption>
             <thead>
@@ -523,15 +592,16 @@ function ResultView(props: { value: unknown }) {
               {rows.slice(0, 500).map((r) => (
                 <tr>
                   {cols.map((c) => (
-                    <td>{isScalar(r[c]) ? fmtValue(r[c]) : JSON.stringify(r[c])}</td>
+                    <td>{fmtValue(r[c])}</td>
                   ))}
                 </tr>
               ))}
             </tbody>
           </table>
+          </>
         );
       })}
-      {rest.length > 0 && <pre class="json">{JSON.stringify(Object.fromEntries(rest), (_k, x) => (ArrayBuffer.isView(x) ? `[${(x as Float64Array).length} values]` : x), 2).slice(0, 5000)}</pre>}
+      {rest.length > 0 && <pre class="json">{JSON.stringify(Object.fromEntries(rest), (_k, x) => (ArrayBuffer.isView(x) ? `(${x.byteLength} bytes)` : x), 2).slice(0, 5000)}</pre>}
     </div>
   );
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Builds the dashboard page into dist/dashboard/ (served by the scheduler, lib/dashboard/serve.ts):
-// dashboard/main.tsx bundled by esbuild for the browser (Preact, the protocol's schemas and codec),
-// with index.html and app.css beside it. Run by `npm run build:dashboard`, and by `prepare` on `npm ci`.
+// dashboard/main.tsx bundled by esbuild for the browser (Preact, uPlot, the protocol's schemas and
+// codec) into app.js and app.css, with index.html beside them. Run by `npm run build:dashboard`, and by `prepare` on `npm ci`.
 // Nothing it writes is committed (dist/ is ignored).
 import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -31,6 +31,7 @@ const result = await build({
   metafile: true,
   legalComments: 'none',
 });
-for (const f of ['index.html', 'app.css']) copyFileSync(`${src}${f}`, `${out}${f}`);
+// The styles are imported by main.tsx (ours and uPlot's): esbuild writes them to app.css.
+copyFileSync(`${src}index.html`, `${out}index.html`);
 const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);
 console.log(`dashboard built in ${Date.now() - started} ms: ${out} (${Math.round(bytes / 1024)} KiB with the source map)`);

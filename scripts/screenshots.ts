@@ -1,5 +1,5 @@
 // `npm run screenshots`: starts a demo cluster (a scheduler and two workers on loopback), runs a
-// count, a mean and a group count through the workbench library, opens the dashboard in headless
+// count, a mean, a group count and a FedAvg model through the workbench library, opens the dashboard in headless
 // Chromium with the cluster's workbench token, saves a PNG of each view to a folder it prints,
 // and stops everything. Needs Debian's chromium (see test/helpers/browser.ts).
 import { randomBytes } from 'node:crypto';
@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, EXAMPLE_DATA } from '../lib/sim/cluster.ts';
-import { estimators, steps } from '../lib/workbench.ts';
+import { estimators, models, steps } from '../lib/workbench.ts';
 import { dashboardUrl, launchChromium, signIn } from '../test/helpers/browser.ts';
 
 const out = process.argv[2] ?? mkdtempSync(join(tmpdir(), 'fdl-screenshots-'));
@@ -34,6 +34,14 @@ try {
   await mean.done();
   const groups = await project.groupCount(['MedHouseValDiscrete']);
   await groups.done();
+  // A model: standardization, then FedAvg rounds (an Iterate: a column per round in the DAG).
+  const label = 'MedHouseValDiscrete';
+  const features = project.numericFeatures().filter((f) => f !== label);
+  const fedavg = await project.submit({
+    name: 'logistic regression (FedAvg)',
+    steps: models.logisticRegression({ features, label, rounds: 4, epochs: 1, learningRate: 0.1, batchSize: 32, seed: 7, testFraction: 0.2 }),
+  });
+  await fedavg.done();
   // One still running when the pictures are taken: its DAG shows jobs in flight.
   const running = await project.submit({ name: 'sleep (running)', steps: [steps.parallel({ kind: 'TestSleep', ms: 60_000 }), estimators.count()] });
 
@@ -56,19 +64,21 @@ try {
   await page.click('#tab-projects');
   await page.waitForSelector('[data-project]');
   await shot('3-projects');
-  await page.goto(`${url}#/artifact/${mean.id}`);
-  await page.waitForSelector('[data-testid="result"]');
-  await shot('4-artifact-mean');
-  await page.goto(`${url}#/artifact/${count.id}`);
-  await page.waitForSelector('[data-testid="result"]');
-  await shot('5-artifact-count');
-  await page.goto(`${url}#/artifact/${groups.id}`);
-  await page.waitForSelector('[data-testid="result"]');
-  await shot('6-artifact-group-count');
+  const done: Array<[string, string]> = [
+    ['4-artifact-mean', mean.id],
+    ['5-artifact-count', count.id],
+    ['6-artifact-group-count', groups.id],
+    ['7-artifact-fedavg', fedavg.id],
+  ];
+  for (const [name, id] of done) {
+    await page.goto(`${url}#/artifact/${id}`);
+    await page.waitForSelector(`[data-artifact-view="${id}"] [data-testid="result"]`);
+    await shot(name);
+  }
   await page.goto(`${url}#/artifact/${running.id}`);
   await page.waitForSelector('[data-job][data-state="RUNNING"]');
   await page.click('[data-job][data-state="RUNNING"]');
-  await shot('7-artifact-running');
+  await shot('8-artifact-running');
   await running.cancel();
 } finally {
   await browser.close();

@@ -96,11 +96,12 @@ t.test('a worker killed during an artifact: the page shows it lost, the retry an
   await signIn(nodes, `${url}#/nodes`, cluster.workbenchToken);
   await nodes.waitForSelector('[data-node="worker-1"][data-connected="true"]');
   t.match(await nodes.locator('[data-node="worker-1"]').textContent(), /california\): 9,288 rows, 9 features/, 'its data source, as aggregates');
-  // A short grace for this artifact only, and attempts enough to outlast the restart.
+  // For this artifact only: a short grace, a FAILED state that lasts seconds (a page on a busy
+  // machine draws it for sure, with its next retry), and attempts enough to outlast the restart.
   const handle = await project.submit({
     name: 'sleep',
     steps: [steps.parallel({ kind: 'TestSleep', ms: LONG_SLEEP_MS }), steps.finalize({ kind: 'Noop' })],
-    policy: { workerGraceMs: 1000, maxAttempts: 20, initialIntervalMs: 200, maxIntervalMs: 1000 },
+    policy: { workerGraceMs: 1000, maxAttempts: 30, initialIntervalMs: 4000, maxIntervalMs: 4000, jitter: 0 },
   });
   await page.goto(`${url}#/artifact/${handle.id}`);
   const job = page.locator('[data-testid="dag"] [data-job][data-worker="worker-1"]');

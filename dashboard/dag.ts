@@ -98,6 +98,8 @@ export function layoutDag(jobs: readonly JobStatus[]): Layout {
         edges.push({ key: `${j.index}-${l}`, x1: a.x + COL_W, y1: fy, x2: same ? b.x + COL_W : b.x, y2: ty, same });
         continue;
       }
+      // A chain inside a collapsed lane (a Sequential step's workers) is not drawn: its lane says it.
+      if (same) continue;
       // Aggregated: one edge per (column or job) pair, so a lane of 1,000 jobs draws a handful.
       const fromKey = a.collapsed || !perJob ? `c${from.column}` : `j${j.index}`;
       const toKey = b.collapsed || !perJob ? `c${to.column}` : `j${l}`;

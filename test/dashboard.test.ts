@@ -109,6 +109,15 @@ t.test('the DAG: steps as columns, a lane of many jobs collapsed, edges stay few
   );
   t.equal(c.edges.length, 3, 'every lock an edge');
   t.equal(c.edges.filter((e) => e.same).length, 1, 'the link between the two workers stays in their column');
+  // The same chain over 120 workers: one lane, no arrow from the lane to itself.
+  const long = [job(0, 0, 'MeanInit', 'scheduler', [1]), ...Array.from({ length: 120 }, (_, i) => job(i + 1, 0, 'Mean', `w-${i}`, [i + 2])), job(121, 0, 'MeanFinal', 'scheduler', [])];
+  const l = layoutDag(long);
+  t.ok(l.columns[1]?.collapsed, 'the chain of 120 workers is one lane');
+  t.same(
+    l.edges.map((e) => e.same),
+    [false, false],
+    'two arrows: into the lane and out of it',
+  );
   const small = layoutDag(Array.from({ length: COLLAPSE_AT }, (_, i) => job(i, 0, 'Count', `w-${i}`, [])));
   t.notOk(small.columns[0]?.collapsed, `${COLLAPSE_AT} jobs are still drawn one by one`);
 });

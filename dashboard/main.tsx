@@ -477,11 +477,17 @@ function perFeatureArray(x: unknown, features: readonly string[]): Record<string
   return Object.fromEntries(features.map((f, i) => [f, values[i] as number]));
 }
 
-/** A record's scalar fields, and those one level down (a round's `metrics.accuracy` as `accuracy`). */
-function flatRow(r: Record<string, unknown>): Record<string, unknown> {
+/**
+ * A record's scalar fields, and those one level down (a round's `metrics.accuracy` as `accuracy`);
+ * a group's `key` as one column per feature it is grouped `by`.
+ */
+function flatRow(r: Record<string, unknown>, by?: readonly string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, x] of Object.entries(r)) {
-    if (isScalar(x)) out[k] = x;
+    if (k === 'key' && by && Array.isArray(x) && x.length === by.length) {
+      for (const [i, name] of by.entries()) out[name] = x[i];
+    } else if (isScalar(x)) out[k] = x;
+    else if (Array.isArray(x) && x.every(isScalar)) out[k] = x.map((y) => fmtValue(y)).join(', ');
     else if (isRecord(x)) for (const [k2, y] of Object.entries(x)) if (isScalar(y) && !(k2 in out)) out[k2] = y;
   }
   return out;
@@ -492,7 +498,7 @@ const CHART_COLORS = ['#2f6fdb', '#2e9d5b', '#e8902c', '#d64545', '#8e5bd6', '#1
 /** The per-round metrics of a model (its `history`) as lines, one per metric, with uPlot. */
 function RoundChart(props: { rows: Array<Record<string, unknown>> }) {
   const el = useRef<HTMLDivElement>(null);
-  const rows = props.rows.map(flatRow).filter((r) => typeof r.round === 'number');
+  const rows = props.rows.map((r) => flatRow(r)).filter((r) => typeof r.round === 'number');
   const skip = new Set(['round', 'samples', 'workers', 'n', 'tn', 'fp', 'fn', 'tp']);
   const metrics = [...new Set(rows.flatMap((r) => Object.keys(r)))].filter((k) => !skip.has(k) && rows.every((r) => typeof r[k] === 'number'));
   const key = JSON.stringify(rows.map((r) => metrics.map((m) => r[m])));
@@ -533,8 +539,10 @@ function ResultView(props: { value: unknown }) {
     return arr ? [[k, arr]] : [];
   });
   const lists = Object.entries(v).filter(([, x]) => Array.isArray(x) && x.length > 0 && x.every(isRecord)) as Array<[string, Array<Record<string, unknown>>]>;
+  const by = Array.isArray(v.by) && v.by.every((f) => typeof f === 'string') ? (v.by as string[]) : undefined;
   const shown = new Set([...scalars, ...perFeature, ...lists].map(([k]) => k));
   if (modelFeatures) shown.add('features');
+  if (by) shown.add('by');
   const rest = Object.entries(v).filter(([k]) => !shown.has(k));
   const features = [...new Set(perFeature.flatMap(([, m]) => Object.keys(m)))];
   return (
@@ -574,7 +582,7 @@ function ResultView(props: { value: unknown }) {
         </table>
       )}
       {lists.map(([k, raw]) => {
-        const rows = raw.map(flatRow);
+        const rows = raw.map((r) => flatRow(r, by));
         const cols = [...new Set(rows.flatMap((r) => Object.keys(r)))];
         return (
           <>

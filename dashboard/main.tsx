@@ -7,6 +7,7 @@ import { decodeValue } from '../protocols/codec.ts';
 import type { ArtifactState, ArtifactSummary, JobStatus, NodeInfo } from '../protocols/entities.ts';
 import type { WireError } from '../protocols/errors.ts';
 import { COL_W, countStates, JOB_STATES, LANE_H, layoutDag, NODE_H, TOP } from './dag.ts';
+import { flatRow, fmtValue, isRecord, isScalar, perFeatureArray, toJson } from './tables.ts';
 import { Model } from './model.ts';
 import { Session, type SessionState } from './session.ts';
 
@@ -456,43 +457,6 @@ function JobTable(props: { jobs: JobStatus[]; lane: string | undefined }) {
   );
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v);
-}
-const isScalar = (v: unknown) => v === null || ['number', 'string', 'boolean'].includes(typeof v);
-const fmtValue = (v: unknown) => (typeof v === 'number' ? (Number.isInteger(v) ? v.toLocaleString() : v.toPrecision(6)) : v === null ? '—' : String(v));
-
-/**
- * A model's parameters travel as the raw little-endian bytes of Float64Arrays (lib/ops/models/bytes.ts):
- * one per feature when the byte length says so.
- */
-function perFeatureArray(x: unknown, features: readonly string[]): Record<string, number> | undefined {
-  let values: ArrayLike<number> | undefined;
-  if (x instanceof Uint8Array && x.byteLength === 8 * features.length) {
-    const out = new Float64Array(features.length);
-    new Uint8Array(out.buffer).set(x);
-    values = out;
-  } else if (x instanceof Float64Array || (Array.isArray(x) && x.every((e) => typeof e === 'number'))) values = x as ArrayLike<number>;
-  if (!values || values.length !== features.length) return undefined;
-  return Object.fromEntries(features.map((f, i) => [f, values[i] as number]));
-}
-
-/**
- * A record's scalar fields, and those one level down (a round's `metrics.accuracy` as `accuracy`);
- * a group's `key` as one column per feature it is grouped `by`.
- */
-function flatRow(r: Record<string, unknown>, by?: readonly string[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, x] of Object.entries(r)) {
-    if (k === 'key' && by && Array.isArray(x) && x.length === by.length) {
-      for (const [i, name] of by.entries()) out[name] = x[i];
-    } else if (isScalar(x)) out[k] = x;
-    else if (Array.isArray(x) && x.every(isScalar)) out[k] = x.map((y) => fmtValue(y)).join(', ');
-    else if (isRecord(x)) for (const [k2, y] of Object.entries(x)) if (isScalar(y) && !(k2 in out)) out[k2] = y;
-  }
-  return out;
-}
-
 const CHART_COLORS = ['#2f6fdb', '#2e9d5b', '#e8902c', '#d64545', '#8e5bd6', '#1aa3a3', '#7b8190'];
 
 /** The per-round metrics of a model (its `history`) as lines, one per metric, with uPlot. */
@@ -686,12 +650,28 @@ function ArtifactView(props: { id: string }) {
       <JobTable jobs={status.jobs} lane={lane} />
       {status.state === 'COMPLETED' && (
         <>
-          <h3>Result</h3>
+          <h3>
+            Result{' '}
+            {sel?.result !== undefined && (
+              <button id="download" type="button" onClick={() => download(`${status.name ?? status.id}.json`, toJson(sel.result))}>
+                Download (JSON)
+              </button>
+            )}
+          </h3>
           {sel?.resultError ? <p class="error">{sel.resultError}</p> : sel?.result === undefined ? <p>loading the result…</p> : <ResultView value={sel.result} />}
         </>
       )}
     </section>
   );
+}
+
+/** Saves text as a file (the result is already here: no second request). */
+function download(name: string, text: string): void {
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(new Blob([text], { type: 'application/json' }));
+  a.download = name.replace(/[^A-Za-z0-9._ ()-]/g, '_');
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
 }
 
 function JobDetails(props: { job: JobStatus }) {

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { COLLAPSE_AT, layoutDag } from '../dashboard/dag.ts';
 import { Model } from '../dashboard/model.ts';
+import { flatRow, perFeatureArray, toJson } from '../dashboard/tables.ts';
 import { dashboardHandler } from '../lib/dashboard/serve.ts';
 import { startServer } from '../lib/transport/server.ts';
 import type { JobStatus, NodeInfo } from '../protocols/entities.ts';
@@ -169,4 +170,15 @@ t.test('the model: pushes update in place, project counts follow the nodes', asy
   t.equal(model.selected?.status?.progress.completed, 1);
   model.applyNetworkEvent({ type: 'networkEvent', event: { kind: 'artifactDeleted', artifactId: 'a-x' } });
   t.equal(model.artifacts.size, 0);
+});
+
+t.test("results as tables: a model's Float64 bytes per feature, rounds flattened, group keys by feature", async (t) => {
+  const features = ['a', 'b'];
+  const bytes = new Uint8Array(new Float64Array([1.5, -2]).buffer);
+  t.same(perFeatureArray(bytes, features), { a: 1.5, b: -2 }, 'raw little-endian Float64 bytes, one per feature');
+  t.equal(perFeatureArray(new Uint8Array(24), features), undefined, 'another length is not per feature');
+  t.same(perFeatureArray([3, 4], features), { a: 3, b: 4 });
+  t.same(flatRow({ round: 1, samples: 10, metrics: { accuracy: 0.9, confusionMatrix: { labels: [0, 1] } } }), { round: 1, samples: 10, accuracy: 0.9 }, 'one level down, scalars only');
+  t.same(flatRow({ key: [0, 'x'], count: 7 }, ['label', 'city']), { label: 0, city: 'x', count: 7 }, 'a group key as a column per feature');
+  t.same(JSON.parse(toJson({ features, mean: bytes, bias: 1 })), { features, mean: [1.5, -2], bias: 1 }, 'the JSON download has numbers');
 });

@@ -4,7 +4,7 @@
 // state in the DAG, a node's status), pushed by the scheduler: nothing here polls the scheduler or
 // sleeps. Screenshots of each stage are saved under the test's folder (kept with FDL_KEEP_TEST_DIRS=1).
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import t from 'tap';
@@ -76,6 +76,8 @@ t.test('an artifact submitted from the workbench library appears, and its DAG tu
   await result.waitFor();
   t.match(await result.textContent(), new RegExp(ROWS.toLocaleString('en-US').replace(',', '[,.\\s\\u202f]?')), 'the result table shows the count');
   t.equal((await handle.result<CountProduct>()).count, ROWS, 'the same count the library gets');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+  t.same(JSON.parse(readFileSync(await download.path(), 'utf8')), { count: ROWS }, 'the download button gives the result as JSON');
   await shot(page, '3-dag-completed');
   await page.click('#tab-artifacts');
   await page.waitForSelector(`[data-artifact="${handle.id}"][data-state="COMPLETED"]`);

@@ -35,9 +35,16 @@ function fmtDuration(ms: number): string {
 }
 const describeError = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
+/** Redraws the component on every change of the model (at most once a frame). */
 function useModel(): number {
   const [version, setVersion] = useState(model.version);
-  useEffect(() => model.onChange(() => setVersion(model.version)), []);
+  useEffect(() => {
+    const off = model.onChange(() => setVersion(model.version));
+    // A change between this component's first drawing and now (a reply that arrived meanwhile)
+    // had no listener here yet: catch up on it, or the view stays stale until the next push.
+    if (model.version !== version) setVersion(model.version);
+    return off;
+  }, []);
   return version;
 }
 

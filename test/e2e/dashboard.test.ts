@@ -176,3 +176,20 @@ t.test('a wrong token gets a clear message and shows nothing', async (t) => {
   await shot(page, '10-wrong-token');
   t.same(pageErrors(page), [], 'no error in the page');
 });
+
+t.test('a restarted scheduler: the page dials again, follows the network again, and shows what is new', async (t) => {
+  const page = await newPage();
+  await signIn(page, url, cluster.workbenchToken);
+  t.equal(await cluster.signal('scheduler', 'SIGTERM'), 0, 'the scheduler stopped');
+  await page.waitForSelector('#connection:has-text("reconnecting")');
+  await shot(page, '11-reconnecting');
+  await cluster.startScheduler();
+  await page.waitForSelector('#connection:has-text("live")');
+  await cluster.waitForWorkers(['worker-1', 'worker-2']);
+  // Submitted after the restart: pushed to the page by its new watch.
+  const handle = await project.count();
+  await page.waitForSelector(`[data-artifact="${handle.id}"][data-state="COMPLETED"]`);
+  await page.click('#tab-nodes');
+  await page.waitForSelector('[data-node="worker-2"][data-connected="true"]');
+  t.same(pageErrors(page), [], 'no error in the page');
+});

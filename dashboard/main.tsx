@@ -4,7 +4,7 @@ import { render } from 'preact';
 import uPlot from 'uplot';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { decodeValue } from '../protocols/codec.ts';
-import type { ArtifactState, ArtifactSummary, JobStatus, NodeInfo } from '../protocols/entities.ts';
+import type { ArtifactState, ArtifactSummary, JobStatus, NodeInfo, ProjectInfo } from '../protocols/entities.ts';
 import type { WireError } from '../protocols/errors.ts';
 import { COL_W, countStates, JOB_STATES, LANE_H, layoutDag, NODE_H, TOP } from './dag.ts';
 import { flatRow, fmtValue, isRecord, isScalar, perFeatureArray, toJson } from './tables.ts';
@@ -323,7 +323,82 @@ function Projects() {
         </tbody>
       </table>
       {lines.length === 0 && <div class="empty">no project in this token's scope</div>}
+      <Schema />
     </section>
+  );
+}
+
+/**
+ * A project's aggregated schema (features, types, aggregates over its data sources), as
+ * `getProject` gives it: it takes the project's own token, a secret the researcher holds, so the
+ * page asks for it and keeps it only while it shows the answer.
+ */
+function Schema() {
+  const [token, setToken] = useState('');
+  const [info, setInfo] = useState<ProjectInfo | undefined>(undefined);
+  const [error, setError] = useState<string | undefined>(undefined);
+  const open = async () => {
+    setError(undefined);
+    setInfo(undefined);
+    try {
+      const reply = await session?.request((reqId) => ({ type: 'getProject', reqId, projectToken: token.trim() }), 'project');
+      setInfo(reply?.project);
+    } catch (e) {
+      setError(describeError(e));
+    }
+  };
+  return (
+    <div class="schema">
+      <h3>Aggregated schema</h3>
+      <form
+        class="filters"
+        onSubmit={(e) => {
+          e.preventDefault();
+          if (token.trim()) void open();
+        }}
+      >
+        <input id="project-token" type="password" autocomplete="off" placeholder="a project token" value={token} onInput={(e) => setToken((e.target as HTMLInputElement).value)} />
+        <button id="open-project" type="submit">
+          Show its schema
+        </button>
+        {error && <span class="error">{error}</span>}
+      </form>
+      {info && (
+        <table class="table" data-testid="schema">
+          <caption>
+            {info.name}: {info.workers} workers, {info.datasources} data sources, {info.rows.toLocaleString()} rows
+          </caption>
+          <thead>
+            <tr>
+              <th>feature</th>
+              <th>type</th>
+              <th>data sources</th>
+              <th>rows</th>
+              <th>missing</th>
+              <th>min</th>
+              <th>max</th>
+              <th>mean</th>
+              <th>categories</th>
+            </tr>
+          </thead>
+          <tbody>
+            {info.features.map((f) => (
+              <tr key={`${f.name}/${f.dtype}`} data-feature={f.name}>
+                <td>{f.name}</td>
+                <td>{f.dtype}</td>
+                <td>{f.datasources}</td>
+                <td>{fmtValue(f.rows)}</td>
+                <td>{fmtValue(f.missing)}</td>
+                <td>{fmtValue(f.min)}</td>
+                <td>{fmtValue(f.max)}</td>
+                <td>{fmtValue(f.mean)}</td>
+                <td>{f.categories ? f.categories.slice(0, 12).map(fmtValue).join(', ') + (f.categories.length > 12 ? ', …' : '') : ''}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </div>
   );
 }
 

@@ -87,6 +87,11 @@ t.test('an artifact submitted from the workbench library appears, and its DAG tu
   await page.click('#tab-projects');
   await page.waitForSelector('[data-project]');
   t.match(await page.locator('[data-testid="project-list"]').textContent(), /california/);
+  // Its aggregated schema, with the project's own token.
+  await page.fill('#project-token', token);
+  await page.click('#open-project');
+  await page.waitForSelector('[data-testid="schema"] [data-feature="MedInc"]');
+  t.match(await page.locator('[data-testid="schema"] caption').textContent(), /california: 2 workers, 2 data sources, 18,576 rows/, 'the aggregated schema');
   await shot(page, '4-projects');
   t.same(pageErrors(page), [], 'no error in the page');
 });

@@ -172,6 +172,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
     };
     if (job.lastError && (job.state === 'FAILED' || job.state === 'ERROR')) event.error = job.lastError;
     if (job.leftOut) event.leftOut = true;
+    if (job.state === 'FAILED' && job.nextAttemptAt !== undefined) event.nextAttemptAt = job.nextAttemptAt;
     emit(s, event);
   };
 

@@ -39,6 +39,7 @@ const WORKBENCH_MESSAGES: ReadonlySet<Message['type']> = new Set([
   'cancelArtifact',
   'listArtifacts',
   'deleteArtifact',
+  'watchNetwork',
 ]);
 
 /**

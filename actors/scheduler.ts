@@ -1,6 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { stop } from 'nact';
-import { type ArtifactSpec, type NodeInfo, type ProjectData, RetryPolicySchema, type RetryPolicy } from '../protocols/entities.ts';
+import {
+  type ArtifactSpec,
+  type ArtifactSummary,
+  type NodeInfo,
+  type ProjectData,
+  RetryPolicySchema,
+  type RetryPolicy,
+} from '../protocols/entities.ts';
 import { formatPath, wireError } from '../protocols/errors.ts';
 import type { Message, MessageOf, WorkbenchRequest } from '../protocols/messages.ts';
 import { PROTOCOL_VERSION } from '../protocols/version.ts';
@@ -105,6 +112,10 @@ type HolderPlan =
 interface SchedulerState {
   workers: Map<string, ConnectedWorker>;
   workbenches: Map<string, WorkbenchSession>;
+  /** Sessions that sent `watchNetwork`, by session id: they get `networkEvent` pushes. */
+  watchers: Map<string, WorkbenchSession>;
+  /** The listing line of each supervised artifact, kept current from its events (no store read per event). */
+  live: Map<string, ArtifactSummary>;
   lastRevocationCheck: number;
   subscriptions: Map<string, Set<PeerHandle>>;
   supervisors: Map<string, Ref<SupervisorMsg>>;
@@ -162,6 +173,48 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       return { kind: 'bind', present, workers, absent: away };
     }
     return { kind: 'wait', missing: away };
+  };
+
+  /** A node's line in a listing, as the session of `scope` may see it (its data sources of that scope only). */
+  const nodeInfo = (n: StoredNode, connected: boolean, scope: WorkbenchScope): NodeInfo => {
+    const info: NodeInfo = {
+      id: n.id,
+      name: n.name,
+      role: n.role,
+      connected,
+      lastSeen: n.lastSeen,
+      projects: n.projects.length,
+      datasources: n.projects.reduce((acc, p) => acc + p.datasources.length, 0),
+    };
+    if (n.signKey) info.fingerprint = fingerprint(n.signKey);
+    const sources: NodeInfo['sources'] = [];
+    for (const p of n.projects) {
+      const project = projectOf(p.token);
+      if (!project || !inScope(scope, project.id)) continue;
+      for (const d of p.datasources) sources.push({ projectId: project.id, name: d.name, rows: d.rows, features: d.features.length });
+    }
+    if (sources.length > 0) info.sources = sources;
+    return info;
+  };
+  /** The scheduler itself, and the workers that announced a project of the scope (every worker when unscoped). */
+  const nodeVisible = (scope: WorkbenchScope, n: StoredNode) =>
+    n.role === 'scheduler' ||
+    scope.projects === undefined ||
+    n.projects.some((p) => {
+      const project = projectOf(p.token);
+      return project !== undefined && inScope(scope, project.id);
+    });
+
+  /** A worker joined or left: its line goes to each watching session that may see it. */
+  const pushNode = (s: SchedulerState, n: StoredNode, connected: boolean) => {
+    for (const w of s.watchers.values()) {
+      if (nodeVisible(w.scope, n)) w.peer.send({ type: 'networkEvent', event: { kind: 'node', node: nodeInfo(n, connected, w.scope) } });
+    }
+  };
+  const pushArtifact = (s: SchedulerState, summary: ArtifactSummary) => {
+    for (const w of s.watchers.values()) {
+      if (inScope(w.scope, summary.projectId)) w.peer.send({ type: 'networkEvent', event: { kind: 'artifact', artifact: summary } });
+    }
   };
 
   const spawnSupervisor = (s: SchedulerState, self: Ref<SchedulerMsg>, artifactId: string) => {
@@ -301,6 +354,9 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       const artifact = store.artifact(id);
       if (!artifact) throw new Error('artifact vanished after insert');
       reply(peer, { type: 'artifactAccepted', reqId: m.reqId, status: artifactStatus(artifact, store.jobs(id)) });
+      const summary = { ...artifactSummary(artifact), progress: { completed: 0, total: bound.jobs.length } };
+      s.live.set(id, summary);
+      pushArtifact(s, summary);
       subscribe(s, id, peer);
       spawnSupervisor(s, self, id);
     } catch (e) {
@@ -344,9 +400,14 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
 
   /** A finished artifact's rows, resource files and the initiator's masks; its subscriptions end. */
   const deleteArtifact = (s: SchedulerState, artifactId: string) => {
+    const head = s.watchers.size > 0 ? store.artifactHead(artifactId) : undefined;
     store.deleteArtifact(artifactId);
     props.locals.delete(artifactId);
     s.subscriptions.delete(artifactId);
+    if (!head) return;
+    for (const w of s.watchers.values()) {
+      if (inScope(w.scope, head.projectId)) w.peer.send({ type: 'networkEvent', event: { kind: 'artifactDeleted', artifactId } });
+    }
   };
 
   const subscribe = (s: SchedulerState, artifactId: string, peer: PeerHandle) => {
@@ -356,6 +417,34 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       s.subscriptions.set(artifactId, subs);
     }
     subs.add(peer);
+  };
+
+  const listNodes = (s: SchedulerState, scope: WorkbenchScope): NodeInfo[] =>
+    store
+      .listNodes()
+      .filter((n) => nodeVisible(scope, n))
+      .map((n) => nodeInfo(n, n.role === 'scheduler' || s.workers.has(n.id), scope));
+
+  const listProjects = (s: SchedulerState, scope: WorkbenchScope) => {
+    // A listing never carries tokens: a token is a secret handed out by the operator. The
+    // connected workers' data is matched to projects by token hash.
+    const holdings = new Map<string, Array<{ nodeId: string; data: ProjectData }>>();
+    for (const [nodeId, w] of s.workers) {
+      for (const data of w.projects) {
+        const project = projectOf(data.token);
+        if (!project) continue;
+        const list = holdings.get(project.id) ?? [];
+        list.push({ nodeId, data });
+        holdings.set(project.id, list);
+      }
+    }
+    return store
+      .listProjects()
+      .filter((p) => inScope(scope, p.id))
+      .map((p) => {
+        const { features: _f, ...summary } = aggregateProject(p, holdings.get(p.id) ?? []);
+        return summary;
+      });
   };
 
   /** A workbench sees only the projects of its token's scope, and nothing of the others. */
@@ -372,57 +461,30 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       return undefined;
     };
     switch (m.type) {
-      case 'listNodes': {
-        const live = new Set(s.workers.keys());
-        const visible = (n: StoredNode) =>
-          n.role === 'scheduler' ||
-          scope.projects === undefined ||
-          n.projects.some((p) => {
-            const project = projectOf(p.token);
-            return project !== undefined && inScope(scope, project.id);
-          });
-        const nodes = store
-          .listNodes()
-          .filter(visible)
-          .map((n) => {
-            const info: NodeInfo = {
-              id: n.id,
-              name: n.name,
-              role: n.role,
-              connected: n.role === 'scheduler' || live.has(n.id),
-              lastSeen: n.lastSeen,
-              projects: n.projects.length,
-              datasources: n.projects.reduce((acc, p) => acc + p.datasources.length, 0),
-            };
-            if (n.signKey) info.fingerprint = fingerprint(n.signKey);
-            return info;
-          });
-        reply(peer, { type: 'nodeList', reqId: m.reqId, nodes });
+      case 'listNodes':
+        reply(peer, { type: 'nodeList', reqId: m.reqId, nodes: listNodes(s, scope) });
+        return;
+      case 'watchNetwork': {
+        // The picture now, then every change from here on: the reply and the pushes leave in
+        // the order this actor makes them, so nothing falls between the two.
+        const artifacts = store.listArtifacts(scope.projects, m.limit ?? DEFAULT_ARTIFACT_LIST_LIMIT);
+        const progress = store.progressOf(artifacts.map((a) => a.id));
+        reply(peer, {
+          type: 'network',
+          reqId: m.reqId,
+          nodes: listNodes(s, scope),
+          projects: listProjects(s, scope),
+          artifacts: artifacts.map((a) => {
+            const summary: ArtifactSummary = { ...artifactSummary(a), progress: progress.get(a.id) ?? { completed: 0, total: 0 } };
+            return s.live.get(a.id) ?? summary;
+          }),
+        });
+        s.watchers.set(peer.sessionId, { peer, scope });
         return;
       }
-      case 'listProjects': {
-        // A listing never carries tokens: a token is a secret handed out by the operator. The
-        // connected workers' data is matched to projects by token hash.
-        const holdings = new Map<string, Array<{ nodeId: string; data: ProjectData }>>();
-        for (const [nodeId, w] of s.workers) {
-          for (const data of w.projects) {
-            const project = projectOf(data.token);
-            if (!project) continue;
-            const list = holdings.get(project.id) ?? [];
-            list.push({ nodeId, data });
-            holdings.set(project.id, list);
-          }
-        }
-        const projects = store
-          .listProjects()
-          .filter((p) => inScope(scope, p.id))
-          .map((p) => {
-            const { features: _f, ...summary } = aggregateProject(p, holdings.get(p.id) ?? []);
-            return summary;
-          });
-        reply(peer, { type: 'projectList', reqId: m.reqId, projects });
+      case 'listProjects':
+        reply(peer, { type: 'projectList', reqId: m.reqId, projects: listProjects(s, scope) });
         return;
-      }
       case 'getProject': {
         const project = scopedProject(scope, m.projectToken, peer, m.reqId);
         if (!project) return;
@@ -445,6 +507,14 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
         if (!artifact) return;
         // A finished artifact has nothing more to push: its status is the last word.
         if (m.type === 'subscribe' && s.supervisors.has(m.artifactId)) subscribe(s, m.artifactId, peer);
+        if (m.type === 'subscribe' && m.locks) {
+          const status = store.status(m.artifactId);
+          if (!status) return replyStatus(peer, m.reqId, m.artifactId);
+          const locks = store.locksOf(m.artifactId);
+          for (const j of status.jobs) j.locks = locks[j.index] ?? [];
+          reply(peer, { type: 'status', reqId: m.reqId, status });
+          return;
+        }
         replyStatus(peer, m.reqId, m.artifactId);
         return;
       }
@@ -629,8 +699,11 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             name: props.initiator.name,
             projects: props.initiator.projects,
           });
-          for (const a of store.unfinishedArtifacts()) {
+          const unfinished = store.unfinishedArtifacts();
+          const progress = store.progressOf(unfinished.map((a) => a.id));
+          for (const a of unfinished) {
             log.info({ artifactId: a.id, state: a.state }, 'resuming artifact');
+            s.live.set(a.id, { ...artifactSummary(a), progress: progress.get(a.id) ?? { completed: 0, total: 0 } });
             spawnSupervisor(s, ctx.self, a.id);
           }
           return s;
@@ -664,6 +737,10 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           if (previous && previous.peer.sessionId !== peer.sessionId) previous.peer.close(4000, 'replaced by a new session');
           s.workers.set(hello.nodeId, { peer, name: hello.name, projects: hello.projects, joinTokenId: msg.joinTokenId });
           peer.send({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: props.schedulerId, sessionId: peer.sessionId });
+          if (s.watchers.size > 0) {
+            const node: StoredNode = { id: hello.nodeId, name: hello.name, role: 'worker', lastSeen: now(), projects: hello.projects, signKey: hello.signKey };
+            pushNode(s, node, true);
+          }
           log.info(
             { nodeId: hello.nodeId, name: hello.name, projects: hello.projects.length, fingerprint: fingerprint(hello.signKey) },
             'worker joined',
@@ -724,7 +801,14 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             const w = s.workers.get(msg.nodeId);
             if (w && w.peer.sessionId === msg.peer.sessionId) {
               s.workers.delete(msg.nodeId);
-              store.nodeLeft(msg.nodeId, now());
+              const left = now();
+              store.nodeLeft(msg.nodeId, left);
+              if (s.watchers.size > 0) {
+                const node: StoredNode = { id: msg.nodeId, name: w.name, role: 'worker', lastSeen: left, projects: w.projects };
+                const keys = store.nodeKeys(msg.nodeId);
+                if (keys) node.signKey = keys.signKey;
+                pushNode(s, node, false);
+              }
               log.warn({ nodeId: msg.nodeId }, 'worker left');
               for (const ref of s.supervisors.values()) send(ref, { kind: 'workerLost', nodeId: msg.nodeId });
             }
@@ -735,6 +819,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             clearTimeout(p.timer);
             s.pending.delete(pendingId);
           }
+          s.watchers.delete(msg.peer.sessionId);
           for (const [artifactId, subs] of s.subscriptions) {
             for (const p of subs) if (p.sessionId === msg.peer.sessionId) subs.delete(p);
             if (subs.size === 0) s.subscriptions.delete(artifactId);
@@ -748,7 +833,22 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           onWorkbench(s, ctx.self, msg.message, msg.peer);
           return s;
         case 'artifactEvent': {
-          for (const peer of s.subscriptions.get(msg.message.artifactId) ?? []) peer.send(msg.message);
+          const { artifactId, progress, event } = msg.message;
+          for (const peer of s.subscriptions.get(artifactId) ?? []) peer.send(msg.message);
+          // The listing line changes with the artifact's state and its done count, not with each
+          // job's SCHEDULED/RUNNING: watchers get one push per job done, none per job started.
+          const line = s.live.get(artifactId);
+          if (!line) return s;
+          const stateChanged = event.kind === 'artifactState' && event.state !== line.state;
+          if (!stateChanged && line.progress?.completed === progress.completed) return s;
+          let next: ArtifactSummary = { ...line, progress, updatedAt: stateChanged ? now() : line.updatedAt };
+          if (event.kind === 'artifactState') {
+            // A terminal state: the row is final, read it once for its exact times.
+            const row = FINISHED_STATES.includes(event.state) ? store.artifact(artifactId) : undefined;
+            next = row ? { ...artifactSummary(row), progress } : { ...next, state: event.state };
+          }
+          s.live.set(artifactId, next);
+          pushArtifact(s, next);
           return s;
         }
         case 'supervisorFinished': {
@@ -757,6 +857,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           s.supervisors.delete(msg.artifactId);
           // The final artifactState push went out before this report (same sender, in order).
           s.subscriptions.delete(msg.artifactId);
+          s.live.delete(msg.artifactId);
           return s;
         }
         case 'countEntries':
@@ -769,6 +870,8 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       initialState: () => ({
         workers: new Map(),
         workbenches: new Map(),
+        watchers: new Map(),
+        live: new Map(),
         subscriptions: new Map(),
         supervisors: new Map(),
         pending: new Map(),

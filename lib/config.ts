@@ -196,6 +196,8 @@ export const NodeConfigSchema = z
       .strict()
       .default({ inline_resource_max_bytes: DEFAULT_INLINE_RESOURCE_MAX_BYTES }),
     allow_resource_download: z.boolean().default(true),
+    /** Scheduler and standalone: serve the dashboard page (`/`) on the listening port; it reads everything with a workbench token. */
+    dashboard: z.boolean().default(true),
     max_payload_bytes: z.number().int().min(1024).default(DEFAULT_MAX_PAYLOAD_BYTES),
     heartbeat_ms: z.number().int().min(100).default(DEFAULT_HEARTBEAT_INTERVAL_MS),
     /** Scheduler and standalone: per-connection frame rate; above it a peer is slowed, then disconnected. */

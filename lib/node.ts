@@ -19,6 +19,7 @@ import { type ComputePool, computePool, defaultComputeThreads } from './ops/pool
 import { LOCALS_DIR, LocalsStore } from './store/locals.ts';
 import { openSchedulerStore } from './store/network.ts';
 import { Client } from './transport/client.ts';
+import { dashboardHandler } from './dashboard/serve.ts';
 import { type RunningServer, startServer } from './transport/server.ts';
 
 export interface RunningNode {
@@ -182,6 +183,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
         disconnectAfterMs: config.rate_limit.disconnect_after_ms,
       },
       limits: connectionLimitsOf(config),
+      ...(config.dashboard ? { http: dashboardHandler() } : {}),
       onConnection: (peer) => {
         const shard = shards[shardOf(peer.id, CONNECTION_SHARDS)] as Ref<unknown>;
         spawnConnection(shard, { peer, scheduler: schedulerRef, log, store, schedulerId });
@@ -196,7 +198,8 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     await compute?.close();
     throw e;
   }
-  log.info({ url: server.url, schedulerId, mode: config.mode, fingerprint: identity.fingerprint }, 'scheduler listening');
+  const dashboard = config.dashboard ? `${server.url.replace(/^ws/, 'http')}/` : undefined;
+  log.info({ url: server.url, dashboard, schedulerId, mode: config.mode, fingerprint: identity.fingerprint }, 'scheduler listening');
   return {
     name: config.name,
     mode: config.mode,

@@ -184,6 +184,8 @@ export const JobStatusSchema = z
     nextAttemptAt: z.number().optional(),
     /** Set when the job ran out of attempts but its step's quorum let the artifact go on without it. */
     leftOut: z.boolean().optional(),
+    /** Indices of the jobs this job unlocks (the DAG's edges): only in the reply to a `subscribe` with `locks: true`. */
+    locks: z.array(z.number().int().min(0)).max(100_000).optional(),
   })
   .strict();
 export type JobStatus = z.infer<typeof JobStatusSchema>;
@@ -266,6 +268,8 @@ export const ArtifactSummarySchema = ArtifactStatusSchema.pick({ id: true, name:
   .extend({
     /** When it reached COMPLETED, ERROR or CANCELLED (retention counts from here); absent while it runs. */
     finishedAt: z.number().optional(),
+    /** Jobs done / all jobs, as in `artifactEvent`: in `network` and `networkEvent` only. */
+    progress: z.object({ completed: z.number().int(), total: z.number().int() }).strict().optional(),
   })
   .strict();
 export type ArtifactSummary = z.infer<typeof ArtifactSummarySchema>;
@@ -348,6 +352,17 @@ export const ProjectInfoSchema = z
   .strict();
 export type ProjectInfo = z.infer<typeof ProjectInfoSchema>;
 
+/** One data source of a node, as a listing shows it: which project, how many rows and features. */
+export const NodeSourceSchema = z
+  .object({
+    projectId: Id,
+    name: Name,
+    rows: z.number().int().min(0),
+    features: z.number().int().min(0),
+  })
+  .strict();
+export type NodeSource = z.infer<typeof NodeSourceSchema>;
+
 export const NodeInfoSchema = z
   .object({
     id: Id,
@@ -359,6 +374,8 @@ export const NodeInfoSchema = z
     datasources: z.number().int(),
     /** Digest of the node's signing key, to compare out of band. */
     fingerprint: z.string().max(128).optional(),
+    /** Its data sources of the projects in the session's scope: aggregates only (rows, feature count). */
+    sources: z.array(NodeSourceSchema).max(65_536).optional(),
   })
   .strict();
 export type NodeInfo = z.infer<typeof NodeInfoSchema>;

@@ -140,7 +140,21 @@ export const GetResultSchema = msg('getResult', { reqId: ReqId, artifactId: Id }
 /** Stop an artifact's jobs on every worker; replied with its status (CANCELLED, or its end state if it had ended). */
 export const CancelArtifactSchema = msg('cancelArtifact', { reqId: ReqId, artifactId: Id });
 /** Ask for `artifactEvent` pushes about one artifact; replied with its current status. */
-export const SubscribeSchema = msg('subscribe', { reqId: ReqId, artifactId: Id });
+export const SubscribeSchema = msg('subscribe', {
+  reqId: ReqId,
+  artifactId: Id,
+  /** Also give each job's `locks` (the DAG's edges) in the reply, to draw the graph. */
+  locks: z.boolean().optional(),
+});
+/**
+ * Ask for `networkEvent` pushes (nodes joining and leaving, artifacts submitted, progressing,
+ * ending, deleted) of the session's scope from now on; replied with `network`, the picture now.
+ */
+export const WatchNetworkSchema = msg('watchNetwork', {
+  reqId: ReqId,
+  /** At most this many artifacts in the reply, newest first (default 100). */
+  limit: z.number().int().min(1).max(10_000).optional(),
+});
 /** The artifacts of the session's projects, newest first; replied with `artifactList`. */
 export const ListArtifactsSchema = msg('listArtifacts', {
   reqId: ReqId,
@@ -173,6 +187,24 @@ export const ResultSchema = msg('result', {
   provenance: ProvenanceSchema.optional(),
 });
 
+export const NetworkSchema = msg('network', {
+  reqId: ReqId,
+  nodes: z.array(NodeInfoSchema),
+  projects: z.array(ProjectInfoSchema.omit({ features: true })),
+  /** Newest first, each with its `progress`. */
+  artifacts: z.array(ArtifactSummarySchema),
+});
+/** scheduler -> a workbench that sent `watchNetwork`: one node or artifact changed. */
+export const NetworkEventSchema = msg('networkEvent', {
+  event: z.discriminatedUnion('kind', [
+    /** A worker joined or left: its whole line, as `nodeList` shows it. */
+    z.object({ kind: z.literal('node'), node: NodeInfoSchema }).strict(),
+    /** An artifact was submitted, changed state, or had one more job done: its whole line. */
+    z.object({ kind: z.literal('artifact'), artifact: ArtifactSummarySchema }).strict(),
+    z.object({ kind: z.literal('artifactDeleted'), artifactId: Id }).strict(),
+  ]),
+});
+
 export const ArtifactEventSchema = msg('artifactEvent', {
   artifactId: Id,
   progress: z.object({ completed: z.number().int(), total: z.number().int() }).strict(),
@@ -188,6 +220,8 @@ export const ArtifactEventSchema = msg('artifactEvent', {
         error: WireErrorSchema.optional(),
         /** The job ran out of attempts but its step's quorum lets the artifact go on without it. */
         leftOut: z.boolean().optional(),
+        /** FAILED: when its next attempt is due (ms since the epoch). */
+        nextAttemptAt: z.number().optional(),
       })
       .strict(),
   ]),
@@ -218,6 +252,7 @@ export const MessageSchemas = {
   cancelArtifact: CancelArtifactSchema,
   listArtifacts: ListArtifactsSchema,
   deleteArtifact: DeleteArtifactSchema,
+  watchNetwork: WatchNetworkSchema,
   nodeList: NodeListSchema,
   projectList: ProjectListSchema,
   project: ProjectSchema,
@@ -227,6 +262,8 @@ export const MessageSchemas = {
   artifactDeleted: ArtifactDeletedSchema,
   result: ResultSchema,
   artifactEvent: ArtifactEventSchema,
+  network: NetworkSchema,
+  networkEvent: NetworkEventSchema,
 } as const;
 
 export type MessageType = keyof typeof MessageSchemas;
@@ -246,5 +283,6 @@ export type WorkbenchRequest = MessageOf<
   | 'cancelArtifact'
   | 'listArtifacts'
   | 'deleteArtifact'
+  | 'watchNetwork'
 >;
 export type SchedulerToWorker = MessageOf<'welcome' | 'error' | 'assignJob' | 'cancelJob' | 'resourceData'>;

@@ -585,6 +585,26 @@ export class Store {
     return rows.map(toArtifact);
   }
 
+  /** Jobs done (COMPLETED or left out) and all jobs, of each artifact named (one query over their jobs). */
+  progressOf(ids: readonly string[]): Map<string, { completed: number; total: number }> {
+    const out = new Map<string, { completed: number; total: number }>();
+    if (ids.length === 0) return out;
+    const rows = this
+      .sql(
+        `SELECT artifact_id AS id, COUNT(*) AS total, SUM(state = 'COMPLETED' OR left_out = 1) AS completed
+         FROM jobs WHERE artifact_id IN (SELECT value FROM json_each(?)) GROUP BY artifact_id`,
+      )
+      .all(JSON.stringify(ids)) as Array<{ id: string; total: number; completed: number | null }>;
+    for (const r of rows) out.set(r.id, { completed: r.completed ?? 0, total: r.total });
+    return out;
+  }
+
+  /** Each job's `locks` (the indices it unlocks), in job index order: the DAG's edges. */
+  locksOf(artifactId: string): number[][] {
+    const rows = this.sql('SELECT locks_json FROM jobs WHERE artifact_id = ? ORDER BY idx').all(artifactId) as Array<{ locks_json: string }>;
+    return rows.map((r) => JSON.parse(r.locks_json) as number[]);
+  }
+
   /** Ids of finished artifacts whose last change is older than `before`, oldest first. */
   finishedBefore(before: number, limit: number): string[] {
     const rows = this

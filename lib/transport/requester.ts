@@ -5,12 +5,13 @@ import { DEFAULT_REQUEST_TIMEOUT_MS } from './defaults.ts';
 interface Pending {
   resolve(m: Message): void;
   reject(e: Error): void;
-  timer: NodeJS.Timeout;
+  timer: ReturnType<typeof setTimeout>;
 }
 
 /**
  * Request/reply over any message link, with our own increasing correlation ids
- * (nact's `query` uses random 32-bit ids that collide under load).
+ * (nact's `query` uses random 32-bit ids that collide under load). Browser-safe: the dashboard's
+ * session (dashboard/session.ts) uses it as the workbench does.
  */
 export class Requester {
   private next = 1;
@@ -23,7 +24,8 @@ export class Requester {
         this.pending.delete(reqId);
         reject(new FdlError('INTERNAL', `no reply within ${timeoutMs} ms`));
       }, timeoutMs);
-      timer.unref();
+      // In Node, a pending request does not keep the process alive; a browser (the dashboard) has no unref.
+      (timer as { unref?: () => void }).unref?.();
       this.pending.set(reqId, { resolve, reject, timer });
       if (!send(build(reqId))) {
         clearTimeout(timer);

@@ -15,6 +15,8 @@ export interface ServerOptions {
   heartbeatMs?: number;
   rateLimit?: Partial<RateLimit>;
   limits?: Partial<ConnectionLimits>;
+  /** Plain HTTP requests (not upgrades): e.g. the dashboard's files. Without it they get 426. */
+  http?: (req: IncomingMessage, res: ServerResponse) => void;
   onConnection(peer: PeerConnection): void;
 }
 
@@ -26,10 +28,12 @@ export interface RunningServer {
 
 /** The scheduler's listening socket. Peers dial in; upgrades happen in our hands (noServer). */
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
-  const answer = (_req: IncomingMessage, res: ServerResponse) => {
-    res.writeHead(426, { 'content-type': 'text/plain' });
-    res.end('fdl scheduler: connect with a WebSocket client\n');
-  };
+  const answer =
+    opts.http ??
+    ((_req: IncomingMessage, res: ServerResponse) => {
+      res.writeHead(426, { 'content-type': 'text/plain' });
+      res.end('fdl scheduler: connect with a WebSocket client\n');
+    });
   const http: Server = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, answer) : createServer(answer);
   const maxPayloadBytes = opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: maxPayloadBytes });

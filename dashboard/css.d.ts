@@ -1,0 +1,2 @@
+// Style sheets imported by main.tsx: esbuild bundles them into app.css.
+declare module '*.css';

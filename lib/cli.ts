@@ -1,19 +1,23 @@
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { parse as parseYaml } from 'yaml';
 import type { ArtifactStatus } from '../protocols/entities.ts';
 import { formatPath } from '../protocols/errors.ts';
-import { ConfigError, loadConfig } from './config.ts';
 import { isFdlError } from './errors.ts';
-import { createLogger, installProcessHandlers } from './log.ts';
-import { type RunningNode, startNode, startWorkerHost } from './node.ts';
-import { StoreCheckError } from './store/db.ts';
-import { openSchedulerStore } from './store/network.ts';
-import { type ConnectOptions, Workbench } from './workbench.ts';
+import { packagePath } from './paths.ts';
+import type { RunningNode } from './node.ts';
+import type { ConnectOptions, Workbench } from './workbench.ts';
 import { printTable, progressBar } from './cli/output.ts';
 import { AbsenceWatch, DEFAULT_RECONNECT_TIMEOUT_S, OutcomeUnknownError, parseTimeoutSeconds } from './cli/wait.ts';
 
-/** The `fdl` command. Errors end as one clear line on stderr and a non-zero exit, never a stack trace. */
+/**
+ * The `fdl` command. Errors end as one clear line on stderr and a non-zero exit, never a stack trace.
+ *
+ * Start time: a command loads only what it uses. The node (actors, store, DuckDB), the config
+ * loader and the logger are imported inside the commands that run a node or open a store, and
+ * the workbench library when a command connects: `fdl --help` loads commander and little else,
+ * and a command that asks the scheduler something loads the workbench client only
+ * (docs/PERFORMANCE.md, "CLI start").
+ */
 
 const DEFAULT_URL = process.env.FDL_URL ?? 'ws://127.0.0.1:1456';
 
@@ -26,8 +30,11 @@ function zodIssues(e: unknown): Array<{ path: PropertyKey[]; message: string }> 
   return Array.isArray(issues) ? issues : undefined;
 }
 
+/** An error of one of our classes, known by its name (the class's module may not be loaded). */
+const named = (e: unknown, name: string): e is Error => e instanceof Error && e.name === name;
+
 function fail(e: unknown): never {
-  if (e instanceof ConfigError) {
+  if (named(e, 'ConfigError')) {
     process.stderr.write(`${e.message}\n`);
     process.exit(2);
   }
@@ -43,7 +50,7 @@ function fail(e: unknown): never {
     process.exit(1);
   }
   // A store that must not be used as it is: like a bad config, the operator has to act (exit 2).
-  if (e instanceof UsageError || e instanceof StoreCheckError) {
+  if (e instanceof UsageError || named(e, 'StoreCheckError')) {
     process.stderr.write(`fdl: ${e.message}\n`);
     process.exit(2);
   }
@@ -72,6 +79,7 @@ async function withWorkbench<T>(opts: ClientOpts, fn: (wb: Workbench) => Promise
       throw new UsageError(`cannot read the CA certificate ${opts.ca}: ${(e as Error).message}`);
     }
   }
+  const { Workbench } = await import('./workbench.ts');
   const wb = await Workbench.connect(opts.url, { token: opts.token, name: 'fdl-cli', reconnect: false, ...(ca ? { ca } : {}), ...connect });
   try {
     return await fn(wb);
@@ -116,9 +124,19 @@ function printStatus(s: ArtifactStatus, json: boolean): void {
   );
 }
 
+/** The version in package.json (read at start: a few hundred bytes). */
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(packagePath('package.json'), 'utf8')) as { version?: string }).version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
 export function buildProgram(): Command {
   const program = new Command('fdl')
     .description('Federated analytics and learning: run statistics and train models on data that stays with its holders')
+    .version(packageVersion())
     .showHelpAfterError()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   const urlOption = () => new Option('--url <url>', 'the scheduler to talk to (env FDL_URL)').default(DEFAULT_URL);
@@ -133,6 +151,11 @@ export function buildProgram(): Command {
       "scheduler: start a new network where the work directory's store is missing, empty or damaged (the old files are kept aside); it forgets every artifact and pinned node key",
     )
     .action(async (opts: { config: string[]; initStore?: boolean }) => {
+      const [{ loadConfig }, { createLogger, installProcessHandlers }, { startNode, startWorkerHost }] = await Promise.all([
+        import('./config.ts'),
+        import('./log.ts'),
+        import('./node.ts'),
+      ]);
       const configs = opts.config.map((file) => ({ file, config: loadConfig(file) }));
       const [first] = configs;
       if (!first) throw new UsageError('--config FILE is needed');
@@ -176,7 +199,8 @@ export function buildProgram(): Command {
     });
 
   const tokens = program.command('tokens').description("manage join and workbench tokens (the operator, on the scheduler's machine)");
-  const openStore = (configFile: string) => {
+  const openStore = async (configFile: string) => {
+    const [{ loadConfig }, { openSchedulerStore }] = await Promise.all([import('./config.ts'), import('./store/network.ts')]);
     const config = loadConfig(configFile);
     if (config.mode === 'worker') throw new UsageError(`${configFile} is a worker's config: tokens live on the scheduler`);
     return { config, store: openSchedulerStore(config.workdir).store };
@@ -188,8 +212,8 @@ export function buildProgram(): Command {
     .addOption(new Option('--kind <kind>', 'join (for workers) or workbench (for researchers)').choices(['join', 'workbench']).makeOptionMandatory())
     .option('--project <name...>', 'workbench tokens: the projects it may see (default: all)')
     .option('--label <text>', 'a note to recognize it by')
-    .action((opts: { config: string; kind: 'join' | 'workbench'; project?: string[]; label?: string }) => {
-      const { store } = openStore(opts.config);
+    .action(async (opts: { config: string; kind: 'join' | 'workbench'; project?: string[]; label?: string }) => {
+      const { store } = await openStore(opts.config);
       try {
         const known = new Map(store.listProjects().map((p) => [p.name, p.id]));
         const projects = opts.project?.map((name) => {
@@ -208,8 +232,8 @@ export function buildProgram(): Command {
     .command('list')
     .description('the tokens (ids, kinds, scopes), never their text')
     .requiredOption('-c, --config <file>', "the scheduler's configuration")
-    .action((opts: { config: string }) => {
-      const { store } = openStore(opts.config);
+    .action(async (opts: { config: string }) => {
+      const { store } = await openStore(opts.config);
       try {
         const names = new Map(store.listProjects().map((p) => [p.id, p.name]));
         printTable(
@@ -232,8 +256,8 @@ export function buildProgram(): Command {
     .description('revoke a token (by id or text): its sessions are closed within a second')
     .requiredOption('-c, --config <file>', "the scheduler's configuration")
     .argument('<token>', 'the token id (from fdl tokens list) or its text')
-    .action((token: string, opts: { config: string }) => {
-      const { store } = openStore(opts.config);
+    .action(async (token: string, opts: { config: string }) => {
+      const { store } = await openStore(opts.config);
       try {
         if (!store.revokeToken(token, Date.now())) throw new UsageError(`no live token ${token}`);
         process.stdout.write('revoked\n');
@@ -328,7 +352,7 @@ export function buildProgram(): Command {
       let spec: unknown;
       try {
         const text = readFileSync(file, 'utf8');
-        spec = /\.ya?ml$/i.test(file) ? parseYaml(text) : JSON.parse(text);
+        spec = /\.ya?ml$/i.test(file) ? (await import('yaml')).parse(text) : JSON.parse(text);
       } catch (e) {
         throw new UsageError(`cannot read ${file}: ${(e as Error).message}`);
       }

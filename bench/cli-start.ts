@@ -1,0 +1,59 @@
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Cluster, EXAMPLE_DATA, FDL_BIN } from '../lib/sim/cluster.ts';
+import { median } from './util.ts';
+
+/**
+ * `npm run bench:cli`: how long an `fdl` command takes from the shell's point of view (process
+ * start to exit), against a running scheduler with two workers and one finished artifact.
+ * Each command runs BENCH_REPEATS times (default 10) one after the other; the figures are the
+ * median, the fastest and the slowest, in seconds, next to `node -e 0` (the floor).
+ */
+
+const REPEATS = Number(process.env.BENCH_REPEATS) > 0 ? Number(process.env.BENCH_REPEATS) : 10;
+
+function time(args: string[], env: NodeJS.ProcessEnv): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < REPEATS; i++) {
+    const t0 = process.hrtime.bigint();
+    execFileSync(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
+    out.push(Number(process.hrtime.bigint() - t0) / 1e9);
+  }
+  return out;
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'fdl-bench-cli-'));
+const token = randomBytes(16).toString('hex');
+const shards = ['california_housing.MedInc1.csv', 'california_housing.MedInc2.csv'].map((f) => join(EXAMPLE_DATA, f));
+const cluster = await Cluster.start({
+  dir,
+  projectName: 'california',
+  projectToken: token,
+  workers: shards.map((f, i) => ({ name: `w${i + 1}`, files: [f] })),
+  env: { FDL_LOG_LEVEL: 'warn' },
+});
+try {
+  const wb = await cluster.connect();
+  const project = await wb.project(token);
+  const handle = await project.mean(['MedInc']);
+  await handle.result();
+  wb.close();
+  const env = { FDL_URL: cluster.url, FDL_TOKEN: cluster.workbenchToken };
+  const rows: Array<[string, number[]]> = [
+    ['node -e 0', time(['-e', '0'], env)],
+    ['fdl --help', time([FDL_BIN, '--help'], env)],
+    ['fdl status ID', time([FDL_BIN, 'status', handle.id], env)],
+    ['fdl nodes', time([FDL_BIN, 'nodes'], env)],
+    ['fdl artifacts list', time([FDL_BIN, 'artifacts', 'list'], env)],
+  ];
+  process.stdout.write(`| command | median | fastest | slowest |\n| --- | --- | --- | --- |\n`);
+  for (const [name, xs] of rows) {
+    process.stdout.write(`| \`${name}\` | ${median(xs).toFixed(2)} s | ${Math.min(...xs).toFixed(2)} s | ${Math.max(...xs).toFixed(2)} s |\n`);
+  }
+} finally {
+  await cluster.stop();
+  rmSync(dir, { recursive: true, force: true });
+}

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import type { ArtifactStatus } from '../protocols/entities.ts';
+import { type ArtifactStatus, ArtifactStates } from '../protocols/entities.ts';
 import { formatPath } from '../protocols/errors.ts';
 import { isFdlError } from './errors.ts';
 import { packagePath } from './paths.ts';
@@ -20,6 +20,9 @@ import { AbsenceWatch, DEFAULT_RECONNECT_TIMEOUT_S, OutcomeUnknownError, parseTi
  */
 
 const DEFAULT_URL = process.env.FDL_URL ?? 'ws://127.0.0.1:1456';
+/** `fdl artifacts list`: how many by default, and the most the scheduler lists at once (the wire schema's bound). */
+const DEFAULT_LIST_LIMIT = 100;
+const MAX_LIST_LIMIT = 10_000;
 
 class UsageError extends Error {}
 
@@ -212,7 +215,8 @@ export function buildProgram(): Command {
     .addOption(new Option('--kind <kind>', 'join (for workers) or workbench (for researchers)').choices(['join', 'workbench']).makeOptionMandatory())
     .option('--project <name...>', 'workbench tokens: the projects it may see (default: all)')
     .option('--label <text>', 'a note to recognize it by')
-    .action(async (opts: { config: string; kind: 'join' | 'workbench'; project?: string[]; label?: string }) => {
+    .option('--json', 'print JSON: id, kind and the token')
+    .action(async (opts: { config: string; kind: 'join' | 'workbench'; project?: string[]; label?: string; json?: boolean }) => {
       const { store } = await openStore(opts.config);
       try {
         const known = new Map(store.listProjects().map((p) => [p.name, p.id]));
@@ -222,7 +226,7 @@ export function buildProgram(): Command {
           return id;
         });
         const created = store.createToken(opts.kind, { ...(opts.label ? { label: opts.label } : {}), ...(projects ? { projects } : {}) }, Date.now());
-        process.stdout.write(`${created.token}\n`);
+        process.stdout.write(opts.json ? `${JSON.stringify({ id: created.id, kind: opts.kind, token: created.token })}\n` : `${created.token}\n`);
         process.stderr.write(`token ${created.id} (${opts.kind}) created; it is shown only now\n`);
       } finally {
         store.close();
@@ -232,10 +236,15 @@ export function buildProgram(): Command {
     .command('list')
     .description('the tokens (ids, kinds, scopes), never their text')
     .requiredOption('-c, --config <file>', "the scheduler's configuration")
-    .action(async (opts: { config: string }) => {
+    .option('--json', 'print JSON')
+    .action(async (opts: { config: string; json?: boolean }) => {
       const { store } = await openStore(opts.config);
       try {
         const names = new Map(store.listProjects().map((p) => [p.id, p.name]));
+        if (opts.json) {
+          const list = store.listTokens().map((t) => ({ ...t, ...(t.projects ? { projectNames: t.projects.map((id) => names.get(id) ?? id) } : {}) }));
+          return void process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+        }
         printTable(
           ['id', 'kind', 'label', 'projects', 'created', 'revoked'],
           store.listTokens().map((t) => [
@@ -256,11 +265,12 @@ export function buildProgram(): Command {
     .description('revoke a token (by id or text): its sessions are closed within a second')
     .requiredOption('-c, --config <file>', "the scheduler's configuration")
     .argument('<token>', 'the token id (from fdl tokens list) or its text')
-    .action(async (token: string, opts: { config: string }) => {
+    .option('--json', 'print JSON')
+    .action(async (token: string, opts: { config: string; json?: boolean }) => {
       const { store } = await openStore(opts.config);
       try {
         if (!store.revokeToken(token, Date.now())) throw new UsageError(`no live token ${token}`);
-        process.stdout.write('revoked\n');
+        process.stdout.write(opts.json ? `${JSON.stringify({ revoked: true })}\n` : 'revoked\n');
       } finally {
         store.close();
       }
@@ -398,12 +408,41 @@ export function buildProgram(): Command {
     .command('status')
     .description('the state of an artifact and of each of its jobs')
     .argument('<id>', 'the artifact id')
+    .option('--watch', "redraw the DAG's progress (each step's jobs done, running, failed, waiting; attempts) as the scheduler pushes it, until the end; exit 1 unless it COMPLETED")
+    .option('--timeout <seconds>', `with --watch: give up (exit 1) when the scheduler is gone this long (default ${DEFAULT_RECONNECT_TIMEOUT_S})`)
     .addOption(urlOption())
     .addOption(new Option('--token <token>', 'the workbench token (env FDL_TOKEN)'))
     .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
-    .option('--json', 'print JSON')
-    .action(async (id: string, opts: ClientOpts & { json?: boolean }) => {
-      printStatus(await withWorkbench(withEnv(opts), (wb) => wb.status(id)), opts.json ?? false);
+    .option('--json', 'print JSON (with --watch: one line per change)')
+    .action(async (id: string, opts: ClientOpts & { json?: boolean; watch?: boolean; timeout?: string }) => {
+      if (!opts.watch) return printStatus(await withWorkbench(withEnv(opts), (wb) => wb.status(id)), opts.json ?? false);
+      const { ProgressView } = await import('./cli/watch.ts');
+      const timeoutS = opts.timeout === undefined ? DEFAULT_RECONNECT_TIMEOUT_S : parseTimeoutSeconds(opts.timeout);
+      const url = withEnv(opts).url;
+      const absence = new AbsenceWatch(
+        timeoutS * 1000,
+        () => `lost the scheduler at ${url} and it was not back within ${timeoutS} s: the outcome of artifact ${id} is unknown (ask again: fdl status ${id})`,
+      );
+      const view = new ProgressView(process.stdout, opts.json ?? false);
+      try {
+        await withWorkbench(
+          withEnv(opts),
+          async (wb) => {
+            // Pushed events (subscribe), never polling: each one redraws the view.
+            const handle = await wb.watch(id);
+            view.draw(handle.status);
+            handle.on('event', () => view.draw(handle.status));
+            try {
+              await absence.race(handle.done());
+            } finally {
+              view.draw(handle.status);
+            }
+          },
+          { reconnect: true, onConnectionChange: absence.change },
+        );
+      } finally {
+        absence.stop();
+      }
     });
 
   program
@@ -425,17 +464,20 @@ export function buildProgram(): Command {
     .addOption(urlOption())
     .addOption(new Option('--token <token>', 'the workbench token (env FDL_TOKEN)'))
     .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
-    .action(async (id: string, opts: ClientOpts) => {
+    .option('--json', 'print JSON (the result always is)')
+    .action(async (id: string, opts: ClientOpts & { json?: boolean }) => {
       const result = await withWorkbench(withEnv(opts), (wb) => wb.result(id));
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     });
 
   const artifacts = program.command('artifacts').description('the artifacts of your projects: list them, delete finished ones');
   artifacts
-    .command('list')
-    .description('the artifacts of the projects your token sees, newest first')
+    .command('list', { isDefault: true })
+    .description('the artifacts of the projects your token sees, newest first (the default: fdl artifacts)')
+    .option('--project <name>', "only this project's (its name or id)")
+    .addOption(new Option('--state <state>', 'only those in this state').choices(ArtifactStates))
     // The bound (1 to 10000) is the wire schema's: the scheduler names it if it is crossed.
-    .option('--limit <n>', 'at most this many (default 100)', (v) => {
+    .option(`--limit <n>`, `at most this many (default ${DEFAULT_LIST_LIMIT})`, (v) => {
       const n = Number(v);
       if (!Number.isInteger(n)) throw new InvalidArgumentError('expected a whole number');
       return n;
@@ -444,11 +486,21 @@ export function buildProgram(): Command {
     .addOption(new Option('--token <token>', 'the workbench token (env FDL_TOKEN)'))
     .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
     .option('--json', 'print JSON')
-    .action(async (opts: ClientOpts & { limit?: number; json?: boolean }) => {
-      const { list, names } = await withWorkbench(withEnv(opts), async (wb) => ({
-        list: await wb.artifacts(opts.limit === undefined ? {} : { limit: opts.limit }),
+    .action(async (opts: ClientOpts & { limit?: number; json?: boolean; project?: string; state?: string }) => {
+      const filtered = opts.project !== undefined || opts.state !== undefined;
+      const limit = opts.limit ?? DEFAULT_LIST_LIMIT;
+      const { all, names } = await withWorkbench(withEnv(opts), async (wb) => ({
+        // Filtered here: the scheduler lists the newest; a filter looks through up to its maximum.
+        all: await wb.artifacts({ limit: filtered ? MAX_LIST_LIMIT : limit }),
         names: new Map((await wb.projects()).map((p) => [p.id, p.name])),
       }));
+      if (opts.project !== undefined && ![...names].some(([pid, name]) => pid === opts.project || name === opts.project)) {
+        throw new UsageError(`no project ${JSON.stringify(opts.project)} among those your token sees (${[...names.values()].join(', ')})`);
+      }
+      const list = all
+        .filter((a) => opts.project === undefined || a.projectId === opts.project || names.get(a.projectId) === opts.project)
+        .filter((a) => opts.state === undefined || a.state === opts.state)
+        .slice(0, limit);
       if (opts.json) return void process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
       const time = (ms: number | undefined) => (ms === undefined ? '' : new Date(ms).toISOString());
       printTable(
@@ -463,9 +515,10 @@ export function buildProgram(): Command {
     .addOption(urlOption())
     .addOption(new Option('--token <token>', 'the workbench token (env FDL_TOKEN)'))
     .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
-    .action(async (id: string, opts: ClientOpts) => {
+    .option('--json', 'print JSON')
+    .action(async (id: string, opts: ClientOpts & { json?: boolean }) => {
       await withWorkbench(withEnv(opts), (wb) => wb.deleteArtifact(id));
-      process.stdout.write(`deleted ${id}\n`);
+      process.stdout.write(opts.json ? `${JSON.stringify({ deleted: id })}\n` : `deleted ${id}\n`);
     });
 
   program

@@ -31,5 +31,5 @@ if (fromSource) {
   register();
   await import('../lib/cli.ts');
 } else {
-  await import('../dist/lib/cli.js');
+  await import('../dist/cli.js');
 }

@@ -10,7 +10,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 export const SOURCE_DIRS = ['protocols', 'actors', 'lib'];
-export const BUILD_FILES = ['tsconfig.json', 'tsconfig.build.json'];
+export const BUILD_FILES = ['tsconfig.json', 'tsconfig.build.json', 'scripts/build.mjs'];
 
 /** The source files under `root` (a checkout), relative, sorted. */
 function sourceFiles(root) {

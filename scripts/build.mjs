@@ -1,8 +1,17 @@
-// npm run build (also `prepare`, so npm ci/install builds): compiles protocols/, actors/ and
-// lib/ to JavaScript + .d.ts in dist/ with tsc (tsconfig.build.json), and stamps dist/ with the
-// fingerprint of the sources it compiled (bin/fingerprint.mjs). `--if-stale` builds only when
-// dist/ does not match the sources. The new build is written aside and swapped in whole, so a
-// failed build never leaves a half-written dist/ (nor a stamp that lies).
+// npm run build: the JavaScript that runs (dist/*.js) and the types of the library (dist/types/).
+//
+// - JavaScript: esbuild bundles lib/cli.ts (the `fdl` command), lib/workbench.ts (the library,
+//   `import ... from 'fdl'`) and lib/ops/pool-thread.ts (a compute thread's entry) into dist/,
+//   the code they share split into chunks beside them and loaded when first used (the node, the
+//   store and DuckDB only by the commands that run a node). npm packages stay imports. ~1 s.
+// - Types (--types, and `npm run build`; `prepack` asks for them, so npm pack ships them): tsc
+//   writes the .d.ts of protocols/, actors/ and lib/ to dist/types/ (tsconfig.build.json), tens
+//   of seconds here, so `prepare` (npm ci/install) and `npm test` build only the JavaScript.
+//
+// Each part is stamped with the fingerprint of the sources it was built from (bin/fingerprint.mjs):
+// bin/fdl.js runs dist/ only when its stamp matches the sources. --if-stale builds a part only
+// when its stamp does not match. A part is written aside and swapped in whole, so a failed
+// build never leaves a half-written dist/ (nor a stamp that lies).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -12,29 +21,71 @@ import { matchesSources, sourceFingerprint, stampText } from '../bin/fingerprint
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dist = join(root, 'dist');
-const stamp = join(dist, '.fingerprint');
+const types = join(dist, 'types');
+const ifStale = process.argv.includes('--if-stale');
+const withTypes = process.argv.includes('--types');
 
-const before = sourceFingerprint(root);
-if (process.argv.includes('--if-stale') && existsSync(stamp) && matchesSources(root, readFileSync(stamp, 'utf8'))) process.exit(0);
+const current = (dir) => existsSync(join(dir, '.fingerprint')) && matchesSources(root, readFileSync(join(dir, '.fingerprint'), 'utf8'));
 
-const t0 = performance.now();
-const tmp = join(root, `dist.tmp-${process.pid}`);
-const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json'), '--outDir', tmp], { stdio: 'inherit' });
-if (r.status !== 0) {
+/** Builds into a fresh folder with `make(tmp)`, checks the sources did not change meanwhile, stamps it, returns it. */
+async function aside(name, make) {
+  const before = sourceFingerprint(root);
+  const tmp = join(root, `dist.${name}-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
-  process.stderr.write(`build: tsc failed (exit ${r.status ?? r.signal}); dist/ is left as it was\n`);
-  process.exit(1);
+  const t0 = performance.now();
+  try {
+    await make(tmp);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    process.stderr.write(`build: ${name} failed (${e.message}); dist/ is left as it was\n`);
+    process.exit(1);
+  }
+  if (sourceFingerprint(root).content !== before.content) {
+    rmSync(tmp, { recursive: true, force: true });
+    process.stderr.write('build: the sources changed while they were built; build again\n');
+    process.exit(1);
+  }
+  writeFileSync(join(tmp, '.fingerprint'), stampText(before));
+  process.stderr.write(`build: ${name} built in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  return tmp;
 }
-const after = sourceFingerprint(root);
-if (after.content !== before.content) {
-  rmSync(tmp, { recursive: true, force: true });
-  process.stderr.write('build: the sources changed while they were compiled; build again\n');
-  process.exit(1);
+
+/** Puts `tmp` where `target` was (the old one removed after). */
+function swap(tmp, target) {
+  const old = `${target}.old-${process.pid}`;
+  if (existsSync(target)) renameSync(target, old);
+  renameSync(tmp, target);
+  rmSync(old, { recursive: true, force: true });
 }
-writeFileSync(join(tmp, '.fingerprint'), stampText(before));
-const old = join(root, `dist.old-${process.pid}`);
-if (existsSync(dist)) renameSync(dist, old);
-renameSync(tmp, dist);
-rmSync(old, { recursive: true, force: true });
-process.stderr.write(`build: dist/ built in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+
+if (!(ifStale && current(dist))) {
+  const { build } = await import('esbuild');
+  const tmp = await aside('javascript', (out) =>
+    build({
+      absWorkingDir: root,
+      entryPoints: { cli: 'lib/cli.ts', workbench: 'lib/workbench.ts', 'pool-thread': 'lib/ops/pool-thread.ts' },
+      outdir: out,
+      bundle: true,
+      splitting: true,
+      format: 'esm',
+      platform: 'node',
+      target: 'node20',
+      packages: 'external',
+      // Chunks sit beside the entries: a module's URL finds pool-thread.js and the package root alike.
+      chunkNames: '[name]-[hash]',
+      keepNames: true,
+      logLevel: 'warning',
+    }),
+  );
+  if (existsSync(types)) renameSync(types, join(tmp, 'types')); // the types are swapped on their own
+  swap(tmp, dist);
+}
+
+if (withTypes && !(ifStale && current(types))) {
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+  const tmp = await aside('types', async (out) => {
+    const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json'), '--outDir', out], { stdio: 'inherit' });
+    if (r.status !== 0) throw new Error(`tsc exited with ${r.status ?? r.signal}`);
+  });
+  swap(tmp, types);
+}

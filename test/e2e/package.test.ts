@@ -1,5 +1,5 @@
 // Why: a researcher installs fdl as a package, not as a checkout. This does what they do, with
-// plain Node 20 and no tsx: `npm pack` (which runs `prepare`, so the build is current), install
+// plain Node 20 and no tsx: `npm pack` (which runs `prepack`: the build and its types are current), install
 // the tarball into an empty project, run `npx fdl demo` there, and type-check and run a
 // TypeScript file that imports the workbench library from 'fdl' (compiled JavaScript and .d.ts
 // through the package's `exports`). It checks what the tarball holds, so a file left out of
@@ -54,7 +54,7 @@ t.test('npm pack installs into an empty project: npx fdl demo runs and `import {
   const [packed] = JSON.parse(pack.stdout.slice(pack.stdout.indexOf('['))) as Array<{ filename: string; files: Array<{ path: string }> }>;
   if (!packed) throw new Error(`npm pack printed no package: ${pack.stdout}`);
   const files = packed.files.map((f) => f.path);
-  for (const f of ['bin/fdl.js', 'dist/lib/cli.js', 'dist/lib/workbench.js', 'dist/lib/workbench.d.ts', 'dist/lib/ops/pool-thread.js', 'examples/data/california_housing.MedInc1.csv', 'README.md']) {
+  for (const f of ['bin/fdl.js', 'dist/cli.js', 'dist/workbench.js', 'dist/types/lib/workbench.d.ts', 'dist/pool-thread.js', 'examples/data/california_housing.MedInc1.csv', 'README.md']) {
     t.ok(files.includes(f), `the package holds ${f}`);
   }
   t.notOk(

@@ -360,9 +360,9 @@ export function buildProgram(): Command {
     .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
     .action(async (file: string, opts: ClientOpts & { project: string; wait?: boolean; json?: boolean; timeout?: string }) => {
       let spec: unknown;
+      const { readSpecFile } = await import('./cli/spec.ts');
       try {
-        const text = readFileSync(file, 'utf8');
-        spec = /\.ya?ml$/i.test(file) ? (await import('yaml')).parse(text) : JSON.parse(text);
+        spec = readSpecFile(file);
       } catch (e) {
         throw new UsageError(`cannot read ${file}: ${(e as Error).message}`);
       }

@@ -25,6 +25,9 @@ const types = join(dist, 'types');
 const ifStale = process.argv.includes('--if-stale');
 const withTypes = process.argv.includes('--types');
 
+/** Packages left as imports: native code (or its loader), and files loaded by path (worker threads, transports). */
+const EXTERNAL = ['better-sqlite3', '@duckdb/*', 'bufferutil', 'utf-8-validate', 'msgpackr-extract', 'pino', 'pino-*', 'thread-stream', 'piscina', 'sonic-boom'];
+
 const current = (dir) => existsSync(join(dir, '.fingerprint')) && matchesSources(root, readFileSync(join(dir, '.fingerprint'), 'utf8'));
 
 /** Builds into a fresh folder with `make(tmp)`, checks the sources did not change meanwhile, stamps it, returns it. */
@@ -70,7 +73,11 @@ if (!(ifStale && current(dist))) {
       format: 'esm',
       platform: 'node',
       target: 'node20',
-      packages: 'external',
+      // Pure-JavaScript packages are bundled too (fewer files to find and read at each start);
+      // those with native parts or files of their own loaded by path stay imports.
+      external: EXTERNAL,
+      // CommonJS packages inside an ES module call require(): give them one.
+      banner: { js: "import { createRequire as __fdlCreateRequire } from 'node:module'; const require = __fdlCreateRequire(import.meta.url);" },
       // Chunks sit beside the entries: a module's URL finds pool-thread.js and the package root alike.
       chunkNames: '[name]-[hash]',
       keepNames: true,

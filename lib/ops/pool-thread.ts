@@ -1,4 +1,4 @@
-// The entry of a compute pool thread (lib/ops/pool.ts), as built: dist/lib/ops/pool-thread.js.
+// The entry of a compute pool thread (lib/ops/pool.ts), as built: dist/pool-thread.js.
 // From the sources, pool.ts starts pool-thread-tsx.mjs instead, which registers tsx first (on
 // Node 20 a worker thread does not inherit the loader of the thread that started it).
 import { runComputeTask } from './compute.ts';

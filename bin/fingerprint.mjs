@@ -1,6 +1,6 @@
 // Whether dist/ was built from the sources beside it. `npm run build` (scripts/build.mjs) writes
 // dist/.fingerprint: a sha256 over the paths and bytes of the sources it compiled (protocols/,
-// actors/, lib/ and the tsconfig files), and a quick signature over their paths, sizes and
+// actors/, lib/ and the files that shape the build: BUILD_FILES), and a quick signature over their paths, sizes and
 // modification times. bin/fdl.js runs dist/ only when they agree with the sources now, so a
 // dist/ older than the sources is never run in their place (it runs the sources through tsx).
 // The quick signature (stats only, ~1 ms) settles the common case; when it differs (a file
@@ -10,7 +10,8 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 export const SOURCE_DIRS = ['protocols', 'actors', 'lib'];
-export const BUILD_FILES = ['tsconfig.json', 'tsconfig.build.json', 'scripts/build.mjs'];
+// package-lock.json: the build bundles npm packages, so a changed dependency is a changed build.
+export const BUILD_FILES = ['tsconfig.json', 'tsconfig.build.json', 'scripts/build.mjs', 'package-lock.json'];
 
 /** The source files under `root` (a checkout), relative, sorted. */
 function sourceFiles(root) {

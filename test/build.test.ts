@@ -22,7 +22,7 @@ const built = existsSync(join(PACKAGE_ROOT, 'dist', '.fingerprint'));
 t.test('bin/fdl.js runs dist/ only when it was built from the sources beside it', { skip: !built && 'no build here (npm run build)' }, (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'fdl-build-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  for (const f of ['bin', 'lib', 'protocols', 'actors', 'scripts', 'dist', 'package.json', 'tsconfig.json', 'tsconfig.build.json']) {
+  for (const f of ['bin', 'lib', 'protocols', 'actors', 'scripts', 'dist', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json']) {
     cpSync(join(PACKAGE_ROOT, f), join(dir, f), { recursive: true, preserveTimestamps: true });
   }
   symlinkSync(realpathSync(join(PACKAGE_ROOT, 'node_modules')), join(dir, 'node_modules'));

@@ -9,7 +9,7 @@ import t from 'tap';
 import { Cluster, EXAMPLE_DATA } from '../../lib/sim/cluster.ts';
 import { column, mean, readCsv, relErr, union } from '../helpers/central.ts';
 import { LONG_SLEEP_MS, PROCESS_FILE_TIMEOUT_MS, waitForJob } from '../helpers/cluster.ts';
-import { runFdl } from '../helpers/fdl.ts';
+import { runFdl, startFdl } from '../helpers/fdl.ts';
 
 // Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
 t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
@@ -155,6 +155,25 @@ t.test('fdl status --watch follows the pushed events to the end: exit 0 when COM
   t.match(failed.stdout, /^error \(job .* on worker-\d\): /m, 'the view names the failed job and its worker');
   t.match(failed.stderr, /ended ERROR/, 'and stderr says how it ended, in one line');
   t.notMatch(failed.stderr, /\n\s+at /);
+});
+
+t.test('fdl status --watch redraws as the pushes come, and exits 1 when the artifact is cancelled', async (t) => {
+  // The sleep outlasts the test: the watch sees it waiting, then running, then cancelled.
+  const file = join(dir, 'watch-sleep.json');
+  writeFileSync(file, JSON.stringify({ name: 'sleepy', steps: [{ kind: 'Parallel', operation: { kind: 'TestSleep', ms: LONG_SLEEP_MS } }, { kind: 'Finalize', operation: { kind: 'Noop' } }] }));
+  const submitted = await fdl('submit', file, '--project', token);
+  t.equal(submitted.code, 0, submitted.stderr);
+  const id = submitted.stdout.trim();
+  const watch = startFdl(['status', id, '--watch', '--json'], { FDL_URL: cluster.url, FDL_TOKEN: cluster.workbenchToken });
+  t.teardown(() => watch.kill('SIGKILL'));
+  await watch.stdoutMatch(/"steps":\[\{"step":0,"iteration":0,"operation":"TestSleep","jobs":2,"done":0,"running":2/, { what: 'a view with both sleeps running' });
+  await wb.cancel(id);
+  const end = await watch.ended;
+  t.equal(end.code, 1, 'exit 1: cancelled');
+  const views = end.stdout.trim().split('\n').map((l) => JSON.parse(l) as { state: string });
+  t.ok(views.length >= 2, `one view per change (${views.length})`);
+  t.equal(views.at(-1)?.state, 'CANCELLED', 'the last view is the end');
+  t.match(end.stderr, /ended CANCELLED/);
 });
 
 t.test('--json on every command that prints data, and fdl artifacts --project/--state', async (t) => {

@@ -1,21 +1,28 @@
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { parse as parseYaml } from 'yaml';
-import type { ArtifactStatus } from '../protocols/entities.ts';
+import { type ArtifactStatus, ArtifactStates } from '../protocols/entities.ts';
 import { formatPath } from '../protocols/errors.ts';
-import { ConfigError, loadConfig } from './config.ts';
 import { isFdlError } from './errors.ts';
-import { createLogger, installProcessHandlers } from './log.ts';
-import { type RunningNode, startNode, startWorkerHost } from './node.ts';
-import { StoreCheckError } from './store/db.ts';
-import { openSchedulerStore } from './store/network.ts';
-import { type ConnectOptions, Workbench } from './workbench.ts';
+import { packagePath } from './paths.ts';
+import type { RunningNode } from './node.ts';
+import type { ConnectOptions, Workbench } from './workbench.ts';
 import { printTable, progressBar, provenanceLine } from './cli/output.ts';
 import { AbsenceWatch, DEFAULT_RECONNECT_TIMEOUT_S, OutcomeUnknownError, parseTimeoutSeconds } from './cli/wait.ts';
 
-/** The `fdl` command. Errors end as one clear line on stderr and a non-zero exit, never a stack trace. */
+/**
+ * The `fdl` command. Errors end as one clear line on stderr and a non-zero exit, never a stack trace.
+ *
+ * Start time: a command loads only what it uses. The node (actors, store, DuckDB), the config
+ * loader and the logger are imported inside the commands that run a node or open a store, and
+ * the workbench library when a command connects: `fdl --help` loads commander and little else,
+ * and a command that asks the scheduler something loads the workbench client only
+ * (docs/PERFORMANCE.md, "CLI start").
+ */
 
 const DEFAULT_URL = process.env.FDL_URL ?? 'ws://127.0.0.1:1456';
+/** `fdl artifacts list`: how many by default, and the most the scheduler lists at once (the wire schema's bound). */
+const DEFAULT_LIST_LIMIT = 100;
+const MAX_LIST_LIMIT = 10_000;
 
 class UsageError extends Error {}
 
@@ -26,8 +33,11 @@ function zodIssues(e: unknown): Array<{ path: PropertyKey[]; message: string }> 
   return Array.isArray(issues) ? issues : undefined;
 }
 
+/** An error of one of our classes, known by its name (the class's module may not be loaded). */
+const named = (e: unknown, name: string): e is Error => e instanceof Error && e.name === name;
+
 function fail(e: unknown): never {
-  if (e instanceof ConfigError) {
+  if (named(e, 'ConfigError')) {
     process.stderr.write(`${e.message}\n`);
     process.exit(2);
   }
@@ -43,7 +53,7 @@ function fail(e: unknown): never {
     process.exit(1);
   }
   // A store that must not be used as it is: like a bad config, the operator has to act (exit 2).
-  if (e instanceof UsageError || e instanceof StoreCheckError) {
+  if (e instanceof UsageError || named(e, 'StoreCheckError')) {
     process.stderr.write(`fdl: ${e.message}\n`);
     process.exit(2);
   }
@@ -72,6 +82,7 @@ async function withWorkbench<T>(opts: ClientOpts, fn: (wb: Workbench) => Promise
       throw new UsageError(`cannot read the CA certificate ${opts.ca}: ${(e as Error).message}`);
     }
   }
+  const { Workbench } = await import('./workbench.ts');
   const wb = await Workbench.connect(opts.url, { token: opts.token, name: 'fdl-cli', reconnect: false, ...(ca ? { ca } : {}), ...connect });
   try {
     return await fn(wb);
@@ -117,9 +128,19 @@ function printStatus(s: ArtifactStatus, json: boolean): void {
   );
 }
 
+/** The version in package.json (read at start: a few hundred bytes). */
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(packagePath('package.json'), 'utf8')) as { version?: string }).version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
 export function buildProgram(): Command {
   const program = new Command('fdl')
     .description('Federated analytics and learning: run statistics and train models on data that stays with its holders')
+    .version(packageVersion())
     .showHelpAfterError()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   const urlOption = () => new Option('--url <url>', 'the scheduler to talk to (env FDL_URL)').default(DEFAULT_URL);
@@ -134,6 +155,11 @@ export function buildProgram(): Command {
       "scheduler: start a new network where the work directory's store is missing, empty or damaged (the old files are kept aside); it forgets every artifact and pinned node key",
     )
     .action(async (opts: { config: string[]; initStore?: boolean }) => {
+      const [{ loadConfig }, { createLogger, installProcessHandlers }, { startNode, startWorkerHost }] = await Promise.all([
+        import('./config.ts'),
+        import('./log.ts'),
+        import('./node.ts'),
+      ]);
       const configs = opts.config.map((file) => ({ file, config: loadConfig(file) }));
       const [first] = configs;
       if (!first) throw new UsageError('--config FILE is needed');
@@ -177,7 +203,8 @@ export function buildProgram(): Command {
     });
 
   const tokens = program.command('tokens').description("manage join and workbench tokens (the operator, on the scheduler's machine)");
-  const openStore = (configFile: string) => {
+  const openStore = async (configFile: string) => {
+    const [{ loadConfig }, { openSchedulerStore }] = await Promise.all([import('./config.ts'), import('./store/network.ts')]);
     const config = loadConfig(configFile);
     if (config.mode === 'worker') throw new UsageError(`${configFile} is a worker's config: tokens live on the scheduler`);
     return { config, store: openSchedulerStore(config.workdir).store };
@@ -189,8 +216,9 @@ export function buildProgram(): Command {
     .addOption(new Option('--kind <kind>', 'join (for workers) or workbench (for researchers)').choices(['join', 'workbench']).makeOptionMandatory())
     .option('--project <name...>', 'workbench tokens: the projects it may see (default: all)')
     .option('--label <text>', 'a note to recognize it by')
-    .action((opts: { config: string; kind: 'join' | 'workbench'; project?: string[]; label?: string }) => {
-      const { store } = openStore(opts.config);
+    .option('--json', 'print JSON: id, kind and the token')
+    .action(async (opts: { config: string; kind: 'join' | 'workbench'; project?: string[]; label?: string; json?: boolean }) => {
+      const { store } = await openStore(opts.config);
       try {
         const known = new Map(store.listProjects().map((p) => [p.name, p.id]));
         const projects = opts.project?.map((name) => {
@@ -199,7 +227,7 @@ export function buildProgram(): Command {
           return id;
         });
         const created = store.createToken(opts.kind, { ...(opts.label ? { label: opts.label } : {}), ...(projects ? { projects } : {}) }, Date.now());
-        process.stdout.write(`${created.token}\n`);
+        process.stdout.write(opts.json ? `${JSON.stringify({ id: created.id, kind: opts.kind, token: created.token })}\n` : `${created.token}\n`);
         process.stderr.write(`token ${created.id} (${opts.kind}) created; it is shown only now\n`);
       } finally {
         store.close();
@@ -209,10 +237,15 @@ export function buildProgram(): Command {
     .command('list')
     .description('the tokens (ids, kinds, scopes), never their text')
     .requiredOption('-c, --config <file>', "the scheduler's configuration")
-    .action((opts: { config: string }) => {
-      const { store } = openStore(opts.config);
+    .option('--json', 'print JSON')
+    .action(async (opts: { config: string; json?: boolean }) => {
+      const { store } = await openStore(opts.config);
       try {
         const names = new Map(store.listProjects().map((p) => [p.id, p.name]));
+        if (opts.json) {
+          const list = store.listTokens().map((t) => ({ ...t, ...(t.projects ? { projectNames: t.projects.map((id) => names.get(id) ?? id) } : {}) }));
+          return void process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+        }
         printTable(
           ['id', 'kind', 'label', 'projects', 'created', 'revoked'],
           store.listTokens().map((t) => [
@@ -233,11 +266,12 @@ export function buildProgram(): Command {
     .description('revoke a token (by id or text): its sessions are closed within a second')
     .requiredOption('-c, --config <file>', "the scheduler's configuration")
     .argument('<token>', 'the token id (from fdl tokens list) or its text')
-    .action((token: string, opts: { config: string }) => {
-      const { store } = openStore(opts.config);
+    .option('--json', 'print JSON')
+    .action(async (token: string, opts: { config: string; json?: boolean }) => {
+      const { store } = await openStore(opts.config);
       try {
         if (!store.revokeToken(token, Date.now())) throw new UsageError(`no live token ${token}`);
-        process.stdout.write('revoked\n');
+        process.stdout.write(opts.json ? `${JSON.stringify({ revoked: true })}\n` : 'revoked\n');
       } finally {
         store.close();
       }
@@ -251,12 +285,13 @@ export function buildProgram(): Command {
     )
     .requiredOption('-c, --config <file>', "the scheduler's configuration")
     .argument('<id>', 'the node id (fdl nodes)')
-    .action((id: string, opts: { config: string }) => {
-      const { store } = openStore(opts.config);
+    .option('--json', 'print { forgot, projects } as JSON')
+    .action(async (id: string, opts: { config: string; json?: boolean }) => {
+      const { store } = await openStore(opts.config);
       try {
         const held = store.forgetHolder(id);
         if (held === 0) throw new UsageError(`node ${id} holds no project's data (fdl nodes lists the nodes)`);
-        process.stdout.write(`forgot ${id} as a holder of ${held} project(s)\n`);
+        process.stdout.write(opts.json ? `${JSON.stringify({ forgot: id, projects: held })}\n` : `forgot ${id} as a holder of ${held} project(s)\n`);
       } finally {
         store.close();
       }
@@ -345,9 +380,9 @@ export function buildProgram(): Command {
     .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
     .action(async (file: string, opts: ClientOpts & { project: string; wait?: boolean; json?: boolean; timeout?: string }) => {
       let spec: unknown;
+      const { readSpecFile } = await import('./cli/spec.ts');
       try {
-        const text = readFileSync(file, 'utf8');
-        spec = /\.ya?ml$/i.test(file) ? parseYaml(text) : JSON.parse(text);
+        spec = readSpecFile(file);
       } catch (e) {
         throw new UsageError(`cannot read ${file}: ${(e as Error).message}`);
       }
@@ -394,12 +429,41 @@ export function buildProgram(): Command {
     .command('status')
     .description('the state of an artifact and of each of its jobs')
     .argument('<id>', 'the artifact id')
+    .option('--watch', "redraw the DAG's progress (each step's jobs done, running, failed, waiting; attempts) as the scheduler pushes it, until the end; exit 1 unless it COMPLETED")
+    .option('--timeout <seconds>', `with --watch: give up (exit 1) when the scheduler is gone this long (default ${DEFAULT_RECONNECT_TIMEOUT_S})`)
     .addOption(urlOption())
     .addOption(new Option('--token <token>', 'the workbench token (env FDL_TOKEN)'))
     .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
-    .option('--json', 'print JSON')
-    .action(async (id: string, opts: ClientOpts & { json?: boolean }) => {
-      printStatus(await withWorkbench(withEnv(opts), (wb) => wb.status(id)), opts.json ?? false);
+    .option('--json', 'print JSON (with --watch: one line per change)')
+    .action(async (id: string, opts: ClientOpts & { json?: boolean; watch?: boolean; timeout?: string }) => {
+      if (!opts.watch) return printStatus(await withWorkbench(withEnv(opts), (wb) => wb.status(id)), opts.json ?? false);
+      const { ProgressView } = await import('./cli/watch.ts');
+      const timeoutS = opts.timeout === undefined ? DEFAULT_RECONNECT_TIMEOUT_S : parseTimeoutSeconds(opts.timeout);
+      const url = withEnv(opts).url;
+      const absence = new AbsenceWatch(
+        timeoutS * 1000,
+        () => `lost the scheduler at ${url} and it was not back within ${timeoutS} s: the outcome of artifact ${id} is unknown (ask again: fdl status ${id})`,
+      );
+      const view = new ProgressView(process.stdout, opts.json ?? false);
+      try {
+        await withWorkbench(
+          withEnv(opts),
+          async (wb) => {
+            // Pushed events (subscribe), never polling: each one redraws the view.
+            const handle = await wb.watch(id);
+            view.draw(handle.status);
+            handle.on('event', () => view.draw(handle.status));
+            try {
+              await absence.race(handle.done());
+            } finally {
+              view.draw(handle.status);
+            }
+          },
+          { reconnect: true, onConnectionChange: absence.change },
+        );
+      } finally {
+        absence.stop();
+      }
     });
 
   program
@@ -431,10 +495,12 @@ export function buildProgram(): Command {
 
   const artifacts = program.command('artifacts').description('the artifacts of your projects: list them, delete finished ones');
   artifacts
-    .command('list')
-    .description('the artifacts of the projects your token sees, newest first')
+    .command('list', { isDefault: true })
+    .description('the artifacts of the projects your token sees, newest first (the default: fdl artifacts)')
+    .option('--project <name>', "only this project's (its name or id)")
+    .addOption(new Option('--state <state>', 'only those in this state').choices(ArtifactStates))
     // The bound (1 to 10000) is the wire schema's: the scheduler names it if it is crossed.
-    .option('--limit <n>', 'at most this many (default 100)', (v) => {
+    .option(`--limit <n>`, `at most this many (default ${DEFAULT_LIST_LIMIT})`, (v) => {
       const n = Number(v);
       if (!Number.isInteger(n)) throw new InvalidArgumentError('expected a whole number');
       return n;
@@ -443,11 +509,21 @@ export function buildProgram(): Command {
     .addOption(new Option('--token <token>', 'the workbench token (env FDL_TOKEN)'))
     .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
     .option('--json', 'print JSON')
-    .action(async (opts: ClientOpts & { limit?: number; json?: boolean }) => {
-      const { list, names } = await withWorkbench(withEnv(opts), async (wb) => ({
-        list: await wb.artifacts(opts.limit === undefined ? {} : { limit: opts.limit }),
+    .action(async (opts: ClientOpts & { limit?: number; json?: boolean; project?: string; state?: string }) => {
+      const filtered = opts.project !== undefined || opts.state !== undefined;
+      const limit = opts.limit ?? DEFAULT_LIST_LIMIT;
+      const { all, names } = await withWorkbench(withEnv(opts), async (wb) => ({
+        // Filtered here: the scheduler lists the newest; a filter looks through up to its maximum.
+        all: await wb.artifacts({ limit: filtered ? MAX_LIST_LIMIT : limit }),
         names: new Map((await wb.projects()).map((p) => [p.id, p.name])),
       }));
+      if (opts.project !== undefined && ![...names].some(([pid, name]) => pid === opts.project || name === opts.project)) {
+        throw new UsageError(`no project ${JSON.stringify(opts.project)} among those your token sees (${[...names.values()].join(', ')})`);
+      }
+      const list = all
+        .filter((a) => opts.project === undefined || a.projectId === opts.project || names.get(a.projectId) === opts.project)
+        .filter((a) => opts.state === undefined || a.state === opts.state)
+        .slice(0, limit);
       if (opts.json) return void process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
       const time = (ms: number | undefined) => (ms === undefined ? '' : new Date(ms).toISOString());
       printTable(
@@ -462,9 +538,10 @@ export function buildProgram(): Command {
     .addOption(urlOption())
     .addOption(new Option('--token <token>', 'the workbench token (env FDL_TOKEN)'))
     .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
-    .action(async (id: string, opts: ClientOpts) => {
+    .option('--json', 'print JSON')
+    .action(async (id: string, opts: ClientOpts & { json?: boolean }) => {
       await withWorkbench(withEnv(opts), (wb) => wb.deleteArtifact(id));
-      process.stdout.write(`deleted ${id}\n`);
+      process.stdout.write(opts.json ? `${JSON.stringify({ deleted: id })}\n` : `deleted ${id}\n`);
     });
 
   program

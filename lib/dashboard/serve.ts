@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packagePath } from '../paths.ts';
 
 /**
  * The dashboard's files, served by the scheduler on its own port (lib/transport/server.ts).
@@ -12,10 +12,11 @@ import { fileURLToPath } from 'node:url';
  * looked up in that list, never joined to a folder, so no path can reach outside it.
  */
 
-/** Where `npm run build:dashboard` writes the bundle (from the sources, or from compiled JavaScript under dist/). */
-const CANDIDATES = ['../../dist/dashboard/', '../../dashboard/'].map((p) => fileURLToPath(new URL(p, import.meta.url)));
-
-export const DASHBOARD_DIR = CANDIDATES.find((d) => existsSync(join(d, 'index.html'))) ?? (CANDIDATES[0] as string);
+/**
+ * Where `npm run build:dashboard` writes the bundle. Found from the package root (`lib/paths.ts`):
+ * this module runs from the sources or inside a chunk of the CLI's bundle in dist/, at different depths.
+ */
+export const DASHBOARD_DIR = packagePath('dist', 'dashboard');
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',

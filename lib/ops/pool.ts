@@ -19,10 +19,11 @@ export function defaultComputeThreads(): number {
   return Math.max(1, availableParallelism() - 1);
 }
 
-/** How long an idle thread is kept (threads start on first use; tsx transpiles the ops in each). */
+/** How long an idle thread is kept (threads start on first use and load the ops in each). */
 export const DEFAULT_COMPUTE_IDLE_MS = 5 * 60_000;
 
-const THREAD_ENTRY = new URL('./pool-thread.mjs', import.meta.url).href;
+/** The thread's entry: the compiled one beside a compiled pool.js, else the sources' (through tsx). */
+const THREAD_ENTRY = new URL(import.meta.url.endsWith('.ts') ? './pool-thread-tsx.mjs' : './pool-thread.js', import.meta.url).href;
 
 export class ComputePool implements Compute {
   readonly threads: number;

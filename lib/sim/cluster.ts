@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { packagePath } from '../paths.ts';
 import { type ConnectOptions, Workbench } from '../workbench/client.ts';
 
 /**
@@ -13,8 +13,8 @@ import { type ConnectOptions, Workbench } from '../workbench/client.ts';
  * and fault tests, and the benchmarks.
  */
 
-export const FDL_BIN = fileURLToPath(new URL('../../bin/fdl.js', import.meta.url));
-export const EXAMPLE_DATA = fileURLToPath(new URL('../../examples/data/', import.meta.url));
+export const FDL_BIN = packagePath('bin', 'fdl.js');
+export const EXAMPLE_DATA = packagePath('examples', 'data/');
 /**
  * Bound on waiting for nodes to be up. Generous: it turns a node that never comes up into a
  * message, and must not fire on a loaded machine (each node process transpiles at start).

@@ -18,11 +18,17 @@ export const BasicOperationSchemas = [
   z.object({ kind: z.literal('TestSpin'), ms: z.number().int().min(0).max(600_000) }).strict(),
 ] as const;
 
+const operationUnion = z.discriminatedUnion('kind', [...BasicOperationSchemas, ...EstimatorOperationSchemas, ...ModelOperationSchemas]);
+/**
+ * The type of OperationSchema under a name: the .d.ts of the build (dist/) then writes
+ * `OperationSchemaType` wherever a schema holds an operation, instead of repeating its full
+ * type each time (every step schema holds one, and the message union would pass the length
+ * tsc can write).
+ */
+export interface OperationSchemaType extends OperationUnionType {}
+type OperationUnionType = typeof operationUnion;
+
 /** The work of one job, discriminated by `kind`. */
-export const OperationSchema = z.discriminatedUnion('kind', [
-  ...BasicOperationSchemas,
-  ...EstimatorOperationSchemas,
-  ...ModelOperationSchemas,
-]);
+export const OperationSchema: OperationSchemaType = operationUnion;
 export type Operation = z.infer<typeof OperationSchema>;
 export type OperationKind = Operation['kind'];

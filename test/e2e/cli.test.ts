@@ -9,7 +9,7 @@ import t from 'tap';
 import { Cluster, EXAMPLE_DATA } from '../../lib/sim/cluster.ts';
 import { column, mean, readCsv, relErr, union } from '../helpers/central.ts';
 import { LONG_SLEEP_MS, PROCESS_FILE_TIMEOUT_MS, waitForJob } from '../helpers/cluster.ts';
-import { runFdl } from '../helpers/fdl.ts';
+import { runFdl, startFdl } from '../helpers/fdl.ts';
 
 // Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
 t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
@@ -121,6 +121,107 @@ t.test('clear errors: bad artifact file, unknown artifact, unreachable scheduler
   const down = await fdl('nodes', '--url', 'ws://127.0.0.1:1');
   t.equal(down.code, 1);
   t.match(down.stderr, /cannot reach the scheduler at ws:\/\/127\.0\.0\.1:1/);
+});
+
+t.test('fdl status --watch follows the pushed events to the end: exit 0 when COMPLETED, 1 when ERROR', async (t) => {
+  const submitted = await fdl('submit', join(artifacts, 'mean.yaml'), '--project', token);
+  t.equal(submitted.code, 0, submitted.stderr);
+  const id = submitted.stdout.trim();
+  const watched = await fdl('status', id, '--watch');
+  t.equal(watched.code, 0, watched.stderr);
+  // mean.yaml is one Sequential step: init on the initiator, the chain through both workers, final.
+  t.match(
+    watched.stdout,
+    new RegExp(`artifact ${id} \\(mean-of-older-blocks\\): COMPLETED, 4/4 jobs\\n  step 1  MeanInit/Mean/MeanFinal  \\[####\\]  done 4/4, running 0, failed 0, waiting 0; attempts 4\\n$`),
+    'the last view: the end state, then the step with its jobs counted, one attempt each',
+  );
+
+  const lines = await fdl('status', id, '--watch', '--json');
+  t.equal(lines.code, 0, lines.stderr);
+  const views = lines.stdout.trim().split('\n').map((l) => JSON.parse(l) as { state: string; progress: { completed: number; total: number }; steps: Array<{ done: number; jobs: number }> });
+  t.same(views.at(-1)?.progress, { completed: 4, total: 4 }, '--json: one JSON line per view, the last complete');
+  t.equal(views.at(-1)?.state, 'COMPLETED');
+
+  // Fails at once on every attempt, and has one: ERROR. The watch may start before or after it ends.
+  const file = join(dir, 'fails.json');
+  writeFileSync(file, JSON.stringify({ name: 'fails', steps: [{ kind: 'Parallel', operation: { kind: 'TestFail', failAttempts: 100 } }], policy: { maxAttempts: 1 } }));
+  const failing = await fdl('submit', file, '--project', token);
+  t.equal(failing.code, 0, failing.stderr);
+  const failed = await fdl('status', failing.stdout.trim(), '--watch');
+  t.equal(failed.code, 1, 'exit 1: the artifact failed');
+  t.match(failed.stdout, /\(fails\): ERROR/);
+  // The other worker's job may have failed too, or still be waiting or running when the first failure ended it.
+  t.match(failed.stdout, /step 1\s+TestFail\s+\[[>x.]{2}\]\s+done 0\/2, running [01], failed [12], waiting [01]; attempts [12]/);
+  t.match(failed.stdout, /^error \(job .* on worker-\d\): /m, 'the view names the failed job and its worker');
+  t.match(failed.stderr, /ended ERROR/, 'and stderr says how it ended, in one line');
+  t.notMatch(failed.stderr, /\n\s+at /);
+});
+
+t.test('fdl status --watch redraws as the pushes come, and exits 1 when the artifact is cancelled', async (t) => {
+  // The sleep outlasts the test: the watch sees it waiting, then running, then cancelled.
+  const file = join(dir, 'watch-sleep.json');
+  writeFileSync(file, JSON.stringify({ name: 'sleepy', steps: [{ kind: 'Parallel', operation: { kind: 'TestSleep', ms: LONG_SLEEP_MS } }, { kind: 'Finalize', operation: { kind: 'Noop' } }] }));
+  const submitted = await fdl('submit', file, '--project', token);
+  t.equal(submitted.code, 0, submitted.stderr);
+  const id = submitted.stdout.trim();
+  const watch = startFdl(['status', id, '--watch', '--json'], { FDL_URL: cluster.url, FDL_TOKEN: cluster.workbenchToken });
+  t.teardown(() => watch.kill('SIGKILL'));
+  await watch.stdoutMatch(/"steps":\[\{"step":0,"iteration":0,"operation":"TestSleep","jobs":2,"done":0,"running":2/, { what: 'a view with both sleeps running' });
+  await wb.cancel(id);
+  const end = await watch.ended;
+  t.equal(end.code, 1, 'exit 1: cancelled');
+  const views = end.stdout.trim().split('\n').map((l) => JSON.parse(l) as { state: string });
+  t.ok(views.length >= 2, `one view per change (${views.length})`);
+  t.equal(views.at(-1)?.state, 'CANCELLED', 'the last view is the end');
+  t.match(end.stderr, /ended CANCELLED/);
+});
+
+t.test('--json on every command that prints data, and fdl artifacts --project/--state', async (t) => {
+  const json = async (...args: string[]) => {
+    const r = await fdl(...args);
+    t.equal(r.code, 0, `fdl ${args.join(' ')}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as unknown;
+  };
+  const done = (await json('submit', join(artifacts, 'count.json'), '--project', token, '--wait', '--json')) as { id: string; result: { count: number } };
+  t.equal(done.result.count, 18576, 'submit --wait --json: id and result');
+  const id = ((await json('submit', join(artifacts, 'count.json'), '--project', token, '--json')) as { id: string }).id;
+  t.match(id, /^a-/, 'submit --json: the id');
+  t.equal(((await json('status', done.id, '--json')) as { state: string }).state, 'COMPLETED', 'status --json');
+  t.same(await json('result', done.id, '--json'), done.result, 'result --json');
+  t.equal(((await json('projects', '--json')) as Array<{ name: string }>)[0]?.name, 'california', 'projects --json');
+  t.equal(((await json('nodes', '--json')) as unknown[]).length, 3, 'nodes --json');
+  t.equal(((await json('datasources', '--project', token, '--json')) as { rows: number }).rows, 18576, 'datasources --json');
+
+  type Summary = { id: string; state: string; projectId: string };
+  const listed = (await json('artifacts', '--json')) as Summary[];
+  t.ok(listed.some((a) => a.id === done.id), 'fdl artifacts (list is the default) --json');
+  const completed = (await json('artifacts', 'list', '--state', 'COMPLETED', '--json')) as Summary[];
+  t.ok(completed.length > 0 && completed.every((a) => a.state === 'COMPLETED'), '--state COMPLETED: only those');
+  t.ok(completed.some((a) => a.id === done.id));
+  t.ok(((await json('artifacts', '--state', 'ERROR', '--json')) as Summary[]).every((a) => a.state === 'ERROR'), '--state ERROR: only those');
+  const byProject = (await json('artifacts', '--project', 'california', '--limit', '2', '--json')) as Summary[];
+  t.equal(byProject.length, 2, '--project by name, with --limit');
+  t.same((await json('artifacts', '--project', byProject[0]?.projectId ?? '?', '--limit', '2', '--json')) as Summary[], byProject, '--project by id: the same');
+  const table = await fdl('artifacts', '--state', 'COMPLETED');
+  t.match(table.stdout, new RegExp(`${done.id}\\s+\\S*\\s*COMPLETED\\s+california`), 'the table, filtered');
+  t.notMatch(table.stdout, /\s(ERROR|CANCELLED|RUNNING)\s/);
+  const unknown = await fdl('artifacts', '--project', 'nope');
+  t.equal(unknown.code, 2);
+  t.match(unknown.stderr, /no project "nope"/);
+  const badState = await fdl('artifacts', '--state', 'DONE');
+  t.not(badState.code, 0);
+  t.match(badState.stderr, /COMPLETED/, 'a wrong state lists the right ones');
+
+  await wb.watch(id).then((h) => h.done());
+  t.same(await json('artifacts', 'delete', id, '--json'), { deleted: id }, 'artifacts delete --json');
+
+  const config = join(dir, 'scheduler.yaml');
+  const created = (await json('tokens', 'create', '--config', config, '--kind', 'workbench', '--label', 'json', '--json')) as { id: string; kind: string; token: string };
+  t.equal(created.kind, 'workbench', 'tokens create --json');
+  const tokens = (await json('tokens', 'list', '--config', config, '--json')) as Array<{ id: string; label?: string }>;
+  t.ok(tokens.some((x) => x.id === created.id && x.label === 'json'), 'tokens list --json');
+  t.notMatch(JSON.stringify(tokens), created.token, 'never the token text');
+  t.same(await json('tokens', 'revoke', '--config', config, created.id, '--json'), { revoked: true }, 'tokens revoke --json');
 });
 
 t.test('fdl demo --json runs the whole demo and reports every figure equal', async (t) => {

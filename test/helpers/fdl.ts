@@ -35,6 +35,8 @@ export interface FdlProcess {
   stderr: () => string;
   /** Resolves with the first match of `pattern` on its stderr (or fails naming it, after the bound). */
   stderrMatch(pattern: RegExp, o?: Partial<WaitOptions>): Promise<RegExpMatchArray>;
+  /** The same on its stdout. */
+  stdoutMatch(pattern: RegExp, o?: Partial<WaitOptions>): Promise<RegExpMatchArray>;
   /** Resolves when it has ended. */
   ended: Promise<FdlRun>;
   /** Sends it a signal (SIGTERM: a node shuts down and exits 0). */
@@ -48,6 +50,7 @@ export function startFdl(args: string[], env: NodeJS.ProcessEnv = {}): FdlProces
   let err = '';
   child.stdout.on('data', (b: Buffer) => {
     out += b.toString();
+    child.emit('stdout-data');
   });
   child.stderr.on('data', (b: Buffer) => {
     err += b.toString();
@@ -60,25 +63,28 @@ export function startFdl(args: string[], env: NodeJS.ProcessEnv = {}): FdlProces
       resolve({ code: code ?? 1, stdout: out, stderr: signal ? `${err}\n[test] fdl ${args.join(' ')} ended by ${signal}\n` : err });
     });
   });
+  /** The first match of `pattern` on one of its streams, as it is written (or a failure naming it, after the bound). */
+  const match = (stream: 'stdout' | 'stderr', text: () => string, pattern: RegExp, o: Partial<WaitOptions>) =>
+    within(
+      new Promise<RegExpMatchArray>((resolve, reject) => {
+        const check = () => {
+          const m = text().match(pattern);
+          if (m) {
+            child.off(`${stream}-data`, check);
+            resolve(m);
+          }
+        };
+        child.on(`${stream}-data`, check);
+        check();
+        void ended.then(() => reject(new Error(`fdl ${args.join(' ')} ended before printing ${pattern} on ${stream}: ${text()}`)));
+      }),
+      { what: o.what ?? `${pattern} on the ${stream} of fdl ${args.join(' ')}`, ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}) },
+    );
   return {
     stdout: () => out,
     stderr: () => err,
-    stderrMatch: (pattern, o = {}) =>
-      within(
-        new Promise<RegExpMatchArray>((resolve, reject) => {
-          const check = () => {
-            const m = err.match(pattern);
-            if (m) {
-              child.off('stderr-data', check);
-              resolve(m);
-            }
-          };
-          child.on('stderr-data', check);
-          check();
-          void ended.then(() => reject(new Error(`fdl ${args.join(' ')} ended before printing ${pattern} on stderr: ${err}`)));
-        }),
-        { what: o.what ?? `${pattern} on the stderr of fdl ${args.join(' ')}`, ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}) },
-      ),
+    stderrMatch: (pattern, o = {}) => match('stderr', () => err, pattern, o),
+    stdoutMatch: (pattern, o = {}) => match('stdout', () => out, pattern, o),
     ended,
     kill: (signal = 'SIGTERM') => {
       child.kill(signal);

@@ -401,7 +401,14 @@ export function buildProgram(): Command {
     .addOption(urlOption())
     .addOption(new Option('--token <token>', 'the workbench token (env FDL_TOKEN)'))
     .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
-    .action(async (id: string, opts: ClientOpts) => {
+    .option('--out <file>', 'write the result as stored (msgpack) to this file, streamed (any size), checked against its sha256')
+    .action(async (id: string, opts: ClientOpts & { out?: string }) => {
+      const out = opts.out;
+      if (out) {
+        const got = await withWorkbench(withEnv(opts), (wb) => wb.resultToFile(id, out));
+        process.stdout.write(`${JSON.stringify({ file: got.path, bytes: got.size, sha256: got.sha256 })}\n`);
+        return;
+      }
       const result = await withWorkbench(withEnv(opts), (wb) => wb.result(id));
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     });

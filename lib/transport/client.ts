@@ -113,10 +113,13 @@ export class Client {
     return this.peer?.isOpen ?? false;
   }
 
-  /** False when there is no open connection: the caller decides what waiting means. */
-  send(message: Message): boolean {
+  /**
+   * False when there is no open connection: the caller decides what waiting means. `cb` is
+   * called once the socket has taken the frame (back-pressure for streams).
+   */
+  send(message: Message, cb?: (err?: Error) => void): boolean {
     if (!this.peer?.isOpen) return false;
-    this.peer.send(message);
+    this.peer.send(message, cb);
     return true;
   }
 

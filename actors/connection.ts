@@ -101,7 +101,7 @@ export function spawnConnection(
       if (!r.gaveUp) peer.send({ type: 'resourceWant', sha256: m.resource, offset: r.offset });
       else send(scheduler, { kind: 'uploadEnded', sha256: m.resource, size: 0, offers: r.offers, error: r.error });
     } else if (r.kind === 'done') {
-      log.info({ nodeId, sha256: m.resource }, 'streamed product received whole');
+      log.info({ nodeId, sha256: m.resource, size: m.offset + m.data.byteLength, wallMs: Math.round(r.wallMs), cpuMs: Math.round(r.cpuMs) }, 'streamed product received whole');
       send(scheduler, { kind: 'uploadEnded', sha256: m.resource, size: m.offset + m.data.byteLength, offers: r.offers, path: r.path });
     } else if (r.kind === 'corrupt') {
       send(scheduler, { kind: 'uploadEnded', sha256: m.resource, size: m.offset + m.data.byteLength, offers: r.offers, error: r.error });

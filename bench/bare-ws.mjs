@@ -1,8 +1,10 @@
 // The bare-ws baseline of bench/stream.ts, as its own process (plain JavaScript: no transpiler at
-// start). `sink BYTES`: listens on loopback, prints {"port"}, then {"ms"} once BYTES arrived (from
-// the first frame to the last), and exits. `source URL BYTES CHUNK`: sends BYTES in CHUNK-byte
+// start). `sink BYTES [FILE]`: listens on loopback, prints {"port"}, then {"ms"} once BYTES arrived
+// (from the first frame to the last; with FILE, each frame is written to it and it is fsynced at
+// the end, as a store must), and exits. `source URL BYTES CHUNK`: sends BYTES in CHUNK-byte
 // binary frames with the same back-pressure as ours (at most 8 frames the socket has not written),
 // then waits for the sink to close. No hashing, no codec, no disk: what ws alone costs.
+import { closeSync, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
 import WebSocket, { WebSocketServer } from 'ws';
 
 const [role, ...args] = process.argv.slice(2);
@@ -10,6 +12,8 @@ const WINDOW = 8;
 
 if (role === 'sink') {
   const total = Number(args[0]);
+  const file = args[1];
+  const fd = file ? openSync(file, 'w') : undefined;
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 });
   wss.on('listening', () => process.stdout.write(`${JSON.stringify({ port: wss.address().port })}\n`));
   wss.on('connection', (ws) => {
@@ -17,8 +21,14 @@ if (role === 'sink') {
     let first = 0;
     ws.on('message', (data) => {
       if (got === 0) first = performance.now();
+      if (fd !== undefined) writeSync(fd, data, 0, data.length, got);
       got += data.length;
       if (got >= total) {
+        if (fd !== undefined) {
+          fsyncSync(fd);
+          closeSync(fd);
+          rmSync(file, { force: true });
+        }
         process.stdout.write(`${JSON.stringify({ ms: performance.now() - first })}\n`);
         ws.close();
         wss.close();

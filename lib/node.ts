@@ -344,9 +344,9 @@ async function startWorkerNode(config: NodeConfig, log: Logger): Promise<Running
   const downloadCut = cutOnceAt(faults.cutDownloadAt, () => client?.cut(), log);
   const offered = new OfferedResources(
     {
-      send: (m, cb) => {
-        if (m.type === 'resourceChunk') uploadCut(m.data.byteLength);
-        return client?.send(m, cb) ?? false;
+      sendFrame: (frame, cb) => {
+        uploadCut(frame.byteLength);
+        return client?.sendFrame(frame, cb) ?? false;
       },
     },
     chunkBytes,

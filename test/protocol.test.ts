@@ -6,7 +6,7 @@ import { crc32 } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { Packr } from 'msgpackr';
 import t, { type Test } from 'tap';
-import { decode, decodeValue, encode, encodeValue, MAX_DEPTH } from '../protocols/codec.ts';
+import { CHUNK_HEADER_BYTES, decode, decodeValue, encode, encodeChunkInto, encodeValue, MAX_DEPTH } from '../protocols/codec.ts';
 import { OperationSchema, QueryStageSchema } from '../protocols/entities.ts';
 import { type ErrorCode, ErrorCodes, formatPath, WireErrorSchema, wireError } from '../protocols/errors.ts';
 import { type Message, MessageSchemas, type MessageType, MessageTypes } from '../protocols/messages.ts';
@@ -604,4 +604,19 @@ t.test('every error path is written one way: dots between names, brackets around
     new Packr({ useRecords: false }).pack({ type: 'submitArtifact', reqId: 1, projectToken: 'token-1234', artifact: { steps: [{ kind: 'Teleport' }] } }),
   );
   t.match(d, { ok: false, error: { code: 'INVALID_MESSAGE', path: /^artifact\.steps\[0\]/ } });
+});
+
+t.test('a resourceChunk encoded around its bytes in place decodes to the same message as encode() makes', async (t) => {
+  const data = Buffer.from(Array.from({ length: 3000 }, (_, i) => i % 251));
+  const resource = sha256(data);
+  for (const offset of [0, 5 * 1024 * 1024 * 1024 + 7]) {
+    const frame = Buffer.alloc(CHUNK_HEADER_BYTES + data.length);
+    data.copy(frame, CHUNK_HEADER_BYTES);
+    encodeChunkInto(frame, resource, offset, crc32(data) >>> 0);
+    const decoded = decode(frame);
+    t.ok(decoded.ok, 'decodes');
+    const expected: Message = { type: 'resourceChunk', resource, offset, crc32: crc32(data) >>> 0, data };
+    if (decoded.ok) t.strictSame(toJson(decoded.message), toJson(expected), `offset ${offset}: the same message`);
+    t.strictSame(toJson((packr.unpack(frame) as Record<string, unknown>)), toJson(expected), 'plain msgpack reads it too');
+  }
 });

@@ -39,7 +39,7 @@ export class Uploads {
       u = undefined;
     }
     if (!u) {
-      u = { sink: new ChunkSink(join(this.dir, `${sha256}.part`), sha256, size), nodes: new Set(), offers: new Map() };
+      u = { sink: new ChunkSink(join(this.dir, `${sha256}.part`), sha256, size, true), nodes: new Set(), offers: new Map() };
       this.bySha.set(sha256, u);
     }
     u.nodes.add(offer.nodeId);

@@ -113,14 +113,16 @@ export class Client {
     return this.peer?.isOpen ?? false;
   }
 
-  /**
-   * False when there is no open connection: the caller decides what waiting means. `cb` is
-   * called once the socket has taken the frame (back-pressure for streams).
-   */
-  send(message: Message, cb?: (err?: Error) => void): boolean {
+  /** False when there is no open connection: the caller decides what waiting means. */
+  send(message: Message): boolean {
     if (!this.peer?.isOpen) return false;
-    this.peer.send(message, cb);
+    this.peer.send(message);
     return true;
+  }
+
+  /** An encoded frame (a resourceChunk); `cb` once the socket has taken it (back-pressure for streams). */
+  sendFrame(bytes: Uint8Array, cb: (err?: Error) => void): boolean {
+    return this.peer?.sendFrame(bytes, cb) ?? false;
   }
 
   /** Test seam (fault injection): raw bytes on the open connection. */

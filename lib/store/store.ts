@@ -700,8 +700,7 @@ export class Store {
     if (!row) return undefined;
     const file = row.location === INLINE_LOCATION ? undefined : this.blobs.fileOf(id);
     if (file) return { ref: toResourceRef(row), file };
-    const read = this.readResource(id);
-    return read ? { ref: read.ref, bytes: read.bytes } : undefined;
+    return this.bytesOf(row);
   }
 
   resource(id: string): (ResourceRef & { artifactId: string }) | undefined {
@@ -711,7 +710,12 @@ export class Store {
 
   readResource(id: string): { ref: ResourceRef & { artifactId: string }; bytes: Uint8Array } | undefined {
     const row = this.resourceRow(id);
-    if (!row) return undefined;
+    return row ? this.bytesOf(row) : undefined;
+  }
+
+  /** A resource's bytes, whole, checked against its sha256 (a row's, a file's, or the in-memory store's). */
+  private bytesOf(row: ResourceRow): { ref: ResourceRef & { artifactId: string }; bytes: Uint8Array } {
+    const { id } = row;
     if (row.location !== INLINE_LOCATION) return { ref: toResourceRef(row), bytes: this.blobs.get(id, row.sha256) };
     const inline = this.sql('SELECT bytes FROM resource_bytes WHERE id = ?').get(id) as { bytes: Buffer } | undefined;
     return { ref: toResourceRef(row), bytes: checkedBytes(id, inline?.bytes, row.sha256) };

@@ -13,6 +13,7 @@ import { blobHeader } from '../../lib/ops/file-blob.ts';
 import { sha256OfFile } from '../../lib/transport/stream.ts';
 import { handshakeMessage, signWith } from '../../lib/security/identity.ts';
 import { countLog, PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, waitForJob, waitForLog, within } from '../helpers/cluster.ts';
+import { runFdl } from '../helpers/fdl.ts';
 import { RawPeer } from '../helpers/raw-peer.ts';
 
 t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
@@ -182,4 +183,10 @@ t.test('a corrupt chunk is refused with CHUNK_CORRUPT and asked again; the produ
   const stored = await wb.resultToFile(handle.id, join(dir, 'raw.bin'));
   t.equal(stored.sha256, sha256, 'the stored product is the bytes sent, whole');
   t.equal(countLog(join(dir, 'scheduler.log'), /a chunk was refused/), 1, 'one refusal logged');
+  // The CLI streams the same result to a file.
+  const out = join(dir, 'cli-result.bin');
+  const cli = await runFdl(['result', handle.id, '--out', out], { FDL_URL: cluster.url, FDL_TOKEN: cluster.workbenchToken });
+  t.equal(cli.code, 0, `fdl result --out exits 0 ${cli.stderr}`);
+  t.match(JSON.parse(cli.stdout), { file: out, bytes: bytes.length, sha256 }, 'and says what it wrote');
+  t.equal(sha256OfFile(out), sha256, 'the file holds the result');
 });

@@ -434,6 +434,10 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
     }
   };
 
+  /** The error a product over store.max_resource_bytes fails its attempt with (naming both sizes); undefined when it fits. */
+  const overLimit = (jobId: string, size: number): WireError | undefined =>
+    size > props.streaming.maxResourceBytes ? toWireError(tooLarge(`the product of ${jobId}`, size, props.streaming.maxResourceBytes)) : undefined;
+
   /** The job of a report, when the report is about its current attempt on that worker. */
   const currentAttempt = (nodeId: string, jobId: string, attempt: number) => {
     const job = store.job(artifactOfJob(jobId), indexOfJob(jobId));
@@ -503,9 +507,9 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
         } else {
           const job = currentAttempt(nodeId, m.jobId, m.attempt);
           if (!job) return;
-          if (m.data.byteLength > props.streaming.maxResourceBytes) {
-            const error = toWireError(tooLarge(`the product of ${m.jobId}`, m.data.byteLength, props.streaming.maxResourceBytes));
-            failAttempt(s, { jobId: m.jobId, attempt: m.attempt, nodeId }, error);
+          const tooBig = overLimit(m.jobId, m.data.byteLength);
+          if (tooBig) {
+            failAttempt(s, { jobId: m.jobId, attempt: m.attempt, nodeId }, tooBig);
             return;
           }
           if (sha256Hex(m.data) !== m.sha256) {
@@ -522,9 +526,9 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       case 'productOffer': {
         if (!currentAttempt(nodeId, m.jobId, m.attempt)) return; // stale or repeated: nothing to take
         const offer = { jobId: m.jobId, attempt: m.attempt, nodeId };
-        if (m.size > props.streaming.maxResourceBytes) {
+        const error = overLimit(m.jobId, m.size);
+        if (error) {
           // Refused before a byte moves: the job fails naming the size (retrying makes the same product).
-          const error = toWireError(tooLarge(`the product of ${m.jobId}`, m.size, props.streaming.maxResourceBytes));
           log.warn({ jobId: m.jobId, attempt: m.attempt, size: m.size, limit: props.streaming.maxResourceBytes }, 'a product over the resource limit was refused');
           peer.send({ type: 'error', error });
           failAttempt(s, offer, error);
@@ -716,8 +720,14 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
         case 'localProduct': {
           const { report } = msg;
           if (!currentAttempt(props.schedulerId, report.jobId, report.attempt)) return s;
+          const offer = { jobId: report.jobId, attempt: report.attempt, nodeId: props.schedulerId };
+          const tooBig = overLimit(report.jobId, report.size);
+          if (tooBig) {
+            failAttempt(s, offer, tooBig);
+            return s;
+          }
           const meta = { artifactId: artifactOfJob(report.jobId), jobId: report.jobId, producer: props.schedulerId, sha256: report.sha256, size: report.size };
-          storeProduct(s, { jobId: report.jobId, attempt: report.attempt, nodeId: props.schedulerId }, () => store.putResourceFile(meta, msg.file, 'copy', now()));
+          storeProduct(s, offer, () => store.putResourceFile(meta, msg.file, 'copy', now()));
           return s;
         }
         case 'countEntries':

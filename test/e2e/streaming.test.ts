@@ -102,6 +102,21 @@ t.test('200 MiB crosses worker -> scheduler -> worker -> initiator -> workbench 
   t.equal(value.byteLength, BIG, 'result() decodes it to its bytes');
 });
 
+t.test('a sealed product over the threshold is sealed whole, streamed unread by the scheduler, and opened by its receiver', async (t) => {
+  const size = 3 * MiB;
+  const blob = { kind: 'TestBlob' as const, bytes: size, seed: 11 };
+  const handle = await (await wb.project(token)).submit({
+    name: 'sealed',
+    steps: [{ kind: 'Sequential', init: { kind: 'Noop' }, operation: blob, final: blob, encryption: true }],
+  });
+  await within(handle.done(), { what: 'the sealed chain to complete' });
+  const value = (await wb.result(handle.id)) as Uint8Array;
+  t.equal(value.byteLength, size, 'the result is the byte string');
+  t.equal(createHash('sha256').update(blobHeader(size)).update(value).digest('hex'), blobSha256(size, 11), 'with the bytes TestBlob makes');
+  const offers = countLog(join(dir, 'scheduler.log'), new RegExp(`"jobId":"${handle.id}\\.[12]".*streamed product offered`));
+  t.ok(offers >= 2, `both workers' sealed products were streamed (${offers} offers)`);
+});
+
 t.test('a product over store.max_resource_bytes fails its job naming its size and the limit', async (t) => {
   const size = 257 * MiB;
   const handle = await (await wb.project(token)).submit({

@@ -12,7 +12,7 @@ import { PROTOCOL_VERSION } from '../../protocols/version.ts';
 import { blobHeader } from '../../lib/ops/file-blob.ts';
 import { sha256OfFile } from '../../lib/transport/stream.ts';
 import { handshakeMessage, signWith } from '../../lib/security/identity.ts';
-import { countLog, PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, waitForJob, waitForLog, within } from '../helpers/cluster.ts';
+import { countLog, PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, waitFor, waitForJob, waitForLog, within } from '../helpers/cluster.ts';
 import { runFdl } from '../helpers/fdl.ts';
 import { RawPeer } from '../helpers/raw-peer.ts';
 
@@ -115,6 +115,38 @@ t.test('a sealed product over the threshold is sealed whole, streamed unread by 
   t.equal(createHash('sha256').update(blobHeader(size)).update(value).digest('hex'), blobSha256(size, 11), 'with the bytes TestBlob makes');
   const offers = countLog(join(dir, 'scheduler.log'), new RegExp(`"jobId":"${handle.id}\\.[12]".*streamed product offered`));
   t.ok(offers >= 2, `both workers' sealed products were streamed (${offers} offers)`);
+});
+
+t.test('an upload resumes by content hash after a restart of the producing worker and of the scheduler', async (t) => {
+  const size = 160 * MiB;
+  const incoming = join(dir, 'scheduler', 'resources', 'incoming');
+  const partSize = (sha: string) => {
+    try {
+      return statSync(join(incoming, `${sha}.part`)).size;
+    } catch {
+      return 0;
+    }
+  };
+  const scheduler = join(dir, 'scheduler.log');
+  const resumedOffers = (artifactId: string) => countLog(scheduler, new RegExp(`"jobId":"${artifactId}\\.1".*"offset":[1-9][0-9]*.*asking from offset`));
+  for (const [seed, restart] of [
+    [21, 'worker-1'],
+    [22, 'scheduler'],
+  ] as const) {
+    const sha = blobSha256(size, seed);
+    const blob = { kind: 'TestBlob' as const, bytes: size, seed };
+    const handle = await (await wb.project(token)).submit({ name: `restart-${restart}`, steps: [{ kind: 'Sequential', init: { kind: 'Noop' }, operation: blob, final: { kind: 'Noop' } }] });
+    // Part of worker-1's product is on the scheduler's disk: now one end of the upload dies.
+    await waitFor(() => partSize(sha) >= 16 * MiB, { what: `part of the upload in ${incoming}` });
+    cluster.kill(restart, 'SIGKILL');
+    await cluster.exited(restart);
+    if (restart === 'scheduler') await cluster.startScheduler();
+    else cluster.startWorker('worker-1', { env: {} });
+    await within(handle.done(), { what: `the artifact to complete after the ${restart} restarted`, timeoutMs: 300_000 });
+    // A rerun of TestBlob with the same seed makes the same bytes: the same sha256, so the
+    // scheduler (its partial file rehashed after its own restart) asks only for the rest.
+    t.ok(resumedOffers(handle.id) >= 1, `after a restart of ${restart}, the upload resumed from a non-zero offset`);
+  }
 });
 
 t.test('a product over store.max_resource_bytes fails its job naming its size and the limit', async (t) => {

@@ -666,6 +666,8 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           const expired = store.finishedBefore(now() - props.retentionMs, RETENTION_SWEEP_BATCH);
           for (const id of expired) deleteArtifact(s, id);
           if (expired.length > 0) log.info({ deleted: expired.length, retentionMs: props.retentionMs }, 'finished artifacts past their retention deleted');
+          const partials = props.uploads.sweep(now() - props.retentionMs);
+          if (partials > 0) log.info({ deleted: partials, retentionMs: props.retentionMs }, 'partial uploads untouched for the retention deleted');
           // A full batch: more may be due; go on after the messages already waiting.
           if (expired.length === RETENTION_SWEEP_BATCH) send(ctx.self, { kind: 'sweepFinished' });
           return s;

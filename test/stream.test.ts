@@ -105,3 +105,14 @@ t.test('a sender keeps at most its window unwritten, and its frames decode to th
   }
   t.equal(last, 'done', 'the receiver gets the whole resource');
 });
+
+t.test('the sweep removes partial uploads untouched since the cutoff, not open ones', async (t) => {
+  const uploads = new Uploads(join(dir, 'sweep'));
+  uploads.begin({ jobId: 'a-2.1', attempt: 1, nodeId: 'w1' }, sha, bytes.length);
+  uploads.receive('w1', chunkAt(0));
+  const other = createHash('sha256').update('other').digest('hex');
+  new ChunkSink(join(dir, 'sweep', `${other}.part`), other, 10).close();
+  t.equal(uploads.sweep(Date.now() - 60_000), 0, 'nothing is older than the cutoff');
+  t.equal(uploads.sweep(Date.now() + 60_000), 1, 'the abandoned one goes, the open one stays');
+  t.equal(uploads.begin({ jobId: 'a-2.1', attempt: 1, nodeId: 'w1' }, sha, bytes.length).offset, CHUNK, 'the open upload kept its bytes');
+});

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { readdirSync, rmSync, statSync } from 'node:fs';
 import type { MessageOf } from '../../protocols/messages.ts';
 import { ChunkSink, type SinkResult } from '../transport/stream.ts';
 
@@ -74,5 +75,32 @@ export class Uploads {
     if (r.kind !== 'done' && r.kind !== 'corrupt') return { ...r, offers: [] };
     this.bySha.delete(sha256);
     return { ...r, offers: [...u.offers.values()] };
+  }
+
+  /**
+   * Removes partial files no upload has written to since `before` (epoch ms) and none is open
+   * for: the uploads of offers never made again (an artifact that ended, a worker gone for good).
+   * Returns how many went.
+   */
+  sweep(before: number): number {
+    let removed = 0;
+    let files: string[];
+    try {
+      files = readdirSync(this.dir).filter((f) => f.endsWith('.part'));
+    } catch {
+      return 0;
+    }
+    for (const f of files) {
+      if (this.bySha.has(f.slice(0, -'.part'.length))) continue;
+      const path = join(this.dir, f);
+      try {
+        if (statSync(path).mtimeMs >= before) continue;
+        rmSync(path, { force: true });
+        removed++;
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+    return removed;
   }
 }

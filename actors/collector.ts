@@ -7,6 +7,9 @@ import type { Logger } from '../lib/log.ts';
 import { toWireError } from '../lib/errors.ts';
 import { openValue, resourceContext } from '../lib/security/seal.ts';
 import { sha256Hex } from '../lib/store/blobs.ts';
+import { asFileBlob } from '../lib/ops/file-blob.ts';
+import type { ResourceRef } from '../protocols/entities.ts';
+import { readFileSync } from 'node:fs';
 
 /**
  * Collector: gathers the inputs of a job on a worker. Small inputs come with the assignment;
@@ -17,7 +20,17 @@ import { sha256Hex } from '../lib/store/blobs.ts';
 
 export type CollectorMsg =
   | { kind: 'collect'; key: string; assignment: MessageOf<'assignJob'> }
-  | { kind: 'reply'; message: Message };
+  | { kind: 'reply'; message: Message }
+  /** A large input, fetched (streamed to a file) and opened off the mailbox. */
+  | { kind: 'largeInput'; key: string; slot: number; value: unknown }
+  | { kind: 'largeFailed'; key: string; error: WireError };
+
+/** How a node gets the bytes of an input over the stream threshold. */
+export interface LargeInputs {
+  thresholdBytes: number;
+  /** The input's bytes, checked against its sha256: a file (streamed, resumable; the initiator: the store's own) or, rarely, bytes. */
+  fetch(ref: ResourceRef): Promise<{ path: string } | { bytes: Uint8Array }>;
+}
 
 export type CollectorReport =
   | { kind: 'inputsReady'; key: string; inputs: unknown[] }
@@ -41,6 +54,7 @@ export function spawnCollector(
     sendToScheduler(message: Message): boolean;
     /** This node's id and X25519 private key, to open inputs sealed for it. */
     identity: { nodeId: string; boxPrivate: KeyObject } | undefined;
+    large?: LargeInputs | undefined;
   },
 ): Ref<CollectorMsg> {
   const failKey = (s: CollectorState, key: string, error: WireError) => {
@@ -61,10 +75,25 @@ export function spawnCollector(
     return undefined;
   };
 
+  /** A large input's value: a binary one stays a file (FileBlob); any other is read and opened whole. An Error if it cannot be opened. */
+  const openLarge = (body: { path: string } | { bytes: Uint8Array }, ref: ResourceRef, context: string): unknown => {
+    try {
+      if ('path' in body) {
+        const blob = asFileBlob(body.path, ref.size, ref.sha256);
+        if (blob) return blob;
+        return openValue(readFileSync(body.path), props.identity, context);
+      }
+      return openValue(body.bytes, props.identity, context);
+    } catch (e) {
+      return e instanceof Error ? e : new Error(String(e));
+    }
+  };
+
   return spawnActor<CollectorState, CollectorMsg>(
     parent,
     'collector',
-    (s, msg) => {
+    (s, msg, ctx) => {
+      const self = ctx.self;
       if (msg.kind === 'collect') {
         const { key, assignment } = msg;
         if (assignment.inputs.length === 0) {
@@ -75,6 +104,16 @@ export function spawnCollector(
         s.gathering.set(key, g);
         let nextReqId = s.nextReqId;
         for (const [slot, ref] of assignment.inputs.entries()) {
+          const { large } = props;
+          if (!ref.data && large && ref.size > large.thresholdBytes) {
+            // Streamed to a file off the mailbox; a binary one reaches the operation as that file.
+            const context = resourceContext(assignment.artifactId, ref.jobId);
+            large.fetch(ref).then(
+              (body) => send(self, { kind: 'largeInput', key, slot, value: openLarge(body, ref, context) }),
+              (e: unknown) => send(self, { kind: 'largeFailed', key, error: toWireError(e, 'INTERNAL') }),
+            );
+            continue;
+          }
           if (ref.data) {
             // Small products ride in the assignment: checked and opened like fetched ones.
             const error = accept(g, slot, ref.data, ref.sha256, resourceContext(assignment.artifactId, ref.jobId), ref.id);
@@ -97,6 +136,25 @@ export function spawnCollector(
         }
         return { ...s, nextReqId };
       }
+      if (msg.kind === 'largeInput' || msg.kind === 'largeFailed') {
+        const g = s.gathering.get(msg.key);
+        if (!g) return s;
+        if (msg.kind === 'largeFailed') {
+          failKey(s, msg.key, msg.error);
+          return s;
+        }
+        if (msg.value instanceof Error) {
+          failKey(s, msg.key, toWireError(msg.value, 'BAD_FRAME'));
+          return s;
+        }
+        g.inputs[msg.slot] = msg.value;
+        g.remaining--;
+        if (g.remaining === 0) {
+          s.gathering.delete(msg.key);
+          send(parent, { kind: 'inputsReady', key: msg.key, inputs: g.inputs });
+        }
+        return s;
+      }
       const m = msg.message;
       const reqId = (m as { reqId?: number }).reqId;
       const p = reqId === undefined ? undefined : s.pending.get(reqId);
@@ -112,7 +170,9 @@ export function spawnCollector(
       const error =
         m.sha256 !== p.sha256
           ? wireError('CHECKSUM_MISMATCH', `input ${m.resourceId} does not match its sha256`)
-          : accept(g, p.slot, m.data, p.sha256, p.context, m.resourceId);
+          : m.data
+            ? accept(g, p.slot, m.data, p.sha256, p.context, m.resourceId)
+            : wireError('INTERNAL', `input ${m.resourceId} came streamed to a fetch that expected it whole`);
       if (error) {
         failKey(s, p.key, error);
         return s;

@@ -1,14 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { stop } from 'nact';
 import { type WireError, wireError } from '../protocols/errors.ts';
-import type { Message, WorkbenchRequest } from '../protocols/messages.ts';
+import type { Message, MessageOf, WorkbenchRequest } from '../protocols/messages.ts';
 import { PROTOCOL_VERSION } from '../protocols/version.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
 import { authenticateWorkbench, authenticateWorker } from '../lib/security/auth.ts';
 import type { Store } from '../lib/store/store.ts';
 import type { PeerConnection } from '../lib/transport/peer.ts';
-import type { PeerHandle, SchedulerMsg } from './scheduler.ts';
+import type { Uploads } from '../lib/store/uploads.ts';
+import { ChunkSender, fileSource } from '../lib/transport/stream.ts';
+import type { PeerHandle, SchedulerMsg, StreamBody } from './scheduler.ts';
 
 /**
  * Connection: one per socket peer on the scheduler. It keeps the peer's handshake state
@@ -20,6 +22,7 @@ export type ConnectionMsg =
   | { kind: 'received'; message: Message }
   | { kind: 'closed'; code: number; reason: string }
   | { kind: 'send'; message: Message }
+  | { kind: 'stream'; header: Message; body: StreamBody }
   | { kind: 'close'; code: number; reason: string };
 
 interface ConnectionState {
@@ -27,7 +30,7 @@ interface ConnectionState {
   nodeId?: string;
 }
 
-const WORKER_MESSAGES: ReadonlySet<Message['type']> = new Set(['jobStarted', 'jobCompleted', 'jobFailed', 'fetchResource']);
+const WORKER_MESSAGES: ReadonlySet<Message['type']> = new Set(['jobStarted', 'jobCompleted', 'productOffer', 'jobFailed', 'fetchResource']);
 const WORKBENCH_MESSAGES: ReadonlySet<Message['type']> = new Set([
   'listNodes',
   'listProjects',
@@ -53,10 +56,58 @@ function isProgress(message: Message): boolean {
 
 export function spawnConnection(
   parent: Ref<unknown>,
-  props: { peer: PeerConnection; scheduler: Ref<SchedulerMsg>; log: Logger; store: Store; schedulerId: string },
+  props: {
+    peer: PeerConnection;
+    scheduler: Ref<SchedulerMsg>;
+    log: Logger;
+    store: Store;
+    schedulerId: string;
+    uploads: Uploads;
+    chunkBytes: number;
+  },
 ): Ref<ConnectionMsg> {
   const { peer, scheduler, log } = props;
   let handle: PeerHandle | undefined;
+  /** The worker this socket authenticated as: its chunks are read here, as they come. */
+  let workerId: string | undefined;
+  /** Streams going out on this socket, by resource: a new request for one replaces its stream. */
+  const senders = new Map<string, ChunkSender>();
+
+  const startStream = (body: StreamBody) => {
+    senders.get(body.sha256)?.stop();
+    const source = fileSource(body.file, body.size);
+    const sender = new ChunkSender(peer, body.sha256, source, props.chunkBytes, (r) => {
+      source.close();
+      if (senders.get(body.sha256) === sender) senders.delete(body.sha256);
+      if (!r.ok && peer.isOpen) log.warn({ sha256: body.sha256, error: r.error?.message }, 'a streamed resource could not be sent');
+    });
+    senders.set(body.sha256, sender);
+    sender.start(body.offset);
+  };
+
+  /**
+   * A chunk of a streamed product, written as it is read (nothing of it waits in a mailbox): a
+   * refused one is named with its code and asked again; the last one hands the product to the
+   * Scheduler.
+   */
+  const receiveChunk = (nodeId: string, m: MessageOf<'resourceChunk'>) => {
+    const r = props.uploads.receive(nodeId, m);
+    if (!r) {
+      peer.sendError(wireError('UNEXPECTED_MESSAGE', `no upload of resource ${m.resource} was offered by ${nodeId}`));
+      return;
+    }
+    if (r.kind === 'refused') {
+      log.warn({ nodeId, sha256: m.resource, offset: m.offset, error: r.error.message }, 'a chunk was refused');
+      peer.sendError(r.error);
+      if (!r.gaveUp) peer.send({ type: 'resourceWant', sha256: m.resource, offset: r.offset });
+      else send(scheduler, { kind: 'uploadEnded', sha256: m.resource, size: 0, offers: r.offers, error: r.error });
+    } else if (r.kind === 'done') {
+      log.info({ nodeId, sha256: m.resource, size: m.offset + m.data.byteLength, wallMs: Math.round(r.wallMs), cpuMs: Math.round(r.cpuMs) }, 'streamed product received whole');
+      send(scheduler, { kind: 'uploadEnded', sha256: m.resource, size: m.offset + m.data.byteLength, offers: r.offers, path: r.path });
+    } else if (r.kind === 'corrupt') {
+      send(scheduler, { kind: 'uploadEnded', sha256: m.resource, size: m.offset + m.data.byteLength, offers: r.offers, error: r.error });
+    }
+  };
   // A fresh nonce per connection: a hello signed for another connection is refused.
   // The transport closes a peer that has not said hello in time (`connection_limits.hello_timeout_ms`).
   const nonce = randomBytes(32);
@@ -85,6 +136,14 @@ export function spawnConnection(
           else whenDurable(() => peer.send(message));
           return s;
         }
+        case 'stream': {
+          const { header, body } = msg;
+          whenDurable(() => {
+            peer.send(header);
+            startStream(body);
+          });
+          return s;
+        }
         case 'close': {
           // After what was sent before it (an error frame saying why), not ahead of it.
           const { code, reason } = msg;
@@ -92,6 +151,8 @@ export function spawnConnection(
           return s;
         }
         case 'closed':
+          for (const sender of senders.values()) sender.stop();
+          senders.clear();
           if (handle) send(scheduler, s.nodeId ? { kind: 'peerLeft', peer: handle, nodeId: s.nodeId } : { kind: 'peerLeft', peer: handle });
           stop(ctx.self);
           return s;
@@ -115,6 +176,7 @@ export function spawnConnection(
               const auth = authenticateWorker(props.store, props.schedulerId, nonce, m);
               if (!auth.ok) return refuse(auth.error, s, m.nodeId);
               peer.authenticated('worker');
+              workerId = m.nodeId;
               send(scheduler, { kind: 'workerJoined', peer: handle, hello: m, joinTokenId: auth.joinTokenId });
               return { role: 'worker', nodeId: m.nodeId };
             }
@@ -149,9 +211,13 @@ export function spawnConnection(
     sessionId: peer.id,
     send: (message) => send(ref, { kind: 'send', message }),
     close: (code, reason) => send(ref, { kind: 'close', code, reason }),
+    stream: (header, body) => send(ref, { kind: 'stream', header, body }),
   };
   peer.attach({
-    onMessage: (message) => send(ref, { kind: 'received', message }),
+    onMessage: (message) => {
+      if (message.type === 'resourceChunk' && workerId !== undefined) receiveChunk(workerId, message);
+      else send(ref, { kind: 'received', message });
+    },
     onClose: (code, reason) => send(ref, { kind: 'closed', code, reason }),
   });
   peer.send({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, schedulerId: props.schedulerId, nonce });

@@ -3,7 +3,10 @@ import type { Message, MessageOf } from '../protocols/messages.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
 import { type Recipient, resourceContext, seal } from '../lib/security/seal.ts';
+import { readFileSync } from 'node:fs';
 import { sha256Hex } from '../lib/store/blobs.ts';
+import { FileBlob } from '../lib/ops/file-blob.ts';
+import { sha256OfFile } from '../lib/transport/stream.ts';
 
 /**
  * Distributor: sends a job's product on. It encodes the product once (msgpack; typed
@@ -24,7 +27,15 @@ export type DistributorMsg = {
   rows?: number | undefined;
 };
 
-export type DistributorReport = { kind: 'distributed'; key: string; report: MessageOf<'jobCompleted'> };
+/** The report to repeat for a duplicate assignment: the completion, or the offer of a streamed product (which resumes it). */
+export type DistributorReport = { kind: 'distributed'; key: string; report: MessageOf<'jobCompleted'> | MessageOf<'productOffer'> };
+
+/** How a node sends products over the stream threshold. */
+export interface LargeProducts {
+  thresholdBytes: number;
+  /** Offers the product and streams it when asked (a worker), or hands it to the store (the initiator). */
+  send(offer: MessageOf<'productOffer'>, body: { bytes: Uint8Array } | { file: string }): void;
+}
 
 export function spawnDistributor(
   parent: Ref<DistributorReport>,
@@ -33,22 +44,41 @@ export function spawnDistributor(
     sendToScheduler(message: Message): boolean;
     /** Test seam: what goes on the wire instead of the report (undefined: nothing). */
     tamper?: (report: MessageOf<'jobCompleted'>) => MessageOf<'jobCompleted'> | undefined;
+    large?: LargeProducts | undefined;
   },
 ): Ref<DistributorMsg> {
   return spawnActor<null, DistributorMsg>(
     parent,
     'distributor',
     (s, msg) => {
-      // Encoded once, whatever the number of receivers; sealed once with one key wrap per receiver.
-      const plain = encodeValue(msg.product);
-      const data = msg.sealFor && msg.sealFor.length > 0 ? seal(plain, msg.sealFor, resourceContext(msg.artifactId, msg.jobId)) : plain;
-      const report: MessageOf<'jobCompleted'> = {
-        type: 'jobCompleted',
-        jobId: msg.jobId,
-        attempt: msg.attempt,
-        sha256: sha256Hex(data),
-        data,
+      const sealFor = msg.sealFor && msg.sealFor.length > 0 ? msg.sealFor : undefined;
+      const { large } = props;
+      const offer = (sha256: string, size: number): MessageOf<'productOffer'> => {
+        const report: MessageOf<'productOffer'> = { type: 'productOffer', jobId: msg.jobId, attempt: msg.attempt, sha256, size };
+        if (msg.rows !== undefined) report.rows = msg.rows;
+        return report;
       };
+      const { product } = msg;
+      if (product instanceof FileBlob && !sealFor && large && product.size > large.thresholdBytes) {
+        // A binary product in a file: the file is the resource, streamed from disk.
+        const report = offer(product.sha256 ?? sha256OfFile(product.path), product.size);
+        large.send(report, { file: product.path });
+        send(parent, { kind: 'distributed', key: msg.key, report });
+        return s;
+      }
+      // Encoded once, whatever the number of receivers; sealed once with one key wrap per
+      // receiver. A sealed product is sealed whole (one AES-GCM tag over it) and then streamed
+      // like any other bytes: it is whole in this node's memory (docs/PROTOCOL.md, "Streamed resources").
+      const plain = product instanceof FileBlob ? readFileSync(product.path) : encodeValue(product);
+      const data = sealFor ? seal(plain, sealFor, resourceContext(msg.artifactId, msg.jobId)) : plain;
+      const sha256 = sha256Hex(data);
+      if (large && data.byteLength > large.thresholdBytes) {
+        const report = offer(sha256, data.byteLength);
+        large.send(report, { bytes: data });
+        send(parent, { kind: 'distributed', key: msg.key, report });
+        return s;
+      }
+      const report: MessageOf<'jobCompleted'> = { type: 'jobCompleted', jobId: msg.jobId, attempt: msg.attempt, sha256, data };
       if (msg.rows !== undefined) report.rows = msg.rows;
       // When the socket is down the report stays with the WorkerActor: the scheduler
       // re-sends the assignment on reconnect and gets this report again.

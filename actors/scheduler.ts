@@ -5,10 +5,11 @@ import {
   type ArtifactSummary,
   type NodeInfo,
   type ProjectData,
+  type ResourceRef,
   RetryPolicySchema,
   type RetryPolicy,
 } from '../protocols/entities.ts';
-import { formatPath, wireError } from '../protocols/errors.ts';
+import { formatPath, type WireError, wireError } from '../protocols/errors.ts';
 import type { Message, MessageOf, WorkbenchRequest } from '../protocols/messages.ts';
 import { PROTOCOL_VERSION } from '../protocols/version.ts';
 import { FdlError, toWireError } from '../lib/errors.ts';
@@ -20,9 +21,12 @@ import { aggregateProject } from '../lib/projects.ts';
 import { type WorkbenchScope, inScope } from '../lib/security/auth.ts';
 import { fingerprint } from '../lib/security/identity.ts';
 import { sha256Hex } from '../lib/store/blobs.ts';
+import { rmSync } from 'node:fs';
 import { DEFAULT_ARTIFACT_LIST_LIMIT, RETENTION_SWEEP_BATCH } from '../lib/store/defaults.ts';
 import { artifactStatus, artifactSummary } from '../lib/store/status.ts';
 import { FINISHED_STATES, type Store, type StoredNode, type StoredProject } from '../lib/store/store.ts';
+import type { UploadOffer, Uploads } from '../lib/store/uploads.ts';
+import { tooLarge } from '../lib/transport/stream.ts';
 import { type SupervisorMsg, type SupervisorReport, spawnArtifactSupervisor } from './artifact-supervisor.ts';
 import type { JobMsg } from './job.ts';
 
@@ -38,6 +42,19 @@ export interface PeerHandle {
   sessionId: string;
   send(message: Message): void;
   close(code: number, reason: string): void;
+  /**
+   * Sends `header` (a resourceData or result without data), then the file's bytes from `offset`
+   * as resourceChunks with back-pressure. Absent (the in-process initiator): resources go whole.
+   */
+  stream?(header: Message, body: StreamBody): void;
+}
+
+/** A streamed resource's bytes: a file of the store, sent from an offset. */
+export interface StreamBody {
+  sha256: string;
+  file: string;
+  size: number;
+  offset: number;
 }
 
 export type SchedulerMsg =
@@ -54,6 +71,10 @@ export type SchedulerMsg =
   | { kind: 'fromWorker'; peer: PeerHandle; nodeId: string; message: Message }
   | { kind: 'fromWorkbench'; peer: PeerHandle; message: WorkbenchRequest }
   | { kind: 'peerLeft'; peer: PeerHandle; nodeId?: string }
+  /** A streamed product arrived whole and checked (`path`), or was given up (`error`); from the connection that read its last chunk. */
+  | { kind: 'uploadEnded'; sha256: string; size: number; offers: UploadOffer[]; path?: string; error?: WireError }
+  /** The initiator's product that is a file (lib/ops/file-blob.ts): copied into the store. */
+  | { kind: 'localProduct'; report: MessageOf<'productOffer'>; file: string }
   /** Metrics and test seam: how many artifacts the scheduler keeps per-artifact entries for, and the submits waiting for holders. */
   | { kind: 'countEntries'; replyTo(counts: { subscriptions: number; supervisors: number; pending: number }): void }
   | SupervisorReport;
@@ -77,6 +98,10 @@ export interface SchedulerProps {
   holderWaitMs?: number;
   /** The initiator's locals (masks of Sequential estimators), deleted with their artifact. */
   locals: { delete(artifactId: string): void };
+  /** Streamed products being received (fed chunks by the connections). */
+  uploads: Uploads;
+  /** Resources over `thresholdBytes` are streamed; over `maxResourceBytes` a product is refused. */
+  streaming: { thresholdBytes: number; maxResourceBytes: number };
   now?: () => number;
 }
 
@@ -567,29 +592,107 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           reply(peer, { type: 'error', reqId: m.reqId, error });
           return;
         }
-        try {
-          const read = store.readResource(artifact.resultResourceId);
-          if (!read) throw new Error('result resource row is missing');
-          const result: MessageOf<'result'> = {
-            type: 'result',
-            reqId: m.reqId,
-            artifactId: artifact.id,
-            resourceId: read.ref.id,
-            sha256: read.ref.sha256,
-            data: read.bytes,
-          };
+        sendResource(s, peer, m.reqId, artifact.resultResourceId, m.offset ?? 0, (r) => {
+          const result: MessageOf<'result'> = { type: 'result', reqId: m.reqId, artifactId: artifact.id, ...r };
           const provenance = store.provenance(artifact.id);
           if (provenance) result.provenance = provenance;
-          reply(peer, result);
-        } catch (e) {
-          fail(peer, m.reqId, e);
-        }
+          return result;
+        });
         return;
       }
     }
   };
 
-  const onWorker = (s: SchedulerState, m: Message, nodeId: string, peer: PeerHandle) => {
+  /**
+   * A resource's bytes to a peer: whole in the reply when small (or to the in-process
+   * initiator), else the reply says their size and the chunks follow from `offset`.
+   */
+  const sendResource = (
+    s: SchedulerState,
+    peer: PeerHandle,
+    reqId: number,
+    resourceId: string,
+    offset: number,
+    build: (r: { resourceId: string; sha256: string; size: number; offset?: number; data?: Uint8Array }) => Message,
+    ref?: ResourceRef & { artifactId: string },
+  ) => {
+    try {
+      const body = store.resourceBody(resourceId);
+      if (!body) throw new Error('the resource row is missing');
+      const { sha256, size } = body.ref;
+      if (body.file && peer.stream && size > props.streaming.thresholdBytes) {
+        const from = Math.min(offset, size);
+        peer.stream(build({ resourceId, sha256, size, offset: from }), { sha256, file: body.file, size, offset: from });
+        return;
+      }
+      const bytes = body.bytes ?? store.readResource(resourceId)?.bytes;
+      if (!bytes) throw new Error('the resource vanished');
+      peer.send(build({ resourceId, sha256, size: bytes.byteLength, data: bytes }));
+    } catch (e) {
+      const error = toWireError(e);
+      if (error.code === 'CHECKSUM_MISMATCH' && ref) {
+        // The bytes on disk rotted: refuse them, and have the producer make them again.
+        log.error({ resourceId: ref.id, jobId: ref.jobId }, 'resource failed its checksum');
+        const supervisor = s.supervisors.get(ref.artifactId);
+        if (supervisor) send(supervisor, { kind: 'resourceCorrupt', jobIndex: indexOfJob(ref.jobId) });
+      }
+      reply(peer, { type: 'error', reqId, error });
+    }
+  };
+
+  /** The error a product over store.max_resource_bytes fails its attempt with (naming both sizes); undefined when it fits. */
+  const overLimit = (jobId: string, size: number): WireError | undefined =>
+    size > props.streaming.maxResourceBytes ? toWireError(tooLarge(`the product of ${jobId}`, size, props.streaming.maxResourceBytes)) : undefined;
+
+  /** The job of a report, when the report is about its current attempt on that worker. */
+  const currentAttempt = (nodeId: string, jobId: string, attempt: number) => {
+    const job = store.job(artifactOfJob(jobId), indexOfJob(jobId));
+    if (!job || job.worker !== nodeId) return undefined;
+    // A stale or repeated report (an old attempt, a job already done) is not stored again.
+    if (job.attempt !== attempt || (job.state !== 'SCHEDULED' && job.state !== 'RUNNING')) return undefined;
+    return job;
+  };
+
+  const failAttempt = (s: SchedulerState, o: UploadOffer, error: WireError) => {
+    const supervisor = s.supervisors.get(artifactOfJob(o.jobId));
+    if (supervisor) send(supervisor, { kind: 'jobReport', jobIndex: indexOfJob(o.jobId), worker: o.nodeId, report: { kind: 'failed', attempt: o.attempt, error } });
+  };
+
+  /** Stores a product and reports the attempt completed; a product that cannot be stored fails it with its cause. */
+  const storeProduct = (s: SchedulerState, o: UploadOffer, put: () => ResourceRef) => {
+    const supervisor = s.supervisors.get(artifactOfJob(o.jobId));
+    if (!supervisor) return;
+    let report: JobMsg;
+    try {
+      report = { kind: 'completed', attempt: o.attempt, resource: put(), rows: o.rows };
+    } catch (e) {
+      // A product that cannot be stored is a failed attempt with its real cause, now (not
+      // an attempt timeout much later); it is retried like any other.
+      const error = toWireError(e, 'STORE_WRITE_FAILED');
+      log.error({ jobId: o.jobId, attempt: o.attempt, error }, 'a reported product could not be stored');
+      report = { kind: 'failed', attempt: o.attempt, error };
+    }
+    send(supervisor, { kind: 'jobReport', jobIndex: indexOfJob(o.jobId), worker: o.nodeId, report });
+  };
+
+  /** A streamed product is in (or was given up): each attempt it was offered for completes (or fails). */
+  const uploadEnded = (s: SchedulerState, msg: Extract<SchedulerMsg, { kind: 'uploadEnded' }>) => {
+    const live = msg.offers.filter((o) => currentAttempt(o.nodeId, o.jobId, o.attempt));
+    if (msg.error || !msg.path) {
+      log.warn({ sha256: msg.sha256, error: msg.error }, 'a streamed product was given up');
+      for (const o of live) failAttempt(s, o, msg.error ?? wireError('INTERNAL', 'the upload ended without its bytes'));
+      return;
+    }
+    const path = msg.path;
+    if (live.length === 0) rmSync(path, { force: true });
+    live.forEach((o, i) => {
+      const meta = { artifactId: artifactOfJob(o.jobId), jobId: o.jobId, producer: o.nodeId, sha256: msg.sha256, size: msg.size };
+      // The last taker moves the file into place; any other copies it.
+      storeProduct(s, o, () => store.putResourceFile(meta, path, i === live.length - 1 ? 'move' : 'copy', now()));
+    });
+  };
+
+  const onWorker = (s: SchedulerState, self: Ref<SchedulerMsg>, m: Message, nodeId: string, peer: PeerHandle) => {
     switch (m.type) {
       case 'jobStarted':
       case 'jobFailed':
@@ -608,37 +711,51 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             report: { kind: 'failed', attempt: m.attempt, error: m.error },
           });
         } else {
-          const job = store.job(artifactId, jobIndex);
-          if (!job || job.worker !== nodeId) return;
-          // A stale or repeated report (an old attempt, a job already done) is not stored again.
-          if (job.attempt !== m.attempt || (job.state !== 'SCHEDULED' && job.state !== 'RUNNING')) return;
-          if (sha256Hex(m.data) !== m.sha256) {
-            // Corrupted in transit: the attempt failed, and a retry will produce it again.
-            send(supervisor, {
-              kind: 'jobReport',
-              jobIndex,
-              worker: nodeId,
-              report: {
-                kind: 'failed',
-                attempt: m.attempt,
-                error: wireError('CHECKSUM_MISMATCH', `product of ${m.jobId} does not match its sha256`),
-              },
-            });
+          const job = currentAttempt(nodeId, m.jobId, m.attempt);
+          if (!job) return;
+          const tooBig = overLimit(m.jobId, m.data.byteLength);
+          if (tooBig) {
+            failAttempt(s, { jobId: m.jobId, attempt: m.attempt, nodeId }, tooBig);
             return;
           }
-          let report: JobMsg;
-          try {
-            const resource = store.putResource({ artifactId, jobId: m.jobId, producer: nodeId, sha256: m.sha256 }, m.data, now());
-            report = { kind: 'completed', attempt: m.attempt, resource, rows: m.rows };
-          } catch (e) {
-            // A product that cannot be stored is a failed attempt with its real cause, now (not
-            // an attempt timeout much later); it is retried like any other.
-            const error = toWireError(e, 'STORE_WRITE_FAILED');
-            log.error({ jobId: m.jobId, attempt: m.attempt, error }, 'a reported product could not be stored');
-            report = { kind: 'failed', attempt: m.attempt, error };
+          if (sha256Hex(m.data) !== m.sha256) {
+            // Corrupted in transit: the attempt failed, and a retry will produce it again.
+            const error = wireError('CHECKSUM_MISMATCH', `product of ${m.jobId} does not match its sha256`);
+            send(supervisor, { kind: 'jobReport', jobIndex, worker: nodeId, report: { kind: 'failed', attempt: m.attempt, error } });
+            return;
           }
-          send(supervisor, { kind: 'jobReport', jobIndex, worker: nodeId, report });
+          const meta = { artifactId, jobId: m.jobId, producer: nodeId, sha256: m.sha256 };
+          storeProduct(s, { jobId: m.jobId, attempt: m.attempt, nodeId, rows: m.rows }, () => store.putResource(meta, m.data, now()));
         }
+        return;
+      }
+      case 'productOffer': {
+        if (!currentAttempt(nodeId, m.jobId, m.attempt)) return; // stale or repeated: nothing to take
+        const offer = { jobId: m.jobId, attempt: m.attempt, nodeId, rows: m.rows };
+        const error = overLimit(m.jobId, m.size);
+        if (error) {
+          // Refused before a byte moves: the job fails naming the size (retrying makes the same product).
+          log.warn({ jobId: m.jobId, attempt: m.attempt, size: m.size, limit: props.streaming.maxResourceBytes }, 'a product over the resource limit was refused');
+          peer.send({ type: 'error', error });
+          failAttempt(s, offer, error);
+          return;
+        }
+        let begun: { offset: number; resumedFrom: number };
+        try {
+          begun = props.uploads.begin(offer, m.sha256, m.size);
+        } catch (e) {
+          failAttempt(s, offer, toWireError(e, 'STORE_WRITE_FAILED'));
+          return;
+        }
+        log.info({ jobId: m.jobId, attempt: m.attempt, size: m.size, offset: begun.offset }, 'streamed product offered; asking from offset');
+        const whole = begun.offset === m.size ? props.uploads.finishWhole(m.sha256) : undefined;
+        if (whole && (whole.kind === 'done' || whole.kind === 'corrupt')) {
+          send(self, whole.kind === 'done'
+            ? { kind: 'uploadEnded', sha256: m.sha256, size: m.size, offers: whole.offers, path: whole.path }
+            : { kind: 'uploadEnded', sha256: m.sha256, size: m.size, offers: whole.offers, error: whole.error });
+          return;
+        }
+        peer.send({ type: 'resourceWant', sha256: m.sha256, offset: begun.offset });
         return;
       }
       case 'fetchResource': {
@@ -653,20 +770,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           reply(peer, { type: 'error', reqId: m.reqId, error: wireError('UNKNOWN_RESOURCE', `no resource ${m.resourceId} for you`) });
           return;
         }
-        try {
-          const read = store.readResource(m.resourceId);
-          if (!read) throw new Error('resource vanished');
-          reply(peer, { type: 'resourceData', reqId: m.reqId, resourceId: ref.id, sha256: ref.sha256, data: read.bytes });
-        } catch (e) {
-          const error = toWireError(e);
-          if (error.code === 'CHECKSUM_MISMATCH') {
-            // The bytes on disk rotted: refuse them, and have the producer make them again.
-            log.error({ resourceId: ref.id, jobId: ref.jobId }, 'resource failed its checksum');
-            const supervisor = s.supervisors.get(ref.artifactId);
-            if (supervisor) send(supervisor, { kind: 'resourceCorrupt', jobIndex: indexOfJob(ref.jobId) });
-          }
-          reply(peer, { type: 'error', reqId: m.reqId, error });
-        }
+        sendResource(s, peer, m.reqId, m.resourceId, m.offset ?? 0, (r) => ({ type: 'resourceData', reqId: m.reqId, ...r }), ref);
         return;
       }
       default:
@@ -783,6 +887,8 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           const expired = store.finishedBefore(now() - props.retentionMs, RETENTION_SWEEP_BATCH);
           for (const id of expired) deleteArtifact(s, id);
           if (expired.length > 0) log.info({ deleted: expired.length, retentionMs: props.retentionMs }, 'finished artifacts past their retention deleted');
+          const partials = props.uploads.sweep(now() - props.retentionMs);
+          if (partials > 0) log.info({ deleted: partials, retentionMs: props.retentionMs }, 'partial uploads untouched for the retention deleted');
           // A full batch: more may be due; go on after the messages already waiting.
           if (expired.length === RETENTION_SWEEP_BATCH) send(ctx.self, { kind: 'sweepFinished' });
           return s;
@@ -827,7 +933,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           return s;
         }
         case 'fromWorker':
-          onWorker(s, msg.message, msg.nodeId, msg.peer);
+          onWorker(s, ctx.self, msg.message, msg.nodeId, msg.peer);
           return s;
         case 'fromWorkbench':
           onWorkbench(s, ctx.self, msg.message, msg.peer);
@@ -858,6 +964,22 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           // The final artifactState push went out before this report (same sender, in order).
           s.subscriptions.delete(msg.artifactId);
           s.live.delete(msg.artifactId);
+          return s;
+        }
+        case 'uploadEnded':
+          uploadEnded(s, msg);
+          return s;
+        case 'localProduct': {
+          const { report } = msg;
+          if (!currentAttempt(props.schedulerId, report.jobId, report.attempt)) return s;
+          const offer = { jobId: report.jobId, attempt: report.attempt, nodeId: props.schedulerId };
+          const tooBig = overLimit(report.jobId, report.size);
+          if (tooBig) {
+            failAttempt(s, offer, tooBig);
+            return s;
+          }
+          const meta = { artifactId: artifactOfJob(report.jobId), jobId: report.jobId, producer: props.schedulerId, sha256: report.sha256, size: report.size };
+          storeProduct(s, offer, () => store.putResourceFile(meta, msg.file, 'copy', now()));
           return s;
         }
         case 'countEntries':

@@ -7,8 +7,8 @@ import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
 import { type Compute, type PrivacySettings, runOperation } from '../lib/ops/index.ts';
 import type { LocalsStore } from '../lib/store/locals.ts';
-import { type CollectorMsg, type CollectorReport, spawnCollector } from './collector.ts';
-import { type DistributorMsg, type DistributorReport, spawnDistributor } from './distributor.ts';
+import { type CollectorMsg, type CollectorReport, type LargeInputs, spawnCollector } from './collector.ts';
+import { type DistributorMsg, type DistributorReport, type LargeProducts, spawnDistributor } from './distributor.ts';
 
 /**
  * WorkerActor: runs jobs on a node's local data. The same code serves a remote worker
@@ -64,6 +64,10 @@ export interface WorkerProps {
   random?: () => number;
   /** Where operations run their JavaScript-heavy half (lib/ops/pool.ts); absent: inline. */
   compute?: Compute;
+  /** Resources over the stream threshold: how inputs are fetched and products sent; absent: always in one frame. */
+  large?: LargeInputs & LargeProducts;
+  /** A folder for products written as files (lib/ops/file-blob.ts). */
+  scratch?: string;
 }
 
 /** Finished attempts remembered for re-reporting; older ones are forgotten first. */
@@ -158,6 +162,7 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
             ...(props.privacy ? { privacy: props.privacy } : {}),
             signal: a.abort.signal,
             ...(props.compute ? { compute: props.compute } : {}),
+            ...(props.scratch ? { scratch: props.scratch } : {}),
           }).then(
             (product) => send(self, { kind: 'opDone', key: msg.key, product }),
             (e: unknown) => send(self, { kind: 'opFailed', key: msg.key, error: toWireError(e, 'OPERATION_FAILED') }),
@@ -210,11 +215,13 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
           log,
           sendToScheduler: props.sendToScheduler,
           identity: props.identity,
+          large: props.large,
         }),
         distributor: spawnDistributor(ctx.self as Ref<DistributorReport>, {
           log,
           sendToScheduler: props.sendToScheduler,
           ...(props.tamper ? { tamper: props.tamper } : {}),
+          large: props.large,
         }),
       }),
       onCrash: 'resume',

@@ -6,6 +6,7 @@ import { benchForest } from './models-forest.ts';
 import { benchRoundTrips } from './roundtrip.ts';
 import { benchRounds } from './rounds.ts';
 import { benchScale } from './scale.ts';
+import { benchStream } from './stream.ts';
 import { Cleanup, type Row, table } from './util.ts';
 
 /**
@@ -15,7 +16,8 @@ import { Cleanup, type Row, table } from './util.ts';
  * on error and on SIGINT/SIGTERM.
  *
  * Env: BENCH_REPEATS (default 5), BENCH_MESSAGES (default 200000), BENCH_ROUND_TRIPS (2000),
- * BENCH_ARTIFACTS (10), BENCH_ONLY=dispatch,roundtrip,artifact,models,rounds,scale (a subset), BENCH_SCALE=10,100,1000.
+ * BENCH_ARTIFACTS (10), BENCH_ONLY=dispatch,roundtrip,artifact,models,rounds,scale,stream (a subset), BENCH_SCALE=10,100,1000,
+ * BENCH_STREAM_MIB (1024: the streamed resource's size), BENCH_STREAM_REPEATS (3).
  */
 
 const int = (name: string, dflt: number) => {
@@ -26,7 +28,7 @@ const REPEATS = int('BENCH_REPEATS', 5);
 const MESSAGES = int('BENCH_MESSAGES', 200_000);
 const ROUND_TRIPS = int('BENCH_ROUND_TRIPS', 2000);
 const ARTIFACTS = int('BENCH_ARTIFACTS', 10);
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'dispatch,roundtrip,artifact,models,rounds,scale').split(',').map((s) => s.trim()));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'dispatch,roundtrip,artifact,models,rounds,scale,stream').split(',').map((s) => s.trim()));
 /** Past this, the run is abandoned (cleanup still runs). */
 const HARD_LIMIT_MS = 1_200_000;
 
@@ -68,6 +70,9 @@ async function main(): Promise<Row[]> {
   await part('rounds', (c) => benchRounds({ cleanup: c, repeats: REPEATS, workers: [2, 4] }));
   await part('scale', (c) =>
     benchScale({ cleanup: c, repeats: REPEATS, sizes: (process.env.BENCH_SCALE ?? '10,100,1000').split(',').map(Number) }),
+  );
+  await part('stream', (c) =>
+    benchStream({ cleanup: c, repeats: int('BENCH_STREAM_REPEATS', Math.min(REPEATS, 3)), bytes: int('BENCH_STREAM_MIB', 1024) * 1024 * 1024 }),
   );
   process.stdout.write(`\n${table(rows)}\n\ntotal ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
   return rows;

@@ -94,6 +94,10 @@ async function fetchResult(artifactId: string): Promise<void> {
   if (!session || !sel || sel.id !== artifactId || sel.result !== undefined || sel.resultError) return;
   try {
     const r = await session.request((reqId) => ({ type: 'getResult', reqId, artifactId }), 'result');
+    if (!r.data) {
+      // Over the stream threshold the bytes follow as chunks, which the page does not gather.
+      throw new Error(`the result is ${r.size.toLocaleString()} bytes, too large to show here: download it with fdl result ${artifactId} --out FILE`);
+    }
     if (globalThis.crypto?.subtle) {
       const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', r.data as Uint8Array<ArrayBuffer>));
       const hex = [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');

@@ -486,7 +486,14 @@ export function buildProgram(): Command {
     .addOption(new Option('--token <token>', 'the workbench token (env FDL_TOKEN)'))
     .addOption(new Option('--ca <file>', 'a CA certificate to trust for wss:// (env FDL_CA)'))
     .option('--json', 'print { id, result, provenance } as one JSON document')
-    .action(async (id: string, opts: ClientOpts & { json?: boolean }) => {
+    .option('--out <file>', 'write the result as stored (msgpack) to this file, streamed (any size), checked against its sha256')
+    .action(async (id: string, opts: ClientOpts & { json?: boolean; out?: string }) => {
+      const out = opts.out;
+      if (out) {
+        const got = await withWorkbench(withEnv(opts), (wb) => wb.resultToFile(id, out));
+        process.stdout.write(`${JSON.stringify({ file: got.path, bytes: got.size, sha256: got.sha256, provenance: got.provenance })}\n`);
+        return;
+      }
       const { value: result, provenance } = await withWorkbench(withEnv(opts), (wb) => wb.resultWithProvenance(id));
       if (opts.json) return void process.stdout.write(`${JSON.stringify({ id, result, provenance }, null, 2)}\n`);
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

@@ -17,11 +17,15 @@ import {
   DEFAULT_ARTIFACTS_IN_FLIGHT_PER_WORKBENCH,
   DEFAULT_FINISHED_ARTIFACT_RETENTION_MS,
   DEFAULT_INLINE_RESOURCE_MAX_BYTES,
+  DEFAULT_MAX_RESOURCE_BYTES,
   DEFAULT_RETENTION_SWEEP_INTERVAL_MS,
 } from './store/defaults.ts';
 import {
+  DEFAULT_CHUNK_BYTES,
   DEFAULT_HEARTBEAT_INTERVAL_MS,
   DEFAULT_MAX_PAYLOAD_BYTES,
+  DEFAULT_STREAM_THRESHOLD_BYTES,
+  FRAME_OVERHEAD_BYTES,
   DEFAULT_RATE_LIMIT_BURST,
   DEFAULT_RATE_LIMIT_DISCONNECT_MS,
   DEFAULT_RATE_LIMIT_FRAMES_PER_SECOND,
@@ -192,9 +196,23 @@ export const NodeConfigSchema = z
          * row); larger ones are files under `resources/`. 0: every resource a file.
          */
         inline_resource_max_bytes: z.number().int().min(0).max(16 * 1024 * 1024).default(DEFAULT_INLINE_RESOURCE_MAX_BYTES),
+        /** A product larger than this is refused with RESOURCE_TOO_LARGE (naming both sizes): its job fails. */
+        max_resource_bytes: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).default(DEFAULT_MAX_RESOURCE_BYTES),
       })
       .strict()
-      .default({ inline_resource_max_bytes: DEFAULT_INLINE_RESOURCE_MAX_BYTES }),
+      .default({ inline_resource_max_bytes: DEFAULT_INLINE_RESOURCE_MAX_BYTES, max_resource_bytes: DEFAULT_MAX_RESOURCE_BYTES }),
+    /**
+     * Every node: a resource over `threshold_bytes` moves in chunks of `chunk_bytes` with
+     * back-pressure (docs/PROTOCOL.md, "Streamed resources"); up to it, in one frame. Both must
+     * leave a frame's overhead under max_payload_bytes.
+     */
+    streaming: z
+      .object({
+        threshold_bytes: z.number().int().min(1024).default(DEFAULT_STREAM_THRESHOLD_BYTES),
+        chunk_bytes: z.number().int().min(1024).default(DEFAULT_CHUNK_BYTES),
+      })
+      .strict()
+      .default({ threshold_bytes: DEFAULT_STREAM_THRESHOLD_BYTES, chunk_bytes: DEFAULT_CHUNK_BYTES }),
     allow_resource_download: z.boolean().default(true),
     /** Scheduler and standalone: serve the dashboard page (`/`) on the listening port; it reads everything with a workbench token. */
     dashboard: z.boolean().default(true),
@@ -330,6 +348,14 @@ function plainTextProblems(c: NodeConfig): string[] {
   return [];
 }
 
+/** A chunk, or a resource sent in one frame, must fit a frame with room for its other fields. */
+function streamingProblems(c: NodeConfig): string[] {
+  const room = c.max_payload_bytes - FRAME_OVERHEAD_BYTES;
+  return (['threshold_bytes', 'chunk_bytes'] as const)
+    .filter((k) => c.streaming[k] > room)
+    .map((k) => `streaming.${k}: ${c.streaming[k]} does not fit a frame of max_payload_bytes ${c.max_payload_bytes} (at most ${room})`);
+}
+
 function describeIssue(issue: z.core.$ZodIssue): string {
   const path = formatPath(issue.path);
   return `${path || '(root)'}: ${issue.message}`;
@@ -361,7 +387,7 @@ export function parseConfig(text: string, file: string, baseDir: string, env: No
   for (const ds of config.datasources) ds.path = abs(ds.path);
   if (config.tls) config.tls = { cert: abs(config.tls.cert), key: abs(config.tls.key) };
   if (config.scheduler?.ca) config.scheduler.ca = abs(config.scheduler.ca);
-  const plain = plainTextProblems(config);
+  const plain = [...plainTextProblems(config), ...streamingProblems(config)];
   if (plain.length > 0) throw new ConfigError(file, plain);
   return config;
 }

@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Ref, start, stop } from 'nact';
 import type { ProjectData } from '../protocols/entities.ts';
@@ -20,6 +20,10 @@ import { LOCALS_DIR, LocalsStore } from './store/locals.ts';
 import { openSchedulerStore } from './store/network.ts';
 import { Client } from './transport/client.ts';
 import { dashboardHandler } from './dashboard/serve.ts';
+import { Downloads } from './transport/downloads.ts';
+import { bufferSource, fileSource, OfferedResources, sha256OfFile } from './transport/stream.ts';
+import { Uploads } from './store/uploads.ts';
+import { FdlError } from './errors.ts';
 import { type RunningServer, startServer } from './transport/server.ts';
 
 export interface RunningNode {
@@ -32,6 +36,8 @@ export interface RunningNode {
 
 /** Connections are spread over this many parents: nact copies a parent's children map on every message. */
 const CONNECTION_SHARDS = 32;
+/** A node's folder for streamed resources: `in` (downloads, resumable), `out` (products written as files). */
+const SPOOL_DIR = 'spool';
 /** How often the scheduler looks for revoked tokens, to close their sessions. */
 const REVOCATION_CHECK_MS = 1_000;
 
@@ -119,6 +125,8 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
   const schedulerId = store.schedulerId(config.name);
   const system = start();
   const locals = new LocalsStore(join(config.workdir, LOCALS_DIR));
+  const uploads = new Uploads(store.blobs.incoming);
+  const { threshold_bytes: thresholdBytes, chunk_bytes: chunkBytes } = config.streaming;
 
   // The scheduler and its initiator address each other; refs are bound once both exist.
   let scheduler: Ref<SchedulerMsg> | undefined;
@@ -143,6 +151,28 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
       send(scheduler, { kind: 'fromWorker', peer: initiatorPeer, nodeId: schedulerId, message });
       return true;
     },
+    scratch: join(config.workdir, SPOOL_DIR, 'out'),
+    // In the scheduler's process: large inputs are the store's own files, large products go to
+    // the store without a socket (a file is copied, bytes ride in the report).
+    large: {
+      thresholdBytes,
+      fetch: async (ref) => {
+        const body = store.resourceBody(ref.id);
+        if (!body) throw new FdlError('UNKNOWN_RESOURCE', `no resource ${ref.id}`);
+        if (body.bytes) return { bytes: body.bytes };
+        const file = body.file as string;
+        if (sha256OfFile(file) !== body.ref.sha256) throw new FdlError('CHECKSUM_MISMATCH', `resource ${ref.id} in the store does not match its sha256`);
+        return { path: file };
+      },
+      send: (offer, body) => {
+        if (!scheduler) return;
+        if ('file' in body) send(scheduler, { kind: 'localProduct', report: offer, file: body.file });
+        else {
+          const report: Message = { type: 'jobCompleted', jobId: offer.jobId, attempt: offer.attempt, sha256: offer.sha256, data: body.bytes };
+          send(scheduler, { kind: 'fromWorker', peer: initiatorPeer, nodeId: schedulerId, message: report });
+        }
+      },
+    },
   });
   scheduler = spawnScheduler(system, {
     store,
@@ -156,6 +186,8 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     artifactsInFlightPerWorkbench: config.quotas.artifacts_in_flight_per_workbench,
     holderWaitMs: config.plan.holder_wait_ms,
     locals,
+    uploads,
+    streaming: { thresholdBytes, maxResourceBytes: config.store.max_resource_bytes },
   });
   send(scheduler, { kind: 'resume' });
   send(scheduler, { kind: 'sweepFinished' });
@@ -186,7 +218,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
       ...(config.dashboard ? { http: dashboardHandler() } : {}),
       onConnection: (peer) => {
         const shard = shards[shardOf(peer.id, CONNECTION_SHARDS)] as Ref<unknown>;
-        spawnConnection(shard, { peer, scheduler: schedulerRef, log, store, schedulerId });
+        spawnConnection(shard, { peer, scheduler: schedulerRef, log, store, schedulerId, uploads, chunkBytes });
       },
     });
   } catch (e) {
@@ -237,15 +269,42 @@ export async function startWorkerHost(configs: NodeConfig[], logOf: (config: Nod
  * Fault injection for tests and the chaos run, from FDL_FAULTS (comma-separated):
  * `corrupt-product-once` (flip a byte of the first product, keeping its sha256),
  * `truncate-report-once` (send the first completion report cut in half),
- * `cut-socket-every=MS` (drop the connection every MS milliseconds, as a network cut).
+ * `cut-socket-every=MS` (drop the connection every MS milliseconds, as a network cut),
+ * `cut-upload-once=BYTES` / `cut-download-once=BYTES` (drop it once, when that many bytes of a
+ * streamed product have been sent / of a streamed input received).
  */
-export function parseFaults(spec: string | undefined): { corruptOnce: boolean; truncateOnce: boolean; cutEveryMs: number | undefined } {
+export function parseFaults(spec: string | undefined): {
+  corruptOnce: boolean;
+  truncateOnce: boolean;
+  cutEveryMs: number | undefined;
+  cutUploadAt: number | undefined;
+  cutDownloadAt: number | undefined;
+} {
   const parts = new Set((spec ?? '').split(',').map((p) => p.trim()).filter(Boolean));
-  const cut = [...parts].find((p) => p.startsWith('cut-socket-every='));
+  const numberOf = (name: string) => {
+    const part = [...parts].find((p) => p.startsWith(`${name}=`));
+    return part ? Number(part.split('=')[1]) : undefined;
+  };
   return {
     corruptOnce: parts.has('corrupt-product-once'),
     truncateOnce: parts.has('truncate-report-once'),
-    cutEveryMs: cut ? Number(cut.split('=')[1]) : undefined,
+    cutEveryMs: numberOf('cut-socket-every'),
+    cutUploadAt: numberOf('cut-upload-once'),
+    cutDownloadAt: numberOf('cut-download-once'),
+  };
+}
+
+/** A fault that cuts the link once, when `at` bytes have been counted (undefined: never). */
+function cutOnceAt(limit: number | undefined, cut: () => void, log: Logger): (bytes: number) => void {
+  let seen = 0;
+  let done = limit === undefined;
+  return (bytes) => {
+    if (done) return;
+    seen += bytes;
+    if (seen < (limit as number)) return;
+    done = true;
+    log.warn({ bytes: seen }, 'fault injection: cutting the connection mid-stream');
+    setImmediate(cut);
   };
 }
 
@@ -273,12 +332,49 @@ async function startWorkerNode(config: NodeConfig, log: Logger): Promise<Running
     client?.sendRaw(bytes.subarray(0, Math.floor(bytes.length / 2)));
     return undefined;
   };
+  // Large resources: inputs stream into spool/in (a partial file is resumed), products are
+  // offered and streamed from memory or from their file; finished files of an earlier run go.
+  const { threshold_bytes: thresholdBytes, chunk_bytes: chunkBytes } = config.streaming;
+  const spool = join(config.workdir, SPOOL_DIR);
+  rmSync(join(spool, 'out'), { recursive: true, force: true });
+  for (const f of existsSync(join(spool, 'in')) ? readdirSync(join(spool, 'in')) : []) {
+    if (f.endsWith('.bin')) rmSync(join(spool, 'in', f), { force: true });
+  }
+  const downloads = new Downloads(join(spool, 'in'), (m) => client?.send(m) ?? false, {
+    onRefused: (message) => log.warn({ error: message }, 'a chunk was refused; asking again'),
+    onResume: (offset) => log.info({ offset }, 'download resumed from offset'),
+  });
+  const uploadCut = cutOnceAt(faults.cutUploadAt, () => client?.cut(), log);
+  const downloadCut = cutOnceAt(faults.cutDownloadAt, () => client?.cut(), log);
+  const offered = new OfferedResources(
+    {
+      sendFrame: (frame, cb) => {
+        uploadCut(frame.byteLength);
+        return client?.sendFrame(frame, cb) ?? false;
+      },
+    },
+    chunkBytes,
+  );
   const worker = spawnWorker(system, {
     name: config.name,
     log,
     data,
     locals: new LocalsStore(join(config.workdir, LOCALS_DIR)),
     sendToScheduler: (message) => client?.send(message) ?? false,
+    scratch: join(spool, 'out'),
+    large: {
+      thresholdBytes,
+      fetch: async (ref) => {
+        const build = (reqId: number, offset: number): Message => ({ type: 'fetchResource', reqId, resourceId: ref.id, ...(offset > 0 ? { offset } : {}) });
+        const got = await downloads.fetch(build, { sha256: ref.sha256 });
+        if (got.resumedFrom > 0) log.info({ resourceId: ref.id, offset: got.resumedFrom }, 'input download resumed from offset');
+        return { path: got.path };
+      },
+      send: (offer, body) => {
+        offered.add(offer.sha256, 'file' in body ? fileSource(body.file, offer.size) : bufferSource(body.bytes));
+        client?.send(offer);
+      },
+    },
     running,
     tamper,
     identity: { nodeId: config.name, boxPrivate: identity.boxPrivate },
@@ -325,8 +421,18 @@ async function startWorkerNode(config: NodeConfig, log: Logger): Promise<Running
       if (message.type === 'welcome') {
         client?.established();
         log.info({ scheduler: message.schedulerId, url }, 'joined the scheduler');
+        // Downloads cut by the lost link ask again from what they hold.
+        downloads.reconnected();
         return;
       }
+      if (message.type === 'resourceWant') {
+        const sender = offered.want(message.sha256, message.offset);
+        if (sender) log.info({ sha256: message.sha256, offset: message.offset }, 'sending a streamed product from offset');
+        else log.warn({ sha256: message.sha256 }, 'the scheduler asked for a product this worker no longer holds');
+        return;
+      }
+      if (message.type === 'resourceChunk') downloadCut(message.data.byteLength);
+      if (downloads.onMessage(message)) return;
       if (message.type === 'error' && message.reqId === undefined) {
         log.error({ error: message.error }, 'the scheduler refused a message');
       }

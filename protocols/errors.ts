@@ -26,6 +26,8 @@ export const ErrorCodes = [
   'QUOTA_EXCEEDED', // submitArtifact past the workbench token's artifacts in flight
   'DOWNLOAD_FORBIDDEN', // the node's allow_resource_download is false
   'CHECKSUM_MISMATCH',
+  'CHUNK_CORRUPT', // a resourceChunk failed its crc32: refused, and asked again from its offset
+  'RESOURCE_TOO_LARGE', // a product or resource over the scheduler's store.max_resource_bytes (the message names both sizes)
   'OPERATION_FAILED', // the operation threw on the worker
   'BAD_QUERY', // a query names a feature the data does not have, or a wrong value
   'PRIVACY_REFUSED', // the node's privacy rules refuse it: budget exhausted, or noise required
@@ -67,6 +69,7 @@ const NON_RETRYABLE: ReadonlySet<ErrorCode> = new Set([
   'PROTOCOL_VERSION_MISMATCH',
   'DOWNLOAD_FORBIDDEN',
   'FRAME_TOO_LARGE', // the same frame is refused again
+  'RESOURCE_TOO_LARGE', // the same product is refused again
 ]);
 
 /** The one place a wire error is made from its code. */

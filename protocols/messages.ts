@@ -20,6 +20,8 @@ import { WireErrorSchema } from './errors.ts';
 const Id = z.string().min(1).max(128);
 const ReqId = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const Sha256 = z.string().regex(/^[0-9a-f]{64}$/);
+/** A byte count or position in a resource. */
+const ByteCount = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 // msgpack bin decodes to a Buffer (a Uint8Array); typed as the base type so any view fits.
 export const Bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, { message: 'expected binary data' });
 const msg = <T extends string, S extends z.ZodRawShape>(type: T, shape: S) =>
@@ -97,17 +99,18 @@ export const AssignJobSchema = msg('assignJob', {
 export const CancelJobSchema = msg('cancelJob', { jobId: Id, attempt: z.number().int().min(1) });
 /** worker -> scheduler: the attempt began. */
 export const JobStartedSchema = msg('jobStarted', { jobId: Id, attempt: z.number().int().min(1) });
-/** worker -> scheduler: the attempt succeeded; `data` is its product, checked against `sha256`. */
+/**
+ * Rows of this node's data for the project that the attempt read (the union of its data sources
+ * bound to the assignment's projectToken, before the query); absent when it read none.
+ */
+const RowsRead = z.number().int().min(0);
+/** worker -> scheduler: the attempt succeeded; `data` is its product (up to the stream threshold), checked against `sha256`. */
 export const JobCompletedSchema = msg('jobCompleted', {
   jobId: Id,
   attempt: z.number().int().min(1),
   sha256: Sha256,
   data: Bytes,
-  /**
-   * Rows of this node's data for the project that the attempt read (the union of its data sources
-   * bound to the assignment's projectToken, before the query); absent when it read none.
-   */
-  rows: z.number().int().min(0).optional(),
+  rows: RowsRead.optional(),
 });
 /** worker -> scheduler: the attempt failed. */
 export const JobFailedSchema = msg('jobFailed', {
@@ -115,14 +118,47 @@ export const JobFailedSchema = msg('jobFailed', {
   attempt: z.number().int().min(1),
   error: WireErrorSchema,
 });
-/** worker -> scheduler: send me the bytes of a resource addressed to one of my jobs. */
-export const FetchResourceSchema = msg('fetchResource', { reqId: ReqId, resourceId: Id });
-/** scheduler -> worker, reply to fetchResource. */
+/**
+ * worker -> scheduler: the attempt succeeded with a product over the stream threshold. The
+ * scheduler answers `resourceWant` (the offset it already holds of these bytes) or an `error`
+ * (RESOURCE_TOO_LARGE names the size and the limit, and fails the attempt); the bytes follow as
+ * `resourceChunk`s, and their arrival, checked whole against `sha256`, completes the attempt.
+ * Sent again (a reconnect, a repeated assignment), it resumes where the scheduler's copy ends.
+ */
+export const ProductOfferSchema = msg('productOffer', {
+  jobId: Id,
+  attempt: z.number().int().min(1),
+  sha256: Sha256,
+  size: ByteCount,
+  /** As in `jobCompleted`. */
+  rows: RowsRead.optional(),
+});
+/** scheduler -> worker: send the resource `sha256` from `offset` (what the scheduler holds; a refused chunk is asked again this way). */
+export const ResourceWantSchema = msg('resourceWant', { sha256: Sha256, offset: ByteCount });
+/**
+ * Either way: bytes [offset, offset + data.length) of the streamed resource whose whole sha256 is
+ * `resource`; `crc32` (zlib's CRC-32 of `data`) is checked on arrival and a chunk failing it is
+ * refused (CHUNK_CORRUPT) and asked again. The receiver writes chunks to disk as they arrive.
+ */
+export const ResourceChunkSchema = msg('resourceChunk', {
+  resource: Sha256,
+  offset: ByteCount,
+  crc32: z.number().int().min(0).max(0xffff_ffff),
+  data: Bytes,
+});
+/** worker -> scheduler: send me the bytes of a resource addressed to one of my jobs (from `offset`: a resumed download). */
+export const FetchResourceSchema = msg('fetchResource', { reqId: ReqId, resourceId: Id, offset: ByteCount.optional() });
+/**
+ * scheduler -> worker, reply to fetchResource: `data` is the whole resource when it is small;
+ * otherwise it is absent and the bytes from `offset` follow as `resourceChunk`s.
+ */
 export const ResourceDataSchema = msg('resourceData', {
   reqId: ReqId,
   resourceId: Id,
   sha256: Sha256,
-  data: Bytes,
+  size: ByteCount,
+  offset: ByteCount.optional(),
+  data: Bytes.optional(),
 });
 
 // ---------------------------------------------------------------- workbench -> scheduler requests
@@ -136,7 +172,8 @@ export const SubmitArtifactSchema = msg('submitArtifact', {
   artifact: ArtifactSpecSchema,
 });
 export const GetStatusSchema = msg('getStatus', { reqId: ReqId, artifactId: Id });
-export const GetResultSchema = msg('getResult', { reqId: ReqId, artifactId: Id });
+/** The result's bytes; `offset`: from there (a resumed download of a streamed result). */
+export const GetResultSchema = msg('getResult', { reqId: ReqId, artifactId: Id, offset: ByteCount.optional() });
 /** Stop an artifact's jobs on every worker; replied with its status (CANCELLED, or its end state if it had ended). */
 export const CancelArtifactSchema = msg('cancelArtifact', { reqId: ReqId, artifactId: Id });
 /** Ask for `artifactEvent` pushes about one artifact; replied with its current status. */
@@ -181,8 +218,11 @@ export const ResultSchema = msg('result', {
   artifactId: Id,
   resourceId: Id,
   sha256: Sha256,
-  /** msgpack of the final product (a statistic's object, a model's parameters). */
-  data: Bytes,
+  size: ByteCount,
+  /** Streamed (no `data`): the offset the chunks start at. */
+  offset: ByteCount.optional(),
+  /** msgpack of the final product (a statistic's object, a model's parameters); absent over the stream threshold: `resourceChunk`s follow. */
+  data: Bytes.optional(),
   /** What the result covers and how it was made (the artifact status's `provenance`). */
   provenance: ProvenanceSchema.optional(),
 });
@@ -240,6 +280,9 @@ export const MessageSchemas = {
   jobStarted: JobStartedSchema,
   jobCompleted: JobCompletedSchema,
   jobFailed: JobFailedSchema,
+  productOffer: ProductOfferSchema,
+  resourceWant: ResourceWantSchema,
+  resourceChunk: ResourceChunkSchema,
   fetchResource: FetchResourceSchema,
   resourceData: ResourceDataSchema,
   listNodes: ListNodesSchema,
@@ -271,7 +314,9 @@ export const MessageTypes = Object.keys(MessageSchemas) as MessageType[];
 export type Message = { [K in MessageType]: z.infer<(typeof MessageSchemas)[K]> }[MessageType];
 export type MessageOf<K extends MessageType> = z.infer<(typeof MessageSchemas)[K]>;
 
-export type WorkerToScheduler = MessageOf<'workerHello' | 'jobStarted' | 'jobCompleted' | 'jobFailed' | 'fetchResource'>;
+export type WorkerToScheduler = MessageOf<
+  'workerHello' | 'jobStarted' | 'jobCompleted' | 'productOffer' | 'resourceChunk' | 'jobFailed' | 'fetchResource'
+>;
 export type WorkbenchRequest = MessageOf<
   | 'listNodes'
   | 'listProjects'
@@ -285,4 +330,6 @@ export type WorkbenchRequest = MessageOf<
   | 'deleteArtifact'
   | 'watchNetwork'
 >;
-export type SchedulerToWorker = MessageOf<'welcome' | 'error' | 'assignJob' | 'cancelJob' | 'resourceData'>;
+export type SchedulerToWorker = MessageOf<
+  'welcome' | 'error' | 'assignJob' | 'cancelJob' | 'resourceData' | 'resourceWant' | 'resourceChunk'
+>;

@@ -1,3 +1,6 @@
 /** Sent in `challenge`, the hellos and `welcome`; a peer with any other version is refused (exact match). */
 // 2: assignJob inputs may carry their bytes (`data`), so small products need no fetch.
-export const PROTOCOL_VERSION = 2;
+// 3: resources over the stream threshold move in chunks (productOffer, resourceWant,
+//    resourceChunk); resourceData and result carry `size` and may come without `data`. A v2
+//    peer could not read a streamed resource, so the versions do not mix.
+export const PROTOCOL_VERSION = 3;

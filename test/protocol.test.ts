@@ -2,9 +2,11 @@
 import { createDecipheriv, createHash, createPrivateKey, createPublicKey, diffieHellman, hkdfSync, sign, verify } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { Packr } from 'msgpackr';
 import t, { type Test } from 'tap';
+import { CHUNK_HEADER_BYTES, encodeChunkInto } from '../protocols/chunk-frame.ts';
 import { canonicalJson, decode, decodeValue, encode, encodeValue, MAX_DEPTH } from '../protocols/codec.ts';
 import { OperationSchema, ProvenanceSchema, QueryStageSchema } from '../protocols/entities.ts';
 import { AggregationStrategySchema, ModelSpecSchema } from '../protocols/operations/models.ts';
@@ -139,9 +141,24 @@ t.test('each valid fixture parses with its schema and survives encode/decode', a
 
 t.test('binary fixtures carry the sha256 of their data', async (t) => {
   for (const f of valid.filter((x) => ['jobCompleted', 'resourceData', 'result'].includes(x.dir))) {
-    const m = parseFixture(f) as { sha256: string; data: Uint8Array };
+    const m = parseFixture(f) as { sha256: string; size?: number; data?: Uint8Array };
+    // A streamed reply has no data: its bytes follow as resourceChunks.
+    if (!m.data) continue;
     t.equal(sha256(m.data), m.sha256, f.name);
+    if (m.size !== undefined) t.equal(m.size, m.data.byteLength, `${f.name}: size is the byte length`);
   }
+});
+
+t.test('resourceChunk fixtures carry the crc32 of their data, and a streamed reply names its size', async (t) => {
+  for (const f of valid.filter((x) => x.dir === 'resourceChunk')) {
+    const m = parseFixture(f);
+    if (m.type !== 'resourceChunk') return t.fail('wrong fixture type');
+    t.equal(crc32(m.data) >>> 0, m.crc32, `${f.name}: crc32 (zlib) of data`);
+  }
+  const streamed = parseFixture(fixture('resourceData/streamed.json'));
+  if (streamed.type !== 'resourceData') return t.fail('wrong fixture type');
+  t.equal(streamed.data, undefined, 'a streamed reply has no data');
+  t.ok(streamed.size > 0, 'and names the size the chunks add up to');
 });
 
 t.test('inputs named in assignJob match the bytes a resourceData carries', async (t) => {
@@ -152,7 +169,8 @@ t.test('inputs named in assignJob match the bytes a resourceData carries', async
   t.ok(ref, 'the link has one input');
   t.equal(ref?.id, data.resourceId, 'same resource');
   t.equal(ref?.sha256, data.sha256, 'same sha256');
-  t.equal(ref?.size, data.data.byteLength, 'size is the byte length');
+  t.equal(ref?.size, data.data?.byteLength, 'size is the byte length');
+  t.equal(ref?.size, data.size, 'and the size the reply says');
 });
 
 t.test('an input that rides in its assignment carries the bytes of its sha256', async (t) => {
@@ -172,7 +190,7 @@ t.test('an input that rides in its assignment carries the bytes of its sha256', 
 t.test('result data decodes to the documented product shapes', async (t) => {
   const product = (name: string) => {
     const m = parseFixture(fixture(name));
-    if (m.type !== 'result') throw new Error(`${name} is not a result`);
+    if (m.type !== 'result' || !m.data) throw new Error(`${name} is not a result with its data`);
     return toJson(decodeValue(m.data));
   };
   t.strictSame(product('result/count.json'), { count: 20640 }, 'Count: { count }');
@@ -293,7 +311,7 @@ t.test('a sealed product opens as docs/PROTOCOL.md says, for its recipient only'
   if (sealedMsg.type !== 'jobCompleted' || plainMsg.type !== 'jobCompleted' || assign.type !== 'assignJob' || served.type !== 'resourceData') {
     return t.fail('wrong fixture types');
   }
-  t.ok(Buffer.from(served.data).equals(Buffer.from(sealedMsg.data)), 'the scheduler relays the envelope unchanged');
+  t.ok(Buffer.from(served.data ?? []).equals(Buffer.from(sealedMsg.data)), 'the scheduler relays the envelope unchanged');
   const envelope = decodeValue(sealedMsg.data) as Record<string, unknown>;
   t.equal(envelope.fdlSealed, 1, 'an envelope is marked fdlSealed: 1');
   for (const f of ['epk', 'iv', 'tag', 'ct']) t.ok(envelope[f] instanceof Uint8Array, `${f} is binary`);
@@ -657,4 +675,19 @@ t.test('every error path is written one way: dots between names, brackets around
     new Packr({ useRecords: false }).pack({ type: 'submitArtifact', reqId: 1, projectToken: 'token-1234', artifact: { steps: [{ kind: 'Teleport' }] } }),
   );
   t.match(d, { ok: false, error: { code: 'INVALID_MESSAGE', path: /^artifact\.steps\[0\]/ } });
+});
+
+t.test('a resourceChunk encoded around its bytes in place decodes to the same message as encode() makes', async (t) => {
+  const data = Buffer.from(Array.from({ length: 3000 }, (_, i) => i % 251));
+  const resource = sha256(data);
+  for (const offset of [0, 5 * 1024 * 1024 * 1024 + 7]) {
+    const frame = Buffer.alloc(CHUNK_HEADER_BYTES + data.length);
+    data.copy(frame, CHUNK_HEADER_BYTES);
+    encodeChunkInto(frame, resource, offset, crc32(data) >>> 0);
+    const decoded = decode(frame);
+    t.ok(decoded.ok, 'decodes');
+    const expected: Message = { type: 'resourceChunk', resource, offset, crc32: crc32(data) >>> 0, data };
+    if (decoded.ok) t.strictSame(toJson(decoded.message), toJson(expected), `offset ${offset}: the same message`);
+    t.strictSame(toJson((packr.unpack(frame) as Record<string, unknown>)), toJson(expected), 'plain msgpack reads it too');
+  }
 });

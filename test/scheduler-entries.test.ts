@@ -9,6 +9,7 @@ import t from 'tap';
 import { encodeValue } from '../protocols/codec.ts';
 import { RetryPolicySchema } from '../protocols/entities.ts';
 import type { Message, MessageOf, WorkbenchRequest } from '../protocols/messages.ts';
+import { Uploads } from '../lib/store/uploads.ts';
 import { type PeerHandle, type SchedulerMsg, spawnScheduler } from '../actors/scheduler.ts';
 import { send, type Ref } from '../lib/kit/actors.ts';
 import { sha256Hex } from '../lib/store/blobs.ts';
@@ -53,6 +54,8 @@ t.test('per-artifact entries go when the artifact finishes, after the final push
     retentionMs: 7 * 24 * 3600_000,
     artifactsInFlightPerWorkbench: 1000,
     locals: { delete: () => {} },
+    uploads: new Uploads(store.blobs.incoming),
+    streaming: { thresholdBytes: 1024 * 1024, maxResourceBytes: 1024 * 1024 * 1024 },
   });
   const self = scheduler;
   send(self, { kind: 'resume' });

@@ -11,6 +11,7 @@ import t, { type Test } from 'tap';
 import { type PeerHandle, type SchedulerMsg, spawnScheduler } from '../actors/scheduler.ts';
 import { type Ref, send } from '../lib/kit/actors.ts';
 import { Store } from '../lib/store/store.ts';
+import { Uploads } from '../lib/store/uploads.ts';
 import { RetryPolicySchema } from '../protocols/entities.ts';
 import type { Message, MessageOf } from '../protocols/messages.ts';
 import { until } from './helpers/cluster.ts';
@@ -42,6 +43,8 @@ function setup(t: Test, holderWaitMs: number) {
     identity: { signKey: 'sign-key', boxKey: 'box-key' },
     retentionMs: 7 * 24 * 3600_000,
     artifactsInFlightPerWorkbench: 1000,
+    uploads: new Uploads(store.blobs.incoming),
+    streaming: { thresholdBytes: 1024 * 1024, maxResourceBytes: 1024 * 1024 * 1024 },
     holderWaitMs,
     locals: { delete: () => {} },
   });

@@ -37,6 +37,8 @@ export interface OpContext {
    * threads). Absent: inline, on this thread. Data reads stay on this thread (the DataEngine lives here).
    */
   compute?: Compute;
+  /** A folder of this node for large products written as files (lib/ops/file-blob.ts); absent: none may be made. */
+  scratch?: string;
 }
 
 /** Runs a compute task (lib/ops/compute.ts) by name, elsewhere; rejects when `signal` aborts. */

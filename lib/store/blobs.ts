@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { FdlError } from '../errors.ts';
 
@@ -25,12 +26,7 @@ export function writeFileDurably(path: string, bytes: Uint8Array, what: string):
       closeSync(fd);
     }
     renameSync(tmp, path);
-    const dir = openSync(dirname(path), 'r');
-    try {
-      fsyncSync(dir);
-    } finally {
-      closeSync(dir);
-    }
+    fsyncFolder(dirname(path));
   } catch (e) {
     try {
       rmSync(tmp, { force: true });
@@ -38,6 +34,15 @@ export function writeFileDurably(path: string, bytes: Uint8Array, what: string):
       // Its folder is not there or not a folder: no temporary file was made either.
     }
     throw new FdlError('STORE_WRITE_FAILED', `${what} could not be written: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+function fsyncFolder(path: string): void {
+  const dir = openSync(path, 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
   }
 }
 
@@ -55,9 +60,48 @@ export function checkedBytes(id: string, bytes: Uint8Array | undefined, sha256: 
  */
 export class BlobStore {
   private readonly memory = new Map<string, Uint8Array>();
+  /** Where streamed resources are written as their chunks arrive (docs/PROTOCOL.md, "Streamed resources"). */
+  readonly incoming: string;
 
   constructor(private readonly dir: string | undefined) {
     if (dir) mkdirSync(dir, { recursive: true });
+    this.incoming = dir ? join(dir, 'incoming') : mkdtempSync(join(tmpdir(), 'fdl-incoming-'));
+    mkdirSync(this.incoming, { recursive: true });
+  }
+
+  /**
+   * Takes a complete, fsynced file as resource `id`'s bytes: moved into place (or copied, when
+   * the file must stay where it is), then the folder is fsynced. The in-memory store reads it.
+   */
+  adopt(id: string, path: string, how: 'move' | 'copy'): string {
+    if (!this.dir) {
+      this.memory.set(id, readFileSync(path));
+      if (how === 'move') rmSync(path, { force: true });
+      return `memory:${id}`;
+    }
+    const target = this.pathOf(id);
+    try {
+      if (how === 'move') renameSync(path, target);
+      else {
+        copyFileSync(path, target);
+        const fd = openSync(target, 'r');
+        try {
+          fsyncSync(fd);
+        } finally {
+          closeSync(fd);
+        }
+      }
+      fsyncFolder(this.dir);
+    } catch (e) {
+      rmSync(target, { force: true });
+      throw new FdlError('STORE_WRITE_FAILED', `resource ${id} could not be written: ${(e as Error).message}`, { cause: e });
+    }
+    return `${id}.bin`;
+  }
+
+  /** The file holding resource `id`'s bytes (not checked here: a streamed reader checks them), if they are a file. */
+  fileOf(id: string): string | undefined {
+    return this.dir ? this.pathOf(id) : undefined;
   }
 
   private pathOf(id: string): string {

@@ -12,3 +12,5 @@ export const DEFAULT_ARTIFACTS_IN_FLIGHT_PER_WORKBENCH = 20;
 export const DEFAULT_ARTIFACT_LIST_LIMIT = 100;
 /** Resources of at most this many bytes are rows of the database, not files (config: store.inline_resource_max_bytes). */
 export const DEFAULT_INLINE_RESOURCE_MAX_BYTES = 64 * 1024;
+/** A product or resource over this many bytes is refused (config: store.max_resource_bytes), naming both sizes. */
+export const DEFAULT_MAX_RESOURCE_BYTES = 2 * 1024 * 1024 * 1024;

@@ -764,6 +764,44 @@ export class Store {
     return { id, jobId: meta.jobId, producer: meta.producer, size: bytes.byteLength, sha256: meta.sha256 };
   }
 
+  /**
+   * A streamed product's bytes (a complete, checked, fsynced file) as a resource: the file is
+   * moved into the store (copied when `how` is 'copy': the initiator passing an input on), then
+   * the row is written. Failures are STORE_WRITE_FAILED, as for putResource.
+   */
+  putResourceFile(
+    meta: Omit<ResourceRef, 'id'> & { artifactId: string },
+    path: string,
+    how: 'move' | 'copy',
+    now: number,
+  ): ResourceRef {
+    const id = `r-${randomUUID()}`;
+    const location = this.blobs.adopt(id, path, how);
+    try {
+      this.sql(
+        `INSERT INTO resources (id, artifact_id, job_id, producer, size, sha256, location, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(id, meta.artifactId, meta.jobId, meta.producer, meta.size, meta.sha256, location, now);
+    } catch (e) {
+      this.blobs.delete(id);
+      throw new FdlError('STORE_WRITE_FAILED', `resource ${id} could not be written: ${(e as Error).message}`, { cause: e });
+    }
+    return { id, jobId: meta.jobId, producer: meta.producer, size: meta.size, sha256: meta.sha256 };
+  }
+
+  /**
+   * Where a resource's bytes are, for a streamed reader: a file (read in chunks, checked whole by
+   * its receiver), or the bytes themselves when they are a row or the store is in memory
+   * (checked here against their sha256).
+   */
+  resourceBody(id: string): { ref: ResourceRef & { artifactId: string }; file?: string; bytes?: Uint8Array } | undefined {
+    const row = this.resourceRow(id);
+    if (!row) return undefined;
+    const file = row.location === INLINE_LOCATION ? undefined : this.blobs.fileOf(id);
+    if (file) return { ref: toResourceRef(row), file };
+    return this.bytesOf(row);
+  }
+
   resource(id: string): (ResourceRef & { artifactId: string }) | undefined {
     const row = this.resourceRow(id);
     return row ? toResourceRef(row) : undefined;
@@ -771,7 +809,12 @@ export class Store {
 
   readResource(id: string): { ref: ResourceRef & { artifactId: string }; bytes: Uint8Array } | undefined {
     const row = this.resourceRow(id);
-    if (!row) return undefined;
+    return row ? this.bytesOf(row) : undefined;
+  }
+
+  /** A resource's bytes, whole, checked against its sha256 (a row's, a file's, or the in-memory store's). */
+  private bytesOf(row: ResourceRow): { ref: ResourceRef & { artifactId: string }; bytes: Uint8Array } {
+    const { id } = row;
     if (row.location !== INLINE_LOCATION) return { ref: toResourceRef(row), bytes: this.blobs.get(id, row.sha256) };
     const inline = this.sql('SELECT bytes FROM resource_bytes WHERE id = ?').get(id) as { bytes: Buffer } | undefined;
     return { ref: toResourceRef(row), bytes: checkedBytes(id, inline?.bytes, row.sha256) };

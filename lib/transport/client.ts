@@ -120,6 +120,11 @@ export class Client {
     return true;
   }
 
+  /** An encoded frame (a resourceChunk); `cb` once the socket has taken it (back-pressure for streams). */
+  sendFrame(bytes: Uint8Array, cb: (err?: Error) => void): boolean {
+    return this.peer?.sendFrame(bytes, cb) ?? false;
+  }
+
   /** Test seam (fault injection): raw bytes on the open connection. */
   sendRaw(bytes: Uint8Array): boolean {
     if (!this.peer?.isOpen) return false;

@@ -1,5 +1,11 @@
 /** Tunables of the transport room, with their units. */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024;
+/** A resource over this many bytes moves in chunks (config: streaming.threshold_bytes); up to it, in one frame. */
+export const DEFAULT_STREAM_THRESHOLD_BYTES = 1024 * 1024;
+/** The bytes of one resourceChunk (config: streaming.chunk_bytes). */
+export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
+/** Room a frame needs around a chunk's or an inline resource's bytes (its other fields). */
+export const FRAME_OVERHEAD_BYTES = 64 * 1024;
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 5_000;
 /** Bad frames tolerated from one peer within the window before it is disconnected. */
 export const DEFAULT_BAD_FRAME_LIMIT = 20;

@@ -222,6 +222,14 @@ export class PeerConnection implements AdmittedPeer {
     this.idleTimer.unref();
   }
 
+  /** A frame already encoded (a resourceChunk, lib/transport/stream.ts); `cb` once the socket took it. */
+  sendFrame(bytes: Uint8Array, cb: (err?: Error) => void): boolean {
+    if (!this.isOpen) return false;
+    this.lastTraffic = Date.now();
+    this.ws.send(bytes, { binary: true }, cb);
+    return true;
+  }
+
   /** Test seam (fault injection): bytes as they are, bypassing the codec. */
   sendRaw(bytes: Uint8Array): void {
     if (this.isOpen) this.ws.send(bytes, { binary: true });

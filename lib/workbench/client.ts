@@ -1,4 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { decodeValue } from '../../protocols/codec.ts';
 import {
   type ArtifactSpecInput,
@@ -16,8 +20,8 @@ import { formatPath } from '../../protocols/errors.ts';
 import type { Message, MessageOf, MessageType } from '../../protocols/messages.ts';
 import { PROTOCOL_VERSION } from '../../protocols/version.ts';
 import { FdlError } from '../errors.ts';
-import { sha256Hex } from '../store/blobs.ts';
 import { Client } from '../transport/client.ts';
+import { type Downloaded, Downloads } from '../transport/downloads.ts';
 import { DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_SUBMIT_TIMEOUT_MS } from '../transport/defaults.ts';
 import { Requester } from '../transport/requester.ts';
 import { checkArg } from './args.ts';
@@ -217,6 +221,10 @@ export class Workbench {
   private markReady: (() => void) | undefined;
   private sessionError: FdlError | undefined;
   private closing = false;
+  /** Streamed results being received (chunks are written as they are read). */
+  private downloads: Downloads | undefined;
+  /** A folder of this process for streamed results that `result()` decodes (removed by `close`). */
+  private scratch: string | undefined;
 
   private constructor(
     readonly url: string,
@@ -250,8 +258,11 @@ export class Workbench {
           const hello: MessageOf<'workbenchHello'> = { type: 'workbenchHello', protocolVersion: PROTOCOL_VERSION, token: this.opts.token };
           if (this.opts.name) hello.name = this.opts.name;
           this.client.send(hello);
+        } else if (this.downloads?.onMessage(m) || m.type === 'resourceChunk') {
+          // A result download's reply or chunk, written as it is read (a stray chunk is dropped).
         } else if (m.type === 'welcome') {
           this.client.established();
+          this.downloads?.reconnected();
           const again = this.welcomes++ > 0;
           this.sessionError = undefined;
           this.markReady?.();
@@ -412,7 +423,9 @@ export class Workbench {
 
   /**
    * The decoded final resource, checked against its sha256; an object result carries its
-   * provenance as the non-enumerable property `provenance` (see `resultWithProvenance`).
+   * provenance as the non-enumerable property `provenance` (see `resultWithProvenance`). A
+   * streamed (large) one is gathered in a temporary file first, then decoded in memory: for
+   * moderate sizes; `resultToFile` keeps any size on disk.
    */
   async result(artifactId: string): Promise<unknown> {
     const { value, provenance } = await this.resultWithProvenance(artifactId);
@@ -424,13 +437,47 @@ export class Workbench {
 
   /** The decoded final resource, checked against its sha256, and what it covers. */
   async resultWithProvenance<T = unknown>(artifactId: string): Promise<ResultWithProvenance<T>> {
-    const r = await this.ask((reqId) => ({ type: 'getResult', reqId, artifactId }), 'result');
-    if (sha256Hex(r.data) !== r.sha256) throw new FdlError('CHECKSUM_MISMATCH', `result of ${artifactId} arrived corrupted`);
-    return { value: decodeValue(r.data) as T, provenance: r.provenance, sha256: r.sha256 };
+    const got = await this.fetchResult(artifactId, join(this.scratchDir(), `${randomUUID()}.msgpack`), true);
+    const provenance = got.header?.type === 'result' ? got.header.provenance : undefined;
+    if (got.bytes) return { value: decodeValue(got.bytes) as T, provenance, sha256: got.sha256 };
+    try {
+      return { value: decodeValue(readFileSync(got.path)) as T, provenance, sha256: got.sha256 };
+    } finally {
+      rmSync(got.path, { force: true });
+    }
+  }
+
+  /**
+   * Writes the result's bytes (msgpack, as stored) to `path`, never whole in memory: a large
+   * result streams in chunks to `<path's folder>/<sha256>.part`, each checked, the whole checked
+   * against its sha256, then renamed to `path`. A lost connection resumes from what the file
+   * holds (asked again with that offset once the session is back).
+   */
+  async resultToFile(
+    artifactId: string,
+    path: string,
+  ): Promise<{ path: string; sha256: string; size: number; resumedFrom: number; provenance: Provenance | undefined }> {
+    const { bytes: _inFile, header, ...got } = await this.fetchResult(artifactId, path, false);
+    return { ...got, provenance: header?.type === 'result' ? header.provenance : undefined };
+  }
+
+  private async fetchResult(artifactId: string, path: string, inMemory: boolean): Promise<Downloaded> {
+    if (!this.isReady) await withTimeout(this.ready, this.opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, `no connection to ${this.url}`);
+    if (this.sessionError) throw this.sessionError;
+    // The partial file of a streamed result lives beside its target (`<path>.<sha256>.part`).
+    this.downloads ??= new Downloads(this.scratchDir(), (m) => this.client.send(m), { stallMs: this.opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS });
+    const build = (reqId: number, offset: number): Message => ({ type: 'getResult', reqId, artifactId, ...(offset > 0 ? { offset } : {}) });
+    return await this.downloads.fetch(build, { target: resolve(path), inMemory });
+  }
+
+  private scratchDir(): string {
+    this.scratch ??= mkdtempSync(join(tmpdir(), 'fdl-results-'));
+    return this.scratch;
   }
 
   close(): void {
     this.closing = true;
     this.client.close();
+    if (this.scratch) rmSync(this.scratch, { recursive: true, force: true });
   }
 }

@@ -16,6 +16,12 @@ export const BasicOperationSchemas = [
   z.object({ kind: z.literal('TestSleep'), ms: z.number().int().min(0).max(600_000) }).strict(),
   /** Test aid: keeps a CPU busy for `ms` milliseconds (JavaScript, no timer), then passes its input on. */
   z.object({ kind: z.literal('TestSpin'), ms: z.number().int().min(0).max(600_000) }).strict(),
+  /**
+   * Test aid: a binary product of `bytes` pseudo-random bytes (AES-CTR keyed by `seed`: the same
+   * seed gives the same bytes, so a rerun resumes an upload by content hash). Given a binary
+   * input of that length, it passes that input on instead.
+   */
+  z.object({ kind: z.literal('TestBlob'), bytes: z.number().int().min(0).max(0xffff_ffff), seed: z.number().int().min(0).max(2 ** 31) }).strict(),
 ] as const;
 
 const operationUnion = z.discriminatedUnion('kind', [...BasicOperationSchemas, ...EstimatorOperationSchemas, ...ModelOperationSchemas]);

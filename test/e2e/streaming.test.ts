@@ -1,0 +1,239 @@
+// Why: a resource larger than a frame must cross every hop in chunks, never whole in memory, checked per
+// chunk and whole, resumed after a cut instead of restarted, and a product over the limit must fail its job
+// naming its size (it used to make the worker reconnect in a loop). Real processes and sockets throughout.
+import { createCipheriv, createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import t from 'tap';
+import { encode } from '../../protocols/codec.ts';
+import type { Message } from '../../protocols/messages.ts';
+import { PROTOCOL_VERSION } from '../../protocols/version.ts';
+import { blobHeader } from '../../lib/ops/file-blob.ts';
+import { sha256OfFile } from '../../lib/transport/stream.ts';
+import { handshakeMessage, signWith } from '../../lib/security/identity.ts';
+import { countLog, PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, waitFor, waitForJob, waitForLog, within } from '../helpers/cluster.ts';
+import { runFdl } from '../helpers/fdl.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
+
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
+
+const MiB = 1024 * 1024;
+const BIG = 200 * MiB;
+/** Peak RSS growth allowed per process while 200 MiB crosses it (the bench measures the tight figure). */
+const RSS_GROWTH_MAX = 128 * MiB;
+const RAW_TOKEN = randomBytes(16).toString('hex');
+
+const { cluster, wb, token, dir } = await testCluster(t, 'streaming', {
+  workers: [
+    // Each link is cut once mid-stream: worker-1 while it uploads its product, worker-2 while it downloads it.
+    { name: 'worker-1', files: [SHARDS[0] as string], env: { FDL_FAULTS: `cut-upload-once=${64 * MiB}` } },
+    { name: 'worker-2', files: [SHARDS[1] as string], env: { FDL_FAULTS: `cut-download-once=${64 * MiB}` } },
+  ],
+  projects: [{ name: 'raw', token: RAW_TOKEN }],
+  scheduler: {
+    store: { max_resource_bytes: 256 * MiB },
+    retry: { max_attempts: 3, initial_interval_ms: 100, max_interval_ms: 1000, worker_grace_ms: 30_000, attempt_timeout_ms: 120_000 },
+  },
+});
+
+/** The bytes TestBlob makes for a seed, as the resource (header + bytes): their sha256, computed in pieces. */
+function blobSha256(bytes: number, seed: number): string {
+  const key = createHash('sha256').update(`fdl-test-blob\0${seed}`).digest();
+  const stream = createCipheriv('aes-256-ctr', key, Buffer.alloc(16));
+  const hash = createHash('sha256').update(blobHeader(bytes));
+  const zeros = Buffer.alloc(MiB);
+  for (let done = 0; done < bytes; done += MiB) hash.update(stream.update(zeros.subarray(0, Math.min(MiB, bytes - done))));
+  return hash.digest('hex');
+}
+
+/** Resident memory of a process now, and its peak since the last reset (Linux /proc). */
+function rss(pid: number): { now: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) => Number(status.match(new RegExp(`${field}:\\s+(\\d+) kB`))?.[1] ?? 0) * 1024;
+  return { now: kb('VmRSS'), peak: kb('VmHWM') };
+}
+/** Starts a process's peak-RSS count afresh (writing 5 to clear_refs resets VmHWM). */
+function resetPeak(pid: number): void {
+  writeFileSync(`/proc/${pid}/clear_refs`, '5');
+}
+
+t.test('200 MiB crosses worker -> scheduler -> worker -> initiator -> workbench in chunks, resumed after cuts, RSS flat', async (t) => {
+  const pids = Object.fromEntries(['scheduler', 'worker-1', 'worker-2'].map((n) => [n, cluster.pid(n) as number]));
+  const base: Record<string, number> = {};
+  for (const [name, pid] of Object.entries(pids)) {
+    resetPeak(pid);
+    base[name] = rss(pid).now;
+  }
+  resetPeak(process.pid);
+  const selfBase = rss(process.pid).now;
+  const expected = blobSha256(BIG, 7);
+
+  const blob = { kind: 'TestBlob' as const, bytes: BIG, seed: 7 };
+  // init (initiator) -> worker-1 makes the blob -> worker-2 passes it on -> final (initiator) passes it on.
+  const handle = await (await wb.project(token)).submit({ name: 'big', steps: [{ kind: 'Sequential', init: { kind: 'Noop' }, operation: blob, final: blob }] });
+  await within(handle.done(), { what: 'the 200 MiB artifact to complete', timeoutMs: 600_000 });
+  const out = join(dir, 'result.msgpack');
+  const got = await within(wb.resultToFile(handle.id, out), { what: 'the 200 MiB result to download', timeoutMs: 300_000 });
+  t.equal(got.sha256, expected, 'the workbench got the bytes worker-1 made (sha256)');
+  t.equal(statSync(out).size, BIG + 5, 'the whole resource, on disk');
+  t.equal(sha256OfFile(out), expected, 'the file on disk matches');
+  const status = await wb.status(handle.id);
+  t.ok(status.jobs.every((j) => j.state === 'COMPLETED'), 'every job completed');
+
+  for (const [name, pid] of Object.entries(pids)) {
+    const growth = rss(pid).peak - (base[name] as number);
+    t.ok(growth < RSS_GROWTH_MAX, `${name}: peak RSS grew ${Math.round(growth / MiB)} MiB (< ${RSS_GROWTH_MAX / MiB} MiB) while 200 MiB crossed it`);
+  }
+  const selfGrowth = rss(process.pid).peak - selfBase;
+  t.ok(selfGrowth < RSS_GROWTH_MAX, `the workbench's process: peak RSS grew ${Math.round(selfGrowth / MiB)} MiB`);
+
+  // Resumed, not restarted: the scheduler asked worker-1 again from a non-zero offset, and
+  // worker-2 asked the scheduler again from what its partial file held.
+  const scheduler = join(dir, 'scheduler.log');
+  t.ok(countLog(join(dir, 'worker-1.log'), /cutting the connection mid-stream/) === 1, 'worker-1 cut its link mid-upload');
+  t.ok(countLog(join(dir, 'worker-2.log'), /cutting the connection mid-stream/) === 1, 'worker-2 cut its link mid-download');
+  t.ok(countLog(scheduler, /"offset":[1-9][0-9]*.*asking from offset/) >= 1, 'the upload resumed from a non-zero offset');
+  t.ok(countLog(join(dir, 'worker-1.log'), /"offset":[1-9][0-9]*.*sending a streamed product from offset/) >= 1, 'worker-1 sent from that offset');
+  t.ok(countLog(join(dir, 'worker-2.log'), /"offset":[1-9][0-9]*.*download resumed from offset/) >= 1, 'the download resumed from a non-zero offset');
+
+  // A streamed result decodes as a byte string for a workbench that asks for the value.
+  const value = (await wb.result(handle.id)) as Uint8Array;
+  t.equal(value.byteLength, BIG, 'result() decodes it to its bytes');
+});
+
+t.test('a sealed product over the threshold is sealed whole, streamed unread by the scheduler, and opened by its receiver', async (t) => {
+  const size = 3 * MiB;
+  const blob = { kind: 'TestBlob' as const, bytes: size, seed: 11 };
+  const handle = await (await wb.project(token)).submit({
+    name: 'sealed',
+    steps: [{ kind: 'Sequential', init: { kind: 'Noop' }, operation: blob, final: blob, encryption: true }],
+  });
+  await within(handle.done(), { what: 'the sealed chain to complete' });
+  const value = (await wb.result(handle.id)) as Uint8Array;
+  t.equal(value.byteLength, size, 'the result is the byte string');
+  t.equal(createHash('sha256').update(blobHeader(size)).update(value).digest('hex'), blobSha256(size, 11), 'with the bytes TestBlob makes');
+  const offers = countLog(join(dir, 'scheduler.log'), new RegExp(`"jobId":"${handle.id}\\.[12]".*streamed product offered`));
+  t.ok(offers >= 2, `both workers' sealed products were streamed (${offers} offers)`);
+});
+
+t.test('an upload resumes by content hash after a restart of the producing worker and of the scheduler', async (t) => {
+  const size = 160 * MiB;
+  const incoming = join(dir, 'scheduler', 'resources', 'incoming');
+  const partSize = (sha: string) => {
+    try {
+      return statSync(join(incoming, `${sha}.part`)).size;
+    } catch {
+      return 0;
+    }
+  };
+  const scheduler = join(dir, 'scheduler.log');
+  const resumedOffers = (artifactId: string) => countLog(scheduler, new RegExp(`"jobId":"${artifactId}\\.1".*"offset":[1-9][0-9]*.*asking from offset`));
+  for (const [seed, restart] of [
+    [21, 'worker-1'],
+    [22, 'scheduler'],
+  ] as const) {
+    const sha = blobSha256(size, seed);
+    const blob = { kind: 'TestBlob' as const, bytes: size, seed };
+    const handle = await (await wb.project(token)).submit({ name: `restart-${restart}`, steps: [{ kind: 'Sequential', init: { kind: 'Noop' }, operation: blob, final: { kind: 'Noop' } }] });
+    // Part of worker-1's product is on the scheduler's disk: now one end of the upload dies.
+    await waitFor(() => partSize(sha) >= 16 * MiB, { what: `part of the upload in ${incoming}` });
+    cluster.kill(restart, 'SIGKILL');
+    await cluster.exited(restart);
+    if (restart === 'scheduler') await cluster.startScheduler();
+    else cluster.startWorker('worker-1', { env: {} });
+    await within(handle.done(), { what: `the artifact to complete after the ${restart} restarted`, timeoutMs: 300_000 });
+    // A rerun of TestBlob with the same seed makes the same bytes: the same sha256, so the
+    // scheduler (its partial file rehashed after its own restart) asks only for the rest.
+    t.ok(resumedOffers(handle.id) >= 1, `after a restart of ${restart}, the upload resumed from a non-zero offset`);
+  }
+});
+
+t.test('a product over store.max_resource_bytes fails its job naming its size and the limit', async (t) => {
+  const size = 257 * MiB;
+  const handle = await (await wb.project(token)).submit({
+    name: 'oversize',
+    steps: [{ kind: 'Sequential', init: { kind: 'Noop' }, operation: { kind: 'TestBlob', bytes: size, seed: 1 }, final: { kind: 'Noop' } }],
+  });
+  const error = await handle.done().then(
+    () => undefined,
+    (e: Error & { code?: string }) => e,
+  );
+  t.equal(error?.code, 'RESOURCE_TOO_LARGE', 'the artifact ends with the cause');
+  t.match(error?.message, String(size + 5), 'naming the size');
+  t.match(error?.message, String(256 * MiB), 'and the limit');
+  const status = await wb.status(handle.id);
+  const failed = status.jobs.find((j) => j.lastError?.code === 'RESOURCE_TOO_LARGE');
+  t.equal(failed?.attempt, 1, 'refused at once: not retried (the same product would be refused again)');
+  await waitForLog(join(dir, 'scheduler.log'), /a product over the resource limit was refused/);
+});
+
+t.test('a corrupt chunk is refused with CHUNK_CORRUPT and asked again; the product then completes', async (t) => {
+  // A raw worker holding the only data of the "raw" project: it gets the job and streams by hand.
+  const sign = generateKeyPairSync('ed25519');
+  const box = generateKeyPairSync('x25519');
+  const me = {
+    signKey: sign.publicKey.export({ type: 'spki', format: 'der' }).toString('base64'),
+    boxKey: box.publicKey.export({ type: 'spki', format: 'der' }).toString('base64'),
+    fingerprint: '',
+    signPrivate: sign.privateKey,
+    boxPrivate: box.privateKey,
+  };
+  const peer = new RawPeer(cluster.url);
+  t.teardown(() => peer.ws.terminate());
+  const c = await peer.open();
+  const hello: Message = {
+    type: 'workerHello',
+    protocolVersion: PROTOCOL_VERSION,
+    nodeId: 'raw-worker',
+    name: 'raw-worker',
+    signKey: me.signKey,
+    boxKey: me.boxKey,
+    joinToken: cluster.joinToken,
+    signature: signWith(me, handshakeMessage(c.schedulerId, 'raw-worker', c.nonce, me.boxKey)),
+    projects: [{ token: RAW_TOKEN, datasources: [{ name: 'raw-1', rows: 100, features: [] }] }],
+    holding: [],
+  };
+  peer.raw(encode(hello));
+  t.match(await peer.next(), { type: 'welcome' });
+
+  const next = async (type: string): Promise<Message> => {
+    for (;;) {
+      const m = await within(peer.next(), { what: `a ${type} from the scheduler` });
+      if (m.type === type) return m;
+    }
+  };
+  const handle = await (await wb.project(RAW_TOKEN)).submit({ name: 'raw', steps: [{ kind: 'Parallel', operation: { kind: 'Noop' } }] });
+  const assign = await next('assignJob');
+  if (assign.type !== 'assignJob') return t.fail('no assignment');
+  const bytes = randomBytes(3 * MiB);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  peer.raw(encode({ type: 'jobStarted', jobId: assign.jobId, attempt: assign.attempt }));
+  peer.raw(encode({ type: 'productOffer', jobId: assign.jobId, attempt: assign.attempt, sha256, size: bytes.length }));
+  t.match(await next('resourceWant'), { sha256, offset: 0 }, 'the scheduler asks from offset 0');
+  const chunk = (offset: number, corrupt = false) => {
+    const data = Buffer.from(bytes.subarray(offset, offset + MiB));
+    const sum = crc32(data) >>> 0;
+    if (corrupt) data[10] = (data[10] ?? 0) ^ 0xff;
+    return encode({ type: 'resourceChunk', resource: sha256, offset, crc32: sum, data });
+  };
+  peer.raw(chunk(0));
+  peer.raw(chunk(MiB, true));
+  const refused = await next('error');
+  t.match(refused, { type: 'error', error: { code: 'CHUNK_CORRUPT' } }, 'the corrupt chunk is refused with its code');
+  t.match(refused.type === 'error' ? refused.error.message : '', `offset ${MiB}`, 'naming its offset');
+  t.match(await next('resourceWant'), { sha256, offset: MiB }, 'and asked again from its offset (the good chunk before it is kept)');
+  peer.raw(chunk(MiB));
+  peer.raw(chunk(2 * MiB));
+  await waitForJob(handle, { state: 'COMPLETED', worker: 'raw-worker' });
+  await within(handle.done(), { what: 'the raw artifact to complete' });
+  const stored = await wb.resultToFile(handle.id, join(dir, 'raw.bin'));
+  t.equal(stored.sha256, sha256, 'the stored product is the bytes sent, whole');
+  t.equal(countLog(join(dir, 'scheduler.log'), /a chunk was refused/), 1, 'one refusal logged');
+  // The CLI streams the same result to a file.
+  const out = join(dir, 'cli-result.bin');
+  const cli = await runFdl(['result', handle.id, '--out', out], { FDL_URL: cluster.url, FDL_TOKEN: cluster.workbenchToken });
+  t.equal(cli.code, 0, `fdl result --out exits 0 ${cli.stderr}`);
+  t.match(JSON.parse(cli.stdout), { file: out, bytes: bytes.length, sha256 }, 'and says what it wrote');
+  t.equal(sha256OfFile(out), sha256, 'the file holds the result');
+});

@@ -19,7 +19,7 @@ import { type ComputePool, computePool, defaultComputeThreads } from './ops/pool
 import { LOCALS_DIR, LocalsStore } from './store/locals.ts';
 import { openSchedulerStore } from './store/network.ts';
 import { Client } from './transport/client.ts';
-import { dashboardHandler } from './dashboard/serve.ts';
+import { dashboardHandler, dashboardUrl } from './dashboard/serve.ts';
 import { type RunningServer, startServer } from './transport/server.ts';
 
 export interface RunningNode {
@@ -198,7 +198,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     await compute?.close();
     throw e;
   }
-  const dashboard = config.dashboard ? `${server.url.replace(/^ws/, 'http')}/` : undefined;
+  const dashboard = config.dashboard ? dashboardUrl(server.url) : undefined;
   log.info({ url: server.url, dashboard, schedulerId, mode: config.mode, fingerprint: identity.fingerprint }, 'scheduler listening');
   return {
     name: config.name,

@@ -187,7 +187,9 @@ t.test('--json on every command that prints data, and fdl artifacts --project/--
   const id = ((await json('submit', join(artifacts, 'count.json'), '--project', token, '--json')) as { id: string }).id;
   t.match(id, /^a-/, 'submit --json: the id');
   t.equal(((await json('status', done.id, '--json')) as { state: string }).state, 'COMPLETED', 'status --json');
-  t.same(await json('result', done.id, '--json'), done.result, 'result --json');
+  const fetched = (await json('result', done.id, '--json')) as { id: string; result: unknown; provenance?: { complete: boolean } };
+  t.same({ id: fetched.id, result: fetched.result }, { id: done.id, result: done.result }, 'result --json: id and result');
+  t.equal(fetched.provenance?.complete, true, 'result --json: and its provenance');
   t.equal(((await json('projects', '--json')) as Array<{ name: string }>)[0]?.name, 'california', 'projects --json');
   t.equal(((await json('nodes', '--json')) as unknown[]).length, 3, 'nodes --json');
   t.equal(((await json('datasources', '--project', token, '--json')) as { rows: number }).rows, 18576, 'datasources --json');

@@ -173,6 +173,8 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
     if (job.lastError && (job.state === 'FAILED' || job.state === 'ERROR')) event.error = job.lastError;
     if (job.leftOut) event.leftOut = true;
     if (job.state === 'FAILED' && job.nextAttemptAt !== undefined) event.nextAttemptAt = job.nextAttemptAt;
+    if (job.startedAt !== undefined) event.startedAt = job.startedAt;
+    if (job.finishedAt !== undefined) event.finishedAt = job.finishedAt;
     emit(s, event);
   };
 

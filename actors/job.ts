@@ -82,7 +82,14 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
 
   const write = (s: JobState, change: JobChange): JobState => {
     props.store.updateJob(s.job.id, change);
-    const job: StoredJob = { ...s.job, ...change, nextAttemptAt: change.nextAttemptAt, leftOut: change.leftOut ?? s.job.leftOut };
+    const job: StoredJob = {
+      ...s.job,
+      ...change,
+      nextAttemptAt: change.nextAttemptAt,
+      leftOut: change.leftOut ?? s.job.leftOut,
+      // A new attempt running clears when the last one stopped (as the store does).
+      finishedAt: change.startedAt === undefined ? (change.finishedAt ?? s.job.finishedAt) : change.finishedAt,
+    };
     send(props.supervisor, { kind: 'jobChanged', job });
     return { ...s, job };
   };
@@ -176,11 +183,11 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
       const delay = nextDelay(props.policy, attempt + 1, random);
       const nextAttemptAt = props.now() + delay;
       props.log.warn({ jobId: s.job.id, worker: s.job.worker, attempt, error, delay }, 'job attempt failed; retrying');
-      const next = write(s, { state: 'FAILED', lastError: error, nextAttemptAt });
+      const next = write(s, { state: 'FAILED', lastError: error, nextAttemptAt, finishedAt: props.now() });
       return { ...next, timers: { ...next.timers, retry: arm(delay, { kind: 'retryDue', attempt }, self) } };
     }
     props.log.error({ jobId: s.job.id, worker: s.job.worker, attempt, error }, 'job out of attempts');
-    return write(s, { state: 'ERROR', lastError: error });
+    return write(s, { state: 'ERROR', lastError: error, finishedAt: props.now() });
   };
 
   /** Picks the job up from its row: after a crash, or a restart of the scheduler. */
@@ -216,12 +223,13 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
           return nextAttempt(s, ctx.self);
         case 'started':
           if (!inFlight(s, msg.attempt) || s.job.state === 'RUNNING') return s;
-          return write(s, { state: 'RUNNING' });
+          return write(s, { state: 'RUNNING', startedAt: props.now() });
         case 'completed':
           if (!inFlight(s, msg.attempt)) return s;
           return write(clearAll(s), {
             state: 'COMPLETED',
             resultResourceId: msg.resource.id,
+            finishedAt: props.now(),
             ...(msg.rows === undefined ? {} : { rows: msg.rows }),
           });
         case 'failed':

@@ -8,6 +8,7 @@ import type { ArtifactState, ArtifactSummary, JobStatus, NodeInfo, ProjectInfo }
 import type { WireError } from '../protocols/errors.ts';
 import { COL_W, countStates, JOB_STATES, LANE_H, layoutDag, NODE_H, TOP } from './dag.ts';
 import { flatRow, fmtValue, isRecord, isScalar, perFeatureArray, toJson } from './tables.ts';
+import { layoutTimeline } from './timeline.ts';
 import { Model } from './model.ts';
 import { Session, type SessionState } from './session.ts';
 
@@ -543,6 +544,46 @@ function JobTable(props: { jobs: JobStatus[]; lane: string | undefined }) {
   );
 }
 
+/** One row per worker, a bar per job (its latest attempt, start to end) coloured by state; rows virtualized. */
+function TimelineView(props: { jobs: JobStatus[]; version: number; now: number }) {
+  const tl = useMemo(() => layoutTimeline(props.jobs, props.now), [props.jobs, props.version, props.now]);
+  return (
+    <VirtualList
+      testId="timeline"
+      items={tl.rows}
+      rowHeight={24}
+      height={300}
+      header={
+        <div class="row tl-row head">
+          <span>worker</span>
+          <span class="tl-axis">
+            <span>{fmtTime(tl.rows.length > 0 ? tl.from : undefined)}</span>
+            <span>{tl.rows.length > 0 ? fmtDuration(tl.to - tl.from) : 'no job has started yet'}</span>
+            <span>{fmtTime(tl.rows.length > 0 ? tl.to : undefined)}</span>
+          </span>
+        </div>
+      }
+      row={(r) => (
+        <div class="row tl-row" key={r.worker} data-timeline-worker={r.worker}>
+          <span title={r.worker}>{r.worker}</span>
+          <span class="tl-track">
+            {r.bars.map((b) => (
+              <span
+                key={b.jobId}
+                class={`tl-bar s-${b.state}`}
+                data-timeline-job={b.jobId}
+                data-state={b.state}
+                style={{ left: `${(100 * b.left).toFixed(3)}%`, width: `${(100 * b.width).toFixed(3)}%` }}
+                title={`#${b.index} ${b.operation}: ${b.state}, attempt ${b.attempt}\n${fmtTime(b.start)} – ${fmtTime(b.end)} (${fmtDuration(b.end - b.start)})`}
+              />
+            ))}
+          </span>
+        </div>
+      )}
+    />
+  );
+}
+
 const CHART_COLORS = ['#2f6fdb', '#2e9d5b', '#e8902c', '#d64545', '#8e5bd6', '#1aa3a3', '#7b8190'];
 
 /** The per-round metrics of a model (its `history`) as lines, one per metric, with uPlot. */
@@ -732,6 +773,11 @@ function ArtifactView(props: { id: string }) {
       </p>
       <Dag jobs={status.jobs} version={version} picked={picked?.id} onPick={setPicked} onLane={(k) => setLane(k === lane ? undefined : k)} />
       {pickedNow && <JobDetails job={pickedNow} />}
+      <h3>Timeline</h3>
+      <p class="legend">
+        <span class="hint">one row per worker; a bar per job, from the start of its latest attempt to its end, coloured by state</span>
+      </p>
+      <TimelineView jobs={status.jobs} version={version} now={now} />
       <h3>Jobs</h3>
       <JobTable jobs={status.jobs} lane={lane} />
       {status.state === 'COMPLETED' && (

@@ -104,6 +104,9 @@ export class Model {
         if (e.leftOut) job.leftOut = true;
         if (e.state === 'FAILED' && e.nextAttemptAt !== undefined) job.nextAttemptAt = e.nextAttemptAt;
         else delete job.nextAttemptAt;
+        if (e.startedAt !== undefined) job.startedAt = e.startedAt;
+        if (e.finishedAt !== undefined) job.finishedAt = e.finishedAt;
+        else delete job.finishedAt;
       }
     }
     this.changed();

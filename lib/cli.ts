@@ -556,9 +556,10 @@ export function buildProgram(): Command {
     .description('start a scheduler and two workers on loopback with the California shards, run federated statistics, compare with the central figures')
     .option('--json', 'print the results as one JSON document')
     .option('--keep', 'keep the temporary folder (configs, work directories, logs)')
-    .action(async (opts: { json?: boolean; keep?: boolean }) => {
+    .option('--dashboard', 'then keep the cluster running and print the dashboard URL and its token, until Ctrl-C (SIGINT or SIGTERM stops every process)')
+    .action(async (opts: { json?: boolean; keep?: boolean; dashboard?: boolean }) => {
       const { runDemo } = await import('./demo.ts');
-      const code = await runDemo({ json: opts.json ?? false, keep: opts.keep ?? false });
+      const code = await runDemo({ json: opts.json ?? false, keep: opts.keep ?? false, dashboard: opts.dashboard ?? false });
       process.exit(code);
     });
 

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { Query } from '../protocols/entities.ts';
+import { dashboardUrl } from './dashboard/serve.ts';
 import type { CountProduct, GroupCountProduct, MeanProduct } from './ops/index.ts';
 import { centralMeans, type ComparisonRow, compare, printComparison, quoteIdent, withUnion } from './sim/central.ts';
 import { EXAMPLE_DATA } from './sim/cluster.ts';
@@ -33,8 +34,15 @@ async function centralFigures(features: string[]) {
 
 const row = compare;
 
-export function runDemo(opts: { json: boolean; keep: boolean }): Promise<number> {
-  return onLoopback('demo', opts, async ({ dir, token, say, start, workbench }) => {
+export interface DemoOptions {
+  json: boolean;
+  keep: boolean;
+  /** Keep the cluster up after the figures, print the dashboard's address and token, until SIGINT/SIGTERM. */
+  dashboard?: boolean;
+}
+
+export function runDemo(opts: DemoOptions): Promise<number> {
+  return onLoopback('demo', opts, async ({ dir, token, say, start, workbench, untilStopped }) => {
     say(`starting a scheduler and 2 workers in ${dir} ...`);
     const cluster = await start({ projectName: 'california', workers: SHARDS.map((f, i) => ({ name: `worker-${i + 1}`, files: [f] })) });
     say(`scheduler at ${cluster.url}; workers connected`);
@@ -58,11 +66,30 @@ export function runDemo(opts: { json: boolean; keep: boolean }): Promise<number>
       ),
     ];
     const ok = rows.every((r) => r.match) && groups.groups.length === central.groups.size;
+    const dashboard = opts.dashboard ? { url: dashboardUrl(cluster.url), scheduler: cluster.url, token: cluster.workbenchToken, projectToken: token, dir } : undefined;
     if (opts.json) {
-      process.stdout.write(`${JSON.stringify({ ok, project: project.info.name, workers: project.info.workers, results: rows }, null, 2)}\n`);
+      const doc = { ok, project: project.info.name, workers: project.info.workers, results: rows, ...(dashboard ? { dashboard } : {}) };
+      process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
     } else {
       printComparison(rows, ok);
     }
+    if (!dashboard) return ok ? 0 : 1;
+    if (!opts.json) process.stdout.write(dashboardNotice(dashboard, opts.keep));
+    const signal = await untilStopped();
+    say(`${signal}: stopping the demo cluster ...`);
     return ok ? 0 : 1;
   });
+}
+
+function dashboardNotice(d: { url: string; scheduler: string; token: string; projectToken: string; dir: string }, keep: boolean): string {
+  return [
+    '',
+    'The demo cluster keeps running:',
+    `  dashboard       ${d.url}`,
+    `  workbench token ${d.token}   (paste it into the page)`,
+    `  project token   ${d.projectToken}   (the project's schema, fdl submit --project)`,
+    `  from another terminal: export FDL_URL=${d.scheduler} FDL_TOKEN=${d.token}; npx fdl artifacts`,
+    `Ctrl-C stops the scheduler and both workers${keep ? ` (the folder ${d.dir} is kept)` : ` and removes ${d.dir}`}.`,
+    '',
+  ].join('\n');
 }

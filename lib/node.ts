@@ -19,7 +19,7 @@ import { type ComputePool, computePool, defaultComputeThreads } from './ops/pool
 import { LOCALS_DIR, LocalsStore } from './store/locals.ts';
 import { openSchedulerStore } from './store/network.ts';
 import { Client } from './transport/client.ts';
-import { dashboardHandler } from './dashboard/serve.ts';
+import { dashboardHandler, dashboardUrl } from './dashboard/serve.ts';
 import { Downloads } from './transport/downloads.ts';
 import { bufferSource, fileSource, OfferedResources, sha256OfFile } from './transport/stream.ts';
 import { Uploads } from './store/uploads.ts';
@@ -230,7 +230,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     await compute?.close();
     throw e;
   }
-  const dashboard = config.dashboard ? `${server.url.replace(/^ws/, 'http')}/` : undefined;
+  const dashboard = config.dashboard ? dashboardUrl(server.url) : undefined;
   log.info({ url: server.url, dashboard, schedulerId, mode: config.mode, fingerprint: identity.fingerprint }, 'scheduler listening');
   return {
     name: config.name,

@@ -182,6 +182,10 @@ export const JobStatusSchema = z
     lastError: WireErrorSchema.optional(),
     /** When a FAILED job's next attempt is due (ms since the epoch). */
     nextAttemptAt: z.number().optional(),
+    /** When its latest attempt started running on its worker (ms since the epoch); absent before any did. */
+    startedAt: z.number().optional(),
+    /** When it last stopped: COMPLETED, FAILED or ERROR (ms since the epoch); absent while an attempt runs. */
+    finishedAt: z.number().optional(),
     /** Set when the job ran out of attempts but its step's quorum let the artifact go on without it. */
     leftOut: z.boolean().optional(),
     /** Indices of the jobs this job unlocks (the DAG's edges): only in the reply to a `subscribe` with `locks: true`. */

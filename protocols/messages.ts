@@ -262,6 +262,9 @@ export const ArtifactEventSchema = msg('artifactEvent', {
         leftOut: z.boolean().optional(),
         /** FAILED: when its next attempt is due (ms since the epoch). */
         nextAttemptAt: z.number().optional(),
+        /** As in JobStatus: when its latest attempt started running; when it last stopped (ms since the epoch). */
+        startedAt: z.number().optional(),
+        finishedAt: z.number().optional(),
       })
       .strict(),
   ]),

@@ -9,6 +9,7 @@ import t from 'tap';
 import { COLLAPSE_AT, layoutDag } from '../dashboard/dag.ts';
 import { Model } from '../dashboard/model.ts';
 import { flatRow, perFeatureArray, toJson } from '../dashboard/tables.ts';
+import { layoutTimeline, MIN_BAR } from '../dashboard/timeline.ts';
 import { dashboardHandler } from '../lib/dashboard/serve.ts';
 import { startServer } from '../lib/transport/server.ts';
 import type { JobStatus, NodeInfo } from '../protocols/entities.ts';
@@ -181,4 +182,40 @@ t.test("results as tables: a model's Float64 bytes per feature, rounds flattened
   t.same(flatRow({ round: 1, samples: 10, metrics: { accuracy: 0.9, confusionMatrix: { labels: [0, 1] } } }), { round: 1, samples: 10, accuracy: 0.9 }, 'one level down, scalars only');
   t.same(flatRow({ key: [0, 'x'], count: 7 }, ['label', 'city']), { label: 0, city: 'x', count: 7 }, 'a group key as a column per feature');
   t.same(JSON.parse(toJson({ features, mean: bytes, bias: 1 })), { features, mean: [1.5, -2], bias: 1 }, 'the JSON download has numbers');
+});
+
+t.test('the timeline: a row per worker, a bar per job that ran, placed by its times; 3,000 jobs over 1,000 workers', async (t) => {
+  const timed = (index: number, worker: string, state: JobStatus['state'], startedAt?: number, finishedAt?: number): JobStatus => ({
+    ...job(index, 0, 'Mean', worker, []),
+    state,
+    attempt: startedAt === undefined ? 0 : 1,
+    ...(startedAt === undefined ? {} : { startedAt }),
+    ...(finishedAt === undefined ? {} : { finishedAt }),
+  });
+  const tl = layoutTimeline(
+    [timed(0, 'scheduler', 'COMPLETED', 1000, 1100), timed(1, 'w-b', 'RUNNING', 1500), timed(2, 'w-a', 'COMPLETED', 1100, 1500), timed(3, 'scheduler', 'WAITING')],
+    3000,
+  );
+  t.same([tl.from, tl.to], [1000, 3000], 'from the first start to now (a job still runs)');
+  t.same(
+    tl.rows.map((r) => r.worker),
+    ['scheduler', 'w-a', 'w-b'],
+    'workers in the order they first started; a job that never ran draws nothing',
+  );
+  t.same(tl.rows[1]?.bars.map((b) => [b.jobId, b.left, b.width, b.state]), [['a-x.2', 0.05, 0.2, 'COMPLETED']], 'a bar placed and sized by its times');
+  t.equal(tl.rows[2]?.bars[0]?.width, 0.75, 'a running job reaches now');
+  t.same(layoutTimeline([timed(0, 'w', 'SCHEDULED')], 5), { from: 0, to: 0, rows: [] }, 'nothing started: nothing drawn');
+  const justStarted = layoutTimeline([timed(0, 'w', 'COMPLETED', 0, 1000), timed(1, 'w', 'RUNNING', 1000)], 1000).rows[0]?.bars[1];
+  t.same([justStarted?.left, justStarted?.width], [1 - MIN_BAR, MIN_BAR], 'an attempt that just started is drawn inside the span');
+  t.equal(layoutTimeline([timed(0, 'w', 'COMPLETED', 10, 10), timed(1, 'w', 'COMPLETED', 10, 1010)], 0).rows[0]?.bars[0]?.width, MIN_BAR, 'an instant job stays visible');
+
+  const many: JobStatus[] = [];
+  for (let i = 0; i < 3000; i++) many.push(timed(i, `w-${i % 1000}`, 'COMPLETED', 1000 + i, 1000 + i + 50));
+  const big = layoutTimeline(many, 0);
+  t.equal(big.rows.length, 1000, 'a row per worker');
+  t.equal(big.rows.reduce((n, r) => n + r.bars.length, 0), 3000, 'a bar per job');
+  t.ok(
+    big.rows.every((r) => r.bars.every((b) => b.left >= 0 && b.left + b.width <= 1 + 1e-9)),
+    'every bar inside the span',
+  );
 });

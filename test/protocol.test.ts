@@ -8,7 +8,7 @@ import { Packr } from 'msgpackr';
 import t, { type Test } from 'tap';
 import { CHUNK_HEADER_BYTES, encodeChunkInto } from '../protocols/chunk-frame.ts';
 import { canonicalJson, decode, decodeValue, encode, encodeValue, MAX_DEPTH } from '../protocols/codec.ts';
-import { OperationSchema, ProvenanceSchema, QueryStageSchema } from '../protocols/entities.ts';
+import { JobStatusSchema, OperationSchema, ProvenanceSchema, QueryStageSchema } from '../protocols/entities.ts';
 import { AggregationStrategySchema, ModelSpecSchema } from '../protocols/operations/models.ts';
 import { type ErrorCode, ErrorCodes, formatPath, WireErrorSchema, wireError } from '../protocols/errors.ts';
 import { type Message, MessageSchemas, type MessageType, MessageTypes } from '../protocols/messages.ts';
@@ -650,6 +650,14 @@ t.test('docs/PROTOCOL.md defines Provenance field by field', async (t) => {
   const section = doc.slice(start, doc.indexOf('\n### ', start + 1));
   t.ok(start >= 0, 'a Provenance section');
   for (const field of Object.keys(ProvenanceSchema.shape)) t.match(section, new RegExp(`^\\|\\s*\`${field}\`\\s*\\|`, 'm'), `a row for ${field}`);
+});
+
+t.test('docs/PROTOCOL.md defines JobStatus field by field', async (t) => {
+  const doc = readFileSync(DOC, 'utf8');
+  const start = doc.indexOf('`JobStatus`:');
+  t.ok(start >= 0, 'a JobStatus table');
+  const section = doc.slice(start, doc.indexOf('\n### ', start + 1));
+  for (const field of Object.keys(JobStatusSchema.shape)) t.match(section, new RegExp(`^\\|\\s*\`${field}\`\\s*\\|`, 'm'), `a row for ${field}`);
 });
 
 t.test('an error frame with a code from a newer peer is read as INTERNAL, keeping its text', async (t) => {

@@ -18,6 +18,9 @@ import { packagePath } from '../paths.ts';
  */
 export const DASHBOARD_DIR = packagePath('dist', 'dashboard');
 
+/** The dashboard's address: the scheduler's own port, over HTTP(S) (`ws://h:p` → `http://h:p/`). */
+export const dashboardUrl = (wsUrl: string) => `${wsUrl.replace(/^ws/, 'http')}/`;
+
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',

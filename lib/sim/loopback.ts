@@ -21,7 +21,15 @@ export interface LoopbackRun {
   start(opts: Omit<ClusterOptions, 'dir' | 'projectToken'>): Promise<Cluster>;
   /** A workbench on the started cluster, closed when the run ends. */
   workbench(name: string): Promise<Workbench>;
+  /**
+   * Resolves when the run is asked to stop (SIGINT or SIGTERM), with the signal; rejects if the
+   * scheduler's process ends first. For a run that keeps its cluster up (`fdl demo --dashboard`).
+   */
+  untilStopped(): Promise<NodeJS.Signals>;
 }
+
+/** The exit code of a run ended by a signal before its body finished (as a shell reports it). */
+const SIGNAL_CODES: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 130, SIGTERM: 143 };
 
 export async function onLoopback(name: string, opts: { json: boolean; keep: boolean }, body: (run: LoopbackRun) => Promise<number>): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), `fdl-${name}-`));
@@ -31,6 +39,24 @@ export async function onLoopback(name: string, opts: { json: boolean; keep: bool
   let keep = opts.keep;
   let cluster: Cluster | undefined;
   const workbenches: Workbench[] = [];
+  // SIGINT (Ctrl-C) or SIGTERM at any time stops every process and removes the folder (unless
+  // --keep), like the end of the run; a second one while stopping leaves at once.
+  let stopping = false;
+  /** The body waits for the signal (untilStopped): then it, not the signal, ends the run. */
+  let awaited = false;
+  let onSignal: (s: NodeJS.Signals) => void = () => {};
+  const signalled = new Promise<NodeJS.Signals>((resolve) => {
+    onSignal = (signal) => {
+      if (stopping) {
+        process.stderr.write(`${name}: ${signal} again: leaving without stopping the processes (folder ${dir})\n`);
+        process.exit(SIGNAL_CODES[signal] ?? 1);
+      }
+      stopping = true;
+      resolve(signal);
+    };
+  });
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const run: LoopbackRun = {
     dir,
     token: randomBytes(24).toString('hex'),
@@ -45,9 +71,22 @@ export async function onLoopback(name: string, opts: { json: boolean; keep: bool
       workbenches.push(wb);
       return wb;
     },
+    untilStopped: () => {
+      awaited = true;
+      const scheduler = cluster?.exited('scheduler');
+      if (!scheduler) return signalled;
+      return Promise.race([
+        signalled,
+        scheduler.then((code) => {
+          throw new Error(`the scheduler's process ended (exit ${code})`);
+        }),
+      ]);
+    },
   };
   try {
-    return await body(run);
+    // A signal during the body ends the run there (its pending work is dropped when the command exits).
+    const interrupted = signalled.then((s) => (awaited ? new Promise<number>(() => {}) : (SIGNAL_CODES[s] ?? 1)));
+    return await Promise.race([body(run), interrupted]);
   } catch (e) {
     process.stderr.write(`${name} failed: ${e instanceof Error ? e.message : String(e)}\n(logs are in ${dir})\n`);
     keep = true;
@@ -61,6 +100,8 @@ export async function onLoopback(name: string, opts: { json: boolean; keep: bool
     }
     if (keep) say(`kept ${dir}`);
     else rmSync(dir, { recursive: true, force: true });
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }
 

@@ -91,6 +91,14 @@ ALTER TABLE artifacts ADD COLUMN absent_json TEXT;
 ALTER TABLE artifacts ADD COLUMN provenance_json TEXT;
 `,
   },
+  {
+    version: 5,
+    why: "a timeline of jobs per worker: when a job's latest attempt started running and when it stopped (completed, failed or out of attempts)",
+    sql: `
+ALTER TABLE jobs ADD COLUMN started_at INTEGER;
+ALTER TABLE jobs ADD COLUMN finished_at INTEGER;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

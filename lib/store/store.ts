@@ -87,6 +87,10 @@ export interface StoredJob {
   locks: number[];
   /** Rows of its node's data that the completed attempt read, as its report said. */
   rows?: number | undefined;
+  /** When its latest attempt started running (ms since the epoch). */
+  startedAt?: number | undefined;
+  /** When it last stopped: COMPLETED, FAILED or ERROR (unset while an attempt runs). */
+  finishedAt?: number | undefined;
 }
 
 export interface StoredProject {
@@ -144,6 +148,8 @@ interface JobRow {
   seal: number;
   locks_json: string;
   rows: number | null;
+  started_at: number | null;
+  finished_at: number | null;
 }
 
 interface ArtifactRow {
@@ -661,7 +667,7 @@ export class Store {
     if (!a) return undefined;
     const rows = this.sql(
       `SELECT id, idx, worker, step_index, iteration, json_extract(operation_json, '$.kind') AS kind, state, attempt,
-              last_error_json, next_attempt_at, left_out FROM jobs WHERE artifact_id = ? ORDER BY idx`,
+              last_error_json, next_attempt_at, left_out, started_at, finished_at FROM jobs WHERE artifact_id = ? ORDER BY idx`,
     ).all(id) as JobStatusRow[];
     let completed = 0;
     const jobs = rows.map((r) => {
@@ -679,6 +685,8 @@ export class Store {
       if (r.last_error_json !== null) j.lastError = JSON.parse(r.last_error_json) as WireError;
       if (r.next_attempt_at !== null && r.state === 'FAILED') j.nextAttemptAt = r.next_attempt_at;
       if (r.left_out === 1) j.leftOut = true;
+      if (r.started_at !== null) j.startedAt = r.started_at;
+      if (r.finished_at !== null) j.finishedAt = r.finished_at;
       return j;
     });
     // Left-out jobs (quorum) count as done, as in the pushed events.
@@ -717,7 +725,9 @@ export class Store {
       .sql(
         `UPDATE jobs SET state = ?, attempt = COALESCE(?, attempt), last_error_json = COALESCE(?, last_error_json),
          result_resource_id = CASE WHEN ? THEN NULL ELSE COALESCE(?, result_resource_id) END,
-         next_attempt_at = ?, left_out = COALESCE(?, left_out), rows = COALESCE(?, rows) WHERE id = ?`,
+         next_attempt_at = ?, left_out = COALESCE(?, left_out), rows = COALESCE(?, rows),
+         started_at = COALESCE(?, started_at), finished_at = CASE WHEN ? IS NOT NULL THEN NULL ELSE COALESCE(?, finished_at) END
+         WHERE id = ?`,
       )
       .run(
         change.state,
@@ -728,6 +738,9 @@ export class Store {
         change.nextAttemptAt ?? null,
         change.leftOut === undefined ? null : change.leftOut ? 1 : 0,
         change.rows ?? null,
+        change.startedAt ?? null,
+        change.startedAt ?? null,
+        change.finishedAt ?? null,
         id,
       );
   }
@@ -839,6 +852,10 @@ export interface JobChange {
   leftOut?: boolean;
   /** Rows of its node's data the completed attempt read (its report's `rows`). */
   rows?: number;
+  /** An attempt started running now: its start, and the job's `finishedAt` is cleared. */
+  startedAt?: number;
+  /** The job stopped now (COMPLETED, FAILED, ERROR). */
+  finishedAt?: number;
 }
 
 export function jobId(artifactId: string, index: number): string {
@@ -865,6 +882,8 @@ interface JobStatusRow {
   last_error_json: string | null;
   next_attempt_at: number | null;
   left_out: number;
+  started_at: number | null;
+  finished_at: number | null;
 }
 
 interface NodeRow {
@@ -931,6 +950,8 @@ function toJob(r: JobRow): StoredJob {
     seal: r.seal === 1,
     locks: JSON.parse(r.locks_json) as number[],
     ...(r.rows === null ? {} : { rows: r.rows }),
+    ...(r.started_at === null ? {} : { startedAt: r.started_at }),
+    ...(r.finished_at === null ? {} : { finishedAt: r.finished_at }),
   };
 }
 
@@ -969,5 +990,7 @@ export function jobStatus(j: StoredJob): JobStatus {
   if (j.lastError) s.lastError = j.lastError;
   if (j.nextAttemptAt !== undefined && j.state === 'FAILED') s.nextAttemptAt = j.nextAttemptAt;
   if (j.leftOut) s.leftOut = true;
+  if (j.startedAt !== undefined) s.startedAt = j.startedAt;
+  if (j.finishedAt !== undefined) s.finishedAt = j.finishedAt;
   return s;
 }

@@ -95,6 +95,9 @@ export class ArtifactHandle extends EventEmitter<{ event: [ArtifactEvent] }> {
           if (j.id !== e.jobId) return j;
           const next = { ...j, state: e.state, attempt: e.attempt };
           if (e.error) next.lastError = e.error;
+          if (e.startedAt !== undefined) next.startedAt = e.startedAt;
+          if (e.finishedAt === undefined) delete next.finishedAt;
+          else next.finishedAt = e.finishedAt;
           return next;
         }),
       };

@@ -72,6 +72,16 @@ t.test('an artifact submitted from the workbench library appears, and its DAG tu
   cluster.kill('worker-2', 'SIGCONT');
   await page.waitForSelector(`[data-artifact-view="${handle.id}"][data-state="COMPLETED"]`);
   t.equal(await page.locator('[data-testid="dag"] [data-job]:not([data-state="COMPLETED"])').count(), 0, 'every job drawn COMPLETED');
+  // The timeline: a row per worker, a bar per job, from the times the scheduler recorded.
+  const timed = (await wb.status(handle.id)).jobs;
+  t.ok(
+    timed.every((j) => j.startedAt !== undefined && j.finishedAt !== undefined && j.startedAt <= j.finishedAt),
+    'every job has started and finished times, in order',
+  );
+  await page.waitForSelector('[data-testid="timeline"] [data-timeline-worker="worker-2"] [data-timeline-job][data-state="COMPLETED"]');
+  const rows = await page.locator('[data-testid="timeline"] [data-timeline-worker]').evaluateAll((els) => els.map((e) => e.getAttribute('data-timeline-worker')));
+  t.same([...rows].sort(), [...new Set(timed.map((j) => j.worker))].sort(), 'the timeline has a row per worker of the artifact');
+  t.equal(await page.locator('[data-testid="timeline"] [data-timeline-job][data-state="COMPLETED"]').count(), 4, 'and a COMPLETED bar per job');
   const result = page.locator('[data-testid="result"]');
   await result.waitFor();
   t.match(await result.textContent(), new RegExp(ROWS.toLocaleString('en-US').replace(',', '[,.\\s\\u202f]?')), 'the result table shows the count');

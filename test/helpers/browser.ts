@@ -33,8 +33,7 @@ export async function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
 }
 
-/** The dashboard's address: the scheduler's own port, over HTTP(S). */
-export const dashboardUrl = (wsUrl: string) => `${wsUrl.replace(/^ws/, 'http')}/`;
+export { dashboardUrl } from '../../lib/dashboard/serve.ts';
 
 /** Opens the dashboard, enters the token and waits until the session is live. */
 export async function signIn(page: Page, url: string, token: string): Promise<void> {

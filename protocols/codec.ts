@@ -1,4 +1,5 @@
 import { Packr } from 'msgpackr';
+import type { z } from 'zod';
 import type { WireError } from './errors.ts';
 import { ErrorCodes, formatPath, wireError } from './errors.ts';
 import { type Message, MessageSchemas, type MessageType } from './messages.ts';
@@ -44,6 +45,29 @@ export function canonicalJson(value: unknown): string {
     return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
   }
   return JSON.stringify(value) ?? 'null';
+}
+
+/**
+ * The issue to report for `issue`. A union's own issue ("Invalid input" at a filter) says nothing
+ * of why; the branch the sender most likely meant does: the one with the fewest issues (then the
+ * deepest), followed down through nested unions, so a NaN in a filter is reported at its `value`.
+ */
+function mostSpecific(issue: z.core.$ZodIssue): { path: PropertyKey[]; message: string } {
+  const path: PropertyKey[] = [...issue.path];
+  let current = issue;
+  while (current.code === 'invalid_union' && current.errors.length > 0) {
+    let best: z.core.$ZodIssue[] | undefined;
+    for (const branch of current.errors) {
+      if (branch.length === 0) continue;
+      const depth = (issues: z.core.$ZodIssue[]) => Math.max(...issues.map((i) => i.path.length));
+      if (!best || branch.length < best.length || (branch.length === best.length && depth(branch) > depth(best))) best = branch;
+    }
+    const next = best?.[0];
+    if (!next) break;
+    path.push(...next.path);
+    current = next;
+  }
+  return { path, message: current.message };
 }
 
 export type Decoded =
@@ -100,8 +124,9 @@ export function decode(bytes: Uint8Array, limits: Readonly<FrameLimits> = FRAME_
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    const path = issue ? formatPath(issue.path) : '';
-    return withReq(wireError('INVALID_MESSAGE', `${type}: ${path ? `${path}: ` : ''}${issue?.message ?? 'invalid'}`, path));
+    const { path: at, message } = issue ? mostSpecific(issue) : { path: [], message: 'invalid' };
+    const path = formatPath(at);
+    return withReq(wireError('INVALID_MESSAGE', `${type}: ${path ? `${path}: ` : ''}${message}`, path));
   }
   return { ok: true, message: parsed.data as Message };
 }

@@ -1,4 +1,4 @@
-import { type ErrorCode, type WireError, wireError } from './errors.ts';
+import { type ErrorCode, formatPath, type WireError, wireError } from './errors.ts';
 
 /**
  * What a frame may hold, checked on its bytes before anything is decoded (`scanFrame`): a
@@ -61,17 +61,47 @@ export function scanFrame(bytes: Uint8Array, limits: Readonly<FrameLimits>): Sca
   const end = bytes.length;
   let type: string | undefined;
   let reqId: number | undefined;
+  /** Values still to read in each open map or array, outermost first. */
+  const open: number[] = [];
+  /** Per open container: its number of values (a map's keys and values), whether it is a map, where its current key starts. */
+  const total: number[] = [];
+  const isMapAt: boolean[] = [];
+  const keyAt: number[] = [];
+  /**
+   * Where the value being read sits, as the protocol writes error paths (`artifact.steps[3]`): the
+   * keys are read back from their bytes only now, at a refusal, so the walk itself decodes none.
+   */
+  const pathHere = (): string => {
+    const path: PropertyKey[] = [];
+    for (let level = 0; level < open.length; level++) {
+      // The value being read is not yet counted off its own container; the outer ones are.
+      const index = (total[level] as number) - (open[level] as number) - (level === open.length - 1 ? 0 : 1);
+      if (!isMapAt[level]) path.push(index);
+      else if (index % 2 === 1 || level < open.length - 1) path.push(keyText(keyAt[level] as number));
+    }
+    const text = formatPath(path);
+    // An error's path is at most 1,000 characters on the wire (64 levels of long keys can be more).
+    return text.length <= 1000 ? text : `${text.slice(0, 997)}...`;
+  };
+  const keyText = (at: number): string => {
+    const b = bytes[at] as number;
+    const [start, length] =
+      b >= 0xa0 && b <= 0xbf ? [at + 1, b & 0x1f] : b === 0xd9 && at + 1 < end ? [at + 2, bytes[at + 1] as number] : [at, -1];
+    if (length < 0 || start + length > end) return '?';
+    return utf8.decode(bytes.subarray(start, start + Math.min(length, 64)));
+  };
   const fail = (code: ErrorCode, problem: string): ScanFailure => {
     if (code === 'BAD_FRAME') return { error: wireError(code, `frame is not valid msgpack: ${problem}`) };
-    const refused: ScanFailure = { error: wireError(code, `${type ?? 'frame'}: ${problem}`) };
+    const path = code === 'INVALID_MESSAGE' ? pathHere() : '';
+    const refused: ScanFailure = {
+      error: path ? wireError(code, `${type ?? 'frame'}: ${path}: ${problem}`, path) : wireError(code, `${type ?? 'frame'}: ${problem}`),
+    };
     if (type !== undefined) refused.type = type;
     if (reqId !== undefined) refused.reqId = reqId;
     return refused;
   };
   if (end > limits.maxBytes) return fail('FRAME_TOO_LARGE', `${end} bytes, more than the ${limits.maxBytes} allowed`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, end);
-  /** Values still to read in each open map or array, outermost first. */
-  const open: number[] = [];
   let topIsMap = false;
   let topEntry = 0;
   let topKey: string | undefined;
@@ -80,6 +110,8 @@ export function scanFrame(bytes: Uint8Array, limits: Readonly<FrameLimits>): Sca
   do {
     if (pos >= end) return fail('BAD_FRAME', 'unexpected end of data');
     const b = bytes[pos] as number;
+    const top = open.length - 1;
+    if (top >= 0 && isMapAt[top] && ((total[top] as number) - (open[top] as number)) % 2 === 0) keyAt[top] = pos;
     // A header: `header` bytes, then `size` bytes of payload (strings, binaries, numbers), or
     // `entries` entries of a map or list (-1: not a container).
     let header = 1;
@@ -138,8 +170,18 @@ export function scanFrame(bytes: Uint8Array, limits: Readonly<FrameLimits>): Sca
     if (open.length === 0) topIsMap = isMap;
     else (open[open.length - 1] as number)--;
     pos += header + size;
-    if (children > 0) open.push(children);
-    while (open.length > 0 && open[open.length - 1] === 0) open.pop();
+    if (children > 0) {
+      open.push(children);
+      total.push(children);
+      isMapAt.push(isMap);
+      keyAt.push(-1);
+    }
+    while (open.length > 0 && open[open.length - 1] === 0) {
+      open.pop();
+      total.pop();
+      isMapAt.pop();
+      keyAt.pop();
+    }
   } while (open.length > 0);
   if (pos !== end) return fail('BAD_FRAME', `${end - pos} bytes left over after the message`);
   return undefined;

@@ -490,6 +490,7 @@ t.test('nesting deeper than MAX_DEPTH is refused before validation, and never th
   if (!over.ok) {
     t.equal(over.error.code, 'INVALID_MESSAGE');
     t.match(over.error.message, /nested deeper than 64 levels/);
+    t.equal(over.error.path, `d${'[0]'.repeat(MAX_DEPTH)}`, 'its path names where (as every INVALID_MESSAGE does)');
     t.equal(over.reqId, 11, 'reqId is echoed');
     t.equal(over.type, 'listNodes');
   }
@@ -698,4 +699,24 @@ t.test('a resourceChunk encoded around its bytes in place decodes to the same me
     if (decoded.ok) t.strictSame(toJson(decoded.message), toJson(expected), `offset ${offset}: the same message`);
     t.strictSame(toJson((packr.unpack(frame) as Record<string, unknown>)), toJson(expected), 'plain msgpack reads it too');
   }
+});
+
+t.test('a value refused inside a union (a filter) is reported at the value, not at the union', async (t) => {
+  const where = (value: number) => ({ and: [{ feature: 'HouseAge', op: '>', value: 3 }, { feature: 'HouseAge', op: '<', value }] });
+  const submit = (w: unknown) => ({
+    type: 'submitArtifact',
+    reqId: 3,
+    projectToken: 'p'.repeat(20),
+    artifact: { name: 'a', steps: [{ kind: 'Sequential', init: { kind: 'CountInit' }, operation: { kind: 'Count', query: { where: w } }, final: { kind: 'CountFinal' } }] },
+  });
+  const nan = decode(encode(submit(where(Number.NaN)) as unknown as Message));
+  t.equal(nan.ok, false);
+  if (!nan.ok) {
+    t.equal(nan.error.path, 'artifact.steps[0].operation.query.where.and[1].value');
+    t.match(nan.error.message, /where\.and\[1\]\.value: .*NaN/);
+  }
+  const leaf = decode(encode(submit({ feature: 'HouseAge', op: '>', value: Number.POSITIVE_INFINITY }) as unknown as Message));
+  t.ok(!leaf.ok && leaf.error.path === 'artifact.steps[0].operation.query.where.value', 'a single filter too');
+  const string = decode(encode(submit({ feature: 'x'.repeat(70_000), op: '>', value: 1 }) as unknown as Message));
+  t.ok(!string.ok && string.error.path === 'artifact.steps[0].operation.query.where.feature', 'a shape limit found by the frame scan names its field');
 });

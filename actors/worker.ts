@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { WireError } from '../protocols/errors.ts';
 import type { Message, MessageOf } from '../protocols/messages.ts';
-import { type DataEngine, watchReads } from '../lib/data/engine.ts';
+import { type DataEngine, forAttempt } from '../lib/data/engine.ts';
 import { FdlError, toWireError } from '../lib/errors.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
@@ -142,10 +142,14 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
           const { assignment } = a;
           props.sendToScheduler({ type: 'jobStarted', jobId: assignment.jobId, attempt: assignment.attempt });
           const self = ctx.self;
-          a.abort = new AbortController();
+          const abort = new AbortController();
+          a.abort = abort;
           const data = props.data
-            ? watchReads(props.data, (token) => {
-                if (token === assignment.projectToken) a.readData = true;
+            ? forAttempt(props.data, {
+                onRead: (token) => {
+                  if (token === assignment.projectToken) a.readData = true;
+                },
+                signal: abort.signal,
               })
             : undefined;
           runOperation({

@@ -3,9 +3,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import t from 'tap';
-import { DataEngine, dtypeOf, toScalar } from '../lib/data/engine.ts';
+import { DataEngine, dtypeOf, forAttempt, toScalar } from '../lib/data/engine.ts';
 import { compileQuery, MAX_FILTER_DEPTH, quoteIdent, schemaMap } from '../lib/data/sql.ts';
-import { isFdlError } from '../lib/errors.ts';
+import { FdlError, isFdlError } from '../lib/errors.ts';
 import type { Filter, Query } from '../protocols/entities.ts';
 
 const DATA = new URL('../examples/data/', import.meta.url).pathname;
@@ -496,4 +496,28 @@ t.test('model inputs are read once and kept within a byte budget; callers get th
   await e.numericColumns('p', ['Population']);
   await e.numericColumns('p', ['MedInc', 'HouseAge'], where);
   t.equal(e.numericColumnsCacheHits, 1, 'the evicted answer is read again');
+});
+
+t.test("a cancelled attempt's statements stop: a running query is interrupted, a queued one never starts, and the engine goes on serving", async (t) => {
+  const e = await DataEngine.open([{ name: 'a', path: SHARD1, projects: ['tok'] }]);
+  t.teardown(() => e.close());
+  const abort = new AbortController();
+  const seen: string[] = [];
+  const view = forAttempt(e, { onRead: (token) => seen.push(token), signal: abort.signal });
+  // A statement that would run for minutes: a cross join of 10^12 rows.
+  const long = view.unsafeRawQuery('SELECT count(*) FROM range(1000000) a, range(1000000) b WHERE a.range + b.range = -1');
+  const queued = view.count('tok');
+  let settled = false;
+  long.then(
+    () => {},
+    () => {},
+  ).finally(() => {
+    settled = true;
+  });
+  t.equal(settled, false, 'the long query is running');
+  abort.abort(new FdlError('CANCELLED', 'the job was cancelled', { retryable: false }));
+  await t.rejects(long, { code: 'CANCELLED' }, 'the running query is interrupted');
+  await t.rejects(queued, { code: 'CANCELLED' }, 'the queued one never runs');
+  t.ok(seen.includes('tok'), 'reads of the project are still seen');
+  t.equal(await e.count('tok'), s1.rows.length, 'the engine serves the next statement');
 });

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { stat } from 'node:fs/promises';
 import { extname, resolve } from 'node:path';
 import {
@@ -466,7 +467,8 @@ export class DataEngine {
       this.columnCache.set(key, entry);
       this.columnCacheHits++;
     } else {
-      entry = this.readNumericColumns(token, features, query);
+      // Shared by every attempt that asks the same: read outside any one attempt's cancellation.
+      entry = attemptSignal.exit(() => this.readNumericColumns(token, features, query));
       this.columnCache.set(key, entry);
       entry.then(
         (value) => this.fitColumnCache(key, value),
@@ -589,15 +591,25 @@ export class DataEngine {
   private query(sql: string, params: Scalar[], fromQuery: boolean): Promise<unknown[][]> {
     if (this.shut) return Promise.reject(new FdlError('DATA_UNAVAILABLE', 'the data engine is closed'));
     // No second check when it runs: close() waits for the queries already queued.
+    // The attempt this statement is for (see `forAttempt`): cancelled, a queued statement never
+    // starts and a running one is interrupted (the connection runs one statement at a time, so
+    // the interrupt reaches this one only).
+    const signal = attemptSignal.getStore();
     const run = async (): Promise<unknown[][]> => {
+      if (signal?.aborted) throw cancelledBy(signal);
+      const interrupt = () => this.conn.interrupt();
+      signal?.addEventListener('abort', interrupt, { once: true });
       try {
         const reader = await this.conn.runAndReadAll(sql, params as DuckDBValue[], paramTypes(params));
         return reader.getRowsJS() as unknown[][];
       } catch (e) {
+        if (signal?.aborted) throw cancelledBy(signal);
         if (isFdlError(e)) throw e;
         const msg = firstLine(e);
         if (fromQuery && USER_ERROR.test(msg)) throw new FdlError('BAD_QUERY', msg, { path: 'query', cause: e });
         throw new FdlError('INTERNAL', `data engine: ${msg}`, { cause: e });
+      } finally {
+        signal?.removeEventListener('abort', interrupt);
       }
     };
     const result = this.tail.then(run, run);
@@ -736,18 +748,26 @@ async function loadSource(conn: DuckDBConnection, config: DataSourceConfig, tabl
 }
 
 /**
- * The engine as one job sees it: every call naming a project token (every read of a project's
- * data does) tells `onRead`, so the job's report can say which data it covered.
+ * The engine as one job attempt sees it: every call naming a project token (every read of a
+ * project's data does) tells `onRead`, so the job's report can say which data it covered; and
+ * every statement it runs is bound to the attempt's `signal`: cancelled, a queued statement never
+ * starts and a running one is interrupted (DuckDB's `interrupt`), failing with CANCELLED.
  */
-export function watchReads(engine: DataEngine, onRead: (token: string) => void): DataEngine {
+export function forAttempt(engine: DataEngine, attempt: { onRead: (token: string) => void; signal: AbortSignal }): DataEngine {
   return new Proxy(engine, {
     get(target, prop) {
       const v: unknown = Reflect.get(target, prop, target);
       if (typeof v !== 'function') return v;
       return (...args: unknown[]) => {
-        if (typeof args[0] === 'string') onRead(args[0]);
-        return (v as (...a: unknown[]) => unknown).apply(target, args);
+        if (typeof args[0] === 'string') attempt.onRead(args[0]);
+        return attemptSignal.run(attempt.signal, () => (v as (...a: unknown[]) => unknown).apply(target, args));
       };
     },
   });
 }
+
+/** The cancellation signal of the attempt a statement runs for (set by `forAttempt`'s view of the engine). */
+const attemptSignal = new AsyncLocalStorage<AbortSignal>();
+
+const cancelledBy = (signal: AbortSignal): FdlError =>
+  isFdlError(signal.reason) ? signal.reason : new FdlError('CANCELLED', 'the job was cancelled', { retryable: false });

@@ -145,6 +145,17 @@ t.test('every retry section either starts or is refused at validation, naming it
   });
 });
 
+t.test('streaming sizes follow a smaller max_payload_bytes unless set; a set size that does not fit is named', async (t) => {
+  const scheduler = 'mode: scheduler\nname: s\nprojects: [{name: p, token: abcdefgh12}]\n';
+  const defaults = parseConfig(scheduler, 's.yaml', '/base', {});
+  t.same(defaults.streaming, { threshold_bytes: 1024 * 1024, chunk_bytes: 1024 * 1024 }, 'the defaults');
+  const small = parseConfig(`${scheduler}max_payload_bytes: 1048576\n`, 's.yaml', '/base', {});
+  t.ok(small.streaming.chunk_bytes < 1048576 && small.streaming.threshold_bytes < 1048576, 'max_payload_bytes alone starts: the sizes shrink to fit');
+  t.equal(small.streaming.chunk_bytes, 1048576 - 64 * 1024);
+  t.match(problemsOf(`${scheduler}max_payload_bytes: 1048576\nstreaming: { chunk_bytes: 1048576 }\n`), [/^streaming\.chunk_bytes: 1048576 does not fit a frame of max_payload_bytes 1048576/]);
+  t.match(problemsOf(`${scheduler}max_payload_bytes: 2048\n`), [/^max_payload_bytes: 2048 leaves no room/]);
+});
+
 t.test('plan.holder_wait_ms: 30 s by default, 0 to 10 min, named when refused', async (t) => {
   const scheduler = 'mode: scheduler\nname: s\nprojects: [{name: p, token: abcdefgh12}]\n';
   t.equal(parseConfig(scheduler, 's.yaml', '/base', {}).plan.holder_wait_ms, 30_000, 'the default');

@@ -5,7 +5,7 @@
 import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { openSqlite } from '../lib/store/sqlite.ts';
 import t, { type Test } from 'tap';
 import { RetryPolicySchema, type Step } from '../protocols/entities.ts';
 import { bindArtifact } from '../lib/plan/index.ts';
@@ -56,9 +56,9 @@ t.test('schema versions: a fresh store is at the latest; an unversioned one is t
   const fresh = new Store(dir);
   fresh.close();
   const version = (file: string) => {
-    const db = new Database(file, { readonly: true });
+    const db = openSqlite(file, { readonly: true });
     try {
-      return db.pragma('user_version', { simple: true });
+      return db.pragmaValue('user_version');
     } finally {
       db.close();
     }
@@ -67,13 +67,13 @@ t.test('schema versions: a fresh store is at the latest; an unversioned one is t
 
   // A work directory from before versioning: version 1's tables, user_version 0, rows in them.
   const old = tempDir(t);
-  const db = new Database(join(old, DATABASE_FILE));
+  const db = openSqlite(join(old, DATABASE_FILE));
   db.exec(MIGRATIONS[0]?.sql ?? '');
   db.prepare(
     `INSERT INTO artifacts (id, project_id, project_token, name, spec_json, policy_json, state, exits_json, created_at, updated_at)
      VALUES ('a-old', 'p-1', 'token', 'old', ?, ?, 'COMPLETED', '[1]', 10, 20)`,
   ).run(JSON.stringify({ steps: STEPS }), JSON.stringify(RetryPolicySchema.parse({})));
-  t.equal(db.pragma('user_version', { simple: true }), 0);
+  t.equal(db.pragmaValue('user_version'), 0);
   db.close();
   const store = new Store(old);
   const artifact = store.artifact('a-old');
@@ -90,7 +90,7 @@ t.test('schema versions: a fresh store is at the latest; an unversioned one is t
 t.test('a store written by a newer fdl is refused, and --init-store does not replace it', async (t) => {
   const dir = tempDir(t);
   new Store(dir).close();
-  const db = new Database(join(dir, DATABASE_FILE));
+  const db = openSqlite(join(dir, DATABASE_FILE));
   db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
   db.close();
   t.match(refusal(() => new Store(dir)), new RegExp(`schema version ${SCHEMA_VERSION + 1}, newer than this fdl knows \\(${SCHEMA_VERSION}\\): run a newer fdl`));
@@ -238,7 +238,7 @@ t.test('work directories from before the marker: adopted when their store has ro
 });
 
 function copyDatabase(from: string, to: string): void {
-  const db = new Database(from, { readonly: true });
+  const db = openSqlite(from, { readonly: true });
   try {
     db.exec(`VACUUM INTO '${to.replace(/'/g, "''")}'`);
   } finally {

@@ -356,3 +356,48 @@ t.test("a completed artifact's provenance: holders, rows, left-out jobs, seeds, 
   t.same(store.status('a-prov')?.provenance, p, 'the status carries it');
   t.same(store.provenance('a-prov'), p, 'read by key');
 });
+
+t.test("the SQLite adapter (lib/store/sqlite.ts): what it promises over the binding's own behaviour", async (t) => {
+  const file = join(tempDir(t), 'adapter.sqlite');
+  t.throws(() => openSqlite(file, { fileMustExist: true }), { code: 'SQLITE_CANTOPEN' }, 'fileMustExist: a missing file is not created');
+  t.notOk(existsSync(file));
+  const db = openSqlite(file);
+  db.pragma('journal_mode = WAL');
+  db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, bytes BLOB)');
+  const insert = db.prepare('INSERT INTO t (name, bytes) VALUES (?, ?)');
+  t.same(insert.run('a', Buffer.from([1, 2, 3])), { changes: 1, lastInsertRowid: 1 }, 'run(): changes and rowid, nothing else');
+  const row = db.prepare('SELECT * FROM t WHERE id = ?').get(1) as Record<string, unknown>;
+  t.equal(Object.getPrototypeOf(row), Object.prototype, 'a row is a plain object');
+  t.same(Object.keys(row), ['id', 'name', 'bytes'], 'holding its columns only');
+  t.ok(Buffer.isBuffer(row.bytes) && (row.bytes as Buffer).equals(Buffer.from([1, 2, 3])), 'a BLOB is a Buffer');
+  t.ok(db.prepare('SELECT * FROM t').all().every((r) => Object.getPrototypeOf(r) === Object.prototype && Buffer.isBuffer(r.bytes)), 'so are all() rows');
+  t.equal(db.prepare('SELECT * FROM t WHERE id = ?').get(99), undefined);
+  t.equal(db.prepare('SELECT name FROM t WHERE id = ?').value(1), 'a', 'value(): the first column of the first row');
+  t.equal(db.prepare('SELECT total_changes()').value(), 1);
+  db.pragma('user_version = 7');
+  t.equal(db.pragmaValue('user_version'), 7, "pragmaValue(): the pragma's one value");
+  t.same(db.pragma('quick_check'), [{ quick_check: 'ok' }], "pragma(): the pragma's rows");
+
+  const add = db.transaction((name: string) => {
+    insert.run(name, null);
+    if (name === 'bad') throw new Error('refused');
+  });
+  add.immediate('b');
+  t.throws(() => add('bad'), /refused/);
+  const outer = db.transaction(() => {
+    insert.run('c', null);
+    t.throws(() => add('bad'), /refused/, 'a nested transaction rolls back alone (a savepoint)');
+  });
+  outer();
+  t.same(db.prepare('SELECT name FROM t ORDER BY id').all(), [{ name: 'a' }, { name: 'b' }, { name: 'c' }], 'what threw left no row');
+  t.notOk(db.inTransaction);
+
+  db.close();
+  t.notOk(db.open);
+  t.throws(() => insert.run('d', null), 'a statement of a closed database throws');
+  t.notOk(existsSync(`${file}-wal`), 'close() moved the WAL into the file (the statements above are still referenced)');
+  const reader = openSqlite(file, { readonly: true, fileMustExist: true });
+  t.equal(reader.prepare('SELECT COUNT(*) FROM t').value(), 3, 'the file holds every commit');
+  t.throws(() => reader.exec(`INSERT INTO t (name) VALUES ('e')`), /readonly/, 'readonly: a write throws');
+  reader.close();
+});

@@ -13,7 +13,8 @@ import { DatabaseSync, type DatabaseSyncInstance, type StatementSyncInstance } f
  *   any other object to msgpackr, zod and `t.same`, and holds only its columns; a BLOB is a
  *   `Buffer` (the binding gives a bare Uint8Array), over the same memory;
  * - `value()`: the first column of the first row (better-sqlite3's `pluck().get()`);
- * - `transaction(fn)` with `.immediate()`: BEGIN, COMMIT, and ROLLBACK when `fn` throws;
+ * - `transaction(fn)` with `.immediate()`: BEGIN, COMMIT, and ROLLBACK when `fn` or the COMMIT
+ *   throws; a savepoint when nested;
  * - `pragma()` and `pragmaValue()`: a `PRAGMA` statement, as rows or as its one value;
  * - `fileMustExist`, which the binding does not have: checked here before opening;
  * - a `close()` that leaves the file whole: the binding's close cannot finalize the statements

@@ -26,7 +26,7 @@ const ifStale = process.argv.includes('--if-stale');
 const withTypes = process.argv.includes('--types');
 
 /** Packages left as imports: native code (or its loader), and files loaded by path (worker threads, transports). */
-const EXTERNAL = ['better-sqlite3', '@duckdb/*', 'bufferutil', 'utf-8-validate', 'msgpackr-extract', 'pino', 'pino-*', 'thread-stream', 'piscina', 'sonic-boom'];
+const EXTERNAL = ['@photostructure/sqlite', '@duckdb/*', 'bufferutil', 'utf-8-validate', 'msgpackr-extract', 'pino', 'pino-*', 'thread-stream', 'piscina', 'sonic-boom'];
 
 const current = (dir) => existsSync(join(dir, '.fingerprint')) && matchesSources(root, readFileSync(join(dir, '.fingerprint'), 'utf8'));
 

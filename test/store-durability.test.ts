@@ -12,6 +12,7 @@ import { basename, join } from 'node:path';
 import t, { type Test } from 'tap';
 import { sha256Hex } from '../lib/store/blobs.ts';
 import { LocalsStore } from '../lib/store/locals.ts';
+import { openSqlite } from '../lib/store/sqlite.ts';
 import { Store } from '../lib/store/store.ts';
 
 const tempDir = (t: Test, name: string) => {
@@ -89,7 +90,7 @@ t.test('a small resource is a row of the database, written with its row in one t
   const same = (a: Uint8Array | undefined, b: Uint8Array) => a !== undefined && Buffer.from(a).equals(Buffer.from(b));
   t.ok(same(store.readResource(inline.id)?.bytes, small), 'the inline bytes read back');
   t.ok(same(store.readResource(file.id)?.bytes, large), 'the file bytes read back');
-  const rows = new (await import('better-sqlite3')).default(join(workdir, 'scheduler.sqlite'));
+  const rows = openSqlite(join(workdir, 'scheduler.sqlite'));
   t.teardown(() => rows.close());
   rows.prepare('UPDATE resource_bytes SET bytes = ? WHERE id = ?').run(Buffer.from('rot'), inline.id);
   t.throws(() => store.readResource(inline.id), { code: 'CHECKSUM_MISMATCH' }, 'inline bytes are checked like files');
@@ -113,7 +114,7 @@ t.test('a resource that cannot be written fails with STORE_WRITE_FAILED naming t
   });
   t.match(thrown, { code: 'STORE_WRITE_FAILED', retryable: true, message: /ENOTDIR/ }, 'the code, and the system cause in the message');
   t.same(fs.readdirSync(join(workdir, 'resources')), [], 'no file, not even a temporary one');
-  const rows = new (await import('better-sqlite3')).default(join(workdir, 'scheduler.sqlite'), { readonly: true });
+  const rows = openSqlite(join(workdir, 'scheduler.sqlite'), { readonly: true });
   t.teardown(() => rows.close());
   t.equal((rows.prepare('SELECT COUNT(*) AS n FROM resources').get() as { n: number }).n, 0, 'no row');
 });

@@ -5,7 +5,7 @@
 import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { openSqlite } from '../lib/store/sqlite.ts';
 import t, { type Test } from 'tap';
 import { RetryPolicySchema, type Step } from '../protocols/entities.ts';
 import { bindArtifact } from '../lib/plan/index.ts';
@@ -56,9 +56,9 @@ t.test('schema versions: a fresh store is at the latest; an unversioned one is t
   const fresh = new Store(dir);
   fresh.close();
   const version = (file: string) => {
-    const db = new Database(file, { readonly: true });
+    const db = openSqlite(file, { readonly: true });
     try {
-      return db.pragma('user_version', { simple: true });
+      return db.pragmaValue('user_version');
     } finally {
       db.close();
     }
@@ -67,13 +67,13 @@ t.test('schema versions: a fresh store is at the latest; an unversioned one is t
 
   // A work directory from before versioning: version 1's tables, user_version 0, rows in them.
   const old = tempDir(t);
-  const db = new Database(join(old, DATABASE_FILE));
+  const db = openSqlite(join(old, DATABASE_FILE));
   db.exec(MIGRATIONS[0]?.sql ?? '');
   db.prepare(
     `INSERT INTO artifacts (id, project_id, project_token, name, spec_json, policy_json, state, exits_json, created_at, updated_at)
      VALUES ('a-old', 'p-1', 'token', 'old', ?, ?, 'COMPLETED', '[1]', 10, 20)`,
   ).run(JSON.stringify({ steps: STEPS }), JSON.stringify(RetryPolicySchema.parse({})));
-  t.equal(db.pragma('user_version', { simple: true }), 0);
+  t.equal(db.pragmaValue('user_version'), 0);
   db.close();
   const store = new Store(old);
   const artifact = store.artifact('a-old');
@@ -90,7 +90,7 @@ t.test('schema versions: a fresh store is at the latest; an unversioned one is t
 t.test('a store written by a newer fdl is refused, and --init-store does not replace it', async (t) => {
   const dir = tempDir(t);
   new Store(dir).close();
-  const db = new Database(join(dir, DATABASE_FILE));
+  const db = openSqlite(join(dir, DATABASE_FILE));
   db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
   db.close();
   t.match(refusal(() => new Store(dir)), new RegExp(`schema version ${SCHEMA_VERSION + 1}, newer than this fdl knows \\(${SCHEMA_VERSION}\\): run a newer fdl`));
@@ -238,7 +238,7 @@ t.test('work directories from before the marker: adopted when their store has ro
 });
 
 function copyDatabase(from: string, to: string): void {
-  const db = new Database(from, { readonly: true });
+  const db = openSqlite(from, { readonly: true });
   try {
     db.exec(`VACUUM INTO '${to.replace(/'/g, "''")}'`);
   } finally {
@@ -363,4 +363,49 @@ t.test("a completed artifact's provenance: holders, rows, left-out jobs, seeds, 
   store.setArtifactState('a-prov', 'COMPLETED', 2, { resultResourceId: 'r-2', provenance: p });
   t.same(store.status('a-prov')?.provenance, p, 'the status carries it');
   t.same(store.provenance('a-prov'), p, 'read by key');
+});
+
+t.test("the SQLite adapter (lib/store/sqlite.ts): what it promises over the binding's own behaviour", async (t) => {
+  const file = join(tempDir(t), 'adapter.sqlite');
+  t.throws(() => openSqlite(file, { fileMustExist: true }), { code: 'SQLITE_CANTOPEN' }, 'fileMustExist: a missing file is not created');
+  t.notOk(existsSync(file));
+  const db = openSqlite(file);
+  db.pragma('journal_mode = WAL');
+  db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, bytes BLOB)');
+  const insert = db.prepare('INSERT INTO t (name, bytes) VALUES (?, ?)');
+  t.same(insert.run('a', Buffer.from([1, 2, 3])), { changes: 1, lastInsertRowid: 1 }, 'run(): changes and rowid, nothing else');
+  const row = db.prepare('SELECT * FROM t WHERE id = ?').get(1) as Record<string, unknown>;
+  t.equal(Object.getPrototypeOf(row), Object.prototype, 'a row is a plain object');
+  t.same(Object.keys(row), ['id', 'name', 'bytes'], 'holding its columns only');
+  t.ok(Buffer.isBuffer(row.bytes) && (row.bytes as Buffer).equals(Buffer.from([1, 2, 3])), 'a BLOB is a Buffer');
+  t.ok(db.prepare('SELECT * FROM t').all().every((r) => Object.getPrototypeOf(r) === Object.prototype && Buffer.isBuffer(r.bytes)), 'so are all() rows');
+  t.equal(db.prepare('SELECT * FROM t WHERE id = ?').get(99), undefined);
+  t.equal(db.prepare('SELECT name FROM t WHERE id = ?').value(1), 'a', 'value(): the first column of the first row');
+  t.equal(db.prepare('SELECT total_changes()').value(), 1);
+  db.pragma('user_version = 7');
+  t.equal(db.pragmaValue('user_version'), 7, "pragmaValue(): the pragma's one value");
+  t.same(db.pragma('quick_check'), [{ quick_check: 'ok' }], "pragma(): the pragma's rows");
+
+  const add = db.transaction((name: string) => {
+    insert.run(name, null);
+    if (name === 'bad') throw new Error('refused');
+  });
+  add.immediate('b');
+  t.throws(() => add('bad'), /refused/);
+  const outer = db.transaction(() => {
+    insert.run('c', null);
+    t.throws(() => add('bad'), /refused/, 'a nested transaction rolls back alone (a savepoint)');
+  });
+  outer();
+  t.same(db.prepare('SELECT name FROM t ORDER BY id').all(), [{ name: 'a' }, { name: 'b' }, { name: 'c' }], 'what threw left no row');
+  t.notOk(db.inTransaction);
+
+  db.close();
+  t.notOk(db.open);
+  t.throws(() => insert.run('d', null), 'a statement of a closed database throws');
+  t.notOk(existsSync(`${file}-wal`), 'close() moved the WAL into the file (the statements above are still referenced)');
+  const reader = openSqlite(file, { readonly: true, fileMustExist: true });
+  t.equal(reader.prepare('SELECT COUNT(*) FROM t').value(), 3, 'the file holds every commit');
+  t.throws(() => reader.exec(`INSERT INTO t (name) VALUES ('e')`), /readonly/, 'readonly: a write throws');
+  reader.close();
 });

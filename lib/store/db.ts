@@ -1,4 +1,4 @@
-import Database from 'better-sqlite3';
+import { openSqlite, type SqliteDatabase } from './sqlite.ts';
 
 /**
  * Opening the scheduler's SQLite file: pragmas, an integrity check, and the schema migrations.
@@ -107,8 +107,8 @@ export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
 export const DAMAGED_ADVICE = 'restore it from a backup, or start a new network with fdl node --init-store';
 
 /** Opens (creating if need be) the store's database; `file` undefined: in memory (tests). */
-export function openDatabase(file: string | undefined): Database.Database {
-  const db = new Database(file ?? ':memory:');
+export function openDatabase(file: string | undefined): SqliteDatabase {
+  const db = openSqlite(file);
   try {
     if (file) {
       db.pragma('journal_mode = WAL');
@@ -135,8 +135,8 @@ export function openDatabase(file: string | undefined): Database.Database {
  * tables, which `integrity_check` adds at many times the cost): a damaged page is found now,
  * not when a query happens to reach it.
  */
-function checkIntegrity(db: Database.Database, file: string): void {
-  const rows = db.pragma('quick_check(3)') as Array<{ quick_check: string }>;
+function checkIntegrity(db: SqliteDatabase, file: string): void {
+  const rows = db.pragma<{ quick_check: string }>('quick_check(3)');
   const problems = rows.map((r) => r.quick_check).filter((p) => p !== 'ok');
   if (problems.length > 0) {
     throw new StoreCheckError(`${file} is damaged (PRAGMA quick_check: ${problems.join('; ').replace(/\s+/g, ' ')}): ${DAMAGED_ADVICE}`, {
@@ -146,9 +146,9 @@ function checkIntegrity(db: Database.Database, file: string): void {
 }
 
 /** Brings the schema to SCHEMA_VERSION in one transaction: all of it or nothing. */
-function migrate(db: Database.Database, file: string): void {
+function migrate(db: SqliteDatabase, file: string): void {
   db.transaction(() => {
-    let version = db.pragma('user_version', { simple: true }) as number;
+    let version = db.pragmaValue<number>('user_version') ?? 0;
     // A store written before versioning has the tables of version 1 and user_version 0.
     if (version === 0 && db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'artifacts'`).get()) version = 1;
     if (version > SCHEMA_VERSION) {

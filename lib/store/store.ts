@@ -1,7 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type Database from 'better-sqlite3';
 import type {
   ArtifactSpec,
   ArtifactState,
@@ -20,6 +19,7 @@ import { FdlError } from '../errors.ts';
 import { BlobStore, checkedBytes } from './blobs.ts';
 import { GroupCommit } from './group-commit.ts';
 import { openDatabase } from './db.ts';
+import type { SqliteDatabase, Statement } from './sqlite.ts';
 import { DEFAULT_INLINE_RESOURCE_MAX_BYTES } from './defaults.ts';
 
 /** The store's files inside a scheduler's work directory. */
@@ -173,8 +173,8 @@ interface ArtifactRow {
 
 export class Store {
   readonly blobs: BlobStore;
-  private readonly db: Database.Database;
-  private readonly statements = new Map<string, Database.Statement>();
+  private readonly db: SqliteDatabase;
+  private readonly statements = new Map<string, Statement>();
   private readonly durable: GroupCommit | undefined;
   /** Up to this size, a resource's bytes are a row of the database rather than a file. */
   inlineResourceMaxBytes = DEFAULT_INLINE_RESOURCE_MAX_BYTES;
@@ -217,7 +217,7 @@ export class Store {
 
   /** SQLite's count of changed rows on this connection: moves with every write. */
   changes(): number {
-    return this.sql('SELECT total_changes()').pluck().get() as number;
+    return this.sql('SELECT total_changes()').value<number>() ?? 0;
   }
 
   /** One commit with synchronous = FULL: its fsync of the WAL makes every earlier commit durable. */
@@ -236,7 +236,7 @@ export class Store {
    * A prepared statement per SQL text, made once: preparing on every call cost more than most
    * of the statements themselves (~40 per artifact on the hot path).
    */
-  private sql(text: string): Database.Statement {
+  private sql(text: string): Statement {
     let statement = this.statements.get(text);
     if (!statement) {
       statement = this.db.prepare(text);

@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { openSqlite } from '../../lib/store/sqlite.ts';
 import t from 'tap';
 import { FdlError } from '../../lib/errors.ts';
 import { FDL_BIN } from '../../lib/sim/cluster.ts';
@@ -21,7 +21,7 @@ t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 /** What the scheduler's store holds of one artifact: row counts, resource files, the initiator's masks. */
 function traces(schedulerDir: string, artifactId: string) {
-  const db = new Database(join(schedulerDir, 'scheduler.sqlite'), { readonly: true });
+  const db = openSqlite(join(schedulerDir, 'scheduler.sqlite'), { readonly: true });
   try {
     const count = (sql: string) => (db.prepare(sql).get(artifactId) as { n: number }).n;
     const resources = (db.prepare('SELECT id FROM resources WHERE artifact_id = ?').all(artifactId) as Array<{ id: string }>).map((r) => r.id);

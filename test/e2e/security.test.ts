@@ -5,7 +5,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { openSqlite } from '../../lib/store/sqlite.ts';
 import t from 'tap';
 import { handshakeMessage, type Identity, signWith } from '../../lib/security/identity.ts';
 import type { MeanProduct } from '../../lib/workbench.ts';
@@ -32,7 +32,7 @@ const { cluster, wb, token, dir } = await testCluster(t, 'security', {
   env: { FDL_LOG_LEVEL: 'info' },
 });
 const project = await wb.project(token);
-const schedulerDb = () => new Database(join(dir, 'scheduler', 'scheduler.sqlite'), { readonly: true, fileMustExist: true });
+const schedulerDb = () => openSqlite(join(dir, 'scheduler', 'scheduler.sqlite'), { readonly: true, fileMustExist: true });
 
 function newIdentity(): Identity {
   const sign = generateKeyPairSync('ed25519');

@@ -3,7 +3,7 @@
 // must finish it with the same result, while workers and the submitting workbench reconnect.
 // And every node kind stops cleanly on SIGTERM (exit 0) and starts again where it left off.
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { openSqlite } from '../../lib/store/sqlite.ts';
 import t from 'tap';
 import type { CountProduct, MeanProduct } from '../../lib/workbench.ts';
 import { estimators, steps } from '../../lib/workbench.ts';
@@ -53,7 +53,7 @@ t.test('right after a restart, a holder not back yet is waited for: the count co
     await cluster.exited('scheduler');
     // Its last sighting far in the past (older than any grace time): what keeps worker-2 in the
     // plan is that it is a known holder of the project's data, not when it was last seen.
-    const db = new Database(join(dir, 'scheduler', 'scheduler.sqlite'), { fileMustExist: true });
+    const db = openSqlite(join(dir, 'scheduler', 'scheduler.sqlite'), { fileMustExist: true });
     const moved = db.prepare('UPDATE nodes SET last_seen = ? WHERE id = ?').run(Date.now() - 10 * GRACE_MS, 'worker-2').changes;
     db.close();
     t.equal(moved, 1, "worker-2's last sighting is older than the grace time");

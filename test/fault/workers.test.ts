@@ -4,7 +4,7 @@
 // worker that never returns), and each test checks that nothing is lost or counted twice.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { openSqlite } from '../../lib/store/sqlite.ts';
 import t from 'tap';
 import type { CountProduct } from '../../lib/workbench.ts';
 import { estimators, steps } from '../../lib/workbench.ts';
@@ -98,7 +98,7 @@ t.test('bytes rotting on the scheduler disk are refused and produced again', asy
   try {
     await waitForJob(handle, { worker: 'worker-1', state: 'COMPLETED' });
     const job = handle.status.jobs.find((j) => j.worker === 'worker-1') ?? t.fail('no job');
-    const db = new Database(join(dir, 'scheduler', 'scheduler.sqlite'), { readonly: true, fileMustExist: true });
+    const db = openSqlite(join(dir, 'scheduler', 'scheduler.sqlite'), { readonly: true, fileMustExist: true });
     const row = db.prepare('SELECT id FROM resources WHERE job_id = ?').get((job as { id: string }).id) as { id: string };
     db.close();
     rotStoredBytes(join(dir, 'scheduler'), row.id, 'rotten bytes');

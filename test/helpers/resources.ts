@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { openSqlite } from '../../lib/store/sqlite.ts';
 
 /**
  * A scheduler's stored resource bytes as a test sees them at rest: a file under `resources/`
@@ -9,7 +9,7 @@ import Database from 'better-sqlite3';
 export function storedBytes(schedulerDir: string, resourceId: string): Buffer | undefined {
   const file = join(schedulerDir, 'resources', `${resourceId}.bin`);
   if (existsSync(file)) return readFileSync(file);
-  const db = new Database(join(schedulerDir, 'scheduler.sqlite'), { readonly: true, fileMustExist: true });
+  const db = openSqlite(join(schedulerDir, 'scheduler.sqlite'), { readonly: true, fileMustExist: true });
   try {
     return (db.prepare('SELECT bytes FROM resource_bytes WHERE id = ?').get(resourceId) as { bytes: Buffer } | undefined)?.bytes;
   } finally {
@@ -24,7 +24,7 @@ export function rotStoredBytes(schedulerDir: string, resourceId: string, rotten:
     writeFileSync(file, rotten);
     return;
   }
-  const db = new Database(join(schedulerDir, 'scheduler.sqlite'), { fileMustExist: true });
+  const db = openSqlite(join(schedulerDir, 'scheduler.sqlite'), { fileMustExist: true });
   try {
     db.pragma('busy_timeout = 10000');
     const changed = db.prepare('UPDATE resource_bytes SET bytes = ? WHERE id = ?').run(Buffer.from(rotten), resourceId).changes;

@@ -34,6 +34,13 @@ const withFolderReplacedByFile = <T>(dir: string, body: () => T): T => {
   }
 };
 
+/** The files of a folder (its subfolders, such as the streamed uploads' `incoming/`, are not resources). */
+const filesIn = (dir: string): string[] =>
+  fs
+    .readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => e.name);
+
 t.test('a resource is fsynced (file, then folder after the rename) before its row commits', async (t) => {
   const workdir = tempDir(t, 'durable');
   const store = new Store(workdir);
@@ -86,7 +93,7 @@ t.test('a small resource is a row of the database, written with its row in one t
     store.putResource({ artifactId: 'a-1', jobId: 'a-1.0', producer: 'w1', sha256: sha256Hex(bytes) }, bytes, Date.now());
   const inline = put(small);
   const file = put(large);
-  t.same(fs.readdirSync(join(workdir, 'resources')), [`${file.id}.bin`], 'only the large one is a file');
+  t.same(filesIn(join(workdir, 'resources')), [`${file.id}.bin`], 'only the large one is a file');
   const same = (a: Uint8Array | undefined, b: Uint8Array) => a !== undefined && Buffer.from(a).equals(Buffer.from(b));
   t.ok(same(store.readResource(inline.id)?.bytes, small), 'the inline bytes read back');
   t.ok(same(store.readResource(file.id)?.bytes, large), 'the file bytes read back');
@@ -113,7 +120,7 @@ t.test('a resource that cannot be written fails with STORE_WRITE_FAILED naming t
     }
   });
   t.match(thrown, { code: 'STORE_WRITE_FAILED', retryable: true, message: /ENOTDIR/ }, 'the code, and the system cause in the message');
-  t.same(fs.readdirSync(join(workdir, 'resources')), [], 'no file, not even a temporary one');
+  t.same(filesIn(join(workdir, 'resources')), [], 'no file, not even a temporary one');
   const rows = openSqlite(join(workdir, 'scheduler.sqlite'), { readonly: true });
   t.teardown(() => rows.close());
   t.equal((rows.prepare('SELECT COUNT(*) AS n FROM resources').get() as { n: number }).n, 0, 'no row');

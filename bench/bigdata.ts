@@ -109,7 +109,7 @@ export async function benchBigData(opts: { cleanup: Cleanup; rows: number; repea
     const handle = await project.submit([step]);
     const product = (await handle.result()) as VarianceProduct;
     const wall = now() - t1;
-    // Per-job run times from the status (startedAt -> finishedAt, the workers' clocks), in chain order.
+    // Per-job times from the status (startedAt -> finishedAt, as the scheduler saw them: they hold the RUNNING and report messages), in chain order.
     jobTimes.push(
       [...handle.status.jobs]
         .sort((a, b) => a.index - b.index)
@@ -117,40 +117,44 @@ export async function benchBigData(opts: { cleanup: Cleanup; rows: number; repea
     );
     return [product, wall];
   };
-  const [federated, first] = await federatedRun();
-  const warm: number[] = [];
-  for (let r = 0; r < repeats; r++) warm.push((await federatedRun())[1]);
-  const jobsFirst = jobTimes[0] as number[];
-  const jobsWarm = (jobTimes[0] as number[]).map((_, k) => median(jobTimes.slice(1).map((js) => js[k] as number)));
-  wb.close();
-  await cluster.stop(); // before timing central: nothing else on the 2 cores
-
-  // ---- central: the same figures in this process
-  const [central, firstFiles] = await centralQuery(run, `read_parquet([${files.map(sqlString).join(', ')}])`);
-  const filesRuns: number[] = [];
-  for (let r = 0; r < repeats; r++) filesRuns.push((await centralQuery(run, `read_parquet([${files.map(sqlString).join(', ')}])`))[1]);
+  // ---- central: the same figures in this process; and the profile's engines (the workers' query on each shard, here)
+  const parquet = `read_parquet([${files.map(sqlString).join(', ')}])`;
   t0 = now();
-  await conn.run(`CREATE TABLE t AS SELECT * FROM read_parquet([${files.map(sqlString).join(', ')}])`);
+  await conn.run(`CREATE TABLE t AS SELECT * FROM ${parquet}`);
   const loadMs = now() - t0;
-  await centralQuery(run, 't');
-  const memRuns: number[] = [];
-  for (let r = 0; r < repeats; r++) memRuns.push((await centralQuery(run, 't'))[1]);
-  await conn.run('DROP TABLE t');
-
-  // ---- profile: the workers' query on each shard, here, in turn (what the chain computes)
   const engines: DataEngine[] = [];
-  for (const [i, f] of files.entries()) engines.push(await DataEngine.open([{ name: `shard-${i + 1}`, path: f, projects: [token] }]));
   cleanup.add('bigdata engines', () => Promise.all(engines.map((e) => e.close())));
+  for (const [i, f] of files.entries()) engines.push(await DataEngine.open([{ name: `shard-${i + 1}`, path: f, projects: [token] }]));
   const chain = async () => {
     const t1 = now();
     for (const e of engines) await e.moments(token, FEATURES, undefined, shift, { extrema: false });
     return now() - t1;
   };
+
+  // The first run of each, then the repeats interleaved (federated, central over the files, central
+  // in memory, the ops chain), so a change of the machine's load falls on every side alike. The
+  // cluster idles while the central queries run (heartbeats only).
+  const [federated, first] = await federatedRun();
+  const [central, firstFiles] = await centralQuery(run, parquet);
+  await centralQuery(run, 't');
   await chain();
+  const warm: number[] = [];
+  const filesRuns: number[] = [];
+  const memRuns: number[] = [];
   const opsRuns: number[] = [];
-  for (let r = 0; r < repeats; r++) opsRuns.push(await chain());
+  for (let r = 0; r < repeats; r++) {
+    warm.push((await federatedRun())[1]);
+    filesRuns.push((await centralQuery(run, parquet))[1]);
+    memRuns.push((await centralQuery(run, 't'))[1]);
+    opsRuns.push(await chain());
+  }
+  const jobsFirst = jobTimes[0] as number[];
+  const jobsWarm = (jobTimes[0] as number[]).map((_, k) => median(jobTimes.slice(1).map((js) => js[k] as number)));
+  wb.close();
+  await cluster.stop();
   await Promise.all(engines.map((e) => e.close()));
   engines.length = 0;
+  await conn.run('DROP TABLE t');
 
   // ---- agreement
   const errors: string[] = [];

@@ -178,12 +178,14 @@ export async function benchBigData(opts: { cleanup: Cleanup; rows: number; repea
   const files_ = median(filesRuns);
   const mem = median(memRuns);
   const ops = median(opsRuns);
-  const workerJobs = (js: number[]) => js.slice(1, -1).map((t) => ms(t)).join(' + ');
+  // The status's times are whole milliseconds.
+  const whole = (t: number) => `${t.toFixed(0)} ms`;
+  const workerJobs = (js: number[]) => js.slice(1, -1).map(whole).join(' + ');
   process.stdout.write(
     `[bigdata] figures agree: count ${central.count}, worst relative error ${worst.toExponential(2)} (mean and var_samp of ${FEATURES.join(', ')})\n` +
       `[bigdata] federated variance (mean, var, std), submit -> result: first ${ms(first)}; warm ${stats(warm)}, ${repeats} runs\n` +
-      `[bigdata]   per job (status startedAt -> finishedAt), chain order: first ${ms(jobsFirst[0] as number)} | ${workerJobs(jobsFirst)} | ${ms(jobsFirst.at(-1) as number)}; ` +
-      `warm ${ms(jobsWarm[0] as number)} | ${workerJobs(jobsWarm)} | ${ms(jobsWarm.at(-1) as number)}\n` +
+      `[bigdata]   per job (status startedAt -> finishedAt), chain order: first ${whole(jobsFirst[0] as number)} | ${workerJobs(jobsFirst)} | ${whole(jobsFirst.at(-1) as number)}; ` +
+      `warm ${whole(jobsWarm[0] as number)} | ${workerJobs(jobsWarm)} | ${whole(jobsWarm.at(-1) as number)}\n` +
       `[bigdata]   ops: the workers' query (DataEngine.moments) on each shard here, in turn: ${stats(opsRuns)}; system = wall - ops = ${(fed - ops).toFixed(0)} ms (noisy: two medians)\n` +
       `[bigdata] central DuckDB, this process, avg + var_samp: over the files (read_parquet each query) first ${ms(firstFiles)}, ${stats(filesRuns)}; ` +
       `over an in-memory table (loaded in ${ms(loadMs)}, not timed) ${stats(memRuns)}\n` +

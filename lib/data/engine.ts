@@ -287,7 +287,7 @@ export class DataEngine {
    * squared deviations from the local mean, by DuckDB's streaming variance of x - shift), `min`,
    * `max`, and `shifted`, the compensated sum of (x - shift) (the shift defaults to 0).
    * `extrema: false` leaves `min` and `max` null and out of the query: the variance needs neither,
-   * and they cost about a quarter of its query's time (bench/bigdata.ts).
+   * and they were nearly half of its query's time (bench/bigdata.ts: ~157 -> ~86 ms on 2.5M rows).
    */
   moments(
     token: string,

@@ -1,5 +1,6 @@
 import { cpus } from 'node:os';
 import { createLogger } from '../lib/log.ts';
+import { benchBigData } from './bigdata.ts';
 import { benchArtifacts } from './artifact.ts';
 import { benchDispatch } from './dispatch.ts';
 import { benchForest } from './models-forest.ts';
@@ -16,8 +17,9 @@ import { Cleanup, type Row, table } from './util.ts';
  * on error and on SIGINT/SIGTERM.
  *
  * Env: BENCH_REPEATS (default 5), BENCH_MESSAGES (default 200000), BENCH_ROUND_TRIPS (2000),
- * BENCH_ARTIFACTS (10), BENCH_ONLY=dispatch,roundtrip,artifact,models,rounds,scale,stream (a subset), BENCH_SCALE=10,100,1000,
- * BENCH_STREAM_MIB (1024: the streamed resource's size), BENCH_STREAM_REPEATS (3).
+ * BENCH_ARTIFACTS (10), BENCH_ONLY=dispatch,roundtrip,artifact,models,rounds,scale,stream,bigdata (a subset), BENCH_SCALE=10,100,1000,
+ * BENCH_STREAM_MIB (1024: the streamed resource's size), BENCH_STREAM_REPEATS (3),
+ * BENCH_BIGDATA_ROWS (10000000: rows of `bigdata`, split over 4 workers).
  */
 
 const int = (name: string, dflt: number) => {
@@ -28,7 +30,7 @@ const REPEATS = int('BENCH_REPEATS', 5);
 const MESSAGES = int('BENCH_MESSAGES', 200_000);
 const ROUND_TRIPS = int('BENCH_ROUND_TRIPS', 2000);
 const ARTIFACTS = int('BENCH_ARTIFACTS', 10);
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'dispatch,roundtrip,artifact,models,rounds,scale,stream').split(',').map((s) => s.trim()));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'dispatch,roundtrip,artifact,models,rounds,scale,stream,bigdata').split(',').map((s) => s.trim()));
 /** Past this, the run is abandoned (cleanup still runs). */
 const HARD_LIMIT_MS = 1_200_000;
 
@@ -74,6 +76,7 @@ async function main(): Promise<Row[]> {
   await part('stream', (c) =>
     benchStream({ cleanup: c, repeats: int('BENCH_STREAM_REPEATS', Math.min(REPEATS, 3)), bytes: int('BENCH_STREAM_MIB', 1024) * 1024 * 1024 }),
   );
+  await part('bigdata', (c) => benchBigData({ cleanup: c, repeats: REPEATS, rows: int('BENCH_BIGDATA_ROWS', 10_000_000) }));
   process.stdout.write(`\n${table(rows)}\n\ntotal ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
   return rows;
 }

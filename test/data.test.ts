@@ -445,6 +445,8 @@ t.test('row ids, reserved names, and the aggregates estimators read', async (t) 
   t.same(rest, { n: 5, sum: 18, min: 1, max: 6, shifted: 3 });
   t.ok(Math.abs(m2 - [1, 2, 4, 5, 6].reduce((a, x) => a + (x - 3.6) ** 2, 0)) < 1e-12, `m2 ${m2}`);
   t.equal(m.y?.n, 5);
+  const lean = await e.moments('p', ['x', 'y'], undefined, [3, 0], { extrema: false });
+  t.same(lean, { x: { ...m.x, min: null, max: null }, y: { ...m.y, min: null, max: null } }, 'extrema: false leaves only min and max out');
   t.same((await e.moments('p', ['x'], { where: { feature: 'x', op: '>', value: 100 } })).x, { n: 0, sum: 0, m2: 0, min: null, max: null, shifted: 0 });
 
   const c = await e.comoments('p', ['x', 'y']);

@@ -286,8 +286,17 @@ export class DataEngine {
    * Per feature, over the rows: its non-null count `n`, `sum` (compensated), `m2` (the sum of
    * squared deviations from the local mean, by DuckDB's streaming variance of x - shift), `min`,
    * `max`, and `shifted`, the compensated sum of (x - shift) (the shift defaults to 0).
+   * `extrema: false` leaves `min` and `max` null and out of the query: the variance needs neither,
+   * and they were nearly half of its query's time (bench/bigdata.ts: ~157 -> ~86 ms on 2.5M rows).
    */
-  moments(token: string, features: string[], query?: Query, shifts?: number[]): Promise<Record<string, Moments>> {
+  moments(
+    token: string,
+    features: string[],
+    query?: Query,
+    shifts?: number[],
+    opts: { extrema?: boolean } = {},
+  ): Promise<Record<string, Moments>> {
+    const extrema = opts.extrema ?? true;
     return this.op(async () => {
       const rel = await this.relation(token, query);
       const { names, cols } = numericFeatures(rel, features, true);
@@ -296,7 +305,7 @@ export class DataEngine {
         .map((c, i) => {
           const d = `(${c} - CAST(${push(params, shifts?.[i] ?? 0, 'shift')} AS DOUBLE))`;
           // The variance of x - shift (the same as x's): near 0, DuckDB's streaming update keeps every digit.
-          return `count(${c}), fsum(${c}), var_pop(${d}) * count(${c}), min(${c}), max(${c}), fsum(${d})`;
+          return `count(${c}), fsum(${c}), var_pop(${d}) * count(${c}), ${extrema ? `min(${c}), max(${c})` : 'NULL, NULL'}, fsum(${d})`;
         })
         .join(', ');
       const row = (await this.onRelation(rel, `SELECT ${select} FROM ${rel.from}`, params))[0] ?? [];

@@ -43,7 +43,7 @@ export async function variance(ctx: Ctx<'Variance'>): Promise<MaskedRunning> {
   const running = readRunning(ctx, FAMILY, layout(features));
   checkDpRequired(ctx, undefined);
   const shifts = perFeature(ctx, ctx.operation.shift, features, 'shift');
-  const local = await requireData(ctx).moments(ctx.projectToken, features, ctx.operation.query, shifts);
+  const local = await requireData(ctx).moments(ctx.projectToken, features, ctx.operation.query, shifts, { extrema: false });
   const F = features.length;
   const n = new Array<number>(1 + F).fill(0);
   const x = new Array<number>(4 * F).fill(0);

@@ -1,5 +1,6 @@
 // Why: `fdl status --watch` is read by a person at a terminal and by scripts through a pipe. The
 // view is a pure function of a status: each step's jobs counted by state, with attempts; on a
+import { shouldMark } from '../lib/cli/output.ts';
 // terminal each view replaces the last, in a pipe a view is written only when it changed.
 import t from 'tap';
 import { ProgressView, renderProgress, stepProgress } from '../lib/cli/watch.ts';
@@ -87,4 +88,24 @@ t.test('a terminal redraws in place; a pipe gets a view only when it changed', a
     ['RUNNING', 'COMPLETED'],
     '--json: one line per view',
   );
+});
+
+t.test('a plain-text progress line marks every job up to 20, then every 5 % and the end', async (t) => {
+  const marks = (total: number) => {
+    const out: number[] = [];
+    let last = -1;
+    for (let done = 0; done <= total; done++) {
+      if (shouldMark(last, done, total)) {
+        out.push(done);
+        last = done;
+      }
+    }
+    return out;
+  };
+  t.same(marks(4), [0, 1, 2, 3, 4], 'a small artifact: every step');
+  const big = marks(11_012);
+  t.ok(big.length <= 22, `11,012 jobs: ${big.length} marks`);
+  t.equal(big[0], 0, 'the start');
+  t.equal(big.at(-1), 11_012, 'the end');
+  t.notOk(shouldMark(5, 5, 100), 'no repeat');
 });

@@ -34,14 +34,23 @@ export interface Progress {
 }
 
 /** Job progress on stderr: a bar on a terminal, a line per change otherwise (logs, CI). */
+/** Whether a plain-text progress line marks `completed` after `last`: every change up to 20 jobs, else every 5 % and the end. */
+export function shouldMark(last: number, completed: number, total: number): boolean {
+  if (completed === last) return false;
+  if (last < 0 || completed >= total || total <= 20) return true;
+  const bucket = (n: number) => Math.floor((n * 20) / total);
+  return bucket(completed) !== bucket(last);
+}
+
 export function progressBar(total: number, label = 'jobs'): Progress {
   if (!process.stderr.isTTY) {
-    // Not a terminal (a log, CI): one line per artifact, each step appended as it happens.
+    // Not a terminal (a log, CI): one line per artifact, each step appended as it happens; at
+    // most ~20 marks (every 5 %) however many jobs, so a 10,000-job run is one readable line.
     let last = -1;
     process.stderr.write(`  ${label}`);
     return {
       update: (completed, t) => {
-        if (completed === last) return;
+        if (!shouldMark(last, completed, t)) return;
         last = completed;
         process.stderr.write(` ${completed}/${t}`);
       },

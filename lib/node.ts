@@ -15,7 +15,7 @@ import { DataEngine } from './data/engine.ts';
 import { send, shardOf, spawnActor } from './kit/actors.ts';
 import { createLogger, type Logger } from './log.ts';
 import { FileBudgetLedger, type PrivacySettings } from './ops/index.ts';
-import { type ComputePool, computePool, defaultComputeThreads } from './ops/pool.ts';
+import { type ComputeHandle, computePool, defaultComputeThreads, shareCompute } from './ops/pool.ts';
 import { LOCALS_DIR, LocalsStore } from './store/locals.ts';
 import { openSchedulerStore } from './store/network.ts';
 import { Client } from './transport/client.ts';
@@ -64,11 +64,15 @@ interface OpenedData {
   data: DataEngine | undefined;
   projects: ProjectData[];
   /** The threads for operations' heavy half (config `compute`); none without data, or with 0 threads. */
-  compute: ComputePool | undefined;
+  compute: ComputeHandle | undefined;
 }
 
-async function openData(config: NodeConfig, log: Logger): Promise<OpenedData> {
-  if (config.datasources.length === 0) return { data: undefined, projects: [], compute: undefined };
+/** `shared`: the pool of the process's workers (startWorkerHost); absent, the node makes its own from its config. */
+async function openData(config: NodeConfig, log: Logger, shared?: ComputeHandle | null): Promise<OpenedData> {
+  if (config.datasources.length === 0) {
+    await shared?.close();
+    return { data: undefined, projects: [], compute: undefined };
+  }
   const data = await DataEngine.open(config.datasources);
   const projects = await data.metadata();
   for (const p of projects) {
@@ -77,8 +81,11 @@ async function openData(config: NodeConfig, log: Logger): Promise<OpenedData> {
       'data sources ready',
     );
   }
-  const compute = computePool(config.compute.threads ?? defaultComputeThreads());
-  log.info({ threads: compute?.threads ?? 0 }, compute ? 'compute pool ready' : 'operations run inline (compute.threads: 0)');
+  const compute = shared === undefined ? computePool(config.compute.threads ?? defaultComputeThreads()) : (shared ?? undefined);
+  log.info(
+    { threads: compute?.threads ?? 0, shared: shared !== undefined },
+    compute ? 'compute pool ready' : 'operations run inline (compute.threads: 0)',
+  );
   return { data, projects, compute };
 }
 
@@ -89,11 +96,13 @@ export interface StartOptions {
    * Without it such a node refuses to start (lib/store/network.ts).
    */
   initStore?: boolean;
+  /** Worker: the compute pool it shares with the other workers of its process (startWorkerHost); null: none (inline). */
+  compute?: ComputeHandle | null;
 }
 
 export async function startNode(config: NodeConfig, log: Logger = createLogger(config.name), opts: StartOptions = {}): Promise<RunningNode> {
   mkdirSync(config.workdir, { recursive: true });
-  return config.mode === 'worker' ? startWorkerNode(config, log) : startSchedulerNode(config, log, opts);
+  return config.mode === 'worker' ? startWorkerNode(config, log, opts.compute) : startSchedulerNode(config, log, opts);
 }
 
 async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOptions): Promise<RunningNode> {
@@ -255,11 +264,17 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
  * logger; they share nothing mutable but the process. If one cannot start, the others stop.
  */
 export async function startWorkerHost(configs: NodeConfig[], logOf: (config: NodeConfig) => Logger): Promise<RunningNode[]> {
-  const started = await Promise.allSettled(configs.map((c) => startNode(c, logOf(c))));
+  // Several workers of one process share one compute pool, as large as the largest any of them asks for.
+  const threads = configs.length > 1 ? Math.max(...configs.map((c) => c.compute.threads ?? defaultComputeThreads())) : undefined;
+  const pools = threads === undefined ? [] : shareCompute(computePool(threads), configs.length);
+  const started = await Promise.allSettled(
+    configs.map((c, i) => startNode(c, logOf(c), threads === undefined ? {} : { compute: pools[i] ?? null })),
+  );
   const nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) {
     await Promise.allSettled(nodes.map((n) => n.stop()));
+    await Promise.allSettled(pools.map((p) => p.close()));
     throw failed.reason;
   }
   return nodes;
@@ -308,8 +323,8 @@ function cutOnceAt(limit: number | undefined, cut: () => void, log: Logger): (by
   };
 }
 
-async function startWorkerNode(config: NodeConfig, log: Logger): Promise<RunningNode> {
-  const { data, projects, compute } = await openData(config, log);
+async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: ComputeHandle | null): Promise<RunningNode> {
+  const { data, projects, compute } = await openData(config, log, sharedCompute);
   const identity = loadOrCreateIdentity(config.workdir);
   log.info({ fingerprint: identity.fingerprint }, 'node identity');
   const system = start();

@@ -10,7 +10,7 @@ import { DataEngine } from '../lib/data/engine.ts';
 import { isFdlError } from '../lib/errors.ts';
 import type { Compute, Locals, OpContext } from '../lib/ops/context.ts';
 import { runOperation } from '../lib/ops/index.ts';
-import { ComputePool, computePool, defaultComputeThreads } from '../lib/ops/pool.ts';
+import { type ComputeHandle, ComputePool, computePool, defaultComputeThreads, shareCompute } from '../lib/ops/pool.ts';
 import { parseConfig } from '../lib/config.ts';
 import { EXAMPLE_DATA } from '../lib/sim/cluster.ts';
 
@@ -123,4 +123,30 @@ t.test('config: compute.threads, absent for the default, 0 for inline', async (t
   };
   t.match(problems(`${worker}compute: { threads: -1 }\n`), [/^compute\.threads: /]);
   t.match(problems(`${worker}compute: { thread: 2 }\n`), [/thread/]);
+});
+
+t.test('the workers of one process share one pool: each has a handle, and the last one closed ends the threads', async (t) => {
+  const pool = new ComputePool(1);
+  let closes = 0;
+  const counted: ComputeHandle = {
+    threads: pool.threads,
+    run: (task, args, signal) => pool.run(task, args, signal),
+    close: () => {
+      closes++;
+      return pool.close();
+    },
+  };
+  const handles = shareCompute(counted, 3);
+  t.equal(handles.length, 3);
+  const [a, b, c] = handles as [ComputeHandle, ComputeHandle, ComputeHandle];
+  const spins = await Promise.all([a, b, c].map((h) => h.run('TestSpin', { ms: 5 })));
+  t.ok(spins.every((n) => typeof n === 'number' && n > 0), 'every handle runs tasks on the one pool');
+  await a.close();
+  await a.close(); // a second close of the same handle counts once
+  await b.close();
+  t.equal(closes, 0, 'two of three closed: the pool lives on');
+  t.ok(((await c.run('TestSpin', { ms: 5 })) as number) > 0, 'and serves the worker still open');
+  await c.close();
+  t.equal(closes, 1, 'the last handle closed it, once');
+  t.same(shareCompute(undefined, 2), [], 'no pool (0 threads): every worker runs inline');
 });

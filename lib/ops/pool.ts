@@ -47,7 +47,42 @@ export class ComputePool implements Compute {
   }
 }
 
+/** What a node holds of a pool: it runs tasks on it and closes it when it stops. */
+export interface ComputeHandle extends Compute {
+  readonly threads: number;
+  close(): Promise<void>;
+}
+
 /** The pool of `threads` threads, or undefined for 0 (operations then run inline, on the main thread). */
 export function computePool(threads: number): ComputePool | undefined {
   return threads === 0 ? undefined : new ComputePool(threads);
+}
+
+/**
+ * One pool for the workers of one process (`fdl node --config a --config b ...`, as `fdl simulate`
+ * packs them): a pool of its own per worker put a thread, a V8 isolate of ~15 MiB, under each of
+ * 50 workers, for cores that are no more numerous. A task is a pure function of its arguments
+ * (lib/ops/compute.ts), so sharing the threads shares no state between the workers. Each worker
+ * gets a handle; the last one closed ends the threads.
+ */
+export function shareCompute(pool: ComputeHandle | undefined, users: number): ComputeHandle[] {
+  if (!pool) return [];
+  let open = users;
+  let closed: Promise<void> | undefined;
+  return Array.from({ length: users }, () => {
+    let mine = false;
+    return {
+      threads: pool.threads,
+      run: (task, args, signal) => pool.run(task, args, signal),
+      close: () => {
+        if (!mine) {
+          mine = true;
+          open--;
+        }
+        if (open > 0) return Promise.resolve();
+        closed ??= pool.close();
+        return closed;
+      },
+    };
+  });
 }

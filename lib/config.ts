@@ -349,18 +349,22 @@ function plainTextProblems(c: NodeConfig): string[] {
 }
 
 /**
- * A chunk, or a resource sent in one frame, must fit a frame with room for its other fields. A
- * size the file does not set follows a smaller max_payload_bytes down (a config that sets only
- * max_payload_bytes starts); one it sets and that does not fit is refused, naming both.
+ * The streaming sizes the file does not set follow a smaller max_payload_bytes down, so a config
+ * that sets only max_payload_bytes starts; sizes it sets are left for `streamingProblems` to judge.
  */
-function streamingProblems(c: NodeConfig, given: unknown): string[] {
+function fitStreaming(c: NodeConfig, given: unknown): void {
+  const room = c.max_payload_bytes - FRAME_OVERHEAD_BYTES;
+  const set = (given !== null && typeof given === 'object' ? given : {}) as Record<string, unknown>;
+  for (const k of ['threshold_bytes', 'chunk_bytes'] as const) {
+    if (set[k] === undefined) c.streaming[k] = Math.max(1024, Math.min(c.streaming[k], room));
+  }
+}
+
+/** A chunk, or a resource sent in one frame, must fit a frame with room for its other fields. */
+function streamingProblems(c: NodeConfig): string[] {
   const room = c.max_payload_bytes - FRAME_OVERHEAD_BYTES;
   if (room < 1024) {
     return [`max_payload_bytes: ${c.max_payload_bytes} leaves no room for a resource's bytes in a frame (at least ${FRAME_OVERHEAD_BYTES + 1024})`];
-  }
-  const set = (given !== null && typeof given === 'object' ? given : {}) as Record<string, unknown>;
-  for (const k of ['threshold_bytes', 'chunk_bytes'] as const) {
-    if (set[k] === undefined) c.streaming[k] = Math.min(c.streaming[k], room);
   }
   return (['threshold_bytes', 'chunk_bytes'] as const)
     .filter((k) => c.streaming[k] > room)
@@ -398,7 +402,8 @@ export function parseConfig(text: string, file: string, baseDir: string, env: No
   for (const ds of config.datasources) ds.path = abs(ds.path);
   if (config.tls) config.tls = { cert: abs(config.tls.cert), key: abs(config.tls.key) };
   if (config.scheduler?.ca) config.scheduler.ca = abs(config.scheduler.ca);
-  const plain = [...plainTextProblems(config), ...streamingProblems(config, (substituted as { streaming?: unknown }).streaming)];
+  fitStreaming(config, (substituted as { streaming?: unknown }).streaming);
+  const plain = [...plainTextProblems(config), ...streamingProblems(config)];
   if (plain.length > 0) throw new ConfigError(file, plain);
   return config;
 }

@@ -18,8 +18,9 @@ import type { Plan } from '../plan/index.ts';
 import { FdlError } from '../errors.ts';
 import { BlobStore, checkedBytes } from './blobs.ts';
 import { GroupCommit } from './group-commit.ts';
-import { openDatabase } from './db.ts';
-import type { SqliteDatabase, Statement } from './sqlite.ts';
+import type { Engine, EngineStatement } from './engine.ts';
+import { PostgresEngine, type PostgresOptions } from './postgres.ts';
+import { SqliteEngine } from './sqlite-engine.ts';
 import { DEFAULT_INLINE_RESOURCE_MAX_BYTES } from './defaults.ts';
 
 /** The store's files inside a scheduler's work directory. */
@@ -173,8 +174,9 @@ interface ArtifactRow {
 
 export class Store {
   readonly blobs: BlobStore;
-  private readonly db: SqliteDatabase;
-  private readonly statements = new Map<string, Statement>();
+  /** The database it runs on (lib/store/engine.ts): SQLite, or PostgreSQL when a URL is given. */
+  readonly db: Engine;
+  private readonly statements = new Map<string, EngineStatement>();
   private readonly durable: GroupCommit | undefined;
   /** Up to this size, a resource's bytes are a row of the database rather than a file. */
   inlineResourceMaxBytes = DEFAULT_INLINE_RESOURCE_MAX_BYTES;
@@ -184,11 +186,15 @@ export class Store {
    * migrates its schema (lib/store/db.ts); whether it is the store this work directory has held
    * is `openSchedulerStore`'s question (lib/store/network.ts).
    */
-  constructor(workdir: string | undefined) {
+  constructor(workdir: string | undefined, opts: { url?: string | undefined } & PostgresOptions = {}) {
     if (workdir) mkdirSync(workdir, { recursive: true });
-    this.db = openDatabase(workdir ? join(workdir, DATABASE_FILE) : undefined);
+    this.db = opts.url ? new PostgresEngine(opts.url, opts) : new SqliteEngine(workdir ? join(workdir, DATABASE_FILE) : undefined);
     this.blobs = new BlobStore(workdir ? join(workdir, RESOURCES_DIR) : undefined);
-    this.durable = workdir ? new GroupCommit(this, (e) => this.onBarrierError(e)) : undefined;
+    // On PostgreSQL nothing is committed but by a barrier: it always has a group commit, and
+    // a write nobody waits for still gets its barrier soon (an open transaction never idles).
+    const durable = workdir || opts.url ? new GroupCommit(this, (e) => this.onBarrierError(e)) : undefined;
+    this.durable = durable;
+    if (durable) this.db.onPending = () => durable.soon();
   }
 
   close(): void {
@@ -215,28 +221,21 @@ export class Store {
   /** Called when a barrier fails (disk full, I/O error): what waits for it is held, not sent. */
   onBarrierError: (e: unknown) => void = () => {};
 
-  /** SQLite's count of changed rows on this connection: moves with every write. */
+  /** A counter that moves with every write (the engine's). */
   changes(): number {
-    return this.sql('SELECT total_changes()').value<number>() ?? 0;
+    return this.db.changes();
   }
 
-  /** One commit with synchronous = FULL: its fsync of the WAL makes every earlier commit durable. */
+  /** Makes every write so far durable: an fsync on SQLite, the COMMIT on PostgreSQL. */
   barrier(): void {
-    this.sql('PRAGMA synchronous = FULL').run();
-    try {
-      this.sql(`INSERT INTO meta (key, value) VALUES ('barrier', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(
-        String(Date.now()),
-      );
-    } finally {
-      this.sql('PRAGMA synchronous = NORMAL').run();
-    }
+    this.db.barrier();
   }
 
   /**
    * A prepared statement per SQL text, made once: preparing on every call cost more than most
    * of the statements themselves (~40 per artifact on the hot path).
    */
-  private sql(text: string): Statement {
+  private sql(text: string): EngineStatement {
     let statement = this.statements.get(text);
     if (!statement) {
       statement = this.db.prepare(text);
@@ -268,13 +267,31 @@ export class Store {
 
   /** Stamps the network once; returns the one stamped (an earlier stamp wins). */
   stampNetwork(networkId: string, createdAt: string): { networkId: string; createdAt: string } {
-    const insert = this.sql('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)');
-    this.db.transaction(() => {
-      if (this.network()) return;
-      insert.run('networkId', networkId);
-      insert.run('networkCreatedAt', createdAt);
-    }).immediate();
+    const insert = this.sql('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING');
+    this.db.transaction(
+      () => {
+        if (this.network()) return;
+        insert.run('networkId', networkId);
+        insert.run('networkCreatedAt', createdAt);
+      },
+      { immediate: true },
+    );
     return this.network() as { networkId: string; createdAt: string };
+  }
+
+  /**
+   * The scheduler's identity (its private keys, as identity.json holds them) kept in the store,
+   * made by `create` at the first start: on PostgreSQL every replica is the same scheduler, so
+   * products sealed for the initiator open on whichever runs. Committed at once: two replicas
+   * starting together agree on the first one stored.
+   */
+  sharedIdentity(create: () => string): string {
+    const read = () => this.sql(`SELECT value FROM meta WHERE key = 'identity'`).value<string>();
+    const found = read();
+    if (found !== undefined) return found;
+    this.sql(`INSERT INTO meta (key, value) VALUES ('identity', ?) ON CONFLICT DO NOTHING`).run(create());
+    this.db.barrier();
+    return read() as string;
   }
 
   /** True while no table holds a row: a file that never served a network. */
@@ -318,10 +335,11 @@ export class Store {
   upsertNode(node: StoredNode): void {
     this
       .sql(
-        `INSERT INTO nodes (id, name, role, last_seen, projects_json, connected) VALUES (@id, @name, @role, @lastSeen, @projects, 1)
-         ON CONFLICT (id) DO UPDATE SET name = @name, role = @role, last_seen = @lastSeen, projects_json = @projects, connected = 1`,
+        `INSERT INTO nodes (id, name, role, last_seen, projects_json, connected) VALUES (?, ?, ?, ?, ?, 1)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, last_seen = excluded.last_seen,
+         projects_json = excluded.projects_json, connected = 1`,
       )
-      .run({ ...node, projects: JSON.stringify(node.projects) });
+      .run(node.id, node.name, node.role, node.lastSeen, JSON.stringify(node.projects));
   }
 
   nodeLeft(id: string, at: number): void {
@@ -348,10 +366,10 @@ export class Store {
   setHoldings(nodeId: string, projectIds: readonly string[]): void {
     this.db.transaction(() => {
       const ids = JSON.stringify([...projectIds]);
-      this.sql('DELETE FROM holders WHERE node_id = ? AND project_id NOT IN (SELECT value FROM json_each(?))').run(nodeId, ids);
-      const insert = this.sql('INSERT OR IGNORE INTO holders (project_id, node_id) VALUES (?, ?)');
+      this.sql(`DELETE FROM holders WHERE node_id = ? AND project_id NOT IN (${this.db.dialect.jsonValues})`).run(nodeId, ids);
+      const insert = this.sql('INSERT INTO holders (project_id, node_id) VALUES (?, ?) ON CONFLICT DO NOTHING');
       for (const p of projectIds) insert.run(p, nodeId);
-    })();
+    });
   }
 
   /** The known holders of a project's data (connected or not), sorted: read by key. */
@@ -383,10 +401,10 @@ export class Store {
           .filter((p) => p.datasources.length > 0)
           .map((p) => this.projectByToken(p.token)?.id)
           .filter((id): id is string => id !== undefined);
-        for (const p of held) this.sql('INSERT OR IGNORE INTO holders (project_id, node_id) VALUES (?, ?)').run(p, r.id);
+        for (const p of held) this.sql('INSERT INTO holders (project_id, node_id) VALUES (?, ?) ON CONFLICT DO NOTHING').run(p, r.id);
       }
       this.sql(`INSERT INTO meta (key, value) VALUES ('holdersBackfilled', '1')`).run();
-    })();
+    });
   }
 
   listNodes(): StoredNode[] {
@@ -542,7 +560,7 @@ export class Store {
           JSON.stringify(job.locks),
         );
       }
-    })();
+    });
   }
 
   artifact(id: string): StoredArtifact | undefined {
@@ -584,7 +602,7 @@ export class Store {
   listArtifacts(projects: ReadonlySet<string> | undefined, limit: number): StoredArtifact[] {
     const rows = this
       .sql(
-        `SELECT * FROM artifacts WHERE ? IS NULL OR project_id IN (SELECT value FROM json_each(?))
+        `SELECT * FROM artifacts WHERE CAST(? AS TEXT) IS NULL OR project_id IN (${this.db.dialect.jsonValues})
          ORDER BY created_at DESC, id LIMIT ?`,
       )
       .all(...Array(2).fill(projects ? JSON.stringify([...projects]) : null), limit) as ArtifactRow[];
@@ -597,8 +615,8 @@ export class Store {
     if (ids.length === 0) return out;
     const rows = this
       .sql(
-        `SELECT artifact_id AS id, COUNT(*) AS total, SUM(state = 'COMPLETED' OR left_out = 1) AS completed
-         FROM jobs WHERE artifact_id IN (SELECT value FROM json_each(?)) GROUP BY artifact_id`,
+        `SELECT artifact_id AS id, COUNT(*) AS total, SUM(CASE WHEN state = 'COMPLETED' OR left_out = 1 THEN 1 ELSE 0 END) AS completed
+         FROM jobs WHERE artifact_id IN (${this.db.dialect.jsonValues}) GROUP BY artifact_id`,
       )
       .all(JSON.stringify(ids)) as Array<{ id: string; total: number; completed: number | null }>;
     for (const r of rows) out.set(r.id, { completed: r.completed ?? 0, total: r.total });
@@ -631,7 +649,7 @@ export class Store {
       this.sql('DELETE FROM resources WHERE artifact_id = ?').run(id);
       this.sql('DELETE FROM jobs WHERE artifact_id = ?').run(id);
       return this.sql('DELETE FROM artifacts WHERE id = ?').run(id).changes > 0;
-    })();
+    });
     for (const r of resources) this.blobs.delete(r.id); // inline bytes went with their rows
     return deleted;
   }
@@ -666,7 +684,7 @@ export class Store {
       | undefined;
     if (!a) return undefined;
     const rows = this.sql(
-      `SELECT id, idx, worker, step_index, iteration, json_extract(operation_json, '$.kind') AS kind, state, attempt,
+      `SELECT id, idx, worker, step_index, iteration, ${this.db.dialect.jsonField('operation_json', 'kind')} AS kind, state, attempt,
               last_error_json, next_attempt_at, left_out, started_at, finished_at FROM jobs WHERE artifact_id = ? ORDER BY idx`,
     ).all(id) as JobStatusRow[];
     let completed = 0;
@@ -724,9 +742,9 @@ export class Store {
     this
       .sql(
         `UPDATE jobs SET state = ?, attempt = COALESCE(?, attempt), last_error_json = COALESCE(?, last_error_json),
-         result_resource_id = CASE WHEN ? THEN NULL ELSE COALESCE(?, result_resource_id) END,
+         result_resource_id = CASE WHEN ? = 1 THEN NULL ELSE COALESCE(?, result_resource_id) END,
          next_attempt_at = ?, left_out = COALESCE(?, left_out), rows = COALESCE(?, rows),
-         started_at = COALESCE(?, started_at), finished_at = CASE WHEN ? IS NOT NULL THEN NULL ELSE COALESCE(?, finished_at) END
+         started_at = COALESCE(?, started_at), finished_at = CASE WHEN CAST(? AS BIGINT) IS NOT NULL THEN NULL ELSE COALESCE(?, finished_at) END
          WHERE id = ?`,
       )
       .run(
@@ -765,7 +783,7 @@ export class Store {
           `INSERT INTO resources (id, artifact_id, job_id, producer, size, sha256, location, created_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
         ).run(id, meta.artifactId, meta.jobId, meta.producer, bytes.byteLength, meta.sha256, location, now);
-      })();
+      });
     } catch (e) {
       try {
         if (!inline) this.blobs.delete(id);

@@ -14,6 +14,7 @@ import { LOCALS_DIR, LocalsStore } from '../lib/store/locals.ts';
 import { NETWORK_MARKER, openSchedulerStore } from '../lib/store/network.ts';
 import { artifactSha256, provenanceOf } from '../lib/provenance.ts';
 import { artifactStatus } from '../lib/store/status.ts';
+import { forEachEngine } from './helpers/engines.ts';
 import { DATABASE_FILE, RESOURCES_DIR, Store } from '../lib/store/store.ts';
 
 const STEPS: Step[] = [
@@ -98,8 +99,8 @@ t.test('a store written by a newer fdl is refused, and --init-store does not rep
   t.ok(existsSync(join(dir, DATABASE_FILE)), 'the file is left where it is');
 });
 
-t.test('retention queries: only finished artifacts past the cutoff; deleting removes rows and bytes', async (t) => {
-  const store = new Store(undefined);
+forEachEngine(t, 'retention queries: only finished artifacts past the cutoff; deleting removes rows and bytes', async (t, open) => {
+  const store = open();
   t.teardown(() => store.close());
   const p = store.ensureProject('p', 'token-123456').id;
   addArtifact(store, 'a-done-old', { projectId: p, now: 1_000, submitterTokenId: 't-1' });
@@ -126,8 +127,8 @@ t.test('retention queries: only finished artifacts past the cutoff; deleting rem
   t.ok(store.artifact('a-done-new'), 'other artifacts are untouched');
 });
 
-t.test('listArtifacts: newest first, within the scope, bounded', async (t) => {
-  const store = new Store(undefined);
+forEachEngine(t, 'listArtifacts: newest first, within the scope, bounded', async (t, open) => {
+  const store = open();
   t.teardown(() => store.close());
   const p1 = store.ensureProject('p1', 'token-111111').id;
   const p2 = store.ensureProject('p2', 'token-222222').id;
@@ -246,8 +247,8 @@ function copyDatabase(from: string, to: string): void {
   }
 }
 
-t.test('the status read from the rows equals the status built from whole artifacts and jobs, in every state', async (t) => {
-  const store = new Store(undefined);
+forEachEngine(t, 'the status read from the rows equals the status built from whole artifacts and jobs, in every state', async (t, open) => {
+  const store = open();
   t.teardown(() => store.close());
   addArtifact(store, 'a-status', { projectId: 'p-1', now: 1000 });
   const whole = () => {
@@ -279,8 +280,8 @@ t.test('the status read from the rows equals the status built from whole artifac
   t.same(store.artifactHead('a-status'), { id: 'a-status', projectId: 'p-1', state: 'COMPLETED', resultResourceId: 'r-1' });
 });
 
-t.test("holders of a project's data: kept per project, read by key, changed by what a node announces, forgotten on request", async (t) => {
-  const store = new Store(undefined);
+forEachEngine(t, "holders of a project's data: kept per project, read by key, changed by what a node announces, forgotten on request", async (t, open) => {
+  const store = open();
   t.teardown(() => store.close());
   const a = store.ensureProject('a', 'token-aaaaaaaa');
   const b = store.ensureProject('b', 'token-bbbbbbbb');
@@ -296,16 +297,16 @@ t.test("holders of a project's data: kept per project, read by key, changed by w
   t.same(store.holdersOf(a.id), ['w2'], 'the others are untouched');
 });
 
-t.test('a store from before holders were kept learns them once, from what each worker announced', async (t) => {
+forEachEngine(t, 'a store from before holders were kept learns them once, from what each worker announced', async (t, open) => {
   const dir = tempDir(t);
-  const first = new Store(dir);
+  const first = open(dir);
   const p = first.ensureProject('california', 'token-california');
   const ds = { name: 'd', rows: 3, features: [] };
   first.upsertNode({ id: 'w1', name: 'w1', role: 'worker', lastSeen: 1, projects: [{ token: 'token-california', datasources: [ds] }] });
   first.upsertNode({ id: 'w2', name: 'w2', role: 'worker', lastSeen: 1, projects: [{ token: 'token-california', datasources: [] }] });
   first.upsertNode({ id: 'w3', name: 'w3', role: 'worker', lastSeen: 1, projects: [{ token: 'token-unknown-project', datasources: [ds] }] });
   first.close();
-  const second = new Store(dir);
+  const second = open(dir);
   t.teardown(() => second.close());
   second.backfillHolders();
   t.same(second.holdersOf(p.id), ['w1'], 'only a worker that announced a data source for a known project');
@@ -314,8 +315,8 @@ t.test('a store from before holders were kept learns them once, from what each w
   t.same(second.holdersOf(p.id), [], 'once: a forgotten holder is not brought back by a restart');
 });
 
-t.test("a completed artifact's provenance: holders, rows, left-out jobs, seeds, hash, software; kept in the status", async (t) => {
-  const store = new Store(undefined);
+forEachEngine(t, "a completed artifact's provenance: holders, rows, left-out jobs, seeds, hash, software; kept in the status", async (t, open) => {
+  const store = open();
   t.teardown(() => store.close());
   const steps: Step[] = [
     { kind: 'Parallel', quorum: 1, operation: { kind: 'Train', model: { type: 'logisticRegression', features: ['x'], label: 'y', seed: 7 } } },

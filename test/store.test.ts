@@ -2,13 +2,15 @@
 // (migrations over an existing work directory), refuse to start as a brand-new network where one
 // was held (a lost or damaged file would forget every artifact and every pinned node key), and
 // delete what retention or a workbench says to delete: rows, resource bytes and masks alike.
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openSqlite } from '../lib/store/sqlite.ts';
 import t, { type Test } from 'tap';
 import { RetryPolicySchema, type Step } from '../protocols/entities.ts';
 import { bindArtifact } from '../lib/plan/index.ts';
+import { sha256Hex } from '../lib/store/blobs.ts';
+import { CHUNK_BYTES } from '../lib/store/chunks.ts';
 import { MIGRATIONS, SCHEMA_VERSION, StoreCheckError } from '../lib/store/db.ts';
 import { LOCALS_DIR, LocalsStore } from '../lib/store/locals.ts';
 import { NETWORK_MARKER, openSchedulerStore } from '../lib/store/network.ts';
@@ -409,4 +411,48 @@ t.test("the SQLite adapter (lib/store/sqlite.ts): what it promises over the bind
   t.equal(reader.prepare('SELECT COUNT(*) FROM t').value(), 3, 'the file holds every commit');
   t.throws(() => reader.exec(`INSERT INTO t (name) VALUES ('e')`), /readonly/, 'readonly: a write throws');
   reader.close();
+});
+
+forEachEngine(t, 'resources small and large, from bytes and from a file: read back whole or as a file, checked against their sha256', async (t, open, engine) => {
+  const dir = tempDir(t);
+  const store = open(join(dir, 'work'));
+  t.teardown(() => store.close());
+  store.inlineResourceMaxBytes = 1024;
+  const meta = (bytes: Uint8Array) => ({ artifactId: 'a-1', jobId: 'a-1.0', producer: 'w1', sha256: sha256Hex(bytes) });
+  const small = Buffer.from('a small product');
+  // Over two chunks of the PostgreSQL store, not a multiple of one.
+  const large = Buffer.alloc(CHUNK_BYTES * 2 + 12345);
+  for (let i = 0; i < large.length; i++) large[i] = (i * 31 + 7) % 251;
+  const empty = Buffer.alloc(0);
+  const refs = [small, large, empty].map((b) => store.putResource(meta(b), b, 1));
+  const file = join(dir, 'spooled.bin');
+  writeFileSync(file, large);
+  const fromFile = store.putResourceFile({ ...meta(large), size: large.length }, file, 'move', 1);
+  t.notOk(existsSync(file), "a moved file is the store's now");
+  for (const [ref, bytes] of [...refs.map((r, i) => [r, [small, large, empty][i]] as const), [fromFile, large] as const]) {
+    t.same(Buffer.from(store.readResource(ref.id)?.bytes ?? []), bytes, `${ref.size} bytes read back whole`);
+    const body = store.resourceBody(ref.id);
+    const got = body?.file ? readFileSync(body.file) : Buffer.from(body?.bytes ?? []);
+    t.same(got, bytes, `${ref.size} bytes read back for a streamed reader`);
+  }
+  t.ok(store.resourceBody(refs[1]?.id ?? '')?.file, 'a large resource is a file for a streamed reader');
+  await new Promise<void>((r) => store.afterDurable(r));
+
+  const target = fromFile.id;
+  if (engine === 'PostgreSQL') {
+    // A replica's store, its cache empty: it reads the chunk rows, and checks what it reads.
+    const other = open(join(dir, 'other'));
+    t.teardown(() => other.close());
+    t.same(Buffer.from(other.readResource(target)?.bytes ?? []), large, 'read whole by another store on the same database');
+    other.db.prepare('UPDATE resource_chunks SET bytes = ? WHERE resource_id = ? AND seq = 1').run(Buffer.alloc(CHUNK_BYTES), target);
+    other.barrier();
+    const third = open(join(dir, 'third'));
+    t.teardown(() => third.close());
+    t.throws(() => third.resourceBody(target), { code: 'CHECKSUM_MISMATCH' }, 'a damaged chunk is refused before its file is used');
+    t.throws(() => third.readResource(target), { code: 'CHECKSUM_MISMATCH' });
+    t.notOk(existsSync(join(dir, 'third', RESOURCES_DIR, `${target}.bin`)), 'and leaves no cache file');
+  } else {
+    writeFileSync(join(dir, 'work', RESOURCES_DIR, `${target}.bin`), Buffer.alloc(large.length));
+    t.throws(() => store.readResource(target), { code: 'CHECKSUM_MISMATCH' }, 'a damaged file is refused');
+  }
 });

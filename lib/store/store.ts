@@ -1,5 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type {
   ArtifactSpec,
@@ -17,6 +18,7 @@ import type { WireError } from '../../protocols/errors.ts';
 import type { Plan } from '../plan/index.ts';
 import { FdlError } from '../errors.ts';
 import { BlobStore, checkedBytes } from './blobs.ts';
+import { CHUNKS_LOCATION, ResourceChunks } from './chunks.ts';
 import { GroupCommit } from './group-commit.ts';
 import type { Engine, EngineStatement } from './engine.ts';
 import { PostgresEngine, type PostgresOptions } from './postgres.ts';
@@ -31,7 +33,8 @@ const INLINE_LOCATION = 'inline';
 
 /**
  * The scheduler's durable state: projects, nodes, artifacts, jobs, locks and resources.
- * SQLite (WAL) holds the rows; resource bytes are files beside it (never in a row).
+ * The rows are in SQLite (WAL) or PostgreSQL (lib/store/engine.ts). Small resources are rows;
+ * large ones are files beside the SQLite file, or chunk rows in PostgreSQL (lib/store/chunks.ts).
  * Every state change goes through here before the actors act on it, so a restarted
  * scheduler resumes from exactly what was decided.
  */
@@ -174,6 +177,10 @@ interface ArtifactRow {
 
 export class Store {
   readonly blobs: BlobStore;
+  /** PostgreSQL: large resources are chunk rows (`resources/` holds checked copies of them, a cache). */
+  private readonly chunks: ResourceChunks | undefined;
+  /** The temporary folder of a PostgreSQL store opened without a work dir, removed at close. */
+  private readonly cacheDir: string | undefined;
   /** The database it runs on (lib/store/engine.ts): SQLite, or PostgreSQL when a URL is given. */
   readonly db: Engine;
   private readonly statements = new Map<string, EngineStatement>();
@@ -189,7 +196,11 @@ export class Store {
   constructor(workdir: string | undefined, opts: { url?: string | undefined } & PostgresOptions = {}) {
     if (workdir) mkdirSync(workdir, { recursive: true });
     this.db = opts.url ? new PostgresEngine(opts.url, opts) : new SqliteEngine(workdir ? join(workdir, DATABASE_FILE) : undefined);
-    this.blobs = new BlobStore(workdir ? join(workdir, RESOURCES_DIR) : undefined);
+    // PostgreSQL's cache of large resources is files: in the work dir, or a temporary folder (tests).
+    this.cacheDir = workdir || !opts.url ? undefined : mkdtempSync(join(tmpdir(), 'fdl-resource-cache-'));
+    const blobDir = workdir ?? this.cacheDir;
+    this.blobs = new BlobStore(blobDir ? join(blobDir, RESOURCES_DIR) : undefined);
+    this.chunks = this.db.kind === 'postgres' ? new ResourceChunks(this.db) : undefined;
     // On PostgreSQL nothing is committed but by a barrier: it always has a group commit, and
     // a write nobody waits for still gets its barrier soon (an open transaction never idles).
     const durable = workdir || opts.url ? new GroupCommit(this, (e) => this.onBarrierError(e)) : undefined;
@@ -201,6 +212,7 @@ export class Store {
     if (!this.db.open) return;
     this.durable?.close();
     this.db.close();
+    if (this.cacheDir) rmSync(this.cacheDir, { recursive: true, force: true });
   }
 
   /**
@@ -646,11 +658,12 @@ export class Store {
     const resources = this.sql('SELECT id FROM resources WHERE artifact_id = ?').all(id) as Array<{ id: string }>;
     const deleted = this.db.transaction(() => {
       this.sql('DELETE FROM resource_bytes WHERE id IN (SELECT id FROM resources WHERE artifact_id = ?)').run(id);
+      if (this.chunks) this.sql('DELETE FROM resource_chunks WHERE resource_id IN (SELECT id FROM resources WHERE artifact_id = ?)').run(id);
       this.sql('DELETE FROM resources WHERE artifact_id = ?').run(id);
       this.sql('DELETE FROM jobs WHERE artifact_id = ?').run(id);
       return this.sql('DELETE FROM artifacts WHERE id = ?').run(id).changes > 0;
     });
-    for (const r of resources) this.blobs.delete(r.id); // inline bytes went with their rows
+    for (const r of resources) this.blobs.delete(r.id); // inline bytes and chunks went with their rows
     return deleted;
   }
 
@@ -774,11 +787,14 @@ export class Store {
     const id = `r-${randomUUID()}`;
     // Small bytes go in the same transaction as their row (the group commit makes both durable
     // before anyone hears of them); large ones are a file, durable before the row is written.
-    const inline = this.blobs.isOnDisk && bytes.byteLength <= this.inlineResourceMaxBytes;
-    const location = inline ? INLINE_LOCATION : this.blobs.put(id, bytes);
+    // On PostgreSQL large ones are chunk rows in that same transaction.
+    const inline = (this.chunks !== undefined || this.blobs.isOnDisk) && bytes.byteLength <= this.inlineResourceMaxBytes;
+    const file = !inline && !this.chunks;
+    const location = inline ? INLINE_LOCATION : this.chunks ? CHUNKS_LOCATION : this.blobs.put(id, bytes);
     try {
       this.db.transaction(() => {
         if (inline) this.sql('INSERT INTO resource_bytes (id, bytes) VALUES (?, ?)').run(id, bytes);
+        else if (this.chunks) this.chunks.putBytes(id, bytes);
         this.sql(
           `INSERT INTO resources (id, artifact_id, job_id, producer, size, sha256, location, created_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -786,7 +802,7 @@ export class Store {
       });
     } catch (e) {
       try {
-        if (!inline) this.blobs.delete(id);
+        if (file) this.blobs.delete(id);
       } catch {
         // An orphan file is harmless (no row points at it); the cause below is what matters.
       }
@@ -807,6 +823,7 @@ export class Store {
     now: number,
   ): ResourceRef {
     const id = `r-${randomUUID()}`;
+    if (this.chunks) return this.putResourceChunks(id, meta, path, how, now);
     const location = this.blobs.adopt(id, path, how);
     try {
       this.sql(
@@ -820,6 +837,31 @@ export class Store {
     return { id, jobId: meta.jobId, producer: meta.producer, size: meta.size, sha256: meta.sha256 };
   }
 
+  /** putResourceFile on PostgreSQL: the file becomes chunk rows, in one transaction with its row. */
+  private putResourceChunks(
+    id: string,
+    meta: Omit<ResourceRef, 'id'> & { artifactId: string },
+    path: string,
+    how: 'move' | 'copy',
+    now: number,
+  ): ResourceRef {
+    const chunks = this.chunks as ResourceChunks;
+    try {
+      this.db.transaction(() => {
+        const size = chunks.putFile(id, path);
+        if (size !== meta.size) throw new Error(`the file has ${size} bytes, not ${meta.size}`);
+        this.sql(
+          `INSERT INTO resources (id, artifact_id, job_id, producer, size, sha256, location, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        ).run(id, meta.artifactId, meta.jobId, meta.producer, meta.size, meta.sha256, CHUNKS_LOCATION, now);
+      });
+    } catch (e) {
+      throw new FdlError('STORE_WRITE_FAILED', `resource ${id} could not be written: ${(e as Error).message}`, { cause: e });
+    }
+    if (how === 'move') rmSync(path, { force: true });
+    return { id, jobId: meta.jobId, producer: meta.producer, size: meta.size, sha256: meta.sha256 };
+  }
+
   /**
    * Where a resource's bytes are, for a streamed reader: a file (read in chunks, checked whole by
    * its receiver), or the bytes themselves when they are a row or the store is in memory
@@ -828,6 +870,7 @@ export class Store {
   resourceBody(id: string): { ref: ResourceRef & { artifactId: string }; file?: string; bytes?: Uint8Array } | undefined {
     const row = this.resourceRow(id);
     if (!row) return undefined;
+    if (row.location === CHUNKS_LOCATION) return { ref: toResourceRef(row), file: this.chunkFile(row) };
     const file = row.location === INLINE_LOCATION ? undefined : this.blobs.fileOf(id);
     if (file) return { ref: toResourceRef(row), file };
     return this.bytesOf(row);
@@ -846,9 +889,15 @@ export class Store {
   /** A resource's bytes, whole, checked against its sha256 (a row's, a file's, or the in-memory store's). */
   private bytesOf(row: ResourceRow): { ref: ResourceRef & { artifactId: string }; bytes: Uint8Array } {
     const { id } = row;
+    if (row.location === CHUNKS_LOCATION) this.chunkFile(row);
     if (row.location !== INLINE_LOCATION) return { ref: toResourceRef(row), bytes: this.blobs.get(id, row.sha256) };
     const inline = this.sql('SELECT bytes FROM resource_bytes WHERE id = ?').get(id) as { bytes: Buffer } | undefined;
     return { ref: toResourceRef(row), bytes: checkedBytes(id, inline?.bytes, row.sha256) };
+  }
+
+  /** A chunked resource as its local cache file, assembled and checked against its sha256 when first read. */
+  private chunkFile(row: ResourceRow): string {
+    return (this.chunks as ResourceChunks).toFile(row.id, this.blobs.fileOf(row.id) as string, row.sha256, row.size);
   }
 
   private resourceRow(id: string): ResourceRow | undefined {

@@ -86,6 +86,7 @@ t.test('a barrier whose beforeCommit throws lands nothing, and the store refuses
   t.same(await projectsSeen(url), ['one'], 'what that barrier would have committed never lands');
   t.throws(() => engine.prepare('SELECT 1').get(), /gave up its uncommitted changes \(lease lost/, 'a read after it is refused');
   t.throws(() => engine.barrier(), /must stop/, 'and so is the next barrier');
+  t.match(engine.lost?.message, /lease lost/, 'the reason is kept for whoever stops the scheduler');
 });
 
 t.test("epoch-ms timestamps come back as numbers, bytes as Buffers; the session's idle-in-transaction bound is set", async (t) => {
@@ -157,4 +158,21 @@ t.test('store.url in the config: postgres:// or postgresql://; anything else is 
     t.match(p[0], /^store\.url: /);
     t.notMatch(p[0], /secret/, 'without the password');
   }
+});
+
+t.test('a resource that cannot be written fails with STORE_WRITE_FAILED, leaves no row, and the store goes on', async (t) => {
+  const url = await testDatabase(t);
+  const store = new Store(undefined, { url });
+  t.teardown(() => store.close());
+  const meta = { artifactId: 'a-1', jobId: 'a-1.0', producer: 'w1', size: 5, sha256: 'x'.repeat(64) };
+  t.throws(() => store.putResourceFile(meta, '/nonexistent/spooled.bin', 'move', 1), { code: 'STORE_WRITE_FAILED', message: /ENOENT/ });
+  t.equal(store.db.prepare('SELECT count(*) AS n FROM resources').value(), 0, 'no row');
+  t.equal(store.db.prepare('SELECT count(*) AS n FROM resource_chunks').value(), 0, 'no chunk');
+  store.ensureProject('p', 'token-123456');
+  store.barrier();
+  t.same(
+    store.listProjects().map((p) => p.name),
+    ['p'],
+    'the open transaction was not aborted by the failure',
+  );
 });

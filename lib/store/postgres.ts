@@ -120,6 +120,11 @@ export class PostgresEngine implements Engine {
     return !this.closed;
   }
 
+  /** Why the store gave up (a failed barrier, or a failed read in the open transaction): then the scheduler must stop. */
+  get lost(): Error | undefined {
+    return this.failed;
+  }
+
   prepare(text: string): EngineStatement {
     return new PgStatement(this, numberPlaceholders(text));
   }

@@ -176,3 +176,26 @@ t.test('a resource that cannot be written fails with STORE_WRITE_FAILED, leaves 
     'the open transaction was not aborted by the failure',
   );
 });
+
+t.test('a lost connection: outside a transaction the store connects again; inside one it gives the transaction up', async (t) => {
+  const url = await testDatabase(t);
+  const engine = new PostgresEngine(url);
+  t.teardown(() => engine.close());
+  const terminate = async () => {
+    const pid = engine.prepare('SELECT pg_backend_pid() AS pid').value<number>();
+    await otherSession(url, (c) => c.query('SELECT pg_terminate_backend($1)', [pid]));
+    return pid;
+  };
+  const insert = engine.prepare('INSERT INTO projects (id, name, token_hash) VALUES (?, ?, ?)');
+  insert.run('p-1', 'one', 'h1');
+  engine.barrier();
+  const before = await terminate();
+  t.equal(engine.prepare('SELECT count(*) FROM projects').value(), 1, 'a read after the server ended the session: on a new connection');
+  t.not(engine.prepare('SELECT pg_backend_pid() AS pid').value(), before, 'a new session');
+  insert.run('p-2', 'two', 'h2'); // a write begins a transaction on it
+  await terminate();
+  t.throws(() => insert.run('p-3', 'three', 'h3'), { code: 'FDL_CONNECTION_LOST' }, 'a write in the lost transaction fails');
+  t.match(engine.lost?.message, /connection to PostgreSQL was lost/, 'and the store gave up');
+  t.throws(() => engine.barrier(), /must stop/);
+  t.same(await projectsSeen(url), ['one'], 'nothing of the lost transaction landed');
+});

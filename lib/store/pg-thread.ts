@@ -1,6 +1,6 @@
 import { type MessagePort, workerData } from 'node:worker_threads';
 import pg from 'pg';
-import type { BridgeReply, BridgeRequest } from './pg-bridge.ts';
+import { type BridgeReply, type BridgeRequest, CONNECTION_LOST } from './pg-bridge.ts';
 
 /**
  * The thread behind the PostgreSQL bridge (pg-bridge.ts): one `pg` connection, one request at a
@@ -20,12 +20,28 @@ const signal = new Int32Array(flag);
 pg.types.setTypeParser(20, Number);
 pg.types.setTypeParser(1700, Number);
 
-const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
-/** A lost connection: every later request fails with it (pg emits it outside any query). */
+let client: pg.Client | undefined;
+/** The connection broke (pg emits it outside any query): every request fails with it until `connect`. */
 let lost: Error | undefined;
-client.on('error', (e) => {
-  lost = e;
-});
+
+function newClient(): pg.Client {
+  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
+  c.on('error', (e) => {
+    if (c === client) lost = e;
+  });
+  return c;
+}
+
+/** PostgreSQL's connection exceptions (class 08), a server shutting the session down (57P0x), or pg's own words for a dead socket. */
+function isConnectionError(e: unknown): boolean {
+  const { code, message } = e as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && (code.startsWith('08') || code.startsWith('57P0') || code === 'ECONNRESET' || code === 'EPIPE')) return true;
+  return /Connection terminated|not queryable|ECONNRESET|EPIPE/.test(String(message));
+}
+
+function connectionLost(e: unknown): Error {
+  return Object.assign(new Error(`the connection to PostgreSQL was lost: ${(e as Error).message}`), { code: CONNECTION_LOST });
+}
 
 /** Buffers as pg takes them (a Buffer crosses the thread boundary as a plain Uint8Array). */
 function bindable(params: unknown[]): unknown[] {
@@ -33,7 +49,22 @@ function bindable(params: unknown[]): unknown[] {
 }
 
 async function handle(req: BridgeRequest): Promise<BridgeReply> {
-  if (lost) throw lost;
+  if (req.op === 'connect') {
+    // A first connection, or a new one after a loss (the old one is dropped).
+    const old = client;
+    client = newClient();
+    lost = undefined;
+    old?.end().catch(() => {});
+  } else if (lost || !client) throw connectionLost(lost ?? new Error('not connected'));
+  try {
+    return await run(client, req);
+  } catch (e) {
+    if (lost || isConnectionError(e)) throw connectionLost(e);
+    throw e;
+  }
+}
+
+async function run(client: pg.Client, req: BridgeRequest): Promise<BridgeReply> {
   switch (req.op) {
     case 'connect':
       await client.connect();

@@ -11,6 +11,11 @@ import { SCHEMA_VERSION, StoreCheckError } from '../lib/store/db.ts';
 import { PostgresEngine } from '../lib/store/postgres.ts';
 import { Store } from '../lib/store/store.ts';
 import { testDatabase } from './helpers/postgres.ts';
+import { PROCESS_FILE_TIMEOUT_MS } from './helpers/cluster.ts';
+
+// Each PostgreSQL store makes a database and starts its bridge's thread (which transpiles its
+// entry under tsx: ~1-3 s of CPU): the longer timeout of files that start processes, for npm run test:slow.
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 /** Another session on the same database: what other replicas (and a restarted scheduler) see. */
 async function otherSession<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
@@ -198,4 +203,24 @@ t.test('a lost connection: outside a transaction the store connects again; insid
   t.match(engine.lost?.message, /connection to PostgreSQL was lost/, 'and the store gave up');
   t.throws(() => engine.barrier(), /must stop/);
   t.same(await projectsSeen(url), ['one'], 'nothing of the lost transaction landed');
+});
+
+t.test('a guarded write carries any value as it is (its parameters are written in as literals)', async (t) => {
+  const url = await testDatabase(t);
+  const engine = new PostgresEngine(url);
+  t.teardown(() => engine.close());
+  const insert = engine.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
+  insert.run('first', 'x'); // begins the open transaction: the next writes are guarded
+  const tricky = ["it's", "'); DROP TABLE meta; --", 'back\\slash \\x00 $1 ? $2', 'ünïcødé ✓', '', `${'long '.repeat(20_000)}end`];
+  tricky.forEach((v, i) => insert.run(`k${i}`, v));
+  engine.prepare('INSERT INTO resource_bytes (id, bytes) VALUES (?, ?)').run('r-1', Buffer.from([0, 39, 92, 255]));
+  engine.prepare('UPDATE meta SET value = ? WHERE key = ?').run(String(Number.MAX_SAFE_INTEGER), 'first');
+  engine.barrier();
+  t.same(
+    tricky.map((_, i) => engine.prepare('SELECT value FROM meta WHERE key = ?').value(`k${i}`)),
+    tricky,
+    'strings with quotes, backslashes and placeholders come back equal',
+  );
+  t.same([...(engine.prepare('SELECT bytes FROM resource_bytes').value<Buffer>() ?? [])], [0, 39, 92, 255], 'bytes too');
+  t.equal(engine.prepare(`SELECT value FROM meta WHERE key = 'first'`).value(), String(Number.MAX_SAFE_INTEGER));
 });

@@ -48,6 +48,30 @@ function bindable(params: unknown[]): unknown[] {
   return params.map((p) => (p instanceof Uint8Array && !Buffer.isBuffer(p) ? Buffer.from(p.buffer, p.byteOffset, p.byteLength) : p));
 }
 
+/** A value as an SQL literal: NULL, a BYTEA from hex, or any other value as a quoted string (pg's escaping). */
+function literal(c: pg.Client, v: unknown): string {
+  if (v === null || v === undefined) return 'NULL';
+  if (v instanceof Uint8Array) return `decode('${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')}', 'hex')`;
+  return c.escapeLiteral(String(v));
+}
+
+/** `sql` with its `$n` placeholders (outside quotes) replaced by the literals of `params`. */
+function inline(sql: string, params: unknown[]): string {
+  const c = client as pg.Client;
+  let quoted = false;
+  let out = '';
+  for (let i = 0; i < sql.length; i++) {
+    const ch = sql[i] as string;
+    if (ch === "'") quoted = !quoted;
+    const digits = !quoted && ch === '$' ? /^\d+/.exec(sql.slice(i + 1)) : null;
+    if (digits) {
+      out += literal(c, params[Number(digits[0]) - 1]);
+      i += digits[0].length;
+    } else out += ch;
+  }
+  return out;
+}
+
 async function handle(req: BridgeRequest): Promise<BridgeReply> {
   if (req.op === 'connect') {
     // A first connection, or a new one after a loss (the old one is dropped).
@@ -81,12 +105,13 @@ async function run(client: pg.Client, req: BridgeRequest): Promise<BridgeReply> 
         return { ok: true, rows: r.rows ?? [], rowCount: r.rowCount ?? 0 };
       }
       // Inside the open transaction, a failed statement would abort all of it: a savepoint
-      // keeps the failure to this statement, as SQLite does.
-      await client.query('SAVEPOINT fdl_statement');
+      // keeps the failure to this statement, as SQLite does. Savepoint, statement and release go
+      // as one simple-protocol query (one round trip instead of three), so the parameters are
+      // written in as literals: quoted, hence typed by the server as a bound parameter is.
       try {
-        const r = await client.query({ text: req.sql, values: bindable(req.params) });
-        await client.query('RELEASE fdl_statement');
-        return { ok: true, rows: r.rows ?? [], rowCount: r.rowCount ?? 0 };
+        const results = (await client.query(`SAVEPOINT fdl_statement; ${inline(req.sql, req.params)}; RELEASE fdl_statement`)) as unknown as pg.QueryResult[];
+        const r = results[1];
+        return { ok: true, rows: r?.rows ?? [], rowCount: r?.rowCount ?? 0 };
       } catch (e) {
         await client.query('ROLLBACK TO fdl_statement; RELEASE fdl_statement');
         throw e;

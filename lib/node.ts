@@ -10,7 +10,7 @@ import { spawnConnection } from '../actors/connection.ts';
 import { type PeerHandle, type SchedulerMsg, spawnScheduler } from '../actors/scheduler.ts';
 import { type WorkerMsg, spawnWorker } from '../actors/worker.ts';
 import { ConfigError, connectionLimitsOf, type NodeConfig, retryPolicyOf } from './config.ts';
-import { handshakeMessage, loadOrCreateIdentity, signWith } from './security/identity.ts';
+import { handshakeMessage, identityOf, loadOrCreateIdentity, newIdentityText, signWith } from './security/identity.ts';
 import { DataEngine } from './data/engine.ts';
 import { send, shardOf, spawnActor } from './kit/actors.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -18,6 +18,8 @@ import { FileBudgetLedger, type PrivacySettings } from './ops/index.ts';
 import { type ComputeHandle, computePool, defaultComputeThreads, shareCompute } from './ops/pool.ts';
 import { LOCALS_DIR, LocalsStore } from './store/locals.ts';
 import { openSchedulerStore } from './store/network.ts';
+import { redactUrl } from './store/postgres.ts';
+import { DATABASE_FILE } from './store/store.ts';
 import { Client } from './transport/client.ts';
 import { dashboardHandler, dashboardUrl } from './dashboard/serve.ts';
 import { Downloads } from './transport/downloads.ts';
@@ -107,7 +109,11 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
 
 async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOptions): Promise<RunningNode> {
   // The store first: a damaged one stops the node before anything else is opened or made.
-  const { store, network, replaced } = openSchedulerStore(config.workdir, { initStore: opts.initStore ?? false });
+  const { store, network, replaced } = openSchedulerStore(config.workdir, {
+    initStore: opts.initStore ?? false,
+    url: config.store.url,
+    idleInTransactionMs: config.store.idle_in_transaction_ms,
+  });
   if (replaced) log.warn({ problem: replaced.problem, oldFilesIn: replaced.folder, networkId: network.networkId }, 'started a new network (--init-store)');
   else if (opts.initStore) log.warn('--init-store ignored: the store is healthy and is this work directory\'s own');
   let opened: OpenedData;
@@ -118,7 +124,9 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     throw e;
   }
   const { data, projects, compute } = opened;
-  const identity = loadOrCreateIdentity(config.workdir);
+  // On PostgreSQL the identity lives in the store (every replica is the same scheduler); on SQLite, beside it.
+  const identity =
+    store.db.kind === 'postgres' ? identityOf(store.sharedIdentity(newIdentityText), 'the store') : loadOrCreateIdentity(config.workdir);
   store.inlineResourceMaxBytes = config.store.inline_resource_max_bytes;
   store.onBarrierError = (e) => log.error({ err: e }, 'the store cannot make its changes durable; holding every message until it can');
   const byName = new Map(config.projects.map((p) => [p.name, store.ensureProject(p.name, p.token).id]));
@@ -133,7 +141,8 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
   }
   const schedulerId = store.schedulerId(config.name);
   const system = start();
-  const locals = new LocalsStore(join(config.workdir, LOCALS_DIR));
+  // On PostgreSQL the initiator's masks are rows of the store, where every replica finds them.
+  const locals = store.db.kind === 'postgres' ? new LocalsStore(undefined, store) : new LocalsStore(join(config.workdir, LOCALS_DIR));
   const uploads = new Uploads(store.blobs.incoming);
   const { threshold_bytes: thresholdBytes, chunk_bytes: chunkBytes } = config.streaming;
 
@@ -240,7 +249,9 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     throw e;
   }
   const dashboard = config.dashboard ? dashboardUrl(server.url) : undefined;
-  log.info({ url: server.url, dashboard, schedulerId, mode: config.mode, fingerprint: identity.fingerprint }, 'scheduler listening');
+  // The store's URL without its password: which database this scheduler runs on.
+  const storeAt = config.store.url ? redactUrl(config.store.url) : join(config.workdir, DATABASE_FILE);
+  log.info({ url: server.url, dashboard, schedulerId, mode: config.mode, fingerprint: identity.fingerprint, store: storeAt }, 'scheduler listening');
   return {
     name: config.name,
     mode: config.mode,

@@ -212,7 +212,7 @@ t.test('a guarded write carries any value as it is (its parameters are written i
   const insert = engine.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
   insert.run('first', 'x'); // begins the open transaction: the next writes are guarded
   const tricky = ["it's", "'); DROP TABLE meta; --", 'back\\slash \\x00 $1 ? $2', 'ünïcødé ✓', '', `${'long '.repeat(20_000)}end`];
-  tricky.forEach((v, i) => insert.run(`k${i}`, v));
+  for (const [i, v] of tricky.entries()) insert.run(`k${i}`, v);
   engine.prepare('INSERT INTO resource_bytes (id, bytes) VALUES (?, ?)').run('r-1', Buffer.from([0, 39, 92, 255]));
   engine.prepare('UPDATE meta SET value = ? WHERE key = ?').run(String(Number.MAX_SAFE_INTEGER), 'first');
   engine.barrier();

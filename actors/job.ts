@@ -18,8 +18,8 @@ import type { JobChange, Store, StoredJob } from '../lib/store/store.ts';
 export type JobMsg =
   | { kind: 'start' }
   | { kind: 'started'; attempt: number }
-  /** `rows`: of the node's data, that the attempt read (its report's). */
-  | { kind: 'completed'; attempt: number; resource: ResourceRef; rows?: number | undefined }
+  /** `rows`: of the node's data, that the attempt read; `ranMs`: how long it ran (its report's). */
+  | { kind: 'completed'; attempt: number; resource: ResourceRef; rows?: number | undefined; ranMs?: number | undefined }
   | { kind: 'failed'; attempt: number; error: WireError }
   /** The worker (re)joined; `holding`: it announced this very attempt as running. */
   | { kind: 'workerConnected'; holding: boolean }
@@ -224,14 +224,18 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
         case 'started':
           if (!inFlight(s, msg.attempt) || s.job.state === 'RUNNING') return s;
           return write(s, { state: 'RUNNING', startedAt: props.now() });
-        case 'completed':
+        case 'completed': {
           if (!inFlight(s, msg.attempt)) return s;
+          const finishedAt = props.now();
           return write(clearAll(s), {
             state: 'COMPLETED',
             resultResourceId: msg.resource.id,
-            finishedAt: props.now(),
+            finishedAt,
             ...(msg.rows === undefined ? {} : { rows: msg.rows }),
+            // A short attempt is reported without jobStarted: it ran for the report's ranMs.
+            ...(s.job.state === 'SCHEDULED' ? { startedAt: finishedAt - Math.round(msg.ranMs ?? 0) } : {}),
           });
+        }
         case 'failed':
           if (!inFlight(s, msg.attempt)) return s;
           return fail(s, msg.error, ctx.self);

@@ -1,9 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Cluster } from '../lib/sim/cluster.ts';
-import { distributions, steps } from '../lib/workbench/builders.ts';
-import { syntheticShard } from './rounds.ts';
+import { readFileSync } from 'node:fs';
+import { roundsCluster, tinyRound } from './rounds.ts';
 import { Cleanup } from './util.ts';
 
 /**
@@ -52,36 +48,13 @@ function sample(pid: number): Sample {
 
 const cleanup = new Cleanup();
 try {
-  const dir = cleanup.tempDir('fdl-round-costs-');
-  const files = Array.from({ length: N }, (_, i) => {
-    const file = join(dir, `shard-${i + 1}.csv`);
-    writeFileSync(file, syntheticShard(1000 + i, 100).csv);
-    return file;
-  });
-  const token = randomBytes(16).toString('hex');
-  const cluster = await Cluster.start({
-    dir,
-    projectName: 'rounds',
-    projectToken: token,
-    workers: files.map((f, i) => ({ name: `worker-${i + 1}`, files: [f] })),
-    env: { FDL_LOG_LEVEL: 'warn' },
-  });
-  cleanup.add('cluster', () => cluster.stop());
-  const wb = await cluster.connect('round-costs');
-  cleanup.add('workbench', () => wb.close());
-  const project = await wb.project(token);
-  const tiny = (rounds: number) => [
-    steps.iterate(rounds, [
-      { kind: 'Parallel' as const, operation: { kind: 'Noop' as const }, distribution: distributions.collect() },
-      { kind: 'Finalize' as const, operation: { kind: 'Noop' as const } },
-    ]),
-  ];
-  await (await project.submit(tiny(R))).result(); // warm-up (JIT)
+  const { cluster, project } = await roundsCluster(cleanup, N, 100);
+  await (await project.submit(tinyRound(R))).result(); // warm-up (JIT)
 
   const processes = cluster.processes().filter((p): p is { name: string; pid: number } => p.pid !== undefined);
   const before = new Map(processes.map((p) => [p.name, sample(p.pid)]));
   const t0 = performance.now();
-  for (let i = 0; i < REPEATS; i++) await (await project.submit(tiny(R))).result();
+  for (let i = 0; i < REPEATS; i++) await (await project.submit(tinyRound(R))).result();
   const wall = (performance.now() - t0) / (REPEATS * R);
   const rounds = REPEATS * R;
   process.stdout.write(`tiny round, ${N} workers, ${REPEATS} x Iterate(${R}): wall ${wall.toFixed(2)} ms per round (submit and download included)\n`);

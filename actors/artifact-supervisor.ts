@@ -1,6 +1,6 @@
 import { stop } from 'nact';
 import { decodeValue, encodeValue } from '../protocols/codec.ts';
-import type { ArtifactState } from '../protocols/entities.ts';
+import type { ArtifactState, ResourceRef } from '../protocols/entities.ts';
 import { type WireError, wireError } from '../protocols/errors.ts';
 import type { Message, MessageOf } from '../protocols/messages.ts';
 import { toWireError } from '../lib/errors.ts';
@@ -68,6 +68,11 @@ interface SupervisorState {
   gone: Map<string, number>;
   /** How many jobs are done (COMPLETED or left out): kept with every change, never counted. */
   doneCount: number;
+  /**
+   * Products reported since this actor (re)started, by producing job, until every job they feed
+   * has been started: their JobActors get them without reading the jobs' and resources' rows.
+   */
+  products: Map<number, ResourceRef>;
 }
 
 const TERMINAL: ReadonlySet<ArtifactState> = new Set(['COMPLETED', 'ERROR', 'CANCELLED']);
@@ -138,7 +143,17 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
     // it starts with no one gone: a dead worker then costs one more wait, a live one is never
     // left out by mistake.
     const gone = generation === 1 ? goneFromRows(jobs, artifact.absent) : new Map<string, number>();
-    return { artifact, jobs, predecessors, live: new Map(), nodes, presence: new Map(), gone, doneCount: jobs.filter(done).length };
+    return {
+      artifact,
+      jobs,
+      predecessors,
+      live: new Map(),
+      nodes,
+      presence: new Map(),
+      gone,
+      doneCount: jobs.filter(done).length,
+      products: new Map(),
+    };
   };
 
   const progress = (s: SupervisorState) => ({ completed: s.doneCount, total: s.jobs.length });
@@ -209,6 +224,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
       if (!job || s.live.has(job.index) || job.state === 'COMPLETED' || job.state === 'ERROR') continue;
       const preds = s.predecessors[job.index] ?? [];
       if (!preds.every((p) => done(s.jobs[p]))) continue;
+      const inputs = inputsOf(s, preds);
       const ref = spawnJobActor(jobParent(self, job.index), {
         store: props.store,
         log: props.log,
@@ -218,6 +234,8 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
         jobIndex: job.index,
         generation,
         predecessors: preds,
+        job,
+        ...(inputs ? { inputs } : {}),
         supervisor: self as Ref<JobChanged>,
         deliver: props.deliver,
         now: props.now,
@@ -225,6 +243,27 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
       });
       s.live.set(job.index, ref);
       send(ref, { kind: 'start' });
+      forgetFed(s, preds);
+    }
+  };
+
+  /** The products of `preds` (left-out ones give none), when this actor holds every one; else undefined (read from the store). */
+  const inputsOf = (s: SupervisorState, preds: number[]): ResourceRef[] | undefined => {
+    const inputs: ResourceRef[] = [];
+    for (const p of preds) {
+      if (s.jobs[p]?.leftOut) continue;
+      const product = s.products.get(p);
+      if (!product) return undefined;
+      inputs.push(product);
+    }
+    return inputs;
+  };
+
+  /** A product is let go once every job it feeds has started (their JobActors hold it). */
+  const forgetFed = (s: SupervisorState, preds: number[]) => {
+    for (const p of preds) {
+      const producer = s.jobs[p];
+      if (producer?.locks.every((l) => s.live.has(l) || done(s.jobs[l]) || s.jobs[l]?.state === 'ERROR')) s.products.delete(p);
     }
   };
 
@@ -394,6 +433,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
             setJob(s, { ...consumer, state: 'WAITING', nextAttemptAt: undefined });
           }
           props.store.updateJob(producer.id, { state: 'WAITING', clearResult: true });
+          s.products.delete(producer.index);
           const again: StoredJob = { ...producer, state: 'WAITING', resultResourceId: undefined };
           setJob(s, again);
           props.log.warn({ jobId: producer.id }, 'a product was corrupted; producing it again');
@@ -405,6 +445,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
           // A job out of attempts is announced once its fate is known (left out, or fatal).
           if (msg.job.state !== 'ERROR') emitJob(s, msg.job);
           if (msg.job.state === 'COMPLETED') {
+            if (msg.product) s.products.set(msg.job.index, msg.product);
             stopJob(s, msg.job.index, false);
             return advance(s, ctx.self, msg.job.locks);
           }

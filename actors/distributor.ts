@@ -25,6 +25,8 @@ export type DistributorMsg = {
   sealFor?: Recipient[] | undefined;
   /** Rows of the node's data the operation read, for the report (undefined: it read none). */
   rows?: number | undefined;
+  /** How long the operation ran (ms), for the report. */
+  ranMs?: number | undefined;
 };
 
 /** The report to repeat for a duplicate assignment: the completion, or the offer of a streamed product (which resumes it). */
@@ -56,6 +58,7 @@ export function spawnDistributor(
       const offer = (sha256: string, size: number): MessageOf<'productOffer'> => {
         const report: MessageOf<'productOffer'> = { type: 'productOffer', jobId: msg.jobId, attempt: msg.attempt, sha256, size };
         if (msg.rows !== undefined) report.rows = msg.rows;
+        if (msg.ranMs !== undefined) report.ranMs = msg.ranMs;
         return report;
       };
       const { product } = msg;
@@ -80,6 +83,7 @@ export function spawnDistributor(
       }
       const report: MessageOf<'jobCompleted'> = { type: 'jobCompleted', jobId: msg.jobId, attempt: msg.attempt, sha256, data };
       if (msg.rows !== undefined) report.rows = msg.rows;
+      if (msg.ranMs !== undefined) report.ranMs = msg.ranMs;
       // When the socket is down the report stays with the WorkerActor: the scheduler
       // re-sends the assignment on reconnect and gets this report again.
       const outgoing = props.tamper ? props.tamper(report) : report;

@@ -18,8 +18,8 @@ import type { JobChange, Store, StoredJob } from '../lib/store/store.ts';
 export type JobMsg =
   | { kind: 'start' }
   | { kind: 'started'; attempt: number }
-  /** `rows`: of the node's data, that the attempt read (its report's). */
-  | { kind: 'completed'; attempt: number; resource: ResourceRef; rows?: number | undefined }
+  /** `rows`: of the node's data, that the attempt read; `ranMs`: how long it ran (its report's). */
+  | { kind: 'completed'; attempt: number; resource: ResourceRef; rows?: number | undefined; ranMs?: number | undefined }
   | { kind: 'failed'; attempt: number; error: WireError }
   /** The worker (re)joined; `holding`: it announced this very attempt as running. */
   | { kind: 'workerConnected'; holding: boolean }
@@ -31,10 +31,11 @@ export type JobMsg =
   | { kind: 'graceExpired'; attempt: number }
   | { kind: 'recovered' };
 
-/** What a JobActor tells its supervisor: the job row as just written. */
+/** What a JobActor tells its supervisor: the job row as just written; when it completed, its product. */
 export interface JobChanged {
   kind: 'jobChanged';
   job: StoredJob;
+  product?: ResourceRef;
 }
 
 export interface JobProps {
@@ -48,6 +49,15 @@ export interface JobProps {
   generation?: number;
   /** Indices of the jobs whose products are this job's inputs (left-out jobs give none). */
   predecessors: number[];
+  /** The job's row as the supervisor holds it (the store's): spares a read at start. Absent: read. */
+  job?: StoredJob;
+  /**
+   * The products of `predecessors` (left-out ones give none), in order, as the supervisor holds
+   * them from their reports: spares reading their jobs' and resources' rows per assignment.
+   * Absent: read from the store. Small bytes are read from the store either way, where their
+   * checksum is checked (rotten bytes are made again, not sent).
+   */
+  inputs?: ResourceRef[];
   supervisor: Ref<JobChanged>;
   /** Sends a message to a node (worker or the local initiator); false when it is not connected. */
   deliver(nodeId: string, message: Message): boolean;
@@ -80,7 +90,7 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
     return job;
   };
 
-  const write = (s: JobState, change: JobChange): JobState => {
+  const write = (s: JobState, change: JobChange, product?: ResourceRef): JobState => {
     props.store.updateJob(s.job.id, change);
     const job: StoredJob = {
       ...s.job,
@@ -90,24 +100,29 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
       // A new attempt running clears when the last one stopped (as the store does).
       finishedAt: change.startedAt === undefined ? (change.finishedAt ?? s.job.finishedAt) : change.finishedAt,
     };
-    send(props.supervisor, { kind: 'jobChanged', job });
+    send(props.supervisor, product ? { kind: 'jobChanged', job, product } : { kind: 'jobChanged', job });
     return { ...s, job };
   };
 
   /** The predecessors' products; small ones carry their bytes, so the worker need not fetch them. */
   const inputs = (): AssignedInput[] => {
-    const refs: AssignedInput[] = [];
-    for (const i of props.predecessors) {
-      const pred = props.store.job(props.artifactId, i);
-      if (pred?.leftOut) continue;
-      const ref = pred?.resultResourceId ? props.store.resource(pred.resultResourceId) : undefined;
-      if (!ref) throw new Error(`input of job ${props.jobIndex} from job ${i} is missing`);
+    const refs: ResourceRef[] = [];
+    if (props.inputs) refs.push(...props.inputs);
+    else {
+      for (const i of props.predecessors) {
+        const pred = props.store.job(props.artifactId, i);
+        if (pred?.leftOut) continue;
+        const ref = pred?.resultResourceId ? props.store.resource(pred.resultResourceId) : undefined;
+        if (!ref) throw new Error(`input of job ${props.jobIndex} from job ${i} is missing`);
+        refs.push(ref);
+      }
+    }
+    return refs.map((ref) => {
       const input: AssignedInput = { id: ref.id, jobId: ref.jobId, producer: ref.producer, size: ref.size, sha256: ref.sha256 };
       const data = ref.size <= props.store.inlineResourceMaxBytes ? smallBytes(ref.id) : undefined;
       if (data) input.data = data;
-      refs.push(input);
-    }
-    return refs;
+      return input;
+    });
   };
 
   /** Bytes that failed their checksum are not sent: the worker's fetch reports the rot (and has them made again). */
@@ -224,14 +239,18 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
         case 'started':
           if (!inFlight(s, msg.attempt) || s.job.state === 'RUNNING') return s;
           return write(s, { state: 'RUNNING', startedAt: props.now() });
-        case 'completed':
+        case 'completed': {
           if (!inFlight(s, msg.attempt)) return s;
+          const finishedAt = props.now();
           return write(clearAll(s), {
             state: 'COMPLETED',
             resultResourceId: msg.resource.id,
-            finishedAt: props.now(),
+            finishedAt,
             ...(msg.rows === undefined ? {} : { rows: msg.rows }),
-          });
+            // A short attempt is reported without jobStarted: it ran for the report's ranMs.
+            ...(s.job.state === 'SCHEDULED' ? { startedAt: finishedAt - Math.round(msg.ranMs ?? 0) } : {}),
+          }, msg.resource);
+        }
         case 'failed':
           if (!inFlight(s, msg.attempt)) return s;
           return fail(s, msg.error, ctx.self);
@@ -269,8 +288,11 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
       log: props.log,
       // Reset from the store: the durable row is the truth, memory is a cache of it.
       initialState: (ctx) => {
-        if (incarnation++ > 0) send(ctx.self, { kind: 'recovered' });
-        return { job: load(), timers: noTimers() };
+        if (incarnation++ > 0) {
+          send(ctx.self, { kind: 'recovered' });
+          return { job: load(), timers: noTimers() };
+        }
+        return { job: props.job ?? load(), timers: noTimers() };
       },
       afterStop: (s) => {
         clearAll(s);

@@ -664,7 +664,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
     if (!supervisor) return;
     let report: JobMsg;
     try {
-      report = { kind: 'completed', attempt: o.attempt, resource: put(), rows: o.rows };
+      report = { kind: 'completed', attempt: o.attempt, resource: put(), rows: o.rows, ranMs: o.ranMs };
     } catch (e) {
       // A product that cannot be stored is a failed attempt with its real cause, now (not
       // an attempt timeout much later); it is retried like any other.
@@ -725,13 +725,13 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             return;
           }
           const meta = { artifactId, jobId: m.jobId, producer: nodeId, sha256: m.sha256 };
-          storeProduct(s, { jobId: m.jobId, attempt: m.attempt, nodeId, rows: m.rows }, () => store.putResource(meta, m.data, now()));
+          storeProduct(s, { jobId: m.jobId, attempt: m.attempt, nodeId, rows: m.rows, ranMs: m.ranMs }, () => store.putResource(meta, m.data, now()));
         }
         return;
       }
       case 'productOffer': {
         if (!currentAttempt(nodeId, m.jobId, m.attempt)) return; // stale or repeated: nothing to take
-        const offer = { jobId: m.jobId, attempt: m.attempt, nodeId, rows: m.rows };
+        const offer = { jobId: m.jobId, attempt: m.attempt, nodeId, rows: m.rows, ranMs: m.ranMs };
         const error = overLimit(m.jobId, m.size);
         if (error) {
           // Refused before a byte moves: the job fails naming the size (retrying makes the same product).
@@ -972,7 +972,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
         case 'localProduct': {
           const { report } = msg;
           if (!currentAttempt(props.schedulerId, report.jobId, report.attempt)) return s;
-          const offer = { jobId: report.jobId, attempt: report.attempt, nodeId: props.schedulerId };
+          const offer = { jobId: report.jobId, attempt: report.attempt, nodeId: props.schedulerId, ranMs: report.ranMs };
           const tooBig = overLimit(report.jobId, report.size);
           if (tooBig) {
             failAttempt(s, offer, tooBig);

@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import type { WireError } from '../protocols/errors.ts';
-import type { Message, MessageOf } from '../protocols/messages.ts';
+import { type Message, type MessageOf, STARTED_NOTICE_MS } from '../protocols/messages.ts';
 import { type DataEngine, forAttempt } from '../lib/data/engine.ts';
 import { FdlError, toWireError } from '../lib/errors.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
@@ -24,6 +24,8 @@ export type WorkerMsg =
   | { kind: 'inbound'; message: Message }
   | { kind: 'opDone'; key: string; product: unknown }
   | { kind: 'opFailed'; key: string; error: WireError }
+  /** Timer: the attempt's operation has run STARTED_NOTICE_MS; still running, it says so. */
+  | { kind: 'startedNotice'; key: string }
   | CollectorReport
   | DistributorReport;
 
@@ -35,6 +37,10 @@ interface Attempt {
   abort?: AbortController;
   /** The operation read the node's data for the assignment's project. */
   readData?: boolean;
+  /** When the operation began (performance.now()), for the report's `ranMs`. */
+  began?: number;
+  /** Armed when the operation began: sends `jobStarted` if it is still running then. */
+  notice?: NodeJS.Timeout;
 }
 
 interface WorkerState {
@@ -82,6 +88,7 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
   const running = props.running ?? new Set<string>();
 
   const report = (a: Attempt, message: Message, phase: Attempt['phase']) => {
+    clearTimeout(a.notice);
     a.report = message;
     a.phase = phase;
     running.delete(keyOf(a.assignment.jobId, a.assignment.attempt));
@@ -123,6 +130,7 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
             const a = s.attempts.get(keyOf(m.jobId, m.attempt));
             if (a && a.phase !== 'done' && a.phase !== 'failed') {
               a.phase = 'cancelled';
+              clearTimeout(a.notice);
               a.abort?.abort(new FdlError('CANCELLED', 'the job was cancelled', { retryable: false }));
             }
             running.delete(keyOf(m.jobId, m.attempt));
@@ -140,8 +148,11 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
           if (a?.phase !== 'collecting') return s;
           a.phase = 'running';
           const { assignment } = a;
-          props.sendToScheduler({ type: 'jobStarted', jobId: assignment.jobId, attempt: assignment.attempt });
           const self = ctx.self;
+          // A short operation goes straight to its report (with `ranMs`): no jobStarted frame.
+          a.began = performance.now();
+          a.notice = setTimeout(() => send(self, { kind: 'startedNotice', key: msg.key }), STARTED_NOTICE_MS);
+          a.notice.unref();
           const abort = new AbortController();
           a.abort = abort;
           const data = props.data
@@ -173,6 +184,12 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
           );
           return s;
         }
+        case 'startedNotice': {
+          const a = s.attempts.get(msg.key);
+          if (a?.phase !== 'running') return s;
+          props.sendToScheduler({ type: 'jobStarted', jobId: a.assignment.jobId, attempt: a.assignment.attempt });
+          return s;
+        }
         case 'inputsFailed':
         case 'opFailed': {
           const a = s.attempts.get(msg.key);
@@ -189,6 +206,7 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
           if (a?.phase === 'cancelled') log.info({ jobId: a.assignment.jobId, attempt: a.assignment.attempt }, 'cancelled job finished unreported');
           if (a?.phase !== 'running') return s;
           a.phase = 'distributing';
+          clearTimeout(a.notice);
           send(s.distributor, {
             kind: 'distribute',
             key: msg.key,
@@ -198,6 +216,7 @@ export function spawnWorker(parent: Ref<unknown>, props: WorkerProps): Ref<Worke
             product: msg.product,
             sealFor: a.assignment.sealFor,
             rows: a.readData && props.data ? props.data.rowsOf(a.assignment.projectToken) : undefined,
+            ranMs: Math.round((performance.now() - (a.began ?? performance.now())) * 1000) / 1000,
           });
           return s;
         }

@@ -23,7 +23,9 @@ import { type Cleanup, median, ms, now, type Row, ratio, spread } from './util.t
  *    checksums, events, and the workbench's final status + result requests.
  *  - job-busy (cross-check, an upper bound of ops): the time during which at least one job
  *    was between RUNNING and COMPLETED, from the `artifactEvent` pushes as they reach the
- *    workbench; it also holds each job's report (encode, socket, sha256, store write).
+ *    workbench (a job too short for a RUNNING push: from its COMPLETED push back by the time it
+ *    ran, `finishedAt - startedAt`, to the millisecond); it also holds each job's report (encode,
+ *    socket, sha256, store write).
  */
 
 const SHARDS = ['california_housing.MedInc1.csv', 'california_housing.MedInc2.csv'].map((f) => join(EXAMPLE_DATA, f));
@@ -58,7 +60,12 @@ async function runArtifact(project: Project, stepList: Step[]): Promise<Run> {
     const t = now();
     const rec = times.get(e.event.jobId) ?? {};
     if (e.event.state === 'RUNNING') rec.running = t;
-    if (e.event.state === 'COMPLETED') rec.completed = t;
+    if (e.event.state === 'COMPLETED') {
+      rec.completed = t;
+      // A short attempt has no RUNNING push (protocol 4): it ran for finishedAt - startedAt (ms).
+      const { startedAt, finishedAt } = e.event;
+      if (rec.running === undefined && startedAt !== undefined && finishedAt !== undefined) rec.running = t - (finishedAt - startedAt);
+    }
     times.set(e.event.jobId, rec);
   });
   await handle.result();

@@ -184,41 +184,48 @@ async function fedAvgCompute(shards: Array<{ x: Matrix; y: Float64Array }>, repe
   return median(out);
 }
 
+/** The tiny round's artifact: `Iterate(rounds, [Parallel(Noop, Collect), Finalize(Noop)])`. */
+export const tinyRound = (rounds: number): Step[] => [
+  steps.iterate(rounds, [
+    { kind: 'Parallel', operation: { kind: 'Noop' }, distribution: distributions.collect() },
+    { kind: 'Finalize', operation: { kind: 'Noop' } },
+  ]),
+];
+
+/** A cluster of a scheduler and `n` worker processes, each with a synthetic shard of `rows` rows, and a workbench on it. */
+export async function roundsCluster(cleanup: Cleanup, n: number, rows: number) {
+  const dir = cleanup.tempDir(`fdl-bench-rounds-${n}-`);
+  const shards = Array.from({ length: n }, (_, i) => syntheticShard(1000 + i, rows));
+  const files = shards.map((s, i) => {
+    const file = join(dir, `shard-${i + 1}.csv`);
+    writeFileSync(file, s.csv);
+    return file;
+  });
+  const token = randomBytes(16).toString('hex');
+  const cluster = await Cluster.start({
+    dir,
+    projectName: 'rounds',
+    projectToken: token,
+    workers: files.map((f, i) => ({ name: `worker-${i + 1}`, files: [f] })),
+    env: { FDL_LOG_LEVEL: 'warn' },
+  });
+  cleanup.add(`cluster (${n})`, () => cluster.stop());
+  const wb = await cluster.connect('bench-rounds');
+  cleanup.add(`workbench (${n})`, () => wb.close());
+  const project = await wb.project(token);
+  return { dir, shards, cluster, wb, project };
+}
+
 export async function benchRounds(opts: { cleanup: Cleanup; repeats: number; workers: number[] }): Promise<Row[]> {
   const rows: Row[] = [];
   const LO = 5;
   const HI = Number(process.env.BENCH_ROUNDS_HI ?? 45);
   for (const n of opts.workers) {
-    const dir = opts.cleanup.tempDir(`fdl-bench-rounds-${n}-`);
-    const shards = Array.from({ length: n }, (_, i) => syntheticShard(1000 + i, ROWS_PER_WORKER));
-    const files = shards.map((s, i) => {
-      const file = join(dir, `shard-${i + 1}.csv`);
-      writeFileSync(file, s.csv);
-      return file;
-    });
-    const token = randomBytes(16).toString('hex');
-    const cluster = await Cluster.start({
-      dir,
-      projectName: 'rounds',
-      projectToken: token,
-      workers: files.map((f, i) => ({ name: `worker-${i + 1}`, files: [f] })),
-      env: { FDL_LOG_LEVEL: 'warn' },
-    });
-    opts.cleanup.add(`cluster (${n})`, () => cluster.stop());
-    const wb = await cluster.connect('bench-rounds');
-    opts.cleanup.add(`workbench (${n})`, () => wb.close());
-    const project = await wb.project(token);
-
-    const tiny = (rounds: number): Step[] => [
-      steps.iterate(rounds, [
-        { kind: 'Parallel', operation: { kind: 'Noop' }, distribution: distributions.collect() },
-        { kind: 'Finalize', operation: { kind: 'Noop' } },
-      ]),
-    ];
+    const { dir, shards, cluster, wb, project } = await roundsCluster(opts.cleanup, n, ROWS_PER_WORKER);
     const fedAvg = (rounds: number): Step[] =>
       models.logisticRegression({ features: FEATURES, label: 'y', rounds, batchSize: 64, epochs: 1, standardize: 'none' });
 
-    const tinyRun = await perRound(project, tiny, LO, HI, opts.repeats);
+    const tinyRun = await perRound(project, tinyRound, LO, HI, opts.repeats);
     const fedRun = await perRound(project, fedAvg, LO, Math.min(HI, 25), opts.repeats);
     wb.close();
     await cluster.stop();

@@ -186,7 +186,8 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
         if (!scheduler) return;
         if ('file' in body) send(scheduler, { kind: 'localProduct', report: offer, file: body.file });
         else {
-          const report: Message = { type: 'jobCompleted', jobId: offer.jobId, attempt: offer.attempt, sha256: offer.sha256, data: body.bytes };
+          const report: MessageOf<'jobCompleted'> = { type: 'jobCompleted', jobId: offer.jobId, attempt: offer.attempt, sha256: offer.sha256, data: body.bytes };
+          if (offer.ranMs !== undefined) report.ranMs = offer.ranMs;
           send(scheduler, { kind: 'fromWorker', peer: initiatorPeer, nodeId: schedulerId, message: report });
         }
       },

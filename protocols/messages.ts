@@ -97,13 +97,23 @@ export const AssignJobSchema = msg('assignJob', {
 });
 /** scheduler -> worker: stop a job (artifact cancelled or failed); no report is expected. */
 export const CancelJobSchema = msg('cancelJob', { jobId: Id, attempt: z.number().int().min(1) });
-/** worker -> scheduler: the attempt began. */
+/**
+ * A worker says an attempt runs (`jobStarted`) only when its operation is still running this long
+ * after it began: a round of short jobs costs one frame each way per worker, not two back.
+ */
+export const STARTED_NOTICE_MS = 100;
+/**
+ * worker -> scheduler: the attempt's operation is still running `STARTED_NOTICE_MS` after it
+ * began (a shorter one goes straight to its report, which says how long it ran).
+ */
 export const JobStartedSchema = msg('jobStarted', { jobId: Id, attempt: z.number().int().min(1) });
 /**
  * Rows of this node's data for the project that the attempt read (the union of its data sources
  * bound to the assignment's projectToken, before the query); absent when it read none.
  */
 const RowsRead = z.number().int().min(0);
+/** How long the operation ran, in ms (from its inputs being in to its product), as the worker measured it. */
+const RanMs = z.number().min(0).max(Number.MAX_SAFE_INTEGER);
 /** worker -> scheduler: the attempt succeeded; `data` is its product (up to the stream threshold), checked against `sha256`. */
 export const JobCompletedSchema = msg('jobCompleted', {
   jobId: Id,
@@ -111,6 +121,7 @@ export const JobCompletedSchema = msg('jobCompleted', {
   sha256: Sha256,
   data: Bytes,
   rows: RowsRead.optional(),
+  ranMs: RanMs.optional(),
 });
 /** worker -> scheduler: the attempt failed. */
 export const JobFailedSchema = msg('jobFailed', {
@@ -132,6 +143,8 @@ export const ProductOfferSchema = msg('productOffer', {
   size: ByteCount,
   /** As in `jobCompleted`. */
   rows: RowsRead.optional(),
+  /** As in `jobCompleted`. */
+  ranMs: RanMs.optional(),
 });
 /** scheduler -> worker: send the resource `sha256` from `offset` (what the scheduler holds; a refused chunk is asked again this way). */
 export const ResourceWantSchema = msg('resourceWant', { sha256: Sha256, offset: ByteCount });

@@ -3,4 +3,7 @@
 // 3: resources over the stream threshold move in chunks (productOffer, resourceWant,
 //    resourceChunk); resourceData and result carry `size` and may come without `data`. A v2
 //    peer could not read a streamed resource, so the versions do not mix.
-export const PROTOCOL_VERSION = 3;
+// 4: a worker sends `jobStarted` only for an operation still running after STARTED_NOTICE_MS;
+//    `jobCompleted`/`productOffer` say how long it ran (`ranMs`). A v3 scheduler would refuse the
+//    new field.
+export const PROTOCOL_VERSION = 4;

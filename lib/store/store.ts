@@ -774,7 +774,7 @@ export class Store {
         `UPDATE jobs SET state = ?, attempt = COALESCE(?, attempt), last_error_json = COALESCE(?, last_error_json),
          result_resource_id = CASE WHEN ? = 1 THEN NULL ELSE COALESCE(?, result_resource_id) END,
          next_attempt_at = ?, left_out = COALESCE(?, left_out), rows = COALESCE(?, rows),
-         started_at = COALESCE(?, started_at), finished_at = CASE WHEN CAST(? AS BIGINT) IS NOT NULL THEN NULL ELSE COALESCE(?, finished_at) END
+         started_at = COALESCE(?, started_at), finished_at = CASE WHEN CAST(? AS BIGINT) IS NOT NULL AND CAST(? AS BIGINT) IS NULL THEN NULL ELSE COALESCE(?, finished_at) END
          WHERE id = ?`,
       )
       .run(
@@ -788,6 +788,7 @@ export class Store {
         change.rows ?? null,
         change.startedAt ?? null,
         change.startedAt ?? null,
+        change.finishedAt ?? null,
         change.finishedAt ?? null,
         id,
       );
@@ -936,7 +937,10 @@ export interface JobChange {
   leftOut?: boolean;
   /** Rows of its node's data the completed attempt read (its report's `rows`). */
   rows?: number;
-  /** An attempt started running now: its start, and the job's `finishedAt` is cleared. */
+  /**
+   * An attempt started running: its start, and the job's `finishedAt` is cleared, unless this
+   * change also ends it (a short attempt reported without `jobStarted`: both at once).
+   */
   startedAt?: number;
   /** The job stopped now (COMPLETED, FAILED, ERROR). */
   finishedAt?: number;

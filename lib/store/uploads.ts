@@ -10,6 +10,8 @@ export interface UploadOffer {
   nodeId: string;
   /** The rows of the project's data the attempt read (its report's `rows`), for the result's provenance. */
   rows?: number | undefined;
+  /** How long its operation ran (its report's `ranMs`), for the job's `startedAt`. */
+  ranMs?: number | undefined;
 }
 
 interface Upload {

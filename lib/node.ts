@@ -165,6 +165,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     // the store without a socket (a file is copied, bytes ride in the report).
     large: {
       thresholdBytes,
+      dir: join(config.workdir, SPOOL_DIR, 'out'),
       fetch: async (ref) => {
         const body = store.resourceBody(ref.id);
         if (!body) throw new FdlError('UNKNOWN_RESOURCE', `no resource ${ref.id}`);
@@ -379,6 +380,7 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
     scratch: join(spool, 'out'),
     large: {
       thresholdBytes,
+      dir: join(spool, 'out'),
       fetch: async (ref) => {
         const build = (reqId: number, offset: number): Message => ({ type: 'fetchResource', reqId, resourceId: ref.id, ...(offset > 0 ? { offset } : {}) });
         const got = await downloads.fetch(build, { sha256: ref.sha256 });

@@ -1,5 +1,6 @@
 import {
   createCipheriv,
+  createHash,
   createDecipheriv,
   createPublicKey,
   diffieHellman,
@@ -8,6 +9,8 @@ import {
   type KeyObject,
   randomBytes,
 } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readSync, rmSync } from 'node:fs';
+import { open as fsOpen } from 'node:fs/promises';
 import { decodeValue, encodeValue } from '../../protocols/codec.ts';
 import { FdlError } from '../errors.ts';
 
@@ -45,14 +48,11 @@ function kek(shared: Buffer, salt: Uint8Array, to: string, epk: Uint8Array): Buf
   return Buffer.from(hkdfSync('sha256', shared, salt, Buffer.concat([Buffer.from(`${INFO}\0${to}\0`), epk]), 32));
 }
 
-export function seal(plaintext: Uint8Array, recipients: Recipient[], context: string): Uint8Array {
+type KeyEntry = Envelope['keys'][number];
+
+/** A fresh content key wrapped for each recipient (an ephemeral X25519 key per resource). */
+function wrapKey(key: Buffer, recipients: Recipient[], context: string): { epk: Buffer; keys: KeyEntry[] } {
   if (recipients.length === 0) throw new FdlError('INTERNAL', 'sealing needs at least one recipient');
-  const key = randomBytes(32);
-  const iv = randomBytes(12);
-  const cipher = createCipheriv('aes-256-gcm', key, iv);
-  cipher.setAAD(Buffer.from(context));
-  const ct = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-  const tag = cipher.getAuthTag();
   const eph = generateKeyPairSync('x25519');
   const epk = eph.publicKey.export({ type: 'spki', format: 'der' });
   const keys = recipients.map((r) => {
@@ -65,6 +65,34 @@ export function seal(plaintext: Uint8Array, recipients: Recipient[], context: st
     const wrapped = Buffer.concat([w.update(key), w.final()]);
     return { to: r.nodeId, salt, iv: wiv, tag: w.getAuthTag(), wrapped };
   });
+  return { epk, keys };
+}
+
+/** This node's content key from an envelope's entries (OPERATION_FAILED: none for it; CHECKSUM_MISMATCH: it does not authenticate). */
+function unwrapKey(epkBytes: Uint8Array, keys: KeyEntry[], nodeId: string, boxPrivate: KeyObject, context: string): Buffer {
+  const entry = keys.find((k) => k.to === nodeId);
+  if (!entry) throw new FdlError('OPERATION_FAILED', `a sealed input is not addressed to ${nodeId}`, { retryable: false });
+  try {
+    const epk = Buffer.from(epkBytes);
+    const publicKey = createPublicKey({ key: epk, format: 'der', type: 'spki' });
+    const shared = diffieHellman({ privateKey: boxPrivate, publicKey });
+    const w = createDecipheriv('aes-256-gcm', kek(shared, entry.salt, nodeId, epk), entry.iv);
+    w.setAAD(Buffer.from(context));
+    w.setAuthTag(entry.tag);
+    return Buffer.concat([w.update(entry.wrapped), w.final()]);
+  } catch (e) {
+    throw new FdlError('CHECKSUM_MISMATCH', `a sealed input failed authentication: ${(e as Error).message}`);
+  }
+}
+
+export function seal(plaintext: Uint8Array, recipients: Recipient[], context: string): Uint8Array {
+  const key = randomBytes(32);
+  const { epk, keys } = wrapKey(key, recipients, context);
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  cipher.setAAD(Buffer.from(context));
+  const ct = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  const tag = cipher.getAuthTag();
   const envelope: Envelope = { fdlSealed: 1, epk, iv, tag, ct, keys };
   return encodeValue(envelope);
 }
@@ -77,16 +105,8 @@ export function asEnvelope(value: unknown): Envelope | undefined {
 }
 
 export function open(envelope: Envelope, nodeId: string, boxPrivate: KeyObject, context: string): Uint8Array {
-  const entry = envelope.keys.find((k) => k.to === nodeId);
-  if (!entry) throw new FdlError('OPERATION_FAILED', `a sealed input is not addressed to ${nodeId}`, { retryable: false });
+  const key = unwrapKey(envelope.epk, envelope.keys, nodeId, boxPrivate, context);
   try {
-    const epk = Buffer.from(envelope.epk);
-    const publicKey = createPublicKey({ key: epk, format: 'der', type: 'spki' });
-    const shared = diffieHellman({ privateKey: boxPrivate, publicKey });
-    const w = createDecipheriv('aes-256-gcm', kek(shared, entry.salt, nodeId, epk), entry.iv);
-    w.setAAD(Buffer.from(context));
-    w.setAuthTag(entry.tag);
-    const key = Buffer.concat([w.update(entry.wrapped), w.final()]);
     const d = createDecipheriv('aes-256-gcm', key, envelope.iv);
     d.setAAD(Buffer.from(context));
     d.setAuthTag(envelope.tag);
@@ -100,7 +120,254 @@ export function open(envelope: Envelope, nodeId: string, boxPrivate: KeyObject, 
 export function openValue(bytes: Uint8Array, me: { nodeId: string; boxPrivate: KeyObject } | undefined, context: string): unknown {
   const value = decodeValue(bytes);
   const envelope = asEnvelope(value);
-  if (!envelope) return value;
+  const segmented = envelope ? undefined : asSegmentedEnvelope(value);
+  if (!envelope && !segmented) return value;
   if (!me) throw new FdlError('OPERATION_FAILED', 'a sealed input reached a node without keys', { retryable: false });
-  return decodeValue(open(envelope, me.nodeId, me.boxPrivate, context));
+  if (envelope) return decodeValue(open(envelope, me.nodeId, me.boxPrivate, context));
+  const { head, ct } = segmented as { head: SegmentedHead; ct: Uint8Array };
+  checkCtLength(head, ct.byteLength);
+  const opener = segmentOpener(head, unwrapKey(head.epk, head.keys, me.nodeId, me.boxPrivate, context), context);
+  const plain = Buffer.allocUnsafe(head.size);
+  const sealedChunk = head.chunk + TAG_BYTES;
+  for (let i = 0, at = 0; i < segmentCount(head); i++, at += sealedChunk) {
+    opener(i, ct.subarray(at, Math.min(at + sealedChunk, ct.byteLength))).copy(plain, i * head.chunk);
+  }
+  return decodeValue(plain);
+}
+
+// --- Segmented envelopes: a streamed product sealed chunk by chunk --------------------------------
+//
+// A sealed product over the stream threshold is never sealed (nor opened) whole: its plaintext is
+// cut in segments of `chunk` bytes, each its own AES-256-GCM message under the product's one key,
+// with a nonce derived from the segment's index and, in the additional data, the index, the
+// plaintext size and segment size, and whether it is the last: a segment moved, dropped, repeated
+// or cut off fails its tag. The bytes are still one msgpack map (docs/PROTOCOL.md, "Sealed
+// resources"), `{fdlSealed: 2, head: bin, ct: bin 32}`, written so that `ct` comes last and can be
+// written and read in pieces: a file is sealed into a file and opened into a file, a segment at a
+// time, and the scheduler stores and relays those bytes like any others.
+
+/** Plaintext bytes per segment. */
+export const SEALED_SEGMENT_BYTES = 1024 * 1024;
+const TAG_BYTES = 16;
+/** The largest head read (thousands of recipients fit). */
+const MAX_HEAD_BYTES = 4 * 1024 * 1024;
+/** `{` fixmap 3, "fdlSealed": 2, "head": bin 32 (its length follows). */
+const SEGMENTED_PREFIX = Buffer.concat([
+  Buffer.from([0x83, 0xa9]),
+  Buffer.from('fdlSealed'),
+  Buffer.from([0x02, 0xa4]),
+  Buffer.from('head'),
+  Buffer.from([0xc6]),
+]);
+/** "ct": bin 32 (its length follows), after the head. */
+const CT_KEY = Buffer.concat([Buffer.from([0xa2]), Buffer.from('ct'), Buffer.from([0xc6])]);
+
+/** What a segmented envelope's `head` holds (msgpack map). */
+export interface SegmentedHead {
+  epk: Uint8Array;
+  /** Base nonce: segment i uses it with its last 4 bytes XORed with i. */
+  iv: Uint8Array;
+  /** Plaintext bytes per segment (the last may be shorter). */
+  chunk: number;
+  /** Plaintext bytes in all. */
+  size: number;
+  keys: KeyEntry[];
+}
+
+function segmentCount(head: Pick<SegmentedHead, 'size' | 'chunk'>): number {
+  return Math.max(1, Math.ceil(head.size / head.chunk));
+}
+
+function segmentNonce(iv: Uint8Array, index: number): Buffer {
+  const nonce = Buffer.from(iv);
+  nonce.writeUInt32BE((nonce.readUInt32BE(8) ^ index) >>> 0, 8);
+  return nonce;
+}
+
+function segmentAad(context: string, head: Pick<SegmentedHead, 'size' | 'chunk'>, index: number): Buffer {
+  const fixed = Buffer.alloc(17);
+  fixed.writeBigUInt64BE(BigInt(head.size), 0);
+  fixed.writeUInt32BE(head.chunk, 8);
+  fixed.writeUInt32BE(index, 12);
+  fixed[16] = index === segmentCount(head) - 1 ? 1 : 0;
+  return Buffer.concat([Buffer.from(`${context}\0`), fixed]);
+}
+
+/** The bytes of `ct` for a plaintext of `size` bytes. */
+function ctLength(head: Pick<SegmentedHead, 'size' | 'chunk'>): number {
+  return head.size + segmentCount(head) * TAG_BYTES;
+}
+
+function checkCtLength(head: SegmentedHead, got: number): void {
+  if (got !== ctLength(head)) {
+    throw new FdlError(
+      'CHECKSUM_MISMATCH',
+      `a sealed input is truncated or padded: ${got} sealed bytes for ${head.size} plaintext bytes in ${segmentCount(head)} segments (expected ${ctLength(head)})`,
+    );
+  }
+}
+
+/** Opens one segment (its ciphertext then its tag); CHECKSUM_MISMATCH naming it when it fails. */
+function segmentOpener(head: SegmentedHead, key: Buffer, context: string): (index: number, sealed: Uint8Array) => Buffer {
+  const count = segmentCount(head);
+  return (index, sealed) => {
+    try {
+      if (sealed.byteLength < TAG_BYTES) throw new Error('shorter than its tag');
+      const d = createDecipheriv('aes-256-gcm', key, segmentNonce(head.iv, index));
+      d.setAAD(segmentAad(context, head, index));
+      d.setAuthTag(sealed.subarray(sealed.byteLength - TAG_BYTES));
+      return Buffer.concat([d.update(sealed.subarray(0, sealed.byteLength - TAG_BYTES)), d.final()]);
+    } catch (e) {
+      throw new FdlError(
+        'CHECKSUM_MISMATCH',
+        `sealed segment ${index} of ${count} of an input failed authentication (tampered with, reordered or truncated): ${(e as Error).message}`,
+      );
+    }
+  };
+}
+
+function isBytes(v: unknown, length?: number): v is Uint8Array {
+  return v instanceof Uint8Array && (length === undefined || v.byteLength === length);
+}
+
+function asHead(value: unknown): SegmentedHead {
+  const h = value as Partial<SegmentedHead> | null;
+  const ok =
+    typeof h === 'object' &&
+    h !== null &&
+    isBytes(h.epk) &&
+    isBytes(h.iv, 12) &&
+    Number.isSafeInteger(h.chunk) &&
+    (h.chunk as number) > 0 &&
+    (h.chunk as number) <= 0xffff_ffff &&
+    Number.isSafeInteger(h.size) &&
+    (h.size as number) >= 0 &&
+    Array.isArray(h.keys) &&
+    h.keys.every((k) => typeof k?.to === 'string' && isBytes(k.salt) && isBytes(k.iv, 12) && isBytes(k.tag, 16) && isBytes(k.wrapped));
+  if (!ok) throw new FdlError('CHECKSUM_MISMATCH', 'a sealed input has a malformed head');
+  return h as SegmentedHead;
+}
+
+/** A decoded segmented envelope (`{fdlSealed: 2, head, ct}`), if the value is one. */
+function asSegmentedEnvelope(value: unknown): { head: SegmentedHead; ct: Uint8Array } | undefined {
+  const v = value as { fdlSealed?: unknown; head?: unknown; ct?: unknown } | null;
+  if (typeof v !== 'object' || v === null || v.fdlSealed !== 2) return undefined;
+  if (!isBytes(v.head) || !isBytes(v.ct)) throw new FdlError('CHECKSUM_MISMATCH', 'a sealed input is malformed');
+  return { head: asHead(decodeValue(v.head)), ct: v.ct };
+}
+
+/** Where a sealed product's plaintext is read from, by position (a file or bytes: lib/transport/stream.ts's ByteSource). */
+export interface PlainSource {
+  readonly size: number;
+  readInto(offset: number, length: number, target: Buffer, at: number): void;
+}
+
+/**
+ * Seals `source` for `recipients` into the file `out`, a segment at a time (never whole in
+ * memory; the writes are awaited, so the event loop runs between segments). Returns the sealed
+ * bytes' sha256 and size: what the product is offered as.
+ */
+export async function sealToFile(
+  source: PlainSource,
+  recipients: Recipient[],
+  context: string,
+  out: string,
+  chunk = SEALED_SEGMENT_BYTES,
+): Promise<{ sha256: string; size: number }> {
+  const size = source.size;
+  const ct = ctLength({ size, chunk });
+  if (ct > 0xffff_ffff) {
+    throw new FdlError('RESOURCE_TOO_LARGE', `a sealed product of ${size} bytes is over the 4 GiB a sealed resource can carry`, { retryable: false });
+  }
+  const key = randomBytes(32);
+  const iv = randomBytes(12);
+  const { epk, keys } = wrapKey(key, recipients, context);
+  const headBytes = encodeValue({ epk, iv, chunk, size, keys });
+  const lead = Buffer.alloc(SEGMENTED_PREFIX.length + 4 + headBytes.byteLength + CT_KEY.length + 4);
+  let at = SEGMENTED_PREFIX.copy(lead, 0);
+  at = lead.writeUInt32BE(headBytes.byteLength, at);
+  at += Buffer.from(headBytes.buffer, headBytes.byteOffset, headBytes.byteLength).copy(lead, at);
+  at += CT_KEY.copy(lead, at);
+  lead.writeUInt32BE(ct, at);
+  const hash = createHash('sha256').update(lead);
+  const file = await fsOpen(out, 'w');
+  try {
+    await file.write(lead);
+    const plain = Buffer.allocUnsafe(Math.min(chunk, Math.max(size, 1)));
+    const count = segmentCount({ size, chunk });
+    for (let i = 0; i < count; i++) {
+      const length = Math.min(chunk, size - i * chunk);
+      source.readInto(i * chunk, length, plain, 0);
+      const c = createCipheriv('aes-256-gcm', key, segmentNonce(iv, i));
+      c.setAAD(segmentAad(context, { size, chunk }, i));
+      const sealed = Buffer.concat([c.update(plain.subarray(0, length)), c.final(), c.getAuthTag()]);
+      hash.update(sealed);
+      await file.write(sealed);
+    }
+  } finally {
+    await file.close();
+  }
+  return { sha256: hash.digest('hex'), size: lead.byteLength + ct };
+}
+
+/** The head of a segmented envelope in a file, and where its `ct` starts; undefined when the file is not one. */
+export function readSegmentedHead(path: string): { head: SegmentedHead; ctStart: number } | undefined {
+  const fd = openSync(path, 'r');
+  try {
+    const fileSize = fstatSync(fd).size;
+    const prefix = Buffer.alloc(SEGMENTED_PREFIX.length + 4);
+    if (readSync(fd, prefix, 0, prefix.length, 0) < prefix.length) return undefined;
+    if (!prefix.subarray(0, SEGMENTED_PREFIX.length).equals(SEGMENTED_PREFIX)) return undefined;
+    const headLength = prefix.readUInt32BE(SEGMENTED_PREFIX.length);
+    if (headLength > MAX_HEAD_BYTES) throw new FdlError('CHECKSUM_MISMATCH', `a sealed input's head is ${headLength} bytes, over ${MAX_HEAD_BYTES}`);
+    const rest = Buffer.alloc(headLength + CT_KEY.length + 4);
+    if (readSync(fd, rest, 0, rest.length, prefix.length) < rest.length) throw new FdlError('CHECKSUM_MISMATCH', 'a sealed input ends inside its head');
+    if (!rest.subarray(headLength, headLength + CT_KEY.length).equals(CT_KEY)) throw new FdlError('CHECKSUM_MISMATCH', 'a sealed input is malformed');
+    const head = asHead(decodeValue(rest.subarray(0, headLength)));
+    const ctStart = prefix.length + rest.length;
+    const ct = rest.readUInt32BE(headLength + CT_KEY.length);
+    // The bin 32 length and the file must agree, and both with the head's plaintext size.
+    if (ctStart + ct !== fileSize) throw new FdlError('CHECKSUM_MISMATCH', `a sealed input says ${ct} sealed bytes but its file holds ${fileSize - ctStart}`);
+    checkCtLength(head, ct);
+    return { head, ctStart };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Opens a segmented envelope held in the file `path` into the file `out`, a segment at a time
+ * (never whole in memory; the event loop runs between segments). Every segment is authenticated
+ * before its plaintext is written; on a failure `out` is removed. Returns the plaintext's size.
+ */
+export async function openSegmentedFile(
+  path: string,
+  me: { nodeId: string; boxPrivate: KeyObject },
+  context: string,
+  out: string,
+): Promise<{ size: number }> {
+  const found = readSegmentedHead(path);
+  if (!found) throw new FdlError('INTERNAL', `${path} is not a sealed resource`);
+  const { head, ctStart } = found;
+  const opener = segmentOpener(head, unwrapKey(head.epk, head.keys, me.nodeId, me.boxPrivate, context), context);
+  const sealedChunk = head.chunk + TAG_BYTES;
+  const input = await fsOpen(path, 'r');
+  const output = await fsOpen(out, 'w');
+  let ok = false;
+  try {
+    const buf = Buffer.allocUnsafe(Math.min(sealedChunk, ctLength(head)));
+    const count = segmentCount(head);
+    for (let i = 0; i < count; i++) {
+      const length = Math.min(sealedChunk, ctLength(head) - i * sealedChunk);
+      const { bytesRead } = await input.read(buf, 0, length, ctStart + i * sealedChunk);
+      if (bytesRead < length) throw new FdlError('CHECKSUM_MISMATCH', `a sealed input ends inside segment ${i} of ${count}`);
+      await output.write(opener(i, buf.subarray(0, length)));
+    }
+    ok = true;
+  } finally {
+    await input.close();
+    await output.close();
+    if (!ok) rmSync(out, { force: true });
+  }
+  return { size: head.size };
 }

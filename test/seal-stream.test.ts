@@ -1,0 +1,117 @@
+// Why: a sealed product over the stream threshold is sealed and opened a segment at a time, so it is
+// never whole in memory; the per-segment tags must still catch what a whole tag caught (a flipped
+// byte) and what cutting into segments makes possible (segments swapped, dropped, cut off), naming
+// the segment; and the relay (the scheduler) must see only ciphertext.
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { decodeValue, encodeValue } from '../protocols/codec.ts';
+import { openSegmentedFile, openValue, readSegmentedHead, resourceContext, sealToFile } from '../lib/security/seal.ts';
+import { bufferSource } from '../lib/transport/stream.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'fdl-seal-stream-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+
+const node = (nodeId: string) => {
+  const box = generateKeyPairSync('x25519');
+  return { nodeId, boxPrivate: box.privateKey, boxKey: box.publicKey.export({ type: 'spki', format: 'der' }).toString('base64') };
+};
+const alice = node('worker-2');
+const bob = node('scheduler');
+const eve = node('worker-3');
+const context = resourceContext('a-1', 'a-1.1');
+const SEGMENT = 64 * 1024;
+// A msgpack bin 32 of 5 segments and a part: the shape of a binary product.
+const payload = randomBytes(5 * SEGMENT + 777);
+const plain = Buffer.from(encodeValue(payload));
+
+async function sealed(name: string): Promise<{ path: string; sha256: string; size: number }> {
+  const path = join(dir, name);
+  const r = await sealToFile(bufferSource(plain), [alice, bob], context, path, SEGMENT);
+  return { path, ...r };
+}
+
+/** The file's bytes, the offset of segment i's sealed bytes, and a writer of a variant. */
+function parts(path: string) {
+  const bytes = readFileSync(path);
+  const found = readSegmentedHead(path);
+  if (!found) throw new Error('not a segmented envelope');
+  const at = (i: number) => found.ctStart + i * (SEGMENT + 16);
+  return { bytes, at, ctStart: found.ctStart };
+}
+
+async function openError(path: string, me = alice): Promise<{ code?: string; message: string } | undefined> {
+  try {
+    await openSegmentedFile(path, me, context, join(dir, 'out.bin'));
+    return undefined;
+  } catch (e) {
+    return e as { code?: string; message: string };
+  }
+}
+
+t.test('a sealed file opens, segment by segment, into the plaintext for each recipient', async (t) => {
+  const s = await sealed('ok.sealed');
+  const bytes = readFileSync(s.path);
+  t.equal(s.size, bytes.length, 'the size returned is the file');
+  t.equal(s.sha256, createHash('sha256').update(bytes).digest('hex'), 'and so is the sha256');
+  for (const me of [alice, bob]) {
+    const out = join(dir, `open-${me.nodeId}.bin`);
+    t.same(await openSegmentedFile(s.path, me, context, out), { size: plain.length });
+    t.ok(readFileSync(out).equals(plain), `${me.nodeId} gets the plaintext`);
+  }
+  // The same bytes are one msgpack value: decoded and opened in memory they are the product too.
+  t.ok(Buffer.from(openValue(bytes, alice, context) as Uint8Array).equals(payload), 'opened in memory as well');
+  t.match(decodeValue(bytes), { fdlSealed: 2 }, 'a map marked as a sealed envelope');
+  // The relay sees no plaintext: no 32-byte window of the product is in the sealed bytes.
+  let seen = 0;
+  for (let o = 0; o + 32 <= payload.length; o += 4096) if (bytes.includes(payload.subarray(o, o + 32))) seen++;
+  t.equal(seen, 0, 'no piece of the plaintext is in the sealed bytes');
+});
+
+t.test('a flipped byte, swapped segments, a dropped or cut-off segment, another context or recipient are refused', async (t) => {
+  const s = await sealed('tamper.sealed');
+  const { bytes, at, ctStart } = parts(s.path);
+  const variant = (name: string, b: Buffer) => {
+    const p = join(dir, name);
+    writeFileSync(p, b);
+    return p;
+  };
+
+  const flipped = Buffer.from(bytes);
+  flipped[at(2) + 100] = (flipped[at(2) + 100] ?? 0) ^ 1;
+  const e1 = await openError(variant('flipped', flipped));
+  t.equal(e1?.code, 'CHECKSUM_MISMATCH', 'a flipped byte fails');
+  t.match(e1?.message, /segment 2 of 6/, 'naming the segment');
+
+  const swapped = Buffer.from(bytes);
+  bytes.copy(swapped, at(1), at(2), at(3));
+  bytes.copy(swapped, at(2), at(1), at(2));
+  const e2 = await openError(variant('swapped', swapped));
+  t.equal(e2?.code, 'CHECKSUM_MISMATCH', 'two segments swapped fail');
+  t.match(e2?.message, /segment 1 of 6.*reordered/);
+
+  // Segment 3 dropped, the bin 32 length fixed up to match: the head's size no longer fits the bytes.
+  const dropped = Buffer.concat([bytes.subarray(0, at(3)), bytes.subarray(at(4))]);
+  dropped.writeUInt32BE(dropped.length - ctStart, ctStart - 4);
+  const e3 = await openError(variant('dropped', dropped));
+  t.equal(e3?.code, 'CHECKSUM_MISMATCH', 'a dropped segment fails');
+  t.match(e3?.message, /truncated/);
+
+  // The last (short) segment cut off and the file ending on a whole segment, lengths fixed up: the
+  // new last segment was not sealed as the last, and the size in the head does not match.
+  const cut = Buffer.from(bytes.subarray(0, at(5)));
+  cut.writeUInt32BE(cut.length - ctStart, ctStart - 4);
+  t.equal((await openError(variant('cut', cut)))?.code, 'CHECKSUM_MISMATCH', 'a file cut at a segment boundary fails');
+
+  // A file that ends early (a partial copy): refused before a segment is opened.
+  t.equal((await openError(variant('short', bytes.subarray(0, bytes.length - 10))))?.code, 'CHECKSUM_MISMATCH', 'a short file fails');
+
+  const other = await openSegmentedFile(s.path, alice, resourceContext('a-1', 'a-1.2'), join(dir, 'x.bin')).then(
+    () => undefined,
+    (e: { code?: string }) => e,
+  );
+  t.equal(other?.code, 'CHECKSUM_MISMATCH', 'passed off as another job’s product: refused');
+  t.equal((await openError(s.path, eve))?.code, 'OPERATION_FAILED', 'a node it is not sealed for cannot open it');
+});

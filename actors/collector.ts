@@ -96,8 +96,9 @@ export function spawnCollector(
         if (!existsSync(opened)) {
           mkdirSync(dir, { recursive: true });
           const part = `${opened}.${ref.id}.part`;
-          await openSegmentedFile(body.path, me, context, part);
+          const { size } = await openSegmentedFile(body.path, me, context, part);
           renameSync(part, opened);
+          props.log.info({ resourceId: ref.id, sha256: ref.sha256, size }, 'sealed input opened');
         }
         const size = statSync(opened).size;
         return asFileBlob(opened, size) ?? decodeValue(readFileSync(opened));

@@ -85,6 +85,7 @@ export function spawnDistributor(
         try {
           mkdirSync(large.dir, { recursive: true });
           const part = join(large.dir, `sealing-${msg.jobId}-${msg.attempt}.part`);
+          props.log.info({ jobId: msg.jobId, attempt: msg.attempt, size: source.size }, 'sealing a streamed product');
           const sealed = await sealToFile(source, sealFor, resourceContext(msg.artifactId, msg.jobId), part);
           const file = join(large.dir, `${sealed.sha256}.sealed`);
           renameSync(part, file);

@@ -2,14 +2,14 @@ import { encodeValue } from '../protocols/codec.ts';
 import type { Message, MessageOf } from '../protocols/messages.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
-import { type Recipient, resourceContext, seal, sealToFile } from '../lib/security/seal.ts';
+import { type Recipient, resourceContext, SealedProduct, seal, sealToFile } from '../lib/security/seal.ts';
 import { mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { WireError } from '../protocols/errors.ts';
 import { toWireError } from '../lib/errors.ts';
 import { sha256Hex } from '../lib/store/blobs.ts';
 import { FileBlob } from '../lib/ops/file-blob.ts';
-import { bufferSource, fileSource, sha256OfFile } from '../lib/transport/stream.ts';
+import { bufferSource, type ByteSource, fileSource, sha256OfFile } from '../lib/transport/stream.ts';
 
 /**
  * Distributor: sends a job's product on. It encodes the product once (msgpack; typed
@@ -41,8 +41,13 @@ export interface LargeProducts {
   thresholdBytes: number;
   /** A folder of this node for the files of sealed products (emptied when the node starts). */
   dir: string;
+  /**
+   * True: a sealed product is sealed into a file first (the initiator, whose products go to the
+   * store as files); false: it is sealed as it is read (a worker streams it from its plaintext).
+   */
+  sealIntoFile: boolean;
   /** Offers the product and streams it when asked (a worker), or hands it to the store (the initiator). */
-  send(offer: MessageOf<'productOffer'>, body: { bytes: Uint8Array } | { file: string }): void;
+  send(offer: MessageOf<'productOffer'>, body: { bytes: Uint8Array } | { file: string } | { source: ByteSource }): void;
 }
 
 export function spawnDistributor(
@@ -76,27 +81,37 @@ export function spawnDistributor(
       }
       // Encoded once, whatever the number of receivers; sealed once with one key wrap per
       // receiver. A sealed product over the stream threshold is sealed segment by segment from
-      // its file (or its encoding) into a file, never whole in memory, and streamed from that file
-      // (docs/PROTOCOL.md, "Sealed resources"); a small one is one envelope in one frame.
+      // its file (or its encoding), never whole in memory: as its chunks are read (a worker), or
+      // into a file (the initiator) (docs/PROTOCOL.md, "Sealed resources"); a small one is one
+      // envelope in one frame.
       const plainSource = product instanceof FileBlob ? fileSource(product.path, product.size) : undefined;
       const encoded = plainSource ? undefined : encodeValue(product);
       if (sealFor && large && (plainSource?.size ?? (encoded as Uint8Array).byteLength) > large.thresholdBytes) {
         const source = plainSource ?? bufferSource(encoded as Uint8Array);
+        const context = resourceContext(msg.artifactId, msg.jobId);
+        props.log.info({ jobId: msg.jobId, attempt: msg.attempt, size: source.size }, 'sealing a streamed product');
         try {
-          mkdirSync(large.dir, { recursive: true });
-          const part = join(large.dir, `sealing-${msg.jobId}-${msg.attempt}.part`);
-          props.log.info({ jobId: msg.jobId, attempt: msg.attempt, size: source.size }, 'sealing a streamed product');
-          const sealed = await sealToFile(source, sealFor, resourceContext(msg.artifactId, msg.jobId), part);
-          const file = join(large.dir, `${sealed.sha256}.sealed`);
-          renameSync(part, file);
-          const report = offer(sealed.sha256, sealed.size);
-          large.send(report, { file });
-          send(parent, { kind: 'distributed', key: msg.key, report });
+          if (large.sealIntoFile) {
+            mkdirSync(large.dir, { recursive: true });
+            const part = join(large.dir, `sealing-${msg.jobId}-${msg.attempt}.part`);
+            const sealed = await sealToFile(source, sealFor, context, part);
+            source.close();
+            const file = join(large.dir, `${sealed.sha256}.sealed`);
+            renameSync(part, file);
+            const report = offer(sealed.sha256, sealed.size);
+            large.send(report, { file });
+            send(parent, { kind: 'distributed', key: msg.key, report });
+          } else {
+            // The sealed product owns its source from here (closed when the offer is forgotten).
+            const sealed = await SealedProduct.make(source, sealFor, context);
+            const report = offer(sealed.sha256, sealed.size);
+            large.send(report, { source: sealed });
+            send(parent, { kind: 'distributed', key: msg.key, report });
+          }
         } catch (e) {
-          props.log.warn({ jobId: msg.jobId, attempt: msg.attempt, err: e }, 'a sealed product could not be written');
-          send(parent, { kind: 'opFailed', key: msg.key, error: toWireError(e, 'STORE_WRITE_FAILED') });
-        } finally {
           source.close();
+          props.log.warn({ jobId: msg.jobId, attempt: msg.attempt, err: e }, 'a sealed product could not be made');
+          send(parent, { kind: 'opFailed', key: msg.key, error: toWireError(e, 'STORE_WRITE_FAILED') });
         }
         return s;
       }

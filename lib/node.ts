@@ -166,6 +166,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     large: {
       thresholdBytes,
       dir: join(config.workdir, SPOOL_DIR, 'out'),
+      sealIntoFile: true,
       fetch: async (ref) => {
         const body = store.resourceBody(ref.id);
         if (!body) throw new FdlError('UNKNOWN_RESOURCE', `no resource ${ref.id}`);
@@ -177,6 +178,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
       send: (offer, body) => {
         if (!scheduler) return;
         if ('file' in body) send(scheduler, { kind: 'localProduct', report: offer, file: body.file });
+        else if ('source' in body) log.error({ jobId: offer.jobId }, 'a product to stream reached the initiator, which seals into files');
         else {
           const report: Message = { type: 'jobCompleted', jobId: offer.jobId, attempt: offer.attempt, sha256: offer.sha256, data: body.bytes };
           send(scheduler, { kind: 'fromWorker', peer: initiatorPeer, nodeId: schedulerId, message: report });
@@ -381,6 +383,7 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
     large: {
       thresholdBytes,
       dir: join(spool, 'out'),
+      sealIntoFile: false,
       fetch: async (ref) => {
         const build = (reqId: number, offset: number): Message => ({ type: 'fetchResource', reqId, resourceId: ref.id, ...(offset > 0 ? { offset } : {}) });
         const got = await downloads.fetch(build, { sha256: ref.sha256 });
@@ -388,7 +391,7 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
         return { path: got.path };
       },
       send: (offer, body) => {
-        offered.add(offer.sha256, 'file' in body ? fileSource(body.file, offer.size) : bufferSource(body.bytes));
+        offered.add(offer.sha256, 'file' in body ? fileSource(body.file, offer.size) : 'source' in body ? body.source : bufferSource(body.bytes));
         client?.send(offer);
       },
     },

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { decodeValue, encodeValue } from '../protocols/codec.ts';
-import { openSegmentedFile, openValue, readSegmentedHead, resourceContext, sealToFile } from '../lib/security/seal.ts';
+import { openSegmentedFile, openValue, readSegmentedHead, resourceContext, SealedProduct, sealToFile } from '../lib/security/seal.ts';
 import { bufferSource } from '../lib/transport/stream.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'fdl-seal-stream-'));
@@ -114,4 +114,21 @@ t.test('a flipped byte, swapped segments, a dropped or cut-off segment, another 
   );
   t.equal(other?.code, 'CHECKSUM_MISMATCH', 'passed off as another job’s product: refused');
   t.equal((await openError(s.path, eve))?.code, 'OPERATION_FAILED', 'a node it is not sealed for cannot open it');
+});
+
+t.test('a product sealed as it is read gives, read in chunks that do not line up with segments, bytes that open', async (t) => {
+  const p = await SealedProduct.make(bufferSource(plain), [alice], context, SEGMENT);
+  const chunk = 100_000;
+  const out = Buffer.alloc(p.size);
+  for (let o = 0; o < p.size; o += chunk) p.readInto(o, Math.min(chunk, p.size - o), out, o);
+  t.equal(createHash('sha256').update(out).digest('hex'), p.sha256, 'the bytes read are the ones hashed when it was made');
+  // A resumed upload reads again from an offset: the same bytes (same key and nonces).
+  const again = Buffer.alloc(p.size - 3 * chunk);
+  p.readInto(3 * chunk, again.length, again, 0);
+  t.ok(again.equals(out.subarray(3 * chunk)), 'read again from an offset: the same bytes');
+  const path = join(dir, 'streamed.sealed');
+  writeFileSync(path, out);
+  await openSegmentedFile(path, alice, context, join(dir, 'streamed.bin'));
+  t.ok(readFileSync(join(dir, 'streamed.bin')).equals(plain), 'and open into the plaintext');
+  p.close();
 });

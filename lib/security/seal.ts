@@ -260,12 +260,121 @@ function asSegmentedEnvelope(value: unknown): { head: SegmentedHead; ct: Uint8Ar
 export interface PlainSource {
   readonly size: number;
   readInto(offset: number, length: number, target: Buffer, at: number): void;
+  close(): void;
+}
+
+/** Segments the event loop waits for at most between two turns while a product is sealed (~8 MiB). */
+const SEGMENTS_PER_TURN = 8;
+
+/**
+ * A product sealed in segments, made on demand from its plaintext source: the segmented
+ * envelope's bytes are read by position like a file's (`readInto`), each segment encrypted when a
+ * read reaches it (the last one is kept, as sequential reads of chunks that do not line up with
+ * segments touch it twice). Nothing is written: the sealed bytes are never on disk nor whole in
+ * memory at the producer. The key lives as long as this object (a resumed upload re-reads the same
+ * bytes; a restart of the producer makes a new key, hence other bytes). `sha256` is of the whole.
+ */
+export class SealedProduct {
+  readonly size: number;
+  private readonly lead: Buffer;
+  private readonly key = randomBytes(32);
+  private readonly iv = randomBytes(12);
+  private readonly count: number;
+  private readonly plain: Buffer;
+  private cached: { index: number; bytes: Buffer } | undefined;
+  /** The sha256 of the whole sealed bytes: set by `digest()`. */
+  sha256 = '';
+
+  private constructor(
+    private readonly source: PlainSource,
+    recipients: Recipient[],
+    private readonly context: string,
+    private readonly chunk: number,
+  ) {
+    const size = source.size;
+    const ct = ctLength({ size, chunk });
+    if (ct > 0xffff_ffff) {
+      throw new FdlError('RESOURCE_TOO_LARGE', `a sealed product of ${size} bytes is over the 4 GiB a sealed resource can carry`, { retryable: false });
+    }
+    const { epk, keys } = wrapKey(this.key, recipients, context);
+    const headBytes = encodeValue({ epk, iv: this.iv, chunk, size, keys });
+    this.lead = Buffer.alloc(SEGMENTED_PREFIX.length + 4 + headBytes.byteLength + CT_KEY.length + 4);
+    let at = SEGMENTED_PREFIX.copy(this.lead, 0);
+    at = this.lead.writeUInt32BE(headBytes.byteLength, at);
+    at += Buffer.from(headBytes.buffer, headBytes.byteOffset, headBytes.byteLength).copy(this.lead, at);
+    at += CT_KEY.copy(this.lead, at);
+    this.lead.writeUInt32BE(ct, at);
+    this.size = this.lead.byteLength + ct;
+    this.count = segmentCount({ size, chunk });
+    this.plain = Buffer.allocUnsafe(Math.min(chunk, Math.max(size, 1)));
+  }
+
+  /** Seals `source` for `recipients`: one pass to hash the sealed bytes (yielding to the event loop as it goes). */
+  static async make(source: PlainSource, recipients: Recipient[], context: string, chunk = SEALED_SEGMENT_BYTES): Promise<SealedProduct> {
+    const p = new SealedProduct(source, recipients, context, chunk);
+    const hash = createHash('sha256').update(p.lead);
+    for (let i = 0; i < p.count; i++) {
+      hash.update(p.segment(i));
+      if (i % SEGMENTS_PER_TURN === SEGMENTS_PER_TURN - 1) await new Promise((r) => setImmediate(r));
+    }
+    p.sha256 = hash.digest('hex');
+    return p;
+  }
+
+  /** Seals `source` into the file `out` (awaiting each write: the event loop runs between segments). */
+  static async toFile(source: PlainSource, recipients: Recipient[], context: string, out: string, chunk: number): Promise<{ sha256: string; size: number }> {
+    const p = new SealedProduct(source, recipients, context, chunk);
+    const hash = createHash('sha256').update(p.lead);
+    const file = await fsOpen(out, 'w');
+    try {
+      await file.write(p.lead);
+      for (let i = 0; i < p.count; i++) {
+        const seg = p.segment(i);
+        hash.update(seg);
+        await file.write(seg);
+      }
+    } finally {
+      await file.close();
+    }
+    return { sha256: hash.digest('hex'), size: p.size };
+  }
+
+  /** Segment i's sealed bytes (its ciphertext, then its tag). */
+  segment(i: number): Buffer {
+    if (this.cached?.index === i) return this.cached.bytes;
+    const size = this.source.size;
+    const length = Math.min(this.chunk, size - i * this.chunk);
+    this.source.readInto(i * this.chunk, length, this.plain, 0);
+    const c = createCipheriv('aes-256-gcm', this.key, segmentNonce(this.iv, i));
+    c.setAAD(segmentAad(this.context, { size, chunk: this.chunk }, i));
+    const bytes = Buffer.concat([c.update(this.plain.subarray(0, length)), c.final(), c.getAuthTag()]);
+    this.cached = { index: i, bytes };
+    return bytes;
+  }
+
+  readInto(offset: number, length: number, target: Buffer, at: number): void {
+    const end = offset + length;
+    let pos = offset;
+    if (pos < this.lead.byteLength) pos += this.lead.copy(target, at, pos, Math.min(end, this.lead.byteLength));
+    const sealedChunk = this.chunk + TAG_BYTES;
+    while (pos < end) {
+      const inCt = pos - this.lead.byteLength;
+      const i = Math.floor(inCt / sealedChunk);
+      const from = inCt - i * sealedChunk;
+      const seg = this.segment(i);
+      pos += seg.copy(target, at + (pos - offset), from, Math.min(seg.byteLength, from + (end - pos)));
+    }
+  }
+
+  close(): void {
+    this.cached = undefined;
+    this.source.close();
+  }
 }
 
 /**
  * Seals `source` for `recipients` into the file `out`, a segment at a time (never whole in
- * memory; the writes are awaited, so the event loop runs between segments). Returns the sealed
- * bytes' sha256 and size: what the product is offered as.
+ * memory). Returns the sealed bytes' sha256 and size.
  */
 export async function sealToFile(
   source: PlainSource,
@@ -274,40 +383,7 @@ export async function sealToFile(
   out: string,
   chunk = SEALED_SEGMENT_BYTES,
 ): Promise<{ sha256: string; size: number }> {
-  const size = source.size;
-  const ct = ctLength({ size, chunk });
-  if (ct > 0xffff_ffff) {
-    throw new FdlError('RESOURCE_TOO_LARGE', `a sealed product of ${size} bytes is over the 4 GiB a sealed resource can carry`, { retryable: false });
-  }
-  const key = randomBytes(32);
-  const iv = randomBytes(12);
-  const { epk, keys } = wrapKey(key, recipients, context);
-  const headBytes = encodeValue({ epk, iv, chunk, size, keys });
-  const lead = Buffer.alloc(SEGMENTED_PREFIX.length + 4 + headBytes.byteLength + CT_KEY.length + 4);
-  let at = SEGMENTED_PREFIX.copy(lead, 0);
-  at = lead.writeUInt32BE(headBytes.byteLength, at);
-  at += Buffer.from(headBytes.buffer, headBytes.byteOffset, headBytes.byteLength).copy(lead, at);
-  at += CT_KEY.copy(lead, at);
-  lead.writeUInt32BE(ct, at);
-  const hash = createHash('sha256').update(lead);
-  const file = await fsOpen(out, 'w');
-  try {
-    await file.write(lead);
-    const plain = Buffer.allocUnsafe(Math.min(chunk, Math.max(size, 1)));
-    const count = segmentCount({ size, chunk });
-    for (let i = 0; i < count; i++) {
-      const length = Math.min(chunk, size - i * chunk);
-      source.readInto(i * chunk, length, plain, 0);
-      const c = createCipheriv('aes-256-gcm', key, segmentNonce(iv, i));
-      c.setAAD(segmentAad(context, { size, chunk }, i));
-      const sealed = Buffer.concat([c.update(plain.subarray(0, length)), c.final(), c.getAuthTag()]);
-      hash.update(sealed);
-      await file.write(sealed);
-    }
-  } finally {
-    await file.close();
-  }
-  return { sha256: hash.digest('hex'), size: lead.byteLength + ct };
+  return SealedProduct.toFile(source, recipients, context, out, chunk);
 }
 
 /** The head of a segmented envelope in a file, and where its `ct` starts; undefined when the file is not one. */

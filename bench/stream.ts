@@ -50,6 +50,15 @@ function rssOf(pid: number): { now: number; peak: number } {
   return { now: kb('VmRSS'), peak: kb('VmHWM') };
 }
 
+/** A process's CPU seconds (user + system) and bytes it caused to be written to storage (Linux /proc). */
+function usageOf(pid: number): { cpu: number; sys: number; written: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+  return { cpu: ticks / 100, sys: Number(fields[12]) / 100, written: Number(io.match(/write_bytes:\s+(\d+)/)?.[1] ?? 0) };
+}
+
 interface LogLine {
   time: number;
   cpuMs?: number;
@@ -102,6 +111,10 @@ export async function benchStream(opts: { cleanup: Cleanup; repeats: number; byt
   /** The scheduler's CPU (its whole process) while it received the product. */
   const receiveCpu: number[] = [];
   const growth: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+  /** Each process's CPU seconds and storage writes over the whole artifact (robust to other load, unlike wall time). */
+  const cpu: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+  const sys: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+  const written: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
   for (let r = 0; r < opts.repeats; r++) {
     const base: Record<string, number> = {};
     for (const n of names) {
@@ -109,6 +122,7 @@ export async function benchStream(opts: { cleanup: Cleanup; repeats: number; byt
       writeFileSync(`/proc/${pid}/clear_refs`, '5');
       base[n] = rssOf(pid).now;
     }
+    const usage0 = Object.fromEntries(names.map((n) => [n, usageOf(cluster.pid(n) as number)]));
     const since = Date.now();
     const blob = { kind: 'TestBlob' as const, bytes, seed: 1000 + r };
     const handle = await project.submit({
@@ -117,6 +131,13 @@ export async function benchStream(opts: { cleanup: Cleanup; repeats: number; byt
     });
     await handle.done();
     for (const n of names) (growth[n] as number[]).push(rssOf(cluster.pid(n) as number).peak - (base[n] as number));
+    for (const n of names) {
+      const u = usageOf(cluster.pid(n) as number);
+      const u0 = usage0[n] as { cpu: number; sys: number; written: number };
+      (cpu[n] as number[]).push(u.cpu - u0.cpu);
+      (sys[n] as number[]).push(u.sys - u0.sys);
+      (written[n] as number[]).push(u.written - u0.written);
+    }
     // Sealed: from worker-1 starting to seal its product to worker-2 having opened it (the
     // plaintext in its file, every segment authenticated); plain: first chunk to worker-2's offer.
     const t0 = logLine(join(dir, 'worker-1.log'), sealed ? 'sealing a streamed product' : 'sending a streamed product from offset', since)?.time;
@@ -142,7 +163,9 @@ export async function benchStream(opts: { cleanup: Cleanup; repeats: number; byt
     `[stream] ${how} ${gib.toFixed(2)} GiB worker -> scheduler -> worker: ${(oursMs / 1000).toFixed(2)} s (${rateOf(oursMs)} over 2 hops, spread ${ratio(spread(ours))}) ` +
       `vs bare ws ${(bareMs / 1000).toFixed(2)} s (${rateOf(bareMs)}), bare ws + write + fsync at each end ${(bareDiskMs / 1000).toFixed(2)} s (${rateOf(bareDiskMs)}); first hop (to the store, fsynced) ${(median(upload) / 1000).toFixed(2)} s, ` +
       `second hop and the job between ${((oursMs - median(upload)) / 1000).toFixed(2)} s; ` +
-      `scheduler CPU receiving ${(median(receiveCpu) / gib / 1000).toFixed(2)} s per GiB; peak RSS growth ${names.map((n) => `${n} ${(median(growth[n] as number[]) / MiB).toFixed(0)} MiB`).join(', ')}\n`,
+      `scheduler CPU receiving ${(median(receiveCpu) / gib / 1000).toFixed(2)} s per GiB; ` +
+      `whole artifact per GiB: CPU ${names.map((n) => `${n} ${(median(cpu[n] as number[]) / gib).toFixed(2)} s (${(median(sys[n] as number[]) / gib).toFixed(2)} s in the kernel)`).join(', ')}; ` +
+      `written to storage ${names.map((n) => `${n} ${(median(written[n] as number[]) / gib / (1024 * MiB)).toFixed(2)} GiB`).join(', ')}; peak RSS growth ${names.map((n) => `${n} ${(median(growth[n] as number[]) / MiB).toFixed(0)} MiB`).join(', ')}\n`,
   );
   const rows: Row[] = [
     {

@@ -2,7 +2,7 @@
 // never whole in memory; the per-segment tags must still catch what a whole tag caught (a flipped
 // byte) and what cutting into segments makes possible (segments swapped, dropped, cut off), naming
 // the segment; and the relay (the scheduler) must see only ciphertext.
-import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createDecipheriv, createHash, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -131,4 +131,37 @@ t.test('a product sealed as it is read gives, read in chunks that do not line up
   await openSegmentedFile(path, alice, context, join(dir, 'streamed.bin'));
   t.ok(readFileSync(join(dir, 'streamed.bin')).equals(plain), 'and open into the plaintext');
   p.close();
+});
+
+t.test('the bytes are what docs/PROTOCOL.md says (a segment opened from the formula alone)', async (t) => {
+  const s = await sealed('spec.sealed');
+  const bytes = readFileSync(s.path);
+  // 83 a9 "fdlSealed" 02 a4 "head" c6 <u32 H> <head> a2 "ct" c6 <u32 C> <ct>
+  t.ok(bytes.subarray(0, 18).equals(Buffer.from([0x83, 0xa9, ...Buffer.from('fdlSealed'), 0x02, 0xa4, ...Buffer.from('head'), 0xc6])), 'the prefix');
+  const h = bytes.readUInt32BE(18);
+  const head = decodeValue(bytes.subarray(22, 22 + h)) as { epk: Buffer; iv: Buffer; chunk: number; size: number; keys: Array<Record<string, Buffer | string>> };
+  t.ok(bytes.subarray(22 + h, 26 + h).equals(Buffer.from([0xa2, ...Buffer.from('ct'), 0xc6])), 'then ct');
+  const n = Math.max(1, Math.ceil(head.size / head.chunk));
+  t.equal(bytes.readUInt32BE(26 + h), head.size + 16 * n, 'C = size + 16 n');
+  const ct = bytes.subarray(30 + h);
+  // The content key, unwrapped as for a whole envelope.
+  const entry = head.keys.find((k) => k.to === alice.nodeId) as Record<string, Buffer>;
+  const shared = diffieHellman({ privateKey: alice.boxPrivate, publicKey: createPublicKey({ key: head.epk, format: 'der', type: 'spki' }) });
+  const kek = Buffer.from(hkdfSync('sha256', shared, entry.salt as Buffer, Buffer.concat([Buffer.from(`fdl-seal-v1\0${alice.nodeId}\0`), head.epk]), 32));
+  const w = createDecipheriv('aes-256-gcm', kek, entry.iv as Buffer).setAAD(Buffer.from(context)).setAuthTag(entry.tag as Buffer);
+  const key = Buffer.concat([w.update(entry.wrapped as Buffer), w.final()]);
+  // The last segment: nonce = iv with its last 4 bytes XOR i; AAD = context 0 u64 size u32 chunk u32 i u8 last.
+  const i = n - 1;
+  const nonce = Buffer.from(head.iv);
+  nonce.writeUInt32BE((nonce.readUInt32BE(8) ^ i) >>> 0, 8);
+  const fixed = Buffer.alloc(17);
+  fixed.writeBigUInt64BE(BigInt(head.size), 0);
+  fixed.writeUInt32BE(head.chunk, 8);
+  fixed.writeUInt32BE(i, 12);
+  fixed[16] = 1;
+  const sealedSegment = ct.subarray(i * (head.chunk + 16));
+  const d = createDecipheriv('aes-256-gcm', key, nonce).setAAD(Buffer.concat([Buffer.from(`${context}\0`), fixed]));
+  d.setAuthTag(sealedSegment.subarray(sealedSegment.length - 16));
+  const last = Buffer.concat([d.update(sealedSegment.subarray(0, sealedSegment.length - 16)), d.final()]);
+  t.ok(last.equals(plain.subarray(i * head.chunk)), 'the last segment opens to the end of the plaintext');
 });

@@ -85,20 +85,33 @@ export function spawnCollector(
    * whole. A sealed one (a segmented envelope) is first opened a segment at a time into a file of
    * its own, then read the same way. An Error if it cannot be opened.
    */
+  /** Sealed inputs being opened into files, by the opened file's path. */
+  const openings = new Map<string, Promise<void>>();
   const openLarge = async (body: { path: string } | { bytes: Uint8Array }, ref: ResourceRef, context: string, dir: string): Promise<unknown> => {
     try {
       if (!('path' in body)) return openValue(body.bytes, props.identity, context);
       if (readSegmentedHead(body.path)) {
         const me = props.identity;
         if (!me) throw new FdlError('OPERATION_FAILED', 'a sealed input reached a node without keys', { retryable: false });
-        // Opened once per node and resource: a second job fed the same input reads the same file.
+        // Opened once per node and resource: a second job fed the same input reads the same file
+        // (and one that asks while it is being opened waits for that opening).
         const opened = join(dir, `${ref.sha256}.${me.nodeId}.open`);
         if (!existsSync(opened)) {
-          mkdirSync(dir, { recursive: true });
-          const part = `${opened}.${ref.id}.part`;
-          const { size } = await openSegmentedFile(body.path, me, context, part);
-          renameSync(part, opened);
-          props.log.info({ resourceId: ref.id, sha256: ref.sha256, size }, 'sealed input opened');
+          let opening = openings.get(opened);
+          if (!opening) {
+            const path = body.path;
+            opening = (async () => {
+              mkdirSync(dir, { recursive: true });
+              const part = `${opened}.part`;
+              const { size } = await openSegmentedFile(path, me, context, part);
+              renameSync(part, opened);
+              props.log.info({ resourceId: ref.id, sha256: ref.sha256, size }, 'sealed input opened');
+            })();
+            openings.set(opened, opening);
+            const forget = () => openings.delete(opened);
+            opening.then(forget, forget);
+          }
+          await opening;
         }
         const size = statSync(opened).size;
         return asFileBlob(opened, size) ?? decodeValue(readFileSync(opened));

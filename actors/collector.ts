@@ -5,7 +5,7 @@ import type { Message, MessageOf } from '../protocols/messages.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
 import { toWireError } from '../lib/errors.ts';
-import { openSegmentedFile, openValue, readSegmentedHead, resourceContext } from '../lib/security/seal.ts';
+import { type ChunkTap, openSegmentedFile, openValue, readSegmentedHead, resourceContext, SegmentedOpener } from '../lib/security/seal.ts';
 import { sha256Hex } from '../lib/store/blobs.ts';
 import { asFileBlob } from '../lib/ops/file-blob.ts';
 import type { ResourceRef } from '../protocols/entities.ts';
@@ -33,8 +33,11 @@ export interface LargeInputs {
   thresholdBytes: number;
   /** A folder of this node where sealed inputs are opened into files (emptied when the node starts). */
   dir: string;
-  /** The input's bytes, checked against its sha256: a file (streamed, resumable; the initiator: the store's own) or, rarely, bytes. */
-  fetch(ref: ResourceRef): Promise<{ path: string } | { bytes: Uint8Array }>;
+  /**
+   * The input's bytes, checked against its sha256: a file (streamed, resumable; the initiator: the
+   * store's own) or, rarely, bytes. `tap`, when the bytes are streamed here, is fed them as they come.
+   */
+  fetch(ref: ResourceRef, tap?: ChunkTap): Promise<{ path: string } | { bytes: Uint8Array }>;
 }
 
 export type CollectorReport =
@@ -87,8 +90,15 @@ export function spawnCollector(
    */
   /** Sealed inputs being opened into files, by the opened file's path. */
   const openings = new Map<string, Promise<void>>();
-  const openLarge = async (body: { path: string } | { bytes: Uint8Array }, ref: ResourceRef, context: string, dir: string): Promise<unknown> => {
+  const openLarge = async (
+    body: { path: string } | { bytes: Uint8Array },
+    ref: ResourceRef,
+    context: string,
+    dir: string,
+    tap: SegmentedOpener | undefined,
+  ): Promise<unknown> => {
     try {
+      const tapped = tap?.finish() ?? false;
       if (!('path' in body)) return openValue(body.bytes, props.identity, context);
       if (readSegmentedHead(body.path)) {
         const me = props.identity;
@@ -96,6 +106,11 @@ export function spawnCollector(
         // Opened once per node and resource: a second job fed the same input reads the same file
         // (and one that asks while it is being opened waits for that opening).
         const opened = join(dir, `${ref.sha256}.${me.nodeId}.open`);
+        if (tapped && tap) {
+          // Opened as it arrived (every segment authenticated, the whole sha256 checked since).
+          renameSync(tap.out, opened);
+          props.log.info({ resourceId: ref.id, sha256: ref.sha256, size: statSync(opened).size, asItArrived: true }, 'sealed input opened');
+        }
         if (!existsSync(opened)) {
           let opening = openings.get(opened);
           if (!opening) {
@@ -143,12 +158,18 @@ export function spawnCollector(
           if (!ref.data && large && ref.size > large.thresholdBytes) {
             // Streamed to a file off the mailbox; a binary one reaches the operation as that file.
             const context = resourceContext(assignment.artifactId, ref.jobId);
+            // A sealed input is opened while it downloads when it can be (else from its file after).
+            const me = props.identity;
+            const tap = me ? new SegmentedOpener(me, context, join(large.dir, `${ref.sha256}.${me.nodeId}.open.${key}.${slot}.tap`)) : undefined;
             large
-              .fetch(ref)
-              .then((body) => openLarge(body, ref, context, large.dir))
+              .fetch(ref, tap)
+              .then((body) => openLarge(body, ref, context, large.dir, tap))
               .then(
                 (value) => send(self, { kind: 'largeInput', key, slot, value }),
-                (e: unknown) => send(self, { kind: 'largeFailed', key, error: toWireError(e, 'INTERNAL') }),
+                (e: unknown) => {
+                  tap?.finish();
+                  send(self, { kind: 'largeFailed', key, error: toWireError(e, 'INTERNAL') });
+                },
               );
             continue;
           }

@@ -384,9 +384,9 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
       thresholdBytes,
       dir: join(spool, 'out'),
       sealIntoFile: false,
-      fetch: async (ref) => {
+      fetch: async (ref, tap) => {
         const build = (reqId: number, offset: number): Message => ({ type: 'fetchResource', reqId, resourceId: ref.id, ...(offset > 0 ? { offset } : {}) });
-        const got = await downloads.fetch(build, { sha256: ref.sha256 });
+        const got = await downloads.fetch(build, { sha256: ref.sha256, tap });
         if (got.resumedFrom > 0) log.info({ resourceId: ref.id, offset: got.resumedFrom }, 'input download resumed from offset');
         return { path: got.path };
       },

@@ -3,12 +3,12 @@
 // byte) and what cutting into segments makes possible (segments swapped, dropped, cut off), naming
 // the segment; and the relay (the scheduler) must see only ciphertext.
 import { createDecipheriv, createHash, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { decodeValue, encodeValue } from '../protocols/codec.ts';
-import { openSegmentedFile, openValue, readSegmentedHead, resourceContext, SealedProduct, sealToFile } from '../lib/security/seal.ts';
+import { openSegmentedFile, openValue, readSegmentedHead, resourceContext, SealedProduct, SegmentedOpener, sealToFile } from '../lib/security/seal.ts';
 import { bufferSource } from '../lib/transport/stream.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'fdl-seal-stream-'));
@@ -164,4 +164,30 @@ t.test('the bytes are what docs/PROTOCOL.md says (a segment opened from the form
   d.setAuthTag(sealedSegment.subarray(sealedSegment.length - 16));
   const last = Buffer.concat([d.update(sealedSegment.subarray(0, sealedSegment.length - 16)), d.final()]);
   t.ok(last.equals(plain.subarray(i * head.chunk)), 'the last segment opens to the end of the plaintext');
+});
+
+t.test('opened as it downloads: fed in order it makes the plaintext; anything it cannot follow stops it', async (t) => {
+  const s = await sealed('tap.sealed');
+  const bytes = readFileSync(s.path);
+  const feedAll = (b: Buffer, step: number, from = 0) => {
+    const tap = new SegmentedOpener(alice, context, join(dir, 'tap', `out-${step}-${from}`));
+    for (let o = from; o < b.length; o += step) tap.feed(o, b.subarray(o, Math.min(b.length, o + step)));
+    return tap;
+  };
+  for (const step of [7, 1000, 65_536, 100_003, bytes.length]) {
+    const tap = feedAll(bytes, step);
+    t.ok(tap.finish(), `fed in pieces of ${step} bytes: every segment opened`);
+    t.ok(readFileSync(tap.out).equals(plain), 'into the plaintext');
+  }
+  const flipped = Buffer.from(bytes);
+  flipped[parts(s.path).at(3) + 5] = (flipped[parts(s.path).at(3) + 5] ?? 0) ^ 1;
+  const bad = feedAll(flipped, 65_536);
+  t.notOk(bad.finish(), 'a segment that fails stops it (the file is then opened the ordinary way, which names the error)');
+  t.notOk(existsSync(bad.out), 'and its partial plaintext is gone');
+  t.notOk(feedAll(bytes, 65_536, 65_536).finish(), 'a download that resumed from a partial file: not followed');
+  t.notOk(feedAll(Buffer.from(encodeValue(payload)), 65_536).finish(), 'bytes that are not sealed: nothing to open');
+  const gap = new SegmentedOpener(alice, context, join(dir, 'tap', 'gap'));
+  gap.feed(0, bytes.subarray(0, 1000));
+  gap.feed(2000, bytes.subarray(2000, 3000));
+  t.notOk(gap.finish(), 'a gap stops it');
 });

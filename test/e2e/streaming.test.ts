@@ -129,6 +129,7 @@ t.test('a sealed product over the threshold is sealed segment by segment, stored
   t.equal(got.sha256, blobSha256(size, seed), 'the result is the bytes TestBlob made, opened right at every hop');
   const offers = countLog(join(dir, 'scheduler.log'), new RegExp(`"jobId":"${handle.id}\\.[12]".*streamed product offered`));
   t.ok(offers >= 2, `both workers' sealed products were streamed (${offers} offers)`);
+  t.ok(countLog(join(dir, 'worker-2.log'), /"asItArrived":true.*sealed input opened/) >= 1, 'worker-2 opened its input as it arrived, not in a second pass');
 
   // What the scheduler stored of the workers' products: segmented envelopes, with no plaintext in them.
   const schedulerDir = join(dir, 'scheduler');

@@ -174,6 +174,8 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     // the store without a socket (a file is copied, bytes ride in the report).
     large: {
       thresholdBytes,
+      dir: join(config.workdir, SPOOL_DIR, 'out'),
+      sealIntoFile: true,
       fetch: async (ref) => {
         const body = store.resourceBody(ref.id);
         if (!body) throw new FdlError('UNKNOWN_RESOURCE', `no resource ${ref.id}`);
@@ -185,6 +187,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
       send: (offer, body) => {
         if (!scheduler) return;
         if ('file' in body) send(scheduler, { kind: 'localProduct', report: offer, file: body.file });
+        else if ('source' in body) log.error({ jobId: offer.jobId }, 'a product to stream reached the initiator, which seals into files');
         else {
           const report: MessageOf<'jobCompleted'> = { type: 'jobCompleted', jobId: offer.jobId, attempt: offer.attempt, sha256: offer.sha256, data: body.bytes };
           if (offer.ranMs !== undefined) report.ranMs = offer.ranMs;
@@ -391,14 +394,16 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
     scratch: join(spool, 'out'),
     large: {
       thresholdBytes,
-      fetch: async (ref) => {
+      dir: join(spool, 'out'),
+      sealIntoFile: false,
+      fetch: async (ref, tap) => {
         const build = (reqId: number, offset: number): Message => ({ type: 'fetchResource', reqId, resourceId: ref.id, ...(offset > 0 ? { offset } : {}) });
-        const got = await downloads.fetch(build, { sha256: ref.sha256 });
+        const got = await downloads.fetch(build, { sha256: ref.sha256, tap });
         if (got.resumedFrom > 0) log.info({ resourceId: ref.id, offset: got.resumedFrom }, 'input download resumed from offset');
         return { path: got.path };
       },
       send: (offer, body) => {
-        offered.add(offer.sha256, 'file' in body ? fileSource(body.file, offer.size) : bufferSource(body.bytes));
+        offered.add(offer.sha256, 'file' in body ? fileSource(body.file, offer.size) : 'source' in body ? body.source : bufferSource(body.bytes));
         client?.send(offer);
       },
     },

@@ -1,7 +1,7 @@
 // Why: a resource larger than a frame must cross every hop in chunks, never whole in memory, checked per
 // chunk and whole, resumed after a cut instead of restarted, and a product over the limit must fail its job
 // naming its size (it used to make the worker reconnect in a loop). Real processes and sockets throughout.
-import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -9,7 +9,6 @@ import t from 'tap';
 import { encode } from '../../protocols/codec.ts';
 import type { Message } from '../../protocols/messages.ts';
 import { PROTOCOL_VERSION } from '../../protocols/version.ts';
-import { blobHeader } from '../../lib/ops/file-blob.ts';
 import { sha256OfFile } from '../../lib/transport/stream.ts';
 import { handshakeMessage, signWith } from '../../lib/security/identity.ts';
 import { blobSha256 } from '../helpers/blob.ts';

@@ -75,6 +75,8 @@ const NodeName = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'letters, digits, "_", "." or "-", at most 64, starting with a letter or digit');
 
+const SchedulerUrl = z.string().regex(/^wss?:\/\/.+/, 'a ws:// or wss:// URL');
+
 export const NodeConfigSchema = z
   .object({
     mode: z.enum(['scheduler', 'worker', 'standalone']),
@@ -87,10 +89,14 @@ export const NodeConfigSchema = z
       .object({ host: z.string().min(1).default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(1456) })
       .strict()
       .default({ host: '127.0.0.1', port: 1456 }),
-    /** Worker: the scheduler to dial (workers open no port). */
+    /**
+     * Worker: the scheduler to dial (workers open no port): `url`, or `urls` for an active
+     * scheduler and its standby (tried in turn; docs/DEPLOY.md).
+     */
     scheduler: z
       .object({
-        url: z.string().regex(/^wss?:\/\/.+/, 'a ws:// or wss:// URL'),
+        url: SchedulerUrl.optional(),
+        urls: z.array(SchedulerUrl).min(1).optional(),
         /** Needed at the first join only (the node's key is pinned then). */
         join_token: z.string().min(8).max(512).optional(),
         /** A CA certificate (PEM file) to trust for wss://, e.g. a self-signed scheduler certificate. */
@@ -265,8 +271,9 @@ function modeProblems(raw: Record<string, unknown>): string[] {
   const mode = raw.mode;
   const nonEmpty = (v: unknown) => Array.isArray(v) && v.length > 0;
   if (mode === 'worker') {
-    const url = (raw.scheduler as { url?: unknown } | undefined)?.url;
-    if (url === undefined) problems.push('scheduler.url: a worker needs the url of its scheduler');
+    const { url, urls } = (raw.scheduler as { url?: unknown; urls?: unknown } | undefined) ?? {};
+    if (url === undefined && urls === undefined) problems.push('scheduler.url: a worker needs the url of its scheduler (or scheduler.urls)');
+    if (url !== undefined && urls !== undefined) problems.push('scheduler.urls: give url or urls, not both');
     if (!nonEmpty(raw.datasources)) problems.push('datasources: a worker needs at least one data source');
   } else if (mode === 'scheduler' || mode === 'standalone') {
     if (!nonEmpty(raw.projects)) problems.push(`projects: a ${mode} needs at least one project`);
@@ -275,6 +282,12 @@ function modeProblems(raw: Record<string, unknown>): string[] {
 }
 
 export type NodeConfig = z.infer<typeof NodeConfigSchema>;
+
+/** Worker: the schedulers it dials, in order (`scheduler.url` or `scheduler.urls`). */
+export function schedulerUrlsOf(config: NodeConfig): string[] {
+  const s = config.scheduler;
+  return s?.urls ?? (s?.url ? [s.url] : []);
+}
 
 /** The config's `retry` section as the scheduler's default RetryPolicy. */
 export function retryPolicyOf(config: NodeConfig): RetryPolicy {
@@ -340,10 +353,12 @@ function plainTextProblems(c: NodeConfig): string[] {
     return [`listen.host: ${c.listen.host} is not loopback; configure tls (cert, key) for wss://, or set insecure: true`];
   }
   if (c.mode === 'worker' && c.scheduler) {
-    const url = new URL(c.scheduler.url);
-    if (url.protocol === 'ws:' && !isLoopback(url.hostname)) {
-      return [`scheduler.url: plain ws:// to ${url.hostname} is not loopback; use wss://, or set insecure: true`];
-    }
+    return schedulerUrlsOf(c).flatMap((u) => {
+      const url = new URL(u);
+      return url.protocol === 'ws:' && !isLoopback(url.hostname)
+        ? [`scheduler.url: plain ws:// to ${url.hostname} is not loopback; use wss://, or set insecure: true`]
+        : [];
+    });
   }
   return [];
 }

@@ -9,7 +9,7 @@ import { PROTOCOL_VERSION } from '../protocols/version.ts';
 import { spawnConnection } from '../actors/connection.ts';
 import { type PeerHandle, type SchedulerMsg, spawnScheduler } from '../actors/scheduler.ts';
 import { type WorkerMsg, spawnWorker } from '../actors/worker.ts';
-import { ConfigError, connectionLimitsOf, type NodeConfig, retryPolicyOf } from './config.ts';
+import { ConfigError, connectionLimitsOf, type NodeConfig, retryPolicyOf, schedulerUrlsOf } from './config.ts';
 import { handshakeMessage, loadOrCreateIdentity, signWith } from './security/identity.ts';
 import { DataEngine } from './data/engine.ts';
 import { send, shardOf, spawnActor } from './kit/actors.ts';
@@ -328,7 +328,7 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
   const identity = loadOrCreateIdentity(config.workdir);
   log.info({ fingerprint: identity.fingerprint }, 'node identity');
   const system = start();
-  const url = config.scheduler?.url as string;
+  const urls = schedulerUrlsOf(config);
   let client: Client | undefined;
   const running = new Set<string>();
   const faults = parseFaults(process.env.FDL_FAULTS);
@@ -398,7 +398,7 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
   });
   const joinToken = config.scheduler?.join_token;
   client = new Client({
-    url,
+    urls,
     reconnect: true,
     maxPayloadBytes: config.max_payload_bytes,
     heartbeatMs: config.heartbeat_ms,
@@ -435,7 +435,7 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
       }
       if (message.type === 'welcome') {
         client?.established();
-        log.info({ scheduler: message.schedulerId, url }, 'joined the scheduler');
+        log.info({ scheduler: message.schedulerId, url: client?.url }, 'joined the scheduler');
         // Downloads cut by the lost link ask again from what they hold.
         downloads.reconnected();
         return;
@@ -454,7 +454,7 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
       send(worker, { kind: 'inbound', message });
     },
     onClose: (code, reason) => log.warn({ code, reason }, 'lost the scheduler; reconnecting'),
-    onRetry: (err, delayMs) => log.warn({ err: err.message, delayMs }, 'cannot reach the scheduler; retrying'),
+    onRetry: (err, delayMs, url) => log.warn({ err: err.message, url, delayMs }, 'cannot reach the scheduler; retrying'),
   });
   await client.start();
   const cutter = faults.cutEveryMs

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
@@ -20,6 +21,21 @@ export const EXAMPLE_DATA = packagePath('examples', 'data/');
  * message, and must not fire on a loaded machine (each node process transpiles at start).
  */
 export const DEFAULT_START_TIMEOUT_MS = 120_000;
+
+/**
+ * A loopback port free at the call: for a node that must be dialed before it listens (a standby
+ * scheduler), and as a URL nothing answers once it is returned.
+ */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (address && typeof address === 'object' ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
 
 export interface WorkerSpec {
   name: string;

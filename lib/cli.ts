@@ -217,7 +217,7 @@ export function buildProgram(): Command {
     const [{ loadConfig }, { openSchedulerStore }] = await Promise.all([import('./config.ts'), import('./store/network.ts')]);
     const config = loadConfig(configFile);
     if (config.mode === 'worker') throw new UsageError(`${configFile} is a worker's config: tokens live on the scheduler`);
-    return { config, store: openSchedulerStore(config.workdir).store };
+    return { config, store: openSchedulerStore(config.workdir, { url: config.store.url }).store };
   };
   tokens
     .command('create')

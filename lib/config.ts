@@ -16,6 +16,7 @@ import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from './transport/ad
 import {
   DEFAULT_ARTIFACTS_IN_FLIGHT_PER_WORKBENCH,
   DEFAULT_FINISHED_ARTIFACT_RETENTION_MS,
+  DEFAULT_IDLE_IN_TRANSACTION_MS,
   DEFAULT_INLINE_RESOURCE_MAX_BYTES,
   DEFAULT_MAX_RESOURCE_BYTES,
   DEFAULT_RETENTION_SWEEP_INTERVAL_MS,
@@ -70,6 +71,25 @@ const RetrySectionSchema = z
     }
   })
   .default({}) as unknown as z.ZodDefault<z.ZodType<RetrySection>>;
+
+/**
+ * A PostgreSQL URL (`postgres://` or `postgresql://`, with a host and a database). A problem is
+ * reported without the URL itself: it holds a password.
+ */
+const PostgresUrl = z.string().superRefine((text, ctx) => {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'not a URL (want postgres://user:password@host:port/database)' });
+    return;
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    ctx.addIssue({ code: 'custom', message: `scheme ${url.protocol.replace(/:$/, '')} is not postgres or postgresql (SQLite, the default, needs no url)` });
+  } else if (!url.hostname || url.pathname.length <= 1) {
+    ctx.addIssue({ code: 'custom', message: 'want postgres://user:password@host:port/database (a host and a database name)' });
+  }
+});
 
 const NodeName = z
   .string()
@@ -198,6 +218,14 @@ export const NodeConfigSchema = z
     store: z
       .object({
         /**
+         * The scheduler's database: unset, SQLite in the work directory (the default); a
+         * `postgres://user:password@host:port/database` URL, PostgreSQL (lib/store/postgres.ts),
+         * where every replica of the scheduler finds everything it needs.
+         */
+        url: PostgresUrl.optional(),
+        /** PostgreSQL: a session idle this long inside its open transaction is ended by the server (its locks freed). */
+        idle_in_transaction_ms: z.number().int().min(1000).max(3_600_000).default(DEFAULT_IDLE_IN_TRANSACTION_MS),
+        /**
          * Resources up to this size are rows of the database (written and fsynced with their
          * row); larger ones are files under `resources/`. 0: every resource a file.
          */
@@ -206,7 +234,11 @@ export const NodeConfigSchema = z
         max_resource_bytes: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).default(DEFAULT_MAX_RESOURCE_BYTES),
       })
       .strict()
-      .default({ inline_resource_max_bytes: DEFAULT_INLINE_RESOURCE_MAX_BYTES, max_resource_bytes: DEFAULT_MAX_RESOURCE_BYTES }),
+      .default({
+        inline_resource_max_bytes: DEFAULT_INLINE_RESOURCE_MAX_BYTES,
+        max_resource_bytes: DEFAULT_MAX_RESOURCE_BYTES,
+        idle_in_transaction_ms: DEFAULT_IDLE_IN_TRANSACTION_MS,
+      }),
     /**
      * Every node: a resource over `threshold_bytes` moves in chunks of `chunk_bytes` with
      * back-pressure (docs/PROTOCOL.md, "Streamed resources"); up to it, in one frame. Both must

@@ -10,7 +10,7 @@ import { spawnConnection } from '../actors/connection.ts';
 import { type PeerHandle, type SchedulerMsg, spawnScheduler } from '../actors/scheduler.ts';
 import { type WorkerMsg, spawnWorker } from '../actors/worker.ts';
 import { ConfigError, connectionLimitsOf, type NodeConfig, retryPolicyOf, schedulerUrlsOf } from './config.ts';
-import { handshakeMessage, loadOrCreateIdentity, signWith } from './security/identity.ts';
+import { handshakeMessage, identityOf, loadOrCreateIdentity, newIdentityText, signWith } from './security/identity.ts';
 import { DataEngine } from './data/engine.ts';
 import { send, shardOf, spawnActor } from './kit/actors.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -107,7 +107,11 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
 
 async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOptions): Promise<RunningNode> {
   // The store first: a damaged one stops the node before anything else is opened or made.
-  const { store, network, replaced } = openSchedulerStore(config.workdir, { initStore: opts.initStore ?? false });
+  const { store, network, replaced } = openSchedulerStore(config.workdir, {
+    initStore: opts.initStore ?? false,
+    url: config.store.url,
+    idleInTransactionMs: config.store.idle_in_transaction_ms,
+  });
   if (replaced) log.warn({ problem: replaced.problem, oldFilesIn: replaced.folder, networkId: network.networkId }, 'started a new network (--init-store)');
   else if (opts.initStore) log.warn('--init-store ignored: the store is healthy and is this work directory\'s own');
   let opened: OpenedData;
@@ -118,7 +122,9 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     throw e;
   }
   const { data, projects, compute } = opened;
-  const identity = loadOrCreateIdentity(config.workdir);
+  // On PostgreSQL the identity lives in the store (every replica is the same scheduler); on SQLite, beside it.
+  const identity =
+    store.db.kind === 'postgres' ? identityOf(store.sharedIdentity(newIdentityText), 'the store') : loadOrCreateIdentity(config.workdir);
   store.inlineResourceMaxBytes = config.store.inline_resource_max_bytes;
   store.onBarrierError = (e) => log.error({ err: e }, 'the store cannot make its changes durable; holding every message until it can');
   const byName = new Map(config.projects.map((p) => [p.name, store.ensureProject(p.name, p.token).id]));

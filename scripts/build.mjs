@@ -1,7 +1,8 @@
 // npm run build: the JavaScript that runs (dist/*.js) and the types of the library (dist/types/).
 //
 // - JavaScript: esbuild bundles lib/cli.ts (the `fdl` command), lib/workbench.ts (the library,
-//   `import ... from 'fdl'`) and lib/ops/pool-thread.ts (a compute thread's entry) into dist/,
+//   `import ... from 'fdl'`), lib/ops/pool-thread.ts (a compute thread's entry) and
+//   lib/store/pg-thread.ts (the PostgreSQL bridge's thread) into dist/,
 //   the code they share split into chunks beside them and loaded when first used (the node, the
 //   store and DuckDB only by the commands that run a node). npm packages stay imports. ~1 s.
 // - Types (--types, and `npm run build`; `prepack` asks for them, so npm pack ships them): tsc
@@ -66,7 +67,7 @@ if (!(ifStale && current(dist))) {
   const tmp = await aside('javascript', (out) =>
     build({
       absWorkingDir: root,
-      entryPoints: { cli: 'lib/cli.ts', workbench: 'lib/workbench.ts', 'pool-thread': 'lib/ops/pool-thread.ts' },
+      entryPoints: { cli: 'lib/cli.ts', workbench: 'lib/workbench.ts', 'pool-thread': 'lib/ops/pool-thread.ts', 'pg-thread': 'lib/store/pg-thread.ts' },
       outdir: out,
       bundle: true,
       splitting: true,

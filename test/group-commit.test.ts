@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import t from 'tap';
 import { type Durable, GroupCommit } from '../lib/store/group-commit.ts';
-import { Store } from '../lib/store/store.ts';
+import { forEachEngine } from './helpers/engines.ts';
 
 /** A store stand-in: `write()` is a change; `barrier()` can be made to fail. */
 class FakeStore implements Durable {
@@ -75,9 +75,9 @@ t.test('a failing barrier holds every message until it succeeds', async (t) => {
   t.equal(store.synced, 1);
 });
 
-t.test('the real store: a change, then a message: the message waits for a FULL commit', async (t) => {
+forEachEngine(t, 'the real store: a change, then a message: the message waits for its barrier (SQLite: a FULL commit; PostgreSQL: the COMMIT)', async (t, open) => {
   const dir = t.testdir({});
-  const store = new Store(join(dir, 'work'));
+  const store = open(join(dir, 'work'));
   t.teardown(() => store.close());
   const sent: string[] = [];
   store.afterDurable(() => sent.push('before any change'));

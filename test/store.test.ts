@@ -2,18 +2,21 @@
 // (migrations over an existing work directory), refuse to start as a brand-new network where one
 // was held (a lost or damaged file would forget every artifact and every pinned node key), and
 // delete what retention or a workbench says to delete: rows, resource bytes and masks alike.
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openSqlite } from '../lib/store/sqlite.ts';
 import t, { type Test } from 'tap';
 import { RetryPolicySchema, type Step } from '../protocols/entities.ts';
 import { bindArtifact } from '../lib/plan/index.ts';
+import { sha256Hex } from '../lib/store/blobs.ts';
+import { CHUNK_BYTES } from '../lib/store/chunks.ts';
 import { MIGRATIONS, SCHEMA_VERSION, StoreCheckError } from '../lib/store/db.ts';
 import { LOCALS_DIR, LocalsStore } from '../lib/store/locals.ts';
 import { NETWORK_MARKER, openSchedulerStore } from '../lib/store/network.ts';
 import { artifactSha256, provenanceOf } from '../lib/provenance.ts';
 import { artifactStatus } from '../lib/store/status.ts';
+import { forEachEngine } from './helpers/engines.ts';
 import { DATABASE_FILE, RESOURCES_DIR, Store } from '../lib/store/store.ts';
 
 const STEPS: Step[] = [
@@ -98,8 +101,8 @@ t.test('a store written by a newer fdl is refused, and --init-store does not rep
   t.ok(existsSync(join(dir, DATABASE_FILE)), 'the file is left where it is');
 });
 
-t.test('retention queries: only finished artifacts past the cutoff; deleting removes rows and bytes', async (t) => {
-  const store = new Store(undefined);
+forEachEngine(t, 'retention queries: only finished artifacts past the cutoff; deleting removes rows and bytes', async (t, open) => {
+  const store = open();
   t.teardown(() => store.close());
   const p = store.ensureProject('p', 'token-123456').id;
   addArtifact(store, 'a-done-old', { projectId: p, now: 1_000, submitterTokenId: 't-1' });
@@ -126,8 +129,8 @@ t.test('retention queries: only finished artifacts past the cutoff; deleting rem
   t.ok(store.artifact('a-done-new'), 'other artifacts are untouched');
 });
 
-t.test('listArtifacts: newest first, within the scope, bounded', async (t) => {
-  const store = new Store(undefined);
+forEachEngine(t, 'listArtifacts: newest first, within the scope, bounded', async (t, open) => {
+  const store = open();
   t.teardown(() => store.close());
   const p1 = store.ensureProject('p1', 'token-111111').id;
   const p2 = store.ensureProject('p2', 'token-222222').id;
@@ -246,8 +249,8 @@ function copyDatabase(from: string, to: string): void {
   }
 }
 
-t.test('the status read from the rows equals the status built from whole artifacts and jobs, in every state', async (t) => {
-  const store = new Store(undefined);
+forEachEngine(t, 'the status read from the rows equals the status built from whole artifacts and jobs, in every state', async (t, open) => {
+  const store = open();
   t.teardown(() => store.close());
   addArtifact(store, 'a-status', { projectId: 'p-1', now: 1000 });
   const whole = () => {
@@ -279,8 +282,8 @@ t.test('the status read from the rows equals the status built from whole artifac
   t.same(store.artifactHead('a-status'), { id: 'a-status', projectId: 'p-1', state: 'COMPLETED', resultResourceId: 'r-1' });
 });
 
-t.test("holders of a project's data: kept per project, read by key, changed by what a node announces, forgotten on request", async (t) => {
-  const store = new Store(undefined);
+forEachEngine(t, "holders of a project's data: kept per project, read by key, changed by what a node announces, forgotten on request", async (t, open) => {
+  const store = open();
   t.teardown(() => store.close());
   const a = store.ensureProject('a', 'token-aaaaaaaa');
   const b = store.ensureProject('b', 'token-bbbbbbbb');
@@ -296,16 +299,16 @@ t.test("holders of a project's data: kept per project, read by key, changed by w
   t.same(store.holdersOf(a.id), ['w2'], 'the others are untouched');
 });
 
-t.test('a store from before holders were kept learns them once, from what each worker announced', async (t) => {
+forEachEngine(t, 'a store from before holders were kept learns them once, from what each worker announced', async (t, open) => {
   const dir = tempDir(t);
-  const first = new Store(dir);
+  const first = open(dir);
   const p = first.ensureProject('california', 'token-california');
   const ds = { name: 'd', rows: 3, features: [] };
   first.upsertNode({ id: 'w1', name: 'w1', role: 'worker', lastSeen: 1, projects: [{ token: 'token-california', datasources: [ds] }] });
   first.upsertNode({ id: 'w2', name: 'w2', role: 'worker', lastSeen: 1, projects: [{ token: 'token-california', datasources: [] }] });
   first.upsertNode({ id: 'w3', name: 'w3', role: 'worker', lastSeen: 1, projects: [{ token: 'token-unknown-project', datasources: [ds] }] });
   first.close();
-  const second = new Store(dir);
+  const second = open(dir);
   t.teardown(() => second.close());
   second.backfillHolders();
   t.same(second.holdersOf(p.id), ['w1'], 'only a worker that announced a data source for a known project');
@@ -314,8 +317,8 @@ t.test('a store from before holders were kept learns them once, from what each w
   t.same(second.holdersOf(p.id), [], 'once: a forgotten holder is not brought back by a restart');
 });
 
-t.test("a completed artifact's provenance: holders, rows, left-out jobs, seeds, hash, software; kept in the status", async (t) => {
-  const store = new Store(undefined);
+forEachEngine(t, "a completed artifact's provenance: holders, rows, left-out jobs, seeds, hash, software; kept in the status", async (t, open) => {
+  const store = open();
   t.teardown(() => store.close());
   const steps: Step[] = [
     { kind: 'Parallel', quorum: 1, operation: { kind: 'Train', model: { type: 'logisticRegression', features: ['x'], label: 'y', seed: 7 } } },
@@ -408,4 +411,48 @@ t.test("the SQLite adapter (lib/store/sqlite.ts): what it promises over the bind
   t.equal(reader.prepare('SELECT COUNT(*) FROM t').value(), 3, 'the file holds every commit');
   t.throws(() => reader.exec(`INSERT INTO t (name) VALUES ('e')`), /readonly/, 'readonly: a write throws');
   reader.close();
+});
+
+forEachEngine(t, 'resources small and large, from bytes and from a file: read back whole or as a file, checked against their sha256', async (t, open, engine) => {
+  const dir = tempDir(t);
+  const store = open(join(dir, 'work'));
+  t.teardown(() => store.close());
+  store.inlineResourceMaxBytes = 1024;
+  const meta = (bytes: Uint8Array) => ({ artifactId: 'a-1', jobId: 'a-1.0', producer: 'w1', sha256: sha256Hex(bytes) });
+  const small = Buffer.from('a small product');
+  // Over two chunks of the PostgreSQL store, not a multiple of one.
+  const large = Buffer.alloc(CHUNK_BYTES * 2 + 12345);
+  for (let i = 0; i < large.length; i++) large[i] = (i * 31 + 7) % 251;
+  const empty = Buffer.alloc(0);
+  const refs = [small, large, empty].map((b) => store.putResource(meta(b), b, 1));
+  const file = join(dir, 'spooled.bin');
+  writeFileSync(file, large);
+  const fromFile = store.putResourceFile({ ...meta(large), size: large.length }, file, 'move', 1);
+  t.notOk(existsSync(file), "a moved file is the store's now");
+  for (const [ref, bytes] of [...refs.map((r, i) => [r, [small, large, empty][i]] as const), [fromFile, large] as const]) {
+    t.same(Buffer.from(store.readResource(ref.id)?.bytes ?? []), bytes, `${ref.size} bytes read back whole`);
+    const body = store.resourceBody(ref.id);
+    const got = body?.file ? readFileSync(body.file) : Buffer.from(body?.bytes ?? []);
+    t.same(got, bytes, `${ref.size} bytes read back for a streamed reader`);
+  }
+  t.ok(store.resourceBody(refs[1]?.id ?? '')?.file, 'a large resource is a file for a streamed reader');
+  await new Promise<void>((r) => store.afterDurable(r));
+
+  const target = fromFile.id;
+  if (engine === 'PostgreSQL') {
+    // A replica's store, its cache empty: it reads the chunk rows, and checks what it reads.
+    const other = open(join(dir, 'other'));
+    t.teardown(() => other.close());
+    t.same(Buffer.from(other.readResource(target)?.bytes ?? []), large, 'read whole by another store on the same database');
+    other.db.prepare('UPDATE resource_chunks SET bytes = ? WHERE resource_id = ? AND seq = 1').run(Buffer.alloc(CHUNK_BYTES), target);
+    other.barrier();
+    const third = open(join(dir, 'third'));
+    t.teardown(() => third.close());
+    t.throws(() => third.resourceBody(target), { code: 'CHECKSUM_MISMATCH' }, 'a damaged chunk is refused before its file is used');
+    t.throws(() => third.readResource(target), { code: 'CHECKSUM_MISMATCH' });
+    t.notOk(existsSync(join(dir, 'third', RESOURCES_DIR, `${target}.bin`)), 'and leaves no cache file');
+  } else {
+    writeFileSync(join(dir, 'work', RESOURCES_DIR, `${target}.bin`), Buffer.alloc(large.length));
+    t.throws(() => store.readResource(target), { code: 'CHECKSUM_MISMATCH' }, 'a damaged file is refused');
+  }
 });

@@ -36,29 +36,43 @@ export function fingerprint(signKey: string): string {
   return hex.match(/.{4}/g)?.join(':') ?? hex;
 }
 
-export function loadOrCreateIdentity(workdir: string): Identity {
-  mkdirSync(workdir, { recursive: true });
-  const path = join(workdir, FILE);
-  if (!existsSync(path)) {
-    const sign = generateKeyPairSync('ed25519');
-    const box = generateKeyPairSync('x25519');
-    const body = {
-      ed25519: sign.privateKey.export({ type: 'pkcs8', format: 'pem' }),
-      x25519: box.privateKey.export({ type: 'pkcs8', format: 'pem' }),
-    };
-    writeFileSync(path, JSON.stringify(body, null, 2), { mode: 0o600 });
-  }
-  chmodSync(path, 0o600);
+/** A new identity's private keys, as identity.json holds them (PEM, PKCS#8). */
+export function newIdentityText(): string {
+  const sign = generateKeyPairSync('ed25519');
+  const box = generateKeyPairSync('x25519');
+  const body = {
+    ed25519: sign.privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    x25519: box.privateKey.export({ type: 'pkcs8', format: 'pem' }),
+  };
+  return JSON.stringify(body, null, 2);
+}
+
+/** The identity whose private keys `text` holds (identity.json's body); `where` names it in an error. */
+export function identityOf(text: string, where: string): Identity {
   let body: { ed25519: string; x25519: string };
   try {
-    body = JSON.parse(readFileSync(path, 'utf8')) as { ed25519: string; x25519: string };
+    body = JSON.parse(text) as { ed25519: string; x25519: string };
   } catch (e) {
-    throw new FdlError('INTERNAL', `${path}: cannot read the node identity: ${(e as Error).message}`);
+    throw new FdlError('INTERNAL', `${where}: cannot read the node identity: ${(e as Error).message}`);
   }
   const signPrivate = createPrivateKey(body.ed25519);
   const boxPrivate = createPrivateKey(body.x25519);
   const signKey = spki(createPublicKey(signPrivate));
   return { signKey, boxKey: spki(createPublicKey(boxPrivate)), fingerprint: fingerprint(signKey), signPrivate, boxPrivate };
+}
+
+export function loadOrCreateIdentity(workdir: string): Identity {
+  mkdirSync(workdir, { recursive: true });
+  const path = join(workdir, FILE);
+  if (!existsSync(path)) writeFileSync(path, newIdentityText(), { mode: 0o600 });
+  chmodSync(path, 0o600);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new FdlError('INTERNAL', `${path}: cannot read the node identity: ${(e as Error).message}`);
+  }
+  return identityOf(text, path);
 }
 
 /** What a worker signs to join: bound to this scheduler, this node id, this connection's nonce and its box key. */

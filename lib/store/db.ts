@@ -22,7 +22,10 @@ interface Migration {
   version: number;
   /** What it changes, for the log and for the next reader of this list. */
   why: string;
+  /** SQLite's DDL (empty: a step for PostgreSQL only). */
   sql: string;
+  /** PostgreSQL's DDL when it is not `sql` made portable by `postgresDdl`. */
+  pg?: string;
 }
 
 /**
@@ -99,7 +102,26 @@ ALTER TABLE jobs ADD COLUMN started_at INTEGER;
 ALTER TABLE jobs ADD COLUMN finished_at INTEGER;
 `,
   },
+  {
+    version: 6,
+    why: 'on PostgreSQL everything a second scheduler replica needs is in the database: large resources as chunk rows, the initiator\'s locals (its identity is a meta row); SQLite keeps files beside the database',
+    sql: '',
+    pg: `
+CREATE TABLE resource_chunks (resource_id TEXT NOT NULL, seq INTEGER NOT NULL, bytes BYTEA NOT NULL, PRIMARY KEY (resource_id, seq));
+CREATE TABLE locals (artifact_id TEXT PRIMARY KEY, bytes BYTEA NOT NULL);
+`,
+  },
 ];
+
+/**
+ * A step's DDL for PostgreSQL: its own, or SQLite's with the types PostgreSQL spells otherwise.
+ * INTEGER becomes BIGINT (epoch-ms timestamps overflow PostgreSQL's 32-bit integer; the bridge
+ * reads int8 back as a JS number), BLOB becomes BYTEA, and WITHOUT ROWID (a SQLite storage
+ * choice) goes.
+ */
+export function postgresDdl(m: Migration): string {
+  return m.pg ?? m.sql.replace(/\bINTEGER\b/g, 'BIGINT').replace(/\bBLOB\b/g, 'BYTEA').replace(/\s+WITHOUT ROWID/g, '');
+}
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
 
@@ -156,7 +178,7 @@ function migrate(db: SqliteDatabase, file: string): void {
         replaceable: false,
       });
     }
-    for (const m of MIGRATIONS) if (m.version > version) db.exec(m.sql);
+    for (const m of MIGRATIONS) if (m.version > version && m.sql) db.exec(m.sql);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
     // IMMEDIATE: two processes opening one file (the node and `fdl tokens`) never migrate it twice.
   }).immediate();

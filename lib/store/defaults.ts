@@ -14,3 +14,5 @@ export const DEFAULT_ARTIFACT_LIST_LIMIT = 100;
 export const DEFAULT_INLINE_RESOURCE_MAX_BYTES = 64 * 1024;
 /** A product or resource over this many bytes is refused (config: store.max_resource_bytes), naming both sizes. */
 export const DEFAULT_MAX_RESOURCE_BYTES = 2 * 1024 * 1024 * 1024;
+/** PostgreSQL: a session idle this long inside its open transaction is ended by the server (a frozen process frees its locks). */
+export const DEFAULT_IDLE_IN_TRANSACTION_MS = 10_000;

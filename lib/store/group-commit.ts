@@ -53,6 +53,14 @@ export class GroupCommit {
     this.schedule();
   }
 
+  /**
+   * A barrier soon, though nobody waits for one yet: on PostgreSQL writes are committed only by
+   * barriers, and an open transaction must not idle (the server ends an idle one).
+   */
+  soon(): void {
+    if (!this.closed) this.schedule();
+  }
+
   /** At shutdown: makes everything durable, runs what waited, and does nothing after. */
   close(): void {
     this.flush();

@@ -104,8 +104,22 @@ function setAside(workdir: string): string {
  * lets a directory whose store is missing, empty, damaged or foreign start a new network, the old
  * files kept aside; it never replaces a healthy store.
  */
-export function openSchedulerStore(workdir: string, opts: { initStore?: boolean } = {}): OpenedStore {
+export function openSchedulerStore(
+  workdir: string,
+  opts: { initStore?: boolean; url?: string | undefined; idleInTransactionMs?: number } = {},
+): OpenedStore {
   mkdirSync(workdir, { recursive: true });
+  if (opts.url) {
+    // On PostgreSQL the database is the authority: every replica's work directory holds only
+    // logs and spool, so there is no marker to agree with (and nothing to set aside).
+    const store = new Store(workdir, { url: opts.url, ...(opts.idleInTransactionMs ? { idleInTransactionMs: opts.idleInTransactionMs } : {}) });
+    try {
+      return { store, network: store.network() ?? store.stampNetwork(`n-${randomUUID()}`, new Date().toISOString()) };
+    } catch (e) {
+      store.close();
+      throw e;
+    }
+  }
   let replaced: OpenedStore['replaced'];
   let found = diagnose(workdir);
   if ('problem' in found) {

@@ -1,5 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type {
   ArtifactSpec,
@@ -17,9 +18,11 @@ import type { WireError } from '../../protocols/errors.ts';
 import type { Plan } from '../plan/index.ts';
 import { FdlError } from '../errors.ts';
 import { BlobStore, checkedBytes } from './blobs.ts';
+import { CHUNKS_LOCATION, ResourceChunks } from './chunks.ts';
 import { GroupCommit } from './group-commit.ts';
-import { openDatabase } from './db.ts';
-import type { SqliteDatabase, Statement } from './sqlite.ts';
+import type { Engine, EngineStatement } from './engine.ts';
+import { PostgresEngine, type PostgresOptions } from './postgres.ts';
+import { SqliteEngine } from './sqlite-engine.ts';
 import { DEFAULT_INLINE_RESOURCE_MAX_BYTES } from './defaults.ts';
 
 /** The store's files inside a scheduler's work directory. */
@@ -30,7 +33,8 @@ const INLINE_LOCATION = 'inline';
 
 /**
  * The scheduler's durable state: projects, nodes, artifacts, jobs, locks and resources.
- * SQLite (WAL) holds the rows; resource bytes are files beside it (never in a row).
+ * The rows are in SQLite (WAL) or PostgreSQL (lib/store/engine.ts). Small resources are rows;
+ * large ones are files beside the SQLite file, or chunk rows in PostgreSQL (lib/store/chunks.ts).
  * Every state change goes through here before the actors act on it, so a restarted
  * scheduler resumes from exactly what was decided.
  */
@@ -173,8 +177,13 @@ interface ArtifactRow {
 
 export class Store {
   readonly blobs: BlobStore;
-  private readonly db: SqliteDatabase;
-  private readonly statements = new Map<string, Statement>();
+  /** PostgreSQL: large resources are chunk rows (`resources/` holds checked copies of them, a cache). */
+  private readonly chunks: ResourceChunks | undefined;
+  /** The temporary folder of a PostgreSQL store opened without a work dir, removed at close. */
+  private readonly cacheDir: string | undefined;
+  /** The database it runs on (lib/store/engine.ts): SQLite, or PostgreSQL when a URL is given. */
+  readonly db: Engine;
+  private readonly statements = new Map<string, EngineStatement>();
   private readonly durable: GroupCommit | undefined;
   /** Up to this size, a resource's bytes are a row of the database rather than a file. */
   inlineResourceMaxBytes = DEFAULT_INLINE_RESOURCE_MAX_BYTES;
@@ -184,17 +193,26 @@ export class Store {
    * migrates its schema (lib/store/db.ts); whether it is the store this work directory has held
    * is `openSchedulerStore`'s question (lib/store/network.ts).
    */
-  constructor(workdir: string | undefined) {
+  constructor(workdir: string | undefined, opts: { url?: string | undefined } & PostgresOptions = {}) {
     if (workdir) mkdirSync(workdir, { recursive: true });
-    this.db = openDatabase(workdir ? join(workdir, DATABASE_FILE) : undefined);
-    this.blobs = new BlobStore(workdir ? join(workdir, RESOURCES_DIR) : undefined);
-    this.durable = workdir ? new GroupCommit(this, (e) => this.onBarrierError(e)) : undefined;
+    this.db = opts.url ? new PostgresEngine(opts.url, opts) : new SqliteEngine(workdir ? join(workdir, DATABASE_FILE) : undefined);
+    // PostgreSQL's cache of large resources is files: in the work dir, or a temporary folder (tests).
+    this.cacheDir = workdir || !opts.url ? undefined : mkdtempSync(join(tmpdir(), 'fdl-resource-cache-'));
+    const blobDir = workdir ?? this.cacheDir;
+    this.blobs = new BlobStore(blobDir ? join(blobDir, RESOURCES_DIR) : undefined);
+    this.chunks = this.db.kind === 'postgres' ? new ResourceChunks(this.db) : undefined;
+    // On PostgreSQL nothing is committed but by a barrier: it always has a group commit, and
+    // a write nobody waits for still gets its barrier soon (an open transaction never idles).
+    const durable = workdir || opts.url ? new GroupCommit(this, (e) => this.onBarrierError(e)) : undefined;
+    this.durable = durable;
+    if (durable) this.db.onPending = () => durable.soon();
   }
 
   close(): void {
     if (!this.db.open) return;
     this.durable?.close();
     this.db.close();
+    if (this.cacheDir) rmSync(this.cacheDir, { recursive: true, force: true });
   }
 
   /**
@@ -215,28 +233,21 @@ export class Store {
   /** Called when a barrier fails (disk full, I/O error): what waits for it is held, not sent. */
   onBarrierError: (e: unknown) => void = () => {};
 
-  /** SQLite's count of changed rows on this connection: moves with every write. */
+  /** A counter that moves with every write (the engine's). */
   changes(): number {
-    return this.sql('SELECT total_changes()').value<number>() ?? 0;
+    return this.db.changes();
   }
 
-  /** One commit with synchronous = FULL: its fsync of the WAL makes every earlier commit durable. */
+  /** Makes every write so far durable: an fsync on SQLite, the COMMIT on PostgreSQL. */
   barrier(): void {
-    this.sql('PRAGMA synchronous = FULL').run();
-    try {
-      this.sql(`INSERT INTO meta (key, value) VALUES ('barrier', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(
-        String(Date.now()),
-      );
-    } finally {
-      this.sql('PRAGMA synchronous = NORMAL').run();
-    }
+    this.db.barrier();
   }
 
   /**
    * A prepared statement per SQL text, made once: preparing on every call cost more than most
    * of the statements themselves (~40 per artifact on the hot path).
    */
-  private sql(text: string): Statement {
+  private sql(text: string): EngineStatement {
     let statement = this.statements.get(text);
     if (!statement) {
       statement = this.db.prepare(text);
@@ -268,13 +279,31 @@ export class Store {
 
   /** Stamps the network once; returns the one stamped (an earlier stamp wins). */
   stampNetwork(networkId: string, createdAt: string): { networkId: string; createdAt: string } {
-    const insert = this.sql('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)');
-    this.db.transaction(() => {
-      if (this.network()) return;
-      insert.run('networkId', networkId);
-      insert.run('networkCreatedAt', createdAt);
-    }).immediate();
+    const insert = this.sql('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING');
+    this.db.transaction(
+      () => {
+        if (this.network()) return;
+        insert.run('networkId', networkId);
+        insert.run('networkCreatedAt', createdAt);
+      },
+      { immediate: true },
+    );
     return this.network() as { networkId: string; createdAt: string };
+  }
+
+  /**
+   * The scheduler's identity (its private keys, as identity.json holds them) kept in the store,
+   * made by `create` at the first start: on PostgreSQL every replica is the same scheduler, so
+   * products sealed for the initiator open on whichever runs. Committed at once: two replicas
+   * starting together agree on the first one stored.
+   */
+  sharedIdentity(create: () => string): string {
+    const read = () => this.sql(`SELECT value FROM meta WHERE key = 'identity'`).value<string>();
+    const found = read();
+    if (found !== undefined) return found;
+    this.sql(`INSERT INTO meta (key, value) VALUES ('identity', ?) ON CONFLICT DO NOTHING`).run(create());
+    this.db.barrier();
+    return read() as string;
   }
 
   /** True while no table holds a row: a file that never served a network. */
@@ -318,10 +347,11 @@ export class Store {
   upsertNode(node: StoredNode): void {
     this
       .sql(
-        `INSERT INTO nodes (id, name, role, last_seen, projects_json, connected) VALUES (@id, @name, @role, @lastSeen, @projects, 1)
-         ON CONFLICT (id) DO UPDATE SET name = @name, role = @role, last_seen = @lastSeen, projects_json = @projects, connected = 1`,
+        `INSERT INTO nodes (id, name, role, last_seen, projects_json, connected) VALUES (?, ?, ?, ?, ?, 1)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, last_seen = excluded.last_seen,
+         projects_json = excluded.projects_json, connected = 1`,
       )
-      .run({ ...node, projects: JSON.stringify(node.projects) });
+      .run(node.id, node.name, node.role, node.lastSeen, JSON.stringify(node.projects));
   }
 
   nodeLeft(id: string, at: number): void {
@@ -348,10 +378,10 @@ export class Store {
   setHoldings(nodeId: string, projectIds: readonly string[]): void {
     this.db.transaction(() => {
       const ids = JSON.stringify([...projectIds]);
-      this.sql('DELETE FROM holders WHERE node_id = ? AND project_id NOT IN (SELECT value FROM json_each(?))').run(nodeId, ids);
-      const insert = this.sql('INSERT OR IGNORE INTO holders (project_id, node_id) VALUES (?, ?)');
+      this.sql(`DELETE FROM holders WHERE node_id = ? AND project_id NOT IN (${this.db.dialect.jsonValues})`).run(nodeId, ids);
+      const insert = this.sql('INSERT INTO holders (project_id, node_id) VALUES (?, ?) ON CONFLICT DO NOTHING');
       for (const p of projectIds) insert.run(p, nodeId);
-    })();
+    });
   }
 
   /** The known holders of a project's data (connected or not), sorted: read by key. */
@@ -383,10 +413,10 @@ export class Store {
           .filter((p) => p.datasources.length > 0)
           .map((p) => this.projectByToken(p.token)?.id)
           .filter((id): id is string => id !== undefined);
-        for (const p of held) this.sql('INSERT OR IGNORE INTO holders (project_id, node_id) VALUES (?, ?)').run(p, r.id);
+        for (const p of held) this.sql('INSERT INTO holders (project_id, node_id) VALUES (?, ?) ON CONFLICT DO NOTHING').run(p, r.id);
       }
       this.sql(`INSERT INTO meta (key, value) VALUES ('holdersBackfilled', '1')`).run();
-    })();
+    });
   }
 
   listNodes(): StoredNode[] {
@@ -542,7 +572,7 @@ export class Store {
           JSON.stringify(job.locks),
         );
       }
-    })();
+    });
   }
 
   artifact(id: string): StoredArtifact | undefined {
@@ -584,7 +614,7 @@ export class Store {
   listArtifacts(projects: ReadonlySet<string> | undefined, limit: number): StoredArtifact[] {
     const rows = this
       .sql(
-        `SELECT * FROM artifacts WHERE ? IS NULL OR project_id IN (SELECT value FROM json_each(?))
+        `SELECT * FROM artifacts WHERE CAST(? AS TEXT) IS NULL OR project_id IN (${this.db.dialect.jsonValues})
          ORDER BY created_at DESC, id LIMIT ?`,
       )
       .all(...Array(2).fill(projects ? JSON.stringify([...projects]) : null), limit) as ArtifactRow[];
@@ -597,8 +627,8 @@ export class Store {
     if (ids.length === 0) return out;
     const rows = this
       .sql(
-        `SELECT artifact_id AS id, COUNT(*) AS total, SUM(state = 'COMPLETED' OR left_out = 1) AS completed
-         FROM jobs WHERE artifact_id IN (SELECT value FROM json_each(?)) GROUP BY artifact_id`,
+        `SELECT artifact_id AS id, COUNT(*) AS total, SUM(CASE WHEN state = 'COMPLETED' OR left_out = 1 THEN 1 ELSE 0 END) AS completed
+         FROM jobs WHERE artifact_id IN (${this.db.dialect.jsonValues}) GROUP BY artifact_id`,
       )
       .all(JSON.stringify(ids)) as Array<{ id: string; total: number; completed: number | null }>;
     for (const r of rows) out.set(r.id, { completed: r.completed ?? 0, total: r.total });
@@ -628,11 +658,12 @@ export class Store {
     const resources = this.sql('SELECT id FROM resources WHERE artifact_id = ?').all(id) as Array<{ id: string }>;
     const deleted = this.db.transaction(() => {
       this.sql('DELETE FROM resource_bytes WHERE id IN (SELECT id FROM resources WHERE artifact_id = ?)').run(id);
+      if (this.chunks) this.sql('DELETE FROM resource_chunks WHERE resource_id IN (SELECT id FROM resources WHERE artifact_id = ?)').run(id);
       this.sql('DELETE FROM resources WHERE artifact_id = ?').run(id);
       this.sql('DELETE FROM jobs WHERE artifact_id = ?').run(id);
       return this.sql('DELETE FROM artifacts WHERE id = ?').run(id).changes > 0;
-    })();
-    for (const r of resources) this.blobs.delete(r.id); // inline bytes went with their rows
+    });
+    for (const r of resources) this.blobs.delete(r.id); // inline bytes and chunks went with their rows
     return deleted;
   }
 
@@ -666,7 +697,7 @@ export class Store {
       | undefined;
     if (!a) return undefined;
     const rows = this.sql(
-      `SELECT id, idx, worker, step_index, iteration, json_extract(operation_json, '$.kind') AS kind, state, attempt,
+      `SELECT id, idx, worker, step_index, iteration, ${this.db.dialect.jsonField('operation_json', 'kind')} AS kind, state, attempt,
               last_error_json, next_attempt_at, left_out, started_at, finished_at FROM jobs WHERE artifact_id = ? ORDER BY idx`,
     ).all(id) as JobStatusRow[];
     let completed = 0;
@@ -724,9 +755,9 @@ export class Store {
     this
       .sql(
         `UPDATE jobs SET state = ?, attempt = COALESCE(?, attempt), last_error_json = COALESCE(?, last_error_json),
-         result_resource_id = CASE WHEN ? THEN NULL ELSE COALESCE(?, result_resource_id) END,
+         result_resource_id = CASE WHEN ? = 1 THEN NULL ELSE COALESCE(?, result_resource_id) END,
          next_attempt_at = ?, left_out = COALESCE(?, left_out), rows = COALESCE(?, rows),
-         started_at = COALESCE(?, started_at), finished_at = CASE WHEN ? IS NOT NULL THEN NULL ELSE COALESCE(?, finished_at) END
+         started_at = COALESCE(?, started_at), finished_at = CASE WHEN CAST(? AS BIGINT) IS NOT NULL THEN NULL ELSE COALESCE(?, finished_at) END
          WHERE id = ?`,
       )
       .run(
@@ -756,19 +787,22 @@ export class Store {
     const id = `r-${randomUUID()}`;
     // Small bytes go in the same transaction as their row (the group commit makes both durable
     // before anyone hears of them); large ones are a file, durable before the row is written.
-    const inline = this.blobs.isOnDisk && bytes.byteLength <= this.inlineResourceMaxBytes;
-    const location = inline ? INLINE_LOCATION : this.blobs.put(id, bytes);
+    // On PostgreSQL large ones are chunk rows in that same transaction.
+    const inline = (this.chunks !== undefined || this.blobs.isOnDisk) && bytes.byteLength <= this.inlineResourceMaxBytes;
+    const file = !inline && !this.chunks;
+    const location = inline ? INLINE_LOCATION : this.chunks ? CHUNKS_LOCATION : this.blobs.put(id, bytes);
     try {
       this.db.transaction(() => {
         if (inline) this.sql('INSERT INTO resource_bytes (id, bytes) VALUES (?, ?)').run(id, bytes);
+        else if (this.chunks) this.chunks.putBytes(id, bytes);
         this.sql(
           `INSERT INTO resources (id, artifact_id, job_id, producer, size, sha256, location, created_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
         ).run(id, meta.artifactId, meta.jobId, meta.producer, bytes.byteLength, meta.sha256, location, now);
-      })();
+      });
     } catch (e) {
       try {
-        if (!inline) this.blobs.delete(id);
+        if (file) this.blobs.delete(id);
       } catch {
         // An orphan file is harmless (no row points at it); the cause below is what matters.
       }
@@ -789,6 +823,7 @@ export class Store {
     now: number,
   ): ResourceRef {
     const id = `r-${randomUUID()}`;
+    if (this.chunks) return this.putResourceChunks(id, meta, path, how, now);
     const location = this.blobs.adopt(id, path, how);
     try {
       this.sql(
@@ -802,6 +837,31 @@ export class Store {
     return { id, jobId: meta.jobId, producer: meta.producer, size: meta.size, sha256: meta.sha256 };
   }
 
+  /** putResourceFile on PostgreSQL: the file becomes chunk rows, in one transaction with its row. */
+  private putResourceChunks(
+    id: string,
+    meta: Omit<ResourceRef, 'id'> & { artifactId: string },
+    path: string,
+    how: 'move' | 'copy',
+    now: number,
+  ): ResourceRef {
+    const chunks = this.chunks as ResourceChunks;
+    try {
+      this.db.transaction(() => {
+        const size = chunks.putFile(id, path);
+        if (size !== meta.size) throw new Error(`the file has ${size} bytes, not ${meta.size}`);
+        this.sql(
+          `INSERT INTO resources (id, artifact_id, job_id, producer, size, sha256, location, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        ).run(id, meta.artifactId, meta.jobId, meta.producer, meta.size, meta.sha256, CHUNKS_LOCATION, now);
+      });
+    } catch (e) {
+      throw new FdlError('STORE_WRITE_FAILED', `resource ${id} could not be written: ${(e as Error).message}`, { cause: e });
+    }
+    if (how === 'move') rmSync(path, { force: true });
+    return { id, jobId: meta.jobId, producer: meta.producer, size: meta.size, sha256: meta.sha256 };
+  }
+
   /**
    * Where a resource's bytes are, for a streamed reader: a file (read in chunks, checked whole by
    * its receiver), or the bytes themselves when they are a row or the store is in memory
@@ -810,6 +870,7 @@ export class Store {
   resourceBody(id: string): { ref: ResourceRef & { artifactId: string }; file?: string; bytes?: Uint8Array } | undefined {
     const row = this.resourceRow(id);
     if (!row) return undefined;
+    if (row.location === CHUNKS_LOCATION) return { ref: toResourceRef(row), file: this.chunkFile(row) };
     const file = row.location === INLINE_LOCATION ? undefined : this.blobs.fileOf(id);
     if (file) return { ref: toResourceRef(row), file };
     return this.bytesOf(row);
@@ -828,9 +889,15 @@ export class Store {
   /** A resource's bytes, whole, checked against its sha256 (a row's, a file's, or the in-memory store's). */
   private bytesOf(row: ResourceRow): { ref: ResourceRef & { artifactId: string }; bytes: Uint8Array } {
     const { id } = row;
+    if (row.location === CHUNKS_LOCATION) this.chunkFile(row);
     if (row.location !== INLINE_LOCATION) return { ref: toResourceRef(row), bytes: this.blobs.get(id, row.sha256) };
     const inline = this.sql('SELECT bytes FROM resource_bytes WHERE id = ?').get(id) as { bytes: Buffer } | undefined;
     return { ref: toResourceRef(row), bytes: checkedBytes(id, inline?.bytes, row.sha256) };
+  }
+
+  /** A chunked resource as its local cache file, assembled and checked against its sha256 when first read. */
+  private chunkFile(row: ResourceRow): string {
+    return (this.chunks as ResourceChunks).toFile(row.id, this.blobs.fileOf(row.id) as string, row.sha256, row.size);
   }
 
   private resourceRow(id: string): ResourceRow | undefined {

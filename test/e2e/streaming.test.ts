@@ -1,7 +1,7 @@
 // Why: a resource larger than a frame must cross every hop in chunks, never whole in memory, checked per
 // chunk and whole, resumed after a cut instead of restarted, and a product over the limit must fail its job
 // naming its size (it used to make the worker reconnect in a loop). Real processes and sockets throughout.
-import { createCipheriv, createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -12,6 +12,7 @@ import { PROTOCOL_VERSION } from '../../protocols/version.ts';
 import { blobHeader } from '../../lib/ops/file-blob.ts';
 import { sha256OfFile } from '../../lib/transport/stream.ts';
 import { handshakeMessage, signWith } from '../../lib/security/identity.ts';
+import { blobSha256 } from '../helpers/blob.ts';
 import { countLog, PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, waitFor, waitForJob, waitForLog, within } from '../helpers/cluster.ts';
 import { runFdl } from '../helpers/fdl.ts';
 import { RawPeer } from '../helpers/raw-peer.ts';
@@ -36,16 +37,6 @@ const { cluster, wb, token, dir } = await testCluster(t, 'streaming', {
     retry: { max_attempts: 3, initial_interval_ms: 100, max_interval_ms: 1000, worker_grace_ms: 30_000, attempt_timeout_ms: 120_000 },
   },
 });
-
-/** The bytes TestBlob makes for a seed, as the resource (header + bytes): their sha256, computed in pieces. */
-function blobSha256(bytes: number, seed: number): string {
-  const key = createHash('sha256').update(`fdl-test-blob\0${seed}`).digest();
-  const stream = createCipheriv('aes-256-ctr', key, Buffer.alloc(16));
-  const hash = createHash('sha256').update(blobHeader(bytes));
-  const zeros = Buffer.alloc(MiB);
-  for (let done = 0; done < bytes; done += MiB) hash.update(stream.update(zeros.subarray(0, Math.min(MiB, bytes - done))));
-  return hash.digest('hex');
-}
 
 /** Resident memory of a process now, and its peak since the last reset (Linux /proc). */
 function rss(pid: number): { now: number; peak: number } {

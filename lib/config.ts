@@ -18,6 +18,7 @@ import {
   DEFAULT_FINISHED_ARTIFACT_RETENTION_MS,
   DEFAULT_IDLE_IN_TRANSACTION_MS,
   DEFAULT_INLINE_RESOURCE_MAX_BYTES,
+  DEFAULT_LEASE_MS,
   DEFAULT_MAX_RESOURCE_BYTES,
   DEFAULT_RETENTION_SWEEP_INTERVAL_MS,
 } from './store/defaults.ts';
@@ -214,6 +215,18 @@ export const NodeConfigSchema = z
       })
       .strict()
       .default({ artifacts_in_flight_per_workbench: DEFAULT_ARTIFACTS_IN_FLIGHT_PER_WORKBENCH }),
+    /**
+     * Scheduler on a PostgreSQL store (store.url): the lease that makes one of several
+     * schedulers on the store the active one (lib/store/lease.ts, docs/DEPLOY.md). Every
+     * scheduler on PostgreSQL takes it, so a second one started by mistake waits as a standby.
+     */
+    ha: z
+      .object({
+        /** How long the active scheduler holds the lease without renewing it (renewed every third of it, and at every commit). */
+        lease_ms: z.number().int().min(500).max(600_000).default(DEFAULT_LEASE_MS),
+      })
+      .strict()
+      .default({ lease_ms: DEFAULT_LEASE_MS }),
     /** Scheduler and standalone: how the store keeps resource bytes. */
     store: z
       .object({

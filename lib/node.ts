@@ -1,4 +1,6 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { type Ref, start, stop } from 'nact';
 import type { ProjectData } from '../protocols/entities.ts';
@@ -17,7 +19,9 @@ import { createLogger, type Logger } from './log.ts';
 import { FileBudgetLedger, type PrivacySettings } from './ops/index.ts';
 import { type ComputeHandle, computePool, defaultComputeThreads, shareCompute } from './ops/pool.ts';
 import { LOCALS_DIR, LocalsStore } from './store/locals.ts';
+import { Lease } from './store/lease.ts';
 import { openSchedulerStore } from './store/network.ts';
+import type { PostgresEngine } from './store/postgres.ts';
 import { Client } from './transport/client.ts';
 import { dashboardHandler, dashboardUrl } from './dashboard/serve.ts';
 import { Downloads } from './transport/downloads.ts';
@@ -105,13 +109,46 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
   return config.mode === 'worker' ? startWorkerNode(config, log, opts.compute) : startSchedulerNode(config, log, opts);
 }
 
-async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOptions): Promise<RunningNode> {
-  // The store first: a damaged one stops the node before anything else is opened or made.
-  const { store, network, replaced } = openSchedulerStore(config.workdir, {
-    initStore: opts.initStore ?? false,
-    url: config.store.url,
-    idleInTransactionMs: config.store.idle_in_transaction_ms,
+/** A scheduler that lost its lease exits with this code (fail-stop): its supervisor starts it again, as a standby. */
+export const FENCED_EXIT_CODE = 3;
+
+/**
+ * On PostgreSQL, before anything else is opened: wait as a standby until this process holds the
+ * lease (lib/store/lease.ts). Losing it later ends the process at once, with one line.
+ */
+async function takeLease(config: NodeConfig, url: string, log: Logger): Promise<Lease> {
+  const holder = `${config.name}@${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  const lease = await Lease.acquire({
+    url,
+    holder,
+    leaseMs: config.ha.lease_ms,
+    log,
+    onLost: (e) => {
+      log.fatal({ holder, epoch: e.epoch }, `fenced: ${e.message}; exiting`);
+      process.exit(FENCED_EXIT_CODE);
+    },
   });
+  log.info({ holder, epoch: lease.epoch, leaseMs: config.ha.lease_ms }, 'active: this scheduler holds the lease; starting');
+  return lease;
+}
+
+async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOptions): Promise<RunningNode> {
+  const lease = config.store.url ? await takeLease(config, config.store.url, log) : undefined;
+  // The store first: a damaged one stops the node before anything else is opened or made.
+  let openedStore: ReturnType<typeof openSchedulerStore>;
+  try {
+    openedStore = openSchedulerStore(config.workdir, {
+      initStore: opts.initStore ?? false,
+      url: config.store.url,
+      idleInTransactionMs: config.store.idle_in_transaction_ms,
+    });
+  } catch (e) {
+    await lease?.release();
+    throw e;
+  }
+  const { store, network, replaced } = openedStore;
+  // Every commit from now on is fenced by the lease: a scheduler that lost it lands nothing more.
+  if (lease) (store.db as PostgresEngine).beforeCommit = () => lease.fence(store.db);
   if (replaced) log.warn({ problem: replaced.problem, oldFilesIn: replaced.folder, networkId: network.networkId }, 'started a new network (--init-store)');
   else if (opts.initStore) log.warn('--init-store ignored: the store is healthy and is this work directory\'s own');
   let opened: OpenedData;
@@ -119,6 +156,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     opened = await openData(config, log);
   } catch (e) {
     store.close();
+    await lease?.release();
     throw e;
   }
   const { data, projects, compute } = opened;
@@ -241,6 +279,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     clearInterval(retentionSweep);
     stop(system);
     store.close();
+    await lease?.release();
     await data?.close();
     await compute?.close();
     throw e;
@@ -257,6 +296,8 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
       await server.close();
       stop(system);
       store.close();
+      // After the last commit: a standby may take over at once.
+      await lease?.release();
       await data?.close();
       await compute?.close();
     },

@@ -140,7 +140,7 @@ function fsyncFloor(dir: string, samples = 200): number {
 }
 
 /** Per round of an Iterate artifact, from the difference of two lengths (fixed costs cancel). */
-async function perRound(project: Project, make: (rounds: number) => Step[], lo: number, hi: number, repeats: number) {
+export async function perRound(project: Project, make: (rounds: number) => Step[], lo: number, hi: number, repeats: number) {
   const wall = async (rounds: number) => {
     const t0 = now();
     const handle = await project.submit(make(rounds));

@@ -7,6 +7,10 @@
  *
  *   node --import tsx bench/store.ts            # N=400 artifacts of 5 jobs, in a temp folder
  *   BARRIER=0 N=1000 node --import tsx bench/store.ts
+ *   BENCH_STORE_URL=postgres://u:p@host/db node --import tsx bench/store.ts   # on PostgreSQL (an empty database)
+ *
+ * On PostgreSQL a barrier is the COMMIT of the open transaction (lib/store/postgres.ts), and the
+ * CPU time is this process's only (the server's is not counted): compare the wall times.
  */
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -23,7 +27,8 @@ const STEPS: Step[] = [
 const N = Number(process.env.N ?? 400);
 const barriers = process.env.BARRIER !== '0';
 const dir = mkdtempSync(join(tmpdir(), 'fdl-bench-store-'));
-const store = new Store(dir);
+const url = process.env.BENCH_STORE_URL;
+const store = new Store(dir, { url });
 const project = store.ensureProject('p', 'token-123456').id;
 const bytes = new Uint8Array(200).fill(7);
 const sha256 = createHash('sha256').update(bytes).digest('hex');
@@ -58,6 +63,7 @@ store.close();
 rmSync(dir, { recursive: true, force: true });
 console.log(
   JSON.stringify({
+    engine: store.db.kind,
     artifacts: N,
     barriers,
     seconds: +seconds.toFixed(2),

@@ -177,7 +177,8 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
   }
   const schedulerId = store.schedulerId(config.name);
   const system = start();
-  const locals = new LocalsStore(join(config.workdir, LOCALS_DIR));
+  // On PostgreSQL the initiator's masks are rows of the store, where every replica finds them.
+  const locals = store.db.kind === 'postgres' ? new LocalsStore(undefined, store) : new LocalsStore(join(config.workdir, LOCALS_DIR));
   const uploads = new Uploads(store.blobs.incoming);
   const { threshold_bytes: thresholdBytes, chunk_bytes: chunkBytes } = config.streaming;
 

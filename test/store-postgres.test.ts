@@ -47,7 +47,6 @@ t.test("a failed statement costs only itself (PostgreSQL's SQLSTATE as its code)
   const insert = engine.prepare('INSERT INTO projects (id, name, token_hash) VALUES (?, ?, ?)');
   insert.run('p-1', 'one', 'h1');
   t.throws(() => insert.run('p-1', 'again', 'h9'), { code: '23505' }, 'a unique violation, with its SQLSTATE');
-  t.throws(() => engine.prepare('SELECT nope FROM projects').get(), { code: '42703' }, 'a failed read too');
   t.throws(
     () =>
       engine.transaction(() => {
@@ -59,6 +58,18 @@ t.test("a failed statement costs only itself (PostgreSQL's SQLSTATE as its code)
   insert.run('p-3', 'three', 'h3');
   engine.barrier();
   t.same(await projectsSeen(url), ['one', 'three'], 'the earlier and later writes land; the failed ones do not');
+  t.throws(() => engine.prepare('SELECT nope FROM projects').get(), { code: '42703' }, 'a failed read outside the transaction is only itself');
+  t.equal(engine.prepare('SELECT count(*) FROM projects').value(), 2);
+});
+
+t.test('a read that fails inside the open transaction gives it up and stops the store (reads are not guarded)', async (t) => {
+  const url = await testDatabase(t);
+  const engine = new PostgresEngine(url);
+  t.teardown(() => engine.close());
+  engine.prepare('INSERT INTO projects (id, name, token_hash) VALUES (?, ?, ?)').run('p-1', 'one', 'h1');
+  t.throws(() => engine.prepare('SELECT nope FROM projects').get(), { code: '42703' });
+  t.throws(() => engine.prepare('SELECT 1').get(), /gave up its uncommitted changes/, 'every later call is refused');
+  t.same(await projectsSeen(url), [], 'nothing of that transaction landed');
 });
 
 t.test('a barrier whose beforeCommit throws lands nothing, and the store refuses every later call', async (t) => {

@@ -456,3 +456,24 @@ forEachEngine(t, 'resources small and large, from bytes and from a file: read ba
     t.throws(() => store.readResource(target), { code: 'CHECKSUM_MISMATCH' }, 'a damaged file is refused');
   }
 });
+
+forEachEngine(t, "the initiator's locals: kept across a restart (SQLite: files; PostgreSQL: rows), deleted with their artifact", async (t, open, engine) => {
+  const dir = tempDir(t);
+  const localsOf = (store: Store) => (engine === 'PostgreSQL' ? new LocalsStore(undefined, store) : new LocalsStore(join(dir, LOCALS_DIR)));
+  const first = open(dir);
+  const locals = localsOf(first);
+  locals.for('a-1').set('mask', [1, 2, 3]);
+  locals.for('a-1').set('seed', 9);
+  locals.for('a-2').set('mask', 7);
+  t.same(locals.for('a-1').get('mask'), [1, 2, 3]);
+  await new Promise<void>((r) => first.afterDurable(r));
+  first.close();
+  const second = open(dir);
+  t.teardown(() => second.close());
+  const again = localsOf(second);
+  t.same([again.for('a-1').get('mask'), again.for('a-1').get('seed'), again.for('a-2').get('mask')], [[1, 2, 3], 9, 7], 'read by the restarted store');
+  again.delete('a-1');
+  t.equal(again.for('a-1').get('mask'), undefined, 'deleted');
+  t.equal(again.for('a-2').get('mask'), 7, "another artifact's locals stay");
+  t.equal(again.for('a-none').get('mask'), undefined, 'an artifact without locals has none');
+});

@@ -9,18 +9,33 @@ import { writeFileDurably } from './blobs.ts';
 export const LOCALS_DIR = 'locals';
 
 /**
+ * Where the locals are rows instead of files: the PostgreSQL store (the Store implements it), so
+ * that every replica of the scheduler finds the initiator's masks. A write joins the store's open
+ * transaction: it is durable with the state that follows from it (group commit).
+ */
+export interface LocalsRows {
+  readLocals(artifactId: string): Uint8Array | undefined;
+  writeLocals(artifactId: string, bytes: Uint8Array): void;
+  deleteLocals(artifactId: string): void;
+}
+
+/**
  * A node's private per-artifact variables (the masks of the Sequential estimators).
  * Written durably to `<workdir>/locals/<artifactId>.msgpack` so that a restarted node can still
  * finish what its init step began. The file is the only copy: a value whose write failed is not
  * kept in memory (it would be lost at a restart, and the final step could not unmask), the `set`
  * throws STORE_WRITE_FAILED and the operation, hence its attempt, fails. Nothing is cached per
  * artifact, so a long-running node does not grow with every artifact it ever served; reads are a
- * few per Sequential step. Without a workdir (tests) the variables live in memory.
+ * few per Sequential step. Without a workdir (tests) the variables live in memory. With `rows`
+ * (the scheduler's initiator on PostgreSQL) they are rows of the store, with the same promises.
  */
 export class LocalsStore {
   private readonly memory = new Map<string, Map<string, unknown>>();
 
-  constructor(private readonly dir: string | undefined) {
+  constructor(
+    private readonly dir: string | undefined,
+    private readonly rows?: LocalsRows,
+  ) {
     if (dir) mkdirSync(dir, { recursive: true });
   }
 
@@ -31,11 +46,16 @@ export class LocalsStore {
   /** Forgets an artifact's locals, in memory and on disk (the artifact was deleted). */
   delete(artifactId: string): void {
     this.memory.delete(artifactId);
+    if (this.rows) {
+      this.rows.deleteLocals(artifactId);
+      return;
+    }
     const file = this.fileOf(artifactId);
     if (file) rmSync(file, { force: true });
   }
 
   for(artifactId: string): Locals {
+    if (this.rows) return this.inRows(this.rows, artifactId);
     const file = this.fileOf(artifactId);
     if (!file) {
       const vars = this.memory.get(artifactId) ?? new Map<string, unknown>();
@@ -62,6 +82,24 @@ export class LocalsStore {
           throw new FdlError('STORE_WRITE_FAILED', `${what} could not be written: ${(e as Error).message}`, { cause: e });
         }
         writeFileDurably(file, encodeValue({ ...current, [key]: value }), what);
+      },
+    };
+  }
+
+  private inRows(rows: LocalsRows, artifactId: string): Locals {
+    const what = `the locals of artifact ${artifactId}`;
+    const read = (): Record<string, unknown> => {
+      const bytes = rows.readLocals(artifactId);
+      return bytes ? (decodeValue(bytes) as Record<string, unknown>) : {};
+    };
+    return {
+      get: (key) => read()[key],
+      set: (key, value) => {
+        try {
+          rows.writeLocals(artifactId, encodeValue({ ...read(), [key]: value }));
+        } catch (e) {
+          throw new FdlError('STORE_WRITE_FAILED', `${what} could not be written: ${(e as Error).message}`, { cause: e });
+        }
       },
     };
   }

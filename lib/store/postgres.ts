@@ -124,13 +124,25 @@ export class PostgresEngine implements Engine {
     return new PgStatement(this, numberPlaceholders(text));
   }
 
-  /** One statement: a write joins (or begins) the open transaction; a read outside one autocommits. */
+  /**
+   * One statement: a write joins (or begins) the open transaction; a read outside one autocommits.
+   * A failed statement aborts a PostgreSQL transaction: a write is guarded by a savepoint (its
+   * failure costs only itself, as on SQLite: the store turns some into STORE_WRITE_FAILED and goes
+   * on); a read is not (two round trips saved on most statements), and a read that fails inside
+   * the open transaction (a bug, or a lost connection) gives the transaction up and stops the store.
+   */
   query(sql: string, params: Params, write: boolean): { rows: Row[]; rowCount: number } {
     if (this.failed) throw this.failed;
     if (write) this.begin();
-    const r = this.bridge.query(sql, params, this.inTransaction && this.depth === 0);
-    if (write) this.writes++;
-    return r;
+    const open = this.inTransaction && this.depth === 0;
+    try {
+      const r = this.bridge.query(sql, params, open && write);
+      if (write) this.writes++;
+      return r;
+    } catch (e) {
+      if (open && !write) this.fail(e as Error);
+      throw e;
+    }
   }
 
   transaction<R>(fn: () => R): R {

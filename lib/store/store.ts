@@ -306,6 +306,23 @@ export class Store {
     return read() as string;
   }
 
+  // ------------------------------------------------------------ the initiator's locals (PostgreSQL: lib/store/locals.ts)
+
+  readLocals(artifactId: string): Uint8Array | undefined {
+    return this.sql('SELECT bytes FROM locals WHERE artifact_id = ?').value<Buffer>(artifactId);
+  }
+
+  writeLocals(artifactId: string, bytes: Uint8Array): void {
+    this.sql('INSERT INTO locals (artifact_id, bytes) VALUES (?, ?) ON CONFLICT (artifact_id) DO UPDATE SET bytes = excluded.bytes').run(
+      artifactId,
+      bytes,
+    );
+  }
+
+  deleteLocals(artifactId: string): void {
+    this.sql('DELETE FROM locals WHERE artifact_id = ?').run(artifactId);
+  }
+
   /** True while no table holds a row: a file that never served a network. */
   isBlank(): boolean {
     const tables = ['meta', 'projects', 'tokens', 'nodes', 'artifacts'];

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { PACKAGE_ROOT } from '../../lib/paths.ts';
 import { PROCESS_FILE_TIMEOUT_MS } from '../helpers/cluster.ts';
+import { testDatabase } from '../helpers/postgres.ts';
 
 t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
@@ -52,7 +53,7 @@ t.test('npm pack installs into an empty project: npx fdl demo runs and `import {
   const [packed] = JSON.parse(pack.stdout.slice(pack.stdout.indexOf('['))) as Array<{ filename: string; files: Array<{ path: string }> }>;
   if (!packed) throw new Error(`npm pack printed no package: ${pack.stdout}`);
   const files = packed.files.map((f) => f.path);
-  for (const f of ['bin/fdl.js', 'dist/cli.js', 'dist/workbench.js', 'dist/types/lib/workbench.d.ts', 'dist/pool-thread.js', 'examples/data/california_housing.MedInc1.csv', 'README.md']) {
+  for (const f of ['bin/fdl.js', 'dist/cli.js', 'dist/workbench.js', 'dist/types/lib/workbench.d.ts', 'dist/pool-thread.js', 'dist/pg-thread.js', 'examples/data/california_housing.MedInc1.csv', 'README.md']) {
     t.ok(files.includes(f), `the package holds ${f}`);
   }
   t.notOk(
@@ -106,6 +107,17 @@ t.test('npm pack installs into an empty project: npx fdl demo runs and `import {
   const main = await run(process.execPath, [join(project, 'out', 'main.js')], project);
   t.equal(main.code, 0, `node runs it: ${main.stderr}`);
   t.same(JSON.parse(main.stdout), { filter: { feature: 'HouseAge', op: '>', value: 30 }, connect: 'function', reconnect: false });
+
+  // The PostgreSQL store's bridge thread is found in the package: `fdl tokens` opens the store of
+  // a scheduler config on PostgreSQL (and migrates the empty database) from the installed fdl.
+  const url = await testDatabase(t, 'package');
+  writeFileSync(join(project, 'scheduler.yaml'), `mode: scheduler\nname: s\nworkdir: ./work\nprojects: [{ name: p, token: abcdefgh12 }]\nstore: { url: '${url}' }\n`);
+  const tokens = await run('npx', ['fdl', 'tokens', 'create', '--config', 'scheduler.yaml', '--kind', 'join', '--json'], project);
+  t.equal(tokens.code, 0, `fdl tokens create on PostgreSQL: ${tokens.stderr}`);
+  t.match(JSON.parse(tokens.stdout), { kind: 'join', token: /^fdl_j_/ });
+  const listed = await run('npx', ['fdl', 'tokens', 'list', '--config', 'scheduler.yaml', '--json'], project);
+  t.equal(listed.code, 0, `fdl tokens list: ${listed.stderr}`);
+  t.match(listed.stdout, /"kind":"join"/, 'the token was committed to the database');
 
   // The types are the library's, not `any`: a wrong use is refused.
   writeFileSync(join(project, 'wrong.ts'), "import { where } from 'fdl';\nconst n: number = where('HouseAge', '>', 30);\nconsole.log(n);\n");

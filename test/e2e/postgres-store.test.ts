@@ -5,6 +5,7 @@
 // needs lives on its own disk.
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import pg from 'pg';
 import t from 'tap';
 import type { MeanProduct } from '../../lib/workbench.ts';
 import { estimators, steps } from '../../lib/workbench.ts';
@@ -77,3 +78,35 @@ t.test('SIGKILL the scheduler mid-artifact, start it on the same database from a
   const got = await within(wb.resultToFile(bigResult.id, join(dir, 'big-2.bin')), { what: 'the large result to download again' });
   t.equal(got.sha256, bigResult.sha256, 'the large result, from the restarted scheduler, is the same bytes');
 });
+
+t.test("the initiator's masks are in the store: a Sequential mean resumes across a kill into yet another work dir", async (t) => {
+  // worker-2 frozen: the chain init -> worker-1 -> worker-2 -> final stops after worker-1,
+  // with the initiator's mask (made at init, needed at final) in the store.
+  cluster.kill('worker-2', 'SIGSTOP');
+  try {
+    const handle = await (await wb.project(token)).submit({ name: 'masked', steps: [estimators.mean(features)] });
+    await waitForJob(handle, { state: 'COMPLETED', worker: 'worker-1' });
+    const masks = await otherSession(url, async (c) => Number((await c.query('SELECT count(*) AS n FROM locals')).rows[0]?.n));
+    t.ok(masks >= 1, 'the mask is a row of the store');
+    cluster.kill('scheduler', 'SIGKILL');
+    await cluster.exited('scheduler');
+    scheduler.workdir = join(dir, 'scheduler-third');
+    await cluster.startScheduler();
+    cluster.kill('worker-2', 'SIGCONT');
+    const result = await handle.result<MeanProduct>();
+    for (const f of features) t.ok(relErr(result.mean[f] as number, mean(column(all, f))) <= 1e-9, `${f} mean unmasked by the new process`);
+  } finally {
+    cluster.kill('worker-2', 'SIGCONT');
+  }
+});
+
+/** A session of the test's own on the store's database. */
+async function otherSession<T>(db: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: db });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}

@@ -175,7 +175,8 @@ export class Cluster {
       ...(ha ? { store: { url: ha.storeUrl }, ...(ha.leaseMs ? { ha: { lease_ms: ha.leaseMs } } : {}) } : {}),
       ...this.opts.scheduler,
     });
-    const node = this.launch(name, [config]);
+    // With ha, the cluster reads the schedulers' lease lines (info) from their logs.
+    const node = this.launch(name, [config], ha ? { FDL_LOG_LEVEL: 'info' } : {});
     const url = await new Promise<string>((resolve, reject) => {
       const lines = createInterface({ input: node.child.stdout as NodeJS.ReadableStream });
       lines.once('line', (line) => {
@@ -264,6 +265,12 @@ export class Cluster {
   /** Sends a signal without waiting (SIGKILL, SIGSTOP, SIGCONT ...). */
   kill(name: string, signal: NodeJS.Signals): void {
     this.processOf(name)?.child.kill(signal);
+  }
+
+  /** The node's process has ended (or never started). */
+  isDown(name: string): boolean {
+    const p = this.processOf(name);
+    return !p || p.child.exitCode !== null || p.child.signalCode !== null;
   }
 
   /** Resolves with the exit code once the node's process has ended. */

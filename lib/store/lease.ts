@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Logger } from '../log.ts';
+import type { Params } from './engine.ts';
 
 /**
  * Which of several schedulers on one PostgreSQL store is the active one: a lease, one row
@@ -45,9 +46,13 @@ const ACQUIRE = `UPDATE scheduler_lease SET holder = $1, epoch = epoch + 1, expi
 const RENEW = `UPDATE scheduler_lease SET expires_at = ${UNTIL.replace('$2', '$3')}
   WHERE id = 1 AND holder = $1 AND epoch = $2 AND expires_at > clock_timestamp()`;
 
-/** The same, with the store's `?` placeholders: the fence, run inside the store's open transaction. */
+/**
+ * The same, with the store's `?` placeholders: the fence, run inside the store's open transaction.
+ * Run as a read (`get`, for its RETURNING): one round trip, with no savepoint around it, because a
+ * failure here fails the barrier and gives the whole transaction up anyway.
+ */
 export const FENCE_SQL = `UPDATE scheduler_lease SET expires_at = clock_timestamp() + CAST(? AS double precision) * interval '1 millisecond'
-  WHERE id = 1 AND holder = ? AND epoch = ? AND expires_at > clock_timestamp()`;
+  WHERE id = 1 AND holder = ? AND epoch = ? AND expires_at > clock_timestamp() RETURNING epoch`;
 
 /** Ends the lease at a clean shutdown, so a standby takes over at its next look instead of after the lease. */
 const RELEASE = `UPDATE scheduler_lease SET expires_at = '-infinity' WHERE id = 1 AND holder = $1 AND epoch = $2`;
@@ -69,7 +74,7 @@ export class FencedError extends Error {
 
 /** The store's side of the fence: a statement run in its open transaction (PostgresEngine). */
 export interface FenceRunner {
-  prepare(sql: string): { run(...params: unknown[]): { changes: number } };
+  prepare(sql: string): { get(...params: Params): unknown };
 }
 
 export interface LeaseOptions {
@@ -194,8 +199,8 @@ export class Lease {
    */
   fence(db: FenceRunner): void {
     if (this.lost) throw new FencedError(this.describe('a commit after the lease was lost'), this.epoch);
-    const { changes } = db.prepare(FENCE_SQL).run(this.opts.leaseMs, this.opts.holder, this.epoch);
-    if (changes === 1) {
+    const row = db.prepare(FENCE_SQL).get(this.opts.leaseMs, this.opts.holder, this.epoch);
+    if (row !== undefined) {
       this.lastRenewed = performance.now();
       return;
     }

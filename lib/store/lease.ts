@@ -13,15 +13,21 @@ import type { Params } from './engine.ts';
  * - The active one renews it on a timer (a third of the lease), and **fences every commit**: the
  *   store runs `fence` inside its open transaction just before COMMIT (PostgresEngine's
  *   `beforeCommit`), one UPDATE that extends the lease only if this process still holds it, at
- *   its epoch, unexpired. No row means another scheduler took over while this one was frozen or
- *   cut off: the transaction is rolled back (none of its writes lands), and the process stops at
- *   once (fail-stop; its supervisor restarts it, and it comes back as a standby).
+ *   its epoch. No row means another scheduler took over while this one was frozen or cut off:
+ *   the transaction is rolled back (none of its writes lands), and the process stops at once
+ *   (fail-stop; its supervisor restarts it, and it comes back as a standby).
+ * - A lease that lapsed but that nobody took (holder and epoch unchanged) is still this process's:
+ *   the fence and the renewal extend it. Refusing it would stop, for nothing, a scheduler that
+ *   stalled past its lease with no standby there to take over (a loaded machine, a slow database):
+ *   what makes the fence safe is the epoch, not the expiry, since PostgreSQL orders the two writes
+ *   of the row (below). The expiry only decides when a standby may take over.
  *
  * Why a frozen leader cannot write: every write of the store waits in the one open transaction
  * until a barrier commits it, and the barrier's first statement is the fence. The fence's UPDATE
  * and a standby's takeover both write the one lease row, so PostgreSQL orders them: a takeover
- * that committed first leaves the fence no row; a fence that came first pushed expires_at on, and
- * the takeover finds the lease unexpired. Messages to peers wait for the barrier (group-commit.ts).
+ * that committed first leaves the fence no row (the epoch moved on); a fence that came first pushed
+ * expires_at on, and the takeover's WHERE, evaluated again on the row the fence committed, no
+ * longer holds. Messages to peers wait for the barrier (group-commit.ts).
  */
 
 /** The table and its one row. Created here (not by the store's migrations): a standby reads it before it opens the store. */
@@ -42,9 +48,9 @@ const UNTIL = `clock_timestamp() + CAST($2 AS double precision) * interval '1 mi
 const ACQUIRE = `UPDATE scheduler_lease SET holder = $1, epoch = epoch + 1, expires_at = ${UNTIL}
   WHERE id = 1 AND expires_at < clock_timestamp() RETURNING epoch`;
 
-/** Extends the lease only while this holder still has it, at its epoch, unexpired. */
+/** Extends the lease only while this holder still has it, at its epoch (lapsed or not: nobody took it). */
 const RENEW = `UPDATE scheduler_lease SET expires_at = ${UNTIL.replace('$2', '$3')}
-  WHERE id = 1 AND holder = $1 AND epoch = $2 AND expires_at > clock_timestamp()`;
+  WHERE id = 1 AND holder = $1 AND epoch = $2`;
 
 /**
  * The same, with the store's `?` placeholders: the fence, run inside the store's open transaction.
@@ -52,7 +58,7 @@ const RENEW = `UPDATE scheduler_lease SET expires_at = ${UNTIL.replace('$2', '$3
  * failure here fails the barrier and gives the whole transaction up anyway.
  */
 export const FENCE_SQL = `UPDATE scheduler_lease SET expires_at = clock_timestamp() + CAST(? AS double precision) * interval '1 millisecond'
-  WHERE id = 1 AND holder = ? AND epoch = ? AND expires_at > clock_timestamp() RETURNING epoch`;
+  WHERE id = 1 AND holder = ? AND epoch = ? RETURNING epoch`;
 
 /** Ends the lease at a clean shutdown, so a standby takes over at its next look instead of after the lease. */
 const RELEASE = `UPDATE scheduler_lease SET expires_at = '-infinity' WHERE id = 1 AND holder = $1 AND epoch = $2`;
@@ -204,7 +210,7 @@ export class Lease {
       this.lastRenewed = performance.now();
       return;
     }
-    throw this.lose('a commit found the lease taken over or lapsed');
+    throw this.lose('a commit found the lease taken over');
   }
 
   /** At a clean shutdown: a standby may take over at once. */
@@ -254,7 +260,7 @@ export class Lease {
       this.client ??= await connect(this.opts.url, this.opts.leaseMs);
       const r = await this.client.query(RENEW, [this.opts.holder, this.epoch, this.opts.leaseMs]);
       if (r.rowCount === 1) this.lastRenewed = Math.max(this.lastRenewed, started);
-      else this.lose('the renewal found the lease taken over or lapsed');
+      else this.lose('the renewal found the lease taken over');
     } catch (e) {
       await this.client?.end().catch(() => {});
       this.client = undefined;

@@ -21,7 +21,8 @@ import { type ComputeHandle, computePool, defaultComputeThreads, shareCompute } 
 import { LOCALS_DIR, LocalsStore } from './store/locals.ts';
 import { Lease } from './store/lease.ts';
 import { openSchedulerStore } from './store/network.ts';
-import type { PostgresEngine } from './store/postgres.ts';
+import { type PostgresEngine, redactUrl } from './store/postgres.ts';
+import { DATABASE_FILE } from './store/store.ts';
 import { Client } from './transport/client.ts';
 import { dashboardHandler, dashboardUrl } from './dashboard/serve.ts';
 import { Downloads } from './transport/downloads.ts';
@@ -286,7 +287,9 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     throw e;
   }
   const dashboard = config.dashboard ? dashboardUrl(server.url) : undefined;
-  log.info({ url: server.url, dashboard, schedulerId, mode: config.mode, fingerprint: identity.fingerprint }, 'scheduler listening');
+  // The store's URL without its password: which database this scheduler runs on.
+  const storeAt = config.store.url ? redactUrl(config.store.url) : join(config.workdir, DATABASE_FILE);
+  log.info({ url: server.url, dashboard, schedulerId, mode: config.mode, fingerprint: identity.fingerprint, store: storeAt }, 'scheduler listening');
   return {
     name: config.name,
     mode: config.mode,

@@ -11,6 +11,11 @@ import { SCHEMA_VERSION, StoreCheckError } from '../lib/store/db.ts';
 import { PostgresEngine } from '../lib/store/postgres.ts';
 import { Store } from '../lib/store/store.ts';
 import { testDatabase } from './helpers/postgres.ts';
+import { PROCESS_FILE_TIMEOUT_MS } from './helpers/cluster.ts';
+
+// Each PostgreSQL store makes a database and starts its bridge's thread (which transpiles its
+// entry under tsx: ~1-3 s of CPU): the longer timeout of files that start processes, for npm run test:slow.
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 /** Another session on the same database: what other replicas (and a restarted scheduler) see. */
 async function otherSession<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
@@ -86,6 +91,7 @@ t.test('a barrier whose beforeCommit throws lands nothing, and the store refuses
   t.same(await projectsSeen(url), ['one'], 'what that barrier would have committed never lands');
   t.throws(() => engine.prepare('SELECT 1').get(), /gave up its uncommitted changes \(lease lost/, 'a read after it is refused');
   t.throws(() => engine.barrier(), /must stop/, 'and so is the next barrier');
+  t.match(engine.lost?.message, /lease lost/, 'the reason is kept for whoever stops the scheduler');
 });
 
 t.test("epoch-ms timestamps come back as numbers, bytes as Buffers; the session's idle-in-transaction bound is set", async (t) => {
@@ -157,4 +163,64 @@ t.test('store.url in the config: postgres:// or postgresql://; anything else is 
     t.match(p[0], /^store\.url: /);
     t.notMatch(p[0], /secret/, 'without the password');
   }
+});
+
+t.test('a resource that cannot be written fails with STORE_WRITE_FAILED, leaves no row, and the store goes on', async (t) => {
+  const url = await testDatabase(t);
+  const store = new Store(undefined, { url });
+  t.teardown(() => store.close());
+  const meta = { artifactId: 'a-1', jobId: 'a-1.0', producer: 'w1', size: 5, sha256: 'x'.repeat(64) };
+  t.throws(() => store.putResourceFile(meta, '/nonexistent/spooled.bin', 'move', 1), { code: 'STORE_WRITE_FAILED', message: /ENOENT/ });
+  t.equal(store.db.prepare('SELECT count(*) AS n FROM resources').value(), 0, 'no row');
+  t.equal(store.db.prepare('SELECT count(*) AS n FROM resource_chunks').value(), 0, 'no chunk');
+  store.ensureProject('p', 'token-123456');
+  store.barrier();
+  t.same(
+    store.listProjects().map((p) => p.name),
+    ['p'],
+    'the open transaction was not aborted by the failure',
+  );
+});
+
+t.test('a lost connection: outside a transaction the store connects again; inside one it gives the transaction up', async (t) => {
+  const url = await testDatabase(t);
+  const engine = new PostgresEngine(url);
+  t.teardown(() => engine.close());
+  const terminate = async () => {
+    const pid = engine.prepare('SELECT pg_backend_pid() AS pid').value<number>();
+    await otherSession(url, (c) => c.query('SELECT pg_terminate_backend($1)', [pid]));
+    return pid;
+  };
+  const insert = engine.prepare('INSERT INTO projects (id, name, token_hash) VALUES (?, ?, ?)');
+  insert.run('p-1', 'one', 'h1');
+  engine.barrier();
+  const before = await terminate();
+  t.equal(engine.prepare('SELECT count(*) FROM projects').value(), 1, 'a read after the server ended the session: on a new connection');
+  t.not(engine.prepare('SELECT pg_backend_pid() AS pid').value(), before, 'a new session');
+  insert.run('p-2', 'two', 'h2'); // a write begins a transaction on it
+  await terminate();
+  t.throws(() => insert.run('p-3', 'three', 'h3'), { code: 'FDL_CONNECTION_LOST' }, 'a write in the lost transaction fails');
+  t.match(engine.lost?.message, /connection to PostgreSQL was lost/, 'and the store gave up');
+  t.throws(() => engine.barrier(), /must stop/);
+  t.same(await projectsSeen(url), ['one'], 'nothing of the lost transaction landed');
+});
+
+t.test('a guarded write carries any value as it is (its parameters are written in as literals)', async (t) => {
+  const url = await testDatabase(t);
+  const engine = new PostgresEngine(url);
+  t.teardown(() => engine.close());
+  const insert = engine.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
+  insert.run('first', 'x'); // begins the open transaction: the next writes are guarded
+  const tricky = ["it's", "'); DROP TABLE meta; --", 'back\\slash \\x00 $1 ? $2', 'ünïcødé ✓', '', `${'long '.repeat(20_000)}end`];
+  tricky.forEach((v, i) => insert.run(`k${i}`, v));
+  engine.prepare('INSERT INTO resource_bytes (id, bytes) VALUES (?, ?)').run('r-1', Buffer.from([0, 39, 92, 255]));
+  engine.prepare('UPDATE meta SET value = ? WHERE key = ?').run(String(Number.MAX_SAFE_INTEGER), 'first');
+  engine.barrier();
+  t.same(
+    tricky.map((_, i) => engine.prepare('SELECT value FROM meta WHERE key = ?').value(`k${i}`)),
+    tricky,
+    'strings with quotes, backslashes and placeholders come back equal',
+  );
+  t.same([...(engine.prepare('SELECT bytes FROM resource_bytes').value<Buffer>() ?? [])], [0, 39, 92, 255], 'bytes too');
+  t.equal(engine.prepare(`SELECT value FROM meta WHERE key = 'first'`).value(), String(Number.MAX_SAFE_INTEGER));
 });

@@ -17,7 +17,12 @@ import { NETWORK_MARKER, openSchedulerStore } from '../lib/store/network.ts';
 import { artifactSha256, provenanceOf } from '../lib/provenance.ts';
 import { artifactStatus } from '../lib/store/status.ts';
 import { forEachEngine } from './helpers/engines.ts';
+import { PROCESS_FILE_TIMEOUT_MS } from './helpers/cluster.ts';
 import { DATABASE_FILE, RESOURCES_DIR, Store } from '../lib/store/store.ts';
+
+// Each PostgreSQL store makes a database and starts its bridge's thread (which transpiles its
+// entry under tsx: ~1-3 s of CPU): the longer timeout of files that start processes, for npm run test:slow.
+t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
 
 const STEPS: Step[] = [
   { kind: 'Parallel', operation: { kind: 'Noop' } },

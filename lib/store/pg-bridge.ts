@@ -18,6 +18,9 @@ export type BridgeRequest =
 
 export type BridgeReply = { ok: true; rows: Row[]; rowCount: number } | { ok: false; code: string | undefined; message: string };
 
+/** The code a lost connection crosses the bridge with: outside a transaction the engine connects again (postgres.ts). */
+export const CONNECTION_LOST = 'FDL_CONNECTION_LOST';
+
 /** PostgreSQL's error, with its SQLSTATE as `code` (e.g. 23505, unique_violation). */
 export class PostgresError extends Error {
   constructor(
@@ -73,6 +76,11 @@ export class PgBridge {
   query(sql: string, params: unknown[], guard: boolean): { rows: Row[]; rowCount: number } {
     const reply = this.call({ op: 'query', sql, params, guard }, sql);
     return { rows: reply.rows.map(revive), rowCount: reply.rowCount };
+  }
+
+  /** A new connection (after CONNECTION_LOST): its session starts with nothing open. */
+  reconnect(): void {
+    this.call({ op: 'connect' }, 'connecting again');
   }
 
   close(): void {

@@ -1,6 +1,6 @@
 import { type MessagePort, workerData } from 'node:worker_threads';
 import pg from 'pg';
-import type { BridgeReply, BridgeRequest } from './pg-bridge.ts';
+import { type BridgeReply, type BridgeRequest, CONNECTION_LOST } from './pg-bridge.ts';
 
 /**
  * The thread behind the PostgreSQL bridge (pg-bridge.ts): one `pg` connection, one request at a
@@ -20,20 +20,75 @@ const signal = new Int32Array(flag);
 pg.types.setTypeParser(20, Number);
 pg.types.setTypeParser(1700, Number);
 
-const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
-/** A lost connection: every later request fails with it (pg emits it outside any query). */
+let client: pg.Client | undefined;
+/** The connection broke (pg emits it outside any query): every request fails with it until `connect`. */
 let lost: Error | undefined;
-client.on('error', (e) => {
-  lost = e;
-});
+
+function newClient(): pg.Client {
+  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
+  c.on('error', (e) => {
+    if (c === client) lost = e;
+  });
+  return c;
+}
+
+/** PostgreSQL's connection exceptions (class 08), a server shutting the session down (57P0x), or pg's own words for a dead socket. */
+function isConnectionError(e: unknown): boolean {
+  const { code, message } = e as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && (code.startsWith('08') || code.startsWith('57P0') || code === 'ECONNRESET' || code === 'EPIPE')) return true;
+  return /Connection terminated|not queryable|ECONNRESET|EPIPE/.test(String(message));
+}
+
+function connectionLost(e: unknown): Error {
+  return Object.assign(new Error(`the connection to PostgreSQL was lost: ${(e as Error).message}`), { code: CONNECTION_LOST });
+}
 
 /** Buffers as pg takes them (a Buffer crosses the thread boundary as a plain Uint8Array). */
 function bindable(params: unknown[]): unknown[] {
   return params.map((p) => (p instanceof Uint8Array && !Buffer.isBuffer(p) ? Buffer.from(p.buffer, p.byteOffset, p.byteLength) : p));
 }
 
+/** A value as an SQL literal: NULL, a BYTEA from hex, or any other value as a quoted string (pg's escaping). */
+function literal(c: pg.Client, v: unknown): string {
+  if (v === null || v === undefined) return 'NULL';
+  if (v instanceof Uint8Array) return `decode('${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')}', 'hex')`;
+  return c.escapeLiteral(String(v));
+}
+
+/** `sql` with its `$n` placeholders (outside quotes) replaced by the literals of `params`. */
+function inline(sql: string, params: unknown[]): string {
+  const c = client as pg.Client;
+  let quoted = false;
+  let out = '';
+  for (let i = 0; i < sql.length; i++) {
+    const ch = sql[i] as string;
+    if (ch === "'") quoted = !quoted;
+    const digits = !quoted && ch === '$' ? /^\d+/.exec(sql.slice(i + 1)) : null;
+    if (digits) {
+      out += literal(c, params[Number(digits[0]) - 1]);
+      i += digits[0].length;
+    } else out += ch;
+  }
+  return out;
+}
+
 async function handle(req: BridgeRequest): Promise<BridgeReply> {
-  if (lost) throw lost;
+  if (req.op === 'connect') {
+    // A first connection, or a new one after a loss (the old one is dropped).
+    const old = client;
+    client = newClient();
+    lost = undefined;
+    old?.end().catch(() => {});
+  } else if (lost || !client) throw connectionLost(lost ?? new Error('not connected'));
+  try {
+    return await run(client, req);
+  } catch (e) {
+    if (lost || isConnectionError(e)) throw connectionLost(e);
+    throw e;
+  }
+}
+
+async function run(client: pg.Client, req: BridgeRequest): Promise<BridgeReply> {
   switch (req.op) {
     case 'connect':
       await client.connect();
@@ -50,12 +105,13 @@ async function handle(req: BridgeRequest): Promise<BridgeReply> {
         return { ok: true, rows: r.rows ?? [], rowCount: r.rowCount ?? 0 };
       }
       // Inside the open transaction, a failed statement would abort all of it: a savepoint
-      // keeps the failure to this statement, as SQLite does.
-      await client.query('SAVEPOINT fdl_statement');
+      // keeps the failure to this statement, as SQLite does. Savepoint, statement and release go
+      // as one simple-protocol query (one round trip instead of three), so the parameters are
+      // written in as literals: quoted, hence typed by the server as a bound parameter is.
       try {
-        const r = await client.query({ text: req.sql, values: bindable(req.params) });
-        await client.query('RELEASE fdl_statement');
-        return { ok: true, rows: r.rows ?? [], rowCount: r.rowCount ?? 0 };
+        const results = (await client.query(`SAVEPOINT fdl_statement; ${inline(req.sql, req.params)}; RELEASE fdl_statement`)) as unknown as pg.QueryResult[];
+        const r = results[1];
+        return { ok: true, rows: r?.rows ?? [], rowCount: r?.rowCount ?? 0 };
       } catch (e) {
         await client.query('ROLLBACK TO fdl_statement; RELEASE fdl_statement');
         throw e;

@@ -1,7 +1,7 @@
 import { DEFAULT_IDLE_IN_TRANSACTION_MS } from './defaults.ts';
 import { MIGRATIONS, postgresDdl, SCHEMA_VERSION, StoreCheckError } from './db.ts';
 import type { Dialect, Engine, EngineStatement, Params, Row, RunResult } from './engine.ts';
-import { PgBridge } from './pg-bridge.ts';
+import { CONNECTION_LOST, PgBridge } from './pg-bridge.ts';
 
 /**
  * The store on PostgreSQL (chosen by `store: { url: postgres://… }`), synchronous through
@@ -120,6 +120,11 @@ export class PostgresEngine implements Engine {
     return !this.closed;
   }
 
+  /** Why the store gave up (a failed barrier, or a failed read in the open transaction): then the scheduler must stop. */
+  get lost(): Error | undefined {
+    return this.failed;
+  }
+
   prepare(text: string): EngineStatement {
     return new PgStatement(this, numberPlaceholders(text));
   }
@@ -134,14 +139,30 @@ export class PostgresEngine implements Engine {
   query(sql: string, params: Params, write: boolean): { rows: Row[]; rowCount: number } {
     if (this.failed) throw this.failed;
     if (write) this.begin();
-    const open = this.inTransaction && this.depth === 0;
+    if (!this.inTransaction) return this.reconnecting(() => this.bridge.query(sql, params, false));
+    const open = this.depth === 0;
     try {
       const r = this.bridge.query(sql, params, open && write);
       if (write) this.writes++;
       return r;
     } catch (e) {
-      if (open && !write) this.fail(e as Error);
+      // A lost connection took the open transaction with it; so does a read's failure (unguarded).
+      if ((open && !write) || (e as { code?: unknown }).code === CONNECTION_LOST) this.fail(e as Error);
       throw e;
+    }
+  }
+
+  /**
+   * `run` outside any transaction, once more on a new connection if the old one was lost (a
+   * server restart, a dropped socket): nothing uncommitted was on it, so nothing is lost.
+   */
+  private reconnecting<T>(run: () => T): T {
+    try {
+      return run();
+    } catch (e) {
+      if ((e as { code?: unknown }).code !== CONNECTION_LOST) throw e;
+      this.bridge.reconnect();
+      return run();
     }
   }
 
@@ -193,7 +214,7 @@ export class PostgresEngine implements Engine {
 
   private begin(): void {
     if (this.inTransaction) return;
-    this.exec('BEGIN');
+    this.reconnecting(() => this.exec('BEGIN'));
     this.inTransaction = true;
     this.onPending?.();
   }

@@ -117,7 +117,7 @@ t.test('npm pack installs into an empty project: npx fdl demo runs and `import {
   t.match(JSON.parse(tokens.stdout), { kind: 'join', token: /^fdl_j_/ });
   const listed = await run('npx', ['fdl', 'tokens', 'list', '--config', 'scheduler.yaml', '--json'], project);
   t.equal(listed.code, 0, `fdl tokens list: ${listed.stderr}`);
-  t.match(listed.stdout, /"kind":"join"/, 'the token was committed to the database');
+  t.match(JSON.parse(listed.stdout), [{ id: JSON.parse(tokens.stdout).id, kind: 'join' }], 'the token was committed to the database');
 
   // The types are the library's, not `any`: a wrong use is refused.
   writeFileSync(join(project, 'wrong.ts'), "import { where } from 'fdl';\nconst n: number = where('HouseAge', '>', 30);\nconsole.log(n);\n");

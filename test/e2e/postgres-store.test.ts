@@ -3,7 +3,7 @@
 // mid-artifact and started again on the same database, even from a fresh work directory, resumes
 // the artifact to the same result, and serves a large result it never had on its disk: nothing it
 // needs lives on its own disk.
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import t from 'tap';
@@ -38,6 +38,9 @@ t.test('a federated mean on a PostgreSQL store equals the central one', async (t
   for (const f of features) t.ok(relErr(result.mean[f] as number, mean(column(all, f))) <= 1e-9, `${f} mean as computed centrally`);
   t.notOk(existsSync(join(dir, 'scheduler', 'scheduler.sqlite')), 'no SQLite file in the work directory');
   t.notOk(existsSync(join(dir, 'scheduler', 'identity.json')), 'nor an identity file: the identity is in the store');
+  const log = readFileSync(join(dir, 'scheduler.log'), 'utf8');
+  t.match(log, /"store":"postgres:\/\/fdl_test:\*\*\*@/, 'the log names the database, its password masked');
+  t.notOk(log.includes(new URL(url).password ? `:${new URL(url).password}@` : '\0'), 'and never shows the password');
 });
 
 const MiB = 1024 * 1024;

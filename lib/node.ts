@@ -110,8 +110,12 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
   return config.mode === 'worker' ? startWorkerNode(config, log, opts.compute) : startSchedulerNode(config, log, opts);
 }
 
-/** A scheduler that lost its lease exits with this code (fail-stop): its supervisor starts it again, as a standby. */
-export const FENCED_EXIT_CODE = 3;
+/**
+ * A scheduler on PostgreSQL that must not go on exits with this code (fail-stop): it lost its
+ * lease (`fenced: …`), or its store gave up an open transaction (`the store gave up: …`). Its
+ * supervisor starts it again; it comes back as a standby, or takes the lease if it is free.
+ */
+export const FAIL_STOP_EXIT_CODE = 3;
 
 /**
  * On PostgreSQL, before anything else is opened: wait as a standby until this process holds the
@@ -126,7 +130,7 @@ async function takeLease(config: NodeConfig, url: string, log: Logger): Promise<
     log,
     onLost: (e) => {
       log.fatal({ holder, epoch: e.epoch }, `fenced: ${e.message}; exiting`);
-      process.exit(FENCED_EXIT_CODE);
+      process.exit(FAIL_STOP_EXIT_CODE);
     },
   });
   log.info({ holder, epoch: lease.epoch, leaseMs: config.ha.lease_ms }, 'active: this scheduler holds the lease; starting');
@@ -148,8 +152,15 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     throw e;
   }
   const { store, network, replaced } = openedStore;
-  // Every commit from now on is fenced by the lease: a scheduler that lost it lands nothing more.
-  if (lease) (store.db as PostgresEngine).beforeCommit = () => lease.fence(store.db);
+  if (store.db.kind === 'postgres') {
+    const engine = store.db as PostgresEngine;
+    // Every commit from now on is fenced by the lease: a scheduler that lost it lands nothing more.
+    if (lease) engine.beforeCommit = () => lease.fence(engine);
+    engine.onFailed = (e) => {
+      log.fatal({ err: e.message }, 'the store gave up its open transaction; exiting');
+      process.exit(FAIL_STOP_EXIT_CODE);
+    };
+  }
   if (replaced) log.warn({ problem: replaced.problem, oldFilesIn: replaced.folder, networkId: network.networkId }, 'started a new network (--init-store)');
   else if (opts.initStore) log.warn('--init-store ignored: the store is healthy and is this work directory\'s own');
   let opened: OpenedData;

@@ -101,6 +101,15 @@ t.test('plain ws:// only on loopback unless insecure: true', async (t) => {
   t.same(worker('ws://10.1.2.3:1456', 'insecure: true\n'), []);
 });
 
+// Two schedulers on PostgreSQL: the lease time (docs/DEPLOY.md, "What the lease time trades").
+t.test('ha.lease_ms: 4 s by default, bounded, naming its field', async (t) => {
+  const scheduler = 'mode: scheduler\nname: s\nprojects: [{name: p, token: abcdefgh12}]\n';
+  t.equal(parseConfig(scheduler, 's.yaml', '/base').ha.lease_ms, 4000);
+  t.equal(parseConfig(`${scheduler}ha: { lease_ms: 10000 }\n`, 's.yaml', '/base').ha.lease_ms, 10000);
+  t.match(problemsOf(`${scheduler}ha: { lease_ms: 100 }\n`), [/^ha\.lease_ms: .*500/]);
+  t.match(problemsOf(`${scheduler}ha: { lease: 100 }\n`), [/^ha: .*lease/]);
+});
+
 // An active scheduler and its standby: a worker dials them in turn (docs/DEPLOY.md).
 t.test('scheduler.urls: several schedulers, each checked like url; url or urls, not both', async (t) => {
   const worker = (scheduler: string) =>

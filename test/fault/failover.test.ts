@@ -3,13 +3,14 @@
 // the dead one's lapses), resume the artifact from the store as a restarted scheduler does, and
 // give the result an undisturbed run gives, while workers and the workbench, configured with both
 // URLs, follow it. And a leader frozen past its lease (SIGSTOP) must not write once thawed: the
-// lease fences its commits, and it exits (fail-stop) instead of going on.
+// lease fences its commits, and it exits (fail-stop) instead of going on. A clean stop gives the
+// lease up, so the standby takes over at once.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import t, { type Test } from 'tap';
 import { FAIL_STOP_EXIT_CODE } from '../../lib/node.ts';
-import type { ArtifactHandle } from '../../lib/workbench.ts';
+import type { ArtifactHandle, CountProduct } from '../../lib/workbench.ts';
 import { loadModel, models } from '../../lib/workbench.ts';
 import { readCsv } from '../helpers/central.ts';
 import { countLog, PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, waitFor, waitForLog, within } from '../helpers/cluster.ts';
@@ -115,4 +116,19 @@ t.test('SIGSTOP the active past its lease: the standby takes over; thawed, the o
   t.comment(`scheduler-b learnt it by ${how}`);
   t.same(await snapshot(), before, 'nothing of the old leader landed: the artifact, its jobs and the lease are as scheduler-a left them');
   t.equal((await wb.status(handle.id)).state, 'COMPLETED');
+});
+
+t.test('SIGTERM the active: it exits 0 and gives the lease up, and the standby takes over', async (t) => {
+  // scheduler-a is active; the fenced scheduler-b is started again by its supervisor: a standby.
+  const standbyBefore = countLog(logOf('scheduler-b'), /standby: another scheduler is active/);
+  void cluster.startScheduler('scheduler-b').catch(() => {});
+  await waitForLog(logOf('scheduler-b'), /standby: another scheduler is active/, { count: standbyBefore + 1, what: 'scheduler-b back as a standby' });
+  const activeBefore = countLog(logOf('scheduler-b'), ACTIVE);
+  const stoppedAt = Date.now();
+  t.equal(await cluster.signal('scheduler-a', 'SIGTERM'), 0, 'scheduler-a stopped cleanly');
+  await waitForLog(logOf('scheduler-b'), ACTIVE, { count: activeBefore + 1, what: 'scheduler-b to take the released lease' });
+  t.comment(`SIGTERM of the active -> standby active ${((lastTime('scheduler-b', ACTIVE) - stoppedAt) / 1000).toFixed(2)} s (released, not lapsed)`);
+  const handle = await project.count();
+  const count = await within(handle.result<CountProduct>(), { what: 'a count under scheduler-b' });
+  t.ok(count.count > 0, 'and it serves the workbench');
 });

@@ -94,8 +94,6 @@ export interface LeaseOptions {
   onLost(error: FencedError): void;
   /** A standby's look at the lease at most this often (default a quarter of the lease). */
   pollMs?: number;
-  /** Stops a standby's wait (SIGTERM before it became active). */
-  signal?: AbortSignal;
 }
 
 interface LeaseRow {
@@ -133,14 +131,7 @@ async function ensureSchema(client: pg.Client): Promise<void> {
   }
 }
 
-const pause = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
+const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export class Lease {
   private renewal: NodeJS.Timeout | undefined;
@@ -157,18 +148,14 @@ export class Lease {
 
   /**
    * Waits, as a standby, until this process holds the lease; then renews it on a timer. Logs
-   * once that it is a standby and who is active, and again when the active one changes.
-   * Rejects only when `signal` aborts.
+   * once that it is a standby and who is active, and again when the active one changes. A
+   * standby has nothing open but this connection: SIGTERM simply ends it.
    */
   static async acquire(opts: LeaseOptions): Promise<Lease> {
     const pollMs = opts.pollMs ?? Math.max(50, Math.floor(opts.leaseMs / 4));
     let client: pg.Client | undefined;
     let told = '';
     for (;;) {
-      if (opts.signal?.aborted) {
-        await client?.end().catch(() => {});
-        throw new Error('stopped while waiting for the lease');
-      }
       let waitMs = pollMs;
       try {
         if (!client) {
@@ -195,7 +182,7 @@ export class Lease {
         await client?.end().catch(() => {});
         client = undefined;
       }
-      await pause(waitMs, opts.signal);
+      await pause(waitMs);
     }
   }
 

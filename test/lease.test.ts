@@ -155,3 +155,15 @@ t.test('a takeover waits for a fence in flight and then finds the lease extended
   await leaseA.release();
   t.equal((await within(taking, { what: 'b to take the released lease' })).epoch, 2);
 });
+
+t.test('a wrong database or password is one line naming the store (password masked), not an endless wait', async (t) => {
+  const url = new URL(await testDatabase(t, 'lease'));
+  url.pathname = '/no_such_database_here';
+  await t.rejects(Lease.acquire(leaseOptions(url.toString(), 'a').opts), {
+    name: 'StoreCheckError',
+    message: /^the PostgreSQL store at postgres:\/\/fdl_test:\*\*\*@.*\/no_such_database_here refuses this scheduler: database "no_such_database_here" does not exist$/,
+  });
+  url.pathname = '/postgres';
+  url.password = 'wrong-password';
+  await t.rejects(Lease.acquire(leaseOptions(url.toString(), 'a').opts), { name: 'StoreCheckError', message: /refuses this scheduler: password authentication failed/ });
+});

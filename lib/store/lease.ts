@@ -1,6 +1,8 @@
 import pg from 'pg';
 import type { Logger } from '../log.ts';
+import { StoreCheckError } from './db.ts';
 import type { Params } from './engine.ts';
+import { redactUrl } from './postgres.ts';
 
 /**
  * Which of several schedulers on one PostgreSQL store is the active one: a lease, one row
@@ -131,6 +133,9 @@ async function ensureSchema(client: pg.Client): Promise<void> {
   }
 }
 
+/** SQLSTATEs that no wait will mend: authentication (28000, 28P01), no such database (3D000) or role rights (42501). */
+const CONFIG_ERRORS = new Set(['28000', '28P01', '3D000', '42501']);
+
 const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export class Lease {
@@ -178,6 +183,13 @@ export class Lease {
         // Look again soon after it would lapse, and at least every pollMs (it may be released).
         waitMs = Math.min(pollMs, Math.max(10, Math.ceil(Number(now?.remaining_ms ?? 0)) + 10));
       } catch (e) {
+        // A wrong password or database name is the config's: one line and exit 2, as for a store
+        // that cannot be opened. A server that is down or restarting is waited for.
+        const code = (e as { code?: unknown }).code;
+        if (typeof code === 'string' && CONFIG_ERRORS.has(code)) {
+          await client?.end().catch(() => {});
+          throw new StoreCheckError(`the PostgreSQL store at ${redactUrl(opts.url)} refuses this scheduler: ${(e as Error).message}`, { replaceable: false });
+        }
         opts.log.warn({ err: (e as Error).message }, 'standby: cannot read the lease in the store; trying again');
         await client?.end().catch(() => {});
         client = undefined;

@@ -68,7 +68,7 @@ const RELEASE = `UPDATE scheduler_lease SET expires_at = '-infinity' WHERE id = 
 const READ = `SELECT holder, epoch, GREATEST(0, EXTRACT(EPOCH FROM (expires_at - clock_timestamp())) * 1000) AS remaining_ms
   FROM scheduler_lease WHERE id = 1`;
 
-/** This process lost the lease: it must not write, nor tell anyone anything, again. */
+/** This process lost the lease: it must not write, nor acknowledge anything to a peer, again. */
 export class FencedError extends Error {
   constructor(
     message: string,

@@ -5,11 +5,14 @@ import type { Message, MessageOf } from '../protocols/messages.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
 import { toWireError } from '../lib/errors.ts';
-import { openValue, resourceContext } from '../lib/security/seal.ts';
+import { type ChunkTap, openSegmentedFile, openValue, readSegmentedHead, resourceContext, SegmentedOpener } from '../lib/security/seal.ts';
 import { sha256Hex } from '../lib/store/blobs.ts';
 import { asFileBlob } from '../lib/ops/file-blob.ts';
 import type { ResourceRef } from '../protocols/entities.ts';
-import { readFileSync } from 'node:fs';
+import { decodeValue } from '../protocols/codec.ts';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { FdlError } from '../lib/errors.ts';
 
 /**
  * Collector: gathers the inputs of a job on a worker. Small inputs come with the assignment;
@@ -28,8 +31,13 @@ export type CollectorMsg =
 /** How a node gets the bytes of an input over the stream threshold. */
 export interface LargeInputs {
   thresholdBytes: number;
-  /** The input's bytes, checked against its sha256: a file (streamed, resumable; the initiator: the store's own) or, rarely, bytes. */
-  fetch(ref: ResourceRef): Promise<{ path: string } | { bytes: Uint8Array }>;
+  /** A folder of this node where sealed inputs are opened into files (emptied when the node starts). */
+  dir: string;
+  /**
+   * The input's bytes, checked against its sha256: a file (streamed, resumable; the initiator: the
+   * store's own) or, rarely, bytes. `tap`, when the bytes are streamed here, is fed them as they come.
+   */
+  fetch(ref: ResourceRef, tap?: ChunkTap): Promise<{ path: string } | { bytes: Uint8Array }>;
 }
 
 export type CollectorReport =
@@ -75,15 +83,57 @@ export function spawnCollector(
     return undefined;
   };
 
-  /** A large input's value: a binary one stays a file (FileBlob); any other is read and opened whole. An Error if it cannot be opened. */
-  const openLarge = (body: { path: string } | { bytes: Uint8Array }, ref: ResourceRef, context: string): unknown => {
+  /**
+   * A large input's value: a binary one stays a file (FileBlob); any other is read and opened
+   * whole. A sealed one (a segmented envelope) is first opened a segment at a time into a file of
+   * its own, then read the same way. An Error if it cannot be opened.
+   */
+  /** Sealed inputs being opened into files, by the opened file's path. */
+  const openings = new Map<string, Promise<void>>();
+  const openLarge = async (
+    body: { path: string } | { bytes: Uint8Array },
+    ref: ResourceRef,
+    context: string,
+    dir: string,
+    tap: SegmentedOpener | undefined,
+  ): Promise<unknown> => {
     try {
-      if ('path' in body) {
-        const blob = asFileBlob(body.path, ref.size, ref.sha256);
-        if (blob) return blob;
-        return openValue(readFileSync(body.path), props.identity, context);
+      const tapped = tap?.finish() ?? false;
+      if (!('path' in body)) return openValue(body.bytes, props.identity, context);
+      if (readSegmentedHead(body.path)) {
+        const me = props.identity;
+        if (!me) throw new FdlError('OPERATION_FAILED', 'a sealed input reached a node without keys', { retryable: false });
+        // Opened once per node and resource: a second job fed the same input reads the same file
+        // (and one that asks while it is being opened waits for that opening).
+        const opened = join(dir, `${ref.sha256}.${me.nodeId}.open`);
+        if (tapped && tap) {
+          // Opened as it arrived (every segment authenticated, the whole sha256 checked since).
+          renameSync(tap.out, opened);
+          props.log.info({ resourceId: ref.id, sha256: ref.sha256, size: statSync(opened).size, asItArrived: true }, 'sealed input opened');
+        }
+        if (!existsSync(opened)) {
+          let opening = openings.get(opened);
+          if (!opening) {
+            const path = body.path;
+            opening = (async () => {
+              mkdirSync(dir, { recursive: true });
+              const part = `${opened}.part`;
+              const { size } = await openSegmentedFile(path, me, context, part);
+              renameSync(part, opened);
+              props.log.info({ resourceId: ref.id, sha256: ref.sha256, size }, 'sealed input opened');
+            })();
+            openings.set(opened, opening);
+            const forget = () => openings.delete(opened);
+            opening.then(forget, forget);
+          }
+          await opening;
+        }
+        const size = statSync(opened).size;
+        return asFileBlob(opened, size) ?? decodeValue(readFileSync(opened));
       }
-      return openValue(body.bytes, props.identity, context);
+      const blob = asFileBlob(body.path, ref.size, ref.sha256);
+      if (blob) return blob;
+      return openValue(readFileSync(body.path), props.identity, context);
     } catch (e) {
       return e instanceof Error ? e : new Error(String(e));
     }
@@ -108,10 +158,19 @@ export function spawnCollector(
           if (!ref.data && large && ref.size > large.thresholdBytes) {
             // Streamed to a file off the mailbox; a binary one reaches the operation as that file.
             const context = resourceContext(assignment.artifactId, ref.jobId);
-            large.fetch(ref).then(
-              (body) => send(self, { kind: 'largeInput', key, slot, value: openLarge(body, ref, context) }),
-              (e: unknown) => send(self, { kind: 'largeFailed', key, error: toWireError(e, 'INTERNAL') }),
-            );
+            // A sealed input is opened while it downloads when it can be (else from its file after).
+            const me = props.identity;
+            const tap = me ? new SegmentedOpener(me, context, join(large.dir, `${ref.sha256}.${me.nodeId}.open.${key}.${slot}.tap`)) : undefined;
+            large
+              .fetch(ref, tap)
+              .then((body) => openLarge(body, ref, context, large.dir, tap))
+              .then(
+                (value) => send(self, { kind: 'largeInput', key, slot, value }),
+                (e: unknown) => {
+                  tap?.finish();
+                  send(self, { kind: 'largeFailed', key, error: toWireError(e, 'INTERNAL') });
+                },
+              );
             continue;
           }
           if (ref.data) {

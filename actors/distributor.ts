@@ -2,11 +2,14 @@ import { encodeValue } from '../protocols/codec.ts';
 import type { Message, MessageOf } from '../protocols/messages.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
-import { type Recipient, resourceContext, seal } from '../lib/security/seal.ts';
-import { readFileSync } from 'node:fs';
+import { type Recipient, resourceContext, SealedProduct, seal, sealToFile } from '../lib/security/seal.ts';
+import { mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import type { WireError } from '../protocols/errors.ts';
+import { toWireError } from '../lib/errors.ts';
 import { sha256Hex } from '../lib/store/blobs.ts';
 import { FileBlob } from '../lib/ops/file-blob.ts';
-import { sha256OfFile } from '../lib/transport/stream.ts';
+import { bufferSource, type ByteSource, fileSource, sha256OfFile } from '../lib/transport/stream.ts';
 
 /**
  * Distributor: sends a job's product on. It encodes the product once (msgpack; typed
@@ -30,13 +33,23 @@ export type DistributorMsg = {
 };
 
 /** The report to repeat for a duplicate assignment: the completion, or the offer of a streamed product (which resumes it). */
-export type DistributorReport = { kind: 'distributed'; key: string; report: MessageOf<'jobCompleted'> | MessageOf<'productOffer'> };
+export type DistributorReport =
+  | { kind: 'distributed'; key: string; report: MessageOf<'jobCompleted'> | MessageOf<'productOffer'> }
+  /** The product could not be sealed into its file (a full disk, say): the attempt fails. */
+  | { kind: 'opFailed'; key: string; error: WireError };
 
 /** How a node sends products over the stream threshold. */
 export interface LargeProducts {
   thresholdBytes: number;
+  /** A folder of this node for the files of sealed products (emptied when the node starts). */
+  dir: string;
+  /**
+   * True: a sealed product is sealed into a file first (the initiator, whose products go to the
+   * store as files); false: it is sealed as it is read (a worker streams it from its plaintext).
+   */
+  sealIntoFile: boolean;
   /** Offers the product and streams it when asked (a worker), or hands it to the store (the initiator). */
-  send(offer: MessageOf<'productOffer'>, body: { bytes: Uint8Array } | { file: string }): void;
+  send(offer: MessageOf<'productOffer'>, body: { bytes: Uint8Array } | { file: string } | { source: ByteSource }): void;
 }
 
 export function spawnDistributor(
@@ -52,7 +65,7 @@ export function spawnDistributor(
   return spawnActor<null, DistributorMsg>(
     parent,
     'distributor',
-    (s, msg) => {
+    async (s, msg) => {
       const sealFor = msg.sealFor && msg.sealFor.length > 0 ? msg.sealFor : undefined;
       const { large } = props;
       const offer = (sha256: string, size: number): MessageOf<'productOffer'> => {
@@ -70,9 +83,43 @@ export function spawnDistributor(
         return s;
       }
       // Encoded once, whatever the number of receivers; sealed once with one key wrap per
-      // receiver. A sealed product is sealed whole (one AES-GCM tag over it) and then streamed
-      // like any other bytes: it is whole in this node's memory (docs/PROTOCOL.md, "Streamed resources").
-      const plain = product instanceof FileBlob ? readFileSync(product.path) : encodeValue(product);
+      // receiver. A sealed product over the stream threshold is sealed segment by segment from
+      // its file (or its encoding), never whole in memory: as its chunks are read (a worker), or
+      // into a file (the initiator) (docs/PROTOCOL.md, "Sealed resources"); a small one is one
+      // envelope in one frame.
+      const plainSource = product instanceof FileBlob ? fileSource(product.path, product.size) : undefined;
+      const encoded = plainSource ? undefined : encodeValue(product);
+      if (sealFor && large && (plainSource?.size ?? (encoded as Uint8Array).byteLength) > large.thresholdBytes) {
+        const source = plainSource ?? bufferSource(encoded as Uint8Array);
+        const context = resourceContext(msg.artifactId, msg.jobId);
+        props.log.info({ jobId: msg.jobId, attempt: msg.attempt, size: source.size }, 'sealing a streamed product');
+        try {
+          if (large.sealIntoFile) {
+            mkdirSync(large.dir, { recursive: true });
+            const part = join(large.dir, `sealing-${msg.jobId}-${msg.attempt}.part`);
+            const sealed = await sealToFile(source, sealFor, context, part);
+            source.close();
+            const file = join(large.dir, `${sealed.sha256}.sealed`);
+            renameSync(part, file);
+            const report = offer(sealed.sha256, sealed.size);
+            large.send(report, { file });
+            send(parent, { kind: 'distributed', key: msg.key, report });
+          } else {
+            // The sealed product owns its source from here (closed when the offer is forgotten).
+            const sealed = await SealedProduct.make(source, sealFor, context);
+            const report = offer(sealed.sha256, sealed.size);
+            large.send(report, { source: sealed });
+            send(parent, { kind: 'distributed', key: msg.key, report });
+          }
+        } catch (e) {
+          source.close();
+          props.log.warn({ jobId: msg.jobId, attempt: msg.attempt, err: e }, 'a sealed product could not be made');
+          send(parent, { kind: 'opFailed', key: msg.key, error: toWireError(e, 'STORE_WRITE_FAILED') });
+        }
+        return s;
+      }
+      plainSource?.close();
+      const plain = product instanceof FileBlob ? readFileSync(product.path) : (encoded as Uint8Array);
       const data = sealFor ? seal(plain, sealFor, resourceContext(msg.artifactId, msg.jobId)) : plain;
       const sha256 = sha256Hex(data);
       if (large && data.byteLength > large.thresholdBytes) {

@@ -18,7 +18,7 @@ import { Cleanup, type Row, table } from './util.ts';
  *
  * Env: BENCH_REPEATS (default 5), BENCH_MESSAGES (default 200000), BENCH_ROUND_TRIPS (2000),
  * BENCH_ARTIFACTS (10), BENCH_ONLY=dispatch,roundtrip,artifact,models,rounds,scale,stream,bigdata (a subset), BENCH_SCALE=10,100,1000,
- * BENCH_STREAM_MIB (1024: the streamed resource's size), BENCH_STREAM_REPEATS (3),
+ * BENCH_STREAM_MIB (1024: the streamed resource's size), BENCH_STREAM_REPEATS (3), BENCH_STREAM_SEALED (both; 1: sealed only, 0: plain only),
  * BENCH_BIGDATA_ROWS (10000000: rows of `bigdata`, split over 4 workers).
  */
 
@@ -73,9 +73,13 @@ async function main(): Promise<Row[]> {
   await part('scale', (c) =>
     benchScale({ cleanup: c, repeats: REPEATS, sizes: (process.env.BENCH_SCALE ?? '10,100,1000').split(',').map(Number) }),
   );
-  await part('stream', (c) =>
-    benchStream({ cleanup: c, repeats: int('BENCH_STREAM_REPEATS', Math.min(REPEATS, 3)), bytes: int('BENCH_STREAM_MIB', 1024) * 1024 * 1024 }),
-  );
+  // Sealed is the goal's case (AES-GCM on); plain shows what sealing costs. BENCH_STREAM_SEALED=1|0: one of them.
+  const sealedModes = process.env.BENCH_STREAM_SEALED === '1' ? [true] : process.env.BENCH_STREAM_SEALED === '0' ? [false] : [true, false];
+  for (const sealed of sealedModes) {
+    await part('stream', (c) =>
+      benchStream({ cleanup: c, repeats: int('BENCH_STREAM_REPEATS', Math.min(REPEATS, 3)), bytes: int('BENCH_STREAM_MIB', 1024) * 1024 * 1024, sealed, chunkBytes: int('BENCH_STREAM_CHUNK_KIB', 1024) * 1024 }),
+    );
+  }
   await part('bigdata', (c) => benchBigData({ cleanup: c, repeats: REPEATS, rows: int('BENCH_BIGDATA_ROWS', 10_000_000) }));
   process.stdout.write(`\n${table(rows)}\n\ntotal ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
   return rows;

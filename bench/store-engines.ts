@@ -3,6 +3,7 @@
  *  1. the store in this process: one read by key (`projectByToken`), one write (`nodeLeft`) and
  *     one barrier (SQLite: the FULL commit's fsync; PostgreSQL: the COMMIT), and a bare
  *     `SELECT 1` through the PostgreSQL bridge (worker thread + Atomics.wait): its per-query cost;
+ *     and the barrier again with the failover lease's fence before each COMMIT;
  *  2. a cluster (scheduler + 2 worker processes, California shards) on each engine: a tiny
  *     artifact `[Parallel(Noop, Collect), Finalize(Noop)]` submit -> result (median), and the
  *     per-round cost of a tiny Iterate from wall(R = 25) - wall(R = 5).
@@ -14,6 +15,8 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Cluster, EXAMPLE_DATA } from '../lib/sim/cluster.ts';
+import { createLogger } from '../lib/log.ts';
+import { Lease } from '../lib/store/lease.ts';
 import { PostgresEngine } from '../lib/store/postgres.ts';
 import { Store } from '../lib/store/store.ts';
 import { distributions, steps } from '../lib/workbench.ts';
@@ -97,6 +100,14 @@ async function main(): Promise<void> {
   const pgStore = new Store(cleanup.tempDir('fdl-bench-engines-pgstore-'), { url });
   const pg = storeFigures(pgStore);
   pgStore.close();
+  // The same with the failover lease's fence before each COMMIT (every scheduler on PostgreSQL runs it).
+  const fencedUrl = await database('bench_fenced');
+  const lease = await Lease.acquire({ url: fencedUrl, holder: 'bench', leaseMs: 60_000, log: createLogger('bench', 'silent'), onLost: () => {} });
+  const fencedStore = new Store(cleanup.tempDir('fdl-bench-engines-fenced-'), { url: fencedUrl });
+  (fencedStore.db as PostgresEngine).beforeCommit = () => lease.fence(fencedStore.db);
+  const fenced = storeFigures(fencedStore);
+  fencedStore.close();
+  await lease.release();
   const engine = new PostgresEngine(await database('bench_bridge'));
   const select1 = engine.prepare('SELECT 1 AS one');
   const bridge = perCall(QUERIES, () => select1.get());
@@ -108,6 +119,7 @@ async function main(): Promise<void> {
   ] as const) {
     rows.push({ figure: `${figure}, PostgreSQL`, value: ms(pg[key]), baseline: `SQLite ${ms(sqlite[key])}`, ratio: ratio(pg[key] / sqlite[key]) });
   }
+  rows.push({ figure: 'store: a write + its barrier, fenced by the lease', value: ms(fenced.barrier), baseline: `unfenced ${ms(pg.barrier)}`, ratio: ratio(fenced.barrier / pg.barrier) });
   rows.push({ figure: 'bridge: SELECT 1 (thread hop + loopback round trip)', value: ms(bridge), note: 'outside a transaction: no savepoint' });
   process.stdout.write(`[engines] store in process: SQLite ${JSON.stringify(sqlite)} PostgreSQL ${JSON.stringify(pg)} bridge ${ms(bridge)}\n`);
 

@@ -83,12 +83,22 @@ async function withWorkbench<T>(opts: ClientOpts, fn: (wb: Workbench) => Promise
     }
   }
   const { Workbench } = await import('./workbench.ts');
-  const wb = await Workbench.connect(opts.url, { token: opts.token, name: 'fdl-cli', reconnect: false, ...(ca ? { ca } : {}), ...connect });
+  const wb = await Workbench.connect(urlsOf(opts.url), { token: opts.token, name: 'fdl-cli', reconnect: false, ...(ca ? { ca } : {}), ...connect });
   try {
     return await fn(wb);
   } finally {
     wb.close();
   }
+}
+
+/** `--url` / FDL_URL: one scheduler, or several separated by commas (an active one and its standby). */
+function urlsOf(list: string): string[] {
+  const urls = list.split(',').map((u) => u.trim()).filter(Boolean);
+  const bad = urls.find((u) => !/^wss?:\/\/./.test(u));
+  if (urls.length === 0 || bad !== undefined) {
+    throw new UsageError(`--url: ${JSON.stringify(bad ?? list)} is not a ws:// or wss:// URL (several: separate them with commas)`);
+  }
+  return urls;
 }
 
 /** Options from the command line, else from the environment. */
@@ -143,7 +153,7 @@ export function buildProgram(): Command {
     .version(packageVersion())
     .showHelpAfterError()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  const urlOption = () => new Option('--url <url>', 'the scheduler to talk to (env FDL_URL)').default(DEFAULT_URL);
+  const urlOption = () => new Option('--url <url>', 'the scheduler to talk to; an active one and its standby: a,b (env FDL_URL)').default(DEFAULT_URL);
 
 
   program

@@ -18,6 +18,7 @@ import {
   DEFAULT_FINISHED_ARTIFACT_RETENTION_MS,
   DEFAULT_IDLE_IN_TRANSACTION_MS,
   DEFAULT_INLINE_RESOURCE_MAX_BYTES,
+  DEFAULT_LEASE_MS,
   DEFAULT_MAX_RESOURCE_BYTES,
   DEFAULT_RETENTION_SWEEP_INTERVAL_MS,
 } from './store/defaults.ts';
@@ -95,6 +96,8 @@ const NodeName = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'letters, digits, "_", "." or "-", at most 64, starting with a letter or digit');
 
+const SchedulerUrl = z.string().regex(/^wss?:\/\/.+/, 'a ws:// or wss:// URL');
+
 export const NodeConfigSchema = z
   .object({
     mode: z.enum(['scheduler', 'worker', 'standalone']),
@@ -107,10 +110,14 @@ export const NodeConfigSchema = z
       .object({ host: z.string().min(1).default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(1456) })
       .strict()
       .default({ host: '127.0.0.1', port: 1456 }),
-    /** Worker: the scheduler to dial (workers open no port). */
+    /**
+     * Worker: the scheduler to dial (workers open no port): `url`, or `urls` for an active
+     * scheduler and its standby (tried in turn; docs/DEPLOY.md).
+     */
     scheduler: z
       .object({
-        url: z.string().regex(/^wss?:\/\/.+/, 'a ws:// or wss:// URL'),
+        url: SchedulerUrl.optional(),
+        urls: z.array(SchedulerUrl).min(1).optional(),
         /** Needed at the first join only (the node's key is pinned then). */
         join_token: z.string().min(8).max(512).optional(),
         /** A CA certificate (PEM file) to trust for wss://, e.g. a self-signed scheduler certificate. */
@@ -208,6 +215,18 @@ export const NodeConfigSchema = z
       })
       .strict()
       .default({ artifacts_in_flight_per_workbench: DEFAULT_ARTIFACTS_IN_FLIGHT_PER_WORKBENCH }),
+    /**
+     * Scheduler on a PostgreSQL store (store.url): the lease that makes one of several
+     * schedulers on the store the active one (lib/store/lease.ts, docs/DEPLOY.md). Every
+     * scheduler on PostgreSQL takes it, so a second one started by mistake waits as a standby.
+     */
+    ha: z
+      .object({
+        /** How long the active scheduler holds the lease without renewing it (renewed every third of it, and at every commit). */
+        lease_ms: z.number().int().min(500).max(600_000).default(DEFAULT_LEASE_MS),
+      })
+      .strict()
+      .default({ lease_ms: DEFAULT_LEASE_MS }),
     /** Scheduler and standalone: how the store keeps resource bytes. */
     store: z
       .object({
@@ -297,8 +316,9 @@ function modeProblems(raw: Record<string, unknown>): string[] {
   const mode = raw.mode;
   const nonEmpty = (v: unknown) => Array.isArray(v) && v.length > 0;
   if (mode === 'worker') {
-    const url = (raw.scheduler as { url?: unknown } | undefined)?.url;
-    if (url === undefined) problems.push('scheduler.url: a worker needs the url of its scheduler');
+    const { url, urls } = (raw.scheduler as { url?: unknown; urls?: unknown } | undefined) ?? {};
+    if (url === undefined && urls === undefined) problems.push('scheduler.url: a worker needs the url of its scheduler (or scheduler.urls)');
+    if (url !== undefined && urls !== undefined) problems.push('scheduler.urls: give url or urls, not both');
     if (!nonEmpty(raw.datasources)) problems.push('datasources: a worker needs at least one data source');
   } else if (mode === 'scheduler' || mode === 'standalone') {
     if (!nonEmpty(raw.projects)) problems.push(`projects: a ${mode} needs at least one project`);
@@ -307,6 +327,12 @@ function modeProblems(raw: Record<string, unknown>): string[] {
 }
 
 export type NodeConfig = z.infer<typeof NodeConfigSchema>;
+
+/** Worker: the schedulers it dials, in order (`scheduler.url` or `scheduler.urls`). */
+export function schedulerUrlsOf(config: NodeConfig): string[] {
+  const s = config.scheduler;
+  return s?.urls ?? (s?.url ? [s.url] : []);
+}
 
 /** The config's `retry` section as the scheduler's default RetryPolicy. */
 export function retryPolicyOf(config: NodeConfig): RetryPolicy {
@@ -372,10 +398,12 @@ function plainTextProblems(c: NodeConfig): string[] {
     return [`listen.host: ${c.listen.host} is not loopback; configure tls (cert, key) for wss://, or set insecure: true`];
   }
   if (c.mode === 'worker' && c.scheduler) {
-    const url = new URL(c.scheduler.url);
-    if (url.protocol === 'ws:' && !isLoopback(url.hostname)) {
-      return [`scheduler.url: plain ws:// to ${url.hostname} is not loopback; use wss://, or set insecure: true`];
-    }
+    return schedulerUrlsOf(c).flatMap((u) => {
+      const url = new URL(u);
+      return url.protocol === 'ws:' && !isLoopback(url.hostname)
+        ? [`scheduler.url: plain ws:// to ${url.hostname} is not loopback; use wss://, or set insecure: true`]
+        : [];
+    });
   }
   return [];
 }

@@ -1,4 +1,6 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { type Ref, start, stop } from 'nact';
 import type { ProjectData } from '../protocols/entities.ts';
@@ -9,7 +11,7 @@ import { PROTOCOL_VERSION } from '../protocols/version.ts';
 import { spawnConnection } from '../actors/connection.ts';
 import { type PeerHandle, type SchedulerMsg, spawnScheduler } from '../actors/scheduler.ts';
 import { type WorkerMsg, spawnWorker } from '../actors/worker.ts';
-import { ConfigError, connectionLimitsOf, type NodeConfig, retryPolicyOf } from './config.ts';
+import { ConfigError, connectionLimitsOf, type NodeConfig, retryPolicyOf, schedulerUrlsOf } from './config.ts';
 import { handshakeMessage, identityOf, loadOrCreateIdentity, newIdentityText, signWith } from './security/identity.ts';
 import { DataEngine } from './data/engine.ts';
 import { send, shardOf, spawnActor } from './kit/actors.ts';
@@ -17,8 +19,9 @@ import { createLogger, type Logger } from './log.ts';
 import { FileBudgetLedger, type PrivacySettings } from './ops/index.ts';
 import { type ComputeHandle, computePool, defaultComputeThreads, shareCompute } from './ops/pool.ts';
 import { LOCALS_DIR, LocalsStore } from './store/locals.ts';
+import { Lease } from './store/lease.ts';
 import { openSchedulerStore } from './store/network.ts';
-import { redactUrl } from './store/postgres.ts';
+import { type PostgresEngine, redactUrl } from './store/postgres.ts';
 import { DATABASE_FILE } from './store/store.ts';
 import { Client } from './transport/client.ts';
 import { dashboardHandler, dashboardUrl } from './dashboard/serve.ts';
@@ -107,13 +110,57 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
   return config.mode === 'worker' ? startWorkerNode(config, log, opts.compute) : startSchedulerNode(config, log, opts);
 }
 
-async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOptions): Promise<RunningNode> {
-  // The store first: a damaged one stops the node before anything else is opened or made.
-  const { store, network, replaced } = openSchedulerStore(config.workdir, {
-    initStore: opts.initStore ?? false,
-    url: config.store.url,
-    idleInTransactionMs: config.store.idle_in_transaction_ms,
+/**
+ * A scheduler on PostgreSQL that must not go on exits with this code (fail-stop): it lost its
+ * lease (`fenced: …`), or its store gave up an open transaction (`the store gave up: …`). Its
+ * supervisor starts it again; it comes back as a standby, or takes the lease if it is free.
+ */
+export const FAIL_STOP_EXIT_CODE = 3;
+
+/**
+ * On PostgreSQL, before anything else is opened: wait as a standby until this process holds the
+ * lease (lib/store/lease.ts). Losing it later ends the process at once, with one line.
+ */
+async function takeLease(config: NodeConfig, url: string, log: Logger): Promise<Lease> {
+  const holder = `${config.name}@${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  const lease = await Lease.acquire({
+    url,
+    holder,
+    leaseMs: config.ha.lease_ms,
+    log,
+    onLost: (e) => {
+      log.fatal({ holder, epoch: e.epoch }, `fenced: ${e.message}; exiting`);
+      process.exit(FAIL_STOP_EXIT_CODE);
+    },
   });
+  log.info({ holder, epoch: lease.epoch, leaseMs: config.ha.lease_ms }, 'active: this scheduler holds the lease; starting');
+  return lease;
+}
+
+async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOptions): Promise<RunningNode> {
+  const lease = config.store.url ? await takeLease(config, config.store.url, log) : undefined;
+  // The store first: a damaged one stops the node before anything else is opened or made.
+  let openedStore: ReturnType<typeof openSchedulerStore>;
+  try {
+    openedStore = openSchedulerStore(config.workdir, {
+      initStore: opts.initStore ?? false,
+      url: config.store.url,
+      idleInTransactionMs: config.store.idle_in_transaction_ms,
+    });
+  } catch (e) {
+    await lease?.release();
+    throw e;
+  }
+  const { store, network, replaced } = openedStore;
+  if (store.db.kind === 'postgres') {
+    const engine = store.db as PostgresEngine;
+    // Every commit from now on is fenced by the lease: a scheduler that lost it lands nothing more.
+    if (lease) engine.beforeCommit = () => lease.fence(engine);
+    engine.onFailed = (e) => {
+      log.fatal({ err: e.message }, 'the store gave up its open transaction; exiting');
+      process.exit(FAIL_STOP_EXIT_CODE);
+    };
+  }
   if (replaced) log.warn({ problem: replaced.problem, oldFilesIn: replaced.folder, networkId: network.networkId }, 'started a new network (--init-store)');
   else if (opts.initStore) log.warn('--init-store ignored: the store is healthy and is this work directory\'s own');
   let opened: OpenedData;
@@ -121,6 +168,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     opened = await openData(config, log);
   } catch (e) {
     store.close();
+    await lease?.release();
     throw e;
   }
   const { data, projects, compute } = opened;
@@ -174,6 +222,8 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     // the store without a socket (a file is copied, bytes ride in the report).
     large: {
       thresholdBytes,
+      dir: join(config.workdir, SPOOL_DIR, 'out'),
+      sealIntoFile: true,
       fetch: async (ref) => {
         const body = store.resourceBody(ref.id);
         if (!body) throw new FdlError('UNKNOWN_RESOURCE', `no resource ${ref.id}`);
@@ -185,6 +235,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
       send: (offer, body) => {
         if (!scheduler) return;
         if ('file' in body) send(scheduler, { kind: 'localProduct', report: offer, file: body.file });
+        else if ('source' in body) log.error({ jobId: offer.jobId }, 'a product to stream reached the initiator, which seals into files');
         else {
           const report: MessageOf<'jobCompleted'> = { type: 'jobCompleted', jobId: offer.jobId, attempt: offer.attempt, sha256: offer.sha256, data: body.bytes };
           if (offer.ranMs !== undefined) report.ranMs = offer.ranMs;
@@ -245,6 +296,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     clearInterval(retentionSweep);
     stop(system);
     store.close();
+    await lease?.release();
     await data?.close();
     await compute?.close();
     throw e;
@@ -263,6 +315,8 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
       await server.close();
       stop(system);
       store.close();
+      // After the last commit: a standby may take over at once.
+      await lease?.release();
       await data?.close();
       await compute?.close();
     },
@@ -340,7 +394,7 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
   const identity = loadOrCreateIdentity(config.workdir);
   log.info({ fingerprint: identity.fingerprint }, 'node identity');
   const system = start();
-  const url = config.scheduler?.url as string;
+  const urls = schedulerUrlsOf(config);
   let client: Client | undefined;
   const running = new Set<string>();
   const faults = parseFaults(process.env.FDL_FAULTS);
@@ -391,14 +445,16 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
     scratch: join(spool, 'out'),
     large: {
       thresholdBytes,
-      fetch: async (ref) => {
+      dir: join(spool, 'out'),
+      sealIntoFile: false,
+      fetch: async (ref, tap) => {
         const build = (reqId: number, offset: number): Message => ({ type: 'fetchResource', reqId, resourceId: ref.id, ...(offset > 0 ? { offset } : {}) });
-        const got = await downloads.fetch(build, { sha256: ref.sha256 });
+        const got = await downloads.fetch(build, { sha256: ref.sha256, tap });
         if (got.resumedFrom > 0) log.info({ resourceId: ref.id, offset: got.resumedFrom }, 'input download resumed from offset');
         return { path: got.path };
       },
       send: (offer, body) => {
-        offered.add(offer.sha256, 'file' in body ? fileSource(body.file, offer.size) : bufferSource(body.bytes));
+        offered.add(offer.sha256, 'file' in body ? fileSource(body.file, offer.size) : 'source' in body ? body.source : bufferSource(body.bytes));
         client?.send(offer);
       },
     },
@@ -410,7 +466,7 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
   });
   const joinToken = config.scheduler?.join_token;
   client = new Client({
-    url,
+    urls,
     reconnect: true,
     maxPayloadBytes: config.max_payload_bytes,
     heartbeatMs: config.heartbeat_ms,
@@ -447,7 +503,7 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
       }
       if (message.type === 'welcome') {
         client?.established();
-        log.info({ scheduler: message.schedulerId, url }, 'joined the scheduler');
+        log.info({ scheduler: message.schedulerId, url: client?.url }, 'joined the scheduler');
         // Downloads cut by the lost link ask again from what they hold.
         downloads.reconnected();
         return;
@@ -466,7 +522,7 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
       send(worker, { kind: 'inbound', message });
     },
     onClose: (code, reason) => log.warn({ code, reason }, 'lost the scheduler; reconnecting'),
-    onRetry: (err, delayMs) => log.warn({ err: err.message, delayMs }, 'cannot reach the scheduler; retrying'),
+    onRetry: (err, delayMs, url) => log.warn({ err: err.message, url, delayMs }, 'cannot reach the scheduler; retrying'),
   });
   await client.start();
   const cutter = faults.cutEveryMs

@@ -6,4 +6,6 @@
 // 4: a worker sends `jobStarted` only for an operation still running after STARTED_NOTICE_MS;
 //    `jobCompleted`/`productOffer` say how long it ran (`ranMs`). A v3 scheduler would refuse the
 //    new field.
-export const PROTOCOL_VERSION = 4;
+// 5: a sealed product over the stream threshold is a segmented envelope (`fdlSealed: 2`, one
+//    AES-GCM tag per 1 MiB segment) that a v4 node cannot open; no message changed.
+export const PROTOCOL_VERSION = 5;

@@ -2,18 +2,26 @@
 // artifacts while killing and restarting random workers and the scheduler at random moments
 // (SIGKILL, or SIGSTOP for a while), then check every result against the central computation.
 // Prints `artifacts N, completed N, wrong N, lost N` and exits non-zero if any is wrong or lost.
+// With `--ha`: two schedulers on one PostgreSQL database (a fresh one on the server of
+// scripts/test-postgres.sh, dropped after), either of which is SIGKILLed or frozen past its lease
+// at random; a supervisor loop starts every scheduler that exits again (a fenced one exits 3),
+// as the operator's process supervisor does (docs/DEPLOY.md).
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Cluster } from '../lib/sim/cluster.ts';
+import { Cluster, HA_SCHEDULERS } from '../lib/sim/cluster.ts';
 import type { CountProduct, GroupCountProduct, MeanProduct } from '../lib/workbench.ts';
 import { type ArtifactHandle, where, type Workbench } from '../lib/workbench.ts';
 import { column, mean, readCsv, relErr, union } from './helpers/central.ts';
-import { SHARDS, VALIDATION } from './helpers/cluster.ts';
+import { countLog, SHARDS, VALIDATION } from './helpers/cluster.ts';
+import { testDatabase } from './helpers/postgres.ts';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '60' }, seed: { type: 'string' } } });
+const { values } = parseArgs({
+  options: { seconds: { type: 'string', default: '60' }, seed: { type: 'string' }, ha: { type: 'boolean', default: false } },
+});
+const ha = values.ha;
 const seconds = Number(values.seconds);
 let seed = Number(values.seed ?? Date.now() % 1_000_000);
 const initialSeed = seed;
@@ -70,13 +78,18 @@ const kinds: Array<() => { label: string; submit: (p: Awaited<ReturnType<Workben
   },
 ];
 
+/** What runs after the chaos (dropping the --ha database). */
+const teardowns: Array<() => unknown> = [];
+
 async function main(): Promise<number> {
-  say(`seed ${initialSeed}, ${seconds} s, 3 workers, in ${dir}`);
+  say(`seed ${initialSeed}, ${seconds} s, 3 workers${ha ? ', 2 schedulers on PostgreSQL' : ''}, in ${dir}`);
+  const storeUrl = ha ? await testDatabase({ teardown: (fn) => teardowns.push(fn) }, 'chaos') : undefined;
   const cluster = await Cluster.start({
     dir,
     projectName: 'california',
     projectToken: token,
     workers,
+    ...(storeUrl ? { ha: { storeUrl } } : {}),
     scheduler: {
       heartbeat_ms: 1000,
       retry: { max_attempts: 10, initial_interval_ms: 200, max_interval_ms: 2000, worker_grace_ms: 20_000, attempt_timeout_ms: 30_000 },
@@ -102,13 +115,45 @@ async function main(): Promise<number> {
     }
   })();
 
+  // --ha: the operator's supervisor: a scheduler that exits (killed, or fenced after a freeze) is started again.
+  let fenced = 0;
+  const supervisors = ha
+    ? HA_SCHEDULERS.map(async (name) => {
+        while (running) {
+          const code = await cluster.exited(name);
+          if (code === 3) fenced++;
+          if (!running) break;
+          await sleep(300 + random() * 1500);
+          say(`supervisor: starting ${name} again (it exited ${code ?? 'by a signal'})`);
+          // Resolves once it is active (it may stay a standby for good): not awaited.
+          void cluster.startScheduler(name).then(
+            () => say(`${name} is active`),
+            () => {},
+          );
+        }
+      })
+    : [];
+
   const chaos = (async () => {
     while (running) {
       await sleep(2000 + random() * 4000);
       if (!running) break;
       faults++;
       const r = random();
-      if (r < 0.2) {
+      if (ha && r < 0.3) {
+        const s = pick([...HA_SCHEDULERS]);
+        if (r < 0.2) {
+          say(`SIGKILL ${s}`);
+          cluster.kill(s, 'SIGKILL');
+        } else {
+          // Past the lease (4 s) or not: a standby takes over only after it, and the thawed one is fenced.
+          const ms = 1000 + random() * 6000;
+          say(`SIGSTOP ${s} for ${Math.round(ms)} ms`);
+          cluster.kill(s, 'SIGSTOP');
+          await sleep(ms);
+          cluster.kill(s, 'SIGCONT');
+        }
+      } else if (!ha && r < 0.2) {
         say('SIGKILL scheduler');
         cluster.kill('scheduler', 'SIGKILL');
         await cluster.exited('scheduler');
@@ -136,6 +181,14 @@ async function main(): Promise<number> {
   await sleep(seconds * 1000);
   running = false;
   await Promise.all([submitter, chaos]);
+  if (ha) {
+    // The supervisors stop restarting: start whatever scheduler is down now, for the end.
+    for (const name of HA_SCHEDULERS) cluster.kill(name, 'SIGCONT');
+    await sleep(500);
+    for (const name of HA_SCHEDULERS) {
+      if (cluster.isDown(name)) void cluster.startScheduler(name).catch(() => {});
+    }
+  }
   say(`faults injected: ${faults}; waiting for ${tracked.length} artifacts to finish`);
   await cluster.waitForWorkers(workers.map((w) => w.name), 60_000);
 
@@ -159,16 +212,21 @@ async function main(): Promise<number> {
   }
   wb.close();
   await cluster.stop();
-  process.stdout.write(`artifacts ${tracked.length}, completed ${completed}, wrong ${wrong}, lost ${lost}\n`);
+  await Promise.all(supervisors);
+  // Every start as the active one after the first is a takeover.
+  const takeovers = HA_SCHEDULERS.reduce((n, name) => n + countLog(join(dir, `${name}.log`), /active: this scheduler holds the lease/), 0) - 1;
+  const failover = ha ? `, takeovers ${takeovers}, fenced ${fenced}` : '';
+  process.stdout.write(`artifacts ${tracked.length}, completed ${completed}, wrong ${wrong}, lost ${lost}${failover}\n`);
   if (wrong === 0 && lost === 0) rmSync(dir, { recursive: true, force: true });
   else say(`logs kept in ${dir}; replay with --seed ${initialSeed}`);
   return wrong === 0 && lost === 0 ? 0 : 1;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (e) => {
-    process.stderr.write(`chaos run failed: ${e instanceof Error ? e.stack : String(e)}\n(logs in ${dir})\n`);
-    process.exit(2);
-  },
-);
+const end = async (code: number) => {
+  for (const fn of teardowns) await Promise.resolve(fn()).catch(() => {});
+  process.exit(code);
+};
+main().then(end, (e) => {
+  process.stderr.write(`chaos run failed: ${e instanceof Error ? e.stack : String(e)}\n(logs in ${dir})\n`);
+  return end(2);
+});

@@ -5,7 +5,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { ConfigError, parseConfig, retryPolicyOf } from '../lib/config.ts';
+import { ConfigError, parseConfig, retryPolicyOf, schedulerUrlsOf } from '../lib/config.ts';
 import { RetryPolicySchema } from '../protocols/entities.ts';
 import { FDL_BIN } from '../lib/sim/cluster.ts';
 import { PROCESS_FILE_TIMEOUT_MS } from './helpers/cluster.ts';
@@ -99,6 +99,28 @@ t.test('plain ws:// only on loopback unless insecure: true', async (t) => {
   t.same(worker('wss://10.1.2.3:1456'), []);
   t.same(worker('ws://localhost:1456'), []);
   t.same(worker('ws://10.1.2.3:1456', 'insecure: true\n'), []);
+});
+
+// Two schedulers on PostgreSQL: the lease time (docs/DEPLOY.md, "What the lease time trades").
+t.test('ha.lease_ms: 4 s by default, bounded, naming its field', async (t) => {
+  const scheduler = 'mode: scheduler\nname: s\nprojects: [{name: p, token: abcdefgh12}]\n';
+  t.equal(parseConfig(scheduler, 's.yaml', '/base').ha.lease_ms, 4000);
+  t.equal(parseConfig(`${scheduler}ha: { lease_ms: 10000 }\n`, 's.yaml', '/base').ha.lease_ms, 10000);
+  t.match(problemsOf(`${scheduler}ha: { lease_ms: 100 }\n`), [/^ha\.lease_ms: .*500/]);
+  t.match(problemsOf(`${scheduler}ha: { lease: 100 }\n`), [/^ha: .*lease/]);
+});
+
+// An active scheduler and its standby: a worker dials them in turn (docs/DEPLOY.md).
+t.test('scheduler.urls: several schedulers, each checked like url; url or urls, not both', async (t) => {
+  const worker = (scheduler: string) =>
+    `mode: worker\nname: w\nscheduler: ${scheduler}\ndatasources: [{ name: d, path: x.csv, projects: [abcdefgh12] }]\n`;
+  const c = parseConfig(worker('{ urls: ["ws://127.0.0.1:1456", "ws://127.0.0.1:1457"] }'), 'w.yaml', '/base');
+  t.same(schedulerUrlsOf(c), ['ws://127.0.0.1:1456', 'ws://127.0.0.1:1457']);
+  t.same(schedulerUrlsOf(parseConfig(worker('{ url: "ws://127.0.0.1:1456" }'), 'w.yaml', '/base')), ['ws://127.0.0.1:1456']);
+  t.match(problemsOf(worker('{ url: "ws://127.0.0.1:1", urls: ["ws://127.0.0.1:2"] }')), [/^scheduler\.urls: give url or urls, not both/]);
+  t.match(problemsOf(worker('{ urls: [] }')), [/^scheduler\.urls: /]);
+  t.match(problemsOf(worker('{ urls: ["http://x"] }')), [/^scheduler\.urls\[0\]: a ws:\/\/ or wss:\/\/ URL/]);
+  t.match(problemsOf(worker('{ urls: ["wss://10.0.0.1:1456", "ws://10.1.2.3:1456"] }')), [/^scheduler\.url: plain ws:\/\/ to 10\.1\.2\.3 is not loopback/]);
 });
 
 // The retry section and the wire RetryPolicy derive from one definition: a section that

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { WebSocketServer } from 'ws';
 import { Client } from '../lib/transport/client.ts';
+import { freePort } from '../lib/sim/cluster.ts';
 import { DEFAULT_RECONNECT_INITIAL_MS } from '../lib/transport/defaults.ts';
 import { waitFor } from './helpers/cluster.ts';
 
@@ -19,7 +20,7 @@ t.test('a peer the scheduler keeps refusing backs off exponentially', async (t) 
     ws.close(1013, 'too many connections'); // refused after the upgrade, as the scheduler does
   });
   const client = new Client({
-    url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`,
+    urls: [`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`],
     reconnect: true,
     random: () => 0, // the shortest delay of each step: what follows is a lower bound
     onOpen: () => {},
@@ -32,4 +33,50 @@ t.test('a peer the scheduler keeps refusing backs off exponentially', async (t) 
   const least = (DEFAULT_RECONNECT_INITIAL_MS * (2 + 4 + 8)) / 2;
   const span = (arrivals[3] as number) - (arrivals[0] as number);
   t.ok(span >= least, `the 4th dial came ${span.toFixed(0)} ms after the 1st, at least ${least} ms: the backoff grew`);
+});
+
+// An active scheduler and its standby: the client is given both URLs. A refused dial moves on to
+// the next URL at once, and a lost connection is followed by a dial of the next one, so the
+// client reaches whichever scheduler listens.
+t.test('a client with several URLs reaches the one that listens, and follows it when it moves', async (t) => {
+  const listen = async () => {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+    await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+    return { wss, url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}` };
+  };
+  const a = await listen();
+  const b = await listen();
+  // b refuses for now: its port is closed, as a standby's is.
+  await new Promise<void>((resolve) => b.wss.close(() => resolve()));
+  const refused: string[] = [];
+  const opened: string[] = [];
+  const client = new Client({
+    urls: [b.url, a.url],
+    reconnect: true,
+    onOpen: () => opened.push(client.url),
+    onMessage: () => {},
+    onRetry: (_err, _delay, url) => refused.push(url),
+  });
+  t.teardown(() => client.close());
+  await client.start();
+  t.same(refused, [b.url], 'the first URL refused');
+  t.same(opened, [a.url], 'the second one was dialed at once and opened');
+  // a goes away and b takes over on its port.
+  const port = Number(new URL(b.url).port);
+  const b2 = new WebSocketServer({ host: '127.0.0.1', port, perMessageDeflate: false });
+  await new Promise<void>((resolve) => b2.once('listening', () => resolve()));
+  t.teardown(() => {
+    for (const ws of b2.clients) ws.terminate();
+    return new Promise<void>((resolve) => b2.close(() => resolve()));
+  });
+  for (const ws of a.wss.clients) ws.terminate();
+  await new Promise<void>((resolve) => a.wss.close(() => resolve()));
+  await waitFor(() => opened.length === 2, { what: 'the client to open a connection to the second scheduler' });
+  t.equal(opened[1], b.url, 'after the loss, the other URL');
+});
+
+t.test('without reconnection, the first dial still tries every URL before it fails', async (t) => {
+  const urls = [`ws://127.0.0.1:${await freePort()}`, `ws://127.0.0.1:${await freePort()}`];
+  const client = new Client({ urls, reconnect: false, onOpen: () => {}, onMessage: () => {} });
+  await t.rejects(client.start(), { message: new RegExp(`^cannot reach the scheduler at ${urls.join(', ')}: `) });
 });

@@ -38,7 +38,7 @@ export function blobHeader(length: number): Buffer {
 }
 
 /** The file as a FileBlob when its bytes are exactly a msgpack `bin 32` of `size - 5` bytes; undefined otherwise. */
-export function asFileBlob(path: string, size: number, sha256: string): FileBlob | undefined {
+export function asFileBlob(path: string, size: number, sha256?: string): FileBlob | undefined {
   if (size < BLOB_HEADER_BYTES) return undefined;
   const head = Buffer.alloc(BLOB_HEADER_BYTES);
   const fd = openSync(path, 'r');

@@ -1,5 +1,6 @@
 import {
   createCipheriv,
+  createHash,
   createDecipheriv,
   createPublicKey,
   diffieHellman,
@@ -8,6 +9,9 @@ import {
   type KeyObject,
   randomBytes,
 } from 'node:crypto';
+import { closeSync, fstatSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { open as fsOpen } from 'node:fs/promises';
 import { decodeValue, encodeValue } from '../../protocols/codec.ts';
 import { FdlError } from '../errors.ts';
 
@@ -45,14 +49,11 @@ function kek(shared: Buffer, salt: Uint8Array, to: string, epk: Uint8Array): Buf
   return Buffer.from(hkdfSync('sha256', shared, salt, Buffer.concat([Buffer.from(`${INFO}\0${to}\0`), epk]), 32));
 }
 
-export function seal(plaintext: Uint8Array, recipients: Recipient[], context: string): Uint8Array {
+type KeyEntry = Envelope['keys'][number];
+
+/** A fresh content key wrapped for each recipient (an ephemeral X25519 key per resource). */
+function wrapKey(key: Buffer, recipients: Recipient[], context: string): { epk: Buffer; keys: KeyEntry[] } {
   if (recipients.length === 0) throw new FdlError('INTERNAL', 'sealing needs at least one recipient');
-  const key = randomBytes(32);
-  const iv = randomBytes(12);
-  const cipher = createCipheriv('aes-256-gcm', key, iv);
-  cipher.setAAD(Buffer.from(context));
-  const ct = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-  const tag = cipher.getAuthTag();
   const eph = generateKeyPairSync('x25519');
   const epk = eph.publicKey.export({ type: 'spki', format: 'der' });
   const keys = recipients.map((r) => {
@@ -65,6 +66,34 @@ export function seal(plaintext: Uint8Array, recipients: Recipient[], context: st
     const wrapped = Buffer.concat([w.update(key), w.final()]);
     return { to: r.nodeId, salt, iv: wiv, tag: w.getAuthTag(), wrapped };
   });
+  return { epk, keys };
+}
+
+/** This node's content key from an envelope's entries (OPERATION_FAILED: none for it; CHECKSUM_MISMATCH: it does not authenticate). */
+function unwrapKey(epkBytes: Uint8Array, keys: KeyEntry[], nodeId: string, boxPrivate: KeyObject, context: string): Buffer {
+  const entry = keys.find((k) => k.to === nodeId);
+  if (!entry) throw new FdlError('OPERATION_FAILED', `a sealed input is not addressed to ${nodeId}`, { retryable: false });
+  try {
+    const epk = Buffer.from(epkBytes);
+    const publicKey = createPublicKey({ key: epk, format: 'der', type: 'spki' });
+    const shared = diffieHellman({ privateKey: boxPrivate, publicKey });
+    const w = createDecipheriv('aes-256-gcm', kek(shared, entry.salt, nodeId, epk), entry.iv);
+    w.setAAD(Buffer.from(context));
+    w.setAuthTag(entry.tag);
+    return Buffer.concat([w.update(entry.wrapped), w.final()]);
+  } catch (e) {
+    throw new FdlError('CHECKSUM_MISMATCH', `a sealed input failed authentication: ${(e as Error).message}`);
+  }
+}
+
+export function seal(plaintext: Uint8Array, recipients: Recipient[], context: string): Uint8Array {
+  const key = randomBytes(32);
+  const { epk, keys } = wrapKey(key, recipients, context);
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  cipher.setAAD(Buffer.from(context));
+  const ct = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  const tag = cipher.getAuthTag();
   const envelope: Envelope = { fdlSealed: 1, epk, iv, tag, ct, keys };
   return encodeValue(envelope);
 }
@@ -77,16 +106,8 @@ export function asEnvelope(value: unknown): Envelope | undefined {
 }
 
 export function open(envelope: Envelope, nodeId: string, boxPrivate: KeyObject, context: string): Uint8Array {
-  const entry = envelope.keys.find((k) => k.to === nodeId);
-  if (!entry) throw new FdlError('OPERATION_FAILED', `a sealed input is not addressed to ${nodeId}`, { retryable: false });
+  const key = unwrapKey(envelope.epk, envelope.keys, nodeId, boxPrivate, context);
   try {
-    const epk = Buffer.from(envelope.epk);
-    const publicKey = createPublicKey({ key: epk, format: 'der', type: 'spki' });
-    const shared = diffieHellman({ privateKey: boxPrivate, publicKey });
-    const w = createDecipheriv('aes-256-gcm', kek(shared, entry.salt, nodeId, epk), entry.iv);
-    w.setAAD(Buffer.from(context));
-    w.setAuthTag(entry.tag);
-    const key = Buffer.concat([w.update(entry.wrapped), w.final()]);
     const d = createDecipheriv('aes-256-gcm', key, envelope.iv);
     d.setAAD(Buffer.from(context));
     d.setAuthTag(envelope.tag);
@@ -100,7 +121,456 @@ export function open(envelope: Envelope, nodeId: string, boxPrivate: KeyObject, 
 export function openValue(bytes: Uint8Array, me: { nodeId: string; boxPrivate: KeyObject } | undefined, context: string): unknown {
   const value = decodeValue(bytes);
   const envelope = asEnvelope(value);
-  if (!envelope) return value;
+  const segmented = envelope ? undefined : asSegmentedEnvelope(value);
+  if (!envelope && !segmented) return value;
   if (!me) throw new FdlError('OPERATION_FAILED', 'a sealed input reached a node without keys', { retryable: false });
-  return decodeValue(open(envelope, me.nodeId, me.boxPrivate, context));
+  if (envelope) return decodeValue(open(envelope, me.nodeId, me.boxPrivate, context));
+  const { head, ct } = segmented as { head: SegmentedHead; ct: Uint8Array };
+  checkCtLength(head, ct.byteLength);
+  const opener = segmentOpener(head, unwrapKey(head.epk, head.keys, me.nodeId, me.boxPrivate, context), context);
+  const plain = Buffer.allocUnsafe(head.size);
+  const sealedChunk = head.chunk + TAG_BYTES;
+  for (let i = 0, at = 0; i < segmentCount(head); i++, at += sealedChunk) {
+    opener(i, ct.subarray(at, Math.min(at + sealedChunk, ct.byteLength))).copy(plain, i * head.chunk);
+  }
+  return decodeValue(plain);
+}
+
+// --- Segmented envelopes: a streamed product sealed chunk by chunk --------------------------------
+//
+// A sealed product over the stream threshold is never sealed (nor opened) whole: its plaintext is
+// cut in segments of `chunk` bytes, each its own AES-256-GCM message under the product's one key,
+// with a nonce derived from the segment's index and, in the additional data, the index, the
+// plaintext size and segment size, and whether it is the last: a segment moved, dropped, repeated
+// or cut off fails its tag. The bytes are still one msgpack map (docs/PROTOCOL.md, "Sealed
+// resources"), `{fdlSealed: 2, head: bin, ct: bin 32}`, written so that `ct` comes last and can be
+// written and read in pieces: a file is sealed into a file and opened into a file, a segment at a
+// time, and the scheduler stores and relays those bytes like any others.
+
+/** Plaintext bytes per segment. */
+export const SEALED_SEGMENT_BYTES = 1024 * 1024;
+const TAG_BYTES = 16;
+/** The largest head read (thousands of recipients fit). */
+const MAX_HEAD_BYTES = 4 * 1024 * 1024;
+/** `{` fixmap 3, "fdlSealed": 2, "head": bin 32 (its length follows). */
+const SEGMENTED_PREFIX = Buffer.concat([
+  Buffer.from([0x83, 0xa9]),
+  Buffer.from('fdlSealed'),
+  Buffer.from([0x02, 0xa4]),
+  Buffer.from('head'),
+  Buffer.from([0xc6]),
+]);
+/** "ct": bin 32 (its length follows), after the head. */
+const CT_KEY = Buffer.concat([Buffer.from([0xa2]), Buffer.from('ct'), Buffer.from([0xc6])]);
+
+/** What a segmented envelope's `head` holds (msgpack map). */
+export interface SegmentedHead {
+  epk: Uint8Array;
+  /** Base nonce: segment i uses it with its last 4 bytes XORed with i. */
+  iv: Uint8Array;
+  /** Plaintext bytes per segment (the last may be shorter). */
+  chunk: number;
+  /** Plaintext bytes in all. */
+  size: number;
+  keys: KeyEntry[];
+}
+
+function segmentCount(head: Pick<SegmentedHead, 'size' | 'chunk'>): number {
+  return Math.max(1, Math.ceil(head.size / head.chunk));
+}
+
+function segmentNonce(iv: Uint8Array, index: number): Buffer {
+  const nonce = Buffer.from(iv);
+  nonce.writeUInt32BE((nonce.readUInt32BE(8) ^ index) >>> 0, 8);
+  return nonce;
+}
+
+function segmentAad(context: string, head: Pick<SegmentedHead, 'size' | 'chunk'>, index: number): Buffer {
+  const fixed = Buffer.alloc(17);
+  fixed.writeBigUInt64BE(BigInt(head.size), 0);
+  fixed.writeUInt32BE(head.chunk, 8);
+  fixed.writeUInt32BE(index, 12);
+  fixed[16] = index === segmentCount(head) - 1 ? 1 : 0;
+  return Buffer.concat([Buffer.from(`${context}\0`), fixed]);
+}
+
+/** The bytes of `ct` for a plaintext of `size` bytes. */
+function ctLength(head: Pick<SegmentedHead, 'size' | 'chunk'>): number {
+  return head.size + segmentCount(head) * TAG_BYTES;
+}
+
+function checkCtLength(head: SegmentedHead, got: number): void {
+  if (got !== ctLength(head)) {
+    throw new FdlError(
+      'CHECKSUM_MISMATCH',
+      `a sealed input is truncated or padded: ${got} sealed bytes for ${head.size} plaintext bytes in ${segmentCount(head)} segments (expected ${ctLength(head)})`,
+    );
+  }
+}
+
+/** Opens one segment (its ciphertext then its tag); CHECKSUM_MISMATCH naming it when it fails. */
+function segmentOpener(head: SegmentedHead, key: Buffer, context: string): (index: number, sealed: Uint8Array) => Buffer {
+  const count = segmentCount(head);
+  return (index, sealed) => {
+    try {
+      if (sealed.byteLength < TAG_BYTES) throw new Error('shorter than its tag');
+      const d = createDecipheriv('aes-256-gcm', key, segmentNonce(head.iv, index));
+      d.setAAD(segmentAad(context, head, index));
+      d.setAuthTag(sealed.subarray(sealed.byteLength - TAG_BYTES));
+      // GCM's final() returns no bytes: the update's output is the whole plaintext (no concat copy).
+      const plain = d.update(sealed.subarray(0, sealed.byteLength - TAG_BYTES));
+      d.final();
+      return plain;
+    } catch (e) {
+      throw new FdlError(
+        'CHECKSUM_MISMATCH',
+        `sealed segment ${index} of ${count} of an input failed authentication (tampered with, reordered or truncated): ${(e as Error).message}`,
+      );
+    }
+  };
+}
+
+function isBytes(v: unknown, length?: number): v is Uint8Array {
+  return v instanceof Uint8Array && (length === undefined || v.byteLength === length);
+}
+
+function asHead(value: unknown): SegmentedHead {
+  const h = value as Partial<SegmentedHead> | null;
+  const ok =
+    typeof h === 'object' &&
+    h !== null &&
+    isBytes(h.epk) &&
+    isBytes(h.iv, 12) &&
+    Number.isSafeInteger(h.chunk) &&
+    (h.chunk as number) > 0 &&
+    (h.chunk as number) <= 0xffff_ffff &&
+    Number.isSafeInteger(h.size) &&
+    (h.size as number) >= 0 &&
+    Array.isArray(h.keys) &&
+    h.keys.every((k) => typeof k?.to === 'string' && isBytes(k.salt) && isBytes(k.iv, 12) && isBytes(k.tag, 16) && isBytes(k.wrapped));
+  if (!ok) throw new FdlError('CHECKSUM_MISMATCH', 'a sealed input has a malformed head');
+  return h as SegmentedHead;
+}
+
+/** A decoded segmented envelope (`{fdlSealed: 2, head, ct}`), if the value is one. */
+function asSegmentedEnvelope(value: unknown): { head: SegmentedHead; ct: Uint8Array } | undefined {
+  const v = value as { fdlSealed?: unknown; head?: unknown; ct?: unknown } | null;
+  if (typeof v !== 'object' || v === null || v.fdlSealed !== 2) return undefined;
+  if (!isBytes(v.head) || !isBytes(v.ct)) throw new FdlError('CHECKSUM_MISMATCH', 'a sealed input is malformed');
+  return { head: asHead(decodeValue(v.head)), ct: v.ct };
+}
+
+/** Where a sealed product's plaintext is read from, by position (a file or bytes: lib/transport/stream.ts's ByteSource). */
+export interface PlainSource {
+  readonly size: number;
+  readInto(offset: number, length: number, target: Buffer, at: number): void;
+  close(): void;
+}
+
+/** Segments the event loop waits for at most between two turns while a product is sealed (~8 MiB). */
+const SEGMENTS_PER_TURN = 8;
+
+/**
+ * A product sealed in segments, made on demand from its plaintext source: the segmented
+ * envelope's bytes are read by position like a file's (`readInto`), each segment encrypted when a
+ * read reaches it (the last one is kept, as sequential reads of chunks that do not line up with
+ * segments touch it twice). Nothing is written: the sealed bytes are never on disk nor whole in
+ * memory at the producer. The key lives as long as this object (a resumed upload re-reads the same
+ * bytes; a restart of the producer makes a new key, hence other bytes). `sha256` is of the whole.
+ */
+export class SealedProduct {
+  readonly size: number;
+  private readonly lead: Buffer;
+  private readonly key = randomBytes(32);
+  private readonly iv = randomBytes(12);
+  private readonly count: number;
+  private readonly plain: Buffer;
+  /** The last segment made (its bytes are valid until the next one is made). */
+  private readonly sealed: Buffer;
+  private cached: { index: number; bytes: Buffer } | undefined;
+  /** The sha256 of the whole sealed bytes: set by `digest()`. */
+  sha256 = '';
+
+  private constructor(
+    private readonly source: PlainSource,
+    recipients: Recipient[],
+    private readonly context: string,
+    private readonly chunk: number,
+  ) {
+    const size = source.size;
+    const ct = ctLength({ size, chunk });
+    if (ct > 0xffff_ffff) {
+      throw new FdlError('RESOURCE_TOO_LARGE', `a sealed product of ${size} bytes is over the 4 GiB a sealed resource can carry`, { retryable: false });
+    }
+    const { epk, keys } = wrapKey(this.key, recipients, context);
+    const headBytes = encodeValue({ epk, iv: this.iv, chunk, size, keys });
+    this.lead = Buffer.alloc(SEGMENTED_PREFIX.length + 4 + headBytes.byteLength + CT_KEY.length + 4);
+    let at = SEGMENTED_PREFIX.copy(this.lead, 0);
+    at = this.lead.writeUInt32BE(headBytes.byteLength, at);
+    at += Buffer.from(headBytes.buffer, headBytes.byteOffset, headBytes.byteLength).copy(this.lead, at);
+    at += CT_KEY.copy(this.lead, at);
+    this.lead.writeUInt32BE(ct, at);
+    this.size = this.lead.byteLength + ct;
+    this.count = segmentCount({ size, chunk });
+    this.plain = Buffer.allocUnsafe(Math.min(chunk, Math.max(size, 1)));
+    this.sealed = Buffer.allocUnsafe(this.plain.byteLength + TAG_BYTES);
+  }
+
+  /** Seals `source` for `recipients`: one pass to hash the sealed bytes (yielding to the event loop as it goes). */
+  static async make(source: PlainSource, recipients: Recipient[], context: string, chunk = SEALED_SEGMENT_BYTES): Promise<SealedProduct> {
+    const p = new SealedProduct(source, recipients, context, chunk);
+    const hash = createHash('sha256').update(p.lead);
+    for (let i = 0; i < p.count; i++) {
+      hash.update(p.segment(i));
+      if (i % SEGMENTS_PER_TURN === SEGMENTS_PER_TURN - 1) await new Promise((r) => setImmediate(r));
+    }
+    p.sha256 = hash.digest('hex');
+    return p;
+  }
+
+  /** Seals `source` into the file `out` (awaiting each write: the event loop runs between segments). */
+  static async toFile(source: PlainSource, recipients: Recipient[], context: string, out: string, chunk: number): Promise<{ sha256: string; size: number }> {
+    const p = new SealedProduct(source, recipients, context, chunk);
+    const hash = createHash('sha256').update(p.lead);
+    const file = await fsOpen(out, 'w');
+    try {
+      await file.write(p.lead);
+      for (let i = 0; i < p.count; i++) {
+        const seg = p.segment(i);
+        hash.update(seg);
+        await file.write(seg);
+      }
+    } finally {
+      await file.close();
+    }
+    return { sha256: hash.digest('hex'), size: p.size };
+  }
+
+  /** Segment i's sealed bytes (its ciphertext, then its tag). */
+  segment(i: number): Buffer {
+    if (this.cached?.index === i) return this.cached.bytes;
+    const size = this.source.size;
+    const length = Math.min(this.chunk, size - i * this.chunk);
+    this.source.readInto(i * this.chunk, length, this.plain, 0);
+    const c = createCipheriv('aes-256-gcm', this.key, segmentNonce(this.iv, i));
+    c.setAAD(segmentAad(this.context, { size, chunk: this.chunk }, i));
+    // Into one buffer kept for the last segment (GCM's final() returns no bytes): one 1 MiB
+    // allocation per segment (the update's output) instead of three.
+    const ct = c.update(this.plain.subarray(0, length));
+    c.final();
+    ct.copy(this.sealed, 0);
+    c.getAuthTag().copy(this.sealed, length);
+    const bytes = this.sealed.subarray(0, length + TAG_BYTES);
+    this.cached = { index: i, bytes };
+    return bytes;
+  }
+
+  readInto(offset: number, length: number, target: Buffer, at: number): void {
+    const end = offset + length;
+    let pos = offset;
+    if (pos < this.lead.byteLength) pos += this.lead.copy(target, at, pos, Math.min(end, this.lead.byteLength));
+    const sealedChunk = this.chunk + TAG_BYTES;
+    while (pos < end) {
+      const inCt = pos - this.lead.byteLength;
+      const i = Math.floor(inCt / sealedChunk);
+      const from = inCt - i * sealedChunk;
+      const seg = this.segment(i);
+      pos += seg.copy(target, at + (pos - offset), from, Math.min(seg.byteLength, from + (end - pos)));
+    }
+  }
+
+  close(): void {
+    this.cached = undefined;
+    this.source.close();
+  }
+}
+
+/**
+ * Seals `source` for `recipients` into the file `out`, a segment at a time (never whole in
+ * memory). Returns the sealed bytes' sha256 and size.
+ */
+export async function sealToFile(
+  source: PlainSource,
+  recipients: Recipient[],
+  context: string,
+  out: string,
+  chunk = SEALED_SEGMENT_BYTES,
+): Promise<{ sha256: string; size: number }> {
+  return SealedProduct.toFile(source, recipients, context, out, chunk);
+}
+
+/** The head of a segmented envelope in a file, and where its `ct` starts; undefined when the file is not one. */
+export function readSegmentedHead(path: string): { head: SegmentedHead; ctStart: number } | undefined {
+  const fd = openSync(path, 'r');
+  try {
+    const fileSize = fstatSync(fd).size;
+    const prefix = Buffer.alloc(SEGMENTED_PREFIX.length + 4);
+    if (readSync(fd, prefix, 0, prefix.length, 0) < prefix.length) return undefined;
+    if (!prefix.subarray(0, SEGMENTED_PREFIX.length).equals(SEGMENTED_PREFIX)) return undefined;
+    const headLength = prefix.readUInt32BE(SEGMENTED_PREFIX.length);
+    if (headLength > MAX_HEAD_BYTES) throw new FdlError('CHECKSUM_MISMATCH', `a sealed input's head is ${headLength} bytes, over ${MAX_HEAD_BYTES}`);
+    const rest = Buffer.alloc(headLength + CT_KEY.length + 4);
+    if (readSync(fd, rest, 0, rest.length, prefix.length) < rest.length) throw new FdlError('CHECKSUM_MISMATCH', 'a sealed input ends inside its head');
+    if (!rest.subarray(headLength, headLength + CT_KEY.length).equals(CT_KEY)) throw new FdlError('CHECKSUM_MISMATCH', 'a sealed input is malformed');
+    const head = asHead(decodeValue(rest.subarray(0, headLength)));
+    const ctStart = prefix.length + rest.length;
+    const ct = rest.readUInt32BE(headLength + CT_KEY.length);
+    // The bin 32 length and the file must agree, and both with the head's plaintext size.
+    if (ctStart + ct !== fileSize) throw new FdlError('CHECKSUM_MISMATCH', `a sealed input says ${ct} sealed bytes but its file holds ${fileSize - ctStart}`);
+    checkCtLength(head, ct);
+    return { head, ctStart };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Opens a segmented envelope held in the file `path` into the file `out`, a segment at a time
+ * (never whole in memory; the event loop runs between segments). Every segment is authenticated
+ * before its plaintext is written; on a failure `out` is removed. Returns the plaintext's size.
+ */
+export async function openSegmentedFile(
+  path: string,
+  me: { nodeId: string; boxPrivate: KeyObject },
+  context: string,
+  out: string,
+): Promise<{ size: number }> {
+  const found = readSegmentedHead(path);
+  if (!found) throw new FdlError('INTERNAL', `${path} is not a sealed resource`);
+  const { head, ctStart } = found;
+  const opener = segmentOpener(head, unwrapKey(head.epk, head.keys, me.nodeId, me.boxPrivate, context), context);
+  const sealedChunk = head.chunk + TAG_BYTES;
+  const input = await fsOpen(path, 'r');
+  const output = await fsOpen(out, 'w');
+  let ok = false;
+  try {
+    const buf = Buffer.allocUnsafe(Math.min(sealedChunk, ctLength(head)));
+    const count = segmentCount(head);
+    for (let i = 0; i < count; i++) {
+      const length = Math.min(sealedChunk, ctLength(head) - i * sealedChunk);
+      const { bytesRead } = await input.read(buf, 0, length, ctStart + i * sealedChunk);
+      if (bytesRead < length) throw new FdlError('CHECKSUM_MISMATCH', `a sealed input ends inside segment ${i} of ${count}`);
+      await output.write(opener(i, buf.subarray(0, length)));
+    }
+    ok = true;
+  } finally {
+    await input.close();
+    await output.close();
+    if (!ok) rmSync(out, { force: true });
+  }
+  return { size: head.size };
+}
+
+/** What a download feeds with the bytes it accepts, in order (lib/transport/downloads.ts). */
+export interface ChunkTap {
+  feed(offset: number, data: Uint8Array): void;
+}
+
+/**
+ * Opens a segmented envelope while it downloads: fed the resource's bytes in order as their chunks
+ * are accepted, it decrypts each segment as soon as it is whole and writes its plaintext to `out`,
+ * so the opened file is ready when the download is (no second pass over the file). Anything it
+ * cannot follow (bytes that are not a segmented envelope, a download resumed from a partial file,
+ * a re-asked range, a segment that fails) stops it quietly: `finish` then says false and the caller
+ * opens the downloaded file the ordinary way, which reports any error properly.
+ */
+export class SegmentedOpener implements ChunkTap {
+  private next = 0;
+  private stopped = false;
+  private lead: Buffer = Buffer.alloc(0);
+  private head: SegmentedHead | undefined;
+  private open: ((index: number, sealed: Uint8Array) => Buffer) | undefined;
+  private segment: Buffer = Buffer.alloc(0);
+  private filled = 0;
+  private index = 0;
+  private count = 0;
+  private ctLeft = 0;
+  private fd: number | undefined;
+
+  constructor(
+    private readonly me: { nodeId: string; boxPrivate: KeyObject },
+    private readonly context: string,
+    readonly out: string,
+  ) {}
+
+  feed(offset: number, data: Uint8Array): void {
+    if (this.stopped) return;
+    if (offset !== this.next) {
+      this.stop();
+      return;
+    }
+    this.next += data.byteLength;
+    try {
+      let at = 0;
+      if (!this.head) at = this.readLead(data);
+      while (this.head && !this.stopped && at < data.byteLength && this.ctLeft > 0) {
+        const want = Math.min(this.segment.byteLength - this.filled, data.byteLength - at, this.ctLeft);
+        this.segment.set(data.subarray(at, at + want), this.filled);
+        this.filled += want;
+        this.ctLeft -= want;
+        at += want;
+        const full = this.index < this.count - 1 ? this.segment.byteLength : this.filled;
+        if (this.filled === full && (this.index < this.count - 1 || this.ctLeft === 0)) {
+          const plain = (this.open as (i: number, s: Uint8Array) => Buffer)(this.index, this.segment.subarray(0, this.filled));
+          for (let w = 0; w < plain.byteLength; ) w += writeSync(this.fd as number, plain, w, plain.byteLength - w);
+          this.index++;
+          this.filled = 0;
+        }
+      }
+    } catch {
+      this.stop();
+    }
+  }
+
+  /** Reads the prefix and head from the start of the bytes; returns how many of `data` it used. */
+  private readLead(data: Uint8Array): number {
+    const before = this.lead.byteLength;
+    this.lead = Buffer.concat([this.lead, data]);
+    if (this.lead.byteLength < SEGMENTED_PREFIX.length + 4) return data.byteLength;
+    if (!this.lead.subarray(0, SEGMENTED_PREFIX.length).equals(SEGMENTED_PREFIX)) {
+      this.stop();
+      return data.byteLength;
+    }
+    const headLength = this.lead.readUInt32BE(SEGMENTED_PREFIX.length);
+    const ctStart = SEGMENTED_PREFIX.length + 4 + headLength + CT_KEY.length + 4;
+    if (headLength > MAX_HEAD_BYTES) {
+      this.stop();
+      return data.byteLength;
+    }
+    if (this.lead.byteLength < ctStart) return data.byteLength;
+    const head = asHead(decodeValue(this.lead.subarray(SEGMENTED_PREFIX.length + 4, SEGMENTED_PREFIX.length + 4 + headLength)));
+    if (!this.lead.subarray(ctStart - CT_KEY.length - 4, ctStart - 4).equals(CT_KEY)) throw new Error('malformed');
+    const ct = this.lead.readUInt32BE(ctStart - 4);
+    if (ct !== ctLength(head)) throw new Error('truncated or padded');
+    this.open = segmentOpener(head, unwrapKey(head.epk, head.keys, this.me.nodeId, this.me.boxPrivate, this.context), this.context);
+    this.count = segmentCount(head);
+    this.ctLeft = ct;
+    this.segment = Buffer.allocUnsafe(Math.min(head.chunk + TAG_BYTES, ct));
+    mkdirSync(dirname(this.out), { recursive: true });
+    this.fd = openSync(this.out, 'w');
+    this.head = head;
+    this.lead = Buffer.alloc(0);
+    return ctStart - before;
+  }
+
+  private stop(): void {
+    this.stopped = true;
+    this.lead = Buffer.alloc(0);
+    this.segment = Buffer.alloc(0);
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+    rmSync(this.out, { force: true });
+  }
+
+  /** True when every segment was opened into `out` (then closed, ready to be renamed); false: open the file instead. */
+  finish(): boolean {
+    if (this.stopped || !this.head || this.index !== this.count || this.ctLeft !== 0) {
+      if (!this.stopped) this.stop();
+      return false;
+    }
+    closeSync(this.fd as number);
+    this.fd = undefined;
+    this.stopped = true;
+    return true;
+  }
 }

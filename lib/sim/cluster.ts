@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
@@ -20,6 +21,21 @@ export const EXAMPLE_DATA = packagePath('examples', 'data/');
  * message, and must not fire on a loaded machine (each node process transpiles at start).
  */
 export const DEFAULT_START_TIMEOUT_MS = 120_000;
+
+/**
+ * A loopback port free at the call: for a node that must be dialed before it listens (a standby
+ * scheduler), and as a URL nothing answers once it is returned.
+ */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (address && typeof address === 'object' ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
 
 export interface WorkerSpec {
   name: string;
@@ -56,7 +72,16 @@ export interface ClusterOptions {
   workersPerProcess?: number;
   /** Called while waiting for the workers, with how many are connected. */
   onWorkersUp?(connected: number, total: number): void;
+  /**
+   * Two schedulers on one PostgreSQL store (docs/DEPLOY.md): `scheduler-a` starts first and is
+   * active, `scheduler-b` waits as its standby (it listens only once it holds the lease); workers
+   * and workbenches are given both URLs. Without it, one scheduler named `scheduler`.
+   */
+  ha?: { storeUrl: string; leaseMs?: number };
 }
+
+/** The schedulers of a cluster with `ha`, in the order they start. */
+export const HA_SCHEDULERS = ['scheduler-a', 'scheduler-b'] as const;
 
 interface NodeProcess {
   name: string;
@@ -66,7 +91,10 @@ interface NodeProcess {
 }
 
 export class Cluster {
+  /** The scheduler's URL (with `ha`: scheduler-a's). */
   url = '';
+  /** Every scheduler's URL: the one, or with `ha` scheduler-a's and scheduler-b's (fixed before they start). */
+  urls: string[] = [];
   /** A join token every worker of the cluster uses, and a workbench token that sees everything. */
   readonly joinToken = `fdl_j_${randomBytes(18).toString('base64url')}`;
   readonly workbenchToken = `fdl_w_${randomBytes(18).toString('base64url')}`;
@@ -80,7 +108,14 @@ export class Cluster {
     const cluster = new Cluster(opts);
     mkdirSync(opts.dir, { recursive: true });
     try {
-      await cluster.startScheduler();
+      if (opts.ha) {
+        cluster.urls = await Promise.all(HA_SCHEDULERS.map(async () => `ws://127.0.0.1:${await freePort()}`));
+        cluster.url = cluster.urls[0] as string;
+        await cluster.startScheduler('scheduler-a');
+        const standby = cluster.startScheduler('scheduler-b');
+        standby.catch(() => {});
+        await cluster.waitForStandby('scheduler-b', opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
+      } else await cluster.startScheduler();
       const perProcess = Math.max(1, opts.workersPerProcess ?? 1);
       if (perProcess === 1) for (const w of opts.workers) cluster.startWorker(w.name);
       else {
@@ -115,23 +150,34 @@ export class Cluster {
     return node;
   }
 
-  async startScheduler(): Promise<void> {
-    const port = this.url ? Number(new URL(this.url).port) : 0;
+  /**
+   * Starts (or starts again) a scheduler; resolves with its URL once it listens. With `ha` that
+   * is once it holds the lease: a standby's promise waits until it takes over (waitForStandby
+   * tells when it waits).
+   */
+  async startScheduler(name = this.opts.ha ? 'scheduler-a' : 'scheduler'): Promise<string> {
+    const ha = this.opts.ha;
+    const index = HA_SCHEDULERS.indexOf(name as (typeof HA_SCHEDULERS)[number]);
+    if (ha && index < 0) throw new Error(`no scheduler ${name} in this cluster (${HA_SCHEDULERS.join(', ')})`);
+    const own = ha ? (this.urls[index] as string) : this.url;
+    const port = own ? Number(new URL(own).port) : 0;
     const files = this.opts.schedulerFiles ?? [];
-    const config = this.writeConfig('scheduler', {
+    const config = this.writeConfig(name, {
       mode: files.length > 0 ? 'standalone' : 'scheduler',
-      name: 'scheduler',
-      workdir: join(this.opts.dir, 'scheduler'),
+      name,
+      workdir: join(this.opts.dir, name),
       listen: { host: '127.0.0.1', port },
       projects: [{ name: this.opts.projectName, token: this.opts.projectToken }, ...(this.opts.projects ?? [])],
       join_tokens: [this.joinToken],
       workbench_tokens: [{ token: this.workbenchToken }, ...(this.opts.workbenchTokens ?? [])],
       ...(this.opts.tls ? { tls: { cert: this.opts.tls.cert, key: this.opts.tls.key } } : {}),
       datasources: files.map((path, i) => ({ name: `local-${i + 1}`, path, projects: [this.opts.projectToken] })),
+      ...(ha ? { store: { url: ha.storeUrl }, ...(ha.leaseMs ? { ha: { lease_ms: ha.leaseMs } } : {}) } : {}),
       ...this.opts.scheduler,
     });
-    const node = this.launch('scheduler', [config]);
-    this.url = await new Promise<string>((resolve, reject) => {
+    // With ha, the cluster reads the schedulers' lease lines (info) from their logs.
+    const node = this.launch(name, [config], ha ? { FDL_LOG_LEVEL: 'info' } : {});
+    const url = await new Promise<string>((resolve, reject) => {
       const lines = createInterface({ input: node.child.stdout as NodeJS.ReadableStream });
       lines.once('line', (line) => {
         try {
@@ -140,8 +186,29 @@ export class Cluster {
           reject(new Error(`the scheduler printed ${line}`));
         }
       });
-      node.exited.then((code) => reject(new Error(`the scheduler exited with ${code}; see ${join(this.opts.dir, 'scheduler.log')}`)));
+      node.exited.then((code) => reject(new Error(`the scheduler ${name} exited with ${code}; see ${join(this.opts.dir, `${name}.log`)}`)));
     });
+    if (!ha) this.url = url;
+    return url;
+  }
+
+  /** Resolves once a scheduler of an `ha` cluster logs that it waits as a standby (or is already active). */
+  async waitForStandby(name: string, timeoutMs = DEFAULT_START_TIMEOUT_MS): Promise<void> {
+    const log = join(this.opts.dir, `${name}.log`);
+    const deadline = Date.now() + timeoutMs;
+    const seen = () => {
+      try {
+        return /standby: another scheduler is active|active: this scheduler holds the lease/.test(readFileSync(log, 'utf8'));
+      } catch {
+        return false;
+      }
+    };
+    while (!seen()) {
+      const p = this.nodes.get(name);
+      if (p && p.child.exitCode !== null) throw new Error(`scheduler ${name} exited with ${p.child.exitCode}; see ${log}`);
+      if (Date.now() > deadline) throw new Error(`scheduler ${name} did not say it is a standby within ${timeoutMs} ms; see ${log}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   /**
@@ -175,7 +242,11 @@ export class Cluster {
       mode: 'worker',
       name,
       workdir: join(this.opts.dir, name),
-      scheduler: { url: this.url, join_token: this.joinToken, ...(this.opts.tls ? { ca: this.opts.tls.ca } : {}) },
+      scheduler: {
+        ...(this.opts.ha ? { urls: this.urls } : { url: this.url }),
+        join_token: this.joinToken,
+        ...(this.opts.tls ? { ca: this.opts.tls.ca } : {}),
+      },
       datasources: spec.files.map((path, i) => ({ name: `${name}-${i + 1}`, path, projects: [this.opts.projectToken] })),
       ...spec.extra,
     });
@@ -194,6 +265,12 @@ export class Cluster {
   /** Sends a signal without waiting (SIGKILL, SIGSTOP, SIGCONT ...). */
   kill(name: string, signal: NodeJS.Signals): void {
     this.processOf(name)?.child.kill(signal);
+  }
+
+  /** The node's process has ended (or never started). */
+  isDown(name: string): boolean {
+    const p = this.processOf(name);
+    return !p || p.child.exitCode !== null || p.child.signalCode !== null;
   }
 
   /** Resolves with the exit code once the node's process has ended. */
@@ -226,7 +303,7 @@ export class Cluster {
   /** A workbench on this cluster, with its token. */
   connect(name = 'test', opts: Partial<ConnectOptions> = {}): Promise<Workbench> {
     const ca = this.opts.tls ? { ca: readFileSync(this.opts.tls.ca) } : {};
-    return Workbench.connect(this.url, { token: this.workbenchToken, name, ...ca, ...opts });
+    return Workbench.connect(this.opts.ha ? this.urls : this.url, { token: this.workbenchToken, name, ...ca, ...opts });
   }
 
   pid(name: string): number | undefined {
@@ -247,9 +324,14 @@ export class Cluster {
   /** Stops every node with SIGTERM (SIGKILL after a grace time); returns their exit codes. */
   async stop(): Promise<Record<string, number | null>> {
     const codes: Record<string, number | null> = {};
-    const names = [...this.nodes.keys()].filter((n) => n !== 'scheduler');
+    const isScheduler = (n: string) => n === 'scheduler' || (HA_SCHEDULERS as readonly string[]).includes(n);
+    const names = [...this.nodes.keys()].filter((n) => !isScheduler(n));
     await Promise.all(names.map(async (n) => (codes[n] = await this.signal(n, 'SIGTERM'))));
-    if (this.nodes.has('scheduler')) codes.scheduler = await this.signal('scheduler', 'SIGTERM');
+    // A stopped process gets SIGCONT first: a frozen one would not act on SIGTERM.
+    for (const n of [...this.nodes.keys()].filter(isScheduler)) {
+      this.kill(n, 'SIGCONT');
+      codes[n] = await this.signal(n, 'SIGTERM');
+    }
     return codes;
   }
 }

@@ -16,3 +16,10 @@ export const DEFAULT_INLINE_RESOURCE_MAX_BYTES = 64 * 1024;
 export const DEFAULT_MAX_RESOURCE_BYTES = 2 * 1024 * 1024 * 1024;
 /** PostgreSQL: a session idle this long inside its open transaction is ended by the server (a frozen process frees its locks). */
 export const DEFAULT_IDLE_IN_TRANSACTION_MS = 10_000;
+/**
+ * PostgreSQL with a standby (config ha.lease_ms): how long the active scheduler's lease lasts
+ * without a renewal or a commit. A SIGKILLed active one is replaced after at most this long plus
+ * a standby's look (a quarter of it) and its start; a shorter lease fences a scheduler that
+ * stalls (a long pause of its event loop, a slow database) sooner.
+ */
+export const DEFAULT_LEASE_MS = 4_000;

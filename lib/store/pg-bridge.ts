@@ -95,11 +95,27 @@ export class PgBridge {
     void this.worker.terminate();
   }
 
+  /**
+   * Waits until the thread raises the flag; false after the timeout. A wake-up with the flag still
+   * down is not an answer: the thread raises the flag, then notifies, and the main thread may have
+   * read the answer and posted the next request between the two, so the previous answer's notify
+   * wakes this wait early (seen as "flag without an answer", and the late answer then taken for the
+   * next call's). So wait again until the flag is really up.
+   */
+  private awaitFlag(): boolean {
+    const deadline = performance.now() + this.timeoutMs;
+    while (Atomics.load(this.signal, 0) === 0) {
+      const left = deadline - performance.now();
+      if (left <= 0 || Atomics.wait(this.signal, 0, 0, left) === 'timed-out') return Atomics.load(this.signal, 0) !== 0;
+    }
+    return true;
+  }
+
   private call(req: BridgeRequest, what: string): { rows: Row[]; rowCount: number } {
     if (this.broken) throw this.broken;
     Atomics.store(this.signal, 0, 0);
     this.port.postMessage(req);
-    if (Atomics.wait(this.signal, 0, 0, this.timeoutMs) === 'timed-out') {
+    if (!this.awaitFlag()) {
       this.broken = new PostgresError(
         `PostgreSQL did not answer within ${this.timeoutMs / 1000} s (${what.replace(/\s+/g, ' ').slice(0, 80)}): the store's connection is given up`,
         undefined,
@@ -108,7 +124,12 @@ export class PgBridge {
       throw this.broken;
     }
     const reply = receiveMessageOnPort(this.port)?.message as BridgeReply | undefined;
-    if (!reply) throw new PostgresError('the PostgreSQL bridge raised its flag without an answer', undefined);
+    if (!reply) {
+      // Never expected now (see awaitFlag); if it happens, a later answer would be taken for another call's.
+      this.broken = new PostgresError('the PostgreSQL bridge raised its flag without an answer: the store\'s connection is given up', undefined);
+      void this.worker.terminate();
+      throw this.broken;
+    }
     if (!reply.ok) throw new PostgresError(reply.message, reply.code);
     return reply;
   }

@@ -88,6 +88,12 @@ export class PostgresEngine implements Engine {
    * lands) and is rethrown. The failover lease checks its epoch here.
    */
   beforeCommit: (() => void) | undefined;
+  /**
+   * Told once when the engine gives up (a failed barrier, a connection lost with its open
+   * transaction): the scheduler stops at once (lib/node.ts). Going on, its actors would hold state
+   * the database does not, and loop on a store that refuses every call.
+   */
+  onFailed: ((e: Error) => void) | undefined;
   private readonly bridge: PgBridge;
   private inTransaction = false;
   private depth = 0;
@@ -233,6 +239,7 @@ export class PostgresEngine implements Engine {
       }
     }
     this.inTransaction = false;
+    this.onFailed?.(this.failed);
   }
 
   /** Brings the schema to SCHEMA_VERSION in one committed transaction, before anything else. */

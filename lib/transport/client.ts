@@ -9,20 +9,24 @@ import {
 import { PeerConnection } from './peer.ts';
 
 export interface ClientOptions {
-  url: string;
+  /**
+   * The schedulers to dial, in order: one, or the active and its standby (docs/DEPLOY.md). A
+   * refused dial or a lost connection moves to the next URL; a round of refused dials backs off.
+   */
+  urls: readonly string[];
   maxPayloadBytes?: number;
   heartbeatMs?: number;
   /** Dial again after a lost connection (workers: yes, for ever). */
   reconnect: boolean;
-  /** With reconnect on: still fail `start()` when the very first dial fails (a workbench should say so at once). */
+  /** With reconnect on: still fail `start()` when the first round of dials fails (a workbench should say so at once). */
   failFirstDial?: boolean;
   /** Extra CA certificates (PEM) to trust for wss:// (a self-signed scheduler). */
   ca?: Buffer;
   onOpen(peer: PeerConnection): void;
   onMessage(message: Message): void;
   onClose?(code: number, reason: string): void;
-  /** Every failed dial, with the delay before the next one. */
-  onRetry?(error: Error, delayMs: number): void;
+  /** Every failed dial, with its URL and the delay before the next one (0: the next URL at once). */
+  onRetry?(error: Error, delayMs: number, url: string): void;
   random?: () => number;
 }
 
@@ -38,8 +42,19 @@ export class Client {
   private failures = 0;
   private stopped = false;
   private timer: NodeJS.Timeout | undefined;
+  /** Index in `urls` of the next dial. */
+  private next = 0;
+  /** Dials refused since the last backoff or open: a round ends when every URL has refused. */
+  private refusedInRound = 0;
 
-  constructor(private readonly opts: ClientOptions) {}
+  constructor(private readonly opts: ClientOptions) {
+    if (opts.urls.length === 0) throw new Error('a client needs at least one scheduler URL');
+  }
+
+  /** The URL of the open connection, else of the next dial. */
+  get url(): string {
+    return this.opts.urls[this.next % this.opts.urls.length] as string;
+  }
 
   /** Resolves on the first open; rejects only when reconnect is off and the dial fails. */
   start(): Promise<void> {
@@ -48,7 +63,8 @@ export class Client {
       const dial = () => {
         if (this.stopped) return;
         const maxPayloadBytes = this.opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
-        const ws = new WebSocket(this.opts.url, {
+        const url = this.url;
+        const ws = new WebSocket(url, {
           perMessageDeflate: false,
           maxPayload: maxPayloadBytes,
           handshakeTimeout: 10_000,
@@ -59,13 +75,16 @@ export class Client {
           // Not a success yet: a scheduler that refuses the peer (too many connections, a bad
           // hello) closes right after opening. The backoff is reset by `established()`.
           opened = true;
-          const peer = new PeerConnection(ws, this.opts.url, this.opts.heartbeatMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS, {}, maxPayloadBytes);
+          this.refusedInRound = 0;
+          const peer = new PeerConnection(ws, url, this.opts.heartbeatMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS, {}, maxPayloadBytes);
           this.peer = peer;
           peer.attach({
             onMessage: (m) => this.opts.onMessage(m),
             onClose: (code, reason) => {
               if (this.peer === peer) this.peer = undefined;
               this.opts.onClose?.(code, reason);
+              // A killed scheduler's standby may be the one to take over: the next dial tries it.
+              this.rotate();
               this.schedule(dial);
             },
           });
@@ -78,20 +97,32 @@ export class Client {
         ws.once('error', (err) => {
           if (opened) return;
           ws.terminate();
+          this.rotate();
+          // Another URL not yet tried in this round: at once (a standby refuses until it is active).
+          if (++this.refusedInRound < this.opts.urls.length) {
+            this.opts.onRetry?.(err, 0, url);
+            if (!this.stopped) dial();
+            return;
+          }
+          this.refusedInRound = 0;
           if (first && (!this.opts.reconnect || this.opts.failFirstDial)) {
             this.stopped = true;
             first = false;
-            reject(new Error(`cannot reach the scheduler at ${this.opts.url}: ${err.message}`));
+            reject(new Error(`cannot reach the scheduler at ${this.opts.urls.join(', ')}: ${err.message}`));
             return;
           }
           this.failures++;
           const delay = reconnectDelay(this.failures, this.opts.random);
-          this.opts.onRetry?.(err, delay);
+          this.opts.onRetry?.(err, delay, url);
           this.schedule(dial, delay);
         });
       };
       dial();
     });
+  }
+
+  private rotate(): void {
+    this.next = (this.next + 1) % this.opts.urls.length;
   }
 
   private schedule(dial: () => void, delay?: number): void {

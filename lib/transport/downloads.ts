@@ -4,6 +4,7 @@ import type { Message, MessageOf } from '../../protocols/messages.ts';
 import { FdlError } from '../errors.ts';
 import { sha256Hex } from '../store/blobs.ts';
 import { ChunkSink } from './stream.ts';
+import type { ChunkTap } from '../security/seal.ts';
 
 /**
  * The receiving end of resource downloads from the scheduler, for a worker (its Collector's large
@@ -39,6 +40,8 @@ interface Download {
   sink?: ChunkSink;
   resumedFrom?: number | undefined;
   header?: MessageOf<'resourceData'> | MessageOf<'result'>;
+  /** Fed the bytes of each chunk accepted, in order (a sealed input opened as it arrives). */
+  tap?: ChunkTap | undefined;
   resolve(d: Downloaded): void;
   reject(e: Error): void;
   timer?: NodeJS.Timeout;
@@ -65,7 +68,10 @@ export class Downloads {
    * Downloads one resource: `build` makes the request for a request id and an offset. Resolves
    * with the finished file (at `target` when given, else in the folder under its sha256).
    */
-  fetch(build: (reqId: number, offset: number) => Message, opts: { target?: string; sha256?: string; inMemory?: boolean } = {}): Promise<Downloaded> {
+  fetch(
+    build: (reqId: number, offset: number) => Message,
+    opts: { target?: string; sha256?: string; inMemory?: boolean; tap?: ChunkTap | undefined } = {},
+  ): Promise<Downloaded> {
     const { sha256, target } = opts;
     if (sha256 && !target) {
       const joined = this.expected.get(sha256);
@@ -75,7 +81,7 @@ export class Downloads {
       if (existsSync(done)) return Promise.resolve({ path: done, sha256, size: statSync(done).size, resumedFrom: 0 });
     }
     const p = new Promise<Downloaded>((resolve, reject) => {
-      const d: Download = { build, target, inMemory: opts.inMemory ?? false, reqId: 0, resolve, reject };
+      const d: Download = { build, target, inMemory: opts.inMemory ?? false, reqId: 0, tap: opts.tap, resolve, reject };
       this.ask(d, 0);
     });
     if (sha256 && !target) {
@@ -212,6 +218,7 @@ export class Downloads {
     if (!d?.sink) return true;
     this.arm(d);
     const r = d.sink.accept(m);
+    if (r.kind === 'ok' || r.kind === 'done') d.tap?.feed(m.offset, m.data);
     switch (r.kind) {
       case 'ok':
       case 'stale':

@@ -230,12 +230,18 @@ export class Workbench {
   private scratch: string | undefined;
 
   private constructor(
-    readonly url: string,
+    /** The schedulers this workbench dials in turn: one, or an active one and its standby. */
+    readonly urls: readonly string[],
     private readonly opts: ConnectOptions,
   ) {}
 
-  static async connect(url: string, opts: ConnectOptions): Promise<Workbench> {
-    const wb = new Workbench(url, opts);
+  /**
+   * `url`: one scheduler, or several (an active one and its standby, docs/DEPLOY.md): a refused
+   * dial or a lost connection moves on to the next, so the workbench follows a failover.
+   */
+  static async connect(url: string | readonly string[], opts: ConnectOptions): Promise<Workbench> {
+    const urls = typeof url === 'string' ? [url] : url;
+    const wb = new Workbench(urls, opts);
     await wb.open();
     return wb;
   }
@@ -249,7 +255,7 @@ export class Workbench {
     });
     this.newReadyPromise();
     this.client = new Client({
-      url: this.url,
+      urls: this.urls,
       reconnect: this.opts.reconnect ?? true,
       failFirstDial: true,
       ...(this.opts.ca ? { ca: typeof this.opts.ca === 'string' ? Buffer.from(this.opts.ca) : this.opts.ca } : {}),
@@ -308,6 +314,11 @@ export class Workbench {
     await welcomed;
   }
 
+  /** The scheduler of the open connection (else the one dialed next). */
+  get url(): string {
+    return this.client.url;
+  }
+
   private newReadyPromise(): void {
     if (this.markReady && this.isReady === false) return;
     this.isReady = false;
@@ -342,7 +353,7 @@ export class Workbench {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (this.sessionError && (!this.isReady || this.sessionError.code === 'AUTH_FAILED')) throw this.sessionError;
-      if (!this.isReady) await withTimeout(this.ready, Math.max(0, deadline - Date.now()), `no connection to ${this.url}`);
+      if (!this.isReady) await withTimeout(this.ready, Math.max(0, deadline - Date.now()), `no connection to ${this.urls.join(', ')}`);
       try {
         const reply = await this.requester.request(build, (m) => this.client.send(m), Math.max(1, deadline - Date.now()));
         if (reply.type !== expect) throw new FdlError('INTERNAL', `expected ${expect}, got ${reply.type}`);
@@ -465,7 +476,7 @@ export class Workbench {
   }
 
   private async fetchResult(artifactId: string, path: string, inMemory: boolean): Promise<Downloaded> {
-    if (!this.isReady) await withTimeout(this.ready, this.opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, `no connection to ${this.url}`);
+    if (!this.isReady) await withTimeout(this.ready, this.opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, `no connection to ${this.urls.join(', ')}`);
     if (this.sessionError) throw this.sessionError;
     // The partial file of a streamed result lives beside its target (`<path>.<sha256>.part`).
     this.downloads ??= new Downloads(this.scratchDir(), (m) => this.client.send(m), { stallMs: this.opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS });

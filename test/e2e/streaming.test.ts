@@ -1,7 +1,7 @@
 // Why: a resource larger than a frame must cross every hop in chunks, never whole in memory, checked per
 // chunk and whole, resumed after a cut instead of restarted, and a product over the limit must fail its job
 // naming its size (it used to make the worker reconnect in a loop). Real processes and sockets throughout.
-import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -9,12 +9,13 @@ import t from 'tap';
 import { encode } from '../../protocols/codec.ts';
 import type { Message } from '../../protocols/messages.ts';
 import { PROTOCOL_VERSION } from '../../protocols/version.ts';
-import { blobHeader } from '../../lib/ops/file-blob.ts';
 import { sha256OfFile } from '../../lib/transport/stream.ts';
 import { handshakeMessage, signWith } from '../../lib/security/identity.ts';
 import { blobSha256 } from '../helpers/blob.ts';
 import { countLog, PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, waitFor, waitForJob, waitForLog, within } from '../helpers/cluster.ts';
 import { runFdl } from '../helpers/fdl.ts';
+import { storedBytes } from '../helpers/resources.ts';
+import { openSqlite } from '../../lib/store/sqlite.ts';
 import { RawPeer } from '../helpers/raw-peer.ts';
 
 t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
@@ -93,19 +94,51 @@ t.test('200 MiB crosses worker -> scheduler -> worker -> initiator -> workbench 
   t.equal(value.byteLength, BIG, 'result() decodes it to its bytes');
 });
 
-t.test('a sealed product over the threshold is sealed whole, streamed unread by the scheduler, and opened by its receiver', async (t) => {
-  const size = 3 * MiB;
-  const blob = { kind: 'TestBlob' as const, bytes: size, seed: 11 };
+t.test('a sealed product over the threshold is sealed segment by segment, stored unread by the scheduler, opened by its receiver, RSS flat', async (t) => {
+  const size = 96 * MiB;
+  const seed = 11;
+  const pids = Object.fromEntries(['scheduler', 'worker-1', 'worker-2'].map((n) => [n, cluster.pid(n) as number]));
+  const base: Record<string, number> = {};
+  for (const [name, pid] of Object.entries(pids)) {
+    resetPeak(pid);
+    base[name] = rss(pid).now;
+  }
+  const blob = { kind: 'TestBlob' as const, bytes: size, seed };
+  // worker-1 makes it, sealed for worker-2, which opens it and passes it on sealed for the initiator.
   const handle = await (await wb.project(token)).submit({
     name: 'sealed',
     steps: [{ kind: 'Sequential', init: { kind: 'Noop' }, operation: blob, final: blob, encryption: true }],
   });
-  await within(handle.done(), { what: 'the sealed chain to complete' });
-  const value = (await wb.result(handle.id)) as Uint8Array;
-  t.equal(value.byteLength, size, 'the result is the byte string');
-  t.equal(createHash('sha256').update(blobHeader(size)).update(value).digest('hex'), blobSha256(size, 11), 'with the bytes TestBlob makes');
+  await within(handle.done(), { what: 'the sealed chain to complete', timeoutMs: 300_000 });
+  // Sealed whole, a 96 MiB product would be whole twice in its producer (plaintext and envelope) and its receiver.
+  for (const [name, pid] of Object.entries(pids)) {
+    const growth = rss(pid).peak - (base[name] as number);
+    t.ok(growth < RSS_GROWTH_MAX, `${name}: peak RSS grew ${Math.round(growth / MiB)} MiB (< ${RSS_GROWTH_MAX / MiB} MiB) while 96 MiB crossed it sealed`);
+  }
+  const got = await within(wb.resultToFile(handle.id, join(dir, 'sealed.msgpack')), { what: 'the sealed chain result' });
+  t.equal(got.sha256, blobSha256(size, seed), 'the result is the bytes TestBlob made, opened right at every hop');
   const offers = countLog(join(dir, 'scheduler.log'), new RegExp(`"jobId":"${handle.id}\\.[12]".*streamed product offered`));
   t.ok(offers >= 2, `both workers' sealed products were streamed (${offers} offers)`);
+  t.ok(countLog(join(dir, 'worker-2.log'), /"asItArrived":true.*sealed input opened/) >= 1, 'worker-2 opened its input as it arrived, not in a second pass');
+
+  // What the scheduler stored of the workers' products: segmented envelopes, with no plaintext in them.
+  const schedulerDir = join(dir, 'scheduler');
+  const db = openSqlite(join(schedulerDir, 'scheduler.sqlite'), { readonly: true, fileMustExist: true });
+  const ids = (db.prepare('SELECT id FROM resources WHERE job_id IN (?, ?)').all(`${handle.id}.1`, `${handle.id}.2`) as Array<{ id: string }>).map(
+    (r) => r.id,
+  );
+  db.close();
+  t.equal(ids.length, 2, 'both workers\' products are stored');
+  const key = createHash('sha256').update(`fdl-test-blob\0${seed}`).digest();
+  const plain = createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(MiB));
+  for (const id of ids) {
+    const stored = storedBytes(schedulerDir, id);
+    if (!stored) return t.fail(`no stored bytes for ${id}`);
+    t.ok(stored.subarray(0, 12).equals(Buffer.from([0x83, 0xa9, ...Buffer.from('fdlSealed'), 0x02])), `${id} is a segmented envelope ({fdlSealed: 2, …})`);
+    let seen = 0;
+    for (let o = 0; o < MiB; o += 64 * 1024) if (stored.includes(plain.subarray(o, o + 32))) seen++;
+    t.equal(seen, 0, `${id} holds none of the plaintext`);
+  }
 });
 
 t.test('an upload resumes by content hash after a restart of the producing worker and of the scheduler', async (t) => {

@@ -9,11 +9,11 @@
 // this machine), and FDL_HOME (step 0: the fdl checkout) is this repository.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { PACKAGE_ROOT } from '../../lib/paths.ts';
+import { freePort } from '../../lib/sim/cluster.ts';
 import { PROCESS_FILE_TIMEOUT_MS, WAIT_MS, within } from '../helpers/cluster.ts';
 
 // Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
@@ -55,17 +55,6 @@ function tutorialBlocks(markdown: string): Block[] {
     });
   }
   return blocks;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (address && typeof address === 'object' ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 /** The environment of a newcomer's shell: none of this test run's fdl or npm settings, and FDL_HOME. */

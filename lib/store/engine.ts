@@ -46,5 +46,10 @@ export interface Engine {
    * begun). The Store schedules one, so an open transaction never idles.
    */
   onPending?: (() => void) | undefined;
+  /**
+   * Told once when the engine gives up its open transaction (a failed barrier; PostgreSQL: a lost
+   * connection; SQLite: an error that rolled the whole transaction back): the scheduler stops.
+   */
+  onFailed?: ((e: Error) => void) | undefined;
   close(): void;
 }

@@ -60,6 +60,7 @@ export class SqliteEngine implements Engine {
   readonly dialect = DIALECT;
   readonly db: SqliteDatabase;
   onPending: (() => void) | undefined;
+  onFailed: ((e: Error) => void) | undefined;
   /** Writes gather in one open transaction, committed by barriers (a file); else autocommit. */
   private readonly grouped: boolean;
   private readonly totalChanges;
@@ -161,6 +162,7 @@ export class SqliteEngine implements Engine {
   private lostIfRolledBack(e: Error): void {
     if (this.grouped && this.begun > 0 && !this.db.inTransaction && !this.failed) {
       this.failed = new Error(`the SQLite store gave up its uncommitted changes (${e.message}): this scheduler must stop`);
+      this.onFailed?.(this.failed);
     }
   }
 }

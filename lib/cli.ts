@@ -237,6 +237,7 @@ export function buildProgram(): Command {
           return id;
         });
         const created = store.createToken(opts.kind, { ...(opts.label ? { label: opts.label } : {}), ...(projects ? { projects } : {}) }, Date.now());
+        store.barrier(); // committed before it is shown: a token printed is a token stored
         process.stdout.write(opts.json ? `${JSON.stringify({ id: created.id, kind: opts.kind, token: created.token })}\n` : `${created.token}\n`);
         process.stderr.write(`token ${created.id} (${opts.kind}) created; it is shown only now\n`);
       } finally {
@@ -281,6 +282,7 @@ export function buildProgram(): Command {
       const { store } = await openStore(opts.config);
       try {
         if (!store.revokeToken(token, Date.now())) throw new UsageError(`no live token ${token}`);
+        store.barrier();
         process.stdout.write(opts.json ? `${JSON.stringify({ revoked: true })}\n` : 'revoked\n');
       } finally {
         store.close();
@@ -301,6 +303,7 @@ export function buildProgram(): Command {
       try {
         const held = store.forgetHolder(id);
         if (held === 0) throw new UsageError(`node ${id} holds no project's data (fdl nodes lists the nodes)`);
+        store.barrier();
         process.stdout.write(opts.json ? `${JSON.stringify({ forgot: id, projects: held })}\n` : `forgot ${id} as a holder of ${held} project(s)\n`);
       } finally {
         store.close();

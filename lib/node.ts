@@ -156,11 +156,12 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     const engine = store.db as PostgresEngine;
     // Every commit from now on is fenced by the lease: a scheduler that lost it lands nothing more.
     if (lease) engine.beforeCommit = () => lease.fence(engine);
-    engine.onFailed = (e) => {
-      log.fatal({ err: e.message }, 'the store gave up its open transaction; exiting');
-      process.exit(FAIL_STOP_EXIT_CODE);
-    };
   }
+  // Both engines keep one open transaction between barriers: one given up is writes lost.
+  store.db.onFailed = (e) => {
+    log.fatal({ err: e.message }, 'the store gave up its open transaction; exiting');
+    process.exit(FAIL_STOP_EXIT_CODE);
+  };
   if (replaced) log.warn({ problem: replaced.problem, oldFilesIn: replaced.folder, networkId: network.networkId }, 'started a new network (--init-store)');
   else if (opts.initStore) log.warn('--init-store ignored: the store is healthy and is this work directory\'s own');
   let opened: OpenedData;

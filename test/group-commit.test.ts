@@ -115,3 +115,15 @@ t.test('closing flushes what waits, and a tick still queued does not touch the c
   store.changes = changes;
   t.pass('no tick touched the closed store');
 });
+
+t.test('a write nobody waits for still gets its barrier (an open transaction never idles)', async (t) => {
+  const store = new FakeStore();
+  const commit = new GroupCommit(store, () => {});
+  t.teardown(() => commit.close());
+  store.write();
+  commit.soon(); // what an engine calls when it begins a transaction
+  commit.soon(); // a second call arms nothing more
+  t.equal(store.barrierCalls, 0, 'not at once: the next cascade that waits for one may cover it');
+  await until(() => store.synced === 1, 'the lazy barrier');
+  t.equal(store.barrierCalls, 1, 'one barrier');
+});

@@ -5,6 +5,7 @@
 // memory, where a restart would lose them. The file-system calls are observed through node:fs
 // itself (syncBuiltinESMExports), and failures are made with real paths: a folder replaced by a
 // regular file fails with ENOTDIR even for root, which ignores permission bits.
+import { spawnSync } from 'node:child_process';
 import fs, { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -97,11 +98,15 @@ t.test('a small resource is a row of the database, written with its row in one t
   const same = (a: Uint8Array | undefined, b: Uint8Array) => a !== undefined && Buffer.from(a).equals(Buffer.from(b));
   t.ok(same(store.readResource(inline.id)?.bytes, small), 'the inline bytes read back');
   t.ok(same(store.readResource(file.id)?.bytes, large), 'the file bytes read back');
+  // Another connection sees only what a barrier committed (and may write only between barriers).
+  store.barrier();
   const rows = openSqlite(join(workdir, 'scheduler.sqlite'));
   t.teardown(() => rows.close());
   rows.prepare('UPDATE resource_bytes SET bytes = ? WHERE id = ?').run(Buffer.from('rot'), inline.id);
   t.throws(() => store.readResource(inline.id), { code: 'CHECKSUM_MISMATCH' }, 'inline bytes are checked like files');
   store.deleteArtifact('a-1');
+  t.ok(fs.existsSync(join(workdir, 'resources', `${file.id}.bin`)), "the large one's file stays until its row's delete is durable");
+  store.barrier();
   t.equal((rows.prepare('SELECT COUNT(*) AS n FROM resource_bytes').get() as { n: number }).n, 0, 'deleted with their artifact');
 });
 
@@ -148,4 +153,46 @@ t.test("the initiator's masks are not kept in memory when their file cannot be w
     [],
     'no temporary file left behind',
   );
+});
+
+t.test('SQLite: writes between barriers are one open transaction: no other connection sees them, a kill loses them, a failed statement costs only itself', async (t) => {
+  const workdir = tempDir(t, 'open-transaction');
+  // A real process, killed with SIGKILL after one barriered write and one write no barrier covered.
+  const child = spawnSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      `import { Store } from ${JSON.stringify(join(process.cwd(), 'lib/store/store.ts'))};
+       const store = new Store(${JSON.stringify(workdir)});
+       store.ensureProject('told', 'token-told');
+       store.barrier();
+       store.ensureProject('untold', 'token-untold');
+       process.kill(process.pid, 'SIGKILL');`,
+    ],
+    { encoding: 'utf8' },
+  );
+  t.equal(child.signal, 'SIGKILL', `the child was killed (${child.stderr.trim().slice(0, 300)})`);
+  const store = new Store(workdir);
+  t.teardown(() => store.close());
+  t.same(
+    store.listProjects().map((p) => p.name),
+    ['told'],
+    'the barriered write survived the kill; the one no barrier covered is gone',
+  );
+
+  store.ensureProject('pending', 'token-pending');
+  const other = openSqlite(join(workdir, 'scheduler.sqlite'), { readonly: true });
+  t.teardown(() => other.close());
+  const names = () => other.prepare('SELECT name FROM projects ORDER BY name').all<{ name: string }>().map((r) => r.name);
+  t.same(names(), ['told'], 'another connection does not see a write before its barrier');
+
+  // A statement that fails (a unique constraint) rolls back itself only: the open transaction goes on.
+  const insert = store.db.prepare('INSERT INTO projects (id, name, token_hash) VALUES (?, ?, ?)');
+  t.throws(() => insert.run('p-twin', 'pending', 'another hash'), { code: 'ERR_SQLITE_ERROR' }, 'a second project of the same name is refused');
+  store.ensureProject('after', 'token-after');
+  store.barrier();
+  t.same(names(), ['after', 'pending', 'told'], 'after the barrier it sees every write before it, the failed one excepted');
 });

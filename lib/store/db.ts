@@ -134,10 +134,10 @@ export function openDatabase(file: string | undefined): SqliteDatabase {
   try {
     if (file) {
       db.pragma('journal_mode = WAL');
-      // NORMAL: a commit survives a process kill at once. What is told to a peer survives a
-      // power cut too: it waits for the group commit's FULL barrier (group-commit.ts), and
-      // Store.close() runs one for what is left.
-      db.pragma('synchronous = NORMAL');
+      // FULL: a commit fsyncs the WAL. The store's commits are the group commit's barriers (one
+      // open transaction between them, sqlite-engine.ts), so each is one fsync that makes a
+      // whole cascade durable; Store.close() runs one for what is left.
+      db.pragma('synchronous = FULL');
       // The operator's `fdl tokens` opens the same file while the scheduler runs.
       db.pragma('busy_timeout = 5000');
       checkIntegrity(db, file);

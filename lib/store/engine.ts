@@ -10,9 +10,9 @@ import type { Params, Row, RunResult } from './sqlite.ts';
  * - `transaction(fn)`: all of fn's writes or none (a savepoint when nested or, on PostgreSQL,
  *   inside the open group transaction);
  * - `changes()`: a counter that moves with every write; `barrier()`: every write so far is
- *   durable when it returns (group-commit.ts). On SQLite each write commits at once and the
- *   barrier is an fsync; on PostgreSQL writes gather in one open transaction and the barrier is
- *   its COMMIT, so nothing written between barriers is seen by anyone else (or survives a kill).
+ *   durable when it returns (group-commit.ts). On both engines writes gather in one open
+ *   transaction and the barrier is its COMMIT (SQLite on a file: at synchronous = FULL), so
+ *   nothing written between barriers is seen by anyone else (or survives a kill).
  * - `dialect`: the few SQL fragments that differ.
  */
 
@@ -37,14 +37,19 @@ export interface Engine {
   readonly open: boolean;
   readonly dialect: Dialect;
   prepare(text: string): EngineStatement;
-  /** `immediate`: SQLite's BEGIN IMMEDIATE (take the write lock first); PostgreSQL ignores it. */
+  /** `immediate`: SQLite's BEGIN IMMEDIATE (take the write lock first; the open transaction always does); PostgreSQL ignores it. */
   transaction<R>(fn: () => R, opts?: { immediate?: boolean }): R;
   changes(): number;
   barrier(): void;
   /**
-   * Called when writes start to wait for a barrier that nobody asked for yet (PostgreSQL: a
-   * transaction was begun). The Store schedules one, so an open transaction never idles.
+   * Called when writes start to wait for a barrier that nobody asked for yet (a transaction was
+   * begun). The Store schedules one, so an open transaction never idles.
    */
   onPending?: (() => void) | undefined;
+  /**
+   * Told once when the engine gives up its open transaction (a failed barrier; PostgreSQL: a lost
+   * connection; SQLite: an error that rolled the whole transaction back): the scheduler stops.
+   */
+  onFailed?: ((e: Error) => void) | undefined;
   close(): void;
 }

@@ -1,20 +1,22 @@
 /**
  * Group commit: what the scheduler tells anyone waits until the state behind it is on disk,
- * and one fsync covers every change made meanwhile.
+ * and one durable commit covers every change made meanwhile.
  *
- * The store commits each change with `synchronous = NORMAL` (in WAL mode: the commit is in the
- * OS's hands, safe from a process kill but not yet from a power cut). A message to a peer is an
- * acknowledgement of the state that led to it (an accepted artifact, an assignment whose inputs
- * were completed, a result), so it goes out only after a *barrier*: one commit with
- * `synchronous = FULL`, whose fsync of the WAL makes every earlier commit durable too. The
- * barrier waits for the cascade of actor hops that follow one event (a report: the resource,
- * the job's COMPLETED, the next job's SCHEDULED) to go quiet, so a round costs one or two
- * fsyncs instead of one per transition. State nobody was told about may be lost by a power cut;
- * the scheduler then redoes it, as after a kill.
+ * On both engines the store's writes gather in ONE open transaction (sqlite-engine.ts,
+ * postgres.ts): the first write after a barrier begins it, and a *barrier* is its COMMIT (SQLite:
+ * `synchronous = FULL`, an fsync of the WAL; PostgreSQL: `synchronous_commit = on`). A message to
+ * a peer is an acknowledgement of the state that led to it (an accepted artifact, an assignment
+ * whose inputs were completed, a result), so it goes out only after a barrier. The barrier waits
+ * for the cascade of actor hops that follow one event (a report: the resource, the job's
+ * COMPLETED, the next job's SCHEDULED) to go quiet, so a round costs one or two commits instead
+ * of one per transition. A write nobody waits for still gets a barrier soon (`soon`, called by
+ * the engine when it begins a transaction): an open transaction never idles, holding SQLite's
+ * write lock or a PostgreSQL session. State nobody was told about may be lost by a kill or a
+ * power cut; the scheduler then redoes it.
  */
 
 export interface Durable {
-  /** A counter that moves with every change (SQLite's total_changes()). */
+  /** A counter that moves with every change (and every transaction begun). */
   changes(): number;
   /** Makes every change so far durable (throws when it cannot). */
   barrier(): void;
@@ -26,14 +28,21 @@ const QUIET_TURNS = 3;
 const MAX_TURNS = 64;
 /** After a failed barrier (disk full, I/O error), the next try waits this long. */
 const RETRY_MS = 200;
+/**
+ * A write nobody waits for is committed within this long (`soon`). Not at once: in a round, the
+ * cascade that nobody hears of (reports stored, the initiator's Finalize assigned in-process) is
+ * then covered by the next cascade's barrier, one fsync per round instead of two.
+ */
+export const LAZY_BARRIER_MS = 100;
 
 export class GroupCommit {
   private readonly waiting: Array<() => void> = [];
   private durableAt: number;
   private scheduled = false;
+  private lazy: NodeJS.Timeout | undefined;
   /** The store is closing: a tick or retry still queued must not touch it. */
   private closed = false;
-  /** Barriers run: for the bench and tests (it is the fsync count of the rows). */
+  /** Barriers run: for the bench and tests (it is the count of commits, each one fsync). */
   barriers = 0;
 
   constructor(
@@ -54,17 +63,25 @@ export class GroupCommit {
   }
 
   /**
-   * A barrier soon, though nobody waits for one yet: on PostgreSQL writes are committed only by
-   * barriers, and an open transaction must not idle (the server ends an idle one).
+   * A barrier within LAZY_BARRIER_MS, though nobody waits for one yet (a message waiting brings it
+   * sooner): writes are committed only by barriers, and an open transaction must not idle
+   * (SQLite: it holds the write lock; PostgreSQL: the server ends an idle one).
    */
   soon(): void {
-    if (!this.closed) this.schedule();
+    if (this.closed || this.lazy) return;
+    this.lazy = setTimeout(() => {
+      this.lazy = undefined;
+      if (!this.closed && this.store.changes() !== this.durableAt) this.schedule();
+    }, LAZY_BARRIER_MS);
+    // The process may end without it: what no barrier covered is given up, as by a kill (Store.close runs one).
+    this.lazy.unref();
   }
 
   /** At shutdown: makes everything durable, runs what waited, and does nothing after. */
   close(): void {
     this.flush();
     this.closed = true;
+    clearTimeout(this.lazy);
   }
 
   private schedule(): void {

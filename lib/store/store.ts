@@ -201,8 +201,9 @@ export class Store {
     const blobDir = workdir ?? this.cacheDir;
     this.blobs = new BlobStore(blobDir ? join(blobDir, RESOURCES_DIR) : undefined);
     this.chunks = this.db.kind === 'postgres' ? new ResourceChunks(this.db) : undefined;
-    // On PostgreSQL nothing is committed but by a barrier: it always has a group commit, and
-    // a write nobody waits for still gets its barrier soon (an open transaction never idles).
+    // Nothing is committed but by a barrier (one open transaction between them, on both
+    // engines): a store on disk always has a group commit, and a write nobody waits for still
+    // gets its barrier soon (an open transaction never idles). In memory: no barriers at all.
     const durable = workdir || opts.url ? new GroupCommit(this, (e) => this.onBarrierError(e)) : undefined;
     this.durable = durable;
     if (durable) this.db.onPending = () => durable.soon();
@@ -277,7 +278,10 @@ export class Store {
     return networkId ? { networkId, createdAt: value('networkCreatedAt') ?? '' } : undefined;
   }
 
-  /** Stamps the network once; returns the one stamped (an earlier stamp wins). */
+  /**
+   * Stamps the network once; returns the one stamped (an earlier stamp wins). Committed at once:
+   * the work directory's marker (network.json), written next, must never name a stamp a kill lost.
+   */
   stampNetwork(networkId: string, createdAt: string): { networkId: string; createdAt: string } {
     const insert = this.sql('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING');
     this.db.transaction(
@@ -288,6 +292,7 @@ export class Store {
       },
       { immediate: true },
     );
+    this.db.barrier();
     return this.network() as { networkId: string; createdAt: string };
   }
 
@@ -667,8 +672,9 @@ export class Store {
   }
 
   /**
-   * Deletes an artifact's rows (artifact, jobs, resources) in one transaction, then its resource
-   * files. Rows first: a row never points at bytes that are gone; a crash in between leaves only
+   * Deletes an artifact's rows (artifact, jobs, resources) in one transaction, then, once that is
+   * durable (the next barrier), its resource files. Rows first: a row never points at bytes that
+   * are gone, even when a kill loses the uncommitted delete; a crash in between leaves only
    * unreferenced files. False when there was no such artifact.
    */
   deleteArtifact(id: string): boolean {
@@ -680,7 +686,10 @@ export class Store {
       this.sql('DELETE FROM jobs WHERE artifact_id = ?').run(id);
       return this.sql('DELETE FROM artifacts WHERE id = ?').run(id).changes > 0;
     });
-    for (const r of resources) this.blobs.delete(r.id); // inline bytes and chunks went with their rows
+    // Inline bytes and chunks went with their rows.
+    if (resources.length > 0) this.afterDurable(() => {
+      for (const r of resources) this.blobs.delete(r.id);
+    });
     return deleted;
   }
 

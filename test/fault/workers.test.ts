@@ -14,6 +14,7 @@ import {
   PROCESS_FILE_TIMEOUT_MS,
   SHARDS,
   testCluster,
+  until,
   VALIDATION,
   waitFor,
   waitForJob,
@@ -98,10 +99,19 @@ t.test('bytes rotting on the scheduler disk are refused and produced again', asy
   try {
     await waitForJob(handle, { worker: 'worker-1', state: 'COMPLETED' });
     const job = handle.status.jobs.find((j) => j.worker === 'worker-1') ?? t.fail('no job');
+    // The COMPLETED push goes before the barrier that commits the row (progress promises nothing):
+    // another connection sees the row once that barrier ran, a few event-loop turns later.
     const db = openSqlite(join(dir, 'scheduler', 'scheduler.sqlite'), { readonly: true, fileMustExist: true });
-    const row = db.prepare('SELECT id FROM resources WHERE job_id = ?').get((job as { id: string }).id) as { id: string };
-    db.close();
-    rotStoredBytes(join(dir, 'scheduler'), row.id, 'rotten bytes');
+    let row: { id: string } | undefined;
+    try {
+      await until(() => {
+        row = db.prepare('SELECT id FROM resources WHERE job_id = ?').get((job as { id: string }).id) as { id: string } | undefined;
+        return row !== undefined;
+      }, 10_000, "worker-1's resource row, committed");
+    } finally {
+      db.close();
+    }
+    rotStoredBytes(join(dir, 'scheduler'), (row as { id: string }).id, 'rotten bytes');
   } finally {
     cluster.kill('worker-2', 'SIGCONT');
   }

@@ -22,9 +22,19 @@ export function encode(message: Message): Uint8Array {
   return packr.pack(message);
 }
 
-/** Encodes any value as msgpack (resource payloads). */
+/**
+ * Encodes any value as msgpack (resource payloads). The bytes are kept (a worker remembers its
+ * reports to send them again, stores hold them), and msgpackr returns a view into its reusable
+ * buffer (as large as the largest value packed yet): a kept view would pin that whole buffer.
+ * A result much smaller than the buffer is copied into its own, unpooled, memory (the scheduler's
+ * initiator pinned ~650 KiB per Finalize this way: 13.7 MiB after 20 artifacts at 1,000 workers).
+ */
 export function encodeValue(value: unknown): Uint8Array {
-  return valuePackr.pack(value);
+  const bytes = valuePackr.pack(value);
+  if (bytes.byteLength * 2 >= bytes.buffer.byteLength) return bytes;
+  const own = Buffer.allocUnsafeSlow(bytes.byteLength);
+  own.set(bytes);
+  return own;
 }
 
 export function decodeValue(bytes: Uint8Array): unknown {

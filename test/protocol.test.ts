@@ -720,3 +720,15 @@ t.test('a value refused inside a union (a filter) is reported at the value, not 
   const string = decode(encode(submit({ feature: 'x'.repeat(70_000), op: '>', value: 1 }) as unknown as Message));
   t.ok(!string.ok && string.error.path === 'artifact.steps[0].operation.query.where.feature', 'a shape limit found by the frame scan names its field');
 });
+
+t.test('encodeValue: a small result is its own memory, not a view that pins the packer buffer', async (t) => {
+  // A kept product (a worker's remembered report) once pinned msgpackr's whole reusable buffer.
+  encodeValue({ big: new Float64Array(100_000) });
+  const small = encodeValue({ mean: 1.5, n: 3 });
+  t.equal(small.buffer.byteLength, small.byteLength, 'backed by exactly its own bytes');
+  t.same(decodeValue(small), { mean: 1.5, n: 3 });
+  const big = new Float64Array(300_000).fill(2);
+  const bytes = encodeValue(big);
+  t.ok(bytes.byteLength * 2 >= bytes.buffer.byteLength, 'a large result is not copied');
+  t.same(decodeValue(bytes), big);
+});

@@ -1,0 +1,123 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Cluster } from '../lib/sim/cluster.ts';
+import { DEFAULT_WORKERS_PER_PROCESS, syntheticShard } from '../lib/sim/simulate.ts';
+import { distributions, steps } from '../lib/workbench/builders.ts';
+import type { Step } from '../protocols/entities.ts';
+
+/**
+ * The scheduler's memory with N connected workers (issue 10): resident memory split as Linux
+ * counts it (anonymous = V8 heap + native allocations; file = mapped code), at 0 and N workers
+ * and after A artifacts. `--snapshot` also writes V8 heap snapshots of the scheduler (SIGUSR2)
+ * into the run's directory, to see which objects own the memory (Chrome DevTools, Memory tab).
+ * Between artifacts it reports every tenth; a leak shows as heapUsed/arrayBuffers climbing after
+ * the idle GC at the end. BENCH_NODE_OPTIONS adds node flags (to every process it starts).
+ * Usage: node --import tsx bench/scale-memory.ts [--workers N] [--artifacts A] [--snapshot]
+ */
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+function memory(pid: number): Record<string, number> {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (key: string) => Number(status.match(new RegExp(`${key}:\\s+(\\d+)`))?.[1] ?? Number.NaN);
+  return { rss: kib('VmRSS') / 1024, anon: kib('RssAnon') / 1024, file: kib('RssFile') / 1024 };
+}
+
+/** What the scheduler's preload (bench/memory-preload.cjs) last wrote: process.memoryUsage() in MiB. */
+function inside(pid: number): Record<string, number> {
+  try {
+    const { mem } = JSON.parse(readFileSync(join(dir, `mem-${pid}.json`), 'utf8')) as { mem: Record<string, number> };
+    return Object.fromEntries(Object.entries(mem).filter(([k]) => k !== 'rss').map(([k, v]) => [k, v / 2 ** 20]));
+  } catch {
+    return {};
+  }
+}
+
+const fmt = (m: Record<string, number>) => Object.entries(m).map(([k, v]) => `${k} ${v.toFixed(1)} MiB`).join(', ');
+const report = (label: string, pid: number) => process.stdout.write(`[memory] ${label}: ${fmt(memory(pid))}; ${fmt(inside(pid))}\n`);
+
+const n = arg('--workers', 1000);
+const artifacts = arg('--artifacts', 0);
+const snapshot = process.argv.includes('--snapshot');
+const dir = join(process.env.TMPDIR ?? '/tmp', `fdl-scale-memory-${n}-${Date.now()}`);
+const token = randomBytes(16).toString('hex');
+const workers = Array.from({ length: n }, (_, i) => ({ name: `w-${String(i).padStart(4, '0')}`, files: [] as string[] }));
+mkdirSync(dir, { recursive: true });
+for (const [i, w] of workers.entries()) {
+  const file = join(dir, `shard-${i}.csv`);
+  writeFileSync(file, syntheticShard(i, 10));
+  w.files.push(file);
+}
+const hosted: typeof workers = [];
+let snaps = 0;
+async function snap(pid: number, label: string): Promise<void> {
+  if (!snapshot) return;
+  const before = readdirSync(dir).filter((f) => f.endsWith('.heapsnapshot')).length;
+  process.kill(pid, 'SIGUSR2');
+  for (let i = 0; i < 600; i++) {
+    await new Promise((r) => setTimeout(r, 500));
+    const files = readdirSync(dir).filter((f) => f.endsWith('.heapsnapshot'));
+    if (files.length > before) {
+      await new Promise((r) => setTimeout(r, 3000));
+      process.stdout.write(`[memory] snapshot ${++snaps} (${label}): ${files.sort().at(-1)}\n`);
+      return;
+    }
+  }
+  throw new Error('no heap snapshot within 300 s');
+}
+
+// Scheduler alone first (no workers), then the workers.
+const c = await Cluster.start({
+  dir,
+  projectName: 'scale',
+  projectToken: token,
+  workers: hosted, // empty at the start: the scheduler alone is measured first
+  scheduler: { connection_limits: { max_unauthenticated_per_address: 64 } },
+  env: {
+    FDL_LOG_LEVEL: 'warn',
+    FDL_MEM_DIR: dir,
+    NODE_OPTIONS: [
+      `--require=${join(import.meta.dirname, 'memory-preload.cjs')}`,
+      ...(snapshot ? [`--heapsnapshot-signal=SIGUSR2`, `--diagnostic-dir=${dir}`] : []),
+      process.env.BENCH_NODE_OPTIONS ?? '',
+    ].join(' '),
+  },
+  startTimeoutMs: 600_000,
+});
+try {
+  const pid = c.pid('scheduler') as number;
+  await new Promise((r) => setTimeout(r, 2000));
+  report('0 workers', pid);
+  await snap(pid, '0 workers');
+  hosted.push(...workers);
+  const per = Math.min(DEFAULT_WORKERS_PER_PROCESS, Math.ceil(n / 4));
+  for (let i = 0; i < n; i += per) c.startHost(`host-${i / per}`, workers.slice(i, i + per).map((w) => w.name));
+  const t0 = Date.now();
+  await c.waitForWorkers(workers.map((w) => w.name), 600_000);
+  process.stdout.write(`[memory] ${n} workers up in ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
+  await new Promise((r) => setTimeout(r, 5000));
+  report(`${n} workers`, pid);
+  await snap(pid, `${n} workers`);
+  if (artifacts > 0) {
+    const wb = await c.connect('bench-memory');
+    const project = await wb.project(token);
+    const artifact: Step[] = [steps.parallel({ kind: 'Noop' }, distributions.collect()), steps.finalize({ kind: 'Noop' })];
+    const t1 = Date.now();
+    for (let a = 1; a <= artifacts; a++) {
+      await (await project.submit(artifact)).result();
+      if (a === 1 || a % Math.max(1, Math.floor(artifacts / 10)) === 0) {
+        report(`after ${a} artifacts (${((Date.now() - t1) / 1000).toFixed(0)} s)`, pid);
+      }
+    }
+    wb.close();
+    await new Promise((r) => setTimeout(r, 5000));
+    report(`after ${artifacts} artifacts, 5 s idle`, pid);
+    await snap(pid, `after ${artifacts} artifacts`);
+  }
+} finally {
+  await c.stop();
+}

@@ -22,6 +22,9 @@ export function encode(message: Message): Uint8Array {
   return packr.pack(message);
 }
 
+/** Node's Buffer where there is one (bytes stay Buffers, as msgpackr gives them); this module also runs in the dashboard's browser bundle. */
+const NodeBuffer = (globalThis as { Buffer?: { allocUnsafeSlow(size: number): Uint8Array } }).Buffer;
+
 /**
  * Encodes any value as msgpack (resource payloads). The bytes are kept (a worker remembers its
  * reports to send them again, stores hold them), and msgpackr returns a view into its reusable
@@ -32,7 +35,7 @@ export function encode(message: Message): Uint8Array {
 export function encodeValue(value: unknown): Uint8Array {
   const bytes = valuePackr.pack(value);
   if (bytes.byteLength * 2 >= bytes.buffer.byteLength) return bytes;
-  const own = Buffer.allocUnsafeSlow(bytes.byteLength);
+  const own = NodeBuffer ? NodeBuffer.allocUnsafeSlow(bytes.byteLength) : new Uint8Array(bytes.byteLength);
   own.set(bytes);
   return own;
 }

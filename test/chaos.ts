@@ -115,15 +115,19 @@ async function main(): Promise<number> {
     }
   })();
 
-  // --ha: the operator's supervisor: a scheduler that exits (killed, or fenced after a freeze) is started again.
+  // --ha: the operator's supervisor: a scheduler that exits (killed, or fenced after a freeze) is started again,
+  // after a restart delay as a real supervisor's (not a wait for anything). It goes on while the artifacts drain,
+  // so a scheduler fenced late (thawed after the faults stopped) is replaced too; it stops before the cluster does.
   let fenced = 0;
+  let supervising = ha;
   const supervisors = ha
     ? HA_SCHEDULERS.map(async (name) => {
-        while (running) {
+        while (supervising) {
           const code = await cluster.exited(name);
           if (code === 3) fenced++;
-          if (!running) break;
+          if (!supervising) break;
           await sleep(300 + random() * 1500);
+          if (!supervising) break;
           say(`supervisor: starting ${name} again (it exited ${code ?? 'by a signal'})`);
           // Resolves once it is active (it may stay a standby for good): not awaited.
           void cluster.startScheduler(name).then(
@@ -181,14 +185,9 @@ async function main(): Promise<number> {
   await sleep(seconds * 1000);
   running = false;
   await Promise.all([submitter, chaos]);
-  if (ha) {
-    // The supervisors stop restarting: start whatever scheduler is down now, for the end.
-    for (const name of HA_SCHEDULERS) cluster.kill(name, 'SIGCONT');
-    await sleep(500);
-    for (const name of HA_SCHEDULERS) {
-      if (cluster.isDown(name)) void cluster.startScheduler(name).catch(() => {});
-    }
-  }
+  // A scheduler frozen when the faults stopped is thawed; if it was fenced meanwhile, it exits and its
+  // supervisor starts it again.
+  if (ha) for (const name of HA_SCHEDULERS) cluster.kill(name, 'SIGCONT');
   say(`faults injected: ${faults}; waiting for ${tracked.length} artifacts to finish`);
   await cluster.waitForWorkers(workers.map((w) => w.name), 60_000);
 
@@ -211,6 +210,7 @@ async function main(): Promise<number> {
     }
   }
   wb.close();
+  supervising = false;
   await cluster.stop();
   await Promise.all(supervisors);
   // Every start as the active one after the first is a takeover.

@@ -267,12 +267,6 @@ export class Cluster {
     this.processOf(name)?.child.kill(signal);
   }
 
-  /** The node's process has ended (or never started). */
-  isDown(name: string): boolean {
-    const p = this.processOf(name);
-    return !p || p.child.exitCode !== null || p.child.signalCode !== null;
-  }
-
   /** Resolves with the exit code once the node's process has ended. */
   exited(name: string): Promise<number | null> {
     return this.processOf(name)?.exited ?? Promise.resolve(null);

@@ -53,3 +53,37 @@ export interface Engine {
   onFailed?: ((e: Error) => void) | undefined;
   close(): void;
 }
+
+/**
+ * The nested transactions of an engine whose writes gather in one open transaction (both engines,
+ * between barriers): `run(fn)` wraps fn in a savepoint, released when fn returns and rolled back
+ * to when it throws, so a failed `transaction(fn)` costs only its own writes. `rolledBack(e)` says
+ * the database already dropped the whole open transaction (then no savepoint is left to return to).
+ */
+export class Savepoints {
+  private level = 0;
+
+  constructor(private readonly exec: (sql: string) => void) {}
+
+  /** How many savepoints are open: 0 outside any `transaction(fn)`. */
+  get depth(): number {
+    return this.level;
+  }
+
+  run<R>(fn: () => R, rolledBack: (e: unknown) => boolean): R {
+    const name = `fdl_tx${this.level}`;
+    this.exec(`SAVEPOINT ${name}`);
+    this.level++;
+    let result: R;
+    try {
+      result = fn();
+    } catch (e) {
+      this.level--;
+      if (!rolledBack(e)) this.exec(`ROLLBACK TO ${name}; RELEASE ${name}`);
+      throw e;
+    }
+    this.level--;
+    this.exec(`RELEASE ${name}`);
+    return result;
+  }
+}

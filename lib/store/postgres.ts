@@ -1,6 +1,6 @@
 import { DEFAULT_IDLE_IN_TRANSACTION_MS } from './defaults.ts';
 import { MIGRATIONS, postgresDdl, SCHEMA_VERSION, StoreCheckError } from './db.ts';
-import type { Dialect, Engine, EngineStatement, Params, Row, RunResult } from './engine.ts';
+import { type Dialect, type Engine, type EngineStatement, type Params, type Row, type RunResult, Savepoints } from './engine.ts';
 import { CONNECTION_LOST, PgBridge } from './pg-bridge.ts';
 
 /**
@@ -96,7 +96,7 @@ export class PostgresEngine implements Engine {
   onFailed: ((e: Error) => void) | undefined;
   private readonly bridge: PgBridge;
   private inTransaction = false;
-  private depth = 0;
+  private readonly savepoints = new Savepoints((sql) => this.exec(sql));
   private writes = 0;
   private failed: Error | undefined;
   private closed = false;
@@ -146,7 +146,7 @@ export class PostgresEngine implements Engine {
     if (this.failed) throw this.failed;
     if (write) this.begin();
     if (!this.inTransaction) return this.reconnecting(() => this.bridge.query(sql, params, false));
-    const open = this.depth === 0;
+    const open = this.savepoints.depth === 0;
     try {
       const r = this.bridge.query(sql, params, open && write);
       if (write) this.writes++;
@@ -176,20 +176,7 @@ export class PostgresEngine implements Engine {
     if (this.failed) throw this.failed;
     this.begin();
     this.writes++;
-    const name = `fdl_tx${this.depth}`;
-    this.exec(`SAVEPOINT ${name}`);
-    this.depth++;
-    let result: R;
-    try {
-      result = fn();
-    } catch (e) {
-      this.depth--;
-      if (!this.failed) this.exec(`ROLLBACK TO ${name}; RELEASE ${name}`);
-      throw e;
-    }
-    this.depth--;
-    this.exec(`RELEASE ${name}`);
-    return result;
+    return this.savepoints.run(fn, () => this.failed !== undefined);
   }
 
   /** Moves with every write (and every transaction): the group commit's view of pending work. */

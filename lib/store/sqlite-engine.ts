@@ -1,5 +1,5 @@
 import { openDatabase } from './db.ts';
-import type { Dialect, Engine, EngineStatement, Params, Row, RunResult } from './engine.ts';
+import { type Dialect, type Engine, type EngineStatement, type Params, type Row, type RunResult, Savepoints } from './engine.ts';
 import type { SqliteDatabase, Statement } from './sqlite.ts';
 
 const DIALECT: Dialect = {
@@ -66,11 +66,12 @@ export class SqliteEngine implements Engine {
   private readonly totalChanges;
   /** Transactions begun: with total_changes(), the counter a barrier is due on (an empty one too must end). */
   private begun = 0;
-  private depth = 0;
   private failed: Error | undefined;
+  private readonly savepoints: Savepoints;
 
   constructor(file: string | undefined) {
     this.db = openDatabase(file);
+    this.savepoints = new Savepoints((sql) => this.db.exec(sql));
     this.grouped = file !== undefined;
     this.totalChanges = this.db.prepare('SELECT total_changes()');
   }
@@ -111,21 +112,11 @@ export class SqliteEngine implements Engine {
     }
     // Always BEGIN IMMEDIATE here, so `immediate` holds for every transaction.
     this.begin();
-    const name = `fdl_tx${this.depth}`;
-    this.db.exec(`SAVEPOINT ${name}`);
-    this.depth++;
-    let result: R;
-    try {
-      result = fn();
-    } catch (e) {
-      this.depth--;
-      if (this.db.inTransaction) this.db.exec(`ROLLBACK TO ${name}; RELEASE ${name}`);
-      else this.lostIfRolledBack(e as Error);
-      throw e;
-    }
-    this.depth--;
-    this.db.exec(`RELEASE ${name}`);
-    return result;
+    return this.savepoints.run(fn, (e) => {
+      if (this.db.inTransaction) return false;
+      this.lostIfRolledBack(e as Error);
+      return true;
+    });
   }
 
   /** Moves with every write, and with every transaction begun (an empty one still wants its COMMIT). */

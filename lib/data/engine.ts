@@ -329,6 +329,75 @@ export class DataEngine {
     });
   }
 
+  /** Per feature: its non-null count `n`, `min` and `max` (null with no value): what a MinMax job needs, nothing more. */
+  extremes(token: string, features: string[], query?: Query): Promise<Record<string, { n: number; min: number | null; max: number | null }>> {
+    return this.op(async () => {
+      const rel = await this.relation(token, query);
+      const { names, cols } = numericFeatures(rel, features, true);
+      const select = cols.map((c) => `count(${c}), min(${c}), max(${c})`).join(', ');
+      const row = (await this.onRelation(rel, `SELECT ${select} FROM ${rel.from}`))[0] ?? [];
+      return Object.fromEntries(names.map((name, i) => [name, { n: toNumber(row[3 * i]) ?? 0, min: toNumber(row[3 * i + 1]), max: toNumber(row[3 * i + 2]) }]));
+    });
+  }
+
+  /**
+   * Per feature, what a Variance job contributes (lib/ops/estimators/variance.ts): the non-null
+   * count `n`, the compensated `sum` of x and `shifted` sum of d = x - shift, and `m2`, the sum of
+   * squared deviations from the local mean, as `moments` gives them, at about 0.7 of its cost.
+   *
+   * One scan takes Q = fsum(d * d) next to the sums and sets m2 = Q - D^2/n (D = the shifted sum):
+   * compensated sums only, no per-row division as in var_pop's streaming update. With
+   * rho = D^2 / (n m2) = ((local mean - shift) / local std)^2, the relative error of m2 is at most
+   * u (6 + 11 rho + 2 sqrt(rho)), u = 2^-53 (each d rounded once, each d^2 once, the compensated
+   * sums about 2u each, positive terms in Q; see docs/OPERATIONS.md, "Variance on a worker"). It is
+   * kept when rho <= SPREAD_MAX_RHO (2^16: a shift within 256 local standard deviations of the
+   * local mean; error < 1e-10); otherwise (a poor shift, constant data, an overflow) a second scan
+   * takes m2 from DuckDB's var_pop of x minus the local mean (from the compensated sum), as exact
+   * as `moments` whatever the shift. rho is computed from the rounded figures, but a value far
+   * above the bound cannot pass for one below it: that would need m2 off by a factor of rho / 2^16.
+   */
+  spread(token: string, features: string[], query?: Query, shifts?: number[]): Promise<Record<string, Spread>> {
+    return this.op(async () => {
+      const rel = await this.relation(token, query);
+      const { names, cols } = numericFeatures(rel, features, true);
+      const params = [...rel.params];
+      const select = cols
+        .map((c, i) => {
+          const d = `(${c} - CAST(${push(params, shifts?.[i] ?? 0, 'shift')} AS DOUBLE))`;
+          return `count(${c}), fsum(${c}), fsum(${d}), fsum(${d} * ${d})`;
+        })
+        .join(', ');
+      const row = (await this.onRelation(rel, `SELECT ${select} FROM ${rel.from}`, params))[0] ?? [];
+      const out: Record<string, Spread> = {};
+      const poor: number[] = [];
+      for (const [i, name] of names.entries()) {
+        const at = (j: number) => toNumber(row[4 * i + j]) ?? 0;
+        const n = at(0);
+        if (n === 0) {
+          out[name] = { n, sum: 0, shifted: 0, m2: 0, from: 'squares' };
+          continue;
+        }
+        const D = at(2);
+        const m2 = n === 1 ? 0 : at(3) - (D * D) / n;
+        // The test is written so that NaN, an infinity and m2 < 0 all fail it.
+        const kept = n === 1 || (Number.isFinite(m2) && m2 >= 0 && (D * D) / n <= SPREAD_MAX_RHO * m2);
+        out[name] = { n, sum: at(1), shifted: D, m2: kept ? m2 : 0, from: kept ? 'squares' : 'var_pop' };
+        if (!kept) poor.push(i);
+      }
+      if (poor.length > 0) {
+        const again = [...rel.params];
+        const parts = poor.map((i) => {
+          const f = out[names[i] as string] as Spread;
+          const c = cols[i] as string;
+          return `var_pop(${c} - CAST(${push(again, f.sum / f.n, 'mean')} AS DOUBLE)) * count(${c})`;
+        });
+        const m2s = (await this.onRelation(rel, `SELECT ${parts.join(', ')} FROM ${rel.from}`, again))[0] ?? [];
+        for (const [k, i] of poor.entries()) (out[names[i] as string] as Spread).m2 = Math.max(0, toNumber(m2s[k]) ?? 0);
+      }
+      return out;
+    });
+  }
+
   /**
    * Over the rows where every feature has a value: their count `n`, each feature's `sums` and
    * `shifted` sums of (x - shift) (compensated; shifts default to 0), and `comoments[j][k]`,
@@ -676,6 +745,22 @@ export interface Moments {
   max: number | null;
   shifted: number;
 }
+
+/** What a Variance job takes from its rows, per feature (see `DataEngine.spread`). */
+export interface Spread {
+  n: number;
+  /** Compensated sum of x. */
+  sum: number;
+  /** Compensated sum of x - shift. */
+  shifted: number;
+  /** Sum of squared deviations from the local mean. */
+  m2: number;
+  /** How m2 was taken: Q - D^2/n from the one scan, or the second scan's var_pop (the shift was too far). */
+  from: 'squares' | 'var_pop';
+}
+
+/** `DataEngine.spread` keeps m2 = Q - D^2/n while (local mean - shift)^2 / local variance is at most this. */
+export const SPREAD_MAX_RHO = 2 ** 16;
 
 /** The width of one of `count` equal bins over [lo, hi]: every node computes it the same way. */
 export function binWidth(bins: { lo: number; hi: number; count: number }): number {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { roundsCluster, tinyRound } from './rounds.ts';
-import { Cleanup } from './util.ts';
+import { Cleanup, processCpuMs } from './util.ts';
 
 /**
  * What one tiny round costs each process, counted rather than timed (issue 9): on a shared,
@@ -27,12 +27,7 @@ interface Sample {
   writes: number;
 }
 
-const TICK_MS = 1000 / 100; // USER_HZ: 100 on Linux
-
 function sample(pid: number): Sample {
-  // Fields after the command name (which may hold spaces, in parentheses): utime is the 14th field.
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const io = Object.fromEntries(
     readFileSync(`/proc/${pid}/io`, 'utf8')
       .trim()
@@ -40,7 +35,7 @@ function sample(pid: number): Sample {
       .map((l) => l.split(': ') as [string, string]),
   );
   return {
-    cpuMs: (Number(fields[11]) + Number(fields[12])) * TICK_MS,
+    cpuMs: processCpuMs(pid),
     reads: Number(io.syscr),
     writes: Number(io.syscw),
   };

@@ -1,8 +1,18 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /** Shared helpers of the benchmarks: medians, formatting, and cleanup that runs even on error. */
+
+const TICK_MS = 1000 / 100; // USER_HZ: 100 on Linux
+
+/** The user + system CPU a process has spent, in ms (10 ms ticks), from /proc/<pid>/stat: Linux only. */
+export function processCpuMs(pid: number): number {
+  // Fields after the command name (which may hold spaces, in parentheses): utime is the 14th field.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
+}
 
 export function median(xs: readonly number[]): number {
   if (xs.length === 0) return Number.NaN;

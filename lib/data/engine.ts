@@ -286,8 +286,8 @@ export class DataEngine {
    * Per feature, over the rows: its non-null count `n`, `sum` (compensated), `m2` (the sum of
    * squared deviations from the local mean, by DuckDB's streaming variance of x - shift), `min`,
    * `max`, and `shifted`, the compensated sum of (x - shift) (the shift defaults to 0).
-   * `extrema: false` leaves `min` and `max` null and out of the query: the variance needs neither,
-   * and they were nearly half of its query's time (bench/bigdata.ts: ~157 -> ~86 ms on 2.5M rows).
+   * `extrema: false` leaves `min` and `max` null and out of the query. No operation calls it any
+   * more: Variance takes `spread` (the same figures, ~0.8 of the CPU) and MinMax `extremes`.
    */
   moments(
     token: string,
@@ -348,7 +348,7 @@ export class DataEngine {
    * One scan takes Q = fsum(d * d) next to the sums and sets m2 = Q - D^2/n (D = the shifted sum):
    * compensated sums only, no per-row division as in var_pop's streaming update. With
    * rho = D^2 / (n m2) = ((local mean - shift) / local std)^2, the relative error of m2 is at most
-   * u (6 + 11 rho + 2 sqrt(rho)), u = 2^-53 (each d rounded once, each d^2 once, the compensated
+   * u (6 + 13 rho + 2 sqrt(rho)), u = 2^-53 (each d rounded once, each d^2 once, the compensated
    * sums about 2u each, positive terms in Q; see docs/OPERATIONS.md, "Variance on a worker"). It is
    * kept when rho <= SPREAD_MAX_RHO (2^16: a shift within 256 local standard deviations of the
    * local mean; error < 1e-10); otherwise (a poor shift, constant data, an overflow) a second scan

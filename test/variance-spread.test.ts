@@ -75,6 +75,8 @@ t.test('ordinary data, its spread, constant columns, one value, nulls, none', as
   t.same(got.one, { n: 1, sum: 42, shifted: 42, m2: 0, from: 'squares' }, 'one value: no spread');
   const gappy = wide.filter((_, i) => i % 3 !== 0);
   t.equal(got.gappy?.n, gappy.length, 'nulls are not counted');
+  t.equal(got.gappy?.shifted, got.gappy?.sum, 'no shift: the shifted sum is the sum');
+  t.same(await e.spread(TOKEN, ['gappy']), { gappy: got.gappy }, 'no shifts given is a shift of 0');
   t.ok(relErr(got.gappy?.m2 as number, exactM2(gappy)) <= 1e-12);
   t.same((await e.spread(TOKEN, ['wide'], { where: { feature: 'wide', op: '>', value: 1e9 } })).wide, { n: 0, sum: 0, shifted: 0, m2: 0, from: 'squares' });
 });

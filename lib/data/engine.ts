@@ -363,7 +363,10 @@ export class DataEngine {
       const params = [...rel.params];
       const select = cols
         .map((c, i) => {
-          const d = `(${c} - CAST(${push(params, shifts?.[i] ?? 0, 'shift')} AS DOUBLE))`;
+          const shift = shifts?.[i] ?? 0;
+          // x - 0 is x, bit for bit: with no shift the two sums are one aggregate, which DuckDB
+          // computes once (~0.7 of the query's CPU).
+          const d = shift === 0 ? c : `(${c} - CAST(${push(params, shift, 'shift')} AS DOUBLE))`;
           return `count(${c}), fsum(${c}), fsum(${d}), fsum(${d} * ${d})`;
         })
         .join(', ');

@@ -25,13 +25,14 @@ import { type Cleanup, median, ms, now, processCpuMs, type Row, ratio, spread } 
  */
 
 const SEED = 20_261_207;
-const FEATURES = ['x1', 'x2', 'x3'];
+export const BIGDATA_FEATURES = ['x1', 'x2', 'x3'];
+const FEATURES = BIGDATA_FEATURES;
 export const BIGDATA_GOAL = 1.2;
 
 const sqlString = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
 /** Rows [lo, hi) of the generated table: x1 uniform on [-1000, 1000], x2 a triangle on [0, 20], x3 near 1e4 (far from 0). */
-function generator(lo: number, hi: number): string {
+export function bigdataGenerator(lo: number, hi: number): string {
   const h = (k: number) => `hash(i * 4 + ${k + SEED})`;
   return `SELECT
       (${h(0)} % 2000001)::DOUBLE / 1000.0 - 1000.0 AS x1,
@@ -82,7 +83,7 @@ export async function benchBigData(opts: { cleanup: Cleanup; rows: number; repea
   let t0 = now();
   const per = Math.ceil(opts.rows / workers);
   for (const [i, f] of files.entries()) {
-    await conn.run(`COPY (${generator(i * per, Math.min(opts.rows, (i + 1) * per))}) TO ${sqlString(f)} (FORMAT parquet)`);
+    await conn.run(`COPY (${bigdataGenerator(i * per, Math.min(opts.rows, (i + 1) * per))}) TO ${sqlString(f)} (FORMAT parquet)`);
   }
   process.stdout.write(`[bigdata] ${opts.rows.toLocaleString('en')} rows, ${FEATURES.length} DOUBLE columns, as ${workers} Parquet files in ${ms(now() - t0)}\n`);
 

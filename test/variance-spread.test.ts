@@ -79,6 +79,12 @@ t.test('ordinary data, its spread, constant columns, one value, nulls, none', as
   t.same(await e.spread(TOKEN, ['gappy']), { gappy: got.gappy }, 'no shifts given is a shift of 0');
   t.ok(relErr(got.gappy?.m2 as number, exactM2(gappy)) <= 1e-12);
   t.same((await e.spread(TOKEN, ['wide'], { where: { feature: 'wide', op: '>', value: 1e9 } })).wide, { n: 0, sum: 0, shifted: 0, m2: 0, from: 'squares' });
+  // MinMax's query (DataEngine.extremes): count, min and max only.
+  t.same(await e.extremes(TOKEN, ['one', 'gappy']), {
+    one: { n: 1, min: 42, max: 42 },
+    gappy: { n: gappy.length, min: Math.min(...gappy), max: Math.max(...gappy) },
+  });
+  t.same((await e.extremes(TOKEN, ['wide'], { where: { feature: 'wide', op: '>', value: 1e9 } })).wide, { n: 0, min: null, max: null });
 });
 
 t.test('a Variance chain over shards each far from the shared shift in its own spread: exact', async (t) => {

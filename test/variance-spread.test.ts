@@ -1,6 +1,6 @@
 // Why: a Variance job takes each feature's M2 from compensated sums of (x - shift) and its square in one scan
-// (DataEngine.spread), cheaper than DuckDB's streaming var_pop, which cancels when the shift is far from the data
-// in standard deviations. These cases are where it would break: data 3e12 standard deviations from 0, a shift
+// (DataEngine.spread), cheaper than DuckDB's streaming var_pop; that form cancels when the shift is far from the
+// data in standard deviations, and then the job falls back to var_pop. These cases are where it would break: data 3e12 standard deviations from 0, a shift
 // at the bound (200 and 300 local standard deviations away), no shift, an absurd shift, constant columns,
 // shards each far from the shared shift in their own (tiny) spread. Every M2 is held to 1e-10 of the exact
 // BigInt figure, and the test says which way it was taken, so a bound loosened or a fallback lost shows here.

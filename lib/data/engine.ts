@@ -348,8 +348,9 @@ export class DataEngine {
    * One scan takes Q = fsum(d * d) next to the sums and sets m2 = Q - D^2/n (D = the shifted sum):
    * compensated sums only, no per-row division as in var_pop's streaming update. With
    * rho = D^2 / (n m2) = ((local mean - shift) / local std)^2, the relative error of m2 is at most
-   * u (6 + 13 rho + 2 sqrt(rho)), u = 2^-53 (each d rounded once, each d^2 once, the compensated
-   * sums about 2u each, positive terms in Q; see docs/OPERATIONS.md, "Variance on a worker"). It is
+   * u (6 + 13 rho + 6 sqrt(rho)), u = 2^-53 (each d rounded once, each d^2 once, D^2/n twice; a
+   * compensated sum is within about 2u of the sum of its terms' magnitudes, which for Q is Q and for
+   * D at most n|D/n| + sqrt(n m2); see docs/OPERATIONS.md, "Variance on a worker"). It is
    * kept when rho <= SPREAD_MAX_RHO (2^16: a shift within 256 local standard deviations of the
    * local mean; error < 1e-10); otherwise (a poor shift, constant data, an overflow) a second scan
    * takes m2 from DuckDB's var_pop of x minus the local mean (from the compensated sum), as exact

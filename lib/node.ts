@@ -12,7 +12,7 @@ import { spawnConnection } from '../actors/connection.ts';
 import { type PeerHandle, type SchedulerMsg, spawnScheduler } from '../actors/scheduler.ts';
 import { type WorkerMsg, spawnWorker } from '../actors/worker.ts';
 import { ConfigError, connectionLimitsOf, type NodeConfig, retryPolicyOf, schedulerUrlsOf } from './config.ts';
-import { handshakeMessage, identityOf, loadOrCreateIdentity, newIdentityText, signWith } from './security/identity.ts';
+import { handshakeMessage, identityOf, loadOrCreateIdentity, localsSecret, newIdentityText, signWith } from './security/identity.ts';
 import { DataEngine } from './data/engine.ts';
 import { send, shardOf, spawnActor } from './kit/actors.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -190,8 +190,12 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
   }
   const schedulerId = store.schedulerId(config.name);
   const system = start();
-  // On PostgreSQL the initiator's masks are rows of the store, where every replica finds them.
-  const locals = store.db.kind === 'postgres' ? new LocalsStore(undefined, store) : new LocalsStore(join(config.workdir, LOCALS_DIR));
+  // On PostgreSQL the initiator's locals are rows of the store, where every replica finds them.
+  // Its masks are derived from the identity's secret (durable already, and the same on every
+  // replica): a Sequential estimator's init writes nothing, and no fsync waits for it.
+  const secret = localsSecret(identity);
+  const locals =
+    store.db.kind === 'postgres' ? new LocalsStore(undefined, store, secret) : new LocalsStore(join(config.workdir, LOCALS_DIR), undefined, secret);
   const uploads = new Uploads(store.blobs.incoming);
   const { threshold_bytes: thresholdBytes, chunk_bytes: chunkBytes } = config.streaming;
 

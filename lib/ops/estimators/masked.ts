@@ -6,9 +6,11 @@ import { randomBytesOf } from './privacy.ts';
  * The one masked sum of every Sequential estimator that masks (Count, Mean, GroupCount, Sum,
  * Variance, GroupMean, Histogram, Quantiles, Covariance; Min/Max cannot be masked): a vector of
  * integer slots and a vector of real slots, each masked by the initiator with a uniform random
- * element of a ring drawn from node:crypto, so a worker sees values that are uniformly
- * distributed whatever the data (perfect hiding, unlike an additive offset of bounded size),
- * and the sums are exact:
+ * element of a ring, so a worker sees values that are uniformly distributed whatever the data
+ * (unlike an additive offset of bounded size), and the sums are exact. On a node with a locals
+ * secret (the scheduler's initiator) the masks are pseudorandom, derived from it per chain
+ * (`masksOf`: AES-256-CTR, indistinguishable from uniform without the secret), so nothing is
+ * written per chain; elsewhere they are drawn from node:crypto and kept in the locals:
  *
  * - integer slots (counts): integers mod 2^52, as plain numbers (exact in a double); a
  *   contribution must be below 2^51 in magnitude;

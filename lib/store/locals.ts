@@ -21,8 +21,9 @@ export interface LocalsRows {
 }
 
 /**
- * A node's private per-artifact variables (the masks of the Sequential estimators).
- * Written durably to `<workdir>/locals/<artifactId>.msgpack` so that a restarted node can still
+ * A node's private per-artifact variables (a GroupCount's keys, a worker's DP noise; the masks of
+ * the Sequential estimators on a node without a secret — with one, the masks are derived, see
+ * `deriver`, and nothing is written for them). Written durably to `<workdir>/locals/<artifactId>.msgpack` so that a restarted node can still
  * finish what its init step began. The file is the only copy: a value whose write failed is not
  * kept in memory (it would be lost at a restart, and the final step could not unmask), the `set`
  * throws STORE_WRITE_FAILED and the operation, hence its attempt, fails. Nothing is cached per

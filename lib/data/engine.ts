@@ -149,8 +149,11 @@ export interface Sums {
   counts: Record<string, number>;
 }
 
-/** Requests whose `sums` answers a worker keeps (each a few numbers per feature). */
-export const SUMS_CACHE_ENTRIES = 256;
+/** The largest shard (rows × features asked) whose `sums` are taken from columns kept in memory. */
+export const IN_MEMORY_SUMS_MAX_VALUES = 1 << 20;
+
+/** How many distinct `sums` requests a worker remembers having seen (their keys only). */
+const SUMS_SEEN = 256;
 
 /** Memory a worker may spend keeping model inputs between rounds. */
 export const DEFAULT_COLUMN_CACHE_BYTES = 256 * 1024 * 1024;
@@ -169,9 +172,8 @@ export class DataEngine {
   private columnCacheHits = 0;
   /** Budget of the column cache; past it the least recently used answers are dropped. */
   columnCacheBytes = DEFAULT_COLUMN_CACHE_BYTES;
-  /** Answers of `sums` by request, least recently used first (a few numbers each): see `sums`. */
-  private readonly sumsCache = new Map<string, Promise<Sums>>();
-  private sumsHits = 0;
+  /** Keys of the `sums` requests seen, oldest first: a second sighting reads the columns. */
+  private readonly sumsSeen = new Set<string>();
 
   private constructor(
     private readonly instance: DuckDBInstance,
@@ -277,34 +279,34 @@ export class DataEngine {
   /**
    * Per feature: the SUM and the COUNT of its non-null values over the filtered rows.
    *
-   * Answered from memory when the same request was answered before: the rows never change after
-   * open (see `numericColumns`), so neither does the answer, and a researcher's everyday call (a
-   * mean, asked again and again in a notebook) then costs no DuckDB query on a warm worker (~2 ms
-   * each on a 10k-row shard, most of a warm mean's operations). A few numbers per request, kept
-   * for the last SUMS_CACHE_ENTRIES requests. Callers get copies.
+   * A request asked again on a small shard (up to IN_MEMORY_SUMS_MAX_VALUES rows × features) sums
+   * its columns kept in memory as typed arrays (`columnsOf`, shared with the models): a DuckDB
+   * statement costs ~0.5–3 ms whatever its size, most of a warm mean's operations on a 10k-row
+   * shard, where summing the kept columns takes ~0.1–0.3 ms. The sums are computed on every
+   * request, never remembered. The first time a request is seen it goes to DuckDB: reading the
+   * columns out costs 5–10× one query (~15 ms for 9 columns of 10k rows), worth it only for a
+   * request that comes back (a researcher's loop, an Iterate). A column with a null (or a NaN,
+   * which the typed arrays cannot tell from a null) is summed by DuckDB, which counts them apart;
+   * so are large shards, whose columns would cost more to read out than DuckDB takes to sum them.
    */
   async sums(token: string, features: string[], query?: Query): Promise<Sums> {
-    this.project(token); // an unknown token is refused at once, never cached
-    const key = JSON.stringify([token, features, query ?? null]);
-    let entry = this.sumsCache.get(key);
-    if (entry) {
-      this.sumsCache.delete(key); // most recently used goes last
-      this.sumsHits++;
-    } else {
-      // Shared by every attempt that asks the same: computed outside any one attempt's cancellation.
-      entry = attemptSignal.exit(() => this.readSums(token, features, query));
-      entry.catch(() => this.sumsCache.delete(key));
-      const oldest = this.sumsCache.size >= SUMS_CACHE_ENTRIES ? this.sumsCache.keys().next().value : undefined;
-      if (oldest !== undefined) this.sumsCache.delete(oldest);
+    const names = [...new Set(features)];
+    if (this.rowsOf(token) * names.length <= IN_MEMORY_SUMS_MAX_VALUES) {
+      const key = columnsKey(token, features, query);
+      if (this.columnCache.has(key) || this.sumsAskedBefore(key)) {
+        const inMemory = sumsOfColumns(await this.columnsOf(token, features, query), names);
+        if (inMemory !== undefined) return inMemory;
+      }
     }
-    this.sumsCache.set(key, entry);
-    const value = await entry;
-    return { sums: { ...value.sums }, counts: { ...value.counts } };
+    return this.readSums(token, features, query);
   }
 
-  /** How often `sums` was answered from memory (diagnostics and tests). */
-  get sumsCacheHits(): number {
-    return this.sumsHits;
+  /** Whether `sums` saw this request before (the last SUMS_SEEN requests); notes it if not. */
+  private sumsAskedBefore(key: string): boolean {
+    if (this.sumsSeen.has(key)) return true;
+    this.sumsSeen.add(key);
+    if (this.sumsSeen.size > SUMS_SEEN) this.sumsSeen.delete(this.sumsSeen.values().next().value as string);
+    return false;
   }
 
   private readSums(token: string, features: string[], query?: Query): Promise<Sums> {
@@ -579,10 +581,22 @@ export class DataEngine {
    * the number the seeded split hashes (lib/ops/split.ts, `isTestRow(seed, rowIds[i], f)`).
    */
   async numericColumns(token: string, features: string[], query?: Query): Promise<NumericColumns> {
-    // The rows never change after open (sources are copied in, then file access is locked off),
-    // so the same request always has the same answer: an Iterate's rounds read it once, not per
-    // round. Callers get copies: a caller that writes into its arrays cannot spoil the cache.
-    const key = JSON.stringify([token, features, query ?? null]);
+    // Callers get copies: a caller that writes into its arrays cannot spoil the cache.
+    const value = await this.columnsOf(token, features, query);
+    return {
+      rows: value.rows,
+      columns: Object.fromEntries(Object.entries(value.columns).map(([n, c]) => [n, c.slice()])),
+      rowIds: value.rowIds.slice(),
+    };
+  }
+
+  /**
+   * The kept columns themselves (never to be written into). The rows never change after open
+   * (sources are copied in, then file access is locked off), so the same request always has the
+   * same columns: an Iterate's rounds read them once, not per round.
+   */
+  private columnsOf(token: string, features: string[], query?: Query): Promise<NumericColumns> {
+    const key = columnsKey(token, features, query);
     let entry = this.columnCache.get(key);
     if (entry) {
       this.columnCache.delete(key); // most recently used goes last
@@ -597,12 +611,7 @@ export class DataEngine {
         () => this.columnCache.delete(key),
       );
     }
-    const value = await entry;
-    return {
-      rows: value.rows,
-      columns: Object.fromEntries(Object.entries(value.columns).map(([n, c]) => [n, c.slice()])),
-      rowIds: value.rowIds.slice(),
-    };
+    return entry;
   }
 
   /** How often `numericColumns` was answered from memory (diagnostics and tests). */
@@ -813,6 +822,39 @@ export function binWidth(bins: { lo: number; hi: number; count: number }): numbe
 
 /** The numeric features of a relation as SQL columns (DOUBLE when `asDouble`); anything else is BAD_QUERY. */
 /** The distinct numeric features asked for, and their SQL columns; none, or a non-numeric one, is a BAD_QUERY. */
+/** The key of a request for columns (`columnsOf`): the same request has the same columns. */
+function columnsKey(token: string, features: readonly string[], query: Query | undefined): string {
+  return JSON.stringify([token, features, query ?? null]);
+}
+
+/**
+ * Per feature, the compensated (Neumaier) sum of its kept column and its count; undefined when a
+ * column holds a NaN, which stands there for a null or a NaN alike (DuckDB counts them apart), an
+ * infinity, or sums past the largest double: DuckDB answers those.
+ */
+function sumsOfColumns(kept: NumericColumns, names: readonly string[]): Sums | undefined {
+  const sums: Record<string, number> = {};
+  const counts: Record<string, number> = {};
+  for (const name of names) {
+    const column = kept.columns[name];
+    if (column === undefined) return undefined;
+    let sum = 0;
+    let compensation = 0; // the low-order bits each addition lost, added back at the end
+    for (let i = 0; i < column.length; i++) {
+      const x = column[i] as number;
+      if (!Number.isFinite(x)) return undefined; // NaN (a null, or a NaN) or an infinity: DuckDB's to judge
+      const t = sum + x;
+      compensation += Math.abs(sum) >= Math.abs(x) ? sum - t + x : x - t + sum;
+      sum = t;
+    }
+    const total = sum + compensation;
+    if (!Number.isFinite(total)) return undefined; // overflowed: DuckDB says what that gives
+    sums[name] = total;
+    counts[name] = column.length;
+  }
+  return { sums, counts };
+}
+
 function numericFeatures(rel: Relation, features: readonly string[], asDouble = false): { names: string[]; cols: string[] } {
   const names = [...new Set(features)];
   if (names.length === 0) throw new FdlError('BAD_QUERY', 'no feature given', { path: 'features' });

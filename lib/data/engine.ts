@@ -765,6 +765,7 @@ async function loadSource(conn: DuckDBConnection, config: DataSourceConfig, tabl
 export function forAttempt(engine: DataEngine, attempt: { onRead: (token: string) => void; signal: AbortSignal }): DataEngine {
   return new Proxy(engine, {
     get(target, prop) {
+      if (prop === BEHIND) return target;
       const v: unknown = Reflect.get(target, prop, target);
       if (typeof v !== 'function') return v;
       return (...args: unknown[]) => {
@@ -773,6 +774,16 @@ export function forAttempt(engine: DataEngine, attempt: { onRead: (token: string
       };
     },
   });
+}
+
+const BEHIND = Symbol('the engine behind an attempt view');
+
+/**
+ * The engine itself behind an attempt's view (`forAttempt`), or the engine it is given: the key of
+ * caches that outlive one attempt (lib/ops/models/data.ts keeps model datasets across rounds).
+ */
+export function engineBehind(engine: DataEngine): DataEngine {
+  return ((engine as unknown as Record<symbol, DataEngine | undefined>)[BEHIND] ?? engine) as DataEngine;
 }
 
 /** The cancellation signal of the attempt a statement runs for (set by `forAttempt`'s view of the engine). */

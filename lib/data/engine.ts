@@ -14,6 +14,7 @@ import {
 } from '@duckdb/node-api';
 import type { DataSourceMeta, FeatureMeta, ProjectData, Query, Scalar } from '../../protocols/entities.ts';
 import { FdlError, isFdlError } from '../errors.ts';
+import { BEHIND } from './behind.ts';
 import { lookupFeature, push, quoteIdent, type Schema, schemaMap } from './sql.ts';
 import { compileRelation, type Relation, ROW_ID, withRelation } from './stages.ts';
 
@@ -774,16 +775,6 @@ export function forAttempt(engine: DataEngine, attempt: { onRead: (token: string
       };
     },
   });
-}
-
-const BEHIND = Symbol('the engine behind an attempt view');
-
-/**
- * The engine itself behind an attempt's view (`forAttempt`), or the engine it is given: the key of
- * caches that outlive one attempt (lib/ops/models/data.ts keeps model datasets across rounds).
- */
-export function engineBehind(engine: DataEngine): DataEngine {
-  return ((engine as unknown as Record<symbol, DataEngine | undefined>)[BEHIND] ?? engine) as DataEngine;
 }
 
 /** The cancellation signal of the attempt a statement runs for (set by `forAttempt`'s view of the engine). */

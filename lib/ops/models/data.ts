@@ -1,5 +1,6 @@
 import type { Query } from '../../../protocols/entities.ts';
-import { type DataEngine, engineBehind } from '../../data/engine.ts';
+import { engineBehind } from '../../data/behind.ts';
+import type { DataEngine } from '../../data/engine.ts';
 import { type OpContext, requireData } from '../context.ts';
 import type { Matrix } from './model.ts';
 

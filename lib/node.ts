@@ -12,7 +12,7 @@ import { spawnConnection } from '../actors/connection.ts';
 import { type PeerHandle, type SchedulerMsg, spawnScheduler } from '../actors/scheduler.ts';
 import { type WorkerMsg, spawnWorker } from '../actors/worker.ts';
 import { ConfigError, connectionLimitsOf, type NodeConfig, retryPolicyOf, schedulerUrlsOf } from './config.ts';
-import { handshakeMessage, identityOf, loadOrCreateIdentity, newIdentityText, signWith } from './security/identity.ts';
+import { handshakeMessage, identityOf, loadOrCreateIdentity, localsSecret, newIdentityText, signWith } from './security/identity.ts';
 import { DataEngine } from './data/engine.ts';
 import { send, shardOf, spawnActor } from './kit/actors.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -105,6 +105,9 @@ export interface StartOptions {
   compute?: ComputeHandle | null;
 }
 
+/** Holds of in-process jobs kept at once (each also ends by itself within GroupCommit's HOLD_MAX_MS). */
+const MAX_HELD = 64;
+
 export async function startNode(config: NodeConfig, log: Logger = createLogger(config.name), opts: StartOptions = {}): Promise<RunningNode> {
   mkdirSync(config.workdir, { recursive: true });
   return config.mode === 'worker' ? startWorkerNode(config, log, opts.compute) : startSchedulerNode(config, log, opts);
@@ -190,20 +193,42 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
   }
   const schedulerId = store.schedulerId(config.name);
   const system = start();
-  // On PostgreSQL the initiator's masks are rows of the store, where every replica finds them.
-  const locals = store.db.kind === 'postgres' ? new LocalsStore(undefined, store) : new LocalsStore(join(config.workdir, LOCALS_DIR));
+  // On PostgreSQL the initiator's locals are rows of the store, where every replica finds them.
+  // Its masks are derived from the identity's secret (durable already, and the same on every
+  // replica): a Sequential estimator's init writes nothing, and no fsync waits for it.
+  const secret = localsSecret(identity);
+  const locals =
+    store.db.kind === 'postgres' ? new LocalsStore(undefined, store, secret) : new LocalsStore(join(config.workdir, LOCALS_DIR), undefined, secret);
   const uploads = new Uploads(store.blobs.incoming);
   const { threshold_bytes: thresholdBytes, chunk_bytes: chunkBytes } = config.streaming;
 
   // The scheduler and its initiator address each other; refs are bound once both exist.
   let scheduler: Ref<SchedulerMsg> | undefined;
   let initiator: Ref<WorkerMsg> | undefined;
+  // A job handed to the initiator in-process continues the cascade that assigned it: the store's
+  // next barrier waits for its report (GroupCommit.hold, a few ms at most), so that a Sequential
+  // chain's init, its product and the next job's assignment ride in the commit that accepted the
+  // artifact, instead of the barrier running while the init runs and the next assignment waiting
+  // for a second one. Any report of the initiator releases what it holds (a hold also ends by itself).
+  const held: Array<() => void> = [];
+  const releaseHeld = () => {
+    for (const release of held.splice(0)) release();
+  };
   const initiatorPeer: PeerHandle = {
     sessionId: 'initiator',
     send: (message: Message) => {
-      if (initiator) send(initiator, { kind: 'inbound', message });
+      if (!initiator) return;
+      if (message.type === 'assignJob') {
+        if (held.length >= MAX_HELD) releaseHeld();
+        held.push(store.hold());
+      }
+      send(initiator, { kind: 'inbound', message });
     },
     close: () => {},
+  };
+  const toScheduler = (message: Message) => {
+    if (message.type === 'jobCompleted' || message.type === 'jobFailed' || message.type === 'productOffer') releaseHeld();
+    send(scheduler as Ref<SchedulerMsg>, { kind: 'fromWorker', peer: initiatorPeer, nodeId: schedulerId, message });
   };
   initiator = spawnWorker(system, {
     name: schedulerId,
@@ -215,7 +240,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     ...(compute ? { compute } : {}),
     sendToScheduler: (message) => {
       if (!scheduler) return false;
-      send(scheduler, { kind: 'fromWorker', peer: initiatorPeer, nodeId: schedulerId, message });
+      toScheduler(message);
       return true;
     },
     scratch: join(config.workdir, SPOOL_DIR, 'out'),
@@ -235,12 +260,15 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
       },
       send: (offer, body) => {
         if (!scheduler) return;
-        if ('file' in body) send(scheduler, { kind: 'localProduct', report: offer, file: body.file });
+        if ('file' in body) {
+          releaseHeld();
+          send(scheduler, { kind: 'localProduct', report: offer, file: body.file });
+        }
         else if ('source' in body) log.error({ jobId: offer.jobId }, 'a product to stream reached the initiator, which seals into files');
         else {
           const report: MessageOf<'jobCompleted'> = { type: 'jobCompleted', jobId: offer.jobId, attempt: offer.attempt, sha256: offer.sha256, data: body.bytes };
           if (offer.ranMs !== undefined) report.ranMs = offer.ranMs;
-          send(scheduler, { kind: 'fromWorker', peer: initiatorPeer, nodeId: schedulerId, message: report });
+          toScheduler(report);
         }
       },
     },

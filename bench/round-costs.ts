@@ -1,4 +1,4 @@
-import { roundsCluster, tinyRound } from './rounds.ts';
+import { fedAvgRound, ROWS_PER_WORKER, roundsCluster, tinyRound } from './rounds.ts';
 import { Cleanup, costsTable, processCost } from './util.ts';
 
 /**
@@ -11,6 +11,7 @@ import { Cleanup, costsTable, processCost } from './util.ts';
  *
  *   node --import tsx bench/round-costs.ts          (N=2 workers, R=200 rounds, REPEATS=3)
  *   N=4 R=300 node --import tsx bench/round-costs.ts
+ *   SHAPE=fedavg R=100 node --import tsx bench/round-costs.ts   (the FedAvg round of bench/rounds.ts)
  *
  * Linux only (/proc). Not part of `npm run bench`: it prints no ratio, it is the tool to see
  * where a round's cost moved between two trees (run it on both, alternating).
@@ -19,19 +20,23 @@ import { Cleanup, costsTable, processCost } from './util.ts';
 const N = Number(process.env.N ?? 2);
 const R = Number(process.env.R ?? 200);
 const REPEATS = Number(process.env.REPEATS ?? 3);
+/** `tiny` (the default) or `fedavg`: the FedAvg round of bench/rounds.ts (2,500 rows per worker). */
+const SHAPE = process.env.SHAPE ?? 'tiny';
+if (SHAPE !== 'tiny' && SHAPE !== 'fedavg') throw new Error(`SHAPE is tiny or fedavg, not ${SHAPE}`);
+const artifact = SHAPE === 'tiny' ? tinyRound : fedAvgRound;
 
 const cleanup = new Cleanup();
 try {
-  const { cluster, project } = await roundsCluster(cleanup, N, 100);
-  await (await project.submit(tinyRound(R))).result(); // warm-up (JIT)
+  const { cluster, project } = await roundsCluster(cleanup, N, SHAPE === 'tiny' ? 100 : ROWS_PER_WORKER);
+  await (await project.submit(artifact(R))).result(); // warm-up (JIT)
 
   const processes = cluster.processes().filter((p): p is { name: string; pid: number } => p.pid !== undefined);
   const before = new Map(processes.map((p) => [p.name, processCost(p.pid)]));
   const t0 = performance.now();
-  for (let i = 0; i < REPEATS; i++) await (await project.submit(tinyRound(R))).result();
+  for (let i = 0; i < REPEATS; i++) await (await project.submit(artifact(R))).result();
   const wall = (performance.now() - t0) / (REPEATS * R);
   const rounds = REPEATS * R;
-  process.stdout.write(`tiny round, ${N} workers, ${REPEATS} x Iterate(${R}): wall ${wall.toFixed(2)} ms per round (submit and download included)\n`);
+  process.stdout.write(`${SHAPE} round, ${N} workers, ${REPEATS} x Iterate(${R}): wall ${wall.toFixed(2)} ms per round (submit and download included)\n`);
   process.stdout.write(costsTable(processes, before, rounds, 'round'));
 } finally {
   await cleanup.run();

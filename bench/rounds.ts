@@ -30,10 +30,13 @@ import { type Cleanup, median, ms, now, type Row, ratio } from './util.ts';
  *   seed), batch 64, 1 epoch per round, weighted mean. Per round from the R difference as above.
  *   Baseline: the round's pure compute in this process (each worker's `trainLinear` over its
  *   rows already in memory, the slower of the parallel ones, plus `aggregateLinear`).
+ * - FedAvg late vs early: one Iterate(BENCH_ROUNDS_LONG = 300; 0 skips it), per round of its last
+ *   20 rounds against its rounds 2-21, timed from the Finalize's COMPLETED pushes (flat in R is
+ *   the goal). Baseline: the early rounds of the same artifact.
  */
 
 export const FEATURES = Array.from({ length: 10 }, (_, j) => `x${j}`);
-const ROWS_PER_WORKER = 2500;
+export const ROWS_PER_WORKER = 2500;
 
 /** A logistic workload: y = 1 with probability sigmoid(w·x + b), w and x seeded. */
 export function syntheticShard(seed: number, rows: number): { csv: string; x: Matrix; y: Float64Array } {
@@ -159,6 +162,35 @@ export async function perRound(project: Project, make: (rounds: number) => Step[
   return { perRound: median(perRounds), lo: median(los) };
 }
 
+/**
+ * Per round early and late in one long Iterate (issue 9: R = 300 as fast per round as R = 5). Each
+ * round is timed from the push of its last job's COMPLETED (the Finalize) to the next round's; the
+ * figures are the median of rounds 2..1+k and of the last k, of the median artifact of `repeats`.
+ */
+export async function earlyLate(project: Project, make: (rounds: number) => Step[], rounds: number, k: number, repeats: number) {
+  const run = async () => {
+    const handle = await project.submit(make(rounds));
+    const last = Math.max(...handle.status.jobs.map((j) => j.stepIndex));
+    const finals = new Map<number, { id: string; index: number }>(); // iteration -> its round's last job
+    for (const j of handle.status.jobs) {
+      const cur = finals.get(j.iteration);
+      if (j.stepIndex === last && (cur === undefined || j.index > cur.index)) finals.set(j.iteration, j);
+    }
+    const ends = new Set([...finals.values()].map((j) => j.id));
+    const times: number[] = [];
+    handle.on('event', (e) => {
+      if (e.event.kind === 'jobState' && e.event.state === 'COMPLETED' && ends.has(e.event.jobId)) times.push(now());
+    });
+    await handle.result();
+    const intervals = times.slice(1).map((t, i) => t - (times[i] as number));
+    return { early: median(intervals.slice(0, k)), late: median(intervals.slice(-k)) };
+  };
+  const runs: Array<{ early: number; late: number }> = [];
+  for (let r = 0; r < repeats; r++) runs.push(await run());
+  runs.sort((a, b) => a.early + a.late - (b.early + b.late));
+  return runs[runs.length >> 1] as { early: number; late: number };
+}
+
 /** The pure compute of one FedAvg round: each shard's local training (the slower one) plus aggregation. */
 async function fedAvgCompute(shards: Array<{ x: Matrix; y: Float64Array }>, repeats: number): Promise<number> {
   const mean = new Float64Array(FEATURES.length);
@@ -192,6 +224,10 @@ export const tinyRound = (rounds: number): Step[] => [
   ]),
 ];
 
+/** The FedAvg round's artifact: logistic regression on the synthetic shards, batch 64, 1 epoch per round. */
+export const fedAvgRound = (rounds: number): Step[] =>
+  models.logisticRegression({ features: FEATURES, label: 'y', rounds, batchSize: 64, epochs: 1, standardize: 'none' });
+
 /** A cluster of a scheduler and `n` worker processes, each with a synthetic shard of `rows` rows, and a workbench on it. */
 export async function roundsCluster(cleanup: Cleanup, n: number, rows: number) {
   const dir = cleanup.tempDir(`fdl-bench-rounds-${n}-`);
@@ -220,13 +256,12 @@ export async function benchRounds(opts: { cleanup: Cleanup; repeats: number; wor
   const rows: Row[] = [];
   const LO = 5;
   const HI = Number(process.env.BENCH_ROUNDS_HI ?? 45);
+  const LONG = Number(process.env.BENCH_ROUNDS_LONG ?? 300);
   for (const n of opts.workers) {
     const { dir, shards, cluster, wb, project } = await roundsCluster(opts.cleanup, n, ROWS_PER_WORKER);
-    const fedAvg = (rounds: number): Step[] =>
-      models.logisticRegression({ features: FEATURES, label: 'y', rounds, batchSize: 64, epochs: 1, standardize: 'none' });
-
     const tinyRun = await perRound(project, tinyRound, LO, HI, opts.repeats);
-    const fedRun = await perRound(project, fedAvg, LO, Math.min(HI, 25), opts.repeats);
+    const fedRun = await perRound(project, fedAvgRound, LO, Math.min(HI, 25), opts.repeats);
+    const long = LONG > 0 ? await earlyLate(project, fedAvgRound, LONG, 20, Math.min(3, opts.repeats)) : undefined;
     wb.close();
     await cluster.stop();
 
@@ -252,6 +287,18 @@ export async function benchRounds(opts: { cleanup: Cleanup; repeats: number; wor
       ratio: ratio(fedRun.perRound / compute),
       note: 'goal <= 2x',
     });
+    if (long) {
+      process.stdout.write(
+        `[rounds] ${n} workers: FedAvg per round in one Iterate(${LONG}), from the Finalize pushes: rounds 2-21 ${ms(long.early)}, last 20 ${ms(long.late)}\n`,
+      );
+      rows.push({
+        figure: `FedAvg round ${LONG - 19}-${LONG} of ${LONG}, ${n} workers`,
+        value: ms(long.late),
+        baseline: `rounds 2-21 ${ms(long.early)}`,
+        ratio: ratio(long.late / long.early),
+        note: 'goal: flat in R (1x)',
+      });
+    }
   }
   return rows;
 }

@@ -1,14 +1,15 @@
 // Why: a worker runs the JavaScript-heavy half of operations (training, cross-validation,
 // evaluation) in a pool of threads (lib/ops/pool.ts), so the answers must not depend on where
 // they ran: the same bytes from a thread as inline, errors with the same code and message, and a
-// cancelled task must stop (rejected; its thread ended) while the pool goes on serving.
+// cancelled task must stop (rejected; its thread ended) while the pool goes on serving. A task
+// smaller than the trip to a thread (a FedAvg round's training) runs inline, and only such a one.
 import { join } from 'node:path';
 import t from 'tap';
 import { decodeValue, encodeValue } from '../protocols/codec.ts';
 import { type Operation, OperationSchema } from '../protocols/entities.ts';
 import { DataEngine } from '../lib/data/engine.ts';
 import { isFdlError } from '../lib/errors.ts';
-import type { Compute, Locals, OpContext } from '../lib/ops/context.ts';
+import { type Compute, DEFAULT_INLINE_WORK, type Locals, type OpContext } from '../lib/ops/context.ts';
 import { runOperation } from '../lib/ops/index.ts';
 import { type ComputeHandle, ComputePool, computePool, defaultComputeThreads, shareCompute } from '../lib/ops/pool.ts';
 import { parseConfig } from '../lib/config.ts';
@@ -17,7 +18,9 @@ import { EXAMPLE_DATA } from '../lib/sim/cluster.ts';
 const TOKEN = 'project-token';
 const LABEL = 'MedHouseValDiscrete';
 const data = await DataEngine.open([{ name: 's0', path: join(EXAMPLE_DATA, 'california_housing.MedInc1.csv'), projects: [TOKEN] }]);
-const pool = new ComputePool(1);
+// Every task that tells its work goes to this pool's thread (no inline shortcut for small ones):
+// the cases below compare a thread's answer with an inline one.
+const pool = new ComputePool(1, undefined, 0);
 t.teardown(async () => {
   await pool.close();
   await data.close();
@@ -78,6 +81,30 @@ t.test('a pool thread gives the same bytes as inline, for every offloaded operat
     const pooled = await wire(op, inputs, pool);
     t.equal(pooled, inline, `${name}: the same bytes`);
   }
+});
+
+t.test('a task too small for the trip runs inline; a larger one, or one that cannot tell its work, goes to the pool', async (t) => {
+  const shipped: string[] = [];
+  const counting: Compute = {
+    inlineWork: DEFAULT_INLINE_WORK,
+    run: (task, args, signal) => {
+      shipped.push(task);
+      return pool.run(task, args, signal);
+    },
+  };
+  const rows = (await data.numericColumns(TOKEN, [...features, LABEL])).rows;
+  const logistic = (epochs: number) => ({ type: 'logisticRegression' as const, features, label: LABEL, epochs, seed: 4 });
+  const small = Math.floor(DEFAULT_INLINE_WORK / (rows * features.length));
+  t.ok(small >= 1, `one epoch over the shard's ${rows} rows is below the bound`);
+  const inline = await wire({ kind: 'Train', model: logistic(small) }, []);
+  t.equal(await wire({ kind: 'Train', model: logistic(small) }, [], counting), inline, 'the same bytes');
+  t.same(shipped, [], `${small} epoch(s): ${rows * features.length * small} values, run inline`);
+  await wire({ kind: 'Train', model: logistic(small + 1) }, [], counting);
+  t.same(shipped, ['Train'], `${small + 1} epochs: over the bound, shipped`);
+  await wire({ kind: 'Train', model: { type: 'randomForest', features, label: LABEL, strategy: 'merge', nEstimators: 1, maxDepth: 2 } }, [], counting);
+  t.same(shipped, ['Train', 'Train'], 'a forest (its cost untold) is shipped');
+  await wire({ kind: 'Train', model: logistic(small + 1) }, [], { ...counting, inlineWork: Number.POSITIVE_INFINITY });
+  t.same(shipped, ['Train', 'Train'], "the pool's own bound decides");
 });
 
 t.test('errors cross the thread with their code, message and retryability', async (t) => {

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import t from 'tap';
 import { decodeValue, encodeValue } from '../protocols/codec.ts';
 import { OperationSchema } from '../protocols/entities.ts';
-import { DataEngine } from '../lib/data/engine.ts';
+import { DataEngine, forAttempt } from '../lib/data/engine.ts';
+import { datasetCache, readDataset } from '../lib/ops/models/data.ts';
 import type { Locals, OpContext } from '../lib/ops/context.ts';
 import { runOperation } from '../lib/ops/index.ts';
 import { accuracy } from '../lib/ops/metrics.ts';
@@ -271,6 +272,39 @@ t.test('the operations of a FedAvg artifact, chained in-process', async (t) => {
   await t.rejects(run(initiator, { kind: 'InitModel', model: spec, standardize: { mean: [1], std: [1] } }, []), /standardize needs/);
   await t.rejects(run(initiator, finalize.operation, [{ model: { type: 'svm' }, samples: 1 }]), { code: 'OPERATION_FAILED', message: /unknown model type/ });
   await t.rejects(run(initiator, parallel.operation, [global]), { code: 'DATA_UNAVAILABLE' });
+});
+
+t.test("a worker reads a model's rows once: later rounds train on them from memory, and still count as reads", async (t) => {
+  const engine = await DataEngine.open([{ name: 's0', path: SHARDS[0] as string, projects: [TOKEN, 'other-project'] }]);
+  t.teardown(() => engine.close());
+  const reads: string[] = [];
+  const attempt = () => forAttempt(engine, { onRead: (token) => reads.push(token), signal: new AbortController().signal });
+  const node = () => ({ data: attempt(), locals: new MapLocals() });
+  const train: Operation = { kind: 'Train', model: { type: 'logisticRegression', features, label: LABEL, epochs: 1, seed: 5 } };
+  const cache = datasetCache(engine);
+  const first = await run(node(), train, []);
+  t.equal(cache.hits, 0);
+  t.same(reads, [TOKEN], 'the first round reads the data');
+  const engineReads = engine.numericColumnsCacheHits;
+  const second = await run(node(), train, []);
+  t.equal(cache.hits, 1, 'the second round is answered from memory');
+  t.equal(engine.numericColumnsCacheHits, engineReads, 'without asking the engine for its columns');
+  t.same(reads, [TOKEN, TOKEN], "and still counts as a read of the project's data (the job's provenance)");
+  t.same(second, first, 'the same model');
+
+  const ctx = { operation: train, projectToken: TOKEN, data: attempt() } as unknown as OpContext;
+  const a = await readDataset(ctx, features, LABEL);
+  const b = await readDataset(ctx, features, LABEL);
+  t.equal(a, b, 'one dataset, shared');
+  t.ok(a.x.data.buffer instanceof SharedArrayBuffer && a.y.buffer instanceof SharedArrayBuffer, 'on shared memory: a compute thread gets it without a copy');
+  const other = await readDataset({ ...ctx, projectToken: 'other-project' } as OpContext, features, LABEL);
+  t.not(other, a, "another project's request is another entry");
+  await t.rejects(readDataset({ ...ctx, projectToken: 'unbound' } as OpContext, features, LABEL), { code: 'DATA_UNAVAILABLE' });
+  t.ok(cache.size >= 2);
+  cache.budget = 0;
+  t.equal(cache.size, 0, 'past its budget the cache lets go of its datasets');
+  await readDataset(ctx, features, LABEL);
+  t.equal(cache.size, 0, 'and keeps none larger than the budget');
 });
 
 t.test('TrainTest, LocalCrossValidation, EvaluateModel and MergeMetrics', async (t) => {

@@ -14,6 +14,7 @@ import {
 } from '@duckdb/node-api';
 import type { DataSourceMeta, FeatureMeta, ProjectData, Query, Scalar } from '../../protocols/entities.ts';
 import { FdlError, isFdlError } from '../errors.ts';
+import { BEHIND } from './behind.ts';
 import { lookupFeature, push, quoteIdent, type Schema, schemaMap } from './sql.ts';
 import { compileRelation, type Relation, ROW_ID, withRelation } from './stages.ts';
 
@@ -936,6 +937,7 @@ async function loadSource(conn: DuckDBConnection, config: DataSourceConfig, tabl
 export function forAttempt(engine: DataEngine, attempt: { onRead: (token: string) => void; signal: AbortSignal }): DataEngine {
   return new Proxy(engine, {
     get(target, prop) {
+      if (prop === BEHIND) return target;
       const v: unknown = Reflect.get(target, prop, target);
       if (typeof v !== 'function') return v;
       return (...args: unknown[]) => {

@@ -50,22 +50,37 @@ export interface OpContext {
 /** Runs a compute task (lib/ops/compute.ts) by name, elsewhere; rejects when `signal` aborts. */
 export interface Compute {
   run(task: ComputeTaskName, args: unknown, signal?: AbortSignal): Promise<unknown>;
+  /** Tasks of at most this much work (see `offload`) run inline instead; absent: DEFAULT_INLINE_WORK. */
+  readonly inlineWork?: number;
 }
 
 /**
- * Runs the CPU-bound part of an operation: on `ctx.compute` when there is one, else inline with
- * `fn` (the same function the thread runs: `computeTasks[task]`). Only structured-clonable
- * values (plain objects, typed arrays) go in and come out.
+ * Work below which a task runs inline even where there is a pool, in the unit of `offload`'s
+ * `work`: values an operation reads, summed over its passes (rows × features × epochs for a linear
+ * training). Shipping a task to a thread and back (a message each way, a thread woken, the result
+ * copied) cost more than a FedAvg round's whole training (2,500 rows × 10 features, one epoch:
+ * ~0.3 ms, measured in docs/PERFORMANCE.md); 100,000 values take 1-2 ms here, which holds the event
+ * loop no longer than a few frames do, far below a heartbeat.
+ */
+export const DEFAULT_INLINE_WORK = 100_000;
+
+/**
+ * Runs the CPU-bound part of an operation: on `ctx.compute` when there is one and the task's
+ * `work` (when the caller can tell it) is above the pool's inline bound, else inline with `fn`
+ * (the same function the thread runs: `computeTasks[task]`). Only structured-clonable values
+ * (plain objects, typed arrays) go in and come out.
  */
 export async function offload<A, R>(
   ctx: OpContext,
   task: ComputeTaskName,
   fn: (args: A, signal?: AbortSignal) => R | Promise<R>,
   args: A,
+  work?: number,
 ): Promise<R> {
   ctx.signal?.throwIfAborted();
-  if (ctx.compute === undefined) return await fn(args, ctx.signal);
-  return (await ctx.compute.run(task, args, ctx.signal)) as R;
+  const compute = ctx.compute;
+  if (compute === undefined || (work !== undefined && work <= (compute.inlineWork ?? DEFAULT_INLINE_WORK))) return await fn(args, ctx.signal);
+  return (await compute.run(task, args, ctx.signal)) as R;
 }
 
 /** What a node tells its operations about privacy (docs/OPERATIONS.md, "Privacy"). */

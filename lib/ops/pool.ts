@@ -1,14 +1,16 @@
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import { type ComputeOutcome, type ComputeTaskName, unwrapOutcome } from './compute.ts';
-import type { Compute } from './context.ts';
+import { type Compute, DEFAULT_INLINE_WORK } from './context.ts';
 
 /**
  * A worker node's pool of threads for the JavaScript-heavy half of operations (model training,
  * cross-validation, evaluation: lib/ops/compute.ts), so that a long training never holds up the
  * node's event loop (heartbeats, status, other jobs' data reads). Data reads stay on the main
  * thread, where the DataEngine lives; arguments and results are structured-cloned (typed arrays
- * are copied, so nothing the engine caches is ever detached).
+ * are copied, so nothing the engine caches is ever detached; a cached model dataset sits on
+ * SharedArrayBuffers, which are shared, not copied: lib/ops/models/data.ts). A task too small to
+ * be worth the trip runs inline instead (`DEFAULT_INLINE_WORK`, lib/ops/context.ts).
  *
  * Cancel: a task whose signal aborts is dropped from the queue, or, running, has its thread
  * terminated (piscina starts a fresh one in its place): a cancelled training stops computing.
@@ -27,11 +29,14 @@ const THREAD_ENTRY = new URL(import.meta.url.endsWith('.ts') ? './pool-thread-ts
 
 export class ComputePool implements Compute {
   readonly threads: number;
+  /** Tasks this small run inline (lib/ops/context.ts, `offload`); 0 ships every task that tells its work. */
+  readonly inlineWork: number;
   readonly #pool: Piscina;
 
-  constructor(threads: number, idleTimeoutMs = DEFAULT_COMPUTE_IDLE_MS) {
+  constructor(threads: number, idleTimeoutMs = DEFAULT_COMPUTE_IDLE_MS, inlineWork = DEFAULT_INLINE_WORK) {
     if (!(Number.isInteger(threads) && threads >= 1)) throw new RangeError(`a compute pool needs at least 1 thread, not ${threads}`);
     this.threads = threads;
+    this.inlineWork = inlineWork;
     this.#pool = new Piscina({ filename: THREAD_ENTRY, minThreads: 0, maxThreads: threads, idleTimeout: idleTimeoutMs });
   }
 
@@ -73,6 +78,7 @@ export function shareCompute(pool: ComputeHandle | undefined, users: number): Co
     let mine = false;
     return {
       threads: pool.threads,
+      ...(pool.inlineWork === undefined ? {} : { inlineWork: pool.inlineWork }),
       run: (task, args, signal) => pool.run(task, args, signal),
       close: () => {
         if (!mine) {

@@ -143,9 +143,16 @@ function startLinear(ctx: OpRef & Pick<OpContext, 'inputs'>, spec: LinearSpec, d
   return model;
 }
 
+/** Labels found 0/1 already: a cached dataset (lib/ops/models/data.ts) is checked once, not every round. */
+const binaryLabels = new WeakSet<Float64Array>();
+
 function labelCheck(ctx: OpRef, spec: ModelSpec, y: Float64Array): void {
-  if (spec.type !== 'logisticRegression') return;
-  for (const v of y) if (v !== 0 && v !== 1) throw opError(ctx, `logistic regression needs a 0/1 label; ${spec.label} has ${v}`);
+  if (spec.type !== 'logisticRegression' || binaryLabels.has(y)) return;
+  for (let i = 0; i < y.length; i++) {
+    const v = y[i] as number;
+    if (v !== 0 && v !== 1) throw opError(ctx, `logistic regression needs a 0/1 label; ${spec.label} has ${v}`);
+  }
+  binaryLabels.add(y);
 }
 
 /** Class indices of y over `classes`; rows with a label outside them are an error. */
@@ -195,10 +202,19 @@ export function evaluate(model: Model, ds: Dataset): EvalStats {
   return classificationStats(p.classes ?? [0, 1], ds.y, p.predicted, p.score);
 }
 
+/**
+ * Values a training reads (`offload`'s work): a linear model's passes over its rows; undefined for a
+ * forest, whose cost its settings multiply (it always goes to the pool when there is one).
+ */
+function trainingWork(spec: ModelSpec, rows: number, passes = 1): number | undefined {
+  if (spec.type === 'randomForest') return undefined;
+  return rows * spec.features.length * linearTraining(spec).epochs * passes;
+}
+
 async function train(ctx: Ctx<'Train'>): Promise<Record<string, unknown>> {
   const { model: spec, query } = ctx.operation;
   const ds = await readDataset(ctx, spec.features, spec.label, query);
-  return offload(ctx, 'Train', computeTrain, { ...computeOf(ctx), ds });
+  return offload(ctx, 'Train', computeTrain, { ...computeOf(ctx), ds }, trainingWork(spec, ds.x.rows));
 }
 
 /** The compute half of Train. */
@@ -210,7 +226,7 @@ export async function computeTrain(a: ModelCompute<'Train'> & { ds: Dataset }, s
 async function trainTest(ctx: Ctx<'TrainTest'>): Promise<Record<string, unknown>> {
   const { model: spec, query } = ctx.operation;
   const ds = await readDataset(ctx, spec.features, spec.label, query);
-  return offload(ctx, 'TrainTest', computeTrainTest, { ...computeOf(ctx), ds });
+  return offload(ctx, 'TrainTest', computeTrainTest, { ...computeOf(ctx), ds }, trainingWork(spec, ds.x.rows, 2));
 }
 
 /** The compute half of TrainTest: the split, the training, the test. */
@@ -256,7 +272,7 @@ export function foldOf(seed: number, row: number, folds: number): number {
 async function localCrossValidation(ctx: Ctx<'LocalCrossValidation'>): Promise<MetricsProduct> {
   const { model: spec, query } = ctx.operation;
   const ds = await readDataset(ctx, spec.features, spec.label, query);
-  return offload(ctx, 'LocalCrossValidation', computeCrossValidation, { ...computeOf(ctx), ds });
+  return offload(ctx, 'LocalCrossValidation', computeCrossValidation, { ...computeOf(ctx), ds }, trainingWork(spec, ds.x.rows, ctx.operation.folds));
 }
 
 /** The compute half of LocalCrossValidation: one training and one test per fold. */
@@ -290,7 +306,7 @@ async function evaluateModel(ctx: Ctx<'EvaluateModel'>): Promise<MetricsProduct>
   if (ctx.inputs.length !== 1) throw opError(ctx, `needs exactly 1 input (a model), got ${ctx.inputs.length}`);
   const model = checked(ctx, () => parseModel(input));
   const ds = await readDataset(ctx, model.features, model.label, ctx.operation.query);
-  return offload(ctx, 'EvaluateModel', computeEvaluate, { model, ds });
+  return offload(ctx, 'EvaluateModel', computeEvaluate, { model, ds }, model.type === 'randomForest' ? undefined : ds.x.rows * model.features.length);
 }
 
 /** The compute half of EvaluateModel: predictions and their metrics. */

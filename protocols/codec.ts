@@ -3,6 +3,7 @@ import type { z } from 'zod';
 import type { WireError } from './errors.ts';
 import { ErrorCodes, formatPath, wireError } from './errors.ts';
 import { type Message, MessageSchemas, type MessageType } from './messages.ts';
+import { type Check, compileCheck } from './compiled-check.ts';
 import { FRAME_LIMITS, type FrameLimits, scanFrame } from './frame-scan.ts';
 import { PROTOCOL_VERSION } from './version.ts';
 
@@ -83,6 +84,13 @@ function mostSpecific(issue: z.core.$ZodIssue): { path: PropertyKey[]; message: 
   return { path, message: current.message };
 }
 
+/** Each message type's precompiled check (protocols/compiled-check.ts), where its schema compiles. */
+const fastChecks = new Map<string, Check>();
+for (const type of Object.keys(MessageSchemas) as MessageType[]) {
+  const check = compileCheck(MessageSchemas[type]);
+  if (check) fastChecks.set(type, check);
+}
+
 export type Decoded =
   | { ok: true; message: Message }
   | { ok: false; error: WireError; reqId?: number; type?: string };
@@ -133,6 +141,8 @@ export function decode(bytes: Uint8Array, limits: Readonly<FrameLimits> = FRAME_
     err.message = `${err.code.slice(0, 64)}: ${typeof err.message === 'string' ? err.message : ''}`.slice(0, 10_000);
     err.code = 'INTERNAL';
   }
+  // The common case, a valid frame, without building zod's copy; zod judges everything else.
+  if (fastChecks.get(type)?.(raw)) return { ok: true, message: raw as Message };
   const schema = MessageSchemas[type as MessageType];
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {

@@ -108,10 +108,8 @@ export function scanFrame(bytes: Uint8Array, limits: Readonly<FrameLimits>): Sca
   let topKey = 0;
   let elements = 0;
   let pos = 0;
-  const fail = (code: ErrorCode, problem: string): ScanFailure =>
-    refusal(bytes, depth, code, problem, type, reqId);
   do {
-    if (pos >= end) return fail('BAD_FRAME', 'unexpected end of data');
+    if (pos >= end) return refusal(bytes, depth, 'BAD_FRAME', 'unexpected end of data', type, reqId);
     const b = bytes[pos] as number;
     if (depth > 0 && isMapAt[depth - 1] === 1 && (((total[depth - 1] as number) - (left[depth - 1] as number)) & 1) === 0) keyAt[depth - 1] = pos;
     // A header: `header` bytes, then `size` bytes of payload (strings, binaries, numbers), or
@@ -132,13 +130,13 @@ export function scanFrame(bytes: Uint8Array, limits: Readonly<FrameLimits>): Sca
       isString = true;
     } else if (b >= 0xcc && b <= 0xd3) size = 1 << ((b - 0xcc) & 3);
     else if (b === 0xca || b === 0xcb) size = b === 0xca ? 4 : 8;
-    else if (b === 0xc1) return fail('BAD_FRAME', 'byte 0xc1 is never used');
+    else if (b === 0xc1) return refusal(bytes, depth, 'BAD_FRAME', 'byte 0xc1 is never used', type, reqId);
     else {
       // bin 8/16/32 (0xc4-0xc6), str 8/16/32 (0xd9-0xdb), array 16/32 (0xdc, 0xdd), map 16/32 (0xde, 0xdf).
       const width = b === 0xc4 || b === 0xd9 ? 1 : b === 0xc5 || b === 0xda || b === 0xdc || b === 0xde ? 2 : b === 0xc6 || b === 0xdb || b === 0xdd || b === 0xdf ? 4 : 0;
-      if (width === 0) return fail('BAD_FRAME', `extension types are not part of the protocol (byte 0x${b.toString(16)})`);
+      if (width === 0) return refusal(bytes, depth, 'BAD_FRAME', `extension types are not part of the protocol (byte 0x${b.toString(16)})`, type, reqId);
       header = 1 + width;
-      if (pos + header > end) return fail('BAD_FRAME', 'unexpected end of data');
+      if (pos + header > end) return refusal(bytes, depth, 'BAD_FRAME', 'unexpected end of data', type, reqId);
       const length =
         width === 1
           ? (bytes[pos + 1] as number)
@@ -154,19 +152,19 @@ export function scanFrame(bytes: Uint8Array, limits: Readonly<FrameLimits>): Sca
         isString = b >= 0xd9;
       }
     }
-    if (pos + header + size > end) return fail('BAD_FRAME', 'unexpected end of data');
+    if (pos + header + size > end) return refusal(bytes, depth, 'BAD_FRAME', 'unexpected end of data', type, reqId);
     // A map of n entries holds 2n values, each at least one byte: more than the bytes left is a lie.
     const children = isMap ? 2 * entries : entries;
-    if (children > end - pos - header) return fail('BAD_FRAME', 'unexpected end of data');
+    if (children > end - pos - header) return refusal(bytes, depth, 'BAD_FRAME', 'unexpected end of data', type, reqId);
 
-    if (++elements > limits.maxElements) return fail('INVALID_MESSAGE', `more than ${limits.maxElements} values in one frame`);
+    if (++elements > limits.maxElements) return refusal(bytes, depth, 'INVALID_MESSAGE', `more than ${limits.maxElements} values in one frame`, type, reqId);
     if (isString && size > limits.maxStringBytes) {
-      return fail('INVALID_MESSAGE', `a string of ${size} bytes (at most ${limits.maxStringBytes})`);
+      return refusal(bytes, depth, 'INVALID_MESSAGE', `a string of ${size} bytes (at most ${limits.maxStringBytes})`, type, reqId);
     }
     if (entries > limits.maxContainerLength) {
-      return fail('INVALID_MESSAGE', `a ${isMap ? 'map' : 'list'} of ${entries} entries (at most ${limits.maxContainerLength})`);
+      return refusal(bytes, depth, 'INVALID_MESSAGE', `a ${isMap ? 'map' : 'list'} of ${entries} entries (at most ${limits.maxContainerLength})`, type, reqId);
     }
-    if (entries >= 0 && depth > limits.maxDepth) return fail('INVALID_MESSAGE', `nested deeper than ${limits.maxDepth} levels`);
+    if (entries >= 0 && depth > limits.maxDepth) return refusal(bytes, depth, 'INVALID_MESSAGE', `nested deeper than ${limits.maxDepth} levels`, type, reqId);
     if (depth === 1 && topIsMap) {
       // A key or value of the top-level map: remember `type` and `reqId` to echo them in an error.
       const isKey = topEntry++ % 2 === 0;
@@ -195,7 +193,7 @@ export function scanFrame(bytes: Uint8Array, limits: Readonly<FrameLimits>): Sca
     }
     while (depth > 0 && left[depth - 1] === 0) depth--;
   } while (depth > 0);
-  if (pos !== end) return fail('BAD_FRAME', `${end - pos} bytes left over after the message`);
+  if (pos !== end) return refusal(bytes, depth, 'BAD_FRAME', `${end - pos} bytes left over after the message`, type, reqId);
   return undefined;
 }
 

@@ -526,7 +526,14 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       case 'submitArtifact':
         submit(s, self, m, peer, scope);
         return;
-      case 'getStatus':
+      case 'getStatus': {
+        // One read of the artifact's row, not two: the status names its project, which decides
+        // whether this session may see it (the same answer as visibleArtifact's when it may not).
+        const status = store.status(m.artifactId);
+        if (status && inScope(scope, status.projectId)) reply(peer, { type: 'status', reqId: m.reqId, status });
+        else reply(peer, { type: 'error', reqId: m.reqId, error: wireError('UNKNOWN_ARTIFACT', `no artifact ${m.artifactId}`) });
+        return;
+      }
       case 'subscribe': {
         const artifact = visibleArtifact(m.artifactId);
         if (!artifact) return;

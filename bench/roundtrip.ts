@@ -32,10 +32,21 @@ interface Kind {
   reply: (reqId: number) => Message;
 }
 
-/** Runs `count` calls of `one`, `inflight` at a time; returns calls per second. */
-async function drive(count: number, inflight: number, one: () => Promise<unknown>): Promise<number> {
+/** What `drive` measured: calls per second, and this process's CPU time per call (µs). */
+interface Driven {
+  rate: number;
+  cpuUs: number;
+}
+
+/**
+ * Runs `count` calls of `one`, `inflight` at a time. Both ends run in this process, so its CPU
+ * time per call is the round trip's whole cost; other sessions' load slows the wall clock far
+ * more than it moves this counted figure.
+ */
+async function drive(count: number, inflight: number, one: () => Promise<unknown>): Promise<Driven> {
   let issued = 0;
   const t0 = now();
+  const c0 = process.cpuUsage();
   const lane = async () => {
     while (issued < count) {
       issued++;
@@ -43,7 +54,8 @@ async function drive(count: number, inflight: number, one: () => Promise<unknown
     }
   };
   await Promise.all(Array.from({ length: inflight }, lane));
-  return (count / (now() - t0)) * 1000;
+  const cpu = process.cpuUsage(c0);
+  return { rate: (count / (now() - t0)) * 1000, cpuUs: (cpu.user + cpu.system) / count };
 }
 
 /** A client that sends a frame and waits for the next reply (ws keeps the order of frames). */
@@ -121,7 +133,8 @@ export async function benchRoundTrips(opts: {
     {
       name: 'getStatus',
       ours: () => wb.status(artifact.id),
-      work: () => store.artifactHead(artifact.id) && store.status(artifact.id),
+      // One read of the artifact's row and one of its jobs: the Scheduler's getStatus checks the scope on the status it read.
+      work: () => store.status(artifact.id),
       request: (reqId) => ({ type: 'getStatus', reqId, artifactId: artifact.id }),
       reply: (reqId) => ({ type: 'status', reqId, status }),
     },
@@ -207,21 +220,25 @@ export async function benchRoundTrips(opts: {
       await drive(warm, inflight, kind.ours);
       await drive(warm, inflight, codecOne);
       await drive(warm, inflight, rawOne);
-      const ours: number[] = [];
-      const viaCodec: number[] = [];
-      const bare: number[] = [];
+      const ours: Driven[] = [];
+      const viaCodec: Driven[] = [];
+      const bare: Driven[] = [];
       for (let r = 0; r < repeats; r++) {
         ours.push(await drive(count, inflight, kind.ours));
         viaCodec.push(await drive(count, inflight, codecOne));
         bare.push(await drive(count, inflight, rawOne));
       }
-      const o = median(ours);
-      const c = median(viaCodec);
-      const b = median(bare);
+      const o = median(ours.map((d) => d.rate));
+      const c = median(viaCodec.map((d) => d.rate));
+      const b = median(bare.map((d) => d.rate));
+      const cpu = (ds: Driven[]) => median(ds.map((d) => d.cpuUs));
+      const [oCpu, cCpu, bCpu] = [cpu(ours), cpu(viaCodec), cpu(bare)];
       const label = inflight === 1 ? 'sequential' : `${inflight} in flight`;
       process.stdout.write(
-        `[round trips] ${kind.name} ${label}: ours ${rate(o)}/s (spread ${(spread(ours) * 100).toFixed(0)}%), ` +
-          `ws+codec ${rate(c)}/s, bare ws ${rate(b)}/s (spread ${(spread(bare) * 100).toFixed(0)}%)\n`,
+        `[round trips] ${kind.name} ${label}: ours ${rate(o)}/s (spread ${(spread(ours.map((d) => d.rate)) * 100).toFixed(0)}%), ` +
+          `ws+codec ${rate(c)}/s, bare ws ${rate(b)}/s (spread ${(spread(bare.map((d) => d.rate)) * 100).toFixed(0)}%); ` +
+          `CPU per round trip (both ends): ours ${oCpu.toFixed(1)} µs, ws+codec ${cCpu.toFixed(1)} µs, bare ws ${bCpu.toFixed(1)} µs ` +
+          `(as ratios: ours ${ratio(bCpu / oCpu)}, codec alone ${ratio(bCpu / cCpu)})\n`,
       );
       if (inflight === 1) {
         // Per round trip, in µs: what the bare socket costs, what our codec adds on both ends,
@@ -239,7 +256,7 @@ export async function benchRoundTrips(opts: {
         value: rate(o),
         baseline: rate(b),
         ratio: ratio(o / b),
-        note: `bare ws echo; ws+our codec alone ${rate(c)}/s (${ratio(c / b)})`,
+        note: `bare ws echo; ws+our codec alone ${rate(c)}/s (${ratio(c / b)}); by CPU per round trip ${ratio(bCpu / oCpu)}, codec alone ${ratio(bCpu / cCpu)}`,
       });
     }
   }

@@ -3,6 +3,7 @@ import type { z } from 'zod';
 import type { WireError } from './errors.ts';
 import { ErrorCodes, formatPath, wireError } from './errors.ts';
 import { type Message, MessageSchemas, type MessageType } from './messages.ts';
+import { type Check, compileCheck } from './compiled-check.ts';
 import { FRAME_LIMITS, type FrameLimits, scanFrame } from './frame-scan.ts';
 import { PROTOCOL_VERSION } from './version.ts';
 
@@ -83,6 +84,18 @@ function mostSpecific(issue: z.core.$ZodIssue): { path: PropertyKey[]; message: 
   return { path, message: current.message };
 }
 
+/** Each message type's precompiled check (protocols/compiled-check.ts), where its schema compiles. */
+const fastChecks = new Map<string, Check>();
+for (const type of Object.keys(MessageSchemas) as MessageType[]) {
+  const check = compileCheck(MessageSchemas[type]);
+  if (check) fastChecks.set(type, check);
+}
+
+/** A refusal naming the frame's type, and its reqId when it is a valid id. */
+function refusedFrame(type: string, reqId: number | undefined, error: WireError): Decoded {
+  return reqId === undefined ? { ok: false, error, type } : { ok: false, error, type, reqId };
+}
+
 export type Decoded =
   | { ok: true; message: Message }
   | { ok: false; error: WireError; reqId?: number; type?: string };
@@ -115,16 +128,14 @@ export function decode(bytes: Uint8Array, limits: Readonly<FrameLimits> = FRAME_
   const reqIdRaw = (raw as { reqId?: unknown }).reqId;
   // Echoed only when it is a valid id: an error reply must itself be a valid frame.
   const reqId = typeof reqIdRaw === 'number' && Number.isSafeInteger(reqIdRaw) && reqIdRaw >= 0 ? reqIdRaw : undefined;
-  const withReq = (error: WireError): Decoded =>
-    reqId === undefined ? { ok: false, error, type } : { ok: false, error, type, reqId };
   if (!Object.hasOwn(MessageSchemas, type)) {
-    return withReq(unknownType(type));
+    return refusedFrame(type, reqId, unknownType(type));
   }
   // A hello from another protocol version may have other fields: say so before the strict
   // schema would call it merely invalid.
   const version = (raw as { protocolVersion?: unknown }).protocolVersion;
   if ((type === 'workerHello' || type === 'workbenchHello' || type === 'challenge') && typeof version === 'number' && version !== PROTOCOL_VERSION) {
-    return withReq(wireError('PROTOCOL_VERSION_MISMATCH', `this peer speaks protocol ${PROTOCOL_VERSION}, not ${version}`));
+    return refusedFrame(type, reqId, wireError('PROTOCOL_VERSION_MISMATCH', `this peer speaks protocol ${PROTOCOL_VERSION}, not ${version}`));
   }
   // An error code from a newer peer is still an error: keep its text, read it as INTERNAL, so
   // the request it answers fails at once instead of timing out.
@@ -133,13 +144,15 @@ export function decode(bytes: Uint8Array, limits: Readonly<FrameLimits> = FRAME_
     err.message = `${err.code.slice(0, 64)}: ${typeof err.message === 'string' ? err.message : ''}`.slice(0, 10_000);
     err.code = 'INTERNAL';
   }
+  // The common case, a valid frame, without building zod's copy; zod judges everything else.
+  if (fastChecks.get(type)?.(raw)) return { ok: true, message: raw as Message };
   const schema = MessageSchemas[type as MessageType];
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const { path: at, message } = issue ? mostSpecific(issue) : { path: [], message: 'invalid' };
     const path = formatPath(at);
-    return withReq(wireError('INVALID_MESSAGE', `${type}: ${path ? `${path}: ` : ''}${message}`, path));
+    return refusedFrame(type, reqId, wireError('INVALID_MESSAGE', `${type}: ${path ? `${path}: ` : ''}${message}`, path));
   }
   return { ok: true, message: parsed.data as Message };
 }

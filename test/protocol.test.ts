@@ -6,7 +6,9 @@ import { crc32 } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { Packr } from 'msgpackr';
 import t, { type Test } from 'tap';
+import { z } from 'zod';
 import { CHUNK_HEADER_BYTES, encodeChunkInto } from '../protocols/chunk-frame.ts';
+import { compileCheck } from '../protocols/compiled-check.ts';
 import { canonicalJson, decode, decodeValue, encode, encodeValue, MAX_DEPTH } from '../protocols/codec.ts';
 import { JobStatusSchema, OperationSchema, ProvenanceSchema, QueryStageSchema } from '../protocols/entities.ts';
 import { AggregationStrategySchema, ModelSpecSchema } from '../protocols/operations/models.ts';
@@ -731,4 +733,88 @@ t.test('encodeValue: a small result is its own memory, not a view that pins the 
   const bytes = encodeValue(big);
   t.ok(bytes.byteLength * 2 >= bytes.buffer.byteLength, 'a large result is not copied');
   t.same(decodeValue(bytes), big);
+});
+
+// ---------------------------------------------------------------- the precompiled check (protocols/compiled-check.ts)
+
+/** Every [path, value] inside a wire value (the value itself at path []). */
+function places(v: unknown, path: PropertyKey[] = []): Array<[PropertyKey[], unknown]> {
+  const here: Array<[PropertyKey[], unknown]> = [[path, v]];
+  if (Array.isArray(v)) return here.concat(v.flatMap((x, i) => places(x, [...path, i])));
+  if (isRecord(v)) return here.concat(Object.entries(v).flatMap(([k, x]) => places(x, [...path, k])));
+  return here;
+}
+
+/** A deep copy of `root` with the value at `path` replaced (`undefined`: the key removed). */
+function replaced(root: unknown, path: PropertyKey[], value: unknown): unknown {
+  if (path.length === 0) return value;
+  const [head, ...rest] = path;
+  if (Array.isArray(root)) return root.map((x, i) => (i === head ? replaced(x, rest, value) : x));
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(root as Record<string, unknown>)) {
+    if (k !== head) out[k] = x;
+    else if (rest.length > 0 || value !== undefined) out[k] = replaced(x, rest, value);
+  }
+  return out;
+}
+
+/** Values of every kind and edge the schemas draw lines at. */
+const SUBSTITUTES: unknown[] = [
+  undefined, null, true, 0, -1, 1.5, 2 ** 53, Number.NaN, Number.POSITIVE_INFINITY, '', 'x', 'x'.repeat(129), 'a'.repeat(64),
+  'COMPLETED', [], [1], {}, new Uint8Array(0), new Uint8Array(3),
+];
+
+t.test('the precompiled check accepts a frame only where zod does, and zod would give back the same message', async (t) => {
+  const compiled = new Map(MessageTypes.map((type) => [type, compileCheck(MessageSchemas[type])]));
+  // The requests and replies of every round trip, and the job traffic, are compiled; submitArtifact
+  // (defaults and a superRefine in its retry policy) is always zod's.
+  t.strictSame(MessageTypes.filter((type) => !compiled.get(type)), ['submitArtifact'], 'only submitArtifact is left to zod');
+  let accepted = 0;
+  let cases = 0;
+  for (const f of valid) {
+    if (!isMessageType(f.dir)) continue;
+    const check = compiled.get(f.dir);
+    if (!check) continue;
+    const zodSays = MessageSchemas[f.dir].safeParse(f.raw);
+    // A fixture zod gives back unchanged (no default filled in) is taken by the fast path.
+    if (zodSays.success && JSON.stringify(toJson(zodSays.data)) === JSON.stringify(toJson(f.raw)) || check(f.raw)) {
+      t.ok(check(f.raw), `${f.name}: accepted without zod`);
+    }
+    const mutants: unknown[] = [];
+    for (const [path, value] of places(f.raw)) {
+      for (const s of SUBSTITUTES) mutants.push(replaced(f.raw, path, s));
+      if (isRecord(value)) mutants.push(replaced(f.raw, path, { ...value, unknownField: 1 }));
+    }
+    for (const m of mutants) {
+      cases++;
+      if (!check(m)) continue;
+      accepted++;
+      const parsed = MessageSchemas[f.dir].safeParse(m);
+      if (!parsed.success || JSON.stringify(toJson(parsed.data)) !== JSON.stringify(toJson(m)) && !isSameJson(parsed.data, m)) {
+        t.fail(`${f.name}: the check accepted what zod ${parsed.success ? 'changes' : 'refuses'}: ${JSON.stringify(toJson(m)).slice(0, 300)}`);
+      }
+    }
+  }
+  t.ok(cases > 10_000 && accepted > 0, `${cases} mutated frames, ${accepted} accepted, each also by zod, unchanged`);
+});
+
+/** Deep equality of two wire values, whatever the order of their keys. */
+function isSameJson(a: unknown, b: unknown): boolean {
+  const sorted = (v: Json): Json =>
+    Array.isArray(v) ? v.map(sorted) : v !== null && typeof v === 'object' ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sorted(v[k] as Json)])) : v;
+  return JSON.stringify(sorted(toJson(a))) === JSON.stringify(sorted(toJson(b)));
+}
+
+t.test('the precompiled check: what it does not know is left to zod', async (t) => {
+  t.equal(compileCheck(z.object({ a: z.number() })), undefined, 'a non-strict object (zod strips unknown keys)');
+  t.equal(compileCheck(z.object({ a: z.boolean().default(false) }).strict()), undefined, 'a default');
+  t.equal(compileCheck(z.string().transform((s) => s.length)), undefined, 'a transform');
+  t.equal(compileCheck(z.object({ a: z.number() }).strict().superRefine(() => {})), undefined, 'a superRefine');
+  t.equal(compileCheck(z.string().email()), undefined, 'a string format');
+  const refined = compileCheck(z.object({ lo: z.number(), hi: z.number() }).strict().refine((b) => b.lo < b.hi));
+  t.ok(refined?.({ lo: 1, hi: 2 }) && !refined({ lo: 2, hi: 1 }), 'a refine is called');
+  const tree: z.ZodType = z.lazy(() => z.object({ kids: z.array(tree).max(3) }).strict());
+  const check = compileCheck(tree);
+  t.ok(check?.({ kids: [{ kids: [] }] }) && !check({ kids: [{ kids: [1] }] }), 'a recursive schema');
+  t.notOk(compileCheck(z.object({}).strict())?.(new Uint8Array(0)), 'binary data is not an object (zod would copy it into one)');
 });

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openSqlite } from '../lib/store/sqlite.ts';
 import t, { type Test } from 'tap';
-import { RetryPolicySchema, type Step } from '../protocols/entities.ts';
+import { ArtifactStatusSchema, RetryPolicySchema, type Step } from '../protocols/entities.ts';
 import { bindArtifact } from '../lib/plan/index.ts';
 import { sha256Hex } from '../lib/store/blobs.ts';
 import { CHUNK_BYTES } from '../lib/store/chunks.ts';
@@ -283,6 +283,9 @@ forEachEngine(t, 'the status read from the rows equals the status built from who
   const done = store.status('a-status');
   t.same(done, whole(), 'completed with a job left out');
   t.same(done?.progress, { completed: 2, total: 2 });
+  // t.same is loose (1 equals '1'): the wire's schema is not.
+  const onWire = ArtifactStatusSchema.safeParse(done);
+  t.ok(onWire.success, `the status is valid on the wire${onWire.success ? '' : `: ${JSON.stringify(onWire.error.issues[0])}`}`);
   t.equal(store.status('a-missing'), undefined);
   t.same(store.artifactHead('a-status'), { id: 'a-status', projectId: 'p-1', state: 'COMPLETED', resultResourceId: 'r-1' });
 });

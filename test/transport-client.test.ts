@@ -5,7 +5,9 @@
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { WebSocketServer } from 'ws';
+import type { Message } from '../protocols/messages.ts';
 import { Client } from '../lib/transport/client.ts';
+import { Requester } from '../lib/transport/requester.ts';
 import { freePort } from '../lib/sim/cluster.ts';
 import { DEFAULT_RECONNECT_INITIAL_MS } from '../lib/transport/defaults.ts';
 import { waitFor } from './helpers/cluster.ts';
@@ -79,4 +81,36 @@ t.test('without reconnection, the first dial still tries every URL before it fai
   const urls = [`ws://127.0.0.1:${await freePort()}`, `ws://127.0.0.1:${await freePort()}`];
   const client = new Client({ urls, reconnect: false, onOpen: () => {}, onMessage: () => {} });
   await t.rejects(client.start(), { message: new RegExp(`^cannot reach the scheduler at ${urls.join(', ')}: `) });
+});
+
+// The Requester arms one timer for all its requests (not one per request): each still fails on its
+// own deadline, a reply settles it whatever the timer, and a lost connection fails all at once.
+t.test('Requester: each request fails at its own deadline, one timer for all', async (t) => {
+  const requester = new Requester();
+  // Its timer does not hold the process open (unref): this test's own handle does, while it waits.
+  const alive = setInterval(() => {}, 1000);
+  t.teardown(() => clearInterval(alive));
+  const sent: Message[] = [];
+  const send = (m: Message) => {
+    sent.push(m);
+    return true;
+  };
+  const long = requester.request((reqId) => ({ type: 'listNodes', reqId }), send, 60_000);
+  const answered = requester.request((reqId) => ({ type: 'listProjects', reqId }), send, 80);
+  const short = requester.request((reqId) => ({ type: 'listNodes', reqId }), send, 100);
+  const shortest = requester.request((reqId) => ({ type: 'listNodes', reqId }), send, 50);
+  t.ok(requester.settle({ type: 'projectList', reqId: (sent[1] as { reqId: number }).reqId, projects: [] }), 'a reply settles its request');
+  t.same(await answered, { type: 'projectList', reqId: 2, projects: [] });
+  await t.rejects(shortest, { message: 'no reply within 50 ms' });
+  await t.rejects(short, { message: 'no reply within 100 ms' });
+  let longSettled = false;
+  void long.catch(() => {}).finally(() => {
+    longSettled = true;
+  });
+  await new Promise((resolve) => setImmediate(resolve));
+  t.notOk(longSettled, 'a request with a later deadline is still waiting');
+  t.notOk(requester.settle({ type: 'nodeList', reqId: (sent[3] as { reqId: number }).reqId, nodes: [] }), 'a reply after its timeout settles nothing');
+  requester.failAll('connection lost');
+  await t.rejects(long, { message: 'connection lost' });
+  await t.rejects(requester.request((reqId) => ({ type: 'listNodes', reqId }), () => false), { message: 'not connected to the scheduler' });
 });

@@ -30,6 +30,8 @@ export interface Dialect {
   readonly jsonValues: string;
   /** The text of field `key` of JSON text column `column`. */
   jsonField(column: string, key: string): string;
+  /** An aggregate: the rows' `values` as JSON text, an array of arrays in `orderBy` order (`[]` for no row). */
+  jsonArrayAgg(values: readonly string[], orderBy: string): string;
 }
 
 export interface Engine {

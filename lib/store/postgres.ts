@@ -23,6 +23,8 @@ import { CONNECTION_LOST, PgBridge } from './pg-bridge.ts';
 const DIALECT: Dialect = {
   jsonValues: 'SELECT value FROM json_array_elements_text(CAST(? AS json)) AS value',
   jsonField: (column, key) => `(CAST(${column} AS json) ->> '${key}')`,
+  // As text (node-postgres would parse json itself), and `[]` where json_agg gives NULL for no row.
+  jsonArrayAgg: (values, orderBy) => `COALESCE(CAST(json_agg(json_build_array(${values.join(', ')}) ORDER BY ${orderBy}) AS text), '[]')`,
 };
 
 

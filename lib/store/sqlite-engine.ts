@@ -5,6 +5,7 @@ import type { SqliteDatabase, Statement } from './sqlite.ts';
 const DIALECT: Dialect = {
   jsonValues: 'SELECT value FROM json_each(?)',
   jsonField: (column, key) => `json_extract(${column}, '$.${key}')`,
+  jsonArrayAgg: (values, orderBy) => `json_group_array(json_array(${values.join(', ')}) ORDER BY ${orderBy})`,
 };
 
 /** Writes begin the open transaction first; reads go as they are (inside it they see its writes). */

@@ -46,21 +46,38 @@ function column(v: unknown): unknown {
   return v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : v;
 }
 
-/** A plain object with the row's columns (the binding's rows have a null prototype). */
-function plain(row: unknown): Row {
-  const out: Row = {};
-  for (const key in row as Row) out[key] = column((row as Row)[key]);
-  return out;
-}
-
 export class Statement {
   private valueStatement: StatementSyncInstance | undefined;
+  /**
+   * The result's column names, once rows are read: the binding then gives each row as an array,
+   * and `row()` builds the plain object. Why: copying the binding's own row objects (null
+   * prototype, built property by property in C++) cost twice the query itself (a 3-job status
+   * read: ~20 µs -> ~10 µs).
+   */
+  private names: string[] | undefined;
 
   constructor(
     private readonly db: DatabaseSyncInstance,
     private readonly statement: StatementSyncInstance,
     private readonly text: string,
   ) {}
+
+  /** Rows as arrays from here on, and the names of their columns. */
+  private readColumnNames(): void {
+    this.statement.setReturnArrays(true);
+    this.names = this.statement.columns().map((c) => c.name);
+  }
+
+  /** A plain object of the row's columns, in the result's order (a repeated name: the last value, at its first place). */
+  private row(values: unknown[]): Row {
+    // SQLite prepares a statement again when the schema changed under it (`SELECT *` after an
+    // ALTER TABLE): its columns may have changed too.
+    if (values.length !== this.names?.length) this.readColumnNames();
+    const names = this.names as string[];
+    const out: Row = {};
+    for (let i = 0; i < names.length; i++) out[names[i] as string] = column(values[i]);
+    return out;
+  }
 
   run(...params: Params): RunResult {
     const r = this.statement.run(...params);
@@ -69,12 +86,17 @@ export class Statement {
 
   /** The first row, or undefined when there is none. */
   get<T = Row>(...params: Params): T | undefined {
-    const row = this.statement.get(...params);
-    return row === undefined ? undefined : (plain(row) as T);
+    if (!this.names) this.readColumnNames();
+    const values = this.statement.get(...params) as unknown[] | undefined;
+    return values === undefined ? undefined : (this.row(values) as T);
   }
 
   all<T = Row>(...params: Params): T[] {
-    return this.statement.all(...params).map(plain) as T[];
+    if (!this.names) this.readColumnNames();
+    const rows = this.statement.all(...params) as unknown[][];
+    const out: T[] = new Array(rows.length);
+    for (let i = 0; i < rows.length; i++) out[i] = this.row(rows[i] as unknown[]) as T;
+    return out;
   }
 
   /** The first column of the first row, or undefined when there is no row. */

@@ -5,7 +5,9 @@ import { DEFAULT_REQUEST_TIMEOUT_MS } from './defaults.ts';
 interface Pending {
   resolve(m: Message): void;
   reject(e: Error): void;
-  timer: ReturnType<typeof setTimeout>;
+  /** Date.now() past which it fails. */
+  deadline: number;
+  timeoutMs: number;
 }
 
 /**
@@ -16,23 +18,47 @@ interface Pending {
 export class Requester {
   private next = 1;
   private readonly pending = new Map<number, Pending>();
+  /**
+   * One timer for all requests, due at the earliest deadline it knows of. A request's reply does
+   * not touch it (a timer armed and cleared per request cost as much as the Requester's own work):
+   * when it fires, it fails what is overdue and is armed again for the earliest deadline left.
+   */
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private timerAt = Number.POSITIVE_INFINITY;
 
   request(build: (reqId: number) => Message, send: (m: Message) => boolean, timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS): Promise<Message> {
     const reqId = this.next++;
     return new Promise<Message>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(reqId);
-        reject(new FdlError('INTERNAL', `no reply within ${timeoutMs} ms`));
-      }, timeoutMs);
-      // In Node, a pending request does not keep the process alive; a browser (the dashboard) has no unref.
-      (timer as { unref?: () => void }).unref?.();
-      this.pending.set(reqId, { resolve, reject, timer });
+      const deadline = Date.now() + timeoutMs;
+      this.pending.set(reqId, { resolve, reject, deadline, timeoutMs });
+      if (deadline < this.timerAt) this.arm(deadline);
       if (!send(build(reqId))) {
-        clearTimeout(timer);
         this.pending.delete(reqId);
         reject(new FdlError('INTERNAL', 'not connected to the scheduler'));
       }
     });
+  }
+
+  private arm(at: number): void {
+    clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => this.expire(), Math.max(0, at - Date.now()));
+    // In Node, a pending request does not keep the process alive; a browser (the dashboard) has no unref.
+    (this.timer as { unref?: () => void }).unref?.();
+  }
+
+  private expire(): void {
+    this.timer = undefined;
+    this.timerAt = Number.POSITIVE_INFINITY;
+    const now = Date.now();
+    let next = Number.POSITIVE_INFINITY;
+    for (const [reqId, p] of this.pending) {
+      if (p.deadline <= now) {
+        this.pending.delete(reqId);
+        p.reject(new FdlError('INTERNAL', `no reply within ${p.timeoutMs} ms`));
+      } else next = Math.min(next, p.deadline);
+    }
+    if (next !== Number.POSITIVE_INFINITY) this.arm(next);
   }
 
   /** True when the message answered a pending request. */
@@ -42,7 +68,6 @@ export class Requester {
     const p = this.pending.get(reqId);
     if (!p) return false;
     this.pending.delete(reqId);
-    clearTimeout(p.timer);
     if (message.type === 'error') {
       p.reject(new FdlError(message.error.code, message.error.message, { retryable: message.error.retryable, ...(message.error.path ? { path: message.error.path } : {}) }));
     } else p.resolve(message);
@@ -51,8 +76,10 @@ export class Requester {
 
   /** Fails everything in flight (the connection dropped). */
   failAll(reason: string): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Number.POSITIVE_INFINITY;
     for (const [id, p] of this.pending) {
-      clearTimeout(p.timer);
       p.reject(new FdlError('INTERNAL', reason));
       this.pending.delete(id);
     }

@@ -2,7 +2,8 @@ import { stop } from 'nact';
 import { decodeValue, encodeValue } from '../protocols/codec.ts';
 import type { ArtifactState, ResourceRef } from '../protocols/entities.ts';
 import { type WireError, wireError } from '../protocols/errors.ts';
-import type { Message, MessageOf } from '../protocols/messages.ts';
+import type { ArtifactEventItem, Message, MessageOf } from '../protocols/messages.ts';
+import { coalesce, framesOf } from '../lib/artifact-events.ts';
 import { toWireError } from '../lib/errors.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
@@ -31,6 +32,8 @@ export type SupervisorMsg =
   /** A resource's bytes no longer match its sha256: produce it again. */
   | { kind: 'resourceCorrupt'; jobIndex: number }
   | { kind: 'cancel'; replyTo?: { peer: { send(message: Message): void }; reqId: number } }
+  /** Private: the barrier after the first unsent transition ran; push what gathered since. */
+  | { kind: 'flushEvents' }
   | JobChanged;
 
 /** What a supervisor tells the scheduler. */
@@ -73,6 +76,11 @@ interface SupervisorState {
    * has been started: their JobActors get them without reading the jobs' and resources' rows.
    */
   products: Map<number, ResourceRef>;
+  /**
+   * Transitions not pushed yet, in order, and whether a flush is due at the next barrier. Progress
+   * goes in one push per barrier (not one frame per transition); an artifact's state at once.
+   */
+  outbox: { events: ArtifactEventItem[]; armed: boolean };
 }
 
 const TERMINAL: ReadonlySet<ArtifactState> = new Set(['COMPLETED', 'ERROR', 'CANCELLED']);
@@ -153,6 +161,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
       gone,
       doneCount: jobs.filter(done).length,
       products: new Map(),
+      outbox: { events: [], armed: false },
     };
   };
 
@@ -171,14 +180,45 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
   /** Every job index, for a full pass (at start). */
   const allJobs = (s: SupervisorState): number[] => s.jobs.map((j) => j.index);
 
-  const emit = (s: SupervisorState, event: MessageOf<'artifactEvent'>['event']) =>
-    send(props.scheduler, {
-      kind: 'artifactEvent',
-      message: { type: 'artifactEvent', artifactId: s.artifact.id, progress: progress(s), event },
+  /** This actor's ref, for the flush it asks itself for from the group commit's callback. */
+  let self: Ref<SupervisorMsg> | undefined;
+
+  /**
+   * Queues a transition for the subscribers. A job's transitions wait for the next barrier the
+   * round brings anyway (never one of their own: `atNextBarrier` asks for none), so a round's
+   * progress is one push instead of one per transition; an artifact's state goes at once, behind
+   * what was queued before it (docs/PROTOCOL.md, "Progress pushes").
+   */
+  const emit = (s: SupervisorState, event: ArtifactEventItem) => {
+    s.outbox.events.push(event);
+    if (event.kind === 'artifactState') {
+      flushEvents(s);
+      return;
+    }
+    if (s.outbox.armed) return;
+    s.outbox.armed = true;
+    const me = self;
+    props.store.atNextBarrier(() => {
+      if (me) send(me, { kind: 'flushEvents' });
     });
+  };
+
+  /** Pushes the queued transitions (coalesced, lib/artifact-events.ts) to the scheduler, for the subscribers. */
+  const flushEvents = (s: SupervisorState) => {
+    s.outbox.armed = false;
+    if (s.outbox.events.length === 0) return;
+    const events = coalesce(s.outbox.events);
+    s.outbox.events = [];
+    for (const frame of framesOf(events)) {
+      send(props.scheduler, {
+        kind: 'artifactEvent',
+        message: { type: 'artifactEvent', artifactId: s.artifact.id, progress: progress(s), events: frame },
+      });
+    }
+  };
 
   const emitJob = (s: SupervisorState, job: StoredJob) => {
-    const event: MessageOf<'artifactEvent'>['event'] = {
+    const event: ArtifactEventItem = {
       kind: 'jobState',
       jobId: job.id,
       worker: job.worker,
@@ -382,7 +422,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
     return s;
   };
 
-  return spawnActor<SupervisorState, SupervisorMsg>(
+  self = spawnActor<SupervisorState, SupervisorMsg>(
     parent,
     `artifact-${props.artifactId}`,
     (s0, msg, ctx) => {
@@ -455,6 +495,9 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
           }
           return s;
         }
+        case 'flushEvents':
+          flushEvents(s);
+          return s;
         case 'cancel': {
           stopAll(s, true);
           s = setArtifact(s, 'CANCELLED', { error: { error: wireError('CANCELLED', 'cancelled by a workbench') } });
@@ -478,4 +521,5 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
       onCrash: 'reset',
     },
   );
+  return self;
 }

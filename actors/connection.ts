@@ -50,7 +50,7 @@ const WORKBENCH_MESSAGES: ReadonlySet<Message['type']> = new Set([
  * artifact's state, a reply, an assignment — acknowledges state and waits for it to be durable.
  */
 function isProgress(message: Message): boolean {
-  return message.type === 'artifactEvent' && message.event.kind === 'jobState';
+  return message.type === 'artifactEvent' && message.events.every((e) => e.kind === 'jobState');
 }
 
 export function spawnConnection(

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { stop } from 'nact';
 import {
   type ArtifactSpec,
+  type ArtifactState,
   type ArtifactSummary,
   type NodeInfo,
   type ProjectData,
@@ -939,19 +940,21 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           onWorkbench(s, ctx.self, msg.message, msg.peer);
           return s;
         case 'artifactEvent': {
-          const { artifactId, progress, event } = msg.message;
+          const { artifactId, progress, events } = msg.message;
           for (const peer of s.subscriptions.get(artifactId) ?? []) peer.send(msg.message);
           // The listing line changes with the artifact's state and its done count, not with each
-          // job's SCHEDULED/RUNNING: watchers get one push per job done, none per job started.
+          // job's SCHEDULED/RUNNING: watchers get one push per batch with a job done, none per job started.
           const line = s.live.get(artifactId);
           if (!line) return s;
-          const stateChanged = event.kind === 'artifactState' && event.state !== line.state;
+          let state: ArtifactState | undefined;
+          for (const e of events) if (e.kind === 'artifactState') state = e.state;
+          const stateChanged = state !== undefined && state !== line.state;
           if (!stateChanged && line.progress?.completed === progress.completed) return s;
           let next: ArtifactSummary = { ...line, progress, updatedAt: stateChanged ? now() : line.updatedAt };
-          if (event.kind === 'artifactState') {
+          if (state !== undefined) {
             // A terminal state: the row is final, read it once for its exact times.
-            const row = FINISHED_STATES.includes(event.state) ? store.artifact(artifactId) : undefined;
-            next = row ? { ...artifactSummary(row), progress } : { ...next, state: event.state };
+            const row = FINISHED_STATES.includes(state) ? store.artifact(artifactId) : undefined;
+            next = row ? { ...artifactSummary(row), progress } : { ...next, state };
           }
           s.live.set(artifactId, next);
           pushArtifact(s, next);

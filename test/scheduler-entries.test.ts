@@ -74,7 +74,7 @@ t.test('per-artifact entries go when the artifact finishes, after the final push
     return m.status.id;
   };
   const finalPush = (wb: ReturnType<typeof workbench>, artifactId: string) =>
-    wb.received.find((m) => m.type === 'artifactEvent' && m.artifactId === artifactId && m.event.kind === 'artifactState' && m.event.state === 'COMPLETED');
+    wb.received.find((m) => m.type === 'artifactEvent' && m.artifactId === artifactId && m.events.some((e) => e.kind === 'artifactState' && e.state === 'COMPLETED'));
   const parallelNoop = { steps: [{ kind: 'Parallel' as const, operation: { kind: 'Noop' as const } }] };
 
   const submitter = workbench('wb-1');

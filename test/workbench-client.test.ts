@@ -35,7 +35,7 @@ t.test('events written in the same read as artifactAccepted or a status reply re
     type: 'artifactEvent',
     artifactId: 'a-1',
     progress: { completed: 0, total: 1 },
-    event: { kind: 'jobState', jobId: 'a-1.0', worker: 'w1', state: 'RUNNING', attempt: 1 },
+    events: [{ kind: 'jobState', jobId: 'a-1.0', worker: 'w1', state: 'RUNNING', attempt: 1 }],
   };
   wss.on('connection', (ws: WebSocket) => {
     ws.send(encode({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', nonce: new Uint8Array(32) }));

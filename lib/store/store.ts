@@ -226,6 +226,16 @@ export class Store {
     else fn();
   }
 
+  /**
+   * Runs `fn` after the next barrier without asking for one (group-commit.ts, `atNextBarrier`):
+   * for what promises nothing and is better sent in one batch. In memory: on the next turn.
+   */
+  atNextBarrier(fn: () => void): void {
+    if (!this.db.open) return;
+    if (this.durable) this.durable.atNextBarrier(fn);
+    else setImmediate(fn);
+  }
+
   /** How many barriers (fsyncs of the rows) ran: the bench's and tests' view of group commit. */
   get barriers(): number {
     return this.durable?.barriers ?? 0;

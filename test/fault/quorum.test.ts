@@ -42,12 +42,12 @@ t.test('a worker left out while away is not waited on again, and rejoins at the 
 
   const system = start();
   t.teardown(() => stop(system));
-  const events: Array<MessageOf<'artifactEvent'>['event']> = [];
+  const events: Array<MessageOf<'artifactEvent'>['events'][number]> = [];
   const scheduler = spawnActor<null, { kind: string; message?: MessageOf<'artifactEvent'> }>(
     system,
     'scheduler',
     (s, m) => {
-      if (m.kind === 'artifactEvent' && m.message) events.push(m.message.event);
+      if (m.kind === 'artifactEvent' && m.message) events.push(...m.message.events);
       return s;
     },
     { log, initialState: () => null },

@@ -12,6 +12,7 @@ import { provenanceOf } from '../lib/provenance.ts';
 import { artifactStatus } from '../lib/store/status.ts';
 import type { Store, StoredArtifact, StoredJob } from '../lib/store/store.ts';
 import { type JobChanged, type JobMsg, spawnJobActor } from './job.ts';
+import type { ReportMsg } from './report-routes.ts';
 
 /**
  * ArtifactSupervisor: one per unfinished artifact. It owns the artifact's DAG: starts a
@@ -25,7 +26,8 @@ import { type JobChanged, type JobMsg, spawnJobActor } from './job.ts';
 
 export type SupervisorMsg =
   | { kind: 'start' }
-  | { kind: 'jobReport'; jobIndex: number; worker: string; report: JobMsg }
+  /** For the JobActor of `jobIndex`, which checks it (a worker's report without a route, report-routes.ts; a stored upload). */
+  | { kind: 'jobReport'; jobIndex: number; report: JobMsg }
   /** `holding`: the attempts the worker announced as running, as `jobId#attempt`. */
   | { kind: 'workerConnected'; nodeId: string; holding: ReadonlySet<string> }
   | { kind: 'workerLost'; nodeId: string }
@@ -46,7 +48,9 @@ export interface SupervisorProps {
   log: Logger;
   artifactId: string;
   scheduler: Ref<SupervisorReport>;
-  deliver(nodeId: string, message: Message): boolean;
+  deliver(nodeId: string, message: Message, reportsTo?: Ref<ReportMsg>): boolean;
+  /** Passed to every JobActor (JobProps.maxResourceBytes). */
+  maxResourceBytes?: number;
   now(): number;
   /** Test seam, passed to every JobActor (see JobProps.crashOn). */
   jobCrashOn?: (jobIndex: number, msg: JobMsg) => boolean;
@@ -278,6 +282,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
         ...(inputs ? { inputs } : {}),
         supervisor: self as Ref<JobChanged>,
         deliver: props.deliver,
+        ...(props.maxResourceBytes === undefined ? {} : { maxResourceBytes: props.maxResourceBytes }),
         now: props.now,
         ...(props.jobCrashOn ? { crashOn: (m: JobMsg) => props.jobCrashOn?.(job.index, m) ?? false } : {}),
       });
@@ -439,11 +444,9 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
           return advance(s, ctx.self);
         }
         case 'jobReport': {
-          const job = s.jobs[msg.jobIndex];
+          // Checked by the JobActor, which owns the job (worker, attempt, product): once.
           const ref = s.live.get(msg.jobIndex);
-          // Only the worker the job is assigned to may report on it.
-          if (!job || !ref || job.worker !== msg.worker) return s;
-          send(ref, msg.report);
+          if (ref) send(ref, msg.report);
           return s;
         }
         case 'workerConnected':

@@ -21,7 +21,6 @@ import { DEFAULT_HOLDER_WAIT_MS } from '../lib/plan/defaults.ts';
 import { aggregateProject } from '../lib/projects.ts';
 import { type WorkbenchScope, inScope } from '../lib/security/auth.ts';
 import { fingerprint } from '../lib/security/identity.ts';
-import { sha256Hex } from '../lib/store/blobs.ts';
 import { rmSync } from 'node:fs';
 import { DEFAULT_ARTIFACT_LIST_LIMIT, RETENTION_SWEEP_BATCH } from '../lib/store/defaults.ts';
 import { artifactStatus, artifactSummary } from '../lib/store/status.ts';
@@ -30,6 +29,7 @@ import type { UploadOffer, Uploads } from '../lib/store/uploads.ts';
 import { tooLarge } from '../lib/transport/stream.ts';
 import { type SupervisorMsg, type SupervisorReport, spawnArtifactSupervisor } from './artifact-supervisor.ts';
 import type { JobMsg } from './job.ts';
+import type { ReportMsg } from './report-routes.ts';
 
 /**
  * Scheduler: the root of a scheduler node. Owns who is connected (workers, workbenches,
@@ -41,7 +41,8 @@ import type { JobMsg } from './job.ts';
 /** A peer as the scheduler sees it: something to send messages to. */
 export interface PeerHandle {
   sessionId: string;
-  send(message: Message): void;
+  /** `reportsTo`: with an `assignJob`, the JobActor the peer's reports on that attempt go to (report-routes.ts). */
+  send(message: Message, reportsTo?: Ref<ReportMsg>): void;
   close(code: number, reason: string): void;
   /**
    * Sends `header` (a resourceData or result without data), then the file's bytes from `offset`
@@ -249,12 +250,13 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       log: log.child({ artifactId }),
       artifactId,
       scheduler: self as Ref<SupervisorReport>,
-      deliver: (nodeId, message) => {
+      deliver: (nodeId, message, reportsTo) => {
         const w = s.workers.get(nodeId);
         if (!w) return false;
-        w.peer.send(message);
+        w.peer.send(message, reportsTo);
         return true;
       },
+      maxResourceBytes: props.streaming.maxResourceBytes,
       now,
     });
     s.supervisors.set(artifactId, ref);
@@ -656,7 +658,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
 
   const failAttempt = (s: SchedulerState, o: UploadOffer, error: WireError) => {
     const supervisor = s.supervisors.get(artifactOfJob(o.jobId));
-    if (supervisor) send(supervisor, { kind: 'jobReport', jobIndex: indexOfJob(o.jobId), worker: o.nodeId, report: { kind: 'failed', attempt: o.attempt, error } });
+    if (supervisor) send(supervisor, { kind: 'jobReport', jobIndex: indexOfJob(o.jobId), report: { kind: 'failed', attempt: o.attempt, error } });
   };
 
   /** Stores a product and reports the attempt completed; a product that cannot be stored fails it with its cause. */
@@ -673,7 +675,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       log.error({ jobId: o.jobId, attempt: o.attempt, error }, 'a reported product could not be stored');
       report = { kind: 'failed', attempt: o.attempt, error };
     }
-    send(supervisor, { kind: 'jobReport', jobIndex: indexOfJob(o.jobId), worker: o.nodeId, report });
+    send(supervisor, { kind: 'jobReport', jobIndex: indexOfJob(o.jobId), report });
   };
 
   /** A streamed product is in (or was given up): each attempt it was offered for completes (or fails). */
@@ -698,36 +700,10 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       case 'jobStarted':
       case 'jobFailed':
       case 'jobCompleted': {
-        const artifactId = artifactOfJob(m.jobId);
-        const supervisor = s.supervisors.get(artifactId);
+        // A report without a route on its peer (report-routes.ts): to the job's owner, which checks it.
+        const supervisor = s.supervisors.get(artifactOfJob(m.jobId));
         if (!supervisor) return; // a late report about a finished or unknown artifact
-        const jobIndex = indexOfJob(m.jobId);
-        if (m.type === 'jobStarted') {
-          send(supervisor, { kind: 'jobReport', jobIndex, worker: nodeId, report: { kind: 'started', attempt: m.attempt } });
-        } else if (m.type === 'jobFailed') {
-          send(supervisor, {
-            kind: 'jobReport',
-            jobIndex,
-            worker: nodeId,
-            report: { kind: 'failed', attempt: m.attempt, error: m.error },
-          });
-        } else {
-          const job = currentAttempt(nodeId, m.jobId, m.attempt);
-          if (!job) return;
-          const tooBig = overLimit(m.jobId, m.data.byteLength);
-          if (tooBig) {
-            failAttempt(s, { jobId: m.jobId, attempt: m.attempt, nodeId }, tooBig);
-            return;
-          }
-          if (sha256Hex(m.data) !== m.sha256) {
-            // Corrupted in transit: the attempt failed, and a retry will produce it again.
-            const error = wireError('CHECKSUM_MISMATCH', `product of ${m.jobId} does not match its sha256`);
-            send(supervisor, { kind: 'jobReport', jobIndex, worker: nodeId, report: { kind: 'failed', attempt: m.attempt, error } });
-            return;
-          }
-          const meta = { artifactId, jobId: m.jobId, producer: nodeId, sha256: m.sha256 };
-          storeProduct(s, { jobId: m.jobId, attempt: m.attempt, nodeId, rows: m.rows, ranMs: m.ranMs }, () => store.putResource(meta, m.data, now()));
-        }
+        send(supervisor, { kind: 'jobReport', jobIndex: indexOfJob(m.jobId), report: { kind: 'report', worker: nodeId, message: m } });
         return;
       }
       case 'productOffer': {

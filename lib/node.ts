@@ -10,6 +10,7 @@ import { PROTOCOL_VERSION } from '../protocols/version.ts';
 // The composition root: the one module of lib/ that builds actors (see docs/ARCHITECTURE.md).
 import { spawnConnection } from '../actors/connection.ts';
 import { type PeerHandle, type SchedulerMsg, spawnScheduler } from '../actors/scheduler.ts';
+import { ReportRoutes, isWorkerReport } from '../actors/report-routes.ts';
 import { type WorkerMsg, spawnWorker } from '../actors/worker.ts';
 import { ConfigError, connectionLimitsOf, type NodeConfig, retryPolicyOf, schedulerUrlsOf } from './config.ts';
 import { handshakeMessage, identityOf, loadOrCreateIdentity, newIdentityText, signWith } from './security/identity.ts';
@@ -198,9 +199,20 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
   // The scheduler and its initiator address each other; refs are bound once both exist.
   let scheduler: Ref<SchedulerMsg> | undefined;
   let initiator: Ref<WorkerMsg> | undefined;
+  // The initiator's reports on the attempts assigned to it go straight to their JobActors, as a
+  // worker's do over its Connection (actors/report-routes.ts).
+  const initiatorRoutes = new ReportRoutes();
+  const toScheduler = (message: Message) => {
+    if (!scheduler) return false;
+    if (!(isWorkerReport(message) && initiatorRoutes.route(schedulerId, message))) {
+      send(scheduler, { kind: 'fromWorker', peer: initiatorPeer, nodeId: schedulerId, message });
+    }
+    return true;
+  };
   const initiatorPeer: PeerHandle = {
     sessionId: 'initiator',
-    send: (message: Message) => {
+    send: (message, reportsTo) => {
+      initiatorRoutes.sending(message, reportsTo);
       if (initiator) send(initiator, { kind: 'inbound', message });
     },
     close: () => {},
@@ -213,11 +225,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     identity: { nodeId: schedulerId, boxPrivate: identity.boxPrivate },
     privacy: privacyOf(config),
     ...(compute ? { compute } : {}),
-    sendToScheduler: (message) => {
-      if (!scheduler) return false;
-      send(scheduler, { kind: 'fromWorker', peer: initiatorPeer, nodeId: schedulerId, message });
-      return true;
-    },
+    sendToScheduler: toScheduler,
     scratch: join(config.workdir, SPOOL_DIR, 'out'),
     // In the scheduler's process: large inputs are the store's own files, large products go to
     // the store without a socket (a file is copied, bytes ride in the report).
@@ -240,7 +248,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
         else {
           const report: MessageOf<'jobCompleted'> = { type: 'jobCompleted', jobId: offer.jobId, attempt: offer.attempt, sha256: offer.sha256, data: body.bytes };
           if (offer.ranMs !== undefined) report.ranMs = offer.ranMs;
-          send(scheduler, { kind: 'fromWorker', peer: initiatorPeer, nodeId: schedulerId, message: report });
+          toScheduler(report);
         }
       },
     },

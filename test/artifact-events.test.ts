@@ -5,7 +5,8 @@ import t from 'tap';
 import { coalesce, framesOf } from '../lib/artifact-events.ts';
 import { type ArtifactEventItem, MAX_EVENTS_PER_FRAME } from '../protocols/messages.ts';
 
-const job = (jobId: string, state: 'SCHEDULED' | 'RUNNING' | 'FAILED' | 'COMPLETED' | 'ERROR', attempt = 1): ArtifactEventItem => ({
+type JobEvent = Extract<ArtifactEventItem, { kind: 'jobState' }>;
+const job = (jobId: string, state: JobEvent['state'], attempt = 1): JobEvent => ({
   kind: 'jobState',
   jobId,
   worker: 'w',

@@ -65,7 +65,7 @@ t.test('a JobActor that crashes is reset from the store and the artifact complet
       const bytes = encodeValue({ from: nodeId });
       const resource = store.putResource({ artifactId: 'a-1', jobId: m.jobId, producer: nodeId, sha256: sha256Hex(bytes) }, bytes, Date.now());
       const jobIndex = Number(m.jobId.split('.')[1]);
-      if (supervisor) send(supervisor, { kind: 'jobReport', jobIndex, worker: nodeId, report: { kind: 'completed', attempt: m.attempt, resource } });
+      if (supervisor) send(supervisor, { kind: 'jobReport', jobIndex, report: { kind: 'completed', attempt: m.attempt, resource } });
     });
     return true;
   };
@@ -117,7 +117,7 @@ t.test('an ArtifactSupervisor that crashes is reset from the store, respawns its
       const bytes = encodeValue({ from: nodeId });
       const resource = store.putResource({ artifactId: 'a-2', jobId: m.jobId, producer: nodeId, sha256: sha256Hex(bytes) }, bytes, Date.now());
       const jobIndex = Number(m.jobId.split('.')[1]);
-      if (supervisor) send(supervisor, { kind: 'jobReport', jobIndex, worker: nodeId, report: { kind: 'completed', attempt: m.attempt, resource } });
+      if (supervisor) send(supervisor, { kind: 'jobReport', jobIndex, report: { kind: 'completed', attempt: m.attempt, resource } });
     };
     // w2's first assignment is held back until after the crash: it must be sent again.
     if (nodeId === 'w2' && !held) held = complete;

@@ -66,7 +66,7 @@ t.test('a worker left out while away is not waited on again, and rejoins at the 
       const bytes = encodeValue({ from: nodeId });
       const resource = store.putResource({ artifactId: 'a-q', jobId: m.jobId, producer: nodeId, sha256: sha256Hex(bytes) }, bytes, Date.now());
       const jobIndex = Number(m.jobId.split('.')[1]);
-      if (supervisor) send(supervisor, { kind: 'jobReport', jobIndex, worker: nodeId, report: { kind: 'completed', attempt: m.attempt, resource } });
+      if (supervisor) send(supervisor, { kind: 'jobReport', jobIndex, report: { kind: 'completed', attempt: m.attempt, resource } });
     };
     if (nodeId === 'w1' && m.iteration === 1) heldRound1 = complete;
     else setImmediate(complete);

@@ -39,15 +39,18 @@ export type SupervisorMsg =
   | JobChanged;
 
 /** What a supervisor tells the scheduler. */
-export type SupervisorReport =
-  | { kind: 'artifactEvent'; message: MessageOf<'artifactEvent'> }
-  | { kind: 'supervisorFinished'; artifactId: string };
+export type SupervisorReport = { kind: 'supervisorFinished'; artifactId: string };
+
+/** What a supervisor tells those who watch its artifact (actors/watchers.ts). */
+export type SupervisorEvent = { kind: 'artifactEvent'; message: MessageOf<'artifactEvent'> };
 
 export interface SupervisorProps {
   store: Store;
   log: Logger;
   artifactId: string;
   scheduler: Ref<SupervisorReport>;
+  /** Where its artifact's transitions go (the Watchers: subscriptions and listing lines). */
+  watchers: Ref<SupervisorEvent>;
   deliver(nodeId: string, message: Message, reportsTo?: Ref<ReportMsg>): boolean;
   /** Passed to every JobActor (JobProps.maxResourceBytes). */
   maxResourceBytes?: number;
@@ -214,7 +217,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
     const events = coalesce(s.outbox.events);
     s.outbox.events = [];
     for (const frame of framesOf(events)) {
-      send(props.scheduler, {
+      send(props.watchers, {
         kind: 'artifactEvent',
         message: { type: 'artifactEvent', artifactId: s.artifact.id, progress: progress(s), events: frame },
       });

@@ -2,9 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { stop } from 'nact';
 import {
   type ArtifactSpec,
-  type ArtifactState,
-  type ArtifactSummary,
-  type NodeInfo,
   type ProjectData,
   type ResourceRef,
   RetryPolicySchema,
@@ -29,7 +26,9 @@ import type { UploadOffer, Uploads } from '../lib/store/uploads.ts';
 import { tooLarge } from '../lib/transport/stream.ts';
 import { type SupervisorMsg, type SupervisorReport, spawnArtifactSupervisor } from './artifact-supervisor.ts';
 import type { JobMsg } from './job.ts';
+import { Listings } from './listings.ts';
 import type { ReportMsg } from './report-routes.ts';
+import { spawnWatchers } from './watchers.ts';
 
 /**
  * Scheduler: the root of a scheduler node. Owns who is connected (workers, workbenches,
@@ -139,12 +138,7 @@ type HolderPlan =
 interface SchedulerState {
   workers: Map<string, ConnectedWorker>;
   workbenches: Map<string, WorkbenchSession>;
-  /** Sessions that sent `watchNetwork`, by session id: they get `networkEvent` pushes. */
-  watchers: Map<string, WorkbenchSession>;
-  /** The listing line of each supervised artifact, kept current from its events (no store read per event). */
-  live: Map<string, ArtifactSummary>;
   lastRevocationCheck: number;
-  subscriptions: Map<string, Set<PeerHandle>>;
   supervisors: Map<string, Ref<SupervisorMsg>>;
   /** Submits waiting for away holders, by a number of their own. */
   pending: Map<number, PendingSubmit>;
@@ -162,6 +156,9 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
   const now = props.now ?? Date.now;
 
   const holderWaitMs = props.holderWaitMs ?? DEFAULT_HOLDER_WAIT_MS;
+  const listings = new Listings(store);
+  // Subscriptions, network watchers and the listing lines live in their own actor (actors/watchers.ts).
+  const watchers = spawnWatchers(parent, { store, log: log.child({ actor: 'watchers' }), now });
   let nextPendingId = 1;
 
   /** What a node announced for a token, if it holds data for it (at least one data source). */
@@ -202,54 +199,13 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
     return { kind: 'wait', missing: away };
   };
 
-  /** A node's line in a listing, as the session of `scope` may see it (its data sources of that scope only). */
-  const nodeInfo = (n: StoredNode, connected: boolean, scope: WorkbenchScope): NodeInfo => {
-    const info: NodeInfo = {
-      id: n.id,
-      name: n.name,
-      role: n.role,
-      connected,
-      lastSeen: n.lastSeen,
-      projects: n.projects.length,
-      datasources: n.projects.reduce((acc, p) => acc + p.datasources.length, 0),
-    };
-    if (n.signKey) info.fingerprint = fingerprint(n.signKey);
-    const sources: NodeInfo['sources'] = [];
-    for (const p of n.projects) {
-      const project = projectOf(p.token);
-      if (!project || !inScope(scope, project.id)) continue;
-      for (const d of p.datasources) sources.push({ projectId: project.id, name: d.name, rows: d.rows, features: d.features.length });
-    }
-    if (sources.length > 0) info.sources = sources;
-    return info;
-  };
-  /** The scheduler itself, and the workers that announced a project of the scope (every worker when unscoped). */
-  const nodeVisible = (scope: WorkbenchScope, n: StoredNode) =>
-    n.role === 'scheduler' ||
-    scope.projects === undefined ||
-    n.projects.some((p) => {
-      const project = projectOf(p.token);
-      return project !== undefined && inScope(scope, project.id);
-    });
-
-  /** A worker joined or left: its line goes to each watching session that may see it. */
-  const pushNode = (s: SchedulerState, n: StoredNode, connected: boolean) => {
-    for (const w of s.watchers.values()) {
-      if (nodeVisible(w.scope, n)) w.peer.send({ type: 'networkEvent', event: { kind: 'node', node: nodeInfo(n, connected, w.scope) } });
-    }
-  };
-  const pushArtifact = (s: SchedulerState, summary: ArtifactSummary) => {
-    for (const w of s.watchers.values()) {
-      if (inScope(w.scope, summary.projectId)) w.peer.send({ type: 'networkEvent', event: { kind: 'artifact', artifact: summary } });
-    }
-  };
-
   const spawnSupervisor = (s: SchedulerState, self: Ref<SchedulerMsg>, artifactId: string) => {
     const ref = spawnArtifactSupervisor(self, {
       store,
       log: log.child({ artifactId }),
       artifactId,
       scheduler: self as Ref<SupervisorReport>,
+      watchers,
       deliver: (nodeId, message, reportsTo) => {
         const w = s.workers.get(nodeId);
         if (!w) return false;
@@ -269,17 +225,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
   const heldProjects = (projects: readonly ProjectData[]): string[] =>
     projects.filter((p) => p.datasources.length > 0).flatMap((p) => projectOf(p.token)?.id ?? []);
 
-  // Projects are fixed by the config for the life of the process: a token's project is looked
-  // up (a hash and a query) once, not for every worker on every listing. Only hits are kept, so
-  // a peer sending random tokens cannot grow the cache.
-  const projectCache = new Map<string, StoredProject>();
-  const projectOf = (token: string): StoredProject | undefined => {
-    const cached = projectCache.get(token);
-    if (cached) return cached;
-    const found = store.projectByToken(token);
-    if (found) projectCache.set(token, found);
-    return found;
-  };
+  const projectOf = (token: string) => listings.projectOf(token);
 
   /**
    * The project of a token, if the session may use it. A scoped session gets FORBIDDEN for an
@@ -295,11 +241,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
     reply(peer, { type: 'error', reqId, error });
     return undefined;
   };
-  const replyStatus = (peer: PeerHandle, reqId: number, artifactId: string) => {
-    const status = store.status(artifactId);
-    if (status) reply(peer, { type: 'status', reqId, status });
-    else reply(peer, { type: 'error', reqId, error: wireError('UNKNOWN_ARTIFACT', `no artifact ${artifactId}`) });
-  };
+  const replyStatus = (peer: PeerHandle, reqId: number, artifactId: string) => reply(peer, listings.status(reqId, artifactId));
   const fail = (peer: PeerHandle, reqId: number, e: unknown) => {
     const error = toWireError(e);
     reply(peer, { type: 'error', reqId, error });
@@ -382,10 +324,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       const artifact = store.artifact(id);
       if (!artifact) throw new Error('artifact vanished after insert');
       reply(peer, { type: 'artifactAccepted', reqId: m.reqId, status: artifactStatus(artifact, store.jobs(id)) });
-      const summary = { ...artifactSummary(artifact), progress: { completed: 0, total: bound.jobs.length } };
-      s.live.set(id, summary);
-      pushArtifact(s, summary);
-      subscribe(s, id, peer);
+      send(watchers, { kind: 'track', summary: { ...artifactSummary(artifact), progress: { completed: 0, total: bound.jobs.length } }, submitter: peer });
       spawnSupervisor(s, self, id);
     } catch (e) {
       fail(peer, m.reqId, e);
@@ -427,53 +366,16 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
   };
 
   /** A finished artifact's rows, resource files and the initiator's masks; its subscriptions end. */
-  const deleteArtifact = (s: SchedulerState, artifactId: string) => {
-    const head = s.watchers.size > 0 ? store.artifactHead(artifactId) : undefined;
+  const deleteArtifact = (artifactId: string) => {
+    const head = store.artifactHead(artifactId);
     store.deleteArtifact(artifactId);
     props.locals.delete(artifactId);
-    s.subscriptions.delete(artifactId);
-    if (!head) return;
-    for (const w of s.watchers.values()) {
-      if (inScope(w.scope, head.projectId)) w.peer.send({ type: 'networkEvent', event: { kind: 'artifactDeleted', artifactId } });
-    }
+    if (head) send(watchers, { kind: 'artifactDeleted', artifactId, projectId: head.projectId });
   };
 
-  const subscribe = (s: SchedulerState, artifactId: string, peer: PeerHandle) => {
-    let subs = s.subscriptions.get(artifactId);
-    if (!subs) {
-      subs = new Set();
-      s.subscriptions.set(artifactId, subs);
-    }
-    subs.add(peer);
-  };
-
-  const listNodes = (s: SchedulerState, scope: WorkbenchScope): NodeInfo[] =>
-    store
-      .listNodes()
-      .filter((n) => nodeVisible(scope, n))
-      .map((n) => nodeInfo(n, n.role === 'scheduler' || s.workers.has(n.id), scope));
-
-  const listProjects = (s: SchedulerState, scope: WorkbenchScope) => {
-    // A listing never carries tokens: a token is a secret handed out by the operator. The
-    // connected workers' data is matched to projects by token hash.
-    const holdings = new Map<string, Array<{ nodeId: string; data: ProjectData }>>();
-    for (const [nodeId, w] of s.workers) {
-      for (const data of w.projects) {
-        const project = projectOf(data.token);
-        if (!project) continue;
-        const list = holdings.get(project.id) ?? [];
-        list.push({ nodeId, data });
-        holdings.set(project.id, list);
-      }
-    }
-    return store
-      .listProjects()
-      .filter((p) => inScope(scope, p.id))
-      .map((p) => {
-        const { features: _f, ...summary } = aggregateProject(p, holdings.get(p.id) ?? []);
-        return summary;
-      });
-  };
+  const listNodes = (s: SchedulerState, scope: WorkbenchScope) => listings.nodes(scope, (nodeId) => s.workers.has(nodeId));
+  const listProjects = (s: SchedulerState, scope: WorkbenchScope) =>
+    listings.projectsOf(scope, [...s.workers].map(([nodeId, w]): [string, readonly ProjectData[]] => [nodeId, w.projects]));
 
   /** A workbench sees only the projects of its token's scope, and nothing of the others. */
   const onWorkbench = (s: SchedulerState, self: Ref<SchedulerMsg>, m: WorkbenchRequest, peer: PeerHandle) => {
@@ -492,24 +394,10 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       case 'listNodes':
         reply(peer, { type: 'nodeList', reqId: m.reqId, nodes: listNodes(s, scope) });
         return;
-      case 'watchNetwork': {
-        // The picture now, then every change from here on: the reply and the pushes leave in
-        // the order this actor makes them, so nothing falls between the two.
-        const artifacts = store.listArtifacts(scope.projects, m.limit ?? DEFAULT_ARTIFACT_LIST_LIMIT);
-        const progress = store.progressOf(artifacts.map((a) => a.id));
-        reply(peer, {
-          type: 'network',
-          reqId: m.reqId,
-          nodes: listNodes(s, scope),
-          projects: listProjects(s, scope),
-          artifacts: artifacts.map((a) => {
-            const summary: ArtifactSummary = { ...artifactSummary(a), progress: progress.get(a.id) ?? { completed: 0, total: 0 } };
-            return s.live.get(a.id) ?? summary;
-          }),
-        });
-        s.watchers.set(peer.sessionId, { peer, scope });
+      case 'watchNetwork':
+        // The picture now, then every change: the Watchers reply and register the session in one turn.
+        send(watchers, { kind: 'watch', peer, scope, reqId: m.reqId, limit: m.limit, nodes: listNodes(s, scope), projects: listProjects(s, scope) });
         return;
-      }
       case 'listProjects':
         reply(peer, { type: 'projectList', reqId: m.reqId, projects: listProjects(s, scope) });
         return;
@@ -533,17 +421,8 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       case 'subscribe': {
         const artifact = visibleArtifact(m.artifactId);
         if (!artifact) return;
-        // A finished artifact has nothing more to push: its status is the last word.
-        if (m.type === 'subscribe' && s.supervisors.has(m.artifactId)) subscribe(s, m.artifactId, peer);
-        if (m.type === 'subscribe' && m.locks) {
-          const status = store.status(m.artifactId);
-          if (!status) return replyStatus(peer, m.reqId, m.artifactId);
-          const locks = store.locksOf(m.artifactId);
-          for (const j of status.jobs) j.locks = locks[j.index] ?? [];
-          reply(peer, { type: 'status', reqId: m.reqId, status });
-          return;
-        }
-        replyStatus(peer, m.reqId, m.artifactId);
+        if (m.type === 'subscribe') send(watchers, { kind: 'subscribe', peer, reqId: m.reqId, artifactId: m.artifactId, locks: m.locks === true });
+        else replyStatus(peer, m.reqId, m.artifactId);
         return;
       }
       case 'cancelArtifact': {
@@ -572,7 +451,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           reply(peer, { type: 'error', reqId: m.reqId, error });
           return;
         }
-        deleteArtifact(s, artifact.id);
+        deleteArtifact(artifact.id);
         log.info({ artifactId: artifact.id, tokenId: scope.tokenId }, 'artifact deleted by a workbench');
         reply(peer, { type: 'artifactDeleted', reqId: m.reqId, artifactId: artifact.id });
         return;
@@ -784,7 +663,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           const progress = store.progressOf(unfinished.map((a) => a.id));
           for (const a of unfinished) {
             log.info({ artifactId: a.id, state: a.state }, 'resuming artifact');
-            s.live.set(a.id, { ...artifactSummary(a), progress: progress.get(a.id) ?? { completed: 0, total: 0 } });
+            send(watchers, { kind: 'track', summary: { ...artifactSummary(a), progress: progress.get(a.id) ?? { completed: 0, total: 0 } } });
             spawnSupervisor(s, ctx.self, a.id);
           }
           return s;
@@ -818,10 +697,8 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           if (previous && previous.peer.sessionId !== peer.sessionId) previous.peer.close(4000, 'replaced by a new session');
           s.workers.set(hello.nodeId, { peer, name: hello.name, projects: hello.projects, joinTokenId: msg.joinTokenId });
           peer.send({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: props.schedulerId, sessionId: peer.sessionId });
-          if (s.watchers.size > 0) {
-            const node: StoredNode = { id: hello.nodeId, name: hello.name, role: 'worker', lastSeen: now(), projects: hello.projects, signKey: hello.signKey };
-            pushNode(s, node, true);
-          }
+          const node: StoredNode = { id: hello.nodeId, name: hello.name, role: 'worker', lastSeen: now(), projects: hello.projects, signKey: hello.signKey };
+          send(watchers, { kind: 'node', node, connected: true });
           log.info(
             { nodeId: hello.nodeId, name: hello.name, projects: hello.projects.length, fingerprint: fingerprint(hello.signKey) },
             'worker joined',
@@ -862,7 +739,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
         }
         case 'sweepFinished': {
           const expired = store.finishedBefore(now() - props.retentionMs, RETENTION_SWEEP_BATCH);
-          for (const id of expired) deleteArtifact(s, id);
+          for (const id of expired) deleteArtifact(id);
           if (expired.length > 0) log.info({ deleted: expired.length, retentionMs: props.retentionMs }, 'finished artifacts past their retention deleted');
           const partials = props.uploads.sweep(now() - props.retentionMs);
           if (partials > 0) log.info({ deleted: partials, retentionMs: props.retentionMs }, 'partial uploads untouched for the retention deleted');
@@ -886,12 +763,10 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
               s.workers.delete(msg.nodeId);
               const left = now();
               store.nodeLeft(msg.nodeId, left);
-              if (s.watchers.size > 0) {
-                const node: StoredNode = { id: msg.nodeId, name: w.name, role: 'worker', lastSeen: left, projects: w.projects };
-                const keys = store.nodeKeys(msg.nodeId);
-                if (keys) node.signKey = keys.signKey;
-                pushNode(s, node, false);
-              }
+              const node: StoredNode = { id: msg.nodeId, name: w.name, role: 'worker', lastSeen: left, projects: w.projects };
+              const keys = store.nodeKeys(msg.nodeId);
+              if (keys) node.signKey = keys.signKey;
+              send(watchers, { kind: 'node', node, connected: false });
               log.warn({ nodeId: msg.nodeId }, 'worker left');
               for (const ref of s.supervisors.values()) send(ref, { kind: 'workerLost', nodeId: msg.nodeId });
             }
@@ -902,11 +777,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             clearTimeout(p.timer);
             s.pending.delete(pendingId);
           }
-          s.watchers.delete(msg.peer.sessionId);
-          for (const [artifactId, subs] of s.subscriptions) {
-            for (const p of subs) if (p.sessionId === msg.peer.sessionId) subs.delete(p);
-            if (subs.size === 0) s.subscriptions.delete(artifactId);
-          }
+          send(watchers, { kind: 'sessionEnded', sessionId: msg.peer.sessionId });
           return s;
         }
         case 'fromWorker':
@@ -915,34 +786,12 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
         case 'fromWorkbench':
           onWorkbench(s, ctx.self, msg.message, msg.peer);
           return s;
-        case 'artifactEvent': {
-          const { artifactId, progress, events } = msg.message;
-          for (const peer of s.subscriptions.get(artifactId) ?? []) peer.send(msg.message);
-          // The listing line changes with the artifact's state and its done count, not with each
-          // job's SCHEDULED/RUNNING: watchers get one push per batch with a job done, none per job started.
-          const line = s.live.get(artifactId);
-          if (!line) return s;
-          let state: ArtifactState | undefined;
-          for (const e of events) if (e.kind === 'artifactState') state = e.state;
-          const stateChanged = state !== undefined && state !== line.state;
-          if (!stateChanged && line.progress?.completed === progress.completed) return s;
-          let next: ArtifactSummary = { ...line, progress, updatedAt: stateChanged ? now() : line.updatedAt };
-          if (state !== undefined) {
-            // A terminal state: the row is final, read it once for its exact times.
-            const row = FINISHED_STATES.includes(state) ? store.artifact(artifactId) : undefined;
-            next = row ? { ...artifactSummary(row), progress } : { ...next, state };
-          }
-          s.live.set(artifactId, next);
-          pushArtifact(s, next);
-          return s;
-        }
         case 'supervisorFinished': {
           const ref = s.supervisors.get(msg.artifactId);
           if (ref) stop(ref);
           s.supervisors.delete(msg.artifactId);
-          // The final artifactState push went out before this report (same sender, in order).
-          s.subscriptions.delete(msg.artifactId);
-          s.live.delete(msg.artifactId);
+          // The final artifactState push reached the Watchers before this report reached here.
+          send(watchers, { kind: 'untrack', artifactId: msg.artifactId });
           return s;
         }
         case 'uploadEnded':
@@ -962,7 +811,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           return s;
         }
         case 'countEntries':
-          msg.replyTo({ subscriptions: s.subscriptions.size, supervisors: s.supervisors.size, pending: s.pending.size });
+          send(watchers, { kind: 'countSubscriptions', replyTo: (subscriptions) => msg.replyTo({ subscriptions, supervisors: s.supervisors.size, pending: s.pending.size }) });
           return s;
       }
     },
@@ -971,9 +820,6 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       initialState: () => ({
         workers: new Map(),
         workbenches: new Map(),
-        watchers: new Map(),
-        live: new Map(),
-        subscriptions: new Map(),
         supervisors: new Map(),
         pending: new Map(),
         lastRevocationCheck: now(),

@@ -75,6 +75,7 @@ t.test('a JobActor that crashes is reset from the store and the artifact complet
     log,
     artifactId: 'a-1',
     scheduler: scheduler as never,
+    watchers: scheduler as never,
     deliver,
     now: Date.now,
     // A bug in the JobActor of job 1, the first time it handles a completion.
@@ -130,6 +131,7 @@ t.test('an ArtifactSupervisor that crashes is reset from the store, respawns its
     log,
     artifactId: 'a-2',
     scheduler: scheduler as never,
+    watchers: scheduler as never,
     deliver,
     now: Date.now,
     crashOn: (msg) => {

@@ -72,7 +72,7 @@ t.test('a worker left out while away is not waited on again, and rejoins at the 
     else setImmediate(complete);
     return true;
   };
-  supervisor = spawnArtifactSupervisor(scheduler, { store, log, artifactId: 'a-q', scheduler: scheduler as never, deliver, now: Date.now });
+  supervisor = spawnArtifactSupervisor(scheduler, { store, log, artifactId: 'a-q', scheduler: scheduler as never, watchers: scheduler as never, deliver, now: Date.now });
   send(supervisor, { kind: 'workerLost', nodeId: 'w3' });
   send(supervisor, { kind: 'start' });
 

@@ -12,7 +12,7 @@ import { provenanceOf } from '../lib/provenance.ts';
 import { artifactStatus } from '../lib/store/status.ts';
 import type { Store, StoredArtifact, StoredJob } from '../lib/store/store.ts';
 import { type JobChanged, type JobMsg, spawnJobActor } from './job.ts';
-import type { ReportMsg } from './report-routes.ts';
+import type { NodePeer } from './scheduler.ts';
 
 /**
  * ArtifactSupervisor: one per unfinished artifact. It owns the artifact's DAG: starts a
@@ -29,7 +29,7 @@ export type SupervisorMsg =
   /** For the JobActor of `jobIndex`, which checks it (a worker's report without a route, report-routes.ts; a stored upload). */
   | { kind: 'jobReport'; jobIndex: number; report: JobMsg }
   /** `holding`: the attempts the worker announced as running, as `jobId#attempt`. */
-  | { kind: 'workerConnected'; nodeId: string; holding: ReadonlySet<string> }
+  | { kind: 'workerConnected'; nodeId: string; holding: ReadonlySet<string>; peer: NodePeer }
   | { kind: 'workerLost'; nodeId: string }
   /** A resource's bytes no longer match its sha256: produce it again. */
   | { kind: 'resourceCorrupt'; jobIndex: number }
@@ -51,7 +51,8 @@ export interface SupervisorProps {
   scheduler: Ref<SupervisorReport>;
   /** Where its artifact's transitions go (the Watchers: subscriptions and listing lines). */
   watchers: Ref<SupervisorEvent>;
-  deliver(nodeId: string, message: Message, reportsTo?: Ref<ReportMsg>): boolean;
+  /** The nodes connected at spawn (a copy); from then on this actor keeps its own, from workerConnected/workerLost. */
+  peers: ReadonlyMap<string, NodePeer>;
   /** Passed to every JobActor (JobProps.maxResourceBytes). */
   maxResourceBytes?: number;
   now(): number;
@@ -129,6 +130,8 @@ const JOB_SHARDS = 32;
 
 export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorProps): Ref<SupervisorMsg> {
   let generation = 0;
+  /** Its nodes that are connected, as the news it got says (this actor's own; kept across a reset, like the ref). */
+  const peers = new Map(props.peers);
   /** This generation's shard parents of JobActors, spawned as needed. */
   let shards: Array<Ref<unknown> | undefined> = [];
   const jobParent = (self: Ref<SupervisorMsg>, index: number): Ref<unknown> => {
@@ -255,7 +258,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
   const stopJob = (s: SupervisorState, index: number, cancel: boolean) => {
     const ref = s.live.get(index);
     const job = s.jobs[index];
-    if (cancel && job && inFlight(job)) props.deliver(job.worker, { type: 'cancelJob', jobId: job.id, attempt: job.attempt });
+    if (cancel && job && inFlight(job)) peers.get(job.worker)?.send({ type: 'cancelJob', jobId: job.id, attempt: job.attempt });
     if (ref) stop(ref);
     s.live.delete(index);
   };
@@ -284,7 +287,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
         job,
         ...(inputs ? { inputs } : {}),
         supervisor: self as Ref<JobChanged>,
-        deliver: props.deliver,
+        peer: peers.get(job.worker),
         ...(props.maxResourceBytes === undefined ? {} : { maxResourceBytes: props.maxResourceBytes }),
         now: props.now,
         ...(props.jobCrashOn ? { crashOn: (m: JobMsg) => props.jobCrashOn?.(job.index, m) ?? false } : {}),
@@ -455,15 +458,17 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
         case 'workerConnected':
           if (!s.nodes.has(msg.nodeId)) return s;
           s.presence.set(msg.nodeId, 'connected');
+          peers.set(msg.nodeId, msg.peer);
           if (s.gone.delete(msg.nodeId)) props.log.info({ worker: msg.nodeId }, 'a left-out worker came back: it rejoins from the next round');
           for (const [index, ref] of s.live) {
             const job = s.jobs[index];
-            if (job?.worker === msg.nodeId) send(ref, { kind: 'workerConnected', holding: msg.holding.has(`${job.id}#${job.attempt}`) });
+            if (job?.worker === msg.nodeId) send(ref, { kind: 'workerConnected', holding: msg.holding.has(`${job.id}#${job.attempt}`), peer: msg.peer });
           }
           return s;
         case 'workerLost':
           if (!s.nodes.has(msg.nodeId)) return s;
           s.presence.set(msg.nodeId, 'lost');
+          peers.delete(msg.nodeId);
           for (const [index, ref] of s.live) if (s.jobs[index]?.worker === msg.nodeId) send(ref, { kind: 'workerLost' });
           return s;
         case 'resourceCorrupt': {

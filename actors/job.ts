@@ -9,6 +9,7 @@ import { sha256Hex } from '../lib/store/blobs.ts';
 import type { JobChange, Store, StoredJob } from '../lib/store/store.ts';
 import { tooLarge } from '../lib/transport/stream.ts';
 import type { ReportMsg } from './report-routes.ts';
+import type { NodePeer } from './scheduler.ts';
 
 /**
  * JobActor: one per live job. It owns the job's attempts: assigns each attempt to the
@@ -28,7 +29,7 @@ export type JobMsg =
   | { kind: 'completed'; attempt: number; resource: ResourceRef; rows?: number | undefined; ranMs?: number | undefined }
   | { kind: 'failed'; attempt: number; error: WireError }
   /** The worker (re)joined; `holding`: it announced this very attempt as running. */
-  | { kind: 'workerConnected'; holding: boolean }
+  | { kind: 'workerConnected'; holding: boolean; peer: NodePeer }
   | { kind: 'workerLost' }
   | { kind: 'cancel' }
   // private: timers and recovery
@@ -66,10 +67,10 @@ export interface JobProps {
   inputs?: ResourceRef[];
   supervisor: Ref<JobChanged>;
   /**
-   * Sends a message to a node (worker or the local initiator); false when it is not connected.
-   * `reportsTo`: with an assignment, where the node's reports on it go (this actor).
+   * The job's node (a worker's connection, or the local initiator) when it is connected at spawn.
+   * From then on this actor keeps its own, from the workerConnected/workerLost its supervisor sends.
    */
-  deliver(nodeId: string, message: Message, reportsTo?: Ref<ReportMsg>): boolean;
+  peer?: NodePeer | undefined;
   /** A product over this many bytes fails its attempt (`store.max_resource_bytes`; default: no limit). */
   maxResourceBytes?: number;
   now(): number;
@@ -94,6 +95,14 @@ const noTimers = (): Timers => ({ attempt: undefined, retry: undefined, grace: u
 export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg> {
   const random = props.random ?? Math.random;
   let incarnation = 0;
+  /** The job's node, when connected: this actor's own news of it (kept across a reset, like the ref). */
+  let peer = props.peer;
+  /** Sends to the job's node; false when it is not connected. An assignment names this actor for the reports. */
+  const deliver = (message: Message, reportsTo?: Ref<ReportMsg>): boolean => {
+    if (!peer) return false;
+    peer.send(message, reportsTo);
+    return true;
+  };
 
   const load = (): StoredJob => {
     const job = props.store.job(props.artifactId, props.jobIndex);
@@ -188,7 +197,7 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
       inputs: inputs(),
     };
     if (job.seal && job.locks.length > 0) assignment.sealFor = recipients(job);
-    const delivered = props.deliver(job.worker, assignment, self as Ref<ReportMsg>);
+    const delivered = deliver(assignment, self as Ref<ReportMsg>);
     const timers = { ...s.timers };
     // The attempt timer is armed once per attempt: re-deliveries do not extend it.
     timers.attempt ??= arm(props.policy.attemptTimeoutMs, { kind: 'attemptTimedOut', attempt: job.attempt }, self);
@@ -318,18 +327,20 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
             ctx.self,
           );
         case 'workerLost':
+          peer = undefined;
           if (!inFlight(s, s.job.attempt) || s.timers.grace) return s;
           return {
             ...s,
             timers: { ...s.timers, grace: arm(props.policy.workerGraceMs, { kind: 'graceExpired', attempt: s.job.attempt }, ctx.self) },
           };
         case 'workerConnected': {
+          peer = msg.peer;
           if (!inFlight(s, s.job.attempt)) return s;
           const back = clear(s, 'grace');
           return msg.holding ? back : assign(back, ctx.self);
         }
         case 'cancel':
-          if (inFlight(s, s.job.attempt)) props.deliver(s.job.worker, { type: 'cancelJob', jobId: s.job.id, attempt: s.job.attempt });
+          if (inFlight(s, s.job.attempt)) deliver({ type: 'cancelJob', jobId: s.job.id, attempt: s.job.attempt });
           return clearAll(s);
       }
     },

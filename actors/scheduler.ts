@@ -50,6 +50,9 @@ export interface PeerHandle {
   stream?(header: Message, body: StreamBody): void;
 }
 
+/** What a supervisor and its JobActors hold of a node: where to send to it (each keeps its own, from the news it gets). */
+export type NodePeer = Pick<PeerHandle, 'send'>;
+
 /** A streamed resource's bytes: a file of the store, sent from an offset. */
 export interface StreamBody {
   sha256: string;
@@ -206,12 +209,9 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       artifactId,
       scheduler: self as Ref<SupervisorReport>,
       watchers,
-      deliver: (nodeId, message, reportsTo) => {
-        const w = s.workers.get(nodeId);
-        if (!w) return false;
-        w.peer.send(message, reportsTo);
-        return true;
-      },
+      // Who is connected now, as a copy: from here on the supervisor keeps its own, from the
+      // workerConnected/workerLost news this actor sends it (no map shared between actors).
+      peers: new Map([...s.workers].map(([nodeId, w]) => [nodeId, w.peer])),
       maxResourceBytes: props.streaming.maxResourceBytes,
       now,
     });
@@ -704,7 +704,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             'worker joined',
           );
           const holding = new Set(hello.holding.map((h) => `${h.jobId}#${h.attempt}`));
-          for (const ref of s.supervisors.values()) send(ref, { kind: 'workerConnected', nodeId: hello.nodeId, holding });
+          for (const ref of s.supervisors.values()) send(ref, { kind: 'workerConnected', nodeId: hello.nodeId, holding, peer });
           // Work of an artifact that ended while the worker was away (cancelled, failed, done
           // without it): the cancel it missed, so it stops computing for nothing.
           for (const h of hello.holding) {

@@ -14,6 +14,7 @@ import { bindArtifact } from '../../lib/plan/index.ts';
 import { sha256Hex } from '../../lib/store/blobs.ts';
 import { Store } from '../../lib/store/store.ts';
 import { until } from '../helpers/cluster.ts';
+import { scriptedPeers } from '../helpers/peers.ts';
 
 t.test('a JobActor that crashes is reset from the store and the artifact completes', async (t) => {
   const lines: string[] = [];
@@ -76,7 +77,7 @@ t.test('a JobActor that crashes is reset from the store and the artifact complet
     artifactId: 'a-1',
     scheduler: scheduler as never,
     watchers: scheduler as never,
-    deliver,
+    peers: scriptedPeers(['s', 'w1', 'w2'], deliver),
     now: Date.now,
     // A bug in the JobActor of job 1, the first time it handles a completion.
     jobCrashOn: (index, msg) => index === 1 && msg.kind === 'completed' && crashes++ === 0,
@@ -132,7 +133,7 @@ t.test('an ArtifactSupervisor that crashes is reset from the store, respawns its
     artifactId: 'a-2',
     scheduler: scheduler as never,
     watchers: scheduler as never,
-    deliver,
+    peers: scriptedPeers(['s', 'w1', 'w2'], deliver),
     now: Date.now,
     crashOn: (msg) => {
       if (crashed || msg.kind !== 'jobChanged' || msg.job.state !== 'COMPLETED') return false;

@@ -84,11 +84,6 @@ interface SupervisorState {
    * has been started: their JobActors get them without reading the jobs' and resources' rows.
    */
   products: Map<number, ResourceRef>;
-  /**
-   * Transitions not pushed yet, in order, and whether a flush is due at the next barrier. Progress
-   * goes in one push per barrier (not one frame per transition); an artifact's state at once.
-   */
-  outbox: { events: ArtifactEventItem[]; armed: boolean };
 }
 
 const TERMINAL: ReadonlySet<ArtifactState> = new Set(['COMPLETED', 'ERROR', 'CANCELLED']);
@@ -171,7 +166,6 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
       gone,
       doneCount: jobs.filter(done).length,
       products: new Map(),
-      outbox: { events: [], armed: false },
     };
   };
 
@@ -192,6 +186,12 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
 
   /** This actor's ref, for the flush it asks itself for from the group commit's callback. */
   let self: Ref<SupervisorMsg> | undefined;
+  /**
+   * Transitions not pushed yet, in order, and whether a flush is due at the next barrier: one push
+   * per barrier, not one frame per transition (an artifact's state goes at once). Outside the
+   * state, like `peers`: a reset (a bug) must not lose transitions a watcher was not shown yet.
+   */
+  const outbox: { events: ArtifactEventItem[]; armed: boolean } = { events: [], armed: false };
 
   /**
    * Queues a transition for the subscribers. A job's transitions wait for the next barrier the
@@ -200,13 +200,13 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
    * what was queued before it (docs/PROTOCOL.md, "Progress pushes").
    */
   const emit = (s: SupervisorState, event: ArtifactEventItem) => {
-    s.outbox.events.push(event);
+    outbox.events.push(event);
     if (event.kind === 'artifactState') {
       flushEvents(s);
       return;
     }
-    if (s.outbox.armed) return;
-    s.outbox.armed = true;
+    if (outbox.armed) return;
+    outbox.armed = true;
     const me = self;
     props.store.atNextBarrier(() => {
       if (me) send(me, { kind: 'flushEvents' });
@@ -215,10 +215,10 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
 
   /** Pushes the queued transitions (coalesced, lib/artifact-events.ts) to the scheduler, for the subscribers. */
   const flushEvents = (s: SupervisorState) => {
-    s.outbox.armed = false;
-    if (s.outbox.events.length === 0) return;
-    const events = coalesce(s.outbox.events);
-    s.outbox.events = [];
+    outbox.armed = false;
+    if (outbox.events.length === 0) return;
+    const events = coalesce(outbox.events);
+    outbox.events = [];
     for (const frame of framesOf(events)) {
       send(props.watchers, {
         kind: 'artifactEvent',

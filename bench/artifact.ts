@@ -136,7 +136,8 @@ export async function benchArtifacts(opts: { cleanup: Cleanup; repeats: number; 
   // ---- the same operations in this process
   const engines = await Promise.all(SHARDS.map((f, i) => DataEngine.open([{ name: `shard-${i + 1}`, path: f, projects: [token] }])));
   cleanup.add('data engines', () => Promise.all(engines.map((e) => e.close())));
-  const initiatorLocals = new LocalsStore(join(dir, 'bench-initiator-locals'));
+  // With a secret, as the scheduler's initiator has (its identity's): masks are derived, not written.
+  const initiatorLocals = new LocalsStore(join(dir, 'bench-initiator-locals'), undefined, randomBytes(32));
   const workerLocals = engines.map((_, i) => new LocalsStore(join(dir, `bench-worker-${i + 1}-locals`)));
   let seq = 0;
   const ctx = (operation: Operation, inputs: unknown[], data: DataEngine | undefined, locals: LocalsStore, artifactId: string): OpContext => ({

@@ -5,7 +5,7 @@ import { DataEngine } from '../lib/data/engine.ts';
 import type { VarianceProduct } from '../lib/ops/index.ts';
 import { Cluster } from '../lib/sim/cluster.ts';
 import { estimators } from '../lib/workbench/builders.ts';
-import { type Cleanup, median, ms, now, type Row, ratio, spread } from './util.ts';
+import { type Cleanup, median, ms, now, processCpuMs, type Row, ratio, spread } from './util.ts';
 
 /**
  * Big data on a worker (issue 10, point 5): a federated mean and variance of ROWS generated rows
@@ -20,18 +20,19 @@ import { type Cleanup, median, ms, now, type Row, ratio, spread } from './util.t
  *  - central, files: `read_parquet` of the 4 files in each query (the page cache holds them).
  *  - central, in memory: the same query over a table loaded from the files beforehand (not
  *    timed): like for like with the workers' tables.
- *  - ops (profile): the workers' own query (`DataEngine.moments` as a Variance job calls it)
+ *  - ops (profile): the workers' own query (`DataEngine.spread` as a Variance job calls it)
  *    on each shard, here, one after the other: the Sequential chain's compute without the system.
  */
 
 const SEED = 20_261_207;
-const FEATURES = ['x1', 'x2', 'x3'];
+export const BIGDATA_FEATURES = ['x1', 'x2', 'x3'];
+const FEATURES = BIGDATA_FEATURES;
 export const BIGDATA_GOAL = 1.2;
 
 const sqlString = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
 /** Rows [lo, hi) of the generated table: x1 uniform on [-1000, 1000], x2 a triangle on [0, 20], x3 near 1e4 (far from 0). */
-function generator(lo: number, hi: number): string {
+export function bigdataGenerator(lo: number, hi: number): string {
   const h = (k: number) => `hash(i * 4 + ${k + SEED})`;
   return `SELECT
       (${h(0)} % 2000001)::DOUBLE / 1000.0 - 1000.0 AS x1,
@@ -47,11 +48,14 @@ interface Figures {
 }
 
 /** avg and var_samp of each feature over `from`; the figures and the time. */
-async function centralQuery(run: (sql: string) => Promise<unknown[][]>, from: string): Promise<[Figures, number]> {
+async function centralQuery(run: (sql: string) => Promise<unknown[][]>, from: string, cpu?: number[]): Promise<[Figures, number]> {
   const select = FEATURES.map((f) => `avg(${f}), var_samp(${f})`).join(', ');
+  const c0 = process.cpuUsage();
   const t0 = now();
   const row = (await run(`SELECT count(*), ${select} FROM ${from}`))[0] ?? [];
   const t = now() - t0;
+  const c = process.cpuUsage(c0);
+  cpu?.push((c.user + c.system) / 1000);
   return [
     {
       count: Number(row[0]),
@@ -79,7 +83,7 @@ export async function benchBigData(opts: { cleanup: Cleanup; rows: number; repea
   let t0 = now();
   const per = Math.ceil(opts.rows / workers);
   for (const [i, f] of files.entries()) {
-    await conn.run(`COPY (${generator(i * per, Math.min(opts.rows, (i + 1) * per))}) TO ${sqlString(f)} (FORMAT parquet)`);
+    await conn.run(`COPY (${bigdataGenerator(i * per, Math.min(opts.rows, (i + 1) * per))}) TO ${sqlString(f)} (FORMAT parquet)`);
   }
   process.stdout.write(`[bigdata] ${opts.rows.toLocaleString('en')} rows, ${FEATURES.length} DOUBLE columns, as ${workers} Parquet files in ${ms(now() - t0)}\n`);
 
@@ -104,11 +108,18 @@ export async function benchBigData(opts: { cleanup: Cleanup; rows: number; repea
   const shift = FEATURES.map((f) => project.info.features.find((m) => m.name === f)?.mean ?? 0);
   const step = estimators.variance(FEATURES, undefined, { shift });
   const jobTimes: number[][] = [];
+  // CPU counted rather than timed (user + system, every process of the cluster; the bench process
+  // for central): on a loaded machine the wall times move by 2x, the CPU hardly does.
+  const pids = cluster.processes().flatMap((p) => (p.pid === undefined ? [] : [p.pid]));
+  const clusterCpu = () => pids.reduce((a, pid) => a + processCpuMs(pid), 0);
+  const fedCpu: number[] = [];
   const federatedRun = async (): Promise<[VarianceProduct, number]> => {
+    const c1 = clusterCpu();
     const t1 = now();
     const handle = await project.submit([step]);
     const product = (await handle.result()) as VarianceProduct;
     const wall = now() - t1;
+    fedCpu.push(clusterCpu() - c1);
     // Per-job times from the status (startedAt -> finishedAt, as the scheduler saw them: they hold the RUNNING and report messages), in chain order.
     jobTimes.push(
       [...handle.status.jobs]
@@ -127,7 +138,7 @@ export async function benchBigData(opts: { cleanup: Cleanup; rows: number; repea
   for (const [i, f] of files.entries()) engines.push(await DataEngine.open([{ name: `shard-${i + 1}`, path: f, projects: [token] }]));
   const chain = async () => {
     const t1 = now();
-    for (const e of engines) await e.moments(token, FEATURES, undefined, shift, { extrema: false });
+    for (const e of engines) await e.spread(token, FEATURES, undefined, shift);
     return now() - t1;
   };
 
@@ -140,14 +151,17 @@ export async function benchBigData(opts: { cleanup: Cleanup; rows: number; repea
   await chain();
   const warm: number[] = [];
   const filesRuns: number[] = [];
+  const filesCpu: number[] = [];
   const memRuns: number[] = [];
   const opsRuns: number[] = [];
   for (let r = 0; r < repeats; r++) {
     warm.push((await federatedRun())[1]);
-    filesRuns.push((await centralQuery(run, parquet))[1]);
+    filesRuns.push((await centralQuery(run, parquet, filesCpu))[1]);
     memRuns.push((await centralQuery(run, 't'))[1]);
     opsRuns.push(await chain());
   }
+  const fedCpuWarm = median(fedCpu.slice(1));
+  const filesCpuMed = median(filesCpu);
   const jobsFirst = jobTimes[0] as number[];
   const jobsWarm = (jobTimes[0] as number[]).map((_, k) => median(jobTimes.slice(1).map((js) => js[k] as number)));
   wb.close();
@@ -186,9 +200,10 @@ export async function benchBigData(opts: { cleanup: Cleanup; rows: number; repea
       `[bigdata] federated variance (mean, var, std), submit -> result: first ${ms(first)}; warm ${stats(warm)}, ${repeats} runs\n` +
       `[bigdata]   per job (status startedAt -> finishedAt), chain order: first ${whole(jobsFirst[0] as number)} | ${workerJobs(jobsFirst)} | ${whole(jobsFirst.at(-1) as number)}; ` +
       `warm ${whole(jobsWarm[0] as number)} | ${workerJobs(jobsWarm)} | ${whole(jobsWarm.at(-1) as number)}\n` +
-      `[bigdata]   ops: the workers' query (DataEngine.moments) on each shard here, in turn: ${stats(opsRuns)}; system = wall - ops = ${(fed - ops).toFixed(0)} ms (noisy: two medians)\n` +
+      `[bigdata]   ops: the workers' query (DataEngine.spread) on each shard here, in turn: ${stats(opsRuns)}; system = wall - ops = ${(fed - ops).toFixed(0)} ms (noisy: two medians)\n` +
       `[bigdata] central DuckDB, this process, avg + var_samp: over the files (read_parquet each query) first ${ms(firstFiles)}, ${stats(filesRuns)}; ` +
       `over an in-memory table (loaded in ${ms(loadMs)}, not timed) ${stats(memRuns)}\n` +
+      `[bigdata] CPU (user + system, counted): federated, every process of the cluster, median ${ms(fedCpuWarm)}; central over the files ${ms(filesCpuMed)} (${ratio(fedCpuWarm / filesCpuMed)})\n` +
       `[bigdata] ratio federated / central: ${ratio(fed / files_)} against the files, ${ratio(fed / mem)} against the in-memory table (goal <= ${BIGDATA_GOAL}x)\n`,
   );
   const rowsLabel = `${(opts.rows / 1e6).toLocaleString('en')}M rows`;
@@ -205,7 +220,7 @@ export async function benchBigData(opts: { cleanup: Cleanup; rows: number; repea
       value: ms(fed),
       baseline: `central in-memory ${ms(mem)}`,
       ratio: ratio(fed / mem),
-      note: `workers hold in-memory tables; ops (workers' query in turn) ${ms(ops)}`,
+      note: `workers hold in-memory tables; ops (workers' query in turn) ${ms(ops)}; CPU federated ${ms(fedCpuWarm)} vs central files ${ms(filesCpuMed)}`,
     },
   ];
 }

@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { roundsCluster, tinyRound } from './rounds.ts';
-import { Cleanup } from './util.ts';
+import { Cleanup, costsTable, processCost } from './util.ts';
 
 /**
  * What one tiny round costs each process, counted rather than timed (issue 9): on a shared,
@@ -21,51 +20,19 @@ const N = Number(process.env.N ?? 2);
 const R = Number(process.env.R ?? 200);
 const REPEATS = Number(process.env.REPEATS ?? 3);
 
-interface Sample {
-  cpuMs: number;
-  reads: number;
-  writes: number;
-}
-
-const TICK_MS = 1000 / 100; // USER_HZ: 100 on Linux
-
-function sample(pid: number): Sample {
-  // Fields after the command name (which may hold spaces, in parentheses): utime is the 14th field.
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const io = Object.fromEntries(
-    readFileSync(`/proc/${pid}/io`, 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => l.split(': ') as [string, string]),
-  );
-  return {
-    cpuMs: (Number(fields[11]) + Number(fields[12])) * TICK_MS,
-    reads: Number(io.syscr),
-    writes: Number(io.syscw),
-  };
-}
-
 const cleanup = new Cleanup();
 try {
   const { cluster, project } = await roundsCluster(cleanup, N, 100);
   await (await project.submit(tinyRound(R))).result(); // warm-up (JIT)
 
   const processes = cluster.processes().filter((p): p is { name: string; pid: number } => p.pid !== undefined);
-  const before = new Map(processes.map((p) => [p.name, sample(p.pid)]));
+  const before = new Map(processes.map((p) => [p.name, processCost(p.pid)]));
   const t0 = performance.now();
   for (let i = 0; i < REPEATS; i++) await (await project.submit(tinyRound(R))).result();
   const wall = (performance.now() - t0) / (REPEATS * R);
   const rounds = REPEATS * R;
   process.stdout.write(`tiny round, ${N} workers, ${REPEATS} x Iterate(${R}): wall ${wall.toFixed(2)} ms per round (submit and download included)\n`);
-  process.stdout.write('process       CPU ms/round   read syscalls/round   write syscalls/round\n');
-  for (const p of processes) {
-    const a = before.get(p.name) as Sample;
-    const b = sample(p.pid);
-    process.stdout.write(
-      `${p.name.padEnd(12)}  ${((b.cpuMs - a.cpuMs) / rounds).toFixed(3).padStart(12)}   ${((b.reads - a.reads) / rounds).toFixed(1).padStart(19)}   ${((b.writes - a.writes) / rounds).toFixed(1).padStart(20)}\n`,
-    );
-  }
+  process.stdout.write(costsTable(processes, before, rounds, 'round'));
 } finally {
   await cleanup.run();
 }

@@ -1,8 +1,18 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /** Shared helpers of the benchmarks: medians, formatting, and cleanup that runs even on error. */
+
+const TICK_MS = 1000 / 100; // USER_HZ: 100 on Linux
+
+/** The user + system CPU a process has spent, in ms (10 ms ticks), from /proc/<pid>/stat: Linux only. */
+export function processCpuMs(pid: number): number {
+  // Fields after the command name (which may hold spaces, in parentheses): utime is the 14th field.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
+}
 
 export function median(xs: readonly number[]): number {
   if (xs.length === 0) return Number.NaN;
@@ -107,4 +117,38 @@ export class Cleanup {
     })();
     return this.running;
   }
+}
+
+/** What a process has spent so far: CPU (user + system) and read/write syscalls (Linux: /proc). */
+export interface ProcessCost {
+  cpuMs: number;
+  reads: number;
+  writes: number;
+}
+
+export function processCost(pid: number): ProcessCost {
+  const io = Object.fromEntries(
+    readFileSync(`/proc/${pid}/io`, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.split(': ') as [string, string]),
+  );
+  return {
+    cpuMs: processCpuMs(pid),
+    reads: Number(io.syscr),
+    writes: Number(io.syscw),
+  };
+}
+
+/** Each process's cost since `before`, per `unit` (`count` of them), as a table. */
+export function costsTable(processes: ReadonlyArray<{ name: string; pid: number }>, before: ReadonlyMap<string, ProcessCost>, count: number, unit: string): string {
+  const lines = [`process       CPU ms/${unit}   read syscalls/${unit}   write syscalls/${unit}`];
+  for (const p of processes) {
+    const a = before.get(p.name) as ProcessCost;
+    const b = processCost(p.pid);
+    lines.push(
+      `${p.name.padEnd(12)}  ${((b.cpuMs - a.cpuMs) / count).toFixed(3).padStart(12)}   ${((b.reads - a.reads) / count).toFixed(1).padStart(19)}   ${((b.writes - a.writes) / count).toFixed(1).padStart(20)}`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
 }

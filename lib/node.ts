@@ -13,7 +13,7 @@ import { type PeerHandle, type SchedulerMsg, spawnScheduler } from '../actors/sc
 import { ReportRoutes, isWorkerReport } from '../actors/report-routes.ts';
 import { type WorkerMsg, spawnWorker } from '../actors/worker.ts';
 import { ConfigError, connectionLimitsOf, type NodeConfig, retryPolicyOf, schedulerUrlsOf } from './config.ts';
-import { handshakeMessage, identityOf, loadOrCreateIdentity, newIdentityText, signWith } from './security/identity.ts';
+import { handshakeMessage, identityOf, loadOrCreateIdentity, localsSecret, newIdentityText, signWith } from './security/identity.ts';
 import { DataEngine } from './data/engine.ts';
 import { send, shardOf, spawnActor } from './kit/actors.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -106,6 +106,9 @@ export interface StartOptions {
   compute?: ComputeHandle | null;
 }
 
+/** Holds of in-process jobs kept at once (each also ends by itself within GroupCommit's HOLD_MAX_MS). */
+const MAX_HELD = 64;
+
 export async function startNode(config: NodeConfig, log: Logger = createLogger(config.name), opts: StartOptions = {}): Promise<RunningNode> {
   mkdirSync(config.workdir, { recursive: true });
   return config.mode === 'worker' ? startWorkerNode(config, log, opts.compute) : startSchedulerNode(config, log, opts);
@@ -191,31 +194,47 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
   }
   const schedulerId = store.schedulerId(config.name);
   const system = start();
-  // On PostgreSQL the initiator's masks are rows of the store, where every replica finds them.
-  const locals = store.db.kind === 'postgres' ? new LocalsStore(undefined, store) : new LocalsStore(join(config.workdir, LOCALS_DIR));
+  // On PostgreSQL the initiator's locals are rows of the store, where every replica finds them.
+  // Its masks are derived from the identity's secret (durable already, and the same on every
+  // replica): a Sequential estimator's init writes nothing, and no fsync waits for it.
+  const secret = localsSecret(identity);
+  const locals =
+    store.db.kind === 'postgres' ? new LocalsStore(undefined, store, secret) : new LocalsStore(join(config.workdir, LOCALS_DIR), undefined, secret);
   const uploads = new Uploads(store.blobs.incoming);
   const { threshold_bytes: thresholdBytes, chunk_bytes: chunkBytes } = config.streaming;
 
   // The scheduler and its initiator address each other; refs are bound once both exist.
   let scheduler: Ref<SchedulerMsg> | undefined;
   let initiator: Ref<WorkerMsg> | undefined;
+  // A job handed to the initiator in-process continues the cascade that assigned it: the store's
+  // next barrier waits for its report (GroupCommit.hold, a few ms at most), so that a Sequential
+  // chain's init, its product and the next job's assignment ride in the commit that accepted the
+  // artifact, instead of the barrier running while the init runs and the next assignment waiting
+  // for a second one. Any report of the initiator releases what it holds (a hold also ends by itself).
+  const held: Array<() => void> = [];
+  const releaseHeld = () => {
+    for (const release of held.splice(0)) release();
+  };
   // The initiator's reports on the attempts assigned to it go straight to their JobActors, as a
   // worker's do over its Connection (actors/report-routes.ts).
   const initiatorRoutes = new ReportRoutes();
-  const toScheduler = (message: Message) => {
-    if (!scheduler) return false;
-    if (!(isWorkerReport(message) && initiatorRoutes.route(schedulerId, message))) {
-      send(scheduler, { kind: 'fromWorker', peer: initiatorPeer, nodeId: schedulerId, message });
-    }
-    return true;
-  };
   const initiatorPeer: PeerHandle = {
     sessionId: 'initiator',
     send: (message, reportsTo) => {
+      if (!initiator) return;
       initiatorRoutes.sending(message, reportsTo);
-      if (initiator) send(initiator, { kind: 'inbound', message });
+      if (message.type === 'assignJob') {
+        if (held.length >= MAX_HELD) releaseHeld();
+        held.push(store.hold());
+      }
+      send(initiator, { kind: 'inbound', message });
     },
     close: () => {},
+  };
+  const toScheduler = (message: Message) => {
+    if (message.type === 'jobCompleted' || message.type === 'jobFailed' || message.type === 'productOffer') releaseHeld();
+    if (isWorkerReport(message) && initiatorRoutes.route(schedulerId, message)) return;
+    send(scheduler as Ref<SchedulerMsg>, { kind: 'fromWorker', peer: initiatorPeer, nodeId: schedulerId, message });
   };
   initiator = spawnWorker(system, {
     name: schedulerId,
@@ -225,7 +244,11 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     identity: { nodeId: schedulerId, boxPrivate: identity.boxPrivate },
     privacy: privacyOf(config),
     ...(compute ? { compute } : {}),
-    sendToScheduler: toScheduler,
+    sendToScheduler: (message) => {
+      if (!scheduler) return false;
+      toScheduler(message);
+      return true;
+    },
     scratch: join(config.workdir, SPOOL_DIR, 'out'),
     // In the scheduler's process: large inputs are the store's own files, large products go to
     // the store without a socket (a file is copied, bytes ride in the report).
@@ -243,7 +266,10 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
       },
       send: (offer, body) => {
         if (!scheduler) return;
-        if ('file' in body) send(scheduler, { kind: 'localProduct', report: offer, file: body.file });
+        if ('file' in body) {
+          releaseHeld();
+          send(scheduler, { kind: 'localProduct', report: offer, file: body.file });
+        }
         else if ('source' in body) log.error({ jobId: offer.jobId }, 'a product to stream reached the initiator, which seals into files');
         else {
           const report: MessageOf<'jobCompleted'> = { type: 'jobCompleted', jobId: offer.jobId, attempt: offer.attempt, sha256: offer.sha256, data: body.bytes };

@@ -500,6 +500,30 @@ t.test('model inputs are read once and kept within a byte budget; callers get th
   t.equal(e.numericColumnsCacheHits, 1, 'the evicted answer is read again');
 });
 
+t.test("a warm worker answers the same sums from memory; another request, a caller's writes and a closed engine are not served from it", async (t) => {
+  const e = await DataEngine.open([{ name: 'shard1', path: SHARD1, projects: ['p'] }]);
+  const where: Query = { where: { feature: 'HouseAge', op: '>', value: 30 } };
+  const rows = s1.rows.filter((r) => (r[col('HouseAge')] as number) > 30);
+  const first = await e.sums('p', ['MedInc', 'HouseAge'], where);
+  t.equal(e.sumsCacheHits, 0);
+  t.equal(first.counts.MedInc, rows.length);
+  const expected = first.sums.MedInc;
+  first.sums.MedInc = -1; // a caller writing into its answer
+  const second = await e.sums('p', ['MedInc', 'HouseAge'], where);
+  t.equal(e.sumsCacheHits, 1, 'the same request is answered from memory');
+  t.equal(second.sums.MedInc, expected, 'unchanged by the first caller');
+  t.ok(Math.abs((second.sums.MedInc as number) - rows.reduce((a, r) => a + (r[col('MedInc')] as number), 0)) < 1e-6);
+  const other = await e.sums('p', ['MedInc', 'HouseAge']);
+  t.equal(e.sumsCacheHits, 1, 'another query is computed');
+  t.equal(other.counts.MedInc, s1.rows.length);
+  await rejectsWith(t, e.sums('nope', ['MedInc']), 'DATA_UNAVAILABLE');
+  await rejectsWith(t, e.sums('p', ['NoSuchFeature']), 'BAD_QUERY');
+  await rejectsWith(t, e.sums('p', ['NoSuchFeature']), 'BAD_QUERY', /NoSuchFeature/);
+  t.equal(e.sumsCacheHits, 1, 'a refused request is not kept');
+  await e.close();
+  await rejectsWith(t, e.sums('p', ['MedInc', 'HouseAge'], where), 'DATA_UNAVAILABLE', /closed/);
+});
+
 t.test("a cancelled attempt's statements stop: a running query is interrupted, a queued one never starts, and the engine goes on serving", async (t) => {
   const e = await DataEngine.open([{ name: 'a', path: SHARD1, projects: ['tok'] }]);
   t.teardown(() => e.close());

@@ -1,4 +1,6 @@
 // The newer estimators (Sum, Variance, GroupMean, MinMax, Histogram, Quantiles, Covariance) run as whole Sequential chains in-process over the two California shards, each hop through msgpack: the federated figure must equal the central one (exact counts, 1e-9 relative for sums, means, variances, covariances; within the stated bound for quantiles), every worker hop must be masked, and the chain must refuse what does not belong to it.
+import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { DataEngine } from '../lib/data/engine.ts';
@@ -7,6 +9,7 @@ import { binEdges, quantileRank } from '../lib/ops/estimators/histogram.ts';
 import type {
   CovarianceProduct,
   GroupMeanProduct,
+  MeanProduct,
   HistogramProduct,
   MaskedRunning,
   MinMaxProduct,
@@ -15,6 +18,7 @@ import type {
   VarianceProduct,
 } from '../lib/ops/index.ts';
 import { runOperation } from '../lib/ops/index.ts';
+import { LocalsStore } from '../lib/store/locals.ts';
 import type { Operation, Query } from '../protocols/entities.ts';
 import { column, readCsv, union } from './helpers/central.ts';
 import { type ChainNode, caught, ctxOf, MapLocals, sequential, TOKEN } from './helpers/chain.ts';
@@ -230,6 +234,43 @@ t.test('chains refuse inputs of another estimator, bad shapes, and missing masks
   // A retried init reuses its masks.
   const again = await runOperation(ctxOf(initiator, { kind: 'SumInit', features: ['MedInc'] }, [], { stepIndex: 900, attempt: 2 }));
   t.same(again, sumStart);
+});
+
+t.test("an initiator with a durable secret derives its masks: the init writes nothing, a restarted node's final unmasks exactly, each chain has masks of its own, kept masks win", async (t) => {
+  const secret = randomBytes(32);
+  const dir = t.testdir({});
+  const ops = [
+    { kind: 'MeanInit', features },
+    { kind: 'Mean', features },
+    { kind: 'MeanFinal', features },
+  ] as const satisfies Operation[];
+  const reference = (await sequential({ data: undefined, locals: new MapLocals() }, workers, ...ops, { stepIndex: 950 })).result as MeanProduct;
+  const at = (artifactId: string, stepIndex = 950) => ({ artifactId, stepIndex });
+  const init = (store: LocalsStore, artifactId: string, stepIndex = 950) =>
+    runOperation(ctxOf({ data: undefined, locals: store.for(artifactId) }, ops[0], [], at(artifactId, stepIndex))) as Promise<MaskedRunning>;
+
+  const before = new LocalsStore(dir, undefined, secret);
+  const start = await init(before, 'a-1');
+  t.same(readdirSync(dir), [], 'nothing written: no file, no fsync');
+  t.same(await init(before, 'a-1'), start, 'a retried init has the same masks');
+  t.notSame((await init(before, 'a-2')).x, start.x, 'another artifact, other masks');
+  t.notSame((await init(before, 'a-1', 951)).n, start.n, 'another step, other masks');
+  let running: unknown = start;
+  for (const w of workers) running = await runOperation(ctxOf(w, ops[1], [running], at('a-1')));
+  // The node restarts: a new LocalsStore over the same folder and the same secret.
+  const after = new LocalsStore(dir, undefined, secret);
+  const result = (await runOperation(ctxOf({ data: undefined, locals: after.for('a-1') }, ops[2], [running], at('a-1')))) as MeanProduct;
+  t.same(result.count, reference.count);
+  for (const f of features) t.ok(relErr(result.mean[f] as number, reference.mean[f] as number) <= 1e-12, `${f}: ${result.mean[f]}`);
+  const other = await caught(
+    Promise.resolve().then(() => runOperation(ctxOf({ data: undefined, locals: new MapLocals() }, ops[2], [running], at('a-1')))),
+  );
+  t.equal(other.code, 'INTERNAL', 'a node without the secret or the masks cannot unmask');
+
+  // Masks drawn and kept (a node without a secret, or an older version) are the ones used after an upgrade.
+  const kept = new LocalsStore(dir);
+  const old = await init(kept, 'a-3');
+  t.same(await init(new LocalsStore(dir, undefined, secret), 'a-3'), old, 'kept masks win over derived ones');
 });
 
 t.test('the fixed-point ring is exact and hides magnitudes', async (t) => {

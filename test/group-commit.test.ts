@@ -4,7 +4,7 @@
 // the barrier is shared by the changes of one cascade.
 import { join } from 'node:path';
 import t from 'tap';
-import { type Durable, GroupCommit } from '../lib/store/group-commit.ts';
+import { type Durable, GroupCommit, HOLD_MAX_MS } from '../lib/store/group-commit.ts';
 import { forEachEngine } from './helpers/engines.ts';
 
 /** A store stand-in: `write()` is a change; `barrier()` can be made to fail. */
@@ -55,6 +55,34 @@ t.test('a message waits for the barrier that makes its state durable; nothing pe
   t.equal(store.barrierCalls, 1, 'one barrier for the cascade');
   t.equal(commit.barriers, 1);
   t.same(errors, []);
+});
+
+t.test('a hold keeps the barrier waiting for in-process work of the cascade, until released or for HOLD_MAX_MS at most', async (t) => {
+  const store = new FakeStore();
+  // Holds that last long enough for this test's turns however loaded the machine: their bound is tested below.
+  const commit = new GroupCommit(store, () => {}, 60_000);
+  const sent: string[] = [];
+  store.write(); // the artifact accepted
+  const release = commit.hold(); // its init handed to the initiator in-process
+  commit.afterDurable(() => sent.push(`accepted (durable up to ${store.synced})`));
+  for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r)); // the init runs, writing nothing
+  t.same(sent, [], 'no barrier while the in-process job runs');
+  store.write(); // its product and the next job's assignment
+  release();
+  release(); // idempotent
+  commit.afterDurable(() => sent.push(`assigned (durable up to ${store.synced})`));
+  await until(() => sent.length === 2, 'both messages');
+  t.same(sent, ['accepted (durable up to 2)', 'assigned (durable up to 2)'], 'one barrier covers the cascade and its continuation');
+  t.equal(store.barrierCalls, 1);
+
+  // A hold never released (a job cancelled before it reports) ends by itself.
+  const short = new GroupCommit(store, () => {});
+  store.write();
+  short.hold();
+  short.afterDurable(() => sent.push('later'));
+  await until(() => sent.length === 3, 'the message behind a forgotten hold');
+  t.equal(store.barrierCalls, 2);
+  t.ok(HOLD_MAX_MS <= 10, 'a hold is a few milliseconds at most');
 });
 
 t.test('a failing barrier holds every message until it succeeds', async (t) => {

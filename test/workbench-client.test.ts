@@ -5,7 +5,8 @@
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { type WebSocket, WebSocketServer } from 'ws';
-import { decode, encode } from '../protocols/codec.ts';
+import { decode, encode, encodeValue } from '../protocols/codec.ts';
+import { sha256Hex } from '../lib/store/blobs.ts';
 import type { ArtifactStatus } from '../protocols/entities.ts';
 import type { Message } from '../protocols/messages.ts';
 import { PROTOCOL_VERSION } from '../protocols/version.ts';
@@ -71,4 +72,53 @@ t.test('events written in the same read as artifactAccepted or a status reply re
   t.teardown(() => other.close());
   const watched = await other.watch('a-1');
   t.equal(watched.status.jobs[0]?.state, 'RUNNING', 'the event read after the subscribe reply was kept');
+});
+
+t.test("result() asks for the result with the final status, not after its reply: one round trip once COMPLETED is pushed", async (t) => {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+  t.teardown(() => new Promise<void>((resolve) => wss.close(() => resolve())));
+  const status: ArtifactStatus = {
+    id: 'a-2',
+    projectId: 'p-1',
+    state: 'RUNNING',
+    progress: { completed: 0, total: 1 },
+    jobs: [{ id: 'a-2.0', index: 0, worker: 'w1', stepIndex: 0, iteration: 0, operation: 'Noop', state: 'SCHEDULED', attempt: 1 }],
+    createdAt: 1,
+    updatedAt: 1,
+  };
+  const final: ArtifactStatus = { ...status, state: 'COMPLETED', progress: { completed: 1, total: 1 }, jobs: [{ ...(status.jobs[0] as ArtifactStatus['jobs'][number]), state: 'COMPLETED' }] };
+  const bytes = encodeValue({ mean: 4.5 });
+  const asked: string[] = [];
+  wss.on('connection', (ws: WebSocket) => {
+    ws.send(encode({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', nonce: new Uint8Array(32) }));
+    let statusReq: number | undefined;
+    ws.on('message', (data: Buffer) => {
+      const decoded = decode(data);
+      if (!decoded.ok) throw new Error(decoded.error.message);
+      const m = decoded.message;
+      if (m.type === 'workbenchHello') ws.send(encode({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', sessionId: 'x' }));
+      if (m.type === 'submitArtifact') {
+        ws.send(encode({ type: 'artifactAccepted', reqId: m.reqId, status }));
+        ws.send(encode({ type: 'artifactEvent', artifactId: 'a-2', progress: final.progress, events: [{ kind: 'artifactState', state: 'COMPLETED' }] }));
+      }
+      if (m.type === 'getStatus' || m.type === 'getResult') asked.push(m.type);
+      // The status reply is held until the result is asked for: a client that waits for it first never finishes.
+      if (m.type === 'getStatus') statusReq = m.reqId;
+      if (m.type === 'getResult') {
+        ws.send(encode({ type: 'result', reqId: m.reqId, artifactId: 'a-2', resourceId: 'r-1', sha256: sha256Hex(bytes), size: bytes.byteLength, data: bytes }));
+        if (statusReq !== undefined) ws.send(encode({ type: 'status', reqId: statusReq, status: final }));
+      }
+    });
+  });
+  const wb = await Workbench.connect(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { token: 'fdl_w_test', reconnect: false });
+  t.teardown(() => wb.close());
+  const handle = await wb.submit('project-token', { steps: [steps.parallel({ kind: 'Noop' })] });
+  const result = await Promise.race([
+    handle.result(),
+    new Promise((_, reject) => setTimeout(() => reject(new Error('result() waited for the status reply before asking for the result')), 10_000).unref()),
+  ]);
+  t.same(result, { mean: 4.5 });
+  t.same(asked, ['getStatus', 'getResult'], 'both asked before either reply');
+  t.equal(handle.status.state, 'COMPLETED');
 });

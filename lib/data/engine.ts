@@ -143,6 +143,15 @@ export interface NumericColumns {
   rowIds: Uint32Array;
 }
 
+/** A per-feature SUM and COUNT of non-null values (`DataEngine.sums`). */
+export interface Sums {
+  sums: Record<string, number>;
+  counts: Record<string, number>;
+}
+
+/** Requests whose `sums` answers a worker keeps (each a few numbers per feature). */
+export const SUMS_CACHE_ENTRIES = 256;
+
 /** Memory a worker may spend keeping model inputs between rounds. */
 export const DEFAULT_COLUMN_CACHE_BYTES = 256 * 1024 * 1024;
 
@@ -160,6 +169,9 @@ export class DataEngine {
   private columnCacheHits = 0;
   /** Budget of the column cache; past it the least recently used answers are dropped. */
   columnCacheBytes = DEFAULT_COLUMN_CACHE_BYTES;
+  /** Answers of `sums` by request, least recently used first (a few numbers each): see `sums`. */
+  private readonly sumsCache = new Map<string, Promise<Sums>>();
+  private sumsHits = 0;
 
   private constructor(
     private readonly instance: DuckDBInstance,
@@ -262,12 +274,40 @@ export class DataEngine {
     });
   }
 
-  /** Per feature: the SUM and the COUNT of its non-null values over the filtered rows. */
-  sums(
-    token: string,
-    features: string[],
-    query?: Query,
-  ): Promise<{ sums: Record<string, number>; counts: Record<string, number> }> {
+  /**
+   * Per feature: the SUM and the COUNT of its non-null values over the filtered rows.
+   *
+   * Answered from memory when the same request was answered before: the rows never change after
+   * open (see `numericColumns`), so neither does the answer, and a researcher's everyday call (a
+   * mean, asked again and again in a notebook) then costs no DuckDB query on a warm worker (~2 ms
+   * each on a 10k-row shard, most of a warm mean's operations). A few numbers per request, kept
+   * for the last SUMS_CACHE_ENTRIES requests. Callers get copies.
+   */
+  async sums(token: string, features: string[], query?: Query): Promise<Sums> {
+    this.project(token); // an unknown token is refused at once, never cached
+    const key = JSON.stringify([token, features, query ?? null]);
+    let entry = this.sumsCache.get(key);
+    if (entry) {
+      this.sumsCache.delete(key); // most recently used goes last
+      this.sumsHits++;
+    } else {
+      // Shared by every attempt that asks the same: computed outside any one attempt's cancellation.
+      entry = attemptSignal.exit(() => this.readSums(token, features, query));
+      entry.catch(() => this.sumsCache.delete(key));
+      const oldest = this.sumsCache.size >= SUMS_CACHE_ENTRIES ? this.sumsCache.keys().next().value : undefined;
+      if (oldest !== undefined) this.sumsCache.delete(oldest);
+    }
+    this.sumsCache.set(key, entry);
+    const value = await entry;
+    return { sums: { ...value.sums }, counts: { ...value.counts } };
+  }
+
+  /** How often `sums` was answered from memory (diagnostics and tests). */
+  get sumsCacheHits(): number {
+    return this.sumsHits;
+  }
+
+  private readSums(token: string, features: string[], query?: Query): Promise<Sums> {
     return this.op(async () => {
       const rel = await this.relation(token, query);
       const { names, cols } = numericFeatures(rel, features, true);
@@ -286,8 +326,8 @@ export class DataEngine {
    * Per feature, over the rows: its non-null count `n`, `sum` (compensated), `m2` (the sum of
    * squared deviations from the local mean, by DuckDB's streaming variance of x - shift), `min`,
    * `max`, and `shifted`, the compensated sum of (x - shift) (the shift defaults to 0).
-   * `extrema: false` leaves `min` and `max` null and out of the query: the variance needs neither,
-   * and they were nearly half of its query's time (bench/bigdata.ts: ~157 -> ~86 ms on 2.5M rows).
+   * `extrema: false` leaves `min` and `max` null and out of the query. No operation calls it any
+   * more: Variance takes `spread` (the same figures, ~0.8 of the CPU) and MinMax `extremes`.
    */
   moments(
     token: string,
@@ -326,6 +366,79 @@ export class DataEngine {
           ];
         }),
       );
+    });
+  }
+
+  /** Per feature: its non-null count `n`, `min` and `max` (null with no value): what a MinMax job needs, nothing more. */
+  extremes(token: string, features: string[], query?: Query): Promise<Record<string, { n: number; min: number | null; max: number | null }>> {
+    return this.op(async () => {
+      const rel = await this.relation(token, query);
+      const { names, cols } = numericFeatures(rel, features, true);
+      const select = cols.map((c) => `count(${c}), min(${c}), max(${c})`).join(', ');
+      const row = (await this.onRelation(rel, `SELECT ${select} FROM ${rel.from}`))[0] ?? [];
+      return Object.fromEntries(names.map((name, i) => [name, { n: toNumber(row[3 * i]) ?? 0, min: toNumber(row[3 * i + 1]), max: toNumber(row[3 * i + 2]) }]));
+    });
+  }
+
+  /**
+   * Per feature, what a Variance job contributes (lib/ops/estimators/variance.ts): the non-null
+   * count `n`, the compensated `sum` of x and `shifted` sum of d = x - shift, and `m2`, the sum of
+   * squared deviations from the local mean, as `moments` gives them, at about 0.7 of its cost.
+   *
+   * One scan takes Q = fsum(d * d) next to the sums and sets m2 = Q - D^2/n (D = the shifted sum):
+   * compensated sums only, no per-row division as in var_pop's streaming update. With
+   * rho = D^2 / (n m2) = ((local mean - shift) / local std)^2, the relative error of m2 is at most
+   * u (6 + 13 rho + 6 sqrt(rho)), u = 2^-53 (each d rounded once, each d^2 once, D^2/n twice; a
+   * compensated sum is within about 2u of the sum of its terms' magnitudes, which for Q is Q and for
+   * D at most n|D/n| + sqrt(n m2); see docs/OPERATIONS.md, "Variance on a worker"). It is
+   * kept when rho <= SPREAD_MAX_RHO (2^16: a shift within 256 local standard deviations of the
+   * local mean; error < 1e-10); otherwise (a poor shift, constant data, an overflow) a second scan
+   * takes m2 from DuckDB's var_pop of x minus the local mean (from the compensated sum), as exact
+   * as `moments` whatever the shift. rho is computed from the rounded figures, but a value far
+   * above the bound cannot pass for one below it: that would need m2 off by a factor of rho / 2^16.
+   */
+  spread(token: string, features: string[], query?: Query, shifts?: number[]): Promise<Record<string, Spread>> {
+    return this.op(async () => {
+      const rel = await this.relation(token, query);
+      const { names, cols } = numericFeatures(rel, features, true);
+      const params = [...rel.params];
+      const select = cols
+        .map((c, i) => {
+          const shift = shifts?.[i] ?? 0;
+          // x - 0 is x, bit for bit: with no shift the two sums are one aggregate, which DuckDB
+          // computes once (~0.7 of the query's CPU).
+          const d = shift === 0 ? c : `(${c} - CAST(${push(params, shift, 'shift')} AS DOUBLE))`;
+          return `count(${c}), fsum(${c}), fsum(${d}), fsum(${d} * ${d})`;
+        })
+        .join(', ');
+      const row = (await this.onRelation(rel, `SELECT ${select} FROM ${rel.from}`, params))[0] ?? [];
+      const out: Record<string, Spread> = {};
+      const poor: number[] = [];
+      for (const [i, name] of names.entries()) {
+        const at = (j: number) => toNumber(row[4 * i + j]) ?? 0;
+        const n = at(0);
+        if (n === 0) {
+          out[name] = { n, sum: 0, shifted: 0, m2: 0, from: 'squares' };
+          continue;
+        }
+        const D = at(2);
+        const m2 = n === 1 ? 0 : at(3) - (D * D) / n;
+        // The test is written so that NaN, an infinity and m2 < 0 all fail it.
+        const kept = n === 1 || (Number.isFinite(m2) && m2 >= 0 && (D * D) / n <= SPREAD_MAX_RHO * m2);
+        out[name] = { n, sum: at(1), shifted: D, m2: kept ? m2 : 0, from: kept ? 'squares' : 'var_pop' };
+        if (!kept) poor.push(i);
+      }
+      if (poor.length > 0) {
+        const again = [...rel.params];
+        const parts = poor.map((i) => {
+          const f = out[names[i] as string] as Spread;
+          const c = cols[i] as string;
+          return `var_pop(${c} - CAST(${push(again, f.sum / f.n, 'mean')} AS DOUBLE)) * count(${c})`;
+        });
+        const m2s = (await this.onRelation(rel, `SELECT ${parts.join(', ')} FROM ${rel.from}`, again))[0] ?? [];
+        for (const [k, i] of poor.entries()) (out[names[i] as string] as Spread).m2 = Math.max(0, toNumber(m2s[k]) ?? 0);
+      }
+      return out;
     });
   }
 
@@ -676,6 +789,22 @@ export interface Moments {
   max: number | null;
   shifted: number;
 }
+
+/** What a Variance job takes from its rows, per feature (see `DataEngine.spread`). */
+export interface Spread {
+  n: number;
+  /** Compensated sum of x. */
+  sum: number;
+  /** Compensated sum of x - shift. */
+  shifted: number;
+  /** Sum of squared deviations from the local mean. */
+  m2: number;
+  /** How m2 was taken: Q - D^2/n from the one scan, or the second scan's var_pop (the shift was too far). */
+  from: 'squares' | 'var_pop';
+}
+
+/** `DataEngine.spread` keeps m2 = Q - D^2/n while (local mean - shift)^2 / local variance is at most this. */
+export const SPREAD_MAX_RHO = 2 ** 16;
 
 /** The width of one of `count` equal bins over [lo, hi]: every node computes it the same way. */
 export function binWidth(bins: { lo: number; hi: number; count: number }): number {

@@ -7,6 +7,12 @@ import type { ComputeTaskName } from './compute.ts';
 export interface Locals {
   get(key: string): unknown;
   set(key: string, value: unknown): void;
+  /**
+   * `size` secret bytes that are a function of the node's durable secret, the artifact and `key`
+   * alone (the same on every call, after any restart, on every replica): what a value drawn once
+   * and kept would be, without the durable write. Absent on a node without such a secret.
+   */
+  derive?(key: string, size: number): Uint8Array;
 }
 
 export interface OpContext {

@@ -1,5 +1,6 @@
 import {
   createHash,
+  hkdfSync,
   createPrivateKey,
   createPublicKey,
   generateKeyPairSync,
@@ -7,8 +8,8 @@ import {
   sign as cryptoSign,
   verify as cryptoVerify,
 } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { FdlError } from '../errors.ts';
 
 /**
@@ -61,10 +62,33 @@ export function identityOf(text: string, where: string): Identity {
   return { signKey, boxKey: spki(createPublicKey(boxPrivate)), fingerprint: fingerprint(signKey), signPrivate, boxPrivate };
 }
 
+/**
+ * Made whole and durable before first use (a temporary file, fsynced, renamed, its folder
+ * fsynced), never readable by others: what the node derives from it (its initiator's masks) must
+ * survive a power cut as its keys must.
+ */
+function writeNewIdentity(path: string): void {
+  const tmp = `${path}.tmp`;
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    writeSync(fd, newIdentityText());
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  const dir = openSync(dirname(path), 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
+}
+
 export function loadOrCreateIdentity(workdir: string): Identity {
   mkdirSync(workdir, { recursive: true });
   const path = join(workdir, FILE);
-  if (!existsSync(path)) writeFileSync(path, newIdentityText(), { mode: 0o600 });
+  if (!existsSync(path)) writeNewIdentity(path);
   chmodSync(path, 0o600);
   let text: string;
   try {
@@ -73,6 +97,17 @@ export function loadOrCreateIdentity(workdir: string): Identity {
     throw new FdlError('INTERNAL', `${path}: cannot read the node identity: ${(e as Error).message}`);
   }
   return identityOf(text, path);
+}
+
+/**
+ * The node's secret for the values its Locals derive (the initiator's masks: lib/store/locals.ts),
+ * drawn by HKDF from its X25519 private key under a label of its own: as durable as the identity
+ * (identity.json, or the store's row on PostgreSQL, where every replica derives the same), and
+ * telling nothing of the key it comes from.
+ */
+export function localsSecret(identity: Identity): Buffer {
+  const ikm = identity.boxPrivate.export({ type: 'pkcs8', format: 'der' });
+  return Buffer.from(hkdfSync('sha256', ikm, '', 'fdl-locals-secret-v1', 32));
 }
 
 /** What a worker signs to join: bound to this scheduler, this node id, this connection's nonce and its box key. */

@@ -51,14 +51,28 @@ function kek(shared: Buffer, salt: Uint8Array, to: string, epk: Uint8Array): Buf
 
 type KeyEntry = Envelope['keys'][number];
 
+/** Recipients' public keys as KeyObjects, by their base64 SPKI: parsing one cost more than the rest of a small seal. */
+const recipientKeys = new Map<string, KeyObject>();
+/** A node seals for the few nodes of its network; past this many keys the map starts again. */
+const RECIPIENT_KEYS_MAX = 4096;
+
+function recipientKey(boxKey: string): KeyObject {
+  let key = recipientKeys.get(boxKey);
+  if (!key) {
+    key = createPublicKey({ key: Buffer.from(boxKey, 'base64'), format: 'der', type: 'spki' });
+    if (recipientKeys.size >= RECIPIENT_KEYS_MAX) recipientKeys.clear();
+    recipientKeys.set(boxKey, key);
+  }
+  return key;
+}
+
 /** A fresh content key wrapped for each recipient (an ephemeral X25519 key per resource). */
 function wrapKey(key: Buffer, recipients: Recipient[], context: string): { epk: Buffer; keys: KeyEntry[] } {
   if (recipients.length === 0) throw new FdlError('INTERNAL', 'sealing needs at least one recipient');
   const eph = generateKeyPairSync('x25519');
   const epk = eph.publicKey.export({ type: 'spki', format: 'der' });
   const keys = recipients.map((r) => {
-    const publicKey = createPublicKey({ key: Buffer.from(r.boxKey, 'base64'), format: 'der', type: 'spki' });
-    const shared = diffieHellman({ privateKey: eph.privateKey, publicKey });
+    const shared = diffieHellman({ privateKey: eph.privateKey, publicKey: recipientKey(r.boxKey) });
     const salt = randomBytes(16);
     const wiv = randomBytes(12);
     const w = createCipheriv('aes-256-gcm', kek(shared, salt, r.nodeId, epk), wiv);

@@ -35,10 +35,18 @@ const RETRY_MS = 200;
  */
 export const LAZY_BARRIER_MS = 100;
 
+/**
+ * How long a `hold` may keep the barrier waiting: an in-process job quicker than this rides in the
+ * commit of the cascade that started it; a slower one does not make every other peer wait for it.
+ */
+export const HOLD_MAX_MS = 5;
+
 export class GroupCommit {
   private readonly waiting: Array<() => void> = [];
   /** Callbacks for the next barrier that do not ask for one (`atNextBarrier`). */
   private readonly riders: Array<() => void> = [];
+  /** Holds taken and not yet released (see `hold`). */
+  private holds = 0;
   private durableAt: number;
   private scheduled = false;
   private lazy: NodeJS.Timeout | undefined;
@@ -50,6 +58,8 @@ export class GroupCommit {
   constructor(
     private readonly store: Durable,
     private readonly onError: (e: unknown) => void,
+    /** How long a hold lasts at most (tests set it). */
+    private readonly holdMaxMs = HOLD_MAX_MS,
   ) {
     this.durableAt = store.changes();
   }
@@ -94,6 +104,27 @@ export class GroupCommit {
     this.lazy.unref();
   }
 
+  /**
+   * Work of this process that continues the cascade under way without a store write for a few
+   * turns (the initiator running a job it was handed in-process: an init, a Finalize): until it
+   * is released, or HOLD_MAX_MS at most, no turn counts as quiet, so the cascade that follows
+   * (its product stored, the next job assigned) shares the barrier instead of needing its own. A
+   * barrier still runs within MAX_TURNS turns. The release is idempotent.
+   */
+  hold(): () => void {
+    this.holds++;
+    let held = true;
+    const release = () => {
+      if (!held) return;
+      held = false;
+      this.holds--;
+      clearTimeout(timer);
+    };
+    const timer = setTimeout(release, this.holdMaxMs);
+    timer.unref();
+    return release;
+  }
+
   /** At shutdown: makes everything durable, runs what waited, and does nothing after. */
   close(): void {
     this.flush();
@@ -110,7 +141,7 @@ export class GroupCommit {
     const tick = () => {
       if (this.closed) return;
       const now = this.store.changes();
-      quiet = now === last ? quiet + 1 : 0;
+      quiet = now === last && this.holds === 0 ? quiet + 1 : 0;
       last = now;
       if (quiet < QUIET_TURNS && ++turns < MAX_TURNS) {
         setImmediate(tick);

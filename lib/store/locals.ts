@@ -1,3 +1,4 @@
+import { createCipheriv, hkdfSync } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeValue, encodeValue } from '../../protocols/codec.ts';
@@ -20,8 +21,9 @@ export interface LocalsRows {
 }
 
 /**
- * A node's private per-artifact variables (the masks of the Sequential estimators).
- * Written durably to `<workdir>/locals/<artifactId>.msgpack` so that a restarted node can still
+ * A node's private per-artifact variables (a GroupCount's keys, a worker's DP noise; the masks of
+ * the Sequential estimators on a node without a secret — with one, the masks are derived, see
+ * `deriver`, and nothing is written for them). Written durably to `<workdir>/locals/<artifactId>.msgpack` so that a restarted node can still
  * finish what its init step began. The file is the only copy: a value whose write failed is not
  * kept in memory (it would be lost at a restart, and the final step could not unmask), the `set`
  * throws STORE_WRITE_FAILED and the operation, hence its attempt, fails. Nothing is cached per
@@ -32,11 +34,29 @@ export interface LocalsRows {
 export class LocalsStore {
   private readonly memory = new Map<string, Map<string, unknown>>();
 
+  /**
+   * `secret`: the node's durable secret for `Locals.derive` (`localsSecret` of its identity),
+   * which then derives the initiator's masks instead of drawing and writing them. Absent: no derive.
+   */
   constructor(
     private readonly dir: string | undefined,
     private readonly rows?: LocalsRows,
+    private readonly secret?: Uint8Array,
   ) {
     if (dir) mkdirSync(dir, { recursive: true });
+  }
+
+  /**
+   * AES-256-CTR's keystream under a key that HKDF-SHA256 draws from the secret, the artifact and
+   * `key`: a pseudorandom function, so bytes for one (artifact, key) tell nothing of another's.
+   */
+  private deriver(artifactId: string): Locals['derive'] {
+    const secret = this.secret;
+    if (!secret) return undefined;
+    return (key, size) => {
+      const k = Buffer.from(hkdfSync('sha256', secret, '', `fdl-locals-v1\0${artifactId}\0${key}`, 32));
+      return createCipheriv('aes-256-ctr', k, Buffer.alloc(16)).update(Buffer.alloc(size));
+    };
   }
 
   private fileOf(artifactId: string): string | undefined {
@@ -55,6 +75,12 @@ export class LocalsStore {
   }
 
   for(artifactId: string): Locals {
+    const derive = this.deriver(artifactId);
+    const locals = this.variables(artifactId);
+    return derive ? { ...locals, derive } : locals;
+  }
+
+  private variables(artifactId: string): Locals {
     if (this.rows) return this.inRows(this.rows, artifactId);
     const file = this.fileOf(artifactId);
     if (!file) {

@@ -236,6 +236,11 @@ export class Store {
     else setImmediate(fn);
   }
 
+  /** Keeps the next barrier waiting for in-process work of the cascade under way: see GroupCommit.hold. */
+  hold(): () => void {
+    return this.durable ? this.durable.hold() : () => {};
+  }
+
   /** How many barriers (fsyncs of the rows) ran: the bench's and tests' view of group commit. */
   get barriers(): number {
     return this.durable?.barriers ?? 0;

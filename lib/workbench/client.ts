@@ -72,6 +72,10 @@ function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> 
 export class ArtifactHandle extends EventEmitter<{ event: [ArtifactEvent] }> {
   private settled: Promise<ArtifactStatus>;
   private resolveSettled!: (s: ArtifactStatus) => void;
+  /** Someone awaits `result()`: the COMPLETED event starts the download (see `push`). */
+  private awaitingResult = false;
+  /** The download started with the final status's request, for the `result()` that awaits it. */
+  private download: Promise<unknown> | undefined;
 
   constructor(
     private readonly wb: Workbench,
@@ -116,6 +120,7 @@ export class ArtifactHandle extends EventEmitter<{ event: [ArtifactEvent] }> {
     if (event.event.kind === 'artifactState') {
       this.status = { ...this.status, state: event.event.state };
       if (TERMINAL.has(event.event.state)) {
+        if (this.awaitingResult) this.startDownload();
         void this.wb.status(this.id).then(
           (s) => {
             this.status = s;
@@ -155,8 +160,22 @@ export class ArtifactHandle extends EventEmitter<{ event: [ArtifactEvent] }> {
    * of the result object (`result.provenance`), so the value compares and prints as before.
    */
   async result<T = unknown>(): Promise<WithProvenance<T>> {
+    this.awaitingResult = true;
+    this.startDownload();
     await this.done();
-    return (await this.wb.result(this.id)) as WithProvenance<T>;
+    const early = this.download;
+    this.download = undefined; // each caller gets a value of its own
+    return (await (early ?? this.wb.result(this.id))) as WithProvenance<T>;
+  }
+
+  /**
+   * Once COMPLETED was pushed, the result is asked for with the final status, not after its
+   * reply: one round trip to the result where there were two.
+   */
+  private startDownload(): void {
+    if (this.status.state !== 'COMPLETED' || this.download) return;
+    this.download = this.wb.result(this.id);
+    this.download.catch(() => {}); // its failure is result()'s to report
   }
 
   /** What the result covers, once COMPLETED (the status's `provenance`). */

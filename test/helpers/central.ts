@@ -49,15 +49,15 @@ function scaled(x: number): bigint {
   return bits >> 63n === 1n ? -m : m;
 }
 
-/** sum * 2^-1074 / n as a double: the quotient keeps about 120 bits, then one rounding. */
-function ratio(sum: bigint, n: bigint): number {
+/** sum * 2^-scale / n as a double: the quotient keeps about 120 bits, then one rounding. */
+function ratio(sum: bigint, n: bigint, scale = SCALE): number {
   if (sum === 0n) return 0;
   const neg = sum < 0n;
   const abs = neg ? -sum : sum;
   const shift = 120 - abs.toString(2).length + n.toString(2).length;
   let out = Number(shift >= 0 ? (abs << BigInt(shift)) / n : abs / (n << BigInt(-shift)));
   // Times 2^-(1074 + shift), in steps within a double's exponent range (each partial stays between q and the result).
-  let e = Number(SCALE) + shift;
+  let e = Number(scale) + shift;
   while (e !== 0) {
     const step = Math.max(-1000, Math.min(e, 1000));
     out /= 2 ** step;
@@ -77,4 +77,19 @@ export function exactSum(values: readonly number[]): number {
 export function exactMean(values: readonly number[]): number {
   if (values.length === 0) throw new Error('no values');
   return ratio(exactTotal(values), BigInt(values.length));
+}
+
+/**
+ * The exact sum of squared deviations from the mean of doubles, sum (x - mean)^2 =
+ * (n sum x^2 - (sum x)^2) / n, in BigInt (units of 2^-2148), rounded once: what a variance's
+ * M2 is judged by, with no rounding of its own, for data where a two-pass double formula is itself
+ * in doubt (far from 0, tiny spread).
+ */
+export function exactM2(values: readonly number[]): number {
+  if (values.length === 0) throw new Error('no values');
+  const xs = values.map(scaled);
+  const s = xs.reduce((a, x) => a + x, 0n);
+  const q = xs.reduce((a, x) => a + x * x, 0n);
+  const n = BigInt(values.length);
+  return ratio(n * q - s * s, n, 2n * SCALE);
 }

@@ -48,7 +48,7 @@ export async function minMax(ctx: Ctx<'MinMax'>): Promise<MinMaxRunning> {
   const features = distinct(ctx, ctx.operation.features);
   const running = read(ctx, features.length);
   checkDpRequired(ctx, undefined);
-  const local = await requireData(ctx).moments(ctx.projectToken, features, ctx.operation.query);
+  const local = await requireData(ctx).extremes(ctx.projectToken, features, ctx.operation.query);
   const out: MinMaxRunning = { family: FAMILY, min: [...running.min], max: [...running.max], suppressed: running.suppressed };
   for (const [i, f] of features.entries()) {
     const m = local[f] as { n: number; min: number | null; max: number | null };

@@ -6,9 +6,11 @@ import { randomBytesOf } from './privacy.ts';
  * The one masked sum of every Sequential estimator that masks (Count, Mean, GroupCount, Sum,
  * Variance, GroupMean, Histogram, Quantiles, Covariance; Min/Max cannot be masked): a vector of
  * integer slots and a vector of real slots, each masked by the initiator with a uniform random
- * element of a ring drawn from node:crypto, so a worker sees values that are uniformly
- * distributed whatever the data (perfect hiding, unlike an additive offset of bounded size),
- * and the sums are exact:
+ * element of a ring, so a worker sees values that are uniformly distributed whatever the data
+ * (unlike an additive offset of bounded size), and the sums are exact. On a node with a locals
+ * secret (the scheduler's initiator) the masks are pseudorandom, derived from it per chain
+ * (`masksOf`: AES-256-CTR, indistinguishable from uniform without the secret), so nothing is
+ * written per chain; elsewhere they are drawn from node:crypto and kept in the locals:
  *
  * - integer slots (counts): integers mod 2^52, as plain numbers (exact in a double); a
  *   contribution must be below 2^51 in magnitude;
@@ -34,6 +36,9 @@ const HALF_REAL_RING = 1n << (REAL_BITS - 1n);
 export const FRAC_BITS = 128;
 const FRAC = 2 ** FRAC_BITS;
 const HEX_DIGITS = Number(REAL_BITS / 4n);
+/** Random bytes of one integer mask and of one real mask. */
+const INT_BYTES = 7;
+const REAL_BYTES = Number(REAL_BITS / 8n);
 const HEX = new RegExp(`^[0-9a-f]{${HEX_DIGITS}}$`);
 /** |local real| must stay below this. */
 export const MAX_REAL = 2 ** 100;
@@ -100,14 +105,14 @@ export function fromFixed(v: bigint): number {
 const hex = (v: bigint): string => v.toString(16).padStart(HEX_DIGITS, '0');
 
 function randomReal(ctx: OpContext): bigint {
-  const b = randomBytesOf(ctx, Number(REAL_BITS / 8n));
+  const b = randomBytesOf(ctx, REAL_BYTES);
   let v = 0n;
   for (const byte of b) v = (v << 8n) | BigInt(byte);
   return v;
 }
 
 function randomInt(ctx: OpContext): number {
-  const b = randomBytesOf(ctx, 7);
+  const b = randomBytesOf(ctx, INT_BYTES);
   let v = 0;
   for (const byte of b) v = v * 256 + byte;
   return v % INT_RING;
@@ -134,20 +139,51 @@ function checkLayout(layout: Layout): void {
 }
 
 /**
- * Initiator: the masks of this step and iteration, drawn once (a retried init reuses them),
+ * The masks of a chain from `size` secret bytes: 7 per integer slot (56 bits, reduced mod 2^52:
+ * uniform, as 2^52 divides 2^56), then 32 per real slot (an element of Z/2^256).
+ */
+function masksFrom(bytes: Uint8Array, layout: Layout): StoredMasks {
+  let at = 0;
+  const n = Array.from({ length: layout.ints }, () => {
+    let v = 0;
+    for (const byte of bytes.subarray(at, (at += INT_BYTES))) v = v * 256 + byte;
+    return v % INT_RING;
+  });
+  const x = Array.from({ length: layout.reals }, () => Buffer.from(bytes.subarray(at, (at += REAL_BYTES))).toString('hex'));
+  return { n, x };
+}
+
+/**
+ * The masks of this step and iteration. Kept ones win (drawn and written by a node without a
+ * derive secret, or by an older version before a restart); else, where the node has a durable
+ * secret, derived from it (`Locals.derive`: a pseudorandom function of the secret, the artifact,
+ * the step, the iteration, the family and the layout), so the init writes nothing and the final
+ * derives the same masks after any restart or on another replica. Else (`create`) drawn from
+ * node:crypto and written durably before the chain's first value leaves.
+ */
+function masksOf(ctx: OpContext, family: string, layout: Layout, create: boolean): StoredMasks | undefined {
+  const key = localsKey(ctx, family);
+  const kept = readStored(ctx.locals.get(key), layout);
+  if (kept !== undefined) return kept;
+  if (ctx.locals.derive) {
+    return masksFrom(ctx.locals.derive(`masks:${key}:${layout.ints}/${layout.reals}`, layout.ints * INT_BYTES + layout.reals * REAL_BYTES), layout);
+  }
+  if (!create) return undefined;
+  const masks = {
+    n: Array.from({ length: layout.ints }, () => randomInt(ctx)),
+    x: Array.from({ length: layout.reals }, () => hex(randomReal(ctx))),
+  };
+  ctx.locals.set(key, masks);
+  return masks;
+}
+
+/**
+ * Initiator: the masks of this step and iteration (the same for a retried init: see `masksOf`),
  * which are the chain's starting value.
  */
 export function maskedInit(ctx: OpContext, family: string, layout: Layout, keys?: string[]): MaskedRunning {
   checkLayout(layout);
-  const key = localsKey(ctx, family);
-  let masks = readStored(ctx.locals.get(key), layout);
-  if (masks === undefined) {
-    masks = {
-      n: Array.from({ length: layout.ints }, () => randomInt(ctx)),
-      x: Array.from({ length: layout.reals }, () => hex(randomReal(ctx))),
-    };
-    ctx.locals.set(key, masks);
-  }
+  const masks = masksOf(ctx, family, layout, true) as StoredMasks;
   const running: MaskedRunning = { family, n: [...masks.n], x: [...masks.x] };
   if (keys !== undefined) running.keys = keys;
   return running;
@@ -191,7 +227,7 @@ export function addContribution(running: MaskedRunning, plain: Plain): MaskedRun
 /** Initiator: removes the masks; integer slots come out signed (noise can make a small count negative). */
 export function maskedFinal(ctx: OpContext, family: string, layout?: Layout): { plain: Plain; keys?: string[] } {
   const running = readRunning(ctx, family, layout);
-  const stored = readStored(ctx.locals.get(localsKey(ctx, family)), { ints: running.n.length, reals: running.x.length });
+  const stored = masksOf(ctx, family, { ints: running.n.length, reals: running.x.length }, false);
   if (stored === undefined) {
     throw new FdlError('INTERNAL', `${ctx.operation.kind}: no masks for step ${ctx.stepIndex}, iteration ${ctx.iteration} in locals`);
   }

@@ -1,3 +1,4 @@
+import type { Spread } from '../../data/engine.ts';
 import { type Ctx, requireData } from '../context.ts';
 import { distinct, perFeature, record } from './common.ts';
 import { addContribution, maskedFinal, maskedInit, type MaskedRunning, readRunning } from './masked.ts';
@@ -7,8 +8,10 @@ import { allowed, checkDpRequired } from './privacy.ts';
  * Secure variance and standard deviation over a Sequential chain, merged exactly.
  *
  * Worker i sends, per feature, its count n_i, its sum S_i, its shifted sum D_i = sum(x - c),
- * its sum of squared deviations about its own mean M2_i (DuckDB's streaming variance, stable)
- * and T_i = D_i^2 / n_i. The initiator gets the totals and
+ * its sum of squared deviations about its own mean M2_i (`DataEngine.spread`: from compensated
+ * sums of D_i and of (x - c)^2 when c is within 256 local standard deviations of the local mean,
+ * otherwise DuckDB's streaming variance about the local mean; either within 1e-10 relative) and
+ * T_i = D_i^2 / n_i. The initiator gets the totals and
  *
  *   M2 = sum M2_i + (sum T_i - D^2 / n)        (Chan et al.'s parallel merge)
  *
@@ -43,12 +46,12 @@ export async function variance(ctx: Ctx<'Variance'>): Promise<MaskedRunning> {
   const running = readRunning(ctx, FAMILY, layout(features));
   checkDpRequired(ctx, undefined);
   const shifts = perFeature(ctx, ctx.operation.shift, features, 'shift');
-  const local = await requireData(ctx).moments(ctx.projectToken, features, ctx.operation.query, shifts, { extrema: false });
+  const local = await requireData(ctx).spread(ctx.projectToken, features, ctx.operation.query, shifts);
   const F = features.length;
   const n = new Array<number>(1 + F).fill(0);
   const x = new Array<number>(4 * F).fill(0);
   for (const [i, f] of features.entries()) {
-    const m = local[f] as { n: number; sum: number; m2: number; shifted: number };
+    const m = local[f] as Spread;
     if (!allowed(ctx, m.n)) {
       if (m.n > 0) n[0] = (n[0] as number) + 1;
       continue;

@@ -2,7 +2,8 @@ import { stop } from 'nact';
 import { decodeValue, encodeValue } from '../protocols/codec.ts';
 import type { ArtifactState, ResourceRef } from '../protocols/entities.ts';
 import { type WireError, wireError } from '../protocols/errors.ts';
-import type { Message, MessageOf } from '../protocols/messages.ts';
+import type { ArtifactEventItem, Message, MessageOf } from '../protocols/messages.ts';
+import { coalesce, framesOf } from '../lib/artifact-events.ts';
 import { toWireError } from '../lib/errors.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
@@ -11,6 +12,7 @@ import { provenanceOf } from '../lib/provenance.ts';
 import { artifactStatus } from '../lib/store/status.ts';
 import type { Store, StoredArtifact, StoredJob } from '../lib/store/store.ts';
 import { type JobChanged, type JobMsg, spawnJobActor } from './job.ts';
+import type { NodePeer } from './scheduler.ts';
 
 /**
  * ArtifactSupervisor: one per unfinished artifact. It owns the artifact's DAG: starts a
@@ -24,26 +26,35 @@ import { type JobChanged, type JobMsg, spawnJobActor } from './job.ts';
 
 export type SupervisorMsg =
   | { kind: 'start' }
-  | { kind: 'jobReport'; jobIndex: number; worker: string; report: JobMsg }
+  /** For the JobActor of `jobIndex`, which checks it (a worker's report without a route, report-routes.ts; a stored upload). */
+  | { kind: 'jobReport'; jobIndex: number; report: JobMsg }
   /** `holding`: the attempts the worker announced as running, as `jobId#attempt`. */
-  | { kind: 'workerConnected'; nodeId: string; holding: ReadonlySet<string> }
+  | { kind: 'workerConnected'; nodeId: string; holding: ReadonlySet<string>; peer: NodePeer }
   | { kind: 'workerLost'; nodeId: string }
   /** A resource's bytes no longer match its sha256: produce it again. */
   | { kind: 'resourceCorrupt'; jobIndex: number }
   | { kind: 'cancel'; replyTo?: { peer: { send(message: Message): void }; reqId: number } }
+  /** Private: the barrier after the first unsent transition ran; push what gathered since. */
+  | { kind: 'flushEvents' }
   | JobChanged;
 
 /** What a supervisor tells the scheduler. */
-export type SupervisorReport =
-  | { kind: 'artifactEvent'; message: MessageOf<'artifactEvent'> }
-  | { kind: 'supervisorFinished'; artifactId: string };
+export type SupervisorReport = { kind: 'supervisorFinished'; artifactId: string };
+
+/** What a supervisor tells those who watch its artifact (actors/watchers.ts). */
+export type SupervisorEvent = { kind: 'artifactEvent'; message: MessageOf<'artifactEvent'> };
 
 export interface SupervisorProps {
   store: Store;
   log: Logger;
   artifactId: string;
   scheduler: Ref<SupervisorReport>;
-  deliver(nodeId: string, message: Message): boolean;
+  /** Where its artifact's transitions go (the Watchers: subscriptions and listing lines). */
+  watchers: Ref<SupervisorEvent>;
+  /** The nodes connected at spawn (a copy); from then on this actor keeps its own, from workerConnected/workerLost. */
+  peers: ReadonlyMap<string, NodePeer>;
+  /** Passed to every JobActor (JobProps.maxResourceBytes). */
+  maxResourceBytes?: number;
   now(): number;
   /** Test seam, passed to every JobActor (see JobProps.crashOn). */
   jobCrashOn?: (jobIndex: number, msg: JobMsg) => boolean;
@@ -114,6 +125,8 @@ const JOB_SHARDS = 32;
 
 export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorProps): Ref<SupervisorMsg> {
   let generation = 0;
+  /** Its nodes that are connected, as the news it got says (this actor's own; kept across a reset, like the ref). */
+  const peers = new Map(props.peers);
   /** This generation's shard parents of JobActors, spawned as needed. */
   let shards: Array<Ref<unknown> | undefined> = [];
   const jobParent = (self: Ref<SupervisorMsg>, index: number): Ref<unknown> => {
@@ -171,14 +184,51 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
   /** Every job index, for a full pass (at start). */
   const allJobs = (s: SupervisorState): number[] => s.jobs.map((j) => j.index);
 
-  const emit = (s: SupervisorState, event: MessageOf<'artifactEvent'>['event']) =>
-    send(props.scheduler, {
-      kind: 'artifactEvent',
-      message: { type: 'artifactEvent', artifactId: s.artifact.id, progress: progress(s), event },
+  /** This actor's ref, for the flush it asks itself for from the group commit's callback. */
+  let self: Ref<SupervisorMsg> | undefined;
+  /**
+   * Transitions not pushed yet, in order, and whether a flush is due at the next barrier: one push
+   * per barrier, not one frame per transition (an artifact's state goes at once). Outside the
+   * state, like `peers`: a reset (a bug) must not lose transitions a watcher was not shown yet.
+   */
+  const outbox: { events: ArtifactEventItem[]; armed: boolean } = { events: [], armed: false };
+
+  /**
+   * Queues a transition for the subscribers. A job's transitions wait for the next barrier the
+   * round brings anyway (never one of their own: `atNextBarrier` asks for none), so a round's
+   * progress is one push instead of one per transition; an artifact's state goes at once, behind
+   * what was queued before it (docs/PROTOCOL.md, "Progress pushes").
+   */
+  const emit = (s: SupervisorState, event: ArtifactEventItem) => {
+    outbox.events.push(event);
+    if (event.kind === 'artifactState') {
+      flushEvents(s);
+      return;
+    }
+    if (outbox.armed) return;
+    outbox.armed = true;
+    const me = self;
+    props.store.atNextBarrier(() => {
+      if (me) send(me, { kind: 'flushEvents' });
     });
+  };
+
+  /** Pushes the queued transitions (coalesced, lib/artifact-events.ts) to the scheduler, for the subscribers. */
+  const flushEvents = (s: SupervisorState) => {
+    outbox.armed = false;
+    if (outbox.events.length === 0) return;
+    const events = coalesce(outbox.events);
+    outbox.events = [];
+    for (const frame of framesOf(events)) {
+      send(props.watchers, {
+        kind: 'artifactEvent',
+        message: { type: 'artifactEvent', artifactId: s.artifact.id, progress: progress(s), events: frame },
+      });
+    }
+  };
 
   const emitJob = (s: SupervisorState, job: StoredJob) => {
-    const event: MessageOf<'artifactEvent'>['event'] = {
+    const event: ArtifactEventItem = {
       kind: 'jobState',
       jobId: job.id,
       worker: job.worker,
@@ -208,7 +258,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
   const stopJob = (s: SupervisorState, index: number, cancel: boolean) => {
     const ref = s.live.get(index);
     const job = s.jobs[index];
-    if (cancel && job && inFlight(job)) props.deliver(job.worker, { type: 'cancelJob', jobId: job.id, attempt: job.attempt });
+    if (cancel && job && inFlight(job)) peers.get(job.worker)?.send({ type: 'cancelJob', jobId: job.id, attempt: job.attempt });
     if (ref) stop(ref);
     s.live.delete(index);
   };
@@ -237,7 +287,8 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
         job,
         ...(inputs ? { inputs } : {}),
         supervisor: self as Ref<JobChanged>,
-        deliver: props.deliver,
+        peer: peers.get(job.worker),
+        ...(props.maxResourceBytes === undefined ? {} : { maxResourceBytes: props.maxResourceBytes }),
         now: props.now,
         ...(props.jobCrashOn ? { crashOn: (m: JobMsg) => props.jobCrashOn?.(job.index, m) ?? false } : {}),
       });
@@ -382,7 +433,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
     return s;
   };
 
-  return spawnActor<SupervisorState, SupervisorMsg>(
+  self = spawnActor<SupervisorState, SupervisorMsg>(
     parent,
     `artifact-${props.artifactId}`,
     (s0, msg, ctx) => {
@@ -399,25 +450,25 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
           return advance(s, ctx.self);
         }
         case 'jobReport': {
-          const job = s.jobs[msg.jobIndex];
+          // Checked by the JobActor, which owns the job (worker, attempt, product): once.
           const ref = s.live.get(msg.jobIndex);
-          // Only the worker the job is assigned to may report on it.
-          if (!job || !ref || job.worker !== msg.worker) return s;
-          send(ref, msg.report);
+          if (ref) send(ref, msg.report);
           return s;
         }
         case 'workerConnected':
           if (!s.nodes.has(msg.nodeId)) return s;
           s.presence.set(msg.nodeId, 'connected');
+          peers.set(msg.nodeId, msg.peer);
           if (s.gone.delete(msg.nodeId)) props.log.info({ worker: msg.nodeId }, 'a left-out worker came back: it rejoins from the next round');
           for (const [index, ref] of s.live) {
             const job = s.jobs[index];
-            if (job?.worker === msg.nodeId) send(ref, { kind: 'workerConnected', holding: msg.holding.has(`${job.id}#${job.attempt}`) });
+            if (job?.worker === msg.nodeId) send(ref, { kind: 'workerConnected', holding: msg.holding.has(`${job.id}#${job.attempt}`), peer: msg.peer });
           }
           return s;
         case 'workerLost':
           if (!s.nodes.has(msg.nodeId)) return s;
           s.presence.set(msg.nodeId, 'lost');
+          peers.delete(msg.nodeId);
           for (const [index, ref] of s.live) if (s.jobs[index]?.worker === msg.nodeId) send(ref, { kind: 'workerLost' });
           return s;
         case 'resourceCorrupt': {
@@ -455,6 +506,9 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
           }
           return s;
         }
+        case 'flushEvents':
+          flushEvents(s);
+          return s;
         case 'cancel': {
           stopAll(s, true);
           s = setArtifact(s, 'CANCELLED', { error: { error: wireError('CANCELLED', 'cancelled by a workbench') } });
@@ -478,4 +532,5 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
       onCrash: 'reset',
     },
   );
+  return self;
 }

@@ -10,6 +10,7 @@ import type { Store } from '../lib/store/store.ts';
 import type { PeerConnection } from '../lib/transport/peer.ts';
 import type { Uploads } from '../lib/store/uploads.ts';
 import { ChunkSender, fileSource } from '../lib/transport/stream.ts';
+import { ReportRoutes, isWorkerReport } from './report-routes.ts';
 import type { PeerHandle, SchedulerMsg, StreamBody } from './scheduler.ts';
 
 /**
@@ -50,7 +51,7 @@ const WORKBENCH_MESSAGES: ReadonlySet<Message['type']> = new Set([
  * artifact's state, a reply, an assignment — acknowledges state and waits for it to be durable.
  */
 function isProgress(message: Message): boolean {
-  return message.type === 'artifactEvent' && message.event.kind === 'jobState';
+  return message.type === 'artifactEvent' && message.events.every((e) => e.kind === 'jobState');
 }
 
 export function spawnConnection(
@@ -69,6 +70,8 @@ export function spawnConnection(
   let handle: PeerHandle | undefined;
   /** The worker this socket authenticated as: its chunks are read here, as they come. */
   let workerId: string | undefined;
+  /** The attempts assigned over this socket and their JobActors: the worker's reports on them go straight there. */
+  const routes = new ReportRoutes();
   /** Streams going out on this socket, by resource: a new request for one replaces its stream. */
   const senders = new Map<string, ChunkSender>();
 
@@ -197,7 +200,8 @@ export function spawnConnection(
     // A message acknowledges the state behind it: it leaves once that state is durable. A
     // progress event promises nothing, so it need not wait for a barrier, only for what this
     // peer was sent before it.
-    send: (message) => {
+    send: (message, reportsTo) => {
+      routes.sending(message, reportsTo);
       if (held === 0 && isProgress(message)) sendNow(message);
       else whenDurable(() => peer.send(message));
     },
@@ -211,8 +215,11 @@ export function spawnConnection(
   };
   peer.attach({
     onMessage: (message) => {
-      if (message.type === 'resourceChunk' && workerId !== undefined) receiveChunk(workerId, message);
-      else send(ref, { kind: 'received', message });
+      if (workerId !== undefined && message.type === 'resourceChunk') receiveChunk(workerId, message);
+      else if (workerId !== undefined && isWorkerReport(message) && routes.route(workerId, message)) {
+        // A report on an attempt assigned over this socket went straight to its JobActor (through
+        // neither this actor's mailbox nor the Scheduler's); the JobActor checks it.
+      } else send(ref, { kind: 'received', message });
     },
     onClose: (code, reason) => send(ref, { kind: 'closed', code, reason }),
   });

@@ -1,10 +1,15 @@
 import type { ResourceRef, RetryPolicy } from '../protocols/entities.ts';
 import { type WireError, wireError } from '../protocols/errors.ts';
 import type { AssignedInput, Message } from '../protocols/messages.ts';
+import { toWireError } from '../lib/errors.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
 import { nextDelay } from '../lib/retry.ts';
+import { sha256Hex } from '../lib/store/blobs.ts';
 import type { JobChange, Store, StoredJob } from '../lib/store/store.ts';
+import { tooLarge } from '../lib/transport/stream.ts';
+import type { ReportMsg } from './report-routes.ts';
+import type { NodePeer } from './scheduler.ts';
 
 /**
  * JobActor: one per live job. It owns the job's attempts: assigns each attempt to the
@@ -17,12 +22,14 @@ import type { JobChange, Store, StoredJob } from '../lib/store/store.ts';
 
 export type JobMsg =
   | { kind: 'start' }
+  /** A worker's report, unchecked: checked here, once (report-routes.ts). */
+  | ReportMsg
   | { kind: 'started'; attempt: number }
-  /** `rows`: of the node's data, that the attempt read; `ranMs`: how long it ran (its report's). */
+  /** A product already stored (a streamed upload, the initiator's file). `rows`: of the node's data, that the attempt read; `ranMs`: how long it ran (its report's). */
   | { kind: 'completed'; attempt: number; resource: ResourceRef; rows?: number | undefined; ranMs?: number | undefined }
   | { kind: 'failed'; attempt: number; error: WireError }
   /** The worker (re)joined; `holding`: it announced this very attempt as running. */
-  | { kind: 'workerConnected'; holding: boolean }
+  | { kind: 'workerConnected'; holding: boolean; peer: NodePeer }
   | { kind: 'workerLost' }
   | { kind: 'cancel' }
   // private: timers and recovery
@@ -59,8 +66,13 @@ export interface JobProps {
    */
   inputs?: ResourceRef[];
   supervisor: Ref<JobChanged>;
-  /** Sends a message to a node (worker or the local initiator); false when it is not connected. */
-  deliver(nodeId: string, message: Message): boolean;
+  /**
+   * The job's node (a worker's connection, or the local initiator) when it is connected at spawn.
+   * From then on this actor keeps its own, from the workerConnected/workerLost its supervisor sends.
+   */
+  peer?: NodePeer | undefined;
+  /** A product over this many bytes fails its attempt (`store.max_resource_bytes`; default: no limit). */
+  maxResourceBytes?: number;
   now(): number;
   random?: () => number;
   /** Test seam: throw inside the actor for this message (a bug), to exercise crash recovery. */
@@ -83,6 +95,14 @@ const noTimers = (): Timers => ({ attempt: undefined, retry: undefined, grace: u
 export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg> {
   const random = props.random ?? Math.random;
   let incarnation = 0;
+  /** The job's node, when connected: this actor's own news of it (kept across a reset, like the ref). */
+  let peer = props.peer;
+  /** Sends to the job's node; false when it is not connected. An assignment names this actor for the reports. */
+  const deliver = (message: Message, reportsTo?: Ref<ReportMsg>): boolean => {
+    if (!peer) return false;
+    peer.send(message, reportsTo);
+    return true;
+  };
 
   const load = (): StoredJob => {
     const job = props.store.job(props.artifactId, props.jobIndex);
@@ -177,7 +197,7 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
       inputs: inputs(),
     };
     if (job.seal && job.locks.length > 0) assignment.sealFor = recipients(job);
-    const delivered = props.deliver(job.worker, assignment);
+    const delivered = deliver(assignment, self as Ref<ReportMsg>);
     const timers = { ...s.timers };
     // The attempt timer is armed once per attempt: re-deliveries do not extend it.
     timers.attempt ??= arm(props.policy.attemptTimeoutMs, { kind: 'attemptTimedOut', attempt: job.attempt }, self);
@@ -203,6 +223,52 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
     }
     props.log.error({ jobId: s.job.id, worker: s.job.worker, attempt, error }, 'job out of attempts');
     return write(s, { state: 'ERROR', lastError: error, finishedAt: props.now() });
+  };
+
+  const started = (s: JobState, attempt: number): JobState => {
+    if (!inFlight(s, attempt) || s.job.state === 'RUNNING') return s;
+    return write(s, { state: 'RUNNING', startedAt: props.now() });
+  };
+
+  const complete = (s: JobState, done: { resource: ResourceRef; rows?: number | undefined; ranMs?: number | undefined }): JobState => {
+    const finishedAt = props.now();
+    return write(
+      clearAll(s),
+      {
+        state: 'COMPLETED',
+        resultResourceId: done.resource.id,
+        finishedAt,
+        ...(done.rows === undefined ? {} : { rows: done.rows }),
+        // A short attempt is reported without jobStarted: it ran for the report's ranMs.
+        ...(s.job.state === 'SCHEDULED' ? { startedAt: finishedAt - Math.round(done.ranMs ?? 0) } : {}),
+      },
+      done.resource,
+    );
+  };
+
+  /**
+   * A worker's report, checked here and nowhere else: from the job's worker, about the attempt in
+   * flight (a stale or repeated one is dropped), its product within the size limit and matching its
+   * sha256; then stored (bytes and row in the open transaction) and the job COMPLETED. A product
+   * that cannot be stored fails the attempt with its cause, at once (not an attempt timeout later).
+   */
+  const onReport = (s: JobState, { worker, message: m }: ReportMsg, self: Ref<JobMsg>): JobState => {
+    if (worker !== s.job.worker || !inFlight(s, m.attempt)) return s;
+    if (m.type === 'jobStarted') return started(s, m.attempt);
+    if (m.type === 'jobFailed') return fail(s, m.error, self);
+    const limit = props.maxResourceBytes ?? Number.POSITIVE_INFINITY;
+    if (m.data.byteLength > limit) return fail(s, toWireError(tooLarge(`the product of ${m.jobId}`, m.data.byteLength, limit)), self);
+    // Corrupted in transit: the attempt failed, and a retry will produce it again.
+    if (sha256Hex(m.data) !== m.sha256) return fail(s, wireError('CHECKSUM_MISMATCH', `product of ${m.jobId} does not match its sha256`), self);
+    let resource: ResourceRef;
+    try {
+      resource = props.store.putResource({ artifactId: props.artifactId, jobId: m.jobId, producer: worker, sha256: m.sha256 }, m.data, props.now());
+    } catch (e) {
+      const error = toWireError(e, 'STORE_WRITE_FAILED');
+      props.log.error({ jobId: m.jobId, attempt: m.attempt, error }, 'a reported product could not be stored');
+      return fail(s, error, self);
+    }
+    return complete(s, { resource, rows: m.rows, ranMs: m.ranMs });
   };
 
   /** Picks the job up from its row: after a crash, or a restart of the scheduler. */
@@ -236,21 +302,13 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
         case 'retryDue':
           if (msg.attempt !== s.job.attempt || s.job.state !== 'FAILED') return s;
           return nextAttempt(s, ctx.self);
+        case 'report':
+          return onReport(s, msg, ctx.self);
         case 'started':
-          if (!inFlight(s, msg.attempt) || s.job.state === 'RUNNING') return s;
-          return write(s, { state: 'RUNNING', startedAt: props.now() });
-        case 'completed': {
+          return started(s, msg.attempt);
+        case 'completed':
           if (!inFlight(s, msg.attempt)) return s;
-          const finishedAt = props.now();
-          return write(clearAll(s), {
-            state: 'COMPLETED',
-            resultResourceId: msg.resource.id,
-            finishedAt,
-            ...(msg.rows === undefined ? {} : { rows: msg.rows }),
-            // A short attempt is reported without jobStarted: it ran for the report's ranMs.
-            ...(s.job.state === 'SCHEDULED' ? { startedAt: finishedAt - Math.round(msg.ranMs ?? 0) } : {}),
-          }, msg.resource);
-        }
+          return complete(s, msg);
         case 'failed':
           if (!inFlight(s, msg.attempt)) return s;
           return fail(s, msg.error, ctx.self);
@@ -269,18 +327,20 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
             ctx.self,
           );
         case 'workerLost':
+          peer = undefined;
           if (!inFlight(s, s.job.attempt) || s.timers.grace) return s;
           return {
             ...s,
             timers: { ...s.timers, grace: arm(props.policy.workerGraceMs, { kind: 'graceExpired', attempt: s.job.attempt }, ctx.self) },
           };
         case 'workerConnected': {
+          peer = msg.peer;
           if (!inFlight(s, s.job.attempt)) return s;
           const back = clear(s, 'grace');
           return msg.holding ? back : assign(back, ctx.self);
         }
         case 'cancel':
-          if (inFlight(s, s.job.attempt)) props.deliver(s.job.worker, { type: 'cancelJob', jobId: s.job.id, attempt: s.job.attempt });
+          if (inFlight(s, s.job.attempt)) deliver({ type: 'cancelJob', jobId: s.job.id, attempt: s.job.attempt });
           return clearAll(s);
       }
     },

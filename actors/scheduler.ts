@@ -2,8 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { stop } from 'nact';
 import {
   type ArtifactSpec,
-  type ArtifactSummary,
-  type NodeInfo,
   type ProjectData,
   type ResourceRef,
   RetryPolicySchema,
@@ -20,7 +18,6 @@ import { DEFAULT_HOLDER_WAIT_MS } from '../lib/plan/defaults.ts';
 import { aggregateProject } from '../lib/projects.ts';
 import { type WorkbenchScope, inScope } from '../lib/security/auth.ts';
 import { fingerprint } from '../lib/security/identity.ts';
-import { sha256Hex } from '../lib/store/blobs.ts';
 import { rmSync } from 'node:fs';
 import { DEFAULT_ARTIFACT_LIST_LIMIT, RETENTION_SWEEP_BATCH } from '../lib/store/defaults.ts';
 import { artifactStatus, artifactSummary } from '../lib/store/status.ts';
@@ -29,6 +26,9 @@ import type { UploadOffer, Uploads } from '../lib/store/uploads.ts';
 import { tooLarge } from '../lib/transport/stream.ts';
 import { type SupervisorMsg, type SupervisorReport, spawnArtifactSupervisor } from './artifact-supervisor.ts';
 import type { JobMsg } from './job.ts';
+import { Listings } from './listings.ts';
+import type { ReportMsg } from './report-routes.ts';
+import { spawnWatchers } from './watchers.ts';
 
 /**
  * Scheduler: the root of a scheduler node. Owns who is connected (workers, workbenches,
@@ -40,7 +40,8 @@ import type { JobMsg } from './job.ts';
 /** A peer as the scheduler sees it: something to send messages to. */
 export interface PeerHandle {
   sessionId: string;
-  send(message: Message): void;
+  /** `reportsTo`: with an `assignJob`, the JobActor the peer's reports on that attempt go to (report-routes.ts). */
+  send(message: Message, reportsTo?: Ref<ReportMsg>): void;
   close(code: number, reason: string): void;
   /**
    * Sends `header` (a resourceData or result without data), then the file's bytes from `offset`
@@ -48,6 +49,9 @@ export interface PeerHandle {
    */
   stream?(header: Message, body: StreamBody): void;
 }
+
+/** What a supervisor and its JobActors hold of a node: where to send to it (each keeps its own, from the news it gets). */
+export type NodePeer = Pick<PeerHandle, 'send'>;
 
 /** A streamed resource's bytes: a file of the store, sent from an offset. */
 export interface StreamBody {
@@ -137,12 +141,7 @@ type HolderPlan =
 interface SchedulerState {
   workers: Map<string, ConnectedWorker>;
   workbenches: Map<string, WorkbenchSession>;
-  /** Sessions that sent `watchNetwork`, by session id: they get `networkEvent` pushes. */
-  watchers: Map<string, WorkbenchSession>;
-  /** The listing line of each supervised artifact, kept current from its events (no store read per event). */
-  live: Map<string, ArtifactSummary>;
   lastRevocationCheck: number;
-  subscriptions: Map<string, Set<PeerHandle>>;
   supervisors: Map<string, Ref<SupervisorMsg>>;
   /** Submits waiting for away holders, by a number of their own. */
   pending: Map<number, PendingSubmit>;
@@ -160,6 +159,9 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
   const now = props.now ?? Date.now;
 
   const holderWaitMs = props.holderWaitMs ?? DEFAULT_HOLDER_WAIT_MS;
+  const listings = new Listings(store);
+  // Subscriptions, network watchers and the listing lines live in their own actor (actors/watchers.ts).
+  const watchers = spawnWatchers(parent, { store, log: log.child({ actor: 'watchers' }), now });
   let nextPendingId = 1;
 
   /** What a node announced for a token, if it holds data for it (at least one data source). */
@@ -200,60 +202,17 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
     return { kind: 'wait', missing: away };
   };
 
-  /** A node's line in a listing, as the session of `scope` may see it (its data sources of that scope only). */
-  const nodeInfo = (n: StoredNode, connected: boolean, scope: WorkbenchScope): NodeInfo => {
-    const info: NodeInfo = {
-      id: n.id,
-      name: n.name,
-      role: n.role,
-      connected,
-      lastSeen: n.lastSeen,
-      projects: n.projects.length,
-      datasources: n.projects.reduce((acc, p) => acc + p.datasources.length, 0),
-    };
-    if (n.signKey) info.fingerprint = fingerprint(n.signKey);
-    const sources: NodeInfo['sources'] = [];
-    for (const p of n.projects) {
-      const project = projectOf(p.token);
-      if (!project || !inScope(scope, project.id)) continue;
-      for (const d of p.datasources) sources.push({ projectId: project.id, name: d.name, rows: d.rows, features: d.features.length });
-    }
-    if (sources.length > 0) info.sources = sources;
-    return info;
-  };
-  /** The scheduler itself, and the workers that announced a project of the scope (every worker when unscoped). */
-  const nodeVisible = (scope: WorkbenchScope, n: StoredNode) =>
-    n.role === 'scheduler' ||
-    scope.projects === undefined ||
-    n.projects.some((p) => {
-      const project = projectOf(p.token);
-      return project !== undefined && inScope(scope, project.id);
-    });
-
-  /** A worker joined or left: its line goes to each watching session that may see it. */
-  const pushNode = (s: SchedulerState, n: StoredNode, connected: boolean) => {
-    for (const w of s.watchers.values()) {
-      if (nodeVisible(w.scope, n)) w.peer.send({ type: 'networkEvent', event: { kind: 'node', node: nodeInfo(n, connected, w.scope) } });
-    }
-  };
-  const pushArtifact = (s: SchedulerState, summary: ArtifactSummary) => {
-    for (const w of s.watchers.values()) {
-      if (inScope(w.scope, summary.projectId)) w.peer.send({ type: 'networkEvent', event: { kind: 'artifact', artifact: summary } });
-    }
-  };
-
   const spawnSupervisor = (s: SchedulerState, self: Ref<SchedulerMsg>, artifactId: string) => {
     const ref = spawnArtifactSupervisor(self, {
       store,
       log: log.child({ artifactId }),
       artifactId,
       scheduler: self as Ref<SupervisorReport>,
-      deliver: (nodeId, message) => {
-        const w = s.workers.get(nodeId);
-        if (!w) return false;
-        w.peer.send(message);
-        return true;
-      },
+      watchers,
+      // Who is connected now, as a copy: from here on the supervisor keeps its own, from the
+      // workerConnected/workerLost news this actor sends it (no map shared between actors).
+      peers: new Map([...s.workers].map(([nodeId, w]) => [nodeId, w.peer])),
+      maxResourceBytes: props.streaming.maxResourceBytes,
       now,
     });
     s.supervisors.set(artifactId, ref);
@@ -266,17 +225,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
   const heldProjects = (projects: readonly ProjectData[]): string[] =>
     projects.filter((p) => p.datasources.length > 0).flatMap((p) => projectOf(p.token)?.id ?? []);
 
-  // Projects are fixed by the config for the life of the process: a token's project is looked
-  // up (a hash and a query) once, not for every worker on every listing. Only hits are kept, so
-  // a peer sending random tokens cannot grow the cache.
-  const projectCache = new Map<string, StoredProject>();
-  const projectOf = (token: string): StoredProject | undefined => {
-    const cached = projectCache.get(token);
-    if (cached) return cached;
-    const found = store.projectByToken(token);
-    if (found) projectCache.set(token, found);
-    return found;
-  };
+  const projectOf = (token: string) => listings.projectOf(token);
 
   /**
    * The project of a token, if the session may use it. A scoped session gets FORBIDDEN for an
@@ -292,11 +241,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
     reply(peer, { type: 'error', reqId, error });
     return undefined;
   };
-  const replyStatus = (peer: PeerHandle, reqId: number, artifactId: string) => {
-    const status = store.status(artifactId);
-    if (status) reply(peer, { type: 'status', reqId, status });
-    else reply(peer, { type: 'error', reqId, error: wireError('UNKNOWN_ARTIFACT', `no artifact ${artifactId}`) });
-  };
+  const replyStatus = (peer: PeerHandle, reqId: number, artifactId: string) => reply(peer, listings.status(reqId, artifactId));
   const fail = (peer: PeerHandle, reqId: number, e: unknown) => {
     const error = toWireError(e);
     reply(peer, { type: 'error', reqId, error });
@@ -379,10 +324,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       const artifact = store.artifact(id);
       if (!artifact) throw new Error('artifact vanished after insert');
       reply(peer, { type: 'artifactAccepted', reqId: m.reqId, status: artifactStatus(artifact, store.jobs(id)) });
-      const summary = { ...artifactSummary(artifact), progress: { completed: 0, total: bound.jobs.length } };
-      s.live.set(id, summary);
-      pushArtifact(s, summary);
-      subscribe(s, id, peer);
+      send(watchers, { kind: 'track', summary: { ...artifactSummary(artifact), progress: { completed: 0, total: bound.jobs.length } }, submitter: peer });
       spawnSupervisor(s, self, id);
     } catch (e) {
       fail(peer, m.reqId, e);
@@ -424,53 +366,16 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
   };
 
   /** A finished artifact's rows, resource files and the initiator's masks; its subscriptions end. */
-  const deleteArtifact = (s: SchedulerState, artifactId: string) => {
-    const head = s.watchers.size > 0 ? store.artifactHead(artifactId) : undefined;
+  const deleteArtifact = (artifactId: string) => {
+    const head = store.artifactHead(artifactId);
     store.deleteArtifact(artifactId);
     props.locals.delete(artifactId);
-    s.subscriptions.delete(artifactId);
-    if (!head) return;
-    for (const w of s.watchers.values()) {
-      if (inScope(w.scope, head.projectId)) w.peer.send({ type: 'networkEvent', event: { kind: 'artifactDeleted', artifactId } });
-    }
+    if (head) send(watchers, { kind: 'artifactDeleted', artifactId, projectId: head.projectId });
   };
 
-  const subscribe = (s: SchedulerState, artifactId: string, peer: PeerHandle) => {
-    let subs = s.subscriptions.get(artifactId);
-    if (!subs) {
-      subs = new Set();
-      s.subscriptions.set(artifactId, subs);
-    }
-    subs.add(peer);
-  };
-
-  const listNodes = (s: SchedulerState, scope: WorkbenchScope): NodeInfo[] =>
-    store
-      .listNodes()
-      .filter((n) => nodeVisible(scope, n))
-      .map((n) => nodeInfo(n, n.role === 'scheduler' || s.workers.has(n.id), scope));
-
-  const listProjects = (s: SchedulerState, scope: WorkbenchScope) => {
-    // A listing never carries tokens: a token is a secret handed out by the operator. The
-    // connected workers' data is matched to projects by token hash.
-    const holdings = new Map<string, Array<{ nodeId: string; data: ProjectData }>>();
-    for (const [nodeId, w] of s.workers) {
-      for (const data of w.projects) {
-        const project = projectOf(data.token);
-        if (!project) continue;
-        const list = holdings.get(project.id) ?? [];
-        list.push({ nodeId, data });
-        holdings.set(project.id, list);
-      }
-    }
-    return store
-      .listProjects()
-      .filter((p) => inScope(scope, p.id))
-      .map((p) => {
-        const { features: _f, ...summary } = aggregateProject(p, holdings.get(p.id) ?? []);
-        return summary;
-      });
-  };
+  const listNodes = (s: SchedulerState, scope: WorkbenchScope) => listings.nodes(scope, (nodeId) => s.workers.has(nodeId));
+  const listProjects = (s: SchedulerState, scope: WorkbenchScope) =>
+    listings.projectsOf(scope, [...s.workers].map(([nodeId, w]): [string, readonly ProjectData[]] => [nodeId, w.projects]));
 
   /** A workbench sees only the projects of its token's scope, and nothing of the others. */
   const onWorkbench = (s: SchedulerState, self: Ref<SchedulerMsg>, m: WorkbenchRequest, peer: PeerHandle) => {
@@ -489,24 +394,10 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       case 'listNodes':
         reply(peer, { type: 'nodeList', reqId: m.reqId, nodes: listNodes(s, scope) });
         return;
-      case 'watchNetwork': {
-        // The picture now, then every change from here on: the reply and the pushes leave in
-        // the order this actor makes them, so nothing falls between the two.
-        const artifacts = store.listArtifacts(scope.projects, m.limit ?? DEFAULT_ARTIFACT_LIST_LIMIT);
-        const progress = store.progressOf(artifacts.map((a) => a.id));
-        reply(peer, {
-          type: 'network',
-          reqId: m.reqId,
-          nodes: listNodes(s, scope),
-          projects: listProjects(s, scope),
-          artifacts: artifacts.map((a) => {
-            const summary: ArtifactSummary = { ...artifactSummary(a), progress: progress.get(a.id) ?? { completed: 0, total: 0 } };
-            return s.live.get(a.id) ?? summary;
-          }),
-        });
-        s.watchers.set(peer.sessionId, { peer, scope });
+      case 'watchNetwork':
+        // The picture now, then every change: the Watchers reply and register the session in one turn.
+        send(watchers, { kind: 'watch', peer, scope, reqId: m.reqId, limit: m.limit, nodes: listNodes(s, scope), projects: listProjects(s, scope) });
         return;
-      }
       case 'listProjects':
         reply(peer, { type: 'projectList', reqId: m.reqId, projects: listProjects(s, scope) });
         return;
@@ -537,17 +428,8 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       case 'subscribe': {
         const artifact = visibleArtifact(m.artifactId);
         if (!artifact) return;
-        // A finished artifact has nothing more to push: its status is the last word.
-        if (m.type === 'subscribe' && s.supervisors.has(m.artifactId)) subscribe(s, m.artifactId, peer);
-        if (m.type === 'subscribe' && m.locks) {
-          const status = store.status(m.artifactId);
-          if (!status) return replyStatus(peer, m.reqId, m.artifactId);
-          const locks = store.locksOf(m.artifactId);
-          for (const j of status.jobs) j.locks = locks[j.index] ?? [];
-          reply(peer, { type: 'status', reqId: m.reqId, status });
-          return;
-        }
-        replyStatus(peer, m.reqId, m.artifactId);
+        if (m.type === 'subscribe') send(watchers, { kind: 'subscribe', peer, reqId: m.reqId, artifactId: m.artifactId, locks: m.locks === true });
+        else replyStatus(peer, m.reqId, m.artifactId);
         return;
       }
       case 'cancelArtifact': {
@@ -576,7 +458,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           reply(peer, { type: 'error', reqId: m.reqId, error });
           return;
         }
-        deleteArtifact(s, artifact.id);
+        deleteArtifact(artifact.id);
         log.info({ artifactId: artifact.id, tokenId: scope.tokenId }, 'artifact deleted by a workbench');
         reply(peer, { type: 'artifactDeleted', reqId: m.reqId, artifactId: artifact.id });
         return;
@@ -662,7 +544,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
 
   const failAttempt = (s: SchedulerState, o: UploadOffer, error: WireError) => {
     const supervisor = s.supervisors.get(artifactOfJob(o.jobId));
-    if (supervisor) send(supervisor, { kind: 'jobReport', jobIndex: indexOfJob(o.jobId), worker: o.nodeId, report: { kind: 'failed', attempt: o.attempt, error } });
+    if (supervisor) send(supervisor, { kind: 'jobReport', jobIndex: indexOfJob(o.jobId), report: { kind: 'failed', attempt: o.attempt, error } });
   };
 
   /** Stores a product and reports the attempt completed; a product that cannot be stored fails it with its cause. */
@@ -679,7 +561,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       log.error({ jobId: o.jobId, attempt: o.attempt, error }, 'a reported product could not be stored');
       report = { kind: 'failed', attempt: o.attempt, error };
     }
-    send(supervisor, { kind: 'jobReport', jobIndex: indexOfJob(o.jobId), worker: o.nodeId, report });
+    send(supervisor, { kind: 'jobReport', jobIndex: indexOfJob(o.jobId), report });
   };
 
   /** A streamed product is in (or was given up): each attempt it was offered for completes (or fails). */
@@ -704,36 +586,10 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       case 'jobStarted':
       case 'jobFailed':
       case 'jobCompleted': {
-        const artifactId = artifactOfJob(m.jobId);
-        const supervisor = s.supervisors.get(artifactId);
+        // A report without a route on its peer (report-routes.ts): to the job's owner, which checks it.
+        const supervisor = s.supervisors.get(artifactOfJob(m.jobId));
         if (!supervisor) return; // a late report about a finished or unknown artifact
-        const jobIndex = indexOfJob(m.jobId);
-        if (m.type === 'jobStarted') {
-          send(supervisor, { kind: 'jobReport', jobIndex, worker: nodeId, report: { kind: 'started', attempt: m.attempt } });
-        } else if (m.type === 'jobFailed') {
-          send(supervisor, {
-            kind: 'jobReport',
-            jobIndex,
-            worker: nodeId,
-            report: { kind: 'failed', attempt: m.attempt, error: m.error },
-          });
-        } else {
-          const job = currentAttempt(nodeId, m.jobId, m.attempt);
-          if (!job) return;
-          const tooBig = overLimit(m.jobId, m.data.byteLength);
-          if (tooBig) {
-            failAttempt(s, { jobId: m.jobId, attempt: m.attempt, nodeId }, tooBig);
-            return;
-          }
-          if (sha256Hex(m.data) !== m.sha256) {
-            // Corrupted in transit: the attempt failed, and a retry will produce it again.
-            const error = wireError('CHECKSUM_MISMATCH', `product of ${m.jobId} does not match its sha256`);
-            send(supervisor, { kind: 'jobReport', jobIndex, worker: nodeId, report: { kind: 'failed', attempt: m.attempt, error } });
-            return;
-          }
-          const meta = { artifactId, jobId: m.jobId, producer: nodeId, sha256: m.sha256 };
-          storeProduct(s, { jobId: m.jobId, attempt: m.attempt, nodeId, rows: m.rows, ranMs: m.ranMs }, () => store.putResource(meta, m.data, now()));
-        }
+        send(supervisor, { kind: 'jobReport', jobIndex: indexOfJob(m.jobId), report: { kind: 'report', worker: nodeId, message: m } });
         return;
       }
       case 'productOffer': {
@@ -814,7 +670,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           const progress = store.progressOf(unfinished.map((a) => a.id));
           for (const a of unfinished) {
             log.info({ artifactId: a.id, state: a.state }, 'resuming artifact');
-            s.live.set(a.id, { ...artifactSummary(a), progress: progress.get(a.id) ?? { completed: 0, total: 0 } });
+            send(watchers, { kind: 'track', summary: { ...artifactSummary(a), progress: progress.get(a.id) ?? { completed: 0, total: 0 } } });
             spawnSupervisor(s, ctx.self, a.id);
           }
           return s;
@@ -848,16 +704,14 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           if (previous && previous.peer.sessionId !== peer.sessionId) previous.peer.close(4000, 'replaced by a new session');
           s.workers.set(hello.nodeId, { peer, name: hello.name, projects: hello.projects, joinTokenId: msg.joinTokenId });
           peer.send({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: props.schedulerId, sessionId: peer.sessionId });
-          if (s.watchers.size > 0) {
-            const node: StoredNode = { id: hello.nodeId, name: hello.name, role: 'worker', lastSeen: now(), projects: hello.projects, signKey: hello.signKey };
-            pushNode(s, node, true);
-          }
+          const node: StoredNode = { id: hello.nodeId, name: hello.name, role: 'worker', lastSeen: now(), projects: hello.projects, signKey: hello.signKey };
+          send(watchers, { kind: 'node', node, connected: true });
           log.info(
             { nodeId: hello.nodeId, name: hello.name, projects: hello.projects.length, fingerprint: fingerprint(hello.signKey) },
             'worker joined',
           );
           const holding = new Set(hello.holding.map((h) => `${h.jobId}#${h.attempt}`));
-          for (const ref of s.supervisors.values()) send(ref, { kind: 'workerConnected', nodeId: hello.nodeId, holding });
+          for (const ref of s.supervisors.values()) send(ref, { kind: 'workerConnected', nodeId: hello.nodeId, holding, peer });
           // Work of an artifact that ended while the worker was away (cancelled, failed, done
           // without it): the cancel it missed, so it stops computing for nothing.
           for (const h of hello.holding) {
@@ -892,7 +746,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
         }
         case 'sweepFinished': {
           const expired = store.finishedBefore(now() - props.retentionMs, RETENTION_SWEEP_BATCH);
-          for (const id of expired) deleteArtifact(s, id);
+          for (const id of expired) deleteArtifact(id);
           if (expired.length > 0) log.info({ deleted: expired.length, retentionMs: props.retentionMs }, 'finished artifacts past their retention deleted');
           const partials = props.uploads.sweep(now() - props.retentionMs);
           if (partials > 0) log.info({ deleted: partials, retentionMs: props.retentionMs }, 'partial uploads untouched for the retention deleted');
@@ -916,12 +770,10 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
               s.workers.delete(msg.nodeId);
               const left = now();
               store.nodeLeft(msg.nodeId, left);
-              if (s.watchers.size > 0) {
-                const node: StoredNode = { id: msg.nodeId, name: w.name, role: 'worker', lastSeen: left, projects: w.projects };
-                const keys = store.nodeKeys(msg.nodeId);
-                if (keys) node.signKey = keys.signKey;
-                pushNode(s, node, false);
-              }
+              const node: StoredNode = { id: msg.nodeId, name: w.name, role: 'worker', lastSeen: left, projects: w.projects };
+              const keys = store.nodeKeys(msg.nodeId);
+              if (keys) node.signKey = keys.signKey;
+              send(watchers, { kind: 'node', node, connected: false });
               log.warn({ nodeId: msg.nodeId }, 'worker left');
               for (const ref of s.supervisors.values()) send(ref, { kind: 'workerLost', nodeId: msg.nodeId });
             }
@@ -932,11 +784,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             clearTimeout(p.timer);
             s.pending.delete(pendingId);
           }
-          s.watchers.delete(msg.peer.sessionId);
-          for (const [artifactId, subs] of s.subscriptions) {
-            for (const p of subs) if (p.sessionId === msg.peer.sessionId) subs.delete(p);
-            if (subs.size === 0) s.subscriptions.delete(artifactId);
-          }
+          send(watchers, { kind: 'sessionEnded', sessionId: msg.peer.sessionId });
           return s;
         }
         case 'fromWorker':
@@ -945,32 +793,12 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
         case 'fromWorkbench':
           onWorkbench(s, ctx.self, msg.message, msg.peer);
           return s;
-        case 'artifactEvent': {
-          const { artifactId, progress, event } = msg.message;
-          for (const peer of s.subscriptions.get(artifactId) ?? []) peer.send(msg.message);
-          // The listing line changes with the artifact's state and its done count, not with each
-          // job's SCHEDULED/RUNNING: watchers get one push per job done, none per job started.
-          const line = s.live.get(artifactId);
-          if (!line) return s;
-          const stateChanged = event.kind === 'artifactState' && event.state !== line.state;
-          if (!stateChanged && line.progress?.completed === progress.completed) return s;
-          let next: ArtifactSummary = { ...line, progress, updatedAt: stateChanged ? now() : line.updatedAt };
-          if (event.kind === 'artifactState') {
-            // A terminal state: the row is final, read it once for its exact times.
-            const row = FINISHED_STATES.includes(event.state) ? store.artifact(artifactId) : undefined;
-            next = row ? { ...artifactSummary(row), progress } : { ...next, state: event.state };
-          }
-          s.live.set(artifactId, next);
-          pushArtifact(s, next);
-          return s;
-        }
         case 'supervisorFinished': {
           const ref = s.supervisors.get(msg.artifactId);
           if (ref) stop(ref);
           s.supervisors.delete(msg.artifactId);
-          // The final artifactState push went out before this report (same sender, in order).
-          s.subscriptions.delete(msg.artifactId);
-          s.live.delete(msg.artifactId);
+          // The final artifactState push reached the Watchers before this report reached here.
+          send(watchers, { kind: 'untrack', artifactId: msg.artifactId });
           return s;
         }
         case 'uploadEnded':
@@ -990,7 +818,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           return s;
         }
         case 'countEntries':
-          msg.replyTo({ subscriptions: s.subscriptions.size, supervisors: s.supervisors.size, pending: s.pending.size });
+          send(watchers, { kind: 'countSubscriptions', replyTo: (subscriptions) => msg.replyTo({ subscriptions, supervisors: s.supervisors.size, pending: s.pending.size }) });
           return s;
       }
     },
@@ -999,9 +827,6 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       initialState: () => ({
         workers: new Map(),
         workbenches: new Map(),
-        watchers: new Map(),
-        live: new Map(),
-        subscriptions: new Map(),
         supervisors: new Map(),
         pending: new Map(),
         lastRevocationCheck: now(),

@@ -1,5 +1,5 @@
 import type { ArtifactStatus, ArtifactSummary, JobStatus, NodeInfo } from '../protocols/entities.ts';
-import type { MessageOf } from '../protocols/messages.ts';
+import type { ArtifactEventItem, MessageOf } from '../protocols/messages.ts';
 
 /**
  * What the dashboard knows, kept current by the pushes (never polled). Plain data with in-place
@@ -92,7 +92,14 @@ export class Model {
     if (!sel?.status || sel.id !== m.artifactId) return;
     const status = sel.status;
     status.progress = m.progress;
-    const e = m.event;
+    for (const e of m.events) this.applyEvent(sel, e);
+    this.changed();
+  }
+
+  /** One transition of the selected artifact or one of its jobs. */
+  private applyEvent(sel: SelectedArtifact, e: ArtifactEventItem): void {
+    const status = sel.status;
+    if (!status) return;
     if (e.kind === 'artifactState') {
       status.state = e.state;
     } else {
@@ -109,7 +116,6 @@ export class Model {
         else delete job.finishedAt;
       }
     }
-    this.changed();
   }
 
   /** Project lines: names from the scheduler, counts summed over the connected nodes' data sources. */

@@ -10,6 +10,7 @@ import { PROTOCOL_VERSION } from '../protocols/version.ts';
 // The composition root: the one module of lib/ that builds actors (see docs/ARCHITECTURE.md).
 import { spawnConnection } from '../actors/connection.ts';
 import { type PeerHandle, type SchedulerMsg, spawnScheduler } from '../actors/scheduler.ts';
+import { ReportRoutes, isWorkerReport } from '../actors/report-routes.ts';
 import { type WorkerMsg, spawnWorker } from '../actors/worker.ts';
 import { ConfigError, connectionLimitsOf, type NodeConfig, retryPolicyOf, schedulerUrlsOf } from './config.ts';
 import { handshakeMessage, identityOf, loadOrCreateIdentity, localsSecret, newIdentityText, signWith } from './security/identity.ts';
@@ -214,10 +215,14 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
   const releaseHeld = () => {
     for (const release of held.splice(0)) release();
   };
+  // The initiator's reports on the attempts assigned to it go straight to their JobActors, as a
+  // worker's do over its Connection (actors/report-routes.ts).
+  const initiatorRoutes = new ReportRoutes();
   const initiatorPeer: PeerHandle = {
     sessionId: 'initiator',
-    send: (message: Message) => {
+    send: (message, reportsTo) => {
       if (!initiator) return;
+      initiatorRoutes.sending(message, reportsTo);
       if (message.type === 'assignJob') {
         if (held.length >= MAX_HELD) releaseHeld();
         held.push(store.hold());
@@ -228,6 +233,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
   };
   const toScheduler = (message: Message) => {
     if (message.type === 'jobCompleted' || message.type === 'jobFailed' || message.type === 'productOffer') releaseHeld();
+    if (isWorkerReport(message) && initiatorRoutes.route(schedulerId, message)) return;
     send(scheduler as Ref<SchedulerMsg>, { kind: 'fromWorker', peer: initiatorPeer, nodeId: schedulerId, message });
   };
   initiator = spawnWorker(system, {

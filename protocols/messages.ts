@@ -258,29 +258,40 @@ export const NetworkEventSchema = msg('networkEvent', {
   ]),
 });
 
+/** One transition of an artifact or of one of its jobs (an element of `artifactEvent.events`). */
+export const ArtifactEventItemSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('artifactState'), state: ArtifactStateSchema }).strict(),
+  z
+    .object({
+      kind: z.literal('jobState'),
+      jobId: Id,
+      worker: Id,
+      state: JobStateSchema,
+      attempt: z.number().int().min(0),
+      error: WireErrorSchema.optional(),
+      /** The job ran out of attempts but its step's quorum lets the artifact go on without it. */
+      leftOut: z.boolean().optional(),
+      /** FAILED: when its next attempt is due (ms since the epoch). */
+      nextAttemptAt: z.number().optional(),
+      /** As in JobStatus: when its latest attempt started running; when it last stopped (ms since the epoch). */
+      startedAt: z.number().optional(),
+      finishedAt: z.number().optional(),
+    })
+    .strict(),
+]);
+export type ArtifactEventItem = z.infer<typeof ArtifactEventItemSchema>;
+
+/** Most transitions one `artifactEvent` carries; a longer batch goes as several frames, in order. */
+export const MAX_EVENTS_PER_FRAME = 1000;
+
+/**
+ * scheduler -> a subscribed workbench: the transitions of one artifact since its last push, in
+ * order (protocol 6: a batch, where 5 sent one frame per transition). `progress` is as of the last.
+ */
 export const ArtifactEventSchema = msg('artifactEvent', {
   artifactId: Id,
   progress: z.object({ completed: z.number().int(), total: z.number().int() }).strict(),
-  event: z.discriminatedUnion('kind', [
-    z.object({ kind: z.literal('artifactState'), state: ArtifactStateSchema }).strict(),
-    z
-      .object({
-        kind: z.literal('jobState'),
-        jobId: Id,
-        worker: Id,
-        state: JobStateSchema,
-        attempt: z.number().int().min(0),
-        error: WireErrorSchema.optional(),
-        /** The job ran out of attempts but its step's quorum lets the artifact go on without it. */
-        leftOut: z.boolean().optional(),
-        /** FAILED: when its next attempt is due (ms since the epoch). */
-        nextAttemptAt: z.number().optional(),
-        /** As in JobStatus: when its latest attempt started running; when it last stopped (ms since the epoch). */
-        startedAt: z.number().optional(),
-        finishedAt: z.number().optional(),
-      })
-      .strict(),
-  ]),
+  events: z.array(ArtifactEventItemSchema).min(1).max(MAX_EVENTS_PER_FRAME),
 });
 
 // ---------------------------------------------------------------- the union

@@ -8,4 +8,7 @@
 //    new field.
 // 5: a sealed product over the stream threshold is a segmented envelope (`fdlSealed: 2`, one
 //    AES-GCM tag per 1 MiB segment) that a v4 node cannot open; no message changed.
-export const PROTOCOL_VERSION = 5;
+// 6: `artifactEvent` carries `events` (the transitions of one artifact since its last push, in
+//    order) instead of one `event`; a job's SCHEDULED/RUNNING may be left out of a batch that also
+//    carries a later state of that job. A v5 workbench could not read the batch.
+export const PROTOCOL_VERSION = 6;

@@ -156,14 +156,14 @@ t.test('the model: pushes update in place, project counts follow the nodes', asy
     type: 'artifactEvent',
     artifactId: 'a-x',
     progress: { completed: 0, total: 2 },
-    event: { kind: 'jobState', jobId: 'a-x.0', worker: 'w-1', state: 'FAILED', attempt: 1, error, nextAttemptAt: 5 },
+    events: [{ kind: 'jobState', jobId: 'a-x.0', worker: 'w-1', state: 'FAILED', attempt: 1, error, nextAttemptAt: 5 }],
   });
   t.match(model.selected?.byId.get('a-x.0'), { state: 'FAILED', attempt: 1, lastError: error, nextAttemptAt: 5 });
   model.applyArtifactEvent({
     type: 'artifactEvent',
     artifactId: 'a-x',
     progress: { completed: 1, total: 2 },
-    event: { kind: 'jobState', jobId: 'a-x.0', worker: 'w-1', state: 'COMPLETED', attempt: 2 },
+    events: [{ kind: 'jobState', jobId: 'a-x.0', worker: 'w-1', state: 'COMPLETED', attempt: 2 }],
   });
   const j0 = model.selected?.byId.get('a-x.0');
   t.match(j0, { state: 'COMPLETED', attempt: 2, lastError: error }, 'the last error stays after a successful retry');

@@ -3,6 +3,9 @@
 // finishes, after the subscribers got the final push; a subscription to an artifact that is
 // already finished has nothing left to push and is not kept. Runs the Scheduler actor in-process
 // with a scripted initiator that holds the project's data and completes every job at once.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { start, stop } from 'nact';
 import pino from 'pino';
 import t from 'tap';
@@ -74,7 +77,7 @@ t.test('per-artifact entries go when the artifact finishes, after the final push
     return m.status.id;
   };
   const finalPush = (wb: ReturnType<typeof workbench>, artifactId: string) =>
-    wb.received.find((m) => m.type === 'artifactEvent' && m.artifactId === artifactId && m.event.kind === 'artifactState' && m.event.state === 'COMPLETED');
+    wb.received.find((m) => m.type === 'artifactEvent' && m.artifactId === artifactId && m.events.some((e) => e.kind === 'artifactState' && e.state === 'COMPLETED'));
   const parallelNoop = { steps: [{ kind: 'Parallel' as const, operation: { kind: 'Noop' as const } }] };
 
   const submitter = workbench('wb-1');
@@ -103,4 +106,68 @@ t.test('per-artifact entries go when the artifact finishes, after the final push
   held[0]?.();
   await until(() => finalPush(follower, running) !== undefined, 10_000, 'the final push to the subscriber');
   t.same(await entries(), { subscriptions: 0, supervisors: 0, pending: 0 }, 'finished: its entries are gone');
+});
+
+// Why (protocol 6): a subscriber's pushes carry the transitions of one barrier each. Whatever the
+// batching, it must see every job's final state, nothing of a job after it, and the artifact's
+// final state last. On a store with a work directory, so the group commit's barriers are real.
+t.test('progress pushes: every job ends COMPLETED in them, the artifact state comes last', async (t) => {
+  const log = pino({ level: 'silent' });
+  const workdir = mkdtempSync(join(tmpdir(), 'fdl-pushes-'));
+  const store = new Store(workdir);
+  t.teardown(() => {
+    store.close();
+    rmSync(workdir, { recursive: true, force: true });
+  });
+  store.ensureProject('p', TOKEN);
+  const system = start();
+  t.teardown(() => stop(system));
+  let scheduler: Ref<SchedulerMsg> | undefined;
+  const initiator: PeerHandle = {
+    sessionId: 'initiator',
+    // A scripted initiator: no report routes, so its reports take the long way (Scheduler, supervisor).
+    send: (m: Message) => {
+      if (m.type !== 'assignJob') return;
+      const data = encodeValue({ n: 1 });
+      const message: Message = { type: 'jobCompleted', jobId: m.jobId, attempt: m.attempt, sha256: sha256Hex(data), data };
+      setImmediate(() => scheduler && send(scheduler, { kind: 'fromWorker', peer: initiator, nodeId: 's', message }));
+    },
+    close: () => {},
+  };
+  scheduler = spawnScheduler(system, {
+    store,
+    log,
+    schedulerId: 's',
+    policy: RetryPolicySchema.parse({}),
+    allowResourceDownload: true,
+    initiator: { peer: initiator, name: 's', projects: [{ token: TOKEN, datasources: [{ name: 'd', rows: 10, features: [] }] }] },
+    identity: { signKey: 'sign-key', boxKey: 'box-key' },
+    retentionMs: 7 * 24 * 3600_000,
+    artifactsInFlightPerWorkbench: 1000,
+    locals: { delete: () => {} },
+    uploads: new Uploads(store.blobs.incoming),
+    streaming: { thresholdBytes: 1024 * 1024, maxResourceBytes: 1024 * 1024 * 1024 },
+  });
+  const self = scheduler;
+  send(self, { kind: 'resume' });
+  const received: Message[] = [];
+  const peer: PeerHandle = { sessionId: 'wb', send: (m) => received.push(m), close: () => {} };
+  send(self, { kind: 'workbenchJoined', peer, scope: { tokenId: 't', projects: undefined } });
+  const ROUNDS = 6;
+  const artifact = { steps: [{ kind: 'Iterate' as const, iterations: ROUNDS, steps: [{ kind: 'Parallel' as const, operation: { kind: 'Noop' as const } }] }] };
+  send(self, { kind: 'fromWorkbench', peer, message: { type: 'submitArtifact', reqId: 1, projectToken: TOKEN, artifact } });
+  const pushes = () => received.filter((m): m is MessageOf<'artifactEvent'> => m.type === 'artifactEvent');
+  await until(() => pushes().some((m) => m.events.some((e) => e.kind === 'artifactState' && e.state === 'COMPLETED')), 10_000, 'the final push');
+
+  const events = pushes().flatMap((m) => m.events);
+  const last = events[events.length - 1];
+  t.same(last, { kind: 'artifactState', state: 'COMPLETED' }, "the artifact's final state is the last event");
+  const jobs = store.jobs((received.find((m) => m.type === 'artifactAccepted') as MessageOf<'artifactAccepted'>).status.id);
+  t.equal(jobs.length, ROUNDS);
+  for (const job of jobs) {
+    const mine = events.filter((e) => e.kind === 'jobState' && e.jobId === job.id);
+    t.match(mine[mine.length - 1], { state: 'COMPLETED', attempt: 1 }, `job ${job.index} ends COMPLETED in the pushes, nothing of it after`);
+  }
+  t.ok(pushes().every((m) => m.events.length > 0), 'no empty push');
+  t.ok(pushes().length < 2 * ROUNDS + 2, `fewer pushes (${pushes().length}) than transitions (${2 * ROUNDS + 2})`);
 });

@@ -36,7 +36,7 @@ t.test('events written in the same read as artifactAccepted or a status reply re
     type: 'artifactEvent',
     artifactId: 'a-1',
     progress: { completed: 0, total: 1 },
-    event: { kind: 'jobState', jobId: 'a-1.0', worker: 'w1', state: 'RUNNING', attempt: 1 },
+    events: [{ kind: 'jobState', jobId: 'a-1.0', worker: 'w1', state: 'RUNNING', attempt: 1 }],
   };
   wss.on('connection', (ws: WebSocket) => {
     ws.send(encode({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', nonce: new Uint8Array(32) }));
@@ -100,7 +100,7 @@ t.test("result() asks for the result with the final status, not after its reply:
       if (m.type === 'workbenchHello') ws.send(encode({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', sessionId: 'x' }));
       if (m.type === 'submitArtifact') {
         ws.send(encode({ type: 'artifactAccepted', reqId: m.reqId, status }));
-        ws.send(encode({ type: 'artifactEvent', artifactId: 'a-2', progress: final.progress, event: { kind: 'artifactState', state: 'COMPLETED' } }));
+        ws.send(encode({ type: 'artifactEvent', artifactId: 'a-2', progress: final.progress, events: [{ kind: 'artifactState', state: 'COMPLETED' }] }));
       }
       if (m.type === 'getStatus' || m.type === 'getResult') asked.push(m.type);
       // The status reply is held until the result is asked for: a client that waits for it first never finishes.

@@ -226,6 +226,16 @@ export class Store {
     else fn();
   }
 
+  /**
+   * Runs `fn` after the next barrier without asking for one (group-commit.ts, `atNextBarrier`):
+   * for what promises nothing and is better sent in one batch. In memory: on the next turn.
+   */
+  atNextBarrier(fn: () => void): void {
+    if (!this.db.open) return;
+    if (this.durable) this.durable.atNextBarrier(fn);
+    else setImmediate(fn);
+  }
+
   /** Keeps the next barrier waiting for in-process work of the cascade under way: see GroupCommit.hold. */
   hold(): () => void {
     return this.durable ? this.durable.hold() : () => {};

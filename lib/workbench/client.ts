@@ -17,7 +17,7 @@ import {
   type Step,
 } from '../../protocols/entities.ts';
 import { formatPath } from '../../protocols/errors.ts';
-import type { Message, MessageOf, MessageType } from '../../protocols/messages.ts';
+import type { ArtifactEventItem, Message, MessageOf, MessageType } from '../../protocols/messages.ts';
 import { PROTOCOL_VERSION } from '../../protocols/version.ts';
 import { FdlError } from '../errors.ts';
 import { Client } from '../transport/client.ts';
@@ -27,7 +27,12 @@ import { Requester } from '../transport/requester.ts';
 import { checkArg } from './args.ts';
 import { estimators } from './builders.ts';
 
-export type ArtifactEvent = MessageOf<'artifactEvent'>;
+/**
+ * One transition of an artifact or of one of its jobs, as a handle emits it. On the wire a push
+ * carries several (`artifactEvent.events`, protocol 6); the handle emits them one by one, in order,
+ * each with the push's `progress`.
+ */
+export type ArtifactEvent = Omit<MessageOf<'artifactEvent'>, 'events'> & { event: ArtifactEventItem };
 /** A decoded result with the provenance the scheduler gave it (absent from a scheduler that gives none). */
 export type WithProvenance<T> = T & { readonly provenance?: Provenance };
 
@@ -85,6 +90,11 @@ export class ArtifactHandle extends EventEmitter<{ event: [ArtifactEvent] }> {
 
   get id(): string {
     return this.status.id;
+  }
+
+  /** @internal A push from the scheduler: its transitions, one by one. */
+  pushAll(m: MessageOf<'artifactEvent'>): void {
+    for (const event of m.events) this.push({ type: 'artifactEvent', artifactId: m.artifactId, progress: m.progress, event });
   }
 
   /** @internal */
@@ -299,7 +309,7 @@ export class Workbench {
             this.opts.onConnectionChange?.(true);
             void this.resubscribe();
           }
-        } else if (m.type === 'artifactEvent') this.handles.get(m.artifactId)?.push(m);
+        } else if (m.type === 'artifactEvent') this.handles.get(m.artifactId)?.pushAll(m);
         else if (m.type === 'status') {
           // Applied as it is read, like the acceptance below: events that follow it in the same
           // read are newer, and a continuation applying this snapshot after them would undo them.

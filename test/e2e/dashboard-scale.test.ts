@@ -142,8 +142,8 @@ t.test(`an artifact of ${JOBS + 1} jobs: one lane for the big step, and ${2 * JO
   if (!push) return t.fail('the page did not subscribe');
   for (let i = 0; i < JOBS; i++) {
     const job = jobs[i] as JobStatus;
-    push({ type: 'artifactEvent', artifactId: BIG, progress: { completed: i, total: JOBS + 1 }, event: { kind: 'jobState', jobId: job.id, worker: job.worker, state: 'RUNNING', attempt: 1 } });
-    push({ type: 'artifactEvent', artifactId: BIG, progress: { completed: i + 1, total: JOBS + 1 }, event: { kind: 'jobState', jobId: job.id, worker: job.worker, state: 'COMPLETED', attempt: 1 } });
+    push({ type: 'artifactEvent', artifactId: BIG, progress: { completed: i, total: JOBS + 1 }, events: [{ kind: 'jobState', jobId: job.id, worker: job.worker, state: 'RUNNING', attempt: 1 }] });
+    push({ type: 'artifactEvent', artifactId: BIG, progress: { completed: i + 1, total: JOBS + 1 }, events: [{ kind: 'jobState', jobId: job.id, worker: job.worker, state: 'COMPLETED', attempt: 1 }] });
   }
   await page.waitForSelector(`[data-lane] text:has-text("completed: ${JOBS}")`);
   t.comment(`${2 * JOBS} pushed events applied and drawn in ${Math.round(performance.now() - started)} ms`);

@@ -14,6 +14,7 @@ import { bindArtifact } from '../../lib/plan/index.ts';
 import { sha256Hex } from '../../lib/store/blobs.ts';
 import { Store } from '../../lib/store/store.ts';
 import { until } from '../helpers/cluster.ts';
+import { scriptedPeers } from '../helpers/peers.ts';
 
 t.test('a JobActor that crashes is reset from the store and the artifact completes', async (t) => {
   const lines: string[] = [];
@@ -65,7 +66,7 @@ t.test('a JobActor that crashes is reset from the store and the artifact complet
       const bytes = encodeValue({ from: nodeId });
       const resource = store.putResource({ artifactId: 'a-1', jobId: m.jobId, producer: nodeId, sha256: sha256Hex(bytes) }, bytes, Date.now());
       const jobIndex = Number(m.jobId.split('.')[1]);
-      if (supervisor) send(supervisor, { kind: 'jobReport', jobIndex, worker: nodeId, report: { kind: 'completed', attempt: m.attempt, resource } });
+      if (supervisor) send(supervisor, { kind: 'jobReport', jobIndex, report: { kind: 'completed', attempt: m.attempt, resource } });
     });
     return true;
   };
@@ -75,7 +76,8 @@ t.test('a JobActor that crashes is reset from the store and the artifact complet
     log,
     artifactId: 'a-1',
     scheduler: scheduler as never,
-    deliver,
+    watchers: scheduler as never,
+    peers: scriptedPeers(['s', 'w1', 'w2'], deliver),
     now: Date.now,
     // A bug in the JobActor of job 1, the first time it handles a completion.
     jobCrashOn: (index, msg) => index === 1 && msg.kind === 'completed' && crashes++ === 0,
@@ -117,7 +119,7 @@ t.test('an ArtifactSupervisor that crashes is reset from the store, respawns its
       const bytes = encodeValue({ from: nodeId });
       const resource = store.putResource({ artifactId: 'a-2', jobId: m.jobId, producer: nodeId, sha256: sha256Hex(bytes) }, bytes, Date.now());
       const jobIndex = Number(m.jobId.split('.')[1]);
-      if (supervisor) send(supervisor, { kind: 'jobReport', jobIndex, worker: nodeId, report: { kind: 'completed', attempt: m.attempt, resource } });
+      if (supervisor) send(supervisor, { kind: 'jobReport', jobIndex, report: { kind: 'completed', attempt: m.attempt, resource } });
     };
     // w2's first assignment is held back until after the crash: it must be sent again.
     if (nodeId === 'w2' && !held) held = complete;
@@ -130,7 +132,8 @@ t.test('an ArtifactSupervisor that crashes is reset from the store, respawns its
     log,
     artifactId: 'a-2',
     scheduler: scheduler as never,
-    deliver,
+    watchers: scheduler as never,
+    peers: scriptedPeers(['s', 'w1', 'w2'], deliver),
     now: Date.now,
     crashOn: (msg) => {
       if (crashed || msg.kind !== 'jobChanged' || msg.job.state !== 'COMPLETED') return false;

@@ -17,6 +17,8 @@ import { encodeValue } from '../../protocols/codec.ts';
 import { RetryPolicySchema, type Step } from '../../protocols/entities.ts';
 import type { Message, MessageOf } from '../../protocols/messages.ts';
 import { PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, until, VALIDATION } from '../helpers/cluster.ts';
+import { scriptedPeers } from '../helpers/peers.ts';
+import type { NodePeer } from '../../actors/scheduler.ts';
 
 // Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
 t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
@@ -42,12 +44,12 @@ t.test('a worker left out while away is not waited on again, and rejoins at the 
 
   const system = start();
   t.teardown(() => stop(system));
-  const events: Array<MessageOf<'artifactEvent'>['event']> = [];
+  const events: Array<MessageOf<'artifactEvent'>['events'][number]> = [];
   const scheduler = spawnActor<null, { kind: string; message?: MessageOf<'artifactEvent'> }>(
     system,
     'scheduler',
     (s, m) => {
-      if (m.kind === 'artifactEvent' && m.message) events.push(m.message.event);
+      if (m.kind === 'artifactEvent' && m.message) events.push(...m.message.events);
       return s;
     },
     { log, initialState: () => null },
@@ -66,19 +68,19 @@ t.test('a worker left out while away is not waited on again, and rejoins at the 
       const bytes = encodeValue({ from: nodeId });
       const resource = store.putResource({ artifactId: 'a-q', jobId: m.jobId, producer: nodeId, sha256: sha256Hex(bytes) }, bytes, Date.now());
       const jobIndex = Number(m.jobId.split('.')[1]);
-      if (supervisor) send(supervisor, { kind: 'jobReport', jobIndex, worker: nodeId, report: { kind: 'completed', attempt: m.attempt, resource } });
+      if (supervisor) send(supervisor, { kind: 'jobReport', jobIndex, report: { kind: 'completed', attempt: m.attempt, resource } });
     };
     if (nodeId === 'w1' && m.iteration === 1) heldRound1 = complete;
     else setImmediate(complete);
     return true;
   };
-  supervisor = spawnArtifactSupervisor(scheduler, { store, log, artifactId: 'a-q', scheduler: scheduler as never, deliver, now: Date.now });
+  supervisor = spawnArtifactSupervisor(scheduler, { store, log, artifactId: 'a-q', scheduler: scheduler as never, watchers: scheduler as never, peers: scriptedPeers(['s', 'w1', 'w2'], deliver), now: Date.now });
   send(supervisor, { kind: 'workerLost', nodeId: 'w3' });
   send(supervisor, { kind: 'start' });
 
   await until(() => jobOf('w3', 1).leftOut && heldRound1 !== undefined, 10_000, "w3's round-1 job to be left out while round 1 runs");
   w3Connected = true;
-  send(supervisor, { kind: 'workerConnected', nodeId: 'w3', holding: new Set<string>() });
+  send(supervisor, { kind: 'workerConnected', nodeId: 'w3', holding: new Set<string>(), peer: scriptedPeers(['w3'], deliver).get('w3') as NodePeer });
   heldRound1?.();
   await until(() => store.artifact('a-q')?.state === 'COMPLETED', 10_000, 'the artifact to complete');
 

@@ -428,8 +428,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       case 'subscribe': {
         const artifact = visibleArtifact(m.artifactId);
         if (!artifact) return;
-        if (m.type === 'subscribe') send(watchers, { kind: 'subscribe', peer, reqId: m.reqId, artifactId: m.artifactId, locks: m.locks === true });
-        else replyStatus(peer, m.reqId, m.artifactId);
+        send(watchers, { kind: 'subscribe', peer, reqId: m.reqId, artifactId: m.artifactId, locks: m.locks === true });
         return;
       }
       case 'cancelArtifact': {

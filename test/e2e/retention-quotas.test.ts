@@ -5,7 +5,7 @@
 // users would: real processes, the workbench library and the `fdl` command, the store's own files.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openSqlite } from '../../lib/store/sqlite.ts';
 import t from 'tap';
@@ -57,7 +57,7 @@ async function statusGone(wb: Workbench, id: string): Promise<boolean> {
   }
 }
 
-t.test('retention: a finished artifact is deleted by the sweep, rows, files and masks', async (t) => {
+t.test('retention: a finished artifact is deleted by the sweep, rows, files and kept masks', async (t) => {
   const { wb, token, dir } = await testCluster(t, 'retention', {
     workers: [{ name: 'worker-1', files: [SHARDS[0] as string] }],
     scheduler: { retention: { finished_artifacts_ms: 1_000, sweep_interval_ms: 200 } },
@@ -70,7 +70,11 @@ t.test('retention: a finished artifact is deleted by the sweep, rows, files and 
   t.equal(before.artifacts, 1);
   t.ok(before.jobs > 0 && before.resources.length > 0, `rows of its jobs and resources (${before.jobs}, ${before.resources.length})`);
   t.equal(before.stored, before.resources.length, 'bytes stored for each resource');
-  t.ok(before.masks, "the initiator's masks file");
+  t.notOk(before.masks, "no masks file: the initiator derives its masks from its secret");
+  // A masks file an older version kept for it (it wins over derived masks while the artifact lives) goes with it.
+  mkdirSync(join(schedulerDir, 'locals'), { recursive: true });
+  writeFileSync(join(schedulerDir, 'locals', `${count.id}.msgpack`), 'masks of an older version');
+  t.ok(traces(schedulerDir, count.id).masks, "an older version's masks file");
 
   await until(() => statusGone(wb, count.id), 30_000, `the sweep to delete ${count.id}`);
   t.pass('getStatus now says UNKNOWN_ARTIFACT');
@@ -137,8 +141,10 @@ t.test('quotas, listing and deletion on request', async (t) => {
   const next = await project.count();
   t.ok((await next.result<CountProduct>()).count > 0, 'once cancelled, it no longer counts against the quota');
 
+  mkdirSync(join(schedulerDir, 'locals'), { recursive: true });
+  writeFileSync(join(schedulerDir, 'locals', `${next.id}.msgpack`), 'masks of an older version');
   const before = traces(schedulerDir, next.id);
-  t.ok(before.stored > 0 && before.masks, 'the finished count has stored resources and masks');
+  t.ok(before.stored > 0 && before.masks, "the finished count has stored resources and an older version's masks file");
   const deleted = await fdl('artifacts', 'delete', next.id);
   t.equal(deleted.code, 0, deleted.stderr);
   t.equal(deleted.stdout, `deleted ${next.id}\n`);

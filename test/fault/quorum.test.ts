@@ -120,7 +120,9 @@ t.test('a quorum of 2 of 3 over 6 rounds, one worker killed for good in round 2:
   const project = await wb.project(token);
   const handle: ArtifactHandle = await project.submit({
     steps: [
-      { kind: 'Iterate', iterations: 6, steps: [{ kind: 'Parallel', operation: { kind: 'TestSleep', ms: 300 }, quorum: 2 }] },
+      // 1 s a job: the kill below must land while worker-3's round-2 job runs, and a job's RUNNING
+      // reaches the workbench up to one lazy barrier (~100 ms) after it starts, later on a loaded machine.
+      { kind: 'Iterate', iterations: 6, steps: [{ kind: 'Parallel', operation: { kind: 'TestSleep', ms: 1000 }, quorum: 2 }] },
       wbSteps.finalize({ kind: 'Noop' }),
     ],
     policy: { maxAttempts: 2 },

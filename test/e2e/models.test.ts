@@ -31,6 +31,11 @@ t.test('federated logistic regression is within 1 point of the same code trained
   const model = loadModel(await handle.result());
   t.equal(model.type, 'logisticRegression');
   t.equal(model.history.length, ROUNDS, 'one record per round');
+  t.same(
+    model.history.map((r) => r.round),
+    Array.from({ length: ROUNDS }, (_, i) => i + 1),
+    'every round, in order (the last round gathers the records of the earlier ones)',
+  );
   t.equal(model.history.at(-1)?.samples, all.rows.length, 'every row trained in the last round');
   const federated = (model.evaluate(validationRows, validationLabels) as ClassificationMetrics).accuracy;
 

@@ -255,10 +255,13 @@ t.test('the operations of a FedAvg artifact, chained in-process', async (t) => {
 
   const [parallel, finalize] = round.steps as unknown as [{ operation: Operation }, { operation: Operation }];
   let global: unknown = modelToWire(model0);
+  // As the plan links them (lib/plan/bind.ts): the last round's Aggregation also receives the earlier rounds' aggregates, first.
+  const earlier: unknown[] = [];
   for (let r = 0; r < 2; r++) {
     const updates = [];
     for (const w of workers) updates.push(await run(w, parallel.operation, [global], { iteration: r }));
-    global = await run(initiator, finalize.operation, updates, { iteration: r });
+    global = await run(initiator, finalize.operation, r === 1 ? [...earlier, ...updates] : updates, { iteration: r });
+    earlier.push(global);
   }
   const model = loadModel(global);
   t.equal(model.history.length, 2);
@@ -272,6 +275,59 @@ t.test('the operations of a FedAvg artifact, chained in-process', async (t) => {
   await t.rejects(run(initiator, { kind: 'InitModel', model: spec, standardize: { mean: [1], std: [1] } }, []), /standardize needs/);
   await t.rejects(run(initiator, finalize.operation, [{ model: { type: 'svm' }, samples: 1 }]), { code: 'OPERATION_FAILED', message: /unknown model type/ });
   await t.rejects(run(initiator, parallel.operation, [global]), { code: 'DATA_UNAVAILABLE' });
+});
+
+t.test("an Iterate's model: constant-size rounds, and the last round's history the same as when every product carried it", async (t) => {
+  const model = { type: 'logisticRegression' as const, features, label: LABEL, epochs: 1, seed: 4 };
+  const train: Operation = { kind: 'TrainTest', model, testFraction: 0.25 };
+  const aggregate: Operation = { kind: 'Aggregation', model };
+  const init = await run(initiator, { kind: 'InitModel', model }, []);
+  const ROUNDS = 5;
+  /** `gather`: as the plan now links the rounds; otherwise as before (every aggregate carried the history). */
+  const chain = async (gather: boolean) => {
+    let global = init;
+    const earlier: unknown[] = [];
+    const sizes: { aggregate: number; update: number }[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const updates = [];
+      for (const w of workers) updates.push(await run(w, train, [global], { iteration: r }));
+      const last = gather && r === ROUNDS - 1;
+      // Before, an Aggregation did not look at its iteration: 0 stands for that.
+      global = await run(initiator, aggregate, last ? [...earlier, ...updates] : updates, { iteration: gather ? r : 0 });
+      earlier.push(global);
+      sizes.push({ aggregate: parseModel(global).history.length, update: parseUpdate(updates[0]).model.history.length });
+    }
+    return { model: parseModel(global) as LinearModel, sizes };
+  };
+  const before = await chain(false);
+  const after = await chain(true);
+  t.same(
+    before.sizes.map((s) => s.aggregate),
+    [1, 2, 3, 4, 5],
+    'before: every aggregate carried the whole history',
+  );
+  t.same(
+    after.sizes.slice(0, -1).map((s) => [s.aggregate, s.update]),
+    [
+      [1, 0],
+      [1, 1],
+      [1, 1],
+      [1, 1],
+    ],
+    'now a round sends and gets back one record at most',
+  );
+  t.equal(after.model.history.length, ROUNDS);
+  t.same(encodeValue(after.model.history), encodeValue(before.model.history), 'the same records, bit for bit');
+  t.ok(after.model.history.every((r) => r.metrics !== undefined), 'with the test metrics of each round');
+  t.same(after.model.weights, before.model.weights, 'and the same weights');
+  t.equal(after.model.round, ROUNDS);
+
+  const outside = await run(initiator, aggregate, [await run(workers[0] as (typeof workers)[0], train, [modelToWire(after.model)])]);
+  t.same(
+    parseModel(outside).history.map((r) => r.round),
+    [1, 2, 3, 4, 5, 6],
+    'an Aggregation after the Iterate goes on from its whole history',
+  );
 });
 
 t.test("a worker reads a model's rows once: later rounds train on them from memory, and still count as reads", async (t) => {

@@ -172,6 +172,29 @@ t.test('Iterate: inner steps repeated, iteration k+1 locked by iteration k', asy
   t.same(shape(bind([Iterate(2, [Parallel('DirectToNext')])], 2)), ['0:W0->[2]', '1:W1->[3]', '2:W0->[]', '3:W1->[]']);
 });
 
+t.test("Iterate: an Aggregation's last round also receives its earlier rounds' products (the model's history)", async (t) => {
+  const model = { type: 'logisticRegression' as const, features: ['x'], label: 'y' };
+  const train: SimpleStep = { kind: 'Parallel', operation: { kind: 'Train', model }, distribution: { kind: 'Collect', encryption: false } };
+  const aggregate: SimpleStep = { kind: 'Finalize', operation: { kind: 'Aggregation', model }, distribution: { kind: 'Distribute', encryption: false } };
+  const plan = bind([Initialize('Distribute'), Iterate(3, [train, aggregate])], 2);
+  t.same(shape(plan), [
+    '0:S->[1,2]',
+    '1:W0->[3]',
+    '2:W1->[3]',
+    '3:S->[4,5,9]',
+    '4:W0->[6]',
+    '5:W1->[6]',
+    '6:S->[7,8,9]',
+    '7:W0->[9]',
+    '8:W1->[9]',
+    '9:S->[]',
+  ]);
+  t.same(predecessors(plan)[9], [3, 6, 7, 8], 'the earlier aggregates come first among its inputs');
+  t.same(plan.exits, [9]);
+  t.same(shape(bind([Iterate(1, [train, aggregate])], 2)), ['0:W0->[2]', '1:W1->[2]', '2:S->[]'], 'one round: nothing to gather');
+  t.same(shape(bind([Iterate(2, [Parallel('Collect'), Finalize()])], 1)), ['0:W0->[1]', '1:S->[2]', '2:W0->[3]', '3:S->[]'], 'another operation: no extra link');
+});
+
 t.test('Iterate in the middle: jobs carry the Iterate step index, and it links on both sides', async (t) => {
   const plan = bind([Initialize('Distribute'), Iterate(2, [Parallel('Collect'), Finalize('Distribute')]), Finalize()], 2);
   t.same(shape(plan), [

@@ -161,6 +161,18 @@ function countSimple(step: SimpleStep, n: number, path: string): number {
   }
 }
 
+/**
+ * An Iterate's Aggregation on the initiator (a Finalize or Initialize step) keeps the record of its
+ * round only; its job of the last iteration also receives the products of its jobs of every earlier
+ * iteration, and puts the model's whole history together from them (lib/ops/models/aggregate.ts).
+ * So the model sent to the workers each round, and echoed back in their updates, stays the same size
+ * whatever the round (issue 9), and the final model still lists every round. These links join jobs
+ * on the initiator only, and all of them complete before the last one is unlocked anyway.
+ */
+function gathersRounds(step: SimpleStep): boolean {
+  return (step.kind === 'Finalize' || step.kind === 'Initialize') && step.operation.kind === 'Aggregation';
+}
+
 class Builder {
   private readonly jobs: PlannedJob[] = [];
   private readonly locks: Set<number>[] = [];
@@ -243,14 +255,25 @@ class Builder {
     // Across iterations `prev` carries over: the last inner step of iteration k hands its products,
     // with its own distribution, to the first inner step of iteration k+1.
     let prev: Sender | undefined;
+    /** Per inner step that gathers its rounds (see `gathersRounds`), its job of each iteration. */
+    const rounds = new Map<number, number[]>();
     for (let it = 0; it < step.iterations; it++) {
       for (const [j, inner] of step.steps.entries()) {
         const innerPath = `${path}.steps[${j}]`;
         const seg = this.simple(inner, stepIndex, it, innerPath);
+        if (gathersRounds(inner)) {
+          const jobs = rounds.get(j) ?? [];
+          jobs.push(...seg.exit);
+          rounds.set(j, jobs);
+        }
         if (prev === undefined) entry = seg.entry;
         else this.link(prev, { seg, path: innerPath, kind: inner.kind });
         prev = { seg, distribution: inner.distribution, path: innerPath, kind: inner.kind };
       }
+    }
+    for (const jobs of rounds.values()) {
+      const last = jobs[jobs.length - 1] as number;
+      for (const earlier of jobs.slice(0, -1)) this.lock(earlier, last);
     }
     return { entry, exit: prev?.seg.exit ?? [] };
   }

@@ -31,6 +31,11 @@ t.test('federated logistic regression is within 1 point of the same code trained
   const model = loadModel(await handle.result());
   t.equal(model.type, 'logisticRegression');
   t.equal(model.history.length, ROUNDS, 'one record per round');
+  t.same(
+    model.history.map((r) => r.round),
+    Array.from({ length: ROUNDS }, (_, i) => i + 1),
+    'every round, in order (the last round gathers the records of the earlier ones)',
+  );
   t.equal(model.history.at(-1)?.samples, all.rows.length, 'every row trained in the last round');
   const federated = (model.evaluate(validationRows, validationLabels) as ClassificationMetrics).accuracy;
 
@@ -54,6 +59,22 @@ t.test('federated logistic regression is within 1 point of the same code trained
 
   const again = loadModel(await (await project.submit({ steps: models.logisticRegression(logistic) })).result());
   t.same(Array.from(again.model.type === 'logisticRegression' ? again.model.weights : []), Array.from(model.model.type === 'logisticRegression' ? model.model.weights : []), 'the same seed gives the same weights, bit for bit');
+});
+
+t.test("sealed rounds: the last round's Aggregation opens the earlier rounds' aggregates, sealed for it too", async (t) => {
+  const plain = models.logisticRegression({ ...logistic, rounds: 3 });
+  // The same FedAvg with every link of its rounds sealed for the receiving nodes (the initiator included).
+  const sealed = plain.map((step) =>
+    step.kind === 'Iterate' ? { ...step, steps: step.steps.map((s) => ({ ...s, distribution: { kind: s.distribution?.kind ?? 'Arrange', encryption: true } })) } : step,
+  ) as typeof plain;
+  const a = loadModel(await (await project.submit(sealed)).result());
+  const b = loadModel(await (await project.submit(plain)).result());
+  t.same(
+    a.history.map((r) => r.round),
+    [1, 2, 3],
+  );
+  t.same(a.history, b.history, 'the same history as without sealing');
+  t.same(Array.from(a.model.type === 'logisticRegression' ? a.model.weights : []), Array.from(b.model.type === 'logisticRegression' ? b.model.weights : []), 'and the same weights');
 });
 
 t.test('FedProx and TrainTest: each round records test metrics over both workers', async (t) => {

@@ -1,6 +1,6 @@
 import type { AggregationStrategy } from '../../../protocols/operations/models.ts';
 import { type EvalStats, mergeStats, summarize } from '../metrics.ts';
-import type { ForestModel, LinearModel, ModelUpdate, RoundRecord } from './model.ts';
+import type { ForestModel, LinearModel, Model, ModelUpdate, RoundRecord } from './model.ts';
 
 /**
  * Merging local models into one global model, on the initiator.
@@ -57,7 +57,42 @@ function roundRecord(updates: ModelUpdate[], round: number): RoundRecord {
   return rec;
 }
 
-export function aggregateLinear(updates: ModelUpdate[], strategy: AggregationStrategy): LinearModel {
+/**
+ * Where an aggregation sits in the artifact, for its model's history: an Iterate's round after the
+ * first (`iteration` > 0) keeps only its own record, and its last round puts the whole history
+ * together from the products of the earlier rounds (`earlier`, linked to it by lib/plan/bind.ts).
+ */
+export interface RoundsSoFar {
+  iteration: number;
+  earlier: Model[];
+}
+
+/** Records of several histories, one per round (the first seen of a round), in round order. */
+function byRound(histories: RoundRecord[][]): RoundRecord[] {
+  const seen = new Map<number, RoundRecord>();
+  for (const h of histories) for (const r of h) if (!seen.has(r.round)) seen.set(r.round, r);
+  return [...seen.values()].sort((a, b) => a.round - b.round);
+}
+
+/**
+ * The history of a new aggregate. The local models echo the history of the model they started from;
+ * in an Iterate that is the previous round's record alone, so that the model each round sends to the
+ * workers and gets back from them does not grow with the round (issue 9). The last round gathers.
+ * Outside an Iterate (or in its first round) the history goes on from the local models' own, as
+ * before; an artifact bound before the last round was linked to the earlier ones gets, in its
+ * rounds after the first, only the last record.
+ */
+function historyOf(base: RoundRecord[], rec: RoundRecord, at: RoundsSoFar): RoundRecord[] {
+  if (at.earlier.length > 0) return byRound([base, ...at.earlier.map((m) => m.history), [rec]]);
+  if (at.iteration > 0) return [rec];
+  return [...base, rec];
+}
+
+export function aggregateLinear(
+  updates: ModelUpdate[],
+  strategy: AggregationStrategy,
+  at: RoundsSoFar = { iteration: 0, earlier: [] },
+): LinearModel {
   const models = updates.map((u) => u.model);
   const base = models[0];
   if (base === undefined || base.type === 'randomForest') throw new TypeError('aggregation of a linear model needs linear inputs');
@@ -90,7 +125,7 @@ export function aggregateLinear(updates: ModelUpdate[], strategy: AggregationStr
     bias: merged[d] as number,
     round,
     samples: rec.samples,
-    history: [...base.history, rec],
+    history: historyOf(base.history, rec, at),
   };
 }
 

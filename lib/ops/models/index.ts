@@ -253,12 +253,20 @@ function computeOf<K extends Operation['kind']>(ctx: Ctx<K>): ModelCompute<K> {
   return { operation: ctx.operation, inputs: ctx.inputs, iteration: ctx.iteration };
 }
 
+/** An input of an Aggregation that is an earlier round's aggregate (a model), not a local update. */
+function isModel(x: unknown): boolean {
+  return typeof x === 'object' && x !== null && 'type' in x && !('model' in x);
+}
+
 function aggregation(ctx: Ctx<'Aggregation'>): Record<string, unknown> {
   const spec = ctx.operation.model;
-  if (ctx.inputs.length === 0) throw opError(ctx, 'no local model to aggregate');
-  const updates = checked(ctx, () => ctx.inputs.map(parseUpdate));
+  // The last round of an Iterate also receives the earlier rounds' aggregates (lib/plan/bind.ts).
+  const earlier = checked(ctx, () => ctx.inputs.filter(isModel).map(parseModel));
+  const updates = checked(ctx, () => ctx.inputs.filter((x) => !isModel(x)).map(parseUpdate));
+  if (updates.length === 0) throw opError(ctx, 'no local model to aggregate');
+  const at = { iteration: ctx.iteration, earlier };
   const merged = checked(ctx, () =>
-    spec.type === 'randomForest' ? mergeForests(updates, spec.strategy) : aggregateLinear(updates, spec.aggregation ?? DEFAULT_AGGREGATION),
+    spec.type === 'randomForest' ? mergeForests(updates, spec.strategy) : aggregateLinear(updates, spec.aggregation ?? DEFAULT_AGGREGATION, at),
   );
   return modelToWire(merged);
 }

@@ -122,3 +122,82 @@ t.test("result() asks for the result with the final status, not after its reply:
   t.same(asked, ['getStatus', 'getResult'], 'both asked before either reply');
   t.equal(handle.status.state, 'COMPLETED');
 });
+
+// The scheduler closed the session (its rate limit, its idle timeout, a restart) and its close
+// frame came in the same read as a reply: the script's next request starts while the socket is
+// closing, before its close event. It must wait for the next session and be answered there. It
+// used to be asked again at once, in a loop of promise continuations that never let the close
+// event in: the process froze until the request's deadline, then failed "not connected".
+t.test('a request made while the scheduler is closing the session waits for the next session', async (t) => {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+  t.teardown(() => new Promise<void>((resolve) => wss.close(() => resolve())));
+  const status: ArtifactStatus = {
+    id: 'a-3',
+    projectId: 'p-1',
+    state: 'RUNNING',
+    progress: { completed: 0, total: 1 },
+    jobs: [],
+    createdAt: 1,
+    updatedAt: 1,
+  };
+  let sessions = 0;
+  wss.on('connection', (ws: WebSocket) => {
+    const session = ++sessions;
+    ws.send(encode({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', nonce: new Uint8Array(32) }));
+    ws.on('message', (data: Buffer) => {
+      const decoded = decode(data);
+      if (!decoded.ok) throw new Error(decoded.error.message);
+      const m = decoded.message;
+      if (m.type === 'workbenchHello') ws.send(encode({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', sessionId: `x${session}` }));
+      if (m.type !== 'getStatus' && m.type !== 'submitArtifact') return;
+      if (session > 1) {
+        ws.send(encode(m.type === 'getStatus' ? { type: 'status', reqId: m.reqId, status } : { type: 'artifactAccepted', reqId: m.reqId, status }));
+        return;
+      }
+      // The reply, the session's end (as a rate-limited peer gets it) and a close frame, in one write.
+      const close = Buffer.from([0x88, 2 + 12, 0x03, 0xf0, ...Buffer.from('rate limited')]);
+      const ended = frame({ type: 'error', error: { code: 'RATE_LIMITED', message: 'more than 5000 frames/s for too long; disconnecting', retryable: true } });
+      (ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.concat([frame({ type: 'status', reqId: m.reqId, status }), ended, close]));
+    });
+  });
+  const wb = await Workbench.connect(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { token: 'fdl_w_test' });
+  t.teardown(() => wb.close());
+  const answered = (async () => {
+    await wb.status('a-3');
+    // Runs before the next read of the socket: the close frame above is in, its close event is not.
+    return await wb.status('a-3');
+  })();
+  const bound = new Promise<never>((_, reject) => {
+    setTimeout(() => reject(new Error('the request made while the session was closing was not answered on the next session within 30 s')), 30_000).unref();
+  });
+  t.equal((await Promise.race([answered, bound])).state, 'RUNNING', 'answered on the next session');
+  t.equal(sessions, 2, 'after one reconnection');
+});
+
+t.test('a submit made while the session is closing fails at once, saying it was not sent', async (t) => {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+  t.teardown(() => new Promise<void>((resolve) => wss.close(() => resolve())));
+  const status: ArtifactStatus = { id: 'a-4', projectId: 'p-1', state: 'RUNNING', progress: { completed: 0, total: 1 }, jobs: [], createdAt: 1, updatedAt: 1 };
+  wss.on('connection', (ws: WebSocket) => {
+    ws.send(encode({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', nonce: new Uint8Array(32) }));
+    ws.on('message', (data: Buffer) => {
+      const decoded = decode(data);
+      if (!decoded.ok) throw new Error(decoded.error.message);
+      const m = decoded.message;
+      if (m.type === 'workbenchHello') ws.send(encode({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', sessionId: 'x' }));
+      if (m.type === 'getStatus') {
+        const close = Buffer.from([0x88, 2 + 12, 0x03, 0xf0, ...Buffer.from('idle timeout')]);
+        (ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.concat([frame({ type: 'status', reqId: m.reqId, status }), close]));
+      }
+    });
+  });
+  const wb = await Workbench.connect(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { token: 'fdl_w_test' });
+  t.teardown(() => wb.close());
+  const submitted = (async () => {
+    await wb.status('a-4');
+    return await wb.submit('project-token', { steps: [steps.parallel({ kind: 'Noop' })] });
+  })();
+  await t.rejects(submitted, { message: 'not connected to the scheduler (the connection is closing); the request was not sent' });
+});

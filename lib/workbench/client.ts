@@ -370,16 +370,32 @@ export class Workbench {
     timeoutMs = this.opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
   ): Promise<MessageOf<K>> {
     const deadline = Date.now() + timeoutMs;
+    const reconnect = this.opts.reconnect ?? true;
     for (;;) {
-      if (this.sessionError && (!this.isReady || this.sessionError.code === 'AUTH_FAILED')) throw this.sessionError;
-      if (!this.isReady) await withTimeout(this.ready, Math.max(0, deadline - Date.now()), `no connection to ${this.urls.join(', ')}`);
+      // A session error that another dial may cure (RATE_LIMITED, TOO_MANY_CONNECTIONS) is waited
+      // out like any lost connection, and named if the wait runs out; the others are said at once.
+      const cured = reconnect && this.sessionError?.retryable === true;
+      if (this.sessionError && (this.sessionError.code === 'AUTH_FAILED' || (!this.isReady && !cured))) throw this.sessionError;
+      if (!this.isReady) {
+        const why = this.sessionError ? ` (${this.sessionError.message})` : '';
+        await withTimeout(this.ready, Math.max(0, deadline - Date.now()), `no connection to ${this.urls.join(', ')}${why}`);
+      }
       try {
         const reply = await this.requester.request(build, (m) => this.client.send(m), Math.max(1, deadline - Date.now()));
         if (reply.type !== expect) throw new FdlError('INTERNAL', `expected ${expect}, got ${reply.type}`);
         return reply as never;
       } catch (e) {
-        const lost = e instanceof Error && (e.message === DISCONNECTED || e.message === NOT_CONNECTED);
-        if (!lost || !idempotent || (this.opts.reconnect ?? true) === false || Date.now() >= deadline) throw e;
+        const notSent = e instanceof Error && e.message === NOT_CONNECTED;
+        const lost = notSent || (e instanceof Error && e.message === DISCONNECTED);
+        // The socket is closing (the scheduler sent its close frame, or our heartbeat cut it) and its
+        // close event is not in yet. Wait for the next welcome: asking again at once would loop on
+        // promise continuations alone, never giving the event loop the close it waits for, until
+        // the deadline (the process frozen meanwhile, then "not connected").
+        if (notSent && this.isReady) this.newReadyPromise();
+        if (!lost || !idempotent || !reconnect || Date.now() >= deadline) {
+          if (notSent && !idempotent) throw new FdlError('INTERNAL', `${NOT_CONNECTED} (the connection is closing); the request was not sent`);
+          throw e;
+        }
       }
     }
   }

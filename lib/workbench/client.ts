@@ -145,7 +145,7 @@ export class ArtifactHandle extends EventEmitter<{ event: [ArtifactEvent] }> {
     const jobs = this.status.jobs;
     if (this.indexed !== jobs) {
       this.jobAt.clear();
-      jobs.forEach((j, i) => this.jobAt.set(j.id, i));
+      for (let i = 0; i < jobs.length; i++) this.jobAt.set((jobs[i] as ArtifactStatus['jobs'][number]).id, i);
       this.indexed = jobs;
     }
     return this.jobAt.get(jobId);

@@ -163,7 +163,7 @@ export class ArtifactHandle extends EventEmitter<{ event: [ArtifactEvent] }> {
       // A listener was attached in this same turn, its replay not yet run: what came first goes first.
       this.replay();
     }
-    this.emitEvent(event);
+    this.emit('event', event);
   }
 
   /** Gives the kept events to the listeners attached since, once; from then on events go straight out. */

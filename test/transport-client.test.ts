@@ -5,6 +5,7 @@
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { WebSocketServer } from 'ws';
+import { encode } from '../protocols/codec.ts';
 import type { Message } from '../protocols/messages.ts';
 import { Client } from '../lib/transport/client.ts';
 import { Requester } from '../lib/transport/requester.ts';
@@ -113,4 +114,40 @@ t.test('Requester: each request fails at its own deadline, one timer for all', a
   requester.failAll('connection lost');
   await t.rejects(long, { message: 'connection lost' });
   await t.rejects(requester.request((reqId) => ({ type: 'listNodes', reqId }), () => false), { message: 'not connected to the scheduler' });
+});
+
+// The frame-rate limit protects a scheduler from its peers. A client does not police the scheduler
+// it dialed: a workbench with many requests in flight (or a worker sent a burst of work) used to
+// pause its own socket, then drop its own scheduler after 5 s over 5 000 frames/s, failing
+// requests for nothing. 50 000 frames of 1 KiB in one write, five times the burst: all handled,
+// nothing closed. (Not a proof on its own: a paced client handles whole socket reads while paused,
+// so it ran 2.6 s here instead of 1.1 s and stayed under the 5 s that would have closed it.)
+t.test('a client takes any frame rate from its scheduler, without pausing or closing', async (t) => {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+  t.teardown(() => new Promise<void>((resolve) => wss.close(() => resolve())));
+  const FRAMES = 50_000;
+  const one = Buffer.from(encode({ type: 'error', reqId: 1, error: { code: 'INTERNAL', message: 'x'.repeat(1000), retryable: true } }));
+  const framed = Buffer.concat([Buffer.from([0x82, 126, one.length >> 8, one.length & 0xff]), one]);
+  wss.on('connection', (ws) => {
+    (ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.concat(Array.from({ length: FRAMES }, () => framed)));
+  });
+  let received = 0;
+  let closed: string | undefined;
+  const client = new Client({
+    urls: [`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`],
+    reconnect: false,
+    onOpen: () => {},
+    onMessage: () => {
+      received++;
+    },
+    onClose: (code, reason) => {
+      closed = `${code} ${reason}`;
+    },
+  });
+  t.teardown(() => client.close());
+  await client.start();
+  await waitFor(() => received === FRAMES || closed !== undefined, { what: `${FRAMES} frames from the scheduler` });
+  t.equal(closed, undefined, 'the client did not close its connection');
+  t.equal(received, FRAMES, 'every frame handled');
 });

@@ -11,6 +11,8 @@ import type { ArtifactStatus } from '../protocols/entities.ts';
 import type { Message } from '../protocols/messages.ts';
 import { PROTOCOL_VERSION } from '../protocols/version.ts';
 import { steps, Workbench } from '../lib/workbench.ts';
+import { HANDLE_EARLY_EVENTS } from '../lib/workbench/client.ts';
+import { waitFor } from './helpers/cluster.ts';
 
 /** One unmasked binary WebSocket frame (RFC 6455 5.2) as a server writes it; payloads here are < 64 KiB. */
 const frame = (m: Message): Buffer => {
@@ -121,4 +123,156 @@ t.test("result() asks for the result with the final status, not after its reply:
   t.same(result, { mean: 4.5 });
   t.same(asked, ['getStatus', 'getResult'], 'both asked before either reply');
   t.equal(handle.status.state, 'COMPLETED');
+});
+
+// The scheduler closed the session (its rate limit, its idle timeout, a restart) and its close
+// frame came in the same read as a reply: the script's next request starts while the socket is
+// closing, before its close event. It must wait for the next session and be answered there. It
+// used to be asked again at once, in a loop of promise continuations that never let the close
+// event in: the process froze until the request's deadline, then failed "not connected".
+t.test('a request made while the scheduler is closing the session waits for the next session', async (t) => {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+  t.teardown(() => new Promise<void>((resolve) => wss.close(() => resolve())));
+  const status: ArtifactStatus = {
+    id: 'a-3',
+    projectId: 'p-1',
+    state: 'RUNNING',
+    progress: { completed: 0, total: 1 },
+    jobs: [],
+    createdAt: 1,
+    updatedAt: 1,
+  };
+  let sessions = 0;
+  wss.on('connection', (ws: WebSocket) => {
+    const session = ++sessions;
+    ws.send(encode({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', nonce: new Uint8Array(32) }));
+    ws.on('message', (data: Buffer) => {
+      const decoded = decode(data);
+      if (!decoded.ok) throw new Error(decoded.error.message);
+      const m = decoded.message;
+      if (m.type === 'workbenchHello') ws.send(encode({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', sessionId: `x${session}` }));
+      if (m.type !== 'getStatus' && m.type !== 'submitArtifact') return;
+      if (session > 1) {
+        ws.send(encode(m.type === 'getStatus' ? { type: 'status', reqId: m.reqId, status } : { type: 'artifactAccepted', reqId: m.reqId, status }));
+        return;
+      }
+      // The reply, the session's end (as a rate-limited peer gets it) and a close frame, in one write.
+      const close = Buffer.from([0x88, 2 + 12, 0x03, 0xf0, ...Buffer.from('rate limited')]);
+      const ended = frame({ type: 'error', error: { code: 'RATE_LIMITED', message: 'more than 5000 frames/s for too long; disconnecting', retryable: true } });
+      (ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.concat([frame({ type: 'status', reqId: m.reqId, status }), ended, close]));
+    });
+  });
+  const wb = await Workbench.connect(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { token: 'fdl_w_test' });
+  t.teardown(() => wb.close());
+  const answered = (async () => {
+    await wb.status('a-3');
+    // Runs before the next read of the socket: the close frame above is in, its close event is not.
+    return await wb.status('a-3');
+  })();
+  const bound = new Promise<never>((_, reject) => {
+    setTimeout(() => reject(new Error('the request made while the session was closing was not answered on the next session within 30 s')), 30_000).unref();
+  });
+  t.equal((await Promise.race([answered, bound])).state, 'RUNNING', 'answered on the next session');
+  t.equal(sessions, 2, 'after one reconnection');
+});
+
+t.test('a submit made while the session is closing fails at once, saying it was not sent', async (t) => {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+  t.teardown(() => new Promise<void>((resolve) => wss.close(() => resolve())));
+  const status: ArtifactStatus = { id: 'a-4', projectId: 'p-1', state: 'RUNNING', progress: { completed: 0, total: 1 }, jobs: [], createdAt: 1, updatedAt: 1 };
+  wss.on('connection', (ws: WebSocket) => {
+    ws.send(encode({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', nonce: new Uint8Array(32) }));
+    ws.on('message', (data: Buffer) => {
+      const decoded = decode(data);
+      if (!decoded.ok) throw new Error(decoded.error.message);
+      const m = decoded.message;
+      if (m.type === 'workbenchHello') ws.send(encode({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', sessionId: 'x' }));
+      if (m.type === 'getStatus') {
+        const close = Buffer.from([0x88, 2 + 12, 0x03, 0xf0, ...Buffer.from('idle timeout')]);
+        (ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.concat([frame({ type: 'status', reqId: m.reqId, status }), close]));
+      }
+    });
+  });
+  const wb = await Workbench.connect(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { token: 'fdl_w_test' });
+  t.teardown(() => wb.close());
+  const submitted = (async () => {
+    await wb.status('a-4');
+    return await wb.submit('project-token', { steps: [steps.parallel({ kind: 'Noop' })] });
+  })();
+  await t.rejects(submitted, { message: 'not connected to the scheduler (the connection is closing); the request was not sent' });
+});
+
+// The scheduler pushes an artifact's first events right behind its acceptance: a script that adds
+// its listener once `submit` resolves must still see them, in order, then the ones after; a second
+// listener added later sees only what comes after it. A handle nobody listens to keeps a bounded
+// number (the newest). The per-job view is kept current by job id, whatever the job's position.
+t.test('a listener added after submit resolves gets the events that came before it, in order, bounded', async (t) => {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+  t.teardown(() => new Promise<void>((resolve) => wss.close(() => resolve())));
+  const job = (index: number) => ({ id: `a-5.${index}`, index, worker: 'w1', stepIndex: 0, iteration: 0, operation: 'Noop', state: 'WAITING' as const, attempt: 0 });
+  const status: ArtifactStatus = { id: 'a-5', projectId: 'p-1', state: 'SCHEDULED', progress: { completed: 0, total: 3 }, jobs: [job(0), job(1), job(2)], createdAt: 1, updatedAt: 1 };
+  const jobEvent = (index: number, state: 'RUNNING' | 'COMPLETED', completed: number): Message => ({
+    type: 'artifactEvent',
+    artifactId: 'a-5',
+    progress: { completed, total: 3 },
+    event: { kind: 'jobState', jobId: `a-5.${index}`, worker: 'w1', state, attempt: 1 },
+  });
+  let socket: { write(b: Buffer): void } | undefined;
+  wss.on('connection', (ws: WebSocket) => {
+    socket = (ws as unknown as { _socket: { write(b: Buffer): void } })._socket;
+    ws.send(encode({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', nonce: new Uint8Array(32) }));
+    ws.on('message', (data: Buffer) => {
+      const decoded = decode(data);
+      if (!decoded.ok) throw new Error(decoded.error.message);
+      const m = decoded.message;
+      if (m.type === 'workbenchHello') ws.send(encode({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', sessionId: 'x' }));
+      if (m.type === 'submitArtifact') {
+        const early = [jobEvent(1, 'RUNNING', 0), jobEvent(1, 'COMPLETED', 1), jobEvent(2, 'RUNNING', 1)];
+        socket?.write(Buffer.concat([frame({ type: 'artifactAccepted', reqId: m.reqId, status }), ...early.map(frame)]));
+      }
+    });
+  });
+  const wb = await Workbench.connect(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { token: 'fdl_w_test', reconnect: false });
+  t.teardown(() => wb.close());
+  const handle = await wb.submit('project-token', { steps: [steps.parallel({ kind: 'Noop' })] });
+  t.same(
+    handle.status.jobs.map((j) => j.state),
+    ['WAITING', 'COMPLETED', 'RUNNING'],
+    'the per-job view has the events read with the acceptance',
+  );
+  const seen: string[] = [];
+  handle.on('event', (e) => {
+    if (e.event.kind === 'jobState') seen.push(`${e.event.jobId} ${e.event.state}`);
+    else seen.push(`artifact ${e.event.state}`);
+  });
+  const once: string[] = [];
+  handle.once('event', (e) => once.push(e.event.kind));
+  const later = (n: number) => waitFor(() => seen.length >= n, { what: `${n} events on the first listener` });
+  await later(3);
+  t.same(seen, ['a-5.1 RUNNING', 'a-5.1 COMPLETED', 'a-5.2 RUNNING'], 'the early events, in order');
+  t.same(once, ['jobState'], 'a once listener attached in the same turn gets the first of them');
+  const second: string[] = [];
+  handle.on('event', (e) => second.push(e.event.kind));
+  socket?.write(frame(jobEvent(0, 'RUNNING', 1)));
+  await later(4);
+  t.same(seen.slice(3), ['a-5.0 RUNNING'], 'then the events after it');
+  t.same(second, ['jobState'], 'a later listener gets only the events after it');
+  t.same(handle.status.jobs.map((j) => j.state), ['RUNNING', 'COMPLETED', 'RUNNING']);
+
+  // Nobody listening: the handle keeps the newest HANDLE_EARLY_EVENTS for its first listener.
+  const other = await Workbench.connect(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { token: 'fdl_w_test', reconnect: false });
+  t.teardown(() => other.close());
+  const quiet = await other.submit('project-token', { steps: [steps.parallel({ kind: 'Noop' })] });
+  const flood = Array.from({ length: 2 * HANDLE_EARLY_EVENTS + 10 }, (_, i) => ({ ...jobEvent(0, 'RUNNING', 1), progress: { completed: i, total: 3 } }) as Message);
+  socket?.write(Buffer.concat(flood.map(frame)));
+  await waitFor(() => quiet.status.progress.completed === flood.length - 1, { what: 'the flood of events applied' });
+  const kept: number[] = [];
+  quiet.on('event', (e) => kept.push(e.progress.completed));
+  await waitFor(() => kept.length >= HANDLE_EARLY_EVENTS, { what: 'the kept events replayed' });
+  t.equal(kept.length, HANDLE_EARLY_EVENTS, 'at most HANDLE_EARLY_EVENTS kept');
+  t.equal(kept[0], flood.length - HANDLE_EARLY_EVENTS, 'the newest ones');
+  t.equal(kept.at(-1), flood.length - 1);
 });

@@ -76,7 +76,10 @@ export class Client {
           // hello) closes right after opening. The backoff is reset by `established()`.
           opened = true;
           this.refusedInRound = 0;
-          const peer = new PeerConnection(ws, url, this.opts.heartbeatMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS, {}, maxPayloadBytes);
+          // Not rate-limited: the limit protects a scheduler from its peers. A client that paused
+          // and then dropped its own scheduler for answering fast (a workbench with many requests in
+          // flight, a worker sent a burst of work) would fail requests for nothing.
+          const peer = new PeerConnection(ws, url, this.opts.heartbeatMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS, 'unlimited', maxPayloadBytes);
           this.peer = peer;
           peer.attach({
             onMessage: (m) => this.opts.onMessage(m),

@@ -73,7 +73,8 @@ export class PeerConnection implements AdmittedPeer {
   private overSince: number | undefined;
   private rateWaiting = false;
   private readonly waitingFor = new Set<WaitReason>();
-  private readonly rate: RateLimit;
+  /** Undefined: not limited (a dial-out client does not police the scheduler it chose to dial). */
+  private readonly rate: RateLimit | undefined;
   /** The shape a frame may have now: tight before the hello of an inbound peer. */
   private frameLimits: Readonly<FrameLimits>;
   private readonly sessionLimits: Readonly<FrameLimits>;
@@ -85,16 +86,19 @@ export class PeerConnection implements AdmittedPeer {
     private readonly ws: WebSocket,
     readonly remoteAddress: string,
     heartbeatMs: number,
-    rate: Partial<RateLimit> = {},
+    rate: Partial<RateLimit> | 'unlimited' = {},
     maxPayloadBytes: number = DEFAULT_MAX_PAYLOAD_BYTES,
     private readonly inbound?: Inbound,
   ) {
-    this.rate = {
-      framesPerSecond: rate.framesPerSecond ?? DEFAULT_RATE_LIMIT_FRAMES_PER_SECOND,
-      burst: rate.burst ?? DEFAULT_RATE_LIMIT_BURST,
-      disconnectAfterMs: rate.disconnectAfterMs ?? DEFAULT_RATE_LIMIT_DISCONNECT_MS,
-    };
-    this.tokens = this.rate.burst;
+    this.rate =
+      rate === 'unlimited'
+        ? undefined
+        : {
+            framesPerSecond: rate.framesPerSecond ?? DEFAULT_RATE_LIMIT_FRAMES_PER_SECOND,
+            burst: rate.burst ?? DEFAULT_RATE_LIMIT_BURST,
+            disconnectAfterMs: rate.disconnectAfterMs ?? DEFAULT_RATE_LIMIT_DISCONNECT_MS,
+          };
+    this.tokens = this.rate?.burst ?? 0;
     this.sessionLimits = { ...FRAME_LIMITS, maxBytes: maxPayloadBytes };
     this.frameLimits = this.sessionLimits;
     this.heartbeat = new Heartbeat(
@@ -276,6 +280,7 @@ export class PeerConnection implements AdmittedPeer {
    * `disconnectAfterMs`, it is disconnected. The frame in hand is still handled.
    */
   private admit(): boolean {
+    if (!this.rate) return true;
     const now = Date.now();
     this.tokens = Math.min(this.rate.burst, this.tokens + ((now - this.refilledAt) / 1000) * this.rate.framesPerSecond);
     this.refilledAt = now;

@@ -218,7 +218,7 @@ t.test('a listener added after submit resolves gets the events that came before 
     type: 'artifactEvent',
     artifactId: 'a-5',
     progress: { completed, total: 3 },
-    event: { kind: 'jobState', jobId: `a-5.${index}`, worker: 'w1', state, attempt: 1 },
+    events: [{ kind: 'jobState', jobId: `a-5.${index}`, worker: 'w1', state, attempt: 1 }],
   });
   let socket: { write(b: Buffer): void } | undefined;
   wss.on('connection', (ws: WebSocket) => {

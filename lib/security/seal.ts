@@ -14,6 +14,7 @@ import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { open as fsOpen } from 'node:fs/promises';
 import { decodeValue, encodeValue } from '../../protocols/codec.ts';
+import { HashThread, inlineSha256 } from './hash-thread.ts';
 import { FdlError } from '../errors.ts';
 
 /**
@@ -331,15 +332,31 @@ export class SealedProduct {
     this.sealed = Buffer.allocUnsafe(this.plain.byteLength + TAG_BYTES);
   }
 
-  /** Seals `source` for `recipients`: one pass to hash the sealed bytes (yielding to the event loop as it goes). */
-  static async make(source: PlainSource, recipients: Recipient[], context: string, chunk = SEALED_SEGMENT_BYTES): Promise<SealedProduct> {
+  /**
+   * Seals `source` for `recipients`: one pass to hash the sealed bytes (yielding to the event loop
+   * as it goes). From `threadFrom` sealed bytes the hash runs on a thread of its own while this one
+   * encrypts the next segments (HashThread, a window of 8 segments).
+   */
+  static async make(
+    source: PlainSource,
+    recipients: Recipient[],
+    context: string,
+    chunk = SEALED_SEGMENT_BYTES,
+    threadFrom = OPEN_ON_THREAD_BYTES,
+  ): Promise<SealedProduct> {
     const p = new SealedProduct(source, recipients, context, chunk);
-    const hash = createHash('sha256').update(p.lead);
-    for (let i = 0; i < p.count; i++) {
-      hash.update(p.segment(i));
-      if (i % SEGMENTS_PER_TURN === SEGMENTS_PER_TURN - 1) await new Promise((r) => setImmediate(r));
+    const hash = p.size >= threadFrom && p.count > 1 ? new HashThread() : inlineSha256();
+    try {
+      await hash.update(p.lead);
+      for (let i = 0; i < p.count; i++) {
+        await hash.update(p.segment(i));
+        if (i % SEGMENTS_PER_TURN === SEGMENTS_PER_TURN - 1) await new Promise((r) => setImmediate(r));
+      }
+      p.sha256 = await hash.digest();
+    } catch (e) {
+      if (hash instanceof HashThread) hash.close();
+      throw e;
     }
-    p.sha256 = hash.digest('hex');
     return p;
   }
 
@@ -483,7 +500,7 @@ export interface ChunkTap {
   settled?(): Promise<void>;
 }
 
-/** Sealed bytes from which a SegmentedOpener decrypts on a thread of its own (below, inline). */
+/** Sealed bytes from which a product is hashed (SealedProduct.make) or opened (SegmentedOpener) on a thread of its own (below: inline). */
 export const OPEN_ON_THREAD_BYTES = 8 * 1024 * 1024;
 /** Segments handed to the opening thread and not yet written back: past this, the next is opened inline. */
 const THREAD_SEGMENTS = 4;

@@ -196,28 +196,3 @@ t.test('opened as it downloads: fed in order it makes the plaintext; anything it
   gap.feed(2000, bytes.subarray(2000, 3000));
   t.notOk(gap.finish(), 'a gap stops it');
 });
-
-t.test('opened on a thread of its own (large sealed inputs): the same plaintext, the same refusals, bounded', async (t) => {
-  const s = await sealed('tap-thread.sealed');
-  const bytes = readFileSync(s.path);
-  // threadFrom 0: every multi-segment input goes to the thread, as a large one does.
-  const feedAll = (b: Buffer, step: number, name: string) => {
-    const tap = new SegmentedOpener(alice, context, join(dir, 'tap-thread', name), 0);
-    for (let o = 0; o < b.length; o += step) tap.feed(o, b.subarray(o, Math.min(b.length, o + step)));
-    return tap;
-  };
-  for (const step of [1000, 65_536, bytes.length]) {
-    const again = feedAll(bytes, step, `out-${step}`);
-    await again.settled();
-    t.ok(again.finish(), `fed in pieces of ${step} bytes: every segment opened once settled`);
-    t.ok(readFileSync(again.out).equals(plain), 'into the plaintext');
-    t.ok(again.opened.thread > 0, `segments opened on the thread (${again.opened.thread}, inline ${again.opened.inline})`);
-    t.equal(again.opened.thread + again.opened.inline, Math.ceil(plain.length / SEGMENT), 'each segment once');
-  }
-  const flipped = Buffer.from(bytes);
-  flipped[parts(s.path).at(3) + 5] = (flipped[parts(s.path).at(3) + 5] ?? 0) ^ 1;
-  const bad = feedAll(flipped, 65_536, 'bad');
-  await bad.settled();
-  t.notOk(bad.finish(), 'a segment that fails on the thread stops it');
-  t.notOk(existsSync(bad.out), 'and its partial plaintext is gone');
-});

@@ -11,7 +11,6 @@ import {
 } from 'node:crypto';
 import { closeSync, fstatSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { Worker } from 'node:worker_threads';
 import { open as fsOpen } from 'node:fs/promises';
 import { decodeValue, encodeValue } from '../../protocols/codec.ts';
 import { HashThread, inlineSha256 } from './hash-thread.ts';
@@ -283,6 +282,9 @@ export interface PlainSource {
   close(): void;
 }
 
+/** Sealed products from this size are hashed on a thread of its own by their first pass (SealedProduct.make). */
+export const HASH_THREAD_BYTES = 8 * 1024 * 1024;
+
 /** Segments the event loop waits for at most between two turns while a product is sealed (~8 MiB). */
 const SEGMENTS_PER_TURN = 8;
 
@@ -342,10 +344,10 @@ export class SealedProduct {
     recipients: Recipient[],
     context: string,
     chunk = SEALED_SEGMENT_BYTES,
-    threadFrom = OPEN_ON_THREAD_BYTES,
+    threadFrom = HASH_THREAD_BYTES,
   ): Promise<SealedProduct> {
     const p = new SealedProduct(source, recipients, context, chunk);
-    const hash = p.size >= threadFrom && p.count > 1 ? new HashThread() : inlineSha256();
+    const hash = p.size >= threadFrom && p.count > 1 ? new HashThread(chunk + TAG_BYTES) : inlineSha256();
     try {
       await hash.update(p.lead);
       for (let i = 0; i < p.count; i++) {
@@ -496,42 +498,7 @@ export async function openSegmentedFile(
 /** What a download feeds with the bytes it accepts, in order (lib/transport/downloads.ts). */
 export interface ChunkTap {
   feed(offset: number, data: Uint8Array): void;
-  /** Resolves when the work the fed bytes started is done (a download resolves after it). */
-  settled?(): Promise<void>;
 }
-
-/** Sealed bytes from which a product is hashed (SealedProduct.make) or opened (SegmentedOpener) on a thread of its own (below: inline). */
-export const OPEN_ON_THREAD_BYTES = 8 * 1024 * 1024;
-/** Segments handed to the opening thread and not yet written back: past this, the next is opened inline. */
-const THREAD_SEGMENTS = 4;
-
-/**
- * The opening thread: decrypts one segment (nonce and additional data made by the caller) and
- * writes its plaintext at its position in the shared descriptor, then hands the buffer back. Plain
- * JavaScript evaluated as it is (no module to build or load through tsx): it needs only
- * node:crypto and node:fs.
- */
-const OPEN_THREAD_CODE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const { createDecipheriv } = require('node:crypto');
-const { writeSync } = require('node:fs');
-const { key, fd } = workerData;
-parentPort.on('message', (m) => {
-  const seg = Buffer.from(m.buf, 0, m.length);
-  try {
-    if (m.length < ${TAG_BYTES}) throw new Error('shorter than its tag');
-    const d = createDecipheriv('aes-256-gcm', key, m.nonce);
-    d.setAAD(m.aad);
-    d.setAuthTag(seg.subarray(m.length - ${TAG_BYTES}));
-    const plain = d.update(seg.subarray(0, m.length - ${TAG_BYTES}));
-    d.final();
-    for (let w = 0; w < plain.byteLength; ) w += writeSync(fd, plain, w, plain.byteLength - w, m.position + w);
-    parentPort.postMessage({ index: m.index, buf: m.buf }, [m.buf]);
-  } catch (e) {
-    parentPort.postMessage({ index: m.index, error: String((e && e.message) || e) });
-  }
-});
-`;
 
 /**
  * Opens a segmented envelope while it downloads: fed the resource's bytes in order as their chunks
@@ -540,13 +507,6 @@ parentPort.on('message', (m) => {
  * cannot follow (bytes that are not a segmented envelope, a download resumed from a partial file,
  * a re-asked range, a segment that fails) stops it quietly: `finish` then says false and the caller
  * opens the downloaded file the ordinary way, which reports any error properly.
- *
- * From OPEN_ON_THREAD_BYTES of sealed bytes, segments are decrypted and written on a thread of its
- * own (AES-GCM is ~2 s of CPU per GiB here, the download's own thread already checks, hashes and
- * writes every byte): the two overlap where a core is free. At most THREAD_SEGMENTS are with the
- * thread; a segment that finds it that busy is opened inline, so memory stays bounded whatever the
- * thread's share of the cores. Each plaintext is written at its position, so their order does not
- * matter. `settled` says when the thread has written all it was given (`finish` needs that).
  */
 export class SegmentedOpener implements ChunkTap {
   private next = 0;
@@ -560,20 +520,11 @@ export class SegmentedOpener implements ChunkTap {
   private count = 0;
   private ctLeft = 0;
   private fd: number | undefined;
-  private key: Buffer | undefined;
-  private thread: Worker | undefined;
-  /** Segments with the thread, their buffers to reuse once handed back, and who waits for none left. */
-  private withThread = 0;
-  private readonly free: Buffer[] = [];
-  private waiters: Array<() => void> = [];
-  /** Segments opened on the thread and inline (tests and logs). */
-  readonly opened = { thread: 0, inline: 0 };
 
   constructor(
     private readonly me: { nodeId: string; boxPrivate: KeyObject },
     private readonly context: string,
     readonly out: string,
-    private readonly threadFrom = OPEN_ON_THREAD_BYTES,
   ) {}
 
   feed(offset: number, data: Uint8Array): void {
@@ -594,7 +545,8 @@ export class SegmentedOpener implements ChunkTap {
         at += want;
         const full = this.index < this.count - 1 ? this.segment.byteLength : this.filled;
         if (this.filled === full && (this.index < this.count - 1 || this.ctLeft === 0)) {
-          this.openSegment();
+          const plain = (this.open as (i: number, s: Uint8Array) => Buffer)(this.index, this.segment.subarray(0, this.filled));
+          for (let w = 0; w < plain.byteLength; ) w += writeSync(this.fd as number, plain, w, plain.byteLength - w);
           this.index++;
           this.filled = 0;
         }
@@ -624,111 +576,34 @@ export class SegmentedOpener implements ChunkTap {
     if (!this.lead.subarray(ctStart - CT_KEY.length - 4, ctStart - 4).equals(CT_KEY)) throw new Error('malformed');
     const ct = this.lead.readUInt32BE(ctStart - 4);
     if (ct !== ctLength(head)) throw new Error('truncated or padded');
-    this.key = unwrapKey(head.epk, head.keys, this.me.nodeId, this.me.boxPrivate, this.context);
-    this.open = segmentOpener(head, this.key, this.context);
+    this.open = segmentOpener(head, unwrapKey(head.epk, head.keys, this.me.nodeId, this.me.boxPrivate, this.context), this.context);
     this.count = segmentCount(head);
     this.ctLeft = ct;
-    // Its own memory (not a slice of the pool): it may be handed to the thread.
-    this.segment = Buffer.allocUnsafeSlow(Math.min(head.chunk + TAG_BYTES, ct));
+    this.segment = Buffer.allocUnsafe(Math.min(head.chunk + TAG_BYTES, ct));
     mkdirSync(dirname(this.out), { recursive: true });
     this.fd = openSync(this.out, 'w');
     this.head = head;
-    if (ct >= this.threadFrom && this.count > 1) this.startThread(this.key, this.fd);
     this.lead = Buffer.alloc(0);
     return ctStart - before;
-  }
-
-  private startThread(key: Buffer, fd: number): void {
-    const thread = new Worker(OPEN_THREAD_CODE, { eval: true, workerData: { key, fd } });
-    thread.unref();
-    thread.on('message', (m: { index: number; buf?: ArrayBuffer; error?: string }) => {
-      if (this.thread !== thread) return;
-      if (m.error !== undefined || !m.buf) {
-        this.stop();
-        return;
-      }
-      this.withThread--;
-      this.opened.thread++;
-      if (this.free.length < THREAD_SEGMENTS) this.free.push(Buffer.from(m.buf));
-      if (this.withThread === 0) this.wake();
-    });
-    thread.on('error', () => {
-      if (this.thread === thread) this.stop();
-    });
-    this.thread = thread;
-  }
-
-  /** Opens the whole segment now in `segment`: on the thread when it has room, else here. */
-  private openSegment(): void {
-    const head = this.head as SegmentedHead;
-    const length = this.filled;
-    const position = this.index * head.chunk;
-    if (this.thread && this.withThread < THREAD_SEGMENTS) {
-      const buf = this.segment;
-      this.segment = this.free.pop() ?? Buffer.allocUnsafeSlow(buf.byteLength);
-      const message = { index: this.index, buf: buf.buffer, length, position, nonce: segmentNonce(head.iv, this.index), aad: segmentAad(this.context, head, this.index) };
-      this.withThread++;
-      this.thread.postMessage(message, [buf.buffer as ArrayBuffer]);
-      return;
-    }
-    const plain = (this.open as (i: number, s: Uint8Array) => Buffer)(this.index, this.segment.subarray(0, length));
-    for (let w = 0; w < plain.byteLength; ) w += writeSync(this.fd as number, plain, w, plain.byteLength - w, position + w);
-    this.opened.inline++;
-  }
-
-  private wake(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) w();
-  }
-
-  /** Resolves when the thread holds no segment (or the opener stopped). */
-  settled(): Promise<void> {
-    if (this.withThread === 0 || this.stopped) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push(resolve));
-  }
-
-  /** Ends the thread; the descriptor it writes to is closed only once it has ended (never reused under it). */
-  private endThread(): void {
-    const thread = this.thread;
-    const fd = this.fd;
-    this.thread = undefined;
-    this.fd = undefined;
-    if (!thread) {
-      if (fd !== undefined) closeSync(fd);
-      return;
-    }
-    if (this.withThread === 0) {
-      if (fd !== undefined) closeSync(fd);
-      void thread.terminate();
-      return;
-    }
-    void thread.terminate().finally(() => {
-      if (fd !== undefined) closeSync(fd);
-    });
   }
 
   private stop(): void {
     this.stopped = true;
     this.lead = Buffer.alloc(0);
     this.segment = Buffer.alloc(0);
-    this.free.length = 0;
-    this.endThread();
-    this.withThread = 0;
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
     rmSync(this.out, { force: true });
-    this.wake();
   }
 
-  /**
-   * True when every segment was opened into `out` (then closed, ready to be renamed); false: open
-   * the file instead. With a thread, call it once `settled` has resolved (before, it says false).
-   */
+  /** True when every segment was opened into `out` (then closed, ready to be renamed); false: open the file instead. */
   finish(): boolean {
-    if (this.stopped || !this.head || this.index !== this.count || this.ctLeft !== 0 || this.withThread > 0) {
+    if (this.stopped || !this.head || this.index !== this.count || this.ctLeft !== 0) {
       if (!this.stopped) this.stop();
       return false;
     }
-    this.endThread();
+    closeSync(this.fd as number);
+    this.fd = undefined;
     this.stopped = true;
     return true;
   }

@@ -127,11 +127,7 @@ export class Downloads {
     this.forget(d);
     const final = d.target ?? join(this.dir, `${sha256}.bin`);
     if (path !== final) renameSync(path, final);
-    const done: Downloaded = { path: final, sha256, size, resumedFrom: d.resumedFrom ?? 0, ...(d.header ? { header: d.header } : {}) };
-    // A tap working off this thread (a sealed input opened as it arrives) finishes its last segments first.
-    const settled = d.tap?.settled?.();
-    if (settled) settled.then(() => d.resolve(done), (e: unknown) => d.reject(e as Error));
-    else d.resolve(done);
+    d.resolve({ path: final, sha256, size, resumedFrom: d.resumedFrom ?? 0, ...(d.header ? { header: d.header } : {}) });
   }
 
   /**

@@ -1,7 +1,7 @@
 // Why: the receiving end of a stream must refuse a bad chunk without losing the good ones, and a restart of the
 // receiver (a new process over the same partial file) must resume from what the file holds, not from 0.
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -62,28 +62,6 @@ t.test('a sink whose bytes do not make the sha256 says so and removes its file',
   let r = sink.accept({ ...chunkAt(0), resource: 'f'.repeat(64) });
   for (let o = CHUNK; o < bytes.length; o += CHUNK) r = sink.accept({ ...chunkAt(o), resource: 'f'.repeat(64) });
   t.match(r, { kind: 'corrupt', error: { code: 'CHECKSUM_MISMATCH' } });
-});
-
-t.test('a sink hashing on a thread of its own (a large download): the same checks, settled once the thread has the digest', async (t) => {
-  const path = join(dir, 'th.part');
-  const first = new ChunkSink(path, sha, bytes.length, false, true);
-  t.ok(first.hashingOnThread);
-  for (let o = 0; o < 4 * CHUNK; o += CHUNK) t.match(first.accept(chunkAt(o)), { kind: 'ok' });
-  t.match(first.accept(chunkAt(4 * CHUNK, true)), { kind: 'refused', offset: 4 * CHUNK }, 'a corrupt chunk is refused as inline');
-  first.close();
-  // A restart: the prefix is hashed by the thread, from the file.
-  const again = new ChunkSink(path, sha, bytes.length, false, true);
-  t.equal(again.resumedFrom, 4 * CHUNK, 'resumed from what the file holds');
-  let r = again.accept(chunkAt(4 * CHUNK));
-  for (let o = 5 * CHUNK; o < bytes.length; o += CHUNK) r = again.accept(chunkAt(o));
-  t.match(r, { kind: 'ok' }, 'the last chunk: the digest is the thread\'s to give');
-  t.match(await again.settle(), { kind: 'done', path }, 'whole and checked');
-  t.ok(readFileSync(path).equals(bytes), 'the file holds the bytes');
-
-  const wrong = new ChunkSink(join(dir, 'th-wrong.part'), 'f'.repeat(64), bytes.length, false, true);
-  for (let o = 0; o < bytes.length; o += CHUNK) wrong.accept({ ...chunkAt(o), resource: 'f'.repeat(64) });
-  t.match(await wrong.settle(), { kind: 'corrupt', error: { code: 'CHECKSUM_MISMATCH' } }, 'bytes that do not make the sha256');
-  t.notOk(existsSync(join(dir, 'th-wrong.part')), 'and its file is removed');
 });
 
 t.test('uploads are keyed by content: a second offer of the same bytes resumes the first', async (t) => {

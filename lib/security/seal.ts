@@ -13,7 +13,6 @@ import { closeSync, fstatSync, mkdirSync, openSync, readSync, rmSync, writeSync 
 import { dirname } from 'node:path';
 import { open as fsOpen } from 'node:fs/promises';
 import { decodeValue, encodeValue } from '../../protocols/codec.ts';
-import { HashThread, inlineSha256 } from './hash-thread.ts';
 import { FdlError } from '../errors.ts';
 
 /**
@@ -282,9 +281,6 @@ export interface PlainSource {
   close(): void;
 }
 
-/** Sealed products from this size are hashed on a thread of its own by their first pass (SealedProduct.make). */
-export const HASH_THREAD_BYTES = 8 * 1024 * 1024;
-
 /** Segments the event loop waits for at most between two turns while a product is sealed (~8 MiB). */
 const SEGMENTS_PER_TURN = 8;
 
@@ -334,31 +330,15 @@ export class SealedProduct {
     this.sealed = Buffer.allocUnsafe(this.plain.byteLength + TAG_BYTES);
   }
 
-  /**
-   * Seals `source` for `recipients`: one pass to hash the sealed bytes (yielding to the event loop
-   * as it goes). From `threadFrom` sealed bytes the hash runs on a thread of its own while this one
-   * encrypts the next segments (HashThread, a window of 8 segments).
-   */
-  static async make(
-    source: PlainSource,
-    recipients: Recipient[],
-    context: string,
-    chunk = SEALED_SEGMENT_BYTES,
-    threadFrom = HASH_THREAD_BYTES,
-  ): Promise<SealedProduct> {
+  /** Seals `source` for `recipients`: one pass to hash the sealed bytes (yielding to the event loop as it goes). */
+  static async make(source: PlainSource, recipients: Recipient[], context: string, chunk = SEALED_SEGMENT_BYTES): Promise<SealedProduct> {
     const p = new SealedProduct(source, recipients, context, chunk);
-    const hash = p.size >= threadFrom && p.count > 1 ? new HashThread(chunk + TAG_BYTES) : inlineSha256();
-    try {
-      await hash.update(p.lead);
-      for (let i = 0; i < p.count; i++) {
-        await hash.update(p.segment(i));
-        if (i % SEGMENTS_PER_TURN === SEGMENTS_PER_TURN - 1) await new Promise((r) => setImmediate(r));
-      }
-      p.sha256 = await hash.digest();
-    } catch (e) {
-      if (hash instanceof HashThread) hash.close();
-      throw e;
+    const hash = createHash('sha256').update(p.lead);
+    for (let i = 0; i < p.count; i++) {
+      hash.update(p.segment(i));
+      if (i % SEGMENTS_PER_TURN === SEGMENTS_PER_TURN - 1) await new Promise((r) => setImmediate(r));
     }
+    p.sha256 = hash.digest('hex');
     return p;
   }
 

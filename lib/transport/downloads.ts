@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Message, MessageOf } from '../../protocols/messages.ts';
 import { FdlError } from '../errors.ts';
 import { sha256Hex } from '../store/blobs.ts';
-import { ChunkSink, HASH_ON_THREAD_BYTES, type SinkResult } from './stream.ts';
+import { ChunkSink } from './stream.ts';
 import type { ChunkTap } from '../security/seal.ts';
 
 /**
@@ -42,8 +42,6 @@ interface Download {
   header?: MessageOf<'resourceData'> | MessageOf<'result'>;
   /** Fed the bytes of each chunk accepted, in order (a sealed input opened as it arrives). */
   tap?: ChunkTap | undefined;
-  /** Every byte is in and its sink's thread is hashing the file: nothing else is asked meanwhile. */
-  settling?: boolean;
   resolve(d: Downloaded): void;
   reject(e: Error): void;
   timer?: NodeJS.Timeout;
@@ -105,7 +103,7 @@ export class Downloads {
 
   /** A download with no news for stallMs fails (the link is there but the bytes do not come). */
   private arm(d: Download): void {
-    if (!this.opts.stallMs || d.settling) return;
+    if (!this.opts.stallMs) return;
     clearTimeout(d.timer);
     d.timer = setTimeout(() => this.fail(d, new FdlError('INTERNAL', `no bytes of the download for ${this.opts.stallMs} ms`)), this.opts.stallMs);
     d.timer.unref();
@@ -130,27 +128,9 @@ export class Downloads {
     d.resolve({ path: final, sha256, size, resumedFrom: d.resumedFrom ?? 0, ...(d.header ? { header: d.header } : {}) });
   }
 
-  /**
-   * Every byte is in a sink whose thread hashes the file: once it has the digest, finish the
-   * download ('done') or hand the error to `corrupt` (the file is gone then).
-   */
-  private settle(d: Download, corrupt: (error: Extract<SinkResult, { kind: 'corrupt' }>['error']) => void): void {
-    const sink = d.sink;
-    if (!sink || d.settling) return;
-    d.settling = true;
-    clearTimeout(d.timer);
-    void sink.settle().then((r) => {
-      d.settling = false;
-      if (d.sink !== sink || !this.byReq.has(d.reqId)) return;
-      if (r.kind === 'done') this.finish(d, r.path, sink.resource, sink.size);
-      else if (r.kind === 'corrupt') corrupt(r.error);
-    }).catch((e: unknown) => this.fail(d, e instanceof Error ? e : new Error(String(e))));
-  }
-
   /** The link is back: every unfinished download asks again from what it holds. */
   reconnected(): void {
     for (const d of [...this.byReq.values()]) {
-      if (d.settling) continue;
       const offset = d.sink?.offset ?? 0;
       if (offset > 0) this.opts.onResume?.(offset);
       this.ask(d, offset);
@@ -174,7 +154,6 @@ export class Downloads {
   }
 
   private onHeader(d: Download, m: MessageOf<'resourceData'> | MessageOf<'result'>): void {
-    if (d.settling) return;
     this.arm(d);
     d.header = m;
     if (m.data) {
@@ -207,8 +186,7 @@ export class Downloads {
       }
       try {
         // Beside its target (same file system: the rename is atomic), or in the folder.
-        const part = d.target ? `${d.target}.${m.sha256}.part` : join(this.dir, `${m.sha256}.part`);
-        d.sink = new ChunkSink(part, m.sha256, m.size, false, m.size >= HASH_ON_THREAD_BYTES);
+        d.sink = new ChunkSink(d.target ? `${d.target}.${m.sha256}.part` : join(this.dir, `${m.sha256}.part`), m.sha256, m.size);
       } catch (e) {
         this.fail(d, new FdlError('STORE_WRITE_FAILED', `cannot write the download of ${m.resourceId}: ${(e as Error).message}`));
         return;
@@ -218,24 +196,17 @@ export class Downloads {
     d.resumedFrom ??= d.sink.resumedFrom;
     // An empty resource, or one whose file was already whole: nothing will come.
     if (d.sink.offset === m.size) {
-      // The partial file was not these bytes: it is gone; start again from 0.
-      const again = () => {
-        this.bySha.delete(m.sha256);
-        d.sink = undefined;
-        d.resumedFrom = undefined;
-        this.ask(d, 0);
-      };
-      if (d.sink.hashingOnThread) {
-        this.settle(d, again);
-        return;
-      }
       const done = d.sink.finish();
       if (done.kind === 'done') {
         this.finish(d, done.path, m.sha256, m.size);
         return;
       }
       if (done.kind === 'corrupt') {
-        again();
+        // The partial file was not these bytes: it is gone; start again from 0.
+        this.bySha.delete(m.sha256);
+        d.sink = undefined;
+        d.resumedFrom = undefined;
+        this.ask(d, 0);
         return;
       }
     }
@@ -250,8 +221,6 @@ export class Downloads {
     if (r.kind === 'ok' || r.kind === 'done') d.tap?.feed(m.offset, m.data);
     switch (r.kind) {
       case 'ok':
-        if (d.sink.offset === d.sink.size && d.sink.hashingOnThread) this.settle(d, (e) => this.fail(d, new FdlError(e.code, e.message)));
-        return true;
       case 'stale':
         return true;
       case 'refused':

@@ -1,7 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { closeSync, fdatasync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { Worker } from 'node:worker_threads';
 import { crc32 } from 'node:zlib';
 import { type WireError, wireError } from '../../protocols/errors.ts';
 import { CHUNK_HEADER_BYTES, encodeChunkInto } from '../../protocols/chunk-frame.ts';
@@ -173,81 +172,6 @@ export class ChunkSender {
   }
 }
 
-/** Downloads from this size hash their file on a thread of their own (FileHashThread). */
-export const HASH_ON_THREAD_BYTES = 8 * 1024 * 1024;
-
-/**
- * The sha256 of a file that grows, computed on a thread of its own: told how far the file is
- * written (`advance`), it reads those bytes back (from the page cache) and hashes them, so the
- * receiving thread only checks and writes each chunk. Nothing queues but offsets: memory stays one
- * read buffer whatever the thread's share of the cores. The descriptor is the caller's, closed
- * only once the thread has ended (never reused under it). Plain JavaScript evaluated as it is.
- */
-const FILE_HASH_CODE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const { createHash } = require('node:crypto');
-const { readSync } = require('node:fs');
-const { fd } = workerData;
-const hash = createHash('sha256');
-const buf = Buffer.allocUnsafe(${REHASH_BYTES});
-let pos = 0;
-let failed = false;
-parentPort.on('message', (m) => {
-  if (failed) return;
-  try {
-    while (pos < m.upTo) {
-      const n = readSync(fd, buf, 0, Math.min(buf.length, m.upTo - pos), pos);
-      if (n === 0) throw new Error('the file ended at ' + pos + ' bytes, short of ' + m.upTo);
-      hash.update(buf.subarray(0, n));
-      pos += n;
-    }
-    if (m.digest) parentPort.postMessage({ digest: hash.digest('hex') });
-  } catch (e) {
-    failed = true;
-    parentPort.postMessage({ error: String((e && e.message) || e) });
-  }
-});
-`;
-
-class FileHashThread {
-  private readonly thread: Worker;
-  private readonly fd: number;
-  private result: ((r: { digest?: string; error?: string }) => void) | undefined;
-  private error: string | undefined;
-
-  constructor(path: string) {
-    this.fd = openSync(path, 'r');
-    this.thread = new Worker(FILE_HASH_CODE, { eval: true, workerData: { fd: this.fd } });
-    this.thread.unref();
-    this.thread.on('message', (m: { digest?: string; error?: string }) => {
-      if (m.error !== undefined) this.error = m.error;
-      this.result?.(m);
-    });
-    this.thread.on('error', (e) => {
-      this.error = e.message;
-      this.result?.({ error: e.message });
-    });
-  }
-
-  advance(upTo: number): void {
-    this.thread.postMessage({ upTo });
-  }
-
-  /** The digest of the file's first `upTo` bytes (an Error when the thread could not read them). */
-  digest(upTo: number): Promise<string> {
-    if (this.error !== undefined) return Promise.reject(new Error(this.error));
-    return new Promise((resolve, reject) => {
-      this.result = (r) => (r.digest !== undefined ? resolve(r.digest) : reject(new Error(r.error)));
-      this.thread.postMessage({ upTo, digest: true });
-    });
-  }
-
-  close(): void {
-    const fd = this.fd;
-    void this.thread.terminate().finally(() => closeSync(fd));
-  }
-}
-
 export type SinkResult =
   | { kind: 'ok' }
   /** Not the offset expected (a chunk sent before a re-ask): dropped without a word. */
@@ -271,12 +195,6 @@ export type SinkResult =
 export class ChunkSink {
   private fd: number | undefined;
   private hash: Hash;
-  /** Set when the file is hashed on a thread of its own (`hashOnThread`): `settle` then finishes. */
-  private fileHash: FileHashThread | undefined;
-
-  get hashingOnThread(): boolean {
-    return this.fileHash !== undefined;
-  }
   private refusedInARow = 0;
   /** Durable sinks: bytes written since the last flush was started, and whether one is running. */
   private unflushed = 0;
@@ -299,12 +217,6 @@ export class ChunkSink {
      * is not: after a crash its whole sha256 is checked again anyway.
      */
     private readonly durable = false,
-    /**
-     * Hash on a thread of its own, reading the file back as it grows (a download, from
-     * HASH_ON_THREAD_BYTES): the last chunk's `accept` then says 'ok', and `settle` says 'done' or
-     * 'corrupt' once the thread has the digest.
-     */
-    hashOnThread = false,
   ) {
     mkdirSync(dirname(path), { recursive: true });
     this.fd = openSync(path, 'a+');
@@ -316,13 +228,7 @@ export class ChunkSink {
     }
     // What an earlier transfer left: every byte of it was a checked chunk (a power cut may have
     // left garbage at its end; the whole sha256 then fails and the transfer starts again from 0).
-    if (hashOnThread) {
-      this.fileHash = new FileHashThread(path);
-      this.offset = have;
-      this.fileHash.advance(have);
-    } else {
-      this.offset = have > 0 ? feedFile(this.hash, path, have) : 0;
-    }
+    this.offset = have > 0 ? feedFile(this.hash, path, have) : 0;
     this.resumedFrom = this.offset;
     closeSync(this.fd);
     this.fd = openSync(path, 'r+');
@@ -344,31 +250,11 @@ export class ChunkSink {
     for (let written = 0; written < m.data.byteLength; ) {
       written += writeSync(this.fd, m.data, written, m.data.byteLength - written, m.offset + written);
     }
+    this.hash.update(m.data);
     this.offset += m.data.byteLength;
-    if (this.fileHash) this.fileHash.advance(this.offset);
-    else this.hash.update(m.data);
     this.unflushed += m.data.byteLength;
     if (this.durable && this.unflushed >= FLUSH_EVERY_BYTES && !this.flushing) this.flushInBackground(this.fd);
-    return this.offset < this.size || this.fileHash ? { kind: 'ok' } : this.finish();
-  }
-
-  /**
-   * Every byte is in: 'done' or 'corrupt' as `finish` says, waiting for the hashing thread when
-   * there is one ('stale' when the sink was closed meanwhile or is not whole).
-   */
-  async settle(): Promise<SinkResult> {
-    if (!this.fileHash) return this.finish();
-    if (this.fd === undefined || this.offset !== this.size) return { kind: 'stale' };
-    let digest: string;
-    try {
-      digest = await this.fileHash.digest(this.size);
-    } catch (e) {
-      // The file could not be read back whole (removed, cut short): start again from 0.
-      this.discard();
-      return { kind: 'corrupt', error: wireError('CHECKSUM_MISMATCH', `resource ${this.resource} could not be hashed whole: ${(e as Error).message}`) };
-    }
-    if (this.fd === undefined) return { kind: 'stale' };
-    return this.check(digest);
+    return this.offset < this.size ? { kind: 'ok' } : this.finish();
   }
 
   private flushInBackground(fd: number): void {
@@ -384,12 +270,8 @@ export class ChunkSink {
 
   /** Every byte is in (the last chunk, or a file that was already whole when opened): checks the whole. */
   finish(): SinkResult {
-    if (this.fd === undefined || this.offset !== this.size || this.fileHash) return { kind: 'stale' };
-    return this.check(this.hash.digest('hex'));
-  }
-
-  private check(digest: string): SinkResult {
-    if (this.fd === undefined) return { kind: 'stale' };
+    if (this.fd === undefined || this.offset !== this.size) return { kind: 'stale' };
+    const digest = this.hash.digest('hex');
     if (digest !== this.resource) {
       this.discard();
       return { kind: 'corrupt', error: wireError('CHECKSUM_MISMATCH', `resource ${this.resource} arrived whole as ${digest}: it does not match its sha256`) };
@@ -402,8 +284,6 @@ export class ChunkSink {
 
   /** Closes the file, keeping what it holds (a later transfer resumes from it). */
   close(): void {
-    this.fileHash?.close();
-    this.fileHash = undefined;
     if (this.fd === undefined) return;
     // A background flush still uses the descriptor: it is closed when that flush ends.
     if (this.flushing) this.closeAfterFlush = this.fd;

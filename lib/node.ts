@@ -13,6 +13,7 @@ import { type PeerHandle, type SchedulerMsg, spawnScheduler } from '../actors/sc
 import { ReportRoutes, isWorkerReport } from '../actors/report-routes.ts';
 import { type WorkerMsg, spawnWorker } from '../actors/worker.ts';
 import { ConfigError, connectionLimitsOf, type NodeConfig, retryPolicyOf, schedulerUrlsOf } from './config.ts';
+import { readSegmentedHead } from './security/seal.ts';
 import { handshakeMessage, identityOf, loadOrCreateIdentity, localsSecret, newIdentityText, signWith } from './security/identity.ts';
 import { DataEngine } from './data/engine.ts';
 import { send, shardOf, spawnActor } from './kit/actors.ts';
@@ -261,7 +262,14 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
         if (!body) throw new FdlError('UNKNOWN_RESOURCE', `no resource ${ref.id}`);
         if (body.bytes) return { bytes: body.bytes };
         const file = body.file as string;
-        if (sha256OfFile(file) !== body.ref.sha256) throw new FdlError('CHECKSUM_MISMATCH', `resource ${ref.id} in the store does not match its sha256`);
+        // The store checked the sha256 as the bytes came in and fsynced the file before its row. A
+        // plain file is hashed again here (its operation reads it as it is); a sealed one is not:
+        // opening it authenticates every segment, its head and its length (AES-GCM, lib/security/
+        // seal.ts), so a byte changed at rest fails there, naming the segment, without a third
+        // SHA-256 pass over the file.
+        if (!readSegmentedHead(file) && sha256OfFile(file) !== body.ref.sha256) {
+          throw new FdlError('CHECKSUM_MISMATCH', `resource ${ref.id} in the store does not match its sha256`);
+        }
         return { path: file };
       },
       send: (offer, body) => {

@@ -53,6 +53,11 @@ export interface SupervisorProps {
   watchers: Ref<SupervisorEvent>;
   /** The nodes connected at spawn (a copy); from then on this actor keeps its own, from workerConnected/workerLost. */
   peers: ReadonlyMap<string, NodePeer>;
+  /**
+   * Its rows as the submit just read them: the first start uses them instead of reading them
+   * again (a reset reads the store). Handed over: the submit does not touch them after.
+   */
+  loaded?: { artifact: StoredArtifact; jobs: StoredJob[] };
   /** Passed to every JobActor (JobProps.maxResourceBytes). */
   maxResourceBytes?: number;
   now(): number;
@@ -144,9 +149,10 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
     if (ctx) for (const child of ctx.children.values()) stop(child);
     generation++;
     shards = [];
-    const artifact = props.store.artifact(props.artifactId);
+    const loaded = generation === 1 ? props.loaded : undefined;
+    const artifact = loaded?.artifact ?? props.store.artifact(props.artifactId);
     if (!artifact) throw new Error(`artifact ${props.artifactId} is not in the store`);
-    const jobs = props.store.jobs(props.artifactId);
+    const jobs = loaded?.jobs ?? props.store.jobs(props.artifactId);
     const predecessors: number[][] = jobs.map(() => []);
     for (const j of jobs) for (const next of j.locks) predecessors[next]?.push(j.index);
     const nodes = new Set(jobs.map((j) => j.worker));

@@ -92,26 +92,37 @@ interface JobState {
 
 const noTimers = (): Timers => ({ attempt: undefined, retry: undefined, grace: undefined });
 
-export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg> {
-  const random = props.random ?? Math.random;
-  let incarnation = 0;
+/**
+ * A JobActor's behaviour, one object per job with its methods on the prototype: a closure per
+ * helper per job (~18, each named again by the build's keepNames) was the larger part of what
+ * starting a JobActor cost, and garbage for every job of every artifact.
+ */
+class Job {
+  private readonly random: () => number;
+  incarnation = 0;
   /** The job's node, when connected: this actor's own news of it (kept across a reset, like the ref). */
-  let peer = props.peer;
+  peer: NodePeer | undefined;
+
+  constructor(private readonly props: JobProps) {
+    this.random = props.random ?? Math.random;
+    this.peer = props.peer;
+  }
+
   /** Sends to the job's node; false when it is not connected. An assignment names this actor for the reports. */
-  const deliver = (message: Message, reportsTo?: Ref<ReportMsg>): boolean => {
-    if (!peer) return false;
-    peer.send(message, reportsTo);
+  deliver(message: Message, reportsTo?: Ref<ReportMsg>): boolean {
+    if (!this.peer) return false;
+    this.peer.send(message, reportsTo);
     return true;
-  };
+  }
 
-  const load = (): StoredJob => {
-    const job = props.store.job(props.artifactId, props.jobIndex);
-    if (!job) throw new Error(`job ${props.artifactId}.${props.jobIndex} is not in the store`);
+  load(): StoredJob {
+    const job = this.props.store.job(this.props.artifactId, this.props.jobIndex);
+    if (!job) throw new Error(`job ${this.props.artifactId}.${this.props.jobIndex} is not in the store`);
     return job;
-  };
+  }
 
-  const write = (s: JobState, change: JobChange, product?: ResourceRef): JobState => {
-    props.store.updateJob(s.job.id, change);
+  write(s: JobState, change: JobChange, product?: ResourceRef): JobState {
+    this.props.store.updateJob(s.job.id, change);
     const job: StoredJob = {
       ...s.job,
       ...change,
@@ -120,12 +131,13 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
       // A new attempt running clears when the last one stopped (as the store does).
       finishedAt: change.startedAt === undefined ? (change.finishedAt ?? s.job.finishedAt) : change.finishedAt,
     };
-    send(props.supervisor, product ? { kind: 'jobChanged', job, product } : { kind: 'jobChanged', job });
+    send(this.props.supervisor, product ? { kind: 'jobChanged', job, product } : { kind: 'jobChanged', job });
     return { ...s, job };
-  };
+  }
 
   /** The predecessors' products; small ones carry their bytes, so the worker need not fetch them. */
-  const inputs = (): AssignedInput[] => {
+  inputs(): AssignedInput[] {
+    const props = this.props;
     const refs: ResourceRef[] = [];
     if (props.inputs) refs.push(...props.inputs);
     else {
@@ -139,51 +151,54 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
     }
     return refs.map((ref) => {
       const input: AssignedInput = { id: ref.id, jobId: ref.jobId, producer: ref.producer, size: ref.size, sha256: ref.sha256 };
-      const data = ref.size <= props.store.inlineResourceMaxBytes ? smallBytes(ref.id) : undefined;
+      const data = ref.size <= props.store.inlineResourceMaxBytes ? this.smallBytes(ref.id) : undefined;
       if (data) input.data = data;
       return input;
     });
-  };
+  }
 
   /** Bytes that failed their checksum are not sent: the worker's fetch reports the rot (and has them made again). */
-  const smallBytes = (resourceId: string): Uint8Array | undefined => {
+  smallBytes(resourceId: string): Uint8Array | undefined {
     try {
-      return props.store.readResource(resourceId)?.bytes;
+      return this.props.store.readResource(resourceId)?.bytes;
     } catch {
       return undefined;
     }
-  };
+  }
 
-  const arm = (ms: number, msg: JobMsg, self: Ref<JobMsg>): NodeJS.Timeout => {
+  arm(ms: number, msg: JobMsg, self: Ref<JobMsg>): NodeJS.Timeout {
     const t = setTimeout(() => send(self, msg), ms);
     t.unref();
     return t;
-  };
+  }
 
-  const clear = (s: JobState, ...which: Array<keyof Timers>): JobState => {
+  clear(s: JobState, ...which: Array<keyof Timers>): JobState {
     const timers = { ...s.timers };
     for (const w of which) {
       if (timers[w]) clearTimeout(timers[w]);
       timers[w] = undefined;
     }
     return { ...s, timers };
-  };
-  const clearAll = (s: JobState) => clear(s, 'attempt', 'retry', 'grace');
+  }
 
-  /** Sends the current attempt to the worker; a worker that is away gets its grace time. */
+  clearAll(s: JobState): JobState {
+    return this.clear(s, 'attempt', 'retry', 'grace');
+  }
+
   /** The nodes that will read this job's product, with the keys pinned at their joins. */
-  const recipients = (job: StoredJob): Array<{ nodeId: string; boxKey: string }> => {
-    const nodes = [
-      ...new Set(job.locks.map((i) => props.store.job(props.artifactId, i)?.worker).filter((w): w is string => w !== undefined)),
-    ];
+  recipients(job: StoredJob): Array<{ nodeId: string; boxKey: string }> {
+    const { store, artifactId } = this.props;
+    const nodes = [...new Set(job.locks.map((i) => store.job(artifactId, i)?.worker).filter((w): w is string => w !== undefined))];
     return nodes.map((nodeId) => {
-      const keys = props.store.nodeKeys(nodeId);
+      const keys = store.nodeKeys(nodeId);
       if (!keys) throw new Error(`no key pinned for ${nodeId}`);
       return { nodeId, boxKey: keys.boxKey };
     });
-  };
+  }
 
-  const assign = (s: JobState, self: Ref<JobMsg>): JobState => {
+  /** Sends the current attempt to the worker; a worker that is away gets its grace time. */
+  assign(s: JobState, self: Ref<JobMsg>): JobState {
+    const props = this.props;
     const job = s.job;
     const assignment: Message = {
       type: 'assignJob',
@@ -194,46 +209,49 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
       stepIndex: job.stepIndex,
       iteration: job.iteration,
       operation: job.operation,
-      inputs: inputs(),
+      inputs: this.inputs(),
     };
-    if (job.seal && job.locks.length > 0) assignment.sealFor = recipients(job);
-    const delivered = deliver(assignment, self as Ref<ReportMsg>);
+    if (job.seal && job.locks.length > 0) assignment.sealFor = this.recipients(job);
+    const delivered = this.deliver(assignment, self as Ref<ReportMsg>);
     const timers = { ...s.timers };
     // The attempt timer is armed once per attempt: re-deliveries do not extend it.
-    timers.attempt ??= arm(props.policy.attemptTimeoutMs, { kind: 'attemptTimedOut', attempt: job.attempt }, self);
-    if (!delivered) timers.grace ??= arm(props.policy.workerGraceMs, { kind: 'graceExpired', attempt: job.attempt }, self);
+    timers.attempt ??= this.arm(props.policy.attemptTimeoutMs, { kind: 'attemptTimedOut', attempt: job.attempt }, self);
+    if (!delivered) timers.grace ??= this.arm(props.policy.workerGraceMs, { kind: 'graceExpired', attempt: job.attempt }, self);
     return { ...s, timers };
-  };
+  }
 
-  const nextAttempt = (s: JobState, self: Ref<JobMsg>): JobState =>
-    assign(write(clearAll(s), { state: 'SCHEDULED', attempt: s.job.attempt + 1 }), self);
+  nextAttempt(s: JobState, self: Ref<JobMsg>): JobState {
+    return this.assign(this.write(this.clearAll(s), { state: 'SCHEDULED', attempt: s.job.attempt + 1 }), self);
+  }
 
-  const inFlight = (s: JobState, attempt: number) =>
-    attempt === s.job.attempt && (s.job.state === 'SCHEDULED' || s.job.state === 'RUNNING');
+  inFlight(s: JobState, attempt: number): boolean {
+    return attempt === s.job.attempt && (s.job.state === 'SCHEDULED' || s.job.state === 'RUNNING');
+  }
 
-  const fail = (s0: JobState, error: WireError, self: Ref<JobMsg>): JobState => {
-    const s = clearAll(s0);
+  fail(s0: JobState, error: WireError, self: Ref<JobMsg>): JobState {
+    const props = this.props;
+    const s = this.clearAll(s0);
     const attempt = s.job.attempt;
     if (error.retryable && attempt < props.policy.maxAttempts) {
-      const delay = nextDelay(props.policy, attempt + 1, random);
+      const delay = nextDelay(props.policy, attempt + 1, this.random);
       const nextAttemptAt = props.now() + delay;
       props.log.warn({ jobId: s.job.id, worker: s.job.worker, attempt, error, delay }, 'job attempt failed; retrying');
-      const next = write(s, { state: 'FAILED', lastError: error, nextAttemptAt, finishedAt: props.now() });
-      return { ...next, timers: { ...next.timers, retry: arm(delay, { kind: 'retryDue', attempt }, self) } };
+      const next = this.write(s, { state: 'FAILED', lastError: error, nextAttemptAt, finishedAt: props.now() });
+      return { ...next, timers: { ...next.timers, retry: this.arm(delay, { kind: 'retryDue', attempt }, self) } };
     }
     props.log.error({ jobId: s.job.id, worker: s.job.worker, attempt, error }, 'job out of attempts');
-    return write(s, { state: 'ERROR', lastError: error, finishedAt: props.now() });
-  };
+    return this.write(s, { state: 'ERROR', lastError: error, finishedAt: props.now() });
+  }
 
-  const started = (s: JobState, attempt: number): JobState => {
-    if (!inFlight(s, attempt) || s.job.state === 'RUNNING') return s;
-    return write(s, { state: 'RUNNING', startedAt: props.now() });
-  };
+  started(s: JobState, attempt: number): JobState {
+    if (!this.inFlight(s, attempt) || s.job.state === 'RUNNING') return s;
+    return this.write(s, { state: 'RUNNING', startedAt: this.props.now() });
+  }
 
-  const complete = (s: JobState, done: { resource: ResourceRef; rows?: number | undefined; ranMs?: number | undefined }): JobState => {
-    const finishedAt = props.now();
-    return write(
-      clearAll(s),
+  complete(s: JobState, done: { resource: ResourceRef; rows?: number | undefined; ranMs?: number | undefined }): JobState {
+    const finishedAt = this.props.now();
+    return this.write(
+      this.clearAll(s),
       {
         state: 'COMPLETED',
         resultResourceId: done.resource.id,
@@ -244,7 +262,7 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
       },
       done.resource,
     );
-  };
+  }
 
   /**
    * A worker's report, checked here and nowhere else: from the job's worker, about the attempt in
@@ -252,111 +270,107 @@ export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg
    * sha256; then stored (bytes and row in the open transaction) and the job COMPLETED. A product
    * that cannot be stored fails the attempt with its cause, at once (not an attempt timeout later).
    */
-  const onReport = (s: JobState, { worker, message: m }: ReportMsg, self: Ref<JobMsg>): JobState => {
-    if (worker !== s.job.worker || !inFlight(s, m.attempt)) return s;
-    if (m.type === 'jobStarted') return started(s, m.attempt);
-    if (m.type === 'jobFailed') return fail(s, m.error, self);
+  onReport(s: JobState, { worker, message: m }: ReportMsg, self: Ref<JobMsg>): JobState {
+    const props = this.props;
+    if (worker !== s.job.worker || !this.inFlight(s, m.attempt)) return s;
+    if (m.type === 'jobStarted') return this.started(s, m.attempt);
+    if (m.type === 'jobFailed') return this.fail(s, m.error, self);
     const limit = props.maxResourceBytes ?? Number.POSITIVE_INFINITY;
-    if (m.data.byteLength > limit) return fail(s, toWireError(tooLarge(`the product of ${m.jobId}`, m.data.byteLength, limit)), self);
+    if (m.data.byteLength > limit) return this.fail(s, toWireError(tooLarge(`the product of ${m.jobId}`, m.data.byteLength, limit)), self);
     // Corrupted in transit: the attempt failed, and a retry will produce it again.
-    if (sha256Hex(m.data) !== m.sha256) return fail(s, wireError('CHECKSUM_MISMATCH', `product of ${m.jobId} does not match its sha256`), self);
+    if (sha256Hex(m.data) !== m.sha256) return this.fail(s, wireError('CHECKSUM_MISMATCH', `product of ${m.jobId} does not match its sha256`), self);
     let resource: ResourceRef;
     try {
       resource = props.store.putResource({ artifactId: props.artifactId, jobId: m.jobId, producer: worker, sha256: m.sha256 }, m.data, props.now());
     } catch (e) {
       const error = toWireError(e, 'STORE_WRITE_FAILED');
       props.log.error({ jobId: m.jobId, attempt: m.attempt, error }, 'a reported product could not be stored');
-      return fail(s, error, self);
+      return this.fail(s, error, self);
     }
-    return complete(s, { resource, rows: m.rows, ranMs: m.ranMs });
-  };
+    return this.complete(s, { resource, rows: m.rows, ranMs: m.ranMs });
+  }
 
   /** Picks the job up from its row: after a crash, or a restart of the scheduler. */
-  const resume = (s: JobState, self: Ref<JobMsg>): JobState => {
+  resume(s: JobState, self: Ref<JobMsg>): JobState {
     switch (s.job.state) {
       case 'WAITING':
-        return nextAttempt(s, self);
+        return this.nextAttempt(s, self);
       case 'SCHEDULED':
       case 'RUNNING':
         // Handed out before: send the same attempt again (the worker runs an attempt once
         // and answers a second delivery with its report).
-        return assign(s, self);
+        return this.assign(s, self);
       case 'FAILED': {
-        const wait = Math.max(0, (s.job.nextAttemptAt ?? 0) - props.now());
-        return { ...s, timers: { ...s.timers, retry: arm(wait, { kind: 'retryDue', attempt: s.job.attempt }, self) } };
+        const wait = Math.max(0, (s.job.nextAttemptAt ?? 0) - this.props.now());
+        return { ...s, timers: { ...s.timers, retry: this.arm(wait, { kind: 'retryDue', attempt: s.job.attempt }, self) } };
       }
       default:
         return s;
     }
-  };
+  }
 
-  return spawnActor<JobState, JobMsg>(
-    parent,
-    `job-${props.jobIndex}-g${props.generation ?? 0}`,
-    (s, msg, ctx) => {
-      if (props.crashOn?.(msg)) throw new Error(`injected crash on ${msg.kind}`);
-      switch (msg.kind) {
-        case 'start':
-        case 'recovered':
-          return resume(s, ctx.self);
-        case 'retryDue':
-          if (msg.attempt !== s.job.attempt || s.job.state !== 'FAILED') return s;
-          return nextAttempt(s, ctx.self);
-        case 'report':
-          return onReport(s, msg, ctx.self);
-        case 'started':
-          return started(s, msg.attempt);
-        case 'completed':
-          if (!inFlight(s, msg.attempt)) return s;
-          return complete(s, msg);
-        case 'failed':
-          if (!inFlight(s, msg.attempt)) return s;
-          return fail(s, msg.error, ctx.self);
-        case 'attemptTimedOut':
-          if (!inFlight(s, msg.attempt)) return s;
-          return fail(
-            s,
-            wireError('ATTEMPT_TIMEOUT', `attempt ${msg.attempt} did not finish within ${props.policy.attemptTimeoutMs} ms`),
-            ctx.self,
-          );
-        case 'graceExpired':
-          if (!inFlight(s, msg.attempt)) return s;
-          return fail(
-            s,
-            wireError('WORKER_LOST', `worker ${s.job.worker} was away longer than ${props.policy.workerGraceMs} ms`),
-            ctx.self,
-          );
-        case 'workerLost':
-          peer = undefined;
-          if (!inFlight(s, s.job.attempt) || s.timers.grace) return s;
-          return {
-            ...s,
-            timers: { ...s.timers, grace: arm(props.policy.workerGraceMs, { kind: 'graceExpired', attempt: s.job.attempt }, ctx.self) },
-          };
-        case 'workerConnected': {
-          peer = msg.peer;
-          if (!inFlight(s, s.job.attempt)) return s;
-          const back = clear(s, 'grace');
-          return msg.holding ? back : assign(back, ctx.self);
-        }
-        case 'cancel':
-          if (inFlight(s, s.job.attempt)) deliver({ type: 'cancelJob', jobId: s.job.id, attempt: s.job.attempt });
-          return clearAll(s);
+  handle(s: JobState, msg: JobMsg, self: Ref<JobMsg>): JobState {
+    const props = this.props;
+    if (props.crashOn?.(msg)) throw new Error(`injected crash on ${msg.kind}`);
+    switch (msg.kind) {
+      case 'start':
+      case 'recovered':
+        return this.resume(s, self);
+      case 'retryDue':
+        if (msg.attempt !== s.job.attempt || s.job.state !== 'FAILED') return s;
+        return this.nextAttempt(s, self);
+      case 'report':
+        return this.onReport(s, msg, self);
+      case 'started':
+        return this.started(s, msg.attempt);
+      case 'completed':
+        if (!this.inFlight(s, msg.attempt)) return s;
+        return this.complete(s, msg);
+      case 'failed':
+        if (!this.inFlight(s, msg.attempt)) return s;
+        return this.fail(s, msg.error, self);
+      case 'attemptTimedOut':
+        if (!this.inFlight(s, msg.attempt)) return s;
+        return this.fail(s, wireError('ATTEMPT_TIMEOUT', `attempt ${msg.attempt} did not finish within ${props.policy.attemptTimeoutMs} ms`), self);
+      case 'graceExpired':
+        if (!this.inFlight(s, msg.attempt)) return s;
+        return this.fail(s, wireError('WORKER_LOST', `worker ${s.job.worker} was away longer than ${props.policy.workerGraceMs} ms`), self);
+      case 'workerLost':
+        this.peer = undefined;
+        if (!this.inFlight(s, s.job.attempt) || s.timers.grace) return s;
+        return {
+          ...s,
+          timers: { ...s.timers, grace: this.arm(props.policy.workerGraceMs, { kind: 'graceExpired', attempt: s.job.attempt }, self) },
+        };
+      case 'workerConnected': {
+        this.peer = msg.peer;
+        if (!this.inFlight(s, s.job.attempt)) return s;
+        const back = this.clear(s, 'grace');
+        return msg.holding ? back : this.assign(back, self);
       }
+      case 'cancel':
+        if (this.inFlight(s, s.job.attempt)) this.deliver({ type: 'cancelJob', jobId: s.job.id, attempt: s.job.attempt });
+        return this.clearAll(s);
+    }
+  }
+
+  /** Reset from the store: the durable row is the truth, memory is a cache of it. */
+  initialState(self: Ref<JobMsg>): JobState {
+    if (this.incarnation++ > 0) {
+      send(self, { kind: 'recovered' });
+      return { job: this.load(), timers: noTimers() };
+    }
+    return { job: this.props.job ?? this.load(), timers: noTimers() };
+  }
+}
+
+export function spawnJobActor(parent: Ref<unknown>, props: JobProps): Ref<JobMsg> {
+  const job = new Job(props);
+  return spawnActor<JobState, JobMsg>(parent, `job-${props.jobIndex}-g${props.generation ?? 0}`, (s, msg, ctx) => job.handle(s, msg, ctx.self), {
+    log: props.log,
+    initialState: (ctx) => job.initialState(ctx.self),
+    afterStop: (s) => {
+      job.clearAll(s);
     },
-    {
-      log: props.log,
-      // Reset from the store: the durable row is the truth, memory is a cache of it.
-      initialState: (ctx) => {
-        if (incarnation++ > 0) {
-          send(ctx.self, { kind: 'recovered' });
-          return { job: load(), timers: noTimers() };
-        }
-        return { job: props.job ?? load(), timers: noTimers() };
-      },
-      afterStop: (s) => {
-        clearAll(s);
-      },
-    },
-  );
+  });
 }

@@ -140,6 +140,9 @@ export function openDatabase(file: string | undefined): SqliteDatabase {
       db.pragma('synchronous = FULL');
       // The operator's `fdl tokens` opens the same file while the scheduler runs.
       db.pragma('busy_timeout = 5000');
+      // Statement journals and transient tables in memory: on a file they are a temporary file
+      // made and unlinked per statement that needs one (~6 syscalls per artifact, strace).
+      db.pragma('temp_store = MEMORY');
       checkIntegrity(db, file);
     }
     migrate(db, file ?? ':memory:');

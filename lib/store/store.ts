@@ -20,6 +20,7 @@ import { FdlError } from '../errors.ts';
 import { BlobStore, checkedBytes } from './blobs.ts';
 import { CHUNKS_LOCATION, ResourceChunks } from './chunks.ts';
 import { GroupCommit } from './group-commit.ts';
+import { timeOrderedUuid } from './ids.ts';
 import type { Engine, EngineStatement } from './engine.ts';
 import { PostgresEngine, type PostgresOptions } from './postgres.ts';
 import { SqliteEngine } from './sqlite-engine.ts';
@@ -824,7 +825,7 @@ export class Store {
    * its cause; bytes whose row could not be written are removed.
    */
   putResource(meta: Omit<ResourceRef, 'id' | 'size'> & { artifactId: string }, bytes: Uint8Array, now: number): ResourceRef {
-    const id = `r-${randomUUID()}`;
+    const id = `r-${timeOrderedUuid()}`;
     // Small bytes go in the same transaction as their row (the group commit makes both durable
     // before anyone hears of them); large ones are a file, durable before the row is written.
     // On PostgreSQL large ones are chunk rows in that same transaction.
@@ -862,7 +863,7 @@ export class Store {
     how: 'move' | 'copy',
     now: number,
   ): ResourceRef {
-    const id = `r-${randomUUID()}`;
+    const id = `r-${timeOrderedUuid()}`;
     if (this.chunks) return this.putResourceChunks(id, meta, path, how, now);
     const location = this.blobs.adopt(id, path, how);
     try {

@@ -500,6 +500,21 @@ t.test('model inputs are read once and kept within a byte budget; callers get th
   t.equal(e.numericColumnsCacheHits, 1, 'the evicted answer is read again');
 });
 
+t.test('model inputs read with keep: false are not kept by the engine (the dataset cache keeps them), unless they already were', async (t) => {
+  const e = await DataEngine.open([{ name: 'shard1', path: SHARD1, projects: ['p'] }]);
+  t.teardown(() => e.close());
+  const once = await e.numericColumns('p', ['MedInc', 'HouseAge'], undefined, { keep: false });
+  t.equal(once.rows, s1.rows.length);
+  t.same([...(once.columns.MedInc as Float64Array)], s1.rows.map((r) => r[col('MedInc')]));
+  await e.numericColumns('p', ['MedInc', 'HouseAge']);
+  t.equal(e.numericColumnsCacheHits, 0, 'the read with keep: false left nothing kept');
+  const kept = await e.numericColumns('p', ['MedInc', 'HouseAge'], undefined, { keep: false });
+  t.equal(e.numericColumnsCacheHits, 1, 'what is kept already is used');
+  (kept.columns.MedInc as Float64Array).fill(-1); // still a copy
+  const again = await e.numericColumns('p', ['MedInc', 'HouseAge']);
+  t.same([...(again.columns.MedInc as Float64Array)], s1.rows.map((r) => r[col('MedInc')]), 'unchanged by that caller');
+});
+
 t.test('a sums request asked again sums its columns kept in memory, each time; nulls, infinities and adversarial values are summed right', async (t) => {
   const e = await DataEngine.open([{ name: 'shard1', path: SHARD1, projects: ['p'] }]);
   const where: Query = { where: { feature: 'HouseAge', op: '>', value: 30 } };

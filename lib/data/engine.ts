@@ -580,8 +580,14 @@ export class DataEngine {
    * The filtered rows' numeric features as typed arrays, one per feature (null -> NaN), for
    * models that train in TypeScript, in row id order (see above); `rowIds` holds each row's id,
    * the number the seeded split hashes (lib/ops/split.ts, `isTestRow(seed, rowIds[i], f)`).
+   * `keep: false` reads them without keeping them here (unless they already are): for a caller
+   * that keeps what it makes of them itself (the model datasets, lib/ops/models/data.ts), so a
+   * worker does not hold the same rows twice.
    */
-  async numericColumns(token: string, features: string[], query?: Query): Promise<NumericColumns> {
+  async numericColumns(token: string, features: string[], query?: Query, opts: { keep?: boolean } = {}): Promise<NumericColumns> {
+    if (opts.keep === false && !this.columnCache.has(columnsKey(token, features, query))) {
+      return this.readNumericColumns(token, features, query); // the caller's own arrays: nothing to copy
+    }
     // Callers get copies: a caller that writes into its arrays cannot spoil the cache.
     const value = await this.columnsOf(token, features, query);
     return {

@@ -110,7 +110,8 @@ export async function readDataset(ctx: OpContext, features: string[], label: str
 
 async function readRows(engine: DataEngine, token: string, features: string[], label: string | undefined, query?: Query): Promise<Dataset> {
   const names = label === undefined ? features : [...features, label];
-  const { rows, columns } = await engine.numericColumns(token, names, query);
+  // Not kept by the engine as well: the dataset cache keeps what is made of them.
+  const { rows, columns } = await engine.numericColumns(token, names, query, { keep: false });
   const cols = features.map((f) => columns[f] as Float64Array);
   const lab = label === undefined ? undefined : (columns[label] as Float64Array);
   const keep: number[] = [];

@@ -21,10 +21,48 @@ const frame = (m: Message): Buffer => {
   return Buffer.concat([head, payload]);
 };
 
+/** A close frame (RFC 6455 5.5.1), code 1008 and a reason, as a server writes it. */
+const closeFrame = (reason: string): Buffer => Buffer.from([0x88, 2 + reason.length, 0x03, 0xf0, ...Buffer.from(reason)]);
+
+/** One connection to the scripted scheduler, as the script sees it. */
+interface ScriptedSession {
+  /** 1 for the first connection, then 2, ... */
+  readonly number: number;
+  send(m: Message): void;
+  /** Bytes straight to the socket: frames written together reach the client in one read. */
+  write(...chunks: Buffer[]): void;
+}
+
+/**
+ * A scheduler played by the test: it greets each workbench (challenge, then welcome on its hello)
+ * and hands every other message to the handler `onSession` makes for that connection. Its URL.
+ */
+async function scriptedScheduler(t: { teardown(fn: () => unknown): void }, onSession: (session: ScriptedSession) => (m: Message) => void): Promise<string> {
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  let sessions = 0;
+  server.on('connection', (ws: WebSocket) => {
+    const socket = (ws as unknown as { _socket: { write(b: Buffer): void } })._socket;
+    const session: ScriptedSession = {
+      number: ++sessions,
+      send: (m) => ws.send(encode(m)),
+      write: (...chunks) => socket.write(Buffer.concat(chunks)),
+    };
+    const handle = onSession(session);
+    ws.send(encode({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', nonce: new Uint8Array(32) }));
+    ws.on('message', (data: Buffer) => {
+      const decoded = decode(data);
+      if (!decoded.ok) throw new Error(decoded.error.message);
+      const m = decoded.message;
+      if (m.type === 'workbenchHello') session.send({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', sessionId: `x${session.number}` });
+      else handle(m);
+    });
+  });
+  return `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
 t.test('events written in the same read as artifactAccepted or a status reply reach the handle, newest last', async (t) => {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
-  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
-  t.teardown(() => new Promise<void>((resolve) => wss.close(() => resolve())));
   const status: ArtifactStatus = {
     id: 'a-1',
     projectId: 'p-1',
@@ -40,29 +78,22 @@ t.test('events written in the same read as artifactAccepted or a status reply re
     progress: { completed: 0, total: 1 },
     events: [{ kind: 'jobState', jobId: 'a-1.0', worker: 'w1', state: 'RUNNING', attempt: 1 }],
   };
-  wss.on('connection', (ws: WebSocket) => {
-    ws.send(encode({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', nonce: new Uint8Array(32) }));
-    ws.on('message', (data: Buffer) => {
-      const decoded = decode(data);
-      if (!decoded.ok) throw new Error(decoded.error.message);
-      const m = decoded.message;
-      if (m.type === 'workbenchHello') ws.send(encode({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', sessionId: 'x' }));
-      if (m.type === 'getStatus') ws.send(encode({ type: 'status', reqId: m.reqId, status }));
+  const url = await scriptedScheduler(t, (session) => {
+    return (m) => {
+      if (m.type === 'getStatus') session.send({ type: 'status', reqId: m.reqId, status });
       if (m.type === 'subscribe') {
         // The snapshot, then a newer event in the same read: the event must win.
-        (ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(
-          Buffer.concat([frame({ type: 'status', reqId: m.reqId, status }), frame(runningEvent)]),
-        );
+        session.write(frame({ type: 'status', reqId: m.reqId, status }), frame(runningEvent));
       }
       if (m.type === 'submitArtifact') {
         const accepted = frame({ type: 'artifactAccepted', reqId: m.reqId, status });
         const running = frame(runningEvent);
         // One write: the client reads both frames before any promise continuation runs.
-        (ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.concat([accepted, running]));
+        session.write(accepted, running);
       }
-    });
+    };
   });
-  const wb = await Workbench.connect(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { token: 'fdl_w_test', reconnect: false });
+  const wb = await Workbench.connect(url, { token: 'fdl_w_test', reconnect: false });
   t.teardown(() => wb.close());
   const handle = await wb.submit('project-token', { steps: [steps.parallel({ kind: 'Noop' })] });
   t.equal(handle.status.jobs[0]?.state, 'RUNNING', 'the event sent right behind the acceptance was applied');
@@ -70,16 +101,13 @@ t.test('events written in the same read as artifactAccepted or a status reply re
 
   // Another workbench follows the same artifact: its subscribe reply (an older snapshot) and the
   // newer event arrive in one read; the snapshot must not undo the event.
-  const other = await Workbench.connect(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { token: 'fdl_w_test', reconnect: false });
+  const other = await Workbench.connect(url, { token: 'fdl_w_test', reconnect: false });
   t.teardown(() => other.close());
   const watched = await other.watch('a-1');
   t.equal(watched.status.jobs[0]?.state, 'RUNNING', 'the event read after the subscribe reply was kept');
 });
 
 t.test("result() asks for the result with the final status, not after its reply: one round trip once COMPLETED is pushed", async (t) => {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
-  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
-  t.teardown(() => new Promise<void>((resolve) => wss.close(() => resolve())));
   const status: ArtifactStatus = {
     id: 'a-2',
     projectId: 'p-1',
@@ -92,28 +120,23 @@ t.test("result() asks for the result with the final status, not after its reply:
   const final: ArtifactStatus = { ...status, state: 'COMPLETED', progress: { completed: 1, total: 1 }, jobs: [{ ...(status.jobs[0] as ArtifactStatus['jobs'][number]), state: 'COMPLETED' }] };
   const bytes = encodeValue({ mean: 4.5 });
   const asked: string[] = [];
-  wss.on('connection', (ws: WebSocket) => {
-    ws.send(encode({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', nonce: new Uint8Array(32) }));
+  const url = await scriptedScheduler(t, (session) => {
     let statusReq: number | undefined;
-    ws.on('message', (data: Buffer) => {
-      const decoded = decode(data);
-      if (!decoded.ok) throw new Error(decoded.error.message);
-      const m = decoded.message;
-      if (m.type === 'workbenchHello') ws.send(encode({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', sessionId: 'x' }));
+    return (m) => {
       if (m.type === 'submitArtifact') {
-        ws.send(encode({ type: 'artifactAccepted', reqId: m.reqId, status }));
-        ws.send(encode({ type: 'artifactEvent', artifactId: 'a-2', progress: final.progress, events: [{ kind: 'artifactState', state: 'COMPLETED' }] }));
+        session.send({ type: 'artifactAccepted', reqId: m.reqId, status });
+        session.send({ type: 'artifactEvent', artifactId: 'a-2', progress: final.progress, events: [{ kind: 'artifactState', state: 'COMPLETED' }] });
       }
       if (m.type === 'getStatus' || m.type === 'getResult') asked.push(m.type);
       // The status reply is held until the result is asked for: a client that waits for it first never finishes.
       if (m.type === 'getStatus') statusReq = m.reqId;
       if (m.type === 'getResult') {
-        ws.send(encode({ type: 'result', reqId: m.reqId, artifactId: 'a-2', resourceId: 'r-1', sha256: sha256Hex(bytes), size: bytes.byteLength, data: bytes }));
-        if (statusReq !== undefined) ws.send(encode({ type: 'status', reqId: statusReq, status: final }));
+        session.send({ type: 'result', reqId: m.reqId, artifactId: 'a-2', resourceId: 'r-1', sha256: sha256Hex(bytes), size: bytes.byteLength, data: bytes });
+        if (statusReq !== undefined) session.send({ type: 'status', reqId: statusReq, status: final });
       }
-    });
+    };
   });
-  const wb = await Workbench.connect(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { token: 'fdl_w_test', reconnect: false });
+  const wb = await Workbench.connect(url, { token: 'fdl_w_test', reconnect: false });
   t.teardown(() => wb.close());
   const handle = await wb.submit('project-token', { steps: [steps.parallel({ kind: 'Noop' })] });
   const result = await Promise.race([
@@ -131,9 +154,6 @@ t.test("result() asks for the result with the final status, not after its reply:
 // used to be asked again at once, in a loop of promise continuations that never let the close
 // event in: the process froze until the request's deadline, then failed "not connected".
 t.test('a request made while the scheduler is closing the session waits for the next session', async (t) => {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
-  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
-  t.teardown(() => new Promise<void>((resolve) => wss.close(() => resolve())));
   const status: ArtifactStatus = {
     id: 'a-3',
     projectId: 'p-1',
@@ -144,26 +164,21 @@ t.test('a request made while the scheduler is closing the session waits for the 
     updatedAt: 1,
   };
   let sessions = 0;
-  wss.on('connection', (ws: WebSocket) => {
-    const session = ++sessions;
-    ws.send(encode({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', nonce: new Uint8Array(32) }));
-    ws.on('message', (data: Buffer) => {
-      const decoded = decode(data);
-      if (!decoded.ok) throw new Error(decoded.error.message);
-      const m = decoded.message;
-      if (m.type === 'workbenchHello') ws.send(encode({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', sessionId: `x${session}` }));
+  const url = await scriptedScheduler(t, (session) => {
+    sessions = session.number;
+    return (m) => {
       if (m.type !== 'getStatus' && m.type !== 'submitArtifact') return;
-      if (session > 1) {
-        ws.send(encode(m.type === 'getStatus' ? { type: 'status', reqId: m.reqId, status } : { type: 'artifactAccepted', reqId: m.reqId, status }));
+      if (session.number > 1) {
+        session.send(m.type === 'getStatus' ? { type: 'status', reqId: m.reqId, status } : { type: 'artifactAccepted', reqId: m.reqId, status });
         return;
       }
       // The reply, the session's end (as a rate-limited peer gets it) and a close frame, in one write.
-      const close = Buffer.from([0x88, 2 + 12, 0x03, 0xf0, ...Buffer.from('rate limited')]);
+      const close = closeFrame('rate limited');
       const ended = frame({ type: 'error', error: { code: 'RATE_LIMITED', message: 'more than 5000 frames/s for too long; disconnecting', retryable: true } });
-      (ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.concat([frame({ type: 'status', reqId: m.reqId, status }), ended, close]));
-    });
+      session.write(frame({ type: 'status', reqId: m.reqId, status }), ended, close);
+    };
   });
-  const wb = await Workbench.connect(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { token: 'fdl_w_test' });
+  const wb = await Workbench.connect(url, { token: 'fdl_w_test' });
   t.teardown(() => wb.close());
   const answered = (async () => {
     await wb.status('a-3');
@@ -178,24 +193,15 @@ t.test('a request made while the scheduler is closing the session waits for the 
 });
 
 t.test('a submit made while the session is closing fails at once, saying it was not sent', async (t) => {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
-  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
-  t.teardown(() => new Promise<void>((resolve) => wss.close(() => resolve())));
   const status: ArtifactStatus = { id: 'a-4', projectId: 'p-1', state: 'RUNNING', progress: { completed: 0, total: 1 }, jobs: [], createdAt: 1, updatedAt: 1 };
-  wss.on('connection', (ws: WebSocket) => {
-    ws.send(encode({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', nonce: new Uint8Array(32) }));
-    ws.on('message', (data: Buffer) => {
-      const decoded = decode(data);
-      if (!decoded.ok) throw new Error(decoded.error.message);
-      const m = decoded.message;
-      if (m.type === 'workbenchHello') ws.send(encode({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', sessionId: 'x' }));
+  const url = await scriptedScheduler(t, (session) => {
+    return (m) => {
       if (m.type === 'getStatus') {
-        const close = Buffer.from([0x88, 2 + 12, 0x03, 0xf0, ...Buffer.from('idle timeout')]);
-        (ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.concat([frame({ type: 'status', reqId: m.reqId, status }), close]));
+        session.write(frame({ type: 'status', reqId: m.reqId, status }), closeFrame('idle timeout'));
       }
-    });
+    };
   });
-  const wb = await Workbench.connect(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { token: 'fdl_w_test' });
+  const wb = await Workbench.connect(url, { token: 'fdl_w_test' });
   t.teardown(() => wb.close());
   const submitted = (async () => {
     await wb.status('a-4');
@@ -209,9 +215,6 @@ t.test('a submit made while the session is closing fails at once, saying it was 
 // listener added later sees only what comes after it. A handle nobody listens to keeps a bounded
 // number (the newest). The per-job view is kept current by job id, whatever the job's position.
 t.test('a listener added after submit resolves gets the events that came before it, in order, bounded', async (t) => {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
-  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
-  t.teardown(() => new Promise<void>((resolve) => wss.close(() => resolve())));
   const job = (index: number) => ({ id: `a-5.${index}`, index, worker: 'w1', stepIndex: 0, iteration: 0, operation: 'Noop', state: 'WAITING' as const, attempt: 0 });
   const status: ArtifactStatus = { id: 'a-5', projectId: 'p-1', state: 'SCHEDULED', progress: { completed: 0, total: 3 }, jobs: [job(0), job(1), job(2)], createdAt: 1, updatedAt: 1 };
   const jobEvent = (index: number, state: 'RUNNING' | 'COMPLETED', completed: number): Message => ({
@@ -220,22 +223,17 @@ t.test('a listener added after submit resolves gets the events that came before 
     progress: { completed, total: 3 },
     events: [{ kind: 'jobState', jobId: `a-5.${index}`, worker: 'w1', state, attempt: 1 }],
   });
-  let socket: { write(b: Buffer): void } | undefined;
-  wss.on('connection', (ws: WebSocket) => {
-    socket = (ws as unknown as { _socket: { write(b: Buffer): void } })._socket;
-    ws.send(encode({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', nonce: new Uint8Array(32) }));
-    ws.on('message', (data: Buffer) => {
-      const decoded = decode(data);
-      if (!decoded.ok) throw new Error(decoded.error.message);
-      const m = decoded.message;
-      if (m.type === 'workbenchHello') ws.send(encode({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: 's', sessionId: 'x' }));
+  let socket: ScriptedSession | undefined;
+  const url = await scriptedScheduler(t, (session) => {
+    socket = session;
+    return (m) => {
       if (m.type === 'submitArtifact') {
         const early = [jobEvent(1, 'RUNNING', 0), jobEvent(1, 'COMPLETED', 1), jobEvent(2, 'RUNNING', 1)];
-        socket?.write(Buffer.concat([frame({ type: 'artifactAccepted', reqId: m.reqId, status }), ...early.map(frame)]));
+        session.write(frame({ type: 'artifactAccepted', reqId: m.reqId, status }), ...early.map(frame));
       }
-    });
+    };
   });
-  const wb = await Workbench.connect(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { token: 'fdl_w_test', reconnect: false });
+  const wb = await Workbench.connect(url, { token: 'fdl_w_test', reconnect: false });
   t.teardown(() => wb.close());
   const handle = await wb.submit('project-token', { steps: [steps.parallel({ kind: 'Noop' })] });
   t.same(
@@ -263,11 +261,11 @@ t.test('a listener added after submit resolves gets the events that came before 
   t.same(handle.status.jobs.map((j) => j.state), ['RUNNING', 'COMPLETED', 'RUNNING']);
 
   // Nobody listening: the handle keeps the newest HANDLE_EARLY_EVENTS for its first listener.
-  const other = await Workbench.connect(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { token: 'fdl_w_test', reconnect: false });
+  const other = await Workbench.connect(url, { token: 'fdl_w_test', reconnect: false });
   t.teardown(() => other.close());
   const quiet = await other.submit('project-token', { steps: [steps.parallel({ kind: 'Noop' })] });
   const flood = Array.from({ length: 2 * HANDLE_EARLY_EVENTS + 10 }, (_, i) => ({ ...jobEvent(0, 'RUNNING', 1), progress: { completed: i, total: 3 } }) as Message);
-  socket?.write(Buffer.concat(flood.map(frame)));
+  socket?.write(...flood.map(frame));
   await waitFor(() => quiet.status.progress.completed === flood.length - 1, { what: 'the flood of events applied' });
   const kept: number[] = [];
   quiet.on('event', (e) => kept.push(e.progress.completed));

@@ -21,6 +21,24 @@ import { until } from './helpers/cluster.ts';
 
 const TOKEN = 'project-token-1';
 
+/** A Scheduler actor over `store`, with `initiator` as its in-process worker holding TOKEN's data. */
+function spawnTestScheduler(system: Parameters<typeof spawnScheduler>[0], store: Store, log: pino.Logger, initiator: PeerHandle): Ref<SchedulerMsg> {
+  return spawnScheduler(system, {
+    store,
+    log,
+    schedulerId: 's',
+    policy: RetryPolicySchema.parse({}),
+    allowResourceDownload: true,
+    initiator: { peer: initiator, name: 's', projects: [{ token: TOKEN, datasources: [{ name: 'd', rows: 10, features: [] }] }] },
+    identity: { signKey: 'sign-key', boxKey: 'box-key' },
+    retentionMs: 7 * 24 * 3600_000,
+    artifactsInFlightPerWorkbench: 1000,
+    locals: { delete: () => {} },
+    uploads: new Uploads(store.blobs.incoming),
+    streaming: { thresholdBytes: 1024 * 1024, maxResourceBytes: 1024 * 1024 * 1024 },
+  });
+}
+
 t.test('per-artifact entries go when the artifact finishes, after the final push', async (t) => {
   const log = pino({ level: 'silent' });
   const store = new Store(undefined);
@@ -46,20 +64,7 @@ t.test('per-artifact entries go when the artifact finishes, after the final push
     },
     close: () => {},
   };
-  scheduler = spawnScheduler(system, {
-    store,
-    log,
-    schedulerId: 's',
-    policy: RetryPolicySchema.parse({}),
-    allowResourceDownload: true,
-    initiator: { peer: initiator, name: 's', projects: [{ token: TOKEN, datasources: [{ name: 'd', rows: 10, features: [] }] }] },
-    identity: { signKey: 'sign-key', boxKey: 'box-key' },
-    retentionMs: 7 * 24 * 3600_000,
-    artifactsInFlightPerWorkbench: 1000,
-    locals: { delete: () => {} },
-    uploads: new Uploads(store.blobs.incoming),
-    streaming: { thresholdBytes: 1024 * 1024, maxResourceBytes: 1024 * 1024 * 1024 },
-  });
+  scheduler = spawnTestScheduler(system, store, log, initiator);
   const self = scheduler;
   send(self, { kind: 'resume' });
 
@@ -134,20 +139,7 @@ t.test('progress pushes: every job ends COMPLETED in them, the artifact state co
     },
     close: () => {},
   };
-  scheduler = spawnScheduler(system, {
-    store,
-    log,
-    schedulerId: 's',
-    policy: RetryPolicySchema.parse({}),
-    allowResourceDownload: true,
-    initiator: { peer: initiator, name: 's', projects: [{ token: TOKEN, datasources: [{ name: 'd', rows: 10, features: [] }] }] },
-    identity: { signKey: 'sign-key', boxKey: 'box-key' },
-    retentionMs: 7 * 24 * 3600_000,
-    artifactsInFlightPerWorkbench: 1000,
-    locals: { delete: () => {} },
-    uploads: new Uploads(store.blobs.incoming),
-    streaming: { thresholdBytes: 1024 * 1024, maxResourceBytes: 1024 * 1024 * 1024 },
-  });
+  scheduler = spawnTestScheduler(system, store, log, initiator);
   const self = scheduler;
   send(self, { kind: 'resume' });
   const received: Message[] = [];

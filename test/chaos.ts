@@ -154,14 +154,14 @@ async function main(): Promise<number> {
           const ms = 1000 + random() * 6000;
           say(`SIGSTOP ${s} for ${Math.round(ms)} ms`);
           cluster.kill(s, 'SIGSTOP');
-          await sleep(ms);
+          await sleep(ms); // the freeze's length: the fault itself, not a wait for anything
           cluster.kill(s, 'SIGCONT');
         }
       } else if (!ha && r < 0.2) {
         say('SIGKILL scheduler');
         cluster.kill('scheduler', 'SIGKILL');
         await cluster.exited('scheduler');
-        await sleep(300 + random() * 1500);
+        await sleep(300 + random() * 1500); // down for a while, as after a real crash (the exit was awaited above)
         await cluster.startScheduler();
         say('scheduler back');
       } else if (r < 0.7) {
@@ -176,7 +176,7 @@ async function main(): Promise<number> {
         const ms = 500 + random() * 2500;
         say(`SIGSTOP ${w} for ${Math.round(ms)} ms`);
         cluster.kill(w, 'SIGSTOP');
-        await sleep(ms);
+        await sleep(ms); // the freeze's length: the fault itself, not a wait for anything
         cluster.kill(w, 'SIGCONT');
       }
     }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Cluster, EXAMPLE_DATA } from '../lib/sim/cluster.ts';
+import { floorWallMs, measurePasses } from './stream-floor.ts';
 import { type Cleanup, median, type Row, ratio, spread } from './util.ts';
 
 /**
@@ -32,16 +33,20 @@ async function nextJson<T>(lines: AsyncIterator<string>): Promise<T> {
   return JSON.parse(value as string) as T;
 }
 
-/** One hop of bare ws: ms from the first frame to the last at the sink (with `file`: written there and fsynced). */
-async function bareHop(bytes: number, chunkBytes: number, cleanup: Cleanup, file?: string): Promise<number> {
+/**
+ * One hop of bare ws: ms from the first frame to the last at the sink (with `file`: written there
+ * and fsynced), and the CPU both ends spent moving the bytes.
+ */
+async function bareHop(bytes: number, chunkBytes: number, cleanup: Cleanup, file?: string): Promise<{ ms: number; cpuMs: number }> {
   const sink = child(['sink', String(bytes), ...(file ? [file] : [])]);
   cleanup.add('bare-ws sink', () => sink.proc.kill('SIGKILL'));
   const { port } = await nextJson<{ port: number }>(sink.lines);
   const source = child(['source', `ws://127.0.0.1:${port}`, String(bytes), String(chunkBytes)]);
   cleanup.add('bare-ws source', () => source.proc.kill('SIGKILL'));
-  const { ms } = await nextJson<{ ms: number }>(sink.lines);
+  const { ms, cpuMs: sinkCpu } = await nextJson<{ ms: number; cpuMs: number }>(sink.lines);
+  const { cpuMs: sourceCpu } = await nextJson<{ cpuMs: number }>(source.lines);
   await new Promise((r) => source.proc.once('exit', r));
-  return ms;
+  return { ms, cpuMs: sinkCpu + sourceCpu };
 }
 
 function rssOf(pid: number): { now: number; peak: number } {
@@ -79,13 +84,17 @@ export async function benchStream(opts: { cleanup: Cleanup; repeats: number; byt
   const chunkBytes = opts.chunkBytes ?? MiB;
   const dir = opts.cleanup.tempDir('fdl-bench-stream-');
   const bare: number[] = [];
+  const bareCpu: number[] = [];
   const bareDisk: number[] = [];
   for (let r = 0; r < opts.repeats; r++) {
-    bare.push((await bareHop(bytes, chunkBytes, opts.cleanup)) + (await bareHop(bytes, chunkBytes, opts.cleanup)));
+    const [a, b] = [await bareHop(bytes, chunkBytes, opts.cleanup), await bareHop(bytes, chunkBytes, opts.cleanup)];
+    bare.push(a.ms + b.ms);
+    bareCpu.push(a.cpuMs + b.cpuMs);
     // The same with each hop's bytes written to a file and fsynced at its end: the disk's share.
     const file = join(dir, 'bare.bin');
-    bareDisk.push((await bareHop(bytes, chunkBytes, opts.cleanup, file)) + (await bareHop(bytes, chunkBytes, opts.cleanup, file)));
+    bareDisk.push((await bareHop(bytes, chunkBytes, opts.cleanup, file)).ms + (await bareHop(bytes, chunkBytes, opts.cleanup, file)).ms);
   }
+  const floor = measurePasses(bytes, chunkBytes, dir, sealed);
 
   const token = randomBytes(16).toString('hex');
   const shard = (i: number) => join(EXAMPLE_DATA, `california_housing.MedInc${i}.csv`);
@@ -183,6 +192,24 @@ export async function benchStream(opts: { cleanup: Cleanup; repeats: number; byt
       note: 'the same bytes, to disk at each hop end (what a store must do)',
     },
   ];
+  // The ceiling: what the goal's ratio could be at best here, whatever the code (bench/stream-floor.ts).
+  const bareCpuMs = median(bareCpu);
+  const floorMs = floorWallMs(bareMs, bareCpuMs, floor.mandatoryMs, floor.cores);
+  const leanFloorMs = floorWallMs(bareMs, bareCpuMs, floor.leanMs, floor.cores);
+  const p = floor.passMs;
+  process.stdout.write(
+    `[stream] ${how} floor: bare ws CPU ${(bareCpuMs / 1000).toFixed(2)} s over both hops; one pass over the bytes, CPU: ` +
+      `AES-GCM seal ${(p.seal / 1000).toFixed(2)} s, open ${(p.open / 1000).toFixed(2)} s, SHA-256 ${(p.sha256 / 1000).toFixed(2)} s, CRC-32 ${(p.crc32 / 1000).toFixed(2)} s, ` +
+      `write to the page cache ${(p.write / 1000).toFixed(2)} s; a crossing's mandatory passes ${(floor.mandatoryMs / 1000).toFixed(2)} s on ${floor.cores} cores: ` +
+      `floor ${(floorMs / 1000).toFixed(2)} s, best reachable ratio ${ratio(bareMs / floorMs)} (SHA-256 at the consumer only: ${ratio(bareMs / leanFloorMs)})\n`,
+  );
+  rows.push({
+    figure: `stream ${how} ${gib.toFixed(2)} GiB: best ratio reachable here (floor)`,
+    value: `${(floorMs / 1000).toFixed(2)} s`,
+    baseline: `bare ws ${(bareMs / 1000).toFixed(2)} s`,
+    ratio: ratio(bareMs / floorMs),
+    note: `bare ws CPU + ${sealed ? 'seal, open, ' : ''}3 SHA-256, 3 CRC-32, 1 write, on ${floor.cores} cores, perfect overlap; ours / floor ${ratio(floorMs / oursMs)}`,
+  });
   for (const n of names) {
     rows.push({
       figure: `stream ${how} ${gib.toFixed(2)} GiB: ${n} peak RSS growth`,

@@ -95,6 +95,30 @@ t.test('schema versions: a fresh store is at the latest; an unversioned one is t
   again.close();
 });
 
+t.test('no index of the schema repeats another: each costs a page write per insert', async (t) => {
+  const dir = tempDir(t);
+  new Store(dir).close();
+  const db = openSqlite(join(dir, DATABASE_FILE), { readonly: true });
+  try {
+    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all<{ name: string }>();
+    let indices = 0;
+    for (const { name: table } of tables) {
+      const seen = new Map<string, string>();
+      for (const index of db.pragma<{ name: string; partial: number }>(`index_list(${table})`)) {
+        if (index.partial) continue; // a partial index covers other rows than a full one on the same columns
+        const columns = db.pragma<{ name: string }>(`index_info(${index.name})`).map((c) => c.name).join(', ');
+        const other = seen.get(columns);
+        t.notOk(other, `${table}: ${index.name} on (${columns}) ${other ? `repeats ${other}` : 'repeats no other index'}`);
+        seen.set(columns, index.name);
+        indices++;
+      }
+    }
+    t.ok(indices >= 5, `the check saw the schema's indices (${indices})`);
+  } finally {
+    db.close();
+  }
+});
+
 t.test('a store written by a newer fdl is refused, and --init-store does not replace it', async (t) => {
   const dir = tempDir(t);
   new Store(dir).close();

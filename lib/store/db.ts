@@ -111,6 +111,13 @@ CREATE TABLE resource_chunks (resource_id TEXT NOT NULL, seq INTEGER NOT NULL, b
 CREATE TABLE locals (artifact_id TEXT PRIMARY KEY, bytes BYTEA NOT NULL);
 `,
   },
+  {
+    version: 7,
+    why: "jobs_by_artifact repeated the index of the jobs table's own UNIQUE (artifact_id, idx): every job inserted wrote both",
+    sql: `
+DROP INDEX IF EXISTS jobs_by_artifact;
+`,
+  },
 ];
 
 /**

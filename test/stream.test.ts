@@ -77,13 +77,16 @@ t.test('uploads are keyed by content: a second offer of the same bytes resumes t
   t.same(r?.offers.map((o) => o.attempt).sort(), [1, 2], 'both offers complete with it');
 });
 
-t.test('a sender keeps at most its window unwritten, and its frames decode to the chunks', async (t) => {
+t.test('a sender keeps at most its window unwritten, its frames decode to the chunks, and it fills written frames again', async (t) => {
   const pending: Array<() => void> = [];
+  // What a socket does with a frame before its callback: takes its bytes (decoded below from the copy).
   const frames: Uint8Array[] = [];
+  const buffers = new Set<ArrayBufferLike>();
   const sender = new ChunkSender(
     {
       sendFrame: (frame, cb) => {
-        frames.push(frame);
+        frames.push(Uint8Array.from(frame));
+        buffers.add(frame.buffer);
         pending.push(() => cb());
         return true;
       },
@@ -96,6 +99,7 @@ t.test('a sender keeps at most its window unwritten, and its frames decode to th
   t.equal(frames.length, 8, 'stops at the window until the socket takes frames');
   while (pending.length > 0) pending.shift()?.();
   t.equal(frames.length, 11, 'then sends the rest');
+  t.equal(buffers.size, 8 + 1, 'the chunks after the window went in frames already written (the last, shorter chunk has its own)');
   const sink = new ChunkSink(join(dir, 'e.part'), sha, bytes.length);
   let last = '';
   for (const f of frames) {

@@ -97,7 +97,10 @@ function feedFile(hash: Hash, path: string, upTo: number): number {
 
 /** What a sender needs of a link: an encoded frame's send, whose callback says the socket took it. */
 export interface ChunkLink {
-  /** False: the link is down (the callback may then never come). */
+  /**
+   * False: the link is down (the callback may then never come). The callback without an error
+   * says the link is done with `frame` (written to the socket): the sender fills it again.
+   */
   sendFrame(frame: Uint8Array, cb: (err?: Error) => void): unknown;
 }
 
@@ -110,6 +113,12 @@ export class ChunkSender {
   private next = 0;
   private inFlight = 0;
   private stopped = false;
+  /**
+   * Whole-chunk frames the socket has written (their callbacks came), to be filled again: a
+   * transfer allocates at most its window of frames instead of a fresh 1 MiB buffer per chunk
+   * (each one garbage for the collector, and fresh pages for the kernel to fault in).
+   */
+  private readonly spare: Buffer[] = [];
   /** Bytes sent by this sender (a resumed one starts at its offset): tests and logs. */
   sent = 0;
 
@@ -139,8 +148,10 @@ export class ChunkSender {
     while (!this.stopped && this.inFlight < STREAM_WINDOW_CHUNKS && this.next < this.source.size) {
       const offset = this.next;
       const length = Math.min(this.chunkBytes, this.source.size - offset);
-      // The frame is allocated once and the bytes are read straight into it (no copy to encode).
-      const frame = Buffer.allocUnsafe(CHUNK_HEADER_BYTES + length);
+      // The bytes are read straight into the frame (no copy to encode); a whole chunk's frame is
+      // one the socket is done with when there is one.
+      const whole = length === this.chunkBytes;
+      const frame = (whole && this.spare.pop()) || Buffer.allocUnsafe(CHUNK_HEADER_BYTES + length);
       try {
         this.source.readInto(offset, length, frame, CHUNK_HEADER_BYTES);
       } catch (e) {
@@ -152,8 +163,13 @@ export class ChunkSender {
       this.inFlight++;
       const accepted = this.link.sendFrame(frame, (err) => {
         this.inFlight--;
-        if (err) this.end({ ok: false, error: err });
-        else this.pump();
+        if (err) {
+          this.end({ ok: false, error: err });
+          return;
+        }
+        // The callback says the socket has written the frame: its buffer is free again.
+        if (whole && this.spare.length < STREAM_WINDOW_CHUNKS) this.spare.push(frame);
+        this.pump();
       });
       if (accepted === false) {
         // The link is down (its callback may never come): the receiver will ask again.

@@ -440,14 +440,15 @@ t.test('row ids, reserved names, and the aggregates estimators read', async (t) 
   t.notOk(e.features('p').some((f) => f.name === '__fdl_row'), 'the row id is not a feature');
   await rejectsWith(t, DataEngine.open([{ name: 'bad', path: join(dir, 'bad.csv'), projects: ['p'] }]), 'DATA_UNAVAILABLE', /reserves/);
 
-  const m = await e.moments('p', ['x', 'y'], undefined, [3, 0]);
-  const { m2, ...rest } = m.x as { m2: number };
-  t.same(rest, { n: 5, sum: 18, min: 1, max: 6, shifted: 3 });
+  const m = await e.spread('p', ['x', 'y'], undefined, [3, 0]);
+  const { m2, from, ...rest } = m.x as { m2: number; from: string };
+  t.same(rest, { n: 5, sum: 18, shifted: 3 });
+  t.equal(from, 'squares', 'a shift near the mean: m2 from the one scan');
   t.ok(Math.abs(m2 - [1, 2, 4, 5, 6].reduce((a, x) => a + (x - 3.6) ** 2, 0)) < 1e-12, `m2 ${m2}`);
   t.equal(m.y?.n, 5);
-  const lean = await e.moments('p', ['x', 'y'], undefined, [3, 0], { extrema: false });
-  t.same(lean, { x: { ...m.x, min: null, max: null }, y: { ...m.y, min: null, max: null } }, 'extrema: false leaves only min and max out');
-  t.same((await e.moments('p', ['x'], { where: { feature: 'x', op: '>', value: 100 } })).x, { n: 0, sum: 0, m2: 0, min: null, max: null, shifted: 0 });
+  t.same(await e.extremes('p', ['x', 'y']), { x: { n: 5, min: 1, max: 6 }, y: { n: 5, min: 10, max: 60 } });
+  t.same((await e.spread('p', ['x'], { where: { feature: 'x', op: '>', value: 100 } })).x, { n: 0, sum: 0, shifted: 0, m2: 0, from: 'squares' });
+  t.same((await e.extremes('p', ['x'], { where: { feature: 'x', op: '>', value: 100 } })).x, { n: 0, min: null, max: null });
 
   const c = await e.comoments('p', ['x', 'y']);
   t.equal(c.n, 4, 'complete rows only');
@@ -472,7 +473,7 @@ t.test('close waits for a unit of work in flight, several statements long', asyn
   await e.close();
   const s = await pending;
   t.equal(s.counts.MedInc, 9288);
-  await rejectsWith(t, e.moments('p', ['MedInc']), 'DATA_UNAVAILABLE', /closed/);
+  await rejectsWith(t, e.extremes('p', ['MedInc']), 'DATA_UNAVAILABLE', /closed/);
 });
 
 t.test('model inputs are read once and kept within a byte budget; callers get their own copies', async (t) => {

@@ -325,53 +325,6 @@ export class DataEngine {
     });
   }
 
-  /**
-   * Per feature, over the rows: its non-null count `n`, `sum` (compensated), `m2` (the sum of
-   * squared deviations from the local mean, by DuckDB's streaming variance of x - shift), `min`,
-   * `max`, and `shifted`, the compensated sum of (x - shift) (the shift defaults to 0).
-   * `extrema: false` leaves `min` and `max` null and out of the query. No operation calls it any
-   * more: Variance takes `spread` (the same figures, ~0.8 of the CPU) and MinMax `extremes`.
-   */
-  moments(
-    token: string,
-    features: string[],
-    query?: Query,
-    shifts?: number[],
-    opts: { extrema?: boolean } = {},
-  ): Promise<Record<string, Moments>> {
-    const extrema = opts.extrema ?? true;
-    return this.op(async () => {
-      const rel = await this.relation(token, query);
-      const { names, cols } = numericFeatures(rel, features, true);
-      const params = [...rel.params];
-      const select = cols
-        .map((c, i) => {
-          const d = `(${c} - CAST(${push(params, shifts?.[i] ?? 0, 'shift')} AS DOUBLE))`;
-          // The variance of x - shift (the same as x's): near 0, DuckDB's streaming update keeps every digit.
-          return `count(${c}), fsum(${c}), var_pop(${d}) * count(${c}), ${extrema ? `min(${c}), max(${c})` : 'NULL, NULL'}, fsum(${d})`;
-        })
-        .join(', ');
-      const row = (await this.onRelation(rel, `SELECT ${select} FROM ${rel.from}`, params))[0] ?? [];
-      return Object.fromEntries(
-        names.map((name, i) => {
-          const at = (j: number) => toNumber(row[6 * i + j]);
-          const n = at(0) ?? 0;
-          return [
-            name,
-            {
-              n,
-              sum: n === 0 ? 0 : (at(1) ?? 0),
-              m2: n === 0 ? 0 : Math.max(0, at(2) ?? 0),
-              min: at(3),
-              max: at(4),
-              shifted: n === 0 ? 0 : (at(5) ?? 0),
-            },
-          ];
-        }),
-      );
-    });
-  }
-
   /** Per feature: its non-null count `n`, `min` and `max` (null with no value): what a MinMax job needs, nothing more. */
   extremes(token: string, features: string[], query?: Query): Promise<Record<string, { n: number; min: number | null; max: number | null }>> {
     return this.op(async () => {
@@ -386,7 +339,7 @@ export class DataEngine {
   /**
    * Per feature, what a Variance job contributes (lib/ops/estimators/variance.ts): the non-null
    * count `n`, the compensated `sum` of x and `shifted` sum of d = x - shift, and `m2`, the sum of
-   * squared deviations from the local mean, as `moments` gives them, at about 0.7 of its cost.
+   * squared deviations from the local mean, in one scan where it can (see below).
    *
    * One scan takes Q = fsum(d * d) next to the sums and sets m2 = Q - D^2/n (D = the shifted sum):
    * compensated sums only, no per-row division as in var_pop's streaming update. With
@@ -397,7 +350,7 @@ export class DataEngine {
    * kept when rho <= SPREAD_MAX_RHO (2^16: a shift within 256 local standard deviations of the
    * local mean; error < 1e-10); otherwise (a poor shift, constant data, an overflow) a second scan
    * takes m2 from DuckDB's var_pop of x minus the local mean (from the compensated sum), as exact
-   * as `moments` whatever the shift. rho is computed from the rounded figures, but a value far
+   * as DuckDB's streaming variance is, whatever the shift. rho is computed from the rounded figures, but a value far
    * above the bound cannot pass for one below it: that would need m2 off by a factor of rho / 2^16.
    */
   spread(token: string, features: string[], query?: Query, shifts?: number[]): Promise<Record<string, Spread>> {
@@ -794,16 +747,6 @@ export class DataEngine {
     }
     return { name: s.config.name, rows, features };
   }
-}
-
-/** Local aggregates of one feature (see `DataEngine.moments`). */
-export interface Moments {
-  n: number;
-  sum: number;
-  m2: number;
-  min: number | null;
-  max: number | null;
-  shifted: number;
 }
 
 /** What a Variance job takes from its rows, per feature (see `DataEngine.spread`). */

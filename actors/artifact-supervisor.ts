@@ -202,12 +202,14 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
   /**
    * Queues a transition for the subscribers. A job's transitions wait for the next barrier the
    * round brings anyway (never one of their own: `atNextBarrier` asks for none), so a round's
-   * progress is one push instead of one per transition; an artifact's state goes at once, behind
-   * what was queued before it (docs/PROTOCOL.md, "Progress pushes").
+   * progress is one push instead of one per transition; an artifact's final state goes at once,
+   * behind what was queued before it (docs/PROTOCOL.md, "Progress pushes"). Its `RUNNING` rides
+   * with its first jobs' `SCHEDULED`, after the barrier that covers all of them (the one that
+   * accepted it): one push per artifact fewer.
    */
   const emit = (s: SupervisorState, event: ArtifactEventItem) => {
     outbox.events.push(event);
-    if (event.kind === 'artifactState') {
+    if (event.kind === 'artifactState' && TERMINAL.has(event.state)) {
       flushEvents(s);
       return;
     }

@@ -161,5 +161,11 @@ t.test('progress pushes: every job ends COMPLETED in them, the artifact state co
     t.match(mine[mine.length - 1], { state: 'COMPLETED', attempt: 1 }, `job ${job.index} ends COMPLETED in the pushes, nothing of it after`);
   }
   t.ok(pushes().every((m) => m.events.length > 0), 'no empty push');
+  const first = pushes()[0]?.events ?? [];
+  t.match(first[0], { kind: 'artifactState', state: 'RUNNING' }, 'RUNNING is the first event');
+  t.ok(
+    first.some((e) => e.kind === 'jobState' && e.jobId === jobs[0]?.id),
+    "RUNNING rides in one push with the first job's transition, not in a push of its own",
+  );
   t.ok(pushes().length < 2 * ROUNDS + 2, `fewer pushes (${pushes().length}) than transitions (${2 * ROUNDS + 2})`);
 });

@@ -96,10 +96,9 @@ export class Listings {
   status(reqId: number, artifactId: string, locks = false): Message {
     const status = this.store.status(artifactId);
     if (!status) return { type: 'error', reqId, error: wireError('UNKNOWN_ARTIFACT', `no artifact ${artifactId}`) };
-    if (locks) {
-      const all = this.store.locksOf(artifactId);
-      for (const j of status.jobs) j.locks = all[j.index] ?? [];
-    }
-    return { type: 'status', reqId, status };
+    if (!locks) return { type: 'status', reqId, status };
+    // The store's status is shared (frozen): the locks go on a copy.
+    const all = this.store.locksOf(artifactId);
+    return { type: 'status', reqId, status: { ...status, jobs: status.jobs.map((j) => ({ ...j, locks: all[j.index] ?? [] })) } };
   }
 }

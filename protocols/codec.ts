@@ -1,5 +1,6 @@
 import { Packr } from 'msgpackr';
 import type { z } from 'zod';
+import type { ArtifactStatus } from './entities.ts';
 import type { WireError } from './errors.ts';
 import { ErrorCodes, formatPath, wireError } from './errors.ts';
 import { type Message, MessageSchemas, type MessageType } from './messages.ts';
@@ -20,11 +21,37 @@ export const MAX_DEPTH = FRAME_LIMITS.maxDepth;
 export { FRAME_LIMITS, type FrameLimits };
 
 export function encode(message: Message): Uint8Array {
+  if (message.type === 'status' && Object.isFrozen(message.status)) return encodeKeptStatus(message.reqId, message.status);
   return packr.pack(message);
 }
 
+/**
+ * The encoding of each deep-frozen status (the store's kept ones, lib/store/store.ts), made once:
+ * frozen, the value can never differ from its bytes, and the entry goes with the value. A poller
+ * asks the same status again and again; encoding its ~1 KiB was most of the reply's codec time.
+ */
+const statusBytes = new WeakMap<ArtifactStatus, Uint8Array>();
+
+/**
+ * `{type: 'status', reqId, status}` from the kept bytes of `status`: the head is packed with a nil
+ * in the status's place (its last byte, 0xc0), and the status's bytes follow it instead.
+ */
+function encodeKeptStatus(reqId: number, status: ArtifactStatus): Uint8Array {
+  let body = statusBytes.get(status);
+  if (!body) {
+    // Its own memory: msgpackr's result is a view into its shared buffer, which a kept view would pin.
+    body = copyOf(packr.pack(status));
+    statusBytes.set(status, body);
+  }
+  const head = packr.pack({ type: 'status', reqId, status: null });
+  const frame = allocate(head.byteLength - 1 + body.byteLength);
+  frame.set(head.subarray(0, head.byteLength - 1));
+  frame.set(body, head.byteLength - 1);
+  return frame;
+}
+
 /** Node's Buffer where there is one (bytes stay Buffers, as msgpackr gives them); this module also runs in the dashboard's browser bundle. */
-const NodeBuffer = (globalThis as { Buffer?: { allocUnsafeSlow(size: number): Uint8Array } }).Buffer;
+const NodeBuffer = (globalThis as { Buffer?: { allocUnsafeSlow(size: number): Uint8Array; allocUnsafe(size: number): Uint8Array } }).Buffer;
 
 /**
  * Encodes any value as msgpack (resource payloads). The bytes are kept (a worker remembers its
@@ -36,9 +63,19 @@ const NodeBuffer = (globalThis as { Buffer?: { allocUnsafeSlow(size: number): Ui
 export function encodeValue(value: unknown): Uint8Array {
   const bytes = valuePackr.pack(value);
   if (bytes.byteLength * 2 >= bytes.buffer.byteLength) return bytes;
+  return copyOf(bytes);
+}
+
+/** `bytes` in memory of their own, unpooled (kept bytes must not pin a shared buffer). */
+function copyOf(bytes: Uint8Array): Uint8Array {
   const own = NodeBuffer ? NodeBuffer.allocUnsafeSlow(bytes.byteLength) : new Uint8Array(bytes.byteLength);
   own.set(bytes);
   return own;
+}
+
+/** Memory for a frame about to be sent (pooled where Node pools it). */
+function allocate(size: number): Uint8Array {
+  return NodeBuffer ? NodeBuffer.allocUnsafe(size) : new Uint8Array(size);
 }
 
 export function decodeValue(bytes: Uint8Array): unknown {

@@ -818,3 +818,29 @@ t.test('the precompiled check: what it does not know is left to zod', async (t) 
   t.ok(check?.({ kids: [{ kids: [] }] }) && !check({ kids: [{ kids: [1] }] }), 'a recursive schema');
   t.notOk(compileCheck(z.object({}).strict())?.(new Uint8Array(0)), 'binary data is not an object (zod would copy it into one)');
 });
+
+t.test("a status the store keeps (frozen) is sent as the bytes a fresh encoding makes, whatever the reqId", async (t) => {
+  const message = parseFixture(fixture('status/completed.json'));
+  if (message.type !== 'status') throw new Error('not a status');
+  const kept = structuredClone(message.status);
+  const freeze = (v: unknown): void => {
+    if (v !== null && typeof v === 'object') {
+      Object.freeze(v);
+      for (const x of Object.values(v)) freeze(x);
+    }
+  };
+  freeze(kept);
+  for (const reqId of [0, 7, 300, 70_000, 2 ** 32 - 1, 2 ** 40]) {
+    const fresh = packr.pack({ type: 'status', reqId, status: message.status });
+    const sent = encode({ type: 'status', reqId, status: kept });
+    t.ok(Buffer.from(sent).equals(fresh), `reqId ${reqId}: the same bytes`);
+    const back = decode(sent);
+    t.ok(back.ok && back.message.type === 'status' && back.message.reqId === reqId, 'and it decodes');
+  }
+  // Another kept status (the artifact changed: the store made a new one) is not sent as the first.
+  const changed = structuredClone(message.status);
+  changed.state = 'ERROR';
+  freeze(changed);
+  const again = decode(encode({ type: 'status', reqId: 1, status: changed }));
+  t.ok(again.ok && again.message.type === 'status' && again.message.status.state === 'ERROR', 'the new one');
+});

@@ -9,14 +9,15 @@ import { join } from 'node:path';
 import { start, stop } from 'nact';
 import pino from 'pino';
 import t from 'tap';
-import { encodeValue } from '../protocols/codec.ts';
+import { decode, encode, encodeValue } from '../protocols/codec.ts';
 import { RetryPolicySchema } from '../protocols/entities.ts';
 import type { Message, MessageOf, WorkbenchRequest } from '../protocols/messages.ts';
 import { Uploads } from '../lib/store/uploads.ts';
 import { type PeerHandle, type SchedulerMsg, spawnScheduler } from '../actors/scheduler.ts';
 import { send, type Ref } from '../lib/kit/actors.ts';
 import { sha256Hex } from '../lib/store/blobs.ts';
-import { Store } from '../lib/store/store.ts';
+import { artifactStatus } from '../lib/store/status.ts';
+import { type StoredArtifact, Store } from '../lib/store/store.ts';
 import { until } from './helpers/cluster.ts';
 
 const TOKEN = 'project-token-1';
@@ -168,4 +169,83 @@ t.test('progress pushes: every job ends COMPLETED in them, the artifact state co
     "RUNNING rides in one push with the first job's transition, not in a push of its own",
   );
   t.ok(pushes().length < 2 * ROUNDS + 2, `fewer pushes (${pushes().length}) than transitions (${2 * ROUNDS + 2})`);
+});
+
+// Why: the store keeps each artifact's status between its changes, shared by every reader, and the
+// codec keeps its encoding. A poller must still see every change at once, and a subscriber asking
+// for the DAG's locks must get them without the next poller getting them too.
+t.test('getStatus after each change of an artifact answers the new status; locks stay on their own reply', async (t) => {
+  const log = pino({ level: 'silent' });
+  const store = new Store(undefined);
+  store.ensureProject('p', TOKEN);
+  const system = start();
+  t.teardown(() => stop(system));
+  let scheduler: Ref<SchedulerMsg> | undefined;
+  const held: Array<() => void> = [];
+  const initiator: PeerHandle = {
+    sessionId: 'initiator',
+    send: (m: Message) => {
+      if (m.type !== 'assignJob') return;
+      held.push(() => {
+        const data = encodeValue({ products: 0 });
+        const message: Message = { type: 'jobCompleted', jobId: m.jobId, attempt: m.attempt, sha256: sha256Hex(data), data };
+        if (scheduler) send(scheduler, { kind: 'fromWorker', peer: initiator, nodeId: 's', message });
+      });
+    },
+    close: () => {},
+  };
+  scheduler = spawnTestScheduler(system, store, log, initiator);
+  const self = scheduler;
+  send(self, { kind: 'resume' });
+  const received: Message[] = [];
+  const peer: PeerHandle = { sessionId: 'wb', send: (m) => received.push(m), close: () => {} };
+  send(self, { kind: 'workbenchJoined', peer, scope: { tokenId: 't', projects: undefined } });
+  let reqId = 0;
+  const ask = async (message: (reqId: number) => WorkbenchRequest) => {
+    const id = ++reqId;
+    send(self, { kind: 'fromWorkbench', peer, message: message(id) });
+    await until(() => received.some((m) => m.type === 'status' && m.reqId === id), 10_000, `the status reply ${id}`);
+    return (received.find((m) => m.type === 'status' && m.reqId === id) as MessageOf<'status'>).status;
+  };
+  // The reply as the workbench gets it: through the codec (a kept status is sent from its kept bytes).
+  const onWire = (status: unknown) => {
+    const d = decode(encode({ type: 'status', reqId: 1, status } as Message));
+    if (!d.ok || d.message.type !== 'status') throw new Error(`the status does not cross the wire: ${d.ok ? d.message.type : d.error.message}`);
+    return d.message.status;
+  };
+  const getStatus = async (artifactId: string) => onWire(await ask((id) => ({ type: 'getStatus', reqId: id, artifactId })));
+
+  // Two steps: the Finalize waits for the Parallel job, so each completion is a change of its own.
+  send(self, { kind: 'fromWorkbench', peer, message: { type: 'submitArtifact', reqId: 1000, projectToken: TOKEN, artifact: { steps: [{ kind: 'Parallel', operation: { kind: 'Noop' } }, { kind: 'Finalize', operation: { kind: 'Noop' } }] } } });
+  await until(() => received.some((m) => m.type === 'artifactAccepted'), 10_000, 'the artifact accepted');
+  const artifactId = (received.find((m) => m.type === 'artifactAccepted') as MessageOf<'artifactAccepted'>).status.id;
+  await until(() => held.length === 1, 10_000, 'the first job assigned');
+  const first = await getStatus(artifactId);
+  t.same(first.progress, { completed: 0, total: 2 }, 'nothing done yet');
+  t.same(await getStatus(artifactId), first, 'asked again, unchanged: the same answer');
+
+  const withLocks = onWire(await ask((id) => ({ type: 'subscribe', reqId: id, artifactId, locks: true })));
+  t.ok(withLocks.jobs.every((j) => Array.isArray(j.locks)), 'the subscriber asking for locks gets each job’s');
+  t.ok((await getStatus(artifactId)).jobs.every((j) => j.locks === undefined), 'the next getStatus has none');
+
+  held.shift()?.();
+  await until(() => held.length === 1, 10_000, 'the second job assigned');
+  const second = await getStatus(artifactId);
+  t.equal(second.jobs[0]?.state, 'COMPLETED', 'the first job completed: the status says so');
+  t.same(second.progress, { completed: 1, total: 2 });
+  held.shift()?.();
+  await until(() => store.artifact(artifactId)?.state === 'COMPLETED', 10_000, 'the artifact to complete');
+  const done = await getStatus(artifactId);
+  t.equal(done.state, 'COMPLETED', 'completed');
+  t.same(done.progress, { completed: 2, total: 2 });
+  t.ok(done.provenance, 'with its provenance');
+  t.same(done, onWire(store.artifact(artifactId) && artifactStatus(store.artifact(artifactId) as StoredArtifact, store.jobs(artifactId))), 'what the rows say');
+
+  send(self, { kind: 'fromWorkbench', peer, message: { type: 'deleteArtifact', reqId: 2000, artifactId } });
+  const reqIdOf = (m: Message) => (m as { reqId?: number }).reqId;
+  await until(() => received.some((m) => reqIdOf(m) === 2000), 10_000, 'the delete reply');
+  send(self, { kind: 'fromWorkbench', peer, message: { type: 'getStatus', reqId: 2001, artifactId } });
+  await until(() => received.some((m) => reqIdOf(m) === 2001), 10_000, 'the reply after the delete');
+  const gone = received.find((m) => reqIdOf(m) === 2001);
+  t.match(gone, { type: 'error', error: { code: 'UNKNOWN_ARTIFACT' } }, 'deleted: unknown');
 });

@@ -314,6 +314,43 @@ forEachEngine(t, 'the status read from the rows equals the status built from who
   t.same(store.artifactHead('a-status'), { id: 'a-status', projectId: 'p-1', state: 'COMPLETED', resultResourceId: 'r-1' });
 });
 
+forEachEngine(t, 'a kept status is shared and frozen until its artifact changes, and read again after every change', async (t, open) => {
+  const store = open();
+  t.teardown(() => store.close());
+  addArtifact(store, 'a-kept', { projectId: 'p-1', now: 1000 });
+  addArtifact(store, 'a-other', { projectId: 'p-1', now: 1000 });
+  const first = store.status('a-kept');
+  t.ok(first && Object.isFrozen(first) && Object.isFrozen(first.jobs) && Object.isFrozen(first.jobs[0]), 'frozen, jobs and all');
+  t.equal(store.status('a-kept'), first, 'nothing changed: the same status');
+  t.throws(() => {
+    (first?.jobs[0] as { state: string }).state = 'COMPLETED';
+  }, TypeError, 'a reader cannot change it for the others');
+  const [job] = store.jobs('a-kept');
+  if (!job) throw new Error('the plan has jobs');
+  // Each change of what a status shows gives a new one, equal to what the rows say.
+  const reread = (what: string) => {
+    const artifact = store.artifact('a-kept');
+    if (!artifact) throw new Error('no artifact');
+    const now = store.status('a-kept');
+    t.same(now, artifactStatus(artifact, store.jobs('a-kept')), what);
+    return now;
+  };
+  const other = store.status('a-other');
+  store.updateJob(job.id, { state: 'RUNNING', attempt: 1, startedAt: 1500 });
+  const running = reread('a job started');
+  t.not(running, first, 'not the kept one');
+  t.equal(running?.jobs[0]?.state, 'RUNNING');
+  t.equal(store.status('a-other'), other, "another artifact's kept status stays");
+  store.updateJob(job.id, { state: 'COMPLETED', finishedAt: 1600 });
+  t.equal(reread('a job completed')?.progress.completed, 1);
+  store.setArtifactState('a-kept', 'ERROR', 2000, { error: { error: { code: 'INTERNAL', message: 'x', retryable: false } } });
+  t.equal(reread('the artifact ended')?.state, 'ERROR');
+  t.ok(store.deleteArtifact('a-kept'));
+  t.equal(store.status('a-kept'), undefined, 'deleted: no status');
+  addArtifact(store, 'a-kept', { projectId: 'p-2', now: 3000 });
+  t.equal(reread('made again under the same id')?.projectId, 'p-2');
+});
+
 forEachEngine(t, "holders of a project's data: kept per project, read by key, changed by what a node announces, forgotten on request", async (t, open) => {
   const store = open();
   t.teardown(() => store.close());

@@ -131,6 +131,17 @@ export function hashToken(token: string): string {
   return createHash('sha256').update(`fdl-token:${token}`).digest('hex');
 }
 
+/** Bounds of Store.status's kept statuses: artifacts, and their jobs in all (a larger status is read each time). */
+const STATUS_CACHE_ENTRIES = 256;
+const STATUS_CACHE_JOBS = 20_000;
+
+/** Freezes a plain value and everything in it (a kept status: a reader that changed it would change it for all). */
+function deepFreeze(value: unknown): void {
+  if (value === null || typeof value !== 'object' || Object.isFrozen(value)) return;
+  Object.freeze(value);
+  for (const v of Object.values(value)) deepFreeze(v);
+}
+
 const json = (v: unknown) => (v === undefined ? null : JSON.stringify(v));
 const parse = <T>(s: string | null): T | undefined => (s === null ? undefined : (JSON.parse(s) as T));
 
@@ -571,6 +582,7 @@ export class Store {
     workers?: readonly string[];
     absent?: readonly string[];
   }): void {
+    this.statusChanged(input.id);
     const insertArtifact = this.sql(
       `INSERT INTO artifacts (id, project_id, project_token, name, spec_json, policy_json, state, exits_json, created_at, updated_at, submitter_token_id,
                               workers_json, absent_json)
@@ -632,6 +644,7 @@ export class Store {
     now: number,
     extra: { error?: ArtifactStatus['error']; resultResourceId?: string; provenance?: Provenance } = {},
   ): void {
+    this.statusChanged(id);
     this
       .sql(
         `UPDATE artifacts SET state = ?, updated_at = ?, error_json = COALESCE(?, error_json),
@@ -694,6 +707,7 @@ export class Store {
    * unreferenced files. False when there was no such artifact.
    */
   deleteArtifact(id: string): boolean {
+    this.statusChanged(id);
     const resources = this.sql('SELECT id FROM resources WHERE artifact_id = ?').all(id) as Array<{ id: string }>;
     const deleted = this.db.transaction(() => {
       this.sql('DELETE FROM resource_bytes WHERE id IN (SELECT id FROM resources WHERE artifact_id = ?)').run(id);
@@ -723,15 +737,50 @@ export class Store {
     return row ? { id: row.id, projectId: row.project_id, state: row.state, resultResourceId: row.result_resource_id ?? undefined } : undefined;
   }
 
-  /**
-   * An artifact's status straight from its rows, reading only the columns a status shows (not
-   * the artifact's spec, nor each job's operation beyond its kind): getStatus is the request a
-   * watching workbench sends most.
-   */
   /** The text of status()'s jobs query, made once (the statement cache is keyed by it). */
   private statusJobsText: string | undefined;
+  /**
+   * Statuses read since their artifact last changed, deep-frozen and shared by every reader (the
+   * codec keeps each one's encoding: protocols/codec.ts). Every write that changes what a status
+   * shows drops its artifact's entry (`statusChanged`); oldest first out past the bounds.
+   */
+  private readonly statuses = new Map<string, ArtifactStatus>();
+  private statusJobs = 0;
 
+  /** `id`'s status is no longer what its rows say: read it again next time. */
+  private statusChanged(id: string): void {
+    const gone = this.statuses.get(id);
+    if (!gone) return;
+    this.statuses.delete(id);
+    this.statusJobs -= gone.jobs.length;
+  }
+
+  /**
+   * An artifact's status, deep-frozen (copy it to change it), read from its rows the first time
+   * after each change and then kept: getStatus is the request a watching workbench (`fdl watch`,
+   * the dashboard) sends most, and mostly about an artifact that has not changed since.
+   */
   status(id: string): ArtifactStatus | undefined {
+    const kept = this.statuses.get(id);
+    if (kept) return kept;
+    const status = this.readStatus(id);
+    if (!status || status.jobs.length > STATUS_CACHE_JOBS) return status;
+    deepFreeze(status);
+    this.statuses.set(id, status);
+    this.statusJobs += status.jobs.length;
+    for (const [oldest, s] of this.statuses) {
+      if (this.statuses.size <= STATUS_CACHE_ENTRIES && this.statusJobs <= STATUS_CACHE_JOBS) break;
+      this.statuses.delete(oldest);
+      this.statusJobs -= s.jobs.length;
+    }
+    return status;
+  }
+
+  /**
+   * An artifact's status straight from its rows, reading only the columns a status shows (not
+   * the artifact's spec, nor each job's operation beyond its kind).
+   */
+  private readStatus(id: string): ArtifactStatus | undefined {
     const a = this.sql(
       'SELECT id, project_id, name, state, error_json, result_resource_id, provenance_json, created_at, updated_at FROM artifacts WHERE id = ?',
     ).get(id) as
@@ -792,6 +841,8 @@ export class Store {
   }
 
   updateJob(id: string, change: JobChange): void {
+    // A job's id is its artifact's id, a dot, its index (jobId).
+    this.statusChanged(id.slice(0, id.lastIndexOf('.')));
     this
       .sql(
         `UPDATE jobs SET state = ?, attempt = COALESCE(?, attempt), last_error_json = COALESCE(?, last_error_json),

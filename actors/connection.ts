@@ -5,11 +5,12 @@ import type { Message, MessageOf, WorkbenchRequest } from '../protocols/messages
 import { PROTOCOL_VERSION } from '../protocols/version.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
-import { authenticateWorkbench, authenticateWorker } from '../lib/security/auth.ts';
+import { authenticateWorkbench, authenticateWorker, type WorkbenchScope } from '../lib/security/auth.ts';
 import type { Store } from '../lib/store/store.ts';
 import type { PeerConnection } from '../lib/transport/peer.ts';
 import type { Uploads } from '../lib/store/uploads.ts';
 import { ChunkSender, fileSource } from '../lib/transport/stream.ts';
+import { scopedStatus } from './listings.ts';
 import { ReportRoutes, isWorkerReport } from './report-routes.ts';
 import type { PeerHandle, SchedulerMsg, StreamBody } from './scheduler.ts';
 
@@ -68,6 +69,13 @@ export function spawnConnection(
 ): Ref<ConnectionMsg> {
   const { peer, scheduler, log } = props;
   let handle: PeerHandle | undefined;
+  /**
+   * The scope of the workbench this socket authenticated as: its getStatus is answered as the
+   * frame comes (a read of the status the store keeps), through neither this actor's mailbox nor
+   * the Scheduler's: a poller's request costs no actor hop. Its role is known by then (set with
+   * this, after the hello); the frame was rate-limited and checked by the PeerConnection.
+   */
+  let workbenchScope: WorkbenchScope | undefined;
   /** The worker this socket authenticated as: its chunks are read here, as they come. */
   let workerId: string | undefined;
   /** The attempts assigned over this socket and their JobActors: the worker's reports on them go straight there. */
@@ -171,6 +179,7 @@ export function spawnConnection(
             const auth = authenticateWorkbench(props.store, m);
             if (!auth.ok) return refuse(auth.error, s);
             peer.authenticated('workbench');
+            workbenchScope = auth.scope;
             send(scheduler, { kind: 'workbenchJoined', peer: handle, scope: auth.scope });
             return { role: 'workbench' };
           }
@@ -216,6 +225,7 @@ export function spawnConnection(
   peer.attach({
     onMessage: (message) => {
       if (workerId !== undefined && message.type === 'resourceChunk') receiveChunk(workerId, message);
+      else if (workbenchScope !== undefined && message.type === 'getStatus' && handle) handle.send(scopedStatus(props.store, workbenchScope, message.reqId, message.artifactId));
       else if (workerId !== undefined && isWorkerReport(message) && routes.route(workerId, message)) {
         // A report on an attempt assigned over this socket went straight to its JobActor (through
         // neither this actor's mailbox nor the Scheduler's); the JobActor checks it.

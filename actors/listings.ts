@@ -7,6 +7,18 @@ import { fingerprint } from '../lib/security/identity.ts';
 import type { Store, StoredNode, StoredProject } from '../lib/store/store.ts';
 
 /**
+ * The reply to a workbench's `getStatus`: the status the store keeps (`Store.status`), when its
+ * project is in the session's scope; otherwise UNKNOWN_ARTIFACT, as for an artifact that does not
+ * exist (a session cannot probe which ids exist). Answered by the socket's Connection as the frame
+ * comes (actors/connection.ts), and by the Scheduler for a request that reaches it.
+ */
+export function scopedStatus(store: Store, scope: WorkbenchScope, reqId: number, artifactId: string): Message {
+  const status = store.status(artifactId);
+  if (status && inScope(scope, status.projectId)) return { type: 'status', reqId, status };
+  return { type: 'error', reqId, error: wireError('UNKNOWN_ARTIFACT', `no artifact ${artifactId}`) };
+}
+
+/**
  * How nodes, projects and an artifact's status read in a listing, as a session of some scope may
  * see them. Not an actor: each actor that lists (the Scheduler, the Watchers) has its own
  * `Listings`, with its own cache; what they pass in (who is connected) is theirs.

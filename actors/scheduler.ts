@@ -26,7 +26,7 @@ import type { UploadOffer, Uploads } from '../lib/store/uploads.ts';
 import { tooLarge } from '../lib/transport/stream.ts';
 import { type SupervisorMsg, type SupervisorReport, spawnArtifactSupervisor } from './artifact-supervisor.ts';
 import type { JobMsg } from './job.ts';
-import { Listings } from './listings.ts';
+import { Listings, scopedStatus } from './listings.ts';
 import type { ReportMsg } from './report-routes.ts';
 import { spawnWatchers } from './watchers.ts';
 
@@ -440,14 +440,10 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       case 'submitArtifact':
         submit(s, self, m, peer, scope);
         return;
-      case 'getStatus': {
-        // One read of the artifact's row, not two: the status names its project, which decides
-        // whether this session may see it (the same answer as visibleArtifact's when it may not).
-        const status = store.status(m.artifactId);
-        if (status && inScope(scope, status.projectId)) reply(peer, { type: 'status', reqId: m.reqId, status });
-        else reply(peer, { type: 'error', reqId: m.reqId, error: wireError('UNKNOWN_ARTIFACT', `no artifact ${m.artifactId}`) });
+      case 'getStatus':
+        // A socket's Connection answers these as they come; this is for one that reaches here.
+        reply(peer, scopedStatus(store, scope, m.reqId, m.artifactId));
         return;
-      }
       case 'subscribe': {
         const artifact = visibleArtifact(m.artifactId);
         if (!artifact) return;

@@ -56,6 +56,9 @@ t.test('bad frames get error replies with codes; the connection keeps working', 
 
   peer.msg({ type: 'listProjects', reqId: 2 });
   t.match(await peer.next(), { type: 'error', reqId: 2, error: { code: 'NOT_AUTHENTICATED' } }, 'a request before hello');
+  // getStatus is answered by the Connection as the frame comes (no actor hop): not before a hello either.
+  peer.msg({ type: 'getStatus', reqId: 3, artifactId: count.id });
+  t.match(await peer.next(), { type: 'error', reqId: 3, error: { code: 'NOT_AUTHENTICATED' } }, 'a getStatus before hello');
 
   peer.msg({ type: 'workbenchHello', protocolVersion: PROTOCOL_VERSION, token: cluster.workbenchToken });
   t.match(await peer.next(), { type: 'welcome', protocolVersion: PROTOCOL_VERSION });
@@ -85,6 +88,10 @@ t.test('bad frames get error replies with codes; the connection keeps working', 
 
   peer.msg({ type: 'listProjects', reqId: 13 });
   t.match(await peer.next(), { type: 'projectList', reqId: 13, projects: [{ name: 'california' }] }, 'still serves requests');
+  peer.msg({ type: 'getStatus', reqId: 14, artifactId: 'a-no-such-artifact' });
+  t.match(await peer.next(), { type: 'error', reqId: 14, error: { code: 'UNKNOWN_ARTIFACT' } }, 'a getStatus of no artifact');
+  peer.msg({ type: 'getStatus', reqId: 15, artifactId: count.id });
+  t.match(await peer.next(), { type: 'status', reqId: 15, status: { id: count.id } }, 'a getStatus of an artifact');
   peer.ws.close();
 });
 

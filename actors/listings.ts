@@ -1,7 +1,7 @@
 import type { NodeInfo, ProjectData } from '../protocols/entities.ts';
 import { wireError } from '../protocols/errors.ts';
 import type { Message } from '../protocols/messages.ts';
-import { aggregateProject } from '../lib/projects.ts';
+import { projectSummary } from '../lib/projects.ts';
 import { type WorkbenchScope, inScope } from '../lib/security/auth.ts';
 import { fingerprint } from '../lib/security/identity.ts';
 import type { Store, StoredNode, StoredProject } from '../lib/store/store.ts';
@@ -98,10 +98,7 @@ export class Listings {
     return this.store
       .listProjects()
       .filter((p) => inScope(scope, p.id))
-      .map((p) => {
-        const { features: _f, ...summary } = aggregateProject(p, holdings.get(p.id) ?? []);
-        return summary;
-      });
+      .map((p) => projectSummary(p, holdings.get(p.id) ?? []));
   }
 
   /** The reply to a status request: the artifact's status, optionally with each job's locks, or UNKNOWN_ARTIFACT. */

@@ -7,7 +7,7 @@ import type { Message } from '../protocols/messages.ts';
 import { parseConfig } from '../lib/config.ts';
 import type { Logger } from '../lib/log.ts';
 import { startNode } from '../lib/node.ts';
-import { aggregateProject } from '../lib/projects.ts';
+import { projectSummary } from '../lib/projects.ts';
 import { EXAMPLE_DATA } from '../lib/sim/cluster.ts';
 import { Store } from '../lib/store/store.ts';
 import { Workbench } from '../lib/workbench/client.ts';
@@ -141,11 +141,7 @@ export async function benchRoundTrips(opts: {
     {
       name: 'listProjects',
       ours: () => wb.projects(),
-      work: () =>
-        store.listProjects().map((p) => {
-          const { features: _f, ...summary } = aggregateProject(p, []);
-          return summary;
-        }),
+      work: () => store.listProjects().map((p) => projectSummary(p, [])),
       request: (reqId) => ({ type: 'listProjects', reqId }),
       reply: (reqId) => ({ type: 'projectList', reqId, projects }),
     },

@@ -1,5 +1,23 @@
 import type { AggregatedFeature, ProjectData, ProjectInfo, Scalar } from '../protocols/entities.ts';
 
+/** A project's line in a listing: how many workers and data sources hold its data, and their rows (no features). */
+export function projectSummary(
+  project: { id: string; name: string },
+  holdings: ReadonlyArray<{ nodeId: string; data: ProjectData }>,
+): Omit<ProjectInfo, 'features'> {
+  let rows = 0;
+  let datasources = 0;
+  const workers = new Set<string>();
+  for (const { nodeId, data } of holdings) {
+    if (data.datasources.length > 0) workers.add(nodeId);
+    for (const ds of data.datasources) {
+      datasources++;
+      rows += ds.rows;
+    }
+  }
+  return { id: project.id, name: project.name, workers: workers.size, datasources, rows };
+}
+
 /**
  * A project's data as a researcher sees it: per feature, aggregates over every data source
  * of every worker (row-weighted means, global min/max, summed missing counts). Never rows.
@@ -9,14 +27,8 @@ export function aggregateProject(
   holdings: Array<{ nodeId: string; data: ProjectData }>,
 ): ProjectInfo {
   const features = new Map<string, AggregatedFeature & { weighted: number; meanRows: number; cats: Map<string, Scalar> }>();
-  let rows = 0;
-  let datasources = 0;
-  const workers = new Set<string>();
-  for (const { nodeId, data } of holdings) {
-    if (data.datasources.length > 0) workers.add(nodeId);
+  for (const { data } of holdings) {
     for (const ds of data.datasources) {
-      datasources++;
-      rows += ds.rows;
       for (const f of ds.features) {
         const key = `${f.name}\u0000${f.dtype}`;
         let agg = features.get(key);
@@ -57,7 +69,7 @@ export function aggregateProject(
     if (cats.size > 0) feature.categories = [...cats.values()].sort(compareScalars);
     out.push(feature);
   }
-  return { id: project.id, name: project.name, workers: workers.size, datasources, rows, features: out };
+  return { ...projectSummary(project, holdings), features: out };
 }
 
 export function compareScalars(a: Scalar, b: Scalar): number {

@@ -351,6 +351,19 @@ forEachEngine(t, 'a kept status is shared and frozen until its artifact changes,
   t.equal(reread('made again under the same id')?.projectId, 'p-2');
 });
 
+forEachEngine(t, 'the project list is kept, frozen, until a project is added', async (t, open) => {
+  const store = open();
+  t.teardown(() => store.close());
+  const a = store.ensureProject('b-project', 'token-bbbbbbbb');
+  const first = store.listProjects();
+  t.same(first, [a]);
+  t.ok(Object.isFrozen(first) && Object.isFrozen(first[0]), 'frozen, each project too');
+  t.equal(store.listProjects(), first, 'nothing changed: the same list');
+  store.ensureProject('b-project', 'token-bbbbbbbb');
+  const c = store.ensureProject('a-project', 'token-aaaaaaaa');
+  t.same(store.listProjects(), [c, a], 'a project added: in the list, by name');
+});
+
 forEachEngine(t, "holders of a project's data: kept per project, read by key, changed by what a node announces, forgotten on request", async (t, open) => {
   const store = open();
   t.teardown(() => store.close());

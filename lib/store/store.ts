@@ -365,6 +365,7 @@ export class Store {
 
   /** Idempotent: a project named in the config is created once and keeps its id. */
   ensureProject(name: string, token: string): StoredProject {
+    this.projects = undefined;
     const hash = hashToken(token);
     const byHash = this.sql('SELECT id, name FROM projects WHERE token_hash = ?').get(hash) as
       | StoredProject
@@ -386,9 +387,16 @@ export class Store {
       | undefined;
   }
 
-  listProjects(): StoredProject[] {
-    return this.sql('SELECT id, name FROM projects ORDER BY name').all() as StoredProject[];
+  /** Every project by name, frozen and kept until the next `ensureProject` (the only writer of projects: the config's, at start). */
+  listProjects(): readonly StoredProject[] {
+    if (this.projects) return this.projects;
+    const projects = this.sql('SELECT id, name FROM projects ORDER BY name').all() as StoredProject[];
+    deepFreeze(projects);
+    this.projects = projects;
+    return projects;
   }
+  /** What listProjects read last, while no project changed (a workbench lists them at every `fdl projects`, the dashboard on every change). */
+  private projects: readonly StoredProject[] | undefined;
 
   // ------------------------------------------------------------ nodes
 

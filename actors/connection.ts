@@ -10,7 +10,7 @@ import type { Store } from '../lib/store/store.ts';
 import type { PeerConnection } from '../lib/transport/peer.ts';
 import type { Uploads } from '../lib/store/uploads.ts';
 import { ChunkSender, fileSource } from '../lib/transport/stream.ts';
-import { scopedStatus } from './listings.ts';
+import { type ProjectListing, scopedProjects, scopedStatus } from './listings.ts';
 import { ReportRoutes, isWorkerReport } from './report-routes.ts';
 import type { PeerHandle, SchedulerMsg, StreamBody } from './scheduler.ts';
 
@@ -65,14 +65,17 @@ export function spawnConnection(
     schedulerId: string;
     uploads: Uploads;
     chunkBytes: number;
+    /** The project listing the Scheduler publishes: a workbench's listProjects is answered from it while it is current. */
+    projectListing?: ProjectListing;
   },
 ): Ref<ConnectionMsg> {
   const { peer, scheduler, log } = props;
   let handle: PeerHandle | undefined;
   /**
-   * The scope of the workbench this socket authenticated as: its getStatus is answered as the
-   * frame comes (a read of the status the store keeps), through neither this actor's mailbox nor
-   * the Scheduler's: a poller's request costs no actor hop. Its role is known by then (set with
+   * The scope of the workbench this socket authenticated as: its getStatus (a read of the status
+   * the store keeps) and its listProjects (while the Scheduler's published listing is current)
+   * are answered as the frame comes, through neither this actor's mailbox nor the Scheduler's: a
+   * poller's request costs no actor hop. Its role is known by then (set with
    * this, after the hello); the frame was rate-limited and checked by the PeerConnection.
    */
   let workbenchScope: WorkbenchScope | undefined;
@@ -226,6 +229,9 @@ export function spawnConnection(
     onMessage: (message) => {
       if (workerId !== undefined && message.type === 'resourceChunk') receiveChunk(workerId, message);
       else if (workbenchScope !== undefined && message.type === 'getStatus' && handle) handle.send(scopedStatus(props.store, workbenchScope, message.reqId, message.artifactId));
+      else if (workbenchScope !== undefined && message.type === 'listProjects' && handle && props.projectListing?.current) {
+        handle.send({ type: 'projectList', reqId: message.reqId, projects: scopedProjects(props.projectListing.current, workbenchScope) });
+      }
       else if (workerId !== undefined && isWorkerReport(message) && routes.route(workerId, message)) {
         // A report on an attempt assigned over this socket went straight to its JobActor (through
         // neither this actor's mailbox nor the Scheduler's); the JobActor checks it.

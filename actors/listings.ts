@@ -18,6 +18,39 @@ export function scopedStatus(store: Store, scope: WorkbenchScope, reqId: number,
   return { type: 'error', reqId, error: wireError('UNKNOWN_ARTIFACT', `no artifact ${artifactId}`) };
 }
 
+/** A project's line in a listing. */
+export type ProjectSummary = ReturnType<typeof projectSummary>;
+
+/**
+ * The project listing over the connected workers' data as the Scheduler last made it (frozen),
+ * or none since a worker joined or left: the Scheduler, which alone knows who is connected,
+ * publishes it and marks it stale; each Connection reads it to answer its workbench's
+ * `listProjects` as the frame comes (no actor hop), and forwards the request to the Scheduler
+ * while there is none.
+ */
+export class ProjectListing {
+  private all: readonly ProjectSummary[] | undefined;
+
+  get current(): readonly ProjectSummary[] | undefined {
+    return this.all;
+  }
+
+  publish(all: ProjectSummary[]): readonly ProjectSummary[] {
+    for (const p of all) Object.freeze(p);
+    this.all = Object.freeze(all);
+    return this.all;
+  }
+
+  stale(): void {
+    this.all = undefined;
+  }
+}
+
+/** A listing as the session of `scope` sees it: its projects only. */
+export function scopedProjects(all: readonly ProjectSummary[], scope: WorkbenchScope): ProjectSummary[] {
+  return all.filter((p) => inScope(scope, p.id));
+}
+
 /**
  * How nodes, projects and an artifact's status read in a listing, as a session of some scope may
  * see them. Not an actor: each actor that lists (the Scheduler, the Watchers) has its own
@@ -81,8 +114,8 @@ export class Listings {
       .map((n) => this.nodeInfo(n, n.role === 'scheduler' || connected(n.id), scope));
   }
 
-  /** The projects of the scope, counted over the data the connected nodes announced (never their tokens). */
-  projectsOf(scope: WorkbenchScope, connected: Iterable<[string, readonly ProjectData[]]>) {
+  /** Every project, counted over the data the connected nodes announced (never their tokens). */
+  projectsOf(connected: Iterable<[string, readonly ProjectData[]]>): ProjectSummary[] {
     // A listing never carries tokens: a token is a secret handed out by the operator. The
     // connected workers' data is matched to projects by token hash.
     const holdings = new Map<string, Array<{ nodeId: string; data: ProjectData }>>();
@@ -95,10 +128,7 @@ export class Listings {
         holdings.set(project.id, list);
       }
     }
-    return this.store
-      .listProjects()
-      .filter((p) => inScope(scope, p.id))
-      .map((p) => projectSummary(p, holdings.get(p.id) ?? []));
+    return this.store.listProjects().map((p) => projectSummary(p, holdings.get(p.id) ?? []));
   }
 
   /** The reply to a status request: the artifact's status, optionally with each job's locks, or UNKNOWN_ARTIFACT. */

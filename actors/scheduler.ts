@@ -26,7 +26,7 @@ import type { UploadOffer, Uploads } from '../lib/store/uploads.ts';
 import { tooLarge } from '../lib/transport/stream.ts';
 import { type SupervisorMsg, type SupervisorReport, spawnArtifactSupervisor } from './artifact-supervisor.ts';
 import type { JobMsg } from './job.ts';
-import { Listings, scopedStatus } from './listings.ts';
+import { Listings, ProjectListing, scopedProjects, scopedStatus } from './listings.ts';
 import type { ReportMsg } from './report-routes.ts';
 import { spawnWatchers } from './watchers.ts';
 
@@ -106,6 +106,8 @@ export interface SchedulerProps {
   uploads: Uploads;
   /** Resources over `thresholdBytes` are streamed; over `maxResourceBytes` a product is refused. */
   streaming: { thresholdBytes: number; maxResourceBytes: number };
+  /** Where the Scheduler publishes the project listing for the Connections (one of its own when absent). */
+  projectListing?: ProjectListing;
   now?: () => number;
 }
 
@@ -397,8 +399,14 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
   };
 
   const listNodes = (s: SchedulerState, scope: WorkbenchScope) => listings.nodes(scope, (nodeId) => s.workers.has(nodeId));
+  /** The listing every Connection answers from (published here, stale whenever s.workers changes). */
+  const projectListing = props.projectListing ?? new ProjectListing();
   const listProjects = (s: SchedulerState, scope: WorkbenchScope) =>
-    listings.projectsOf(scope, [...s.workers].map(([nodeId, w]): [string, readonly ProjectData[]] => [nodeId, w.projects]));
+    scopedProjects(
+      projectListing.current ??
+        projectListing.publish(listings.projectsOf([...s.workers].map(([nodeId, w]): [string, readonly ProjectData[]] => [nodeId, w.projects]))),
+      scope,
+    );
 
   /**
    * The head of an artifact the session may see, or undefined once it was told UNKNOWN_ARTIFACT.
@@ -685,6 +693,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             projects: props.initiator.projects,
           });
           store.pinNodeKeys(props.schedulerId, props.identity.signKey, props.identity.boxKey, undefined);
+          projectListing.stale();
           s.workers.set(props.schedulerId, {
             peer: props.initiator.peer,
             name: props.initiator.name,
@@ -727,6 +736,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           const previous = s.workers.get(hello.nodeId);
           if (previous && previous.peer.sessionId !== peer.sessionId) previous.peer.close(4000, 'replaced by a new session');
           s.workers.set(hello.nodeId, { peer, name: hello.name, projects: hello.projects, joinTokenId: msg.joinTokenId });
+          projectListing.stale();
           peer.send({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, schedulerId: props.schedulerId, sessionId: peer.sessionId });
           const node: StoredNode = { id: hello.nodeId, name: hello.name, role: 'worker', lastSeen: now(), projects: hello.projects, signKey: hello.signKey };
           send(watchers, { kind: 'node', node, connected: true });
@@ -792,6 +802,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
             const w = s.workers.get(msg.nodeId);
             if (w && w.peer.sessionId === msg.peer.sessionId) {
               s.workers.delete(msg.nodeId);
+              projectListing.stale();
               const left = now();
               store.nodeLeft(msg.nodeId, left);
               const node: StoredNode = { id: msg.nodeId, name: w.name, role: 'worker', lastSeen: left, projects: w.projects };
@@ -848,13 +859,17 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
     },
     {
       log,
-      initialState: () => ({
-        workers: new Map(),
-        workbenches: new Map(),
-        supervisors: new Map(),
-        pending: new Map(),
-        lastRevocationCheck: now(),
-      }),
+      initialState: () => {
+        // No worker is known to a fresh state: neither is a listing made from the last one.
+        projectListing.stale();
+        return {
+          workers: new Map(),
+          workbenches: new Map(),
+          supervisors: new Map(),
+          pending: new Map(),
+          lastRevocationCheck: now(),
+        };
+      },
       // The scheduler's maps are live connections, not durable state: resume, don't lose them.
       onCrash: 'resume',
     },

@@ -9,6 +9,7 @@ import { encode } from '../protocols/codec.ts';
 import { PROTOCOL_VERSION } from '../protocols/version.ts';
 // The composition root: the one module of lib/ that builds actors (see docs/ARCHITECTURE.md).
 import { spawnConnection } from '../actors/connection.ts';
+import { ProjectListing } from '../actors/listings.ts';
 import { type PeerHandle, type SchedulerMsg, spawnScheduler } from '../actors/scheduler.ts';
 import { ReportRoutes, isWorkerReport } from '../actors/report-routes.ts';
 import { type WorkerMsg, spawnWorker } from '../actors/worker.ts';
@@ -287,7 +288,10 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
       },
     },
   });
+  // Published by the Scheduler, read by every Connection (actors/listings.ts).
+  const projectListing = new ProjectListing();
   scheduler = spawnScheduler(system, {
+    projectListing,
     store,
     log,
     schedulerId,
@@ -331,7 +335,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
       ...(config.dashboard ? { http: dashboardHandler() } : {}),
       onConnection: (peer) => {
         const shard = shards[shardOf(peer.id, CONNECTION_SHARDS)] as Ref<unknown>;
-        spawnConnection(shard, { peer, scheduler: schedulerRef, log, store, schedulerId, uploads, chunkBytes });
+        spawnConnection(shard, { peer, scheduler: schedulerRef, log, store, schedulerId, uploads, chunkBytes, projectListing });
       },
     });
   } catch (e) {

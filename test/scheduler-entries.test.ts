@@ -13,7 +13,9 @@ import { decode, encode, encodeValue } from '../protocols/codec.ts';
 import { RetryPolicySchema } from '../protocols/entities.ts';
 import type { Message, MessageOf, WorkbenchRequest } from '../protocols/messages.ts';
 import { Uploads } from '../lib/store/uploads.ts';
+import { ProjectListing } from '../actors/listings.ts';
 import { type PeerHandle, type SchedulerMsg, spawnScheduler } from '../actors/scheduler.ts';
+import { PROTOCOL_VERSION } from '../protocols/version.ts';
 import { send, type Ref } from '../lib/kit/actors.ts';
 import { sha256Hex } from '../lib/store/blobs.ts';
 import { artifactStatus } from '../lib/store/status.ts';
@@ -248,4 +250,67 @@ t.test('getStatus after each change of an artifact answers the new status; locks
   await until(() => received.some((m) => reqIdOf(m) === 2001), 10_000, 'the reply after the delete');
   const gone = received.find((m) => reqIdOf(m) === 2001);
   t.match(gone, { type: 'error', error: { code: 'UNKNOWN_ARTIFACT' } }, 'deleted: unknown');
+});
+
+// Why: a Connection answers a workbench's listProjects from the listing the Scheduler published,
+// without asking the Scheduler. The listing must never be older than who is connected: the
+// Scheduler marks it stale at every join and leave, and a Connection finding it stale forwards.
+t.test('the published project listing: made on the first request, stale at every join and leave, then made again', async (t) => {
+  const log = pino({ level: 'silent' });
+  const store = new Store(undefined);
+  const project = store.ensureProject('p', TOKEN);
+  const system = start();
+  t.teardown(() => stop(system));
+  const initiator: PeerHandle = { sessionId: 'initiator', send: () => {}, close: () => {} };
+  const projectListing = new ProjectListing();
+  const scheduler = spawnScheduler(system, {
+    store,
+    log,
+    schedulerId: 's',
+    policy: RetryPolicySchema.parse({}),
+    allowResourceDownload: true,
+    initiator: { peer: initiator, name: 's', projects: [{ token: TOKEN, datasources: [{ name: 'd', rows: 10, features: [] }] }] },
+    identity: { signKey: 'sign-key', boxKey: 'box-key' },
+    retentionMs: 7 * 24 * 3600_000,
+    artifactsInFlightPerWorkbench: 1000,
+    locals: { delete: () => {} },
+    uploads: new Uploads(store.blobs.incoming),
+    streaming: { thresholdBytes: 1024 * 1024, maxResourceBytes: 1024 * 1024 * 1024 },
+    projectListing,
+  });
+  send(scheduler, { kind: 'resume' });
+  const received: Message[] = [];
+  const wb: PeerHandle = { sessionId: 'wb', send: (m) => received.push(m), close: () => {} };
+  send(scheduler, { kind: 'workbenchJoined', peer: wb, scope: { tokenId: 't', projects: undefined } });
+  let reqId = 0;
+  const list = async () => {
+    const id = ++reqId;
+    send(scheduler, { kind: 'fromWorkbench', peer: wb, message: { type: 'listProjects', reqId: id } });
+    await until(() => received.some((m) => m.type === 'projectList' && m.reqId === id), 10_000, `projectList ${id}`);
+    return (received.find((m) => m.type === 'projectList' && m.reqId === id) as MessageOf<'projectList'>).projects;
+  };
+  t.equal(projectListing.current, undefined, 'nothing published before anyone asked');
+  t.strictSame(await list(), [{ id: project.id, name: 'p', workers: 1, datasources: 1, rows: 10 }], 'the scheduler holds the data');
+  t.strictSame(projectListing.current, await list(), 'published: what a Connection answers from');
+  t.ok(Object.isFrozen(projectListing.current), 'frozen');
+
+  const worker: PeerHandle = { sessionId: 'w1-session', send: () => {}, close: () => {} };
+  const hello: MessageOf<'workerHello'> = {
+    type: 'workerHello',
+    protocolVersion: PROTOCOL_VERSION,
+    nodeId: 'w1',
+    name: 'w1',
+    signKey: 'w1-sign',
+    boxKey: 'w1-box',
+    signature: new Uint8Array(64),
+    projects: [{ token: TOKEN, datasources: [{ name: 'd', rows: 32, features: [] }] }],
+    holding: [],
+  };
+  send(scheduler, { kind: 'workerJoined', peer: worker, hello, joinTokenId: undefined });
+  await until(() => projectListing.current === undefined, 10_000, 'the listing stale after a join');
+  t.match(await list(), [{ workers: 2, datasources: 2, rows: 42 }], 'made again: the worker that joined counts');
+  t.ok(projectListing.current, 'and published');
+  send(scheduler, { kind: 'peerLeft', peer: worker, nodeId: 'w1' });
+  await until(() => projectListing.current === undefined, 10_000, 'the listing stale after a leave');
+  t.match(await list(), [{ workers: 1, datasources: 1, rows: 10 }], 'made again: the worker that left does not count');
 });

@@ -31,7 +31,12 @@ const stopWorker2 = async (t: Test) => {
 };
 
 t.test('a submit while a holder is away waits, then fails with HOLDERS_MISSING naming it', async (t) => {
+  // A listing counts the connected holders; the second is answered by the Connection from the
+  // listing the Scheduler published, which a leave makes stale.
+  t.match(await wb.projects(), [{ workers: 2 }], 'listed over both holders');
+  t.match(await wb.projects(), [{ workers: 2 }], 'and again');
   await stopWorker2(t);
+  t.match(await wb.projects(), [{ workers: 1 }], 'worker-2 left: the listing counts one holder');
   const project = await wb.project(token);
   t.equal(project.info.workers, 2, "the project's data is still both holders' (the away one as it announced itself)");
   await t.rejects(project.count(), { code: 'HOLDERS_MISSING', message: /worker-2/ }, 'refused, naming the missing holder');

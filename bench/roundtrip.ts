@@ -15,8 +15,10 @@ import { type Cleanup, median, now, type Row, rate, ratio, spread } from './util
 
 /**
  * 2. Small request/reply round trips through our stack (Workbench -> ws -> PeerConnection
- * decode + zod -> Connection actor -> Scheduler actor (store read) -> Connection actor ->
- * ws -> Workbench decode + zod -> Requester) against a bare `ws` echo of the same bytes
+ * decode + check -> the socket's Connection, which answers getStatus from the status the store
+ * keeps and listProjects from the listing the Scheduler published (the Connection and Scheduler
+ * actors only when the listing is stale) -> ws -> Workbench decode + check -> Requester) against
+ * a bare `ws` echo of the same bytes
  * (request frame as our client sends it, reply frame as our scheduler sends it), and, in
  * between, a `ws` server that only runs our codec (decode + zod on both ends) and no actors.
  * Scheduler, baselines and clients all run in this process, so the figures compare CPU cost
@@ -133,7 +135,8 @@ export async function benchRoundTrips(opts: {
     {
       name: 'getStatus',
       ours: () => wb.status(artifact.id),
-      // One read of the artifact's row and one of its jobs: the Scheduler's getStatus checks the scope on the status it read.
+      // What a poll of an unchanged artifact costs the store: its kept status (the first call after
+      // a change reads the artifact's row and its jobs: the second handle here reads them once).
       work: () => store.status(artifact.id),
       request: (reqId) => ({ type: 'getStatus', reqId, artifactId: artifact.id }),
       reply: (reqId) => ({ type: 'status', reqId, status }),

@@ -75,8 +75,9 @@ export function spawnConnection(
    * The scope of the workbench this socket authenticated as: its getStatus (a read of the status
    * the store keeps) and its listProjects (while the Scheduler's published listing is current)
    * are answered as the frame comes, through neither this actor's mailbox nor the Scheduler's: a
-   * poller's request costs no actor hop. Its role is known by then (set with
-   * this, after the hello); the frame was rate-limited and checked by the PeerConnection.
+   * poller's request costs no actor hop. Set once the hello is accepted (the PeerConnection reads
+   * nothing more until it is judged), so no request is answered before it; each frame was
+   * rate-limited and checked by the PeerConnection.
    */
   let workbenchScope: WorkbenchScope | undefined;
   /** The worker this socket authenticated as: its chunks are read here, as they come. */

@@ -39,6 +39,8 @@ const statusBytes = new WeakMap<ArtifactStatus, Uint8Array>();
 function encodeKeptStatus(reqId: number, status: ArtifactStatus): Uint8Array {
   let body = statusBytes.get(status);
   if (!body) {
+    // Frozen at the top only, a part of it could still change: such a status is encoded afresh.
+    if (!isDeepFrozen(status)) return packr.pack({ type: 'status', reqId, status });
     // Its own memory: msgpackr's result is a view into its shared buffer, which a kept view would pin.
     body = copyOf(packr.pack(status));
     statusBytes.set(status, body);
@@ -48,6 +50,11 @@ function encodeKeptStatus(reqId: number, status: ArtifactStatus): Uint8Array {
   frame.set(head.subarray(0, head.byteLength - 1));
   frame.set(body, head.byteLength - 1);
   return frame;
+}
+
+function isDeepFrozen(value: unknown): boolean {
+  if (value === null || typeof value !== 'object') return true;
+  return Object.isFrozen(value) && Object.values(value).every(isDeepFrozen);
 }
 
 /** Node's Buffer where there is one (bytes stay Buffers, as msgpackr gives them); this module also runs in the dashboard's browser bundle. */

@@ -837,6 +837,12 @@ t.test("a status the store keeps (frozen) is sent as the bytes a fresh encoding 
     const back = decode(sent);
     t.ok(back.ok && back.message.type === 'status' && back.message.reqId === reqId, 'and it decodes');
   }
+  // Frozen at the top only: its parts could change, so it is not kept (sent as it is now).
+  const shallow = Object.freeze({ ...structuredClone(message.status), jobs: structuredClone(message.status.jobs) });
+  t.ok(Buffer.from(encode({ type: 'status', reqId: 1, status: shallow })).equals(packr.pack({ type: 'status', reqId: 1, status: shallow })), 'a shallow-frozen status: its bytes now');
+  (shallow.jobs[0] as { state: string }).state = 'ERROR';
+  const later = decode(encode({ type: 'status', reqId: 2, status: shallow }));
+  t.ok(later.ok && later.message.type === 'status' && later.message.status.jobs[0]?.state === 'ERROR', 'and again after a part of it changed');
   // Another kept status (the artifact changed: the store made a new one) is not sent as the first.
   const changed = structuredClone(message.status);
   changed.state = 'ERROR';

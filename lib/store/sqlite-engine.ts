@@ -1,4 +1,4 @@
-import { closeSync, fdatasync, fdatasyncSync, fstatSync, openSync, stat } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, openSync } from 'node:fs';
 import { openDatabase } from './db.ts';
 import { type Dialect, type Engine, type EngineStatement, type Params, type Row, type RunResult, Savepoints } from './engine.ts';
 import type { SqliteDatabase, Statement } from './sqlite.ts';
@@ -85,8 +85,8 @@ export class SqliteEngine implements Engine {
   private readonly savepoints: Savepoints;
   /** The WAL file (`<file>-wal`), which the barriers sync; undefined in memory. */
   private readonly walPath: string | undefined;
-  /** Our own descriptor of the WAL file, for its syncs, and its inode (opened at the first sync). */
-  private wal: { fd: number; ino: number } | undefined;
+  /** Our own descriptor of the WAL file, for its syncs (`walFd`). */
+  private wal: number | undefined;
   /** Commits made, and how many of them a completed sync covers (a sync covers every commit made before it began). */
   private commits = 0;
   private synced = 0;
@@ -202,52 +202,37 @@ export class SqliteEngine implements Engine {
     }
     this.syncing++;
     this.walSync(fd, (e) => {
-      if (e) return void this.syncEnded(() => done(this.syncFailed(e)));
-      // The file synced must still be SQLite's WAL: one stat, in the threadpool too.
-      stat(this.walPath as string, (statError, st) => {
-        this.syncEnded(() => {
-          // Closed meanwhile: Store.close's barrier synced everything, and leaving WAL mode
-          // checkpointed it into the database file (synced) and deleted the WAL.
-          if (!this.db.open) return void done();
-          if (statError || st?.ino !== this.wal?.ino) {
-            // SQLite keeps its WAL while a connection is open (it truncates it, never replaces
-            // it): a missing or different file is someone else's doing, and SQLite still writes
-            // to the one it has open, which a restart would not find.
-            const why = statError ? statError.message : 'the file was replaced';
-            return void done(this.syncFailed(new Error(`${this.walPath} is no longer the WAL this store writes (${why})`)));
-          }
-          if (this.synced < target) this.synced = target;
-          done();
-        });
-      });
+      this.syncing--;
+      if (this.syncing === 0 && !this.db.open) this.closeWal();
+      if (e) return void done(this.syncFailed(e));
+      if (this.synced < target) this.synced = target;
+      done();
     });
   }
 
   close(): void {
     // Whatever no barrier committed is given up, as by a kill (Store.close runs one first).
     this.db.close();
-    // A sync still in the threadpool keeps the descriptor: `syncEnded` closes it.
+    // A sync still in the threadpool keeps the descriptor: it closes it when it ends.
     if (this.syncing === 0) this.closeWal();
   }
 
-  /** Our descriptor of the WAL, opened at the first sync (in WAL mode SQLite keeps the file while a connection is open). */
+  /**
+   * Our descriptor of the WAL, opened at the first sync, kept for the engine's life. The file it
+   * names stays SQLite's WAL while this connection is open: SQLite restarts a WAL by writing it
+   * again from the start (a new header and salt, synced before the first frame) and truncates it,
+   * but deletes it only when closing the last connection to the file (sqlite3WalClose, with an
+   * EXCLUSIVE lock that our connection's SHARED lock forbids), or when leaving WAL mode, which
+   * the store does only in close().
+   */
   private walFd(): number {
-    if (!this.wal) {
-      const fd = openSync(this.walPath as string, 'r');
-      this.wal = { fd, ino: fstatSync(fd).ino };
-    }
-    return this.wal.fd;
-  }
-
-  private syncEnded(then: () => void): void {
-    this.syncing--;
-    if (this.syncing === 0 && !this.db.open) this.closeWal();
-    then();
+    this.wal ??= openSync(this.walPath as string, 'r');
+    return this.wal;
   }
 
   private closeWal(): void {
-    if (!this.wal) return;
-    closeSync(this.wal.fd);
+    if (this.wal === undefined) return;
+    closeSync(this.wal);
     this.wal = undefined;
   }
 

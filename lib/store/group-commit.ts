@@ -18,8 +18,9 @@
  * loop: the COMMIT ends the transaction at once, the loop goes on (reports are handled, the next
  * transaction begins), and what waited for that barrier is released only when its sync is done.
  * Syncs are ordered: one at a time, each covering every commit made before it began, and the
- * messages of a later barrier never go out before those of an earlier one. A failed sync releases
- * nothing, ever (the engine has given up and the node stops: sqlite-engine.ts).
+ * messages of a later barrier never go out before those of an earlier one; a barrier that comes
+ * due while a sync runs commits when it ends, with whatever else came meanwhile. A failed sync
+ * releases nothing, ever (the engine has given up and the node stops: sqlite-engine.ts).
  */
 
 export interface Durable {
@@ -75,6 +76,8 @@ export class GroupCommit {
   private commits = 0;
   private synced = 0;
   private syncing = false;
+  /** A barrier came due while a sync ran: it commits when that sync ends (see `flush`). */
+  private deferred = false;
   /** A sync failed: nothing that waits is ever released (the engine gave up; the node stops). */
   private broken: unknown;
   private scheduled = false;
@@ -204,6 +207,13 @@ export class GroupCommit {
    */
   private flush(now: boolean): void {
     if (this.closed || this.broken) return;
+    if (!now && this.syncing) {
+      // Its messages could not go out before the sync under way ends anyway (syncs are ordered),
+      // so the commit waits for it too: every cascade that goes quiet meanwhile joins this one
+      // commit (one WAL append, each page written once) instead of one commit each.
+      this.deferred = true;
+      return;
+    }
     const wholeBarrier = now || !this.split;
     const uncommitted = this.store.changes() !== this.committedAt;
     if (uncommitted || (wholeBarrier && this.synced < this.commits)) {
@@ -258,6 +268,10 @@ export class GroupCommit {
         return;
       }
       this.durable(target);
+      if (this.deferred) {
+        this.deferred = false;
+        this.flush(false);
+      }
       this.startSync(); // the commits made while it ran
     });
   }

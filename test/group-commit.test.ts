@@ -155,3 +155,110 @@ t.test('a write nobody waits for still gets its barrier (an open transaction nev
   await until(() => store.synced === 1, 'the lazy barrier');
   t.equal(store.barrierCalls, 1, 'one barrier');
 });
+
+/**
+ * A store that splits its barrier as SQLite's does: `commit()` ends the transaction, `sync(done)`
+ * is answered by the test (`syncs`), as libuv's threadpool would answer an fdatasync.
+ */
+class SplitStore extends FakeStore {
+  committed = 0;
+  commitCalls = 0;
+  readonly syncs: Array<{ covers: number; done: (e?: Error) => void }> = [];
+  commit(): void {
+    this.commitCalls++;
+    this.committed = this.count;
+  }
+  sync(done: (e?: Error) => void): void {
+    const covers = this.committed;
+    this.syncs.push({
+      covers,
+      done: (e) => {
+        if (!e) this.synced = Math.max(this.synced, covers);
+        done(e);
+      },
+    });
+  }
+  /** Answers the oldest sync asked for. */
+  finishSync(e?: Error): void {
+    const sync = this.syncs.shift();
+    if (!sync) throw new Error('no sync under way');
+    sync.done(e);
+  }
+}
+
+t.test('a split barrier: held messages wait for the sync, the loop goes on, and syncs are ordered', async (t) => {
+  const store = new SplitStore();
+  const errors: unknown[] = [];
+  const commit = new GroupCommit(store, (e) => errors.push(e));
+  const sent: string[] = [];
+
+  store.write();
+  commit.afterDurable(() => sent.push(`a (durable up to ${store.synced})`));
+  await until(() => store.syncs.length === 1, 'the first sync to be asked for');
+  t.equal(store.commitCalls, 1, 'committed');
+  t.equal(store.barrierCalls, 0, 'no barrier on the event loop');
+  t.same(sent, [], 'committed is not durable: held');
+
+  // The loop goes on while the sync runs: the next cascade writes and waits for its own barrier,
+  // whose commit waits for the sync under way (its messages could not go out before it anyway).
+  store.write();
+  commit.afterDurable(() => sent.push(`b (durable up to ${store.synced})`));
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r)); // long past the quiet turns
+  t.equal(store.commitCalls, 1, 'the second commit waits for the first sync');
+  store.write(); // a third change meanwhile joins it
+  // A message with nothing new since its change rides the barrier that covers it.
+  commit.afterDurable(() => sent.push(`c (durable up to ${store.synced})`));
+  t.same(sent, [], 'all held');
+
+  store.finishSync();
+  t.same(sent, ['a (durable up to 1)'], "the first sync releases only its barrier's messages");
+  t.equal(store.commitCalls, 2, 'then the waiting barrier commits, once for both changes');
+  t.equal(store.syncs.length, 1, 'and its sync starts');
+  t.equal(store.syncs[0]?.covers, 3, 'covering them');
+  store.finishSync();
+  t.same(sent, ['a (durable up to 1)', 'b (durable up to 3)', 'c (durable up to 3)'], 'then the next, in order');
+  t.equal(commit.barriers, 2);
+
+  // Everything durable: a message goes at once again.
+  commit.afterDurable(() => sent.push('d'));
+  t.equal(sent.at(-1), 'd');
+  t.same(errors, []);
+});
+
+t.test('a split barrier whose sync fails releases nothing, now or later, and says so', async (t) => {
+  const store = new SplitStore();
+  const errors: unknown[] = [];
+  const commit = new GroupCommit(store, (e) => errors.push(e));
+  const sent: string[] = [];
+  store.write();
+  commit.afterDurable(() => sent.push('a'));
+  await until(() => store.syncs.length === 1, 'the sync');
+  store.finishSync(new Error('EIO: i/o error, fdatasync'));
+  t.match(String(errors[0]), /EIO/, 'the error is told');
+  commit.afterDurable(() => sent.push('b (nothing new)'));
+  store.write();
+  commit.afterDurable(() => sent.push('c (a new change)'));
+  commit.atNextBarrier(() => sent.push('d (a rider)'));
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+  t.same(sent, [], 'never released: a failed fdatasync is not retried (its pages may be gone)');
+  t.equal(store.syncs.length, 0, 'no second sync');
+  commit.close();
+  t.same(sent, [], 'not at close either');
+});
+
+t.test('closing during a sync makes everything durable at once, in order, and the late sync does nothing', async (t) => {
+  const store = new SplitStore();
+  const commit = new GroupCommit(store, () => {});
+  const sent: string[] = [];
+  store.write();
+  commit.afterDurable(() => sent.push('a'));
+  await until(() => store.syncs.length === 1, 'the sync');
+  store.write();
+  commit.afterDurable(() => sent.push('b'));
+  commit.close();
+  t.equal(store.barrierCalls, 1, 'one barrier on the caller’s thread');
+  t.equal(store.synced, 2);
+  t.same(sent, ['a', 'b'], 'released in order');
+  store.finishSync();
+  t.same(sent, ['a', 'b'], 'the late sync releases nothing twice');
+});

@@ -14,7 +14,11 @@ import t, { type Test } from 'tap';
 import { sha256Hex } from '../lib/store/blobs.ts';
 import { LocalsStore } from '../lib/store/locals.ts';
 import { openSqlite } from '../lib/store/sqlite.ts';
+import type { SqliteEngine } from '../lib/store/sqlite-engine.ts';
 import { Store } from '../lib/store/store.ts';
+import { waitFor } from './helpers/cluster.ts';
+
+const waitUntil = (check: () => boolean, what: string) => waitFor(check, { what });
 
 const tempDir = (t: Test, name: string) => {
   const dir = mkdtempSync(join(tmpdir(), `fdl-${name}-`));
@@ -195,4 +199,81 @@ t.test('SQLite: writes between barriers are one open transaction: no other conne
   store.ensureProject('after', 'token-after');
   store.barrier();
   t.same(names(), ['after', 'pending', 'told'], 'after the barrier it sees every write before it, the failed one excepted');
+});
+
+t.test("SQLite: the group commit's WAL sync leaves the event loop; its messages wait for it, in order; a failed sync stops the store", async (t) => {
+  const workdir = tempDir(t, 'wal-sync');
+  const store = new Store(workdir);
+  t.teardown(() => store.close());
+  const engine = store.db as SqliteEngine;
+  // The WAL's fdatasync, held by the test: the threadpool's answer comes when the test says.
+  const syncs: Array<{ fd: number; done: (e: NodeJS.ErrnoException | null) => void }> = [];
+  engine.walSync = (fd, done) => syncs.push({ fd, done });
+  const finish = (e: NodeJS.ErrnoException | null = null) => {
+    const sync = syncs.shift();
+    if (!sync) throw new Error('no sync under way');
+    if (e) return sync.done(e);
+    fs.fdatasync(sync.fd, sync.done);
+  };
+  const sent: string[] = [];
+  const other = openSqlite(join(workdir, 'scheduler.sqlite'), { readonly: true });
+  t.teardown(() => other.close());
+  const projects = () => (other.prepare('SELECT name FROM projects ORDER BY name').all() as Array<{ name: string }>).map((r) => r.name);
+
+  store.ensureProject('p', 'token-p');
+  store.afterDurable(() => sent.push('p'));
+  await waitUntil(() => syncs.length === 1, 'the WAL sync to be asked for');
+  t.equal(fs.fstatSync(syncs[0]?.fd as number).ino, fs.statSync(join(workdir, 'scheduler.sqlite-wal')).ino, 'it syncs the WAL file');
+  t.same(projects(), ['p'], 'committed (another connection sees it) before it is durable');
+  t.same(sent, [], 'but its message waits for the sync');
+
+  // The event loop goes on: a second write begins a second transaction; its barrier commits
+  // when the sync under way ends.
+  store.ensureProject('q', 'token-q');
+  t.ok(engine.db.inTransaction, 'a new transaction while the first sync runs');
+  store.afterDurable(() => sent.push('q'));
+  finish();
+  await waitUntil(() => sent.length === 1, 'the first message');
+  t.same(sent, ['p'], 'the first sync releases only the first barrier');
+  await waitUntil(() => syncs.length === 1, 'the second sync');
+  t.same(projects(), ['p', 'q'], 'the second barrier committed before its sync');
+  finish();
+  await waitUntil(() => sent.length === 2, 'the second message');
+  t.same(sent, ['p', 'q']);
+
+  // A failed sync: nothing more goes out, the engine gives up and says so once.
+  const failures: Error[] = [];
+  engine.onFailed = (e) => failures.push(e);
+  store.ensureProject('r', 'token-r');
+  store.afterDurable(() => sent.push('r'));
+  await waitUntil(() => syncs.length === 1, 'the third sync');
+  finish(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+  await waitUntil(() => failures.length === 1, 'the engine to give up');
+  t.match(failures[0]?.message, /could not sync its WAL to disk \(EIO: i\/o error, fdatasync\): this scheduler must stop/);
+  t.equal(engine.lost, failures[0], 'the reason is kept for whoever stops the scheduler');
+  t.throws(() => store.ensureProject('s', 'token-s'), /must stop/, 'no write after it');
+  t.same(sent, ['p', 'q'], 'the message of the unsynced commit never went out');
+});
+
+t.test('SQLite: a barrier called directly (the CLI, the network stamp) syncs the WAL before it returns', async (t) => {
+  const workdir = tempDir(t, 'barrier-sync');
+  const store = new Store(workdir);
+  t.teardown(() => store.close());
+  const synced: number[] = [];
+  const real = fs.fdatasyncSync;
+  fs.fdatasyncSync = (fd: number) => {
+    synced.push(fs.fstatSync(fd).ino);
+    real(fd);
+  };
+  syncBuiltinESMExports();
+  t.teardown(() => {
+    fs.fdatasyncSync = real;
+    syncBuiltinESMExports();
+  });
+  store.createToken('join', {}, Date.now());
+  t.same(synced, [], 'a write syncs nothing');
+  store.barrier();
+  t.same(synced, [fs.statSync(join(workdir, 'scheduler.sqlite-wal')).ino], 'the barrier synced the WAL, on the caller’s thread');
+  store.barrier();
+  t.equal(synced.length, 1, 'nothing new: no second sync');
 });

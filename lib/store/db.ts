@@ -141,10 +141,13 @@ export function openDatabase(file: string | undefined): SqliteDatabase {
   try {
     if (file) {
       db.pragma('journal_mode = WAL');
-      // FULL: a commit fsyncs the WAL. The store's commits are the group commit's barriers (one
-      // open transaction between them, sqlite-engine.ts), so each is one fsync that makes a
-      // whole cascade durable; Store.close() runs one for what is left.
-      db.pragma('synchronous = FULL');
+      // NORMAL: a commit writes its WAL frames and syncs nothing; the store syncs the WAL itself
+      // after each commit (sqlite-engine.ts: `barrier()` on the caller's thread, or the group
+      // commit's `sync` in libuv's threadpool, which keeps the fsync off the event loop), and
+      // nothing waiting on a barrier goes out before that sync. SQLite still syncs what the
+      // format needs at NORMAL: the WAL before a checkpoint copies it into the database file, the
+      // database file after, and a restarted WAL's header before its first frame.
+      db.pragma('synchronous = NORMAL');
       // The operator's `fdl tokens` opens the same file while the scheduler runs.
       db.pragma('busy_timeout = 5000');
       // Statement journals and transient tables in memory: on a file they are a temporary file

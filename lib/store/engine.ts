@@ -11,8 +11,8 @@ import type { Params, Row, RunResult } from './sqlite.ts';
  *   inside the open group transaction);
  * - `changes()`: a counter that moves with every write; `barrier()`: every write so far is
  *   durable when it returns (group-commit.ts). On both engines writes gather in one open
- *   transaction and the barrier is its COMMIT (SQLite on a file: at synchronous = FULL), so
- *   nothing written between barriers is seen by anyone else (or survives a kill).
+ *   transaction and the barrier is its COMMIT (SQLite on a file: then an fdatasync of the WAL),
+ *   so nothing written between barriers is seen by anyone else (or survives a kill).
  * - `dialect`: the few SQL fragments that differ.
  */
 
@@ -43,6 +43,13 @@ export interface Engine {
   transaction<R>(fn: () => R, opts?: { immediate?: boolean }): R;
   changes(): number;
   barrier(): void;
+  /**
+   * A barrier in two halves, for an engine whose sync can leave the event loop (SQLite: the
+   * COMMIT, then an fdatasync of the WAL in libuv's threadpool); see group-commit.ts's `Durable`.
+   * PostgreSQL has none: its COMMIT is the durable step, on the bridge's thread.
+   */
+  commit?(): void;
+  sync?(done: (e?: Error) => void): void;
   /**
    * Called when writes start to wait for a barrier that nobody asked for yet (a transaction was
    * begun). The Store schedules one, so an open transaction never idles.

@@ -1,3 +1,4 @@
+import { closeSync, fdatasync, fdatasyncSync, openSync } from 'node:fs';
 import { openDatabase } from './db.ts';
 import { type Dialect, type Engine, type EngineStatement, type Params, type Row, type RunResult, Savepoints } from './engine.ts';
 import type { SqliteDatabase, Statement } from './sqlite.ts';
@@ -35,23 +36,36 @@ class SqliteStatement implements EngineStatement {
   }
 }
 
+/** Syncs a file's data to the disk, off the event loop (libuv's threadpool); tests replace it (`SqliteEngine.walSync`). */
+export type WalSync = (fd: number, done: (e: NodeJS.ErrnoException | null) => void) => void;
+
 /**
  * The store on a SQLite file (or in memory: `file` undefined).
  *
  * On a file, group commit the same way as on PostgreSQL (postgres.ts): ONE open transaction. The
  * first write after a barrier begins it (BEGIN IMMEDIATE: the write lock first, so `fdl tokens`
  * in another process waits for the barrier rather than failing half-way); every later write joins
- * it (`transaction(fn)` is a savepoint inside it); `barrier()` is its COMMIT at
- * `synchronous = FULL`, whose fsync of the WAL makes it durable. A round pays one commit (a WAL
- * append and its locks) instead of one per transition. What was written after the last barrier
- * is seen by no other connection and is lost with the process (a kill, as a power cut): nobody
- * was told about it, and the scheduler redoes it (ARCHITECTURE.md, "What is durable when").
+ * it (`transaction(fn)` is a savepoint inside it). A barrier is its COMMIT and then an fdatasync
+ * of the WAL file, by us, not by SQLite (`synchronous = NORMAL`, db.ts: a commit appends its WAL
+ * frames and syncs nothing). `barrier()` does both at once, on the caller's thread: durable when it
+ * returns (`fdl tokens`, the network's stamp, Store.close). The group commit splits them
+ * (`commit()`, then `sync(done)`): the fdatasync runs in libuv's threadpool while the event loop
+ * goes on, and what waits for the barrier is released only when it is done (group-commit.ts). A
+ * round pays one commit (a WAL append and its locks) instead of one per transition, and its fsync
+ * no longer stops the scheduler. What was written after the last barrier is seen by no other
+ * connection and is lost with the process (a kill, as a power cut); what was committed and not yet
+ * synced is seen by other connections and may be lost by a power cut: nobody was told about either,
+ * and the scheduler redoes it (ARCHITECTURE.md, "What is durable when").
  *
  * A failed statement rolls back only itself (SQLite's statement-level rollback: the implicit
  * savepoint of each statement), and the open transaction goes on. Some errors (I/O, disk full,
  * out of memory) make SQLite roll back the whole transaction instead, and a failed COMMIT always
  * does: then writes the actors believe stored are gone, and the engine refuses every later call
- * (`lost`), as PostgreSQL's does: the scheduler must not go on.
+ * (`lost`), as PostgreSQL's does: the scheduler must not go on. A failed sync of the WAL is the
+ * same: its frames may never reach the disk, and a second fdatasync could report success for pages
+ * the kernel has already dropped (Linux marks them clean after a failed writeback), so it is never
+ * retried: the engine gives up, and the node exits; a restart recovers from what is on disk, which
+ * holds everything that was acknowledged.
  *
  * In memory (tests) nothing is durable anyway and there is no group commit: each write commits
  * at once, as before.
@@ -69,11 +83,23 @@ export class SqliteEngine implements Engine {
   private begun = 0;
   private failed: Error | undefined;
   private readonly savepoints: Savepoints;
+  /** The WAL file (`<file>-wal`), which the barriers sync; undefined in memory. */
+  private readonly walPath: string | undefined;
+  /** Our own descriptor of the WAL file, for its syncs (`walFd`). */
+  private wal: number | undefined;
+  /** Commits made, and how many of them a completed sync covers (a sync covers every commit made before it began). */
+  private commits = 0;
+  private synced = 0;
+  /** Syncs under way in the threadpool: the descriptor stays open until they end. */
+  private syncing = 0;
+  /** How the WAL is synced off the event loop: fs.fdatasync; tests put a hook of their own here. */
+  walSync: WalSync = fdatasync;
 
   constructor(file: string | undefined) {
     this.db = openDatabase(file);
     this.savepoints = new Savepoints((sql) => this.db.exec(sql));
     this.grouped = file !== undefined;
+    this.walPath = file === undefined ? undefined : `${file}-wal`;
     this.totalChanges = this.db.prepare('SELECT total_changes()');
   }
 
@@ -125,8 +151,27 @@ export class SqliteEngine implements Engine {
     return (this.totalChanges.value<number>() ?? 0) + this.begun;
   }
 
-  /** COMMIT of the open transaction at synchronous = FULL (db.ts): one fsync of the WAL. */
+  /**
+   * Every write so far durable when it returns: the COMMIT of the open transaction, then an
+   * fdatasync of the WAL on this thread (what SQLite's `synchronous = FULL` did inside the COMMIT).
+   */
   barrier(): void {
+    this.commit();
+    if (!this.grouped || this.synced === this.commits) return;
+    const target = this.commits;
+    try {
+      fdatasyncSync(this.walFd());
+    } catch (e) {
+      throw this.syncFailed(e as Error);
+    }
+    if (this.synced < target) this.synced = target;
+  }
+
+  /**
+   * The COMMIT of the open transaction, without its sync (`synchronous = NORMAL`): its WAL frames
+   * are written, seen by other connections, and not yet durable; `sync` makes them so.
+   */
+  commit(): void {
     this.check();
     if (!this.db.inTransaction) return;
     try {
@@ -136,11 +181,68 @@ export class SqliteEngine implements Engine {
       this.lostIfRolledBack(e as Error);
       throw e;
     }
+    if (this.grouped) this.commits++;
+  }
+
+  /**
+   * Makes every commit made so far durable off the event loop: an fdatasync of the WAL in libuv's
+   * threadpool (it covers every frame written before it began). `done` is called once: with no
+   * error when they are on disk; with one, the engine has given up (see the class comment) and
+   * nothing that waited may go out.
+   */
+  sync(done: (e?: Error) => void): void {
+    if (this.failed) return void done(this.failed);
+    if (!this.grouped || this.synced >= this.commits) return void done();
+    const target = this.commits;
+    let fd: number;
+    try {
+      fd = this.walFd();
+    } catch (e) {
+      return void done(this.syncFailed(e as Error));
+    }
+    this.syncing++;
+    this.walSync(fd, (e) => {
+      this.syncing--;
+      if (this.syncing === 0 && !this.db.open) this.closeWal();
+      if (e) return void done(this.syncFailed(e));
+      if (this.synced < target) this.synced = target;
+      done();
+    });
   }
 
   close(): void {
     // Whatever no barrier committed is given up, as by a kill (Store.close runs one first).
     this.db.close();
+    // A sync still in the threadpool keeps the descriptor: it closes it when it ends.
+    if (this.syncing === 0) this.closeWal();
+  }
+
+  /**
+   * Our descriptor of the WAL, opened at the first sync, kept for the engine's life. The file it
+   * names stays SQLite's WAL while this connection is open: SQLite restarts a WAL by writing it
+   * again from the start (a new header and salt, synced before the first frame) and truncates it,
+   * but deletes it only when closing the last connection to the file (sqlite3WalClose, with an
+   * EXCLUSIVE lock that our connection's SHARED lock forbids), or when leaving WAL mode, which
+   * the store does only in close().
+   */
+  private walFd(): number {
+    this.wal ??= openSync(this.walPath as string, 'r');
+    return this.wal;
+  }
+
+  private closeWal(): void {
+    if (this.wal === undefined) return;
+    closeSync(this.wal);
+    this.wal = undefined;
+  }
+
+  /** A failed sync is never retried (see the class comment): the engine gives up, and says so once. */
+  private syncFailed(e: Error): Error {
+    if (!this.failed) {
+      this.failed = new Error(`the SQLite store could not sync its WAL to disk (${e.message}): this scheduler must stop`);
+      this.onFailed?.(this.failed);
+    }
+    return this.failed;
   }
 
   private begin(): void {

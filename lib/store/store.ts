@@ -216,7 +216,13 @@ export class Store {
     // Nothing is committed but by a barrier (one open transaction between them, on both
     // engines): a store on disk always has a group commit, and a write nobody waits for still
     // gets its barrier soon (an open transaction never idles). In memory: no barriers at all.
-    const durable = workdir || opts.url ? new GroupCommit(this, (e) => this.onBarrierError(e)) : undefined;
+    const engine = this.db;
+    // SQLite splits a barrier (its COMMIT, then the WAL's fdatasync off the event loop); PostgreSQL does not.
+    const split = engine.commit && engine.sync ? { commit: () => engine.commit?.(), sync: (done: (e?: Error) => void) => engine.sync?.(done) } : {};
+    const durable =
+      workdir || opts.url
+        ? new GroupCommit({ changes: () => this.changes(), barrier: () => this.barrier(), ...split }, (e) => this.onBarrierError(e))
+        : undefined;
     this.durable = durable;
     if (durable) this.db.onPending = () => durable.soon();
   }
@@ -258,7 +264,11 @@ export class Store {
     return this.durable?.barriers ?? 0;
   }
 
-  /** Called when a barrier fails (disk full, I/O error): what waits for it is held, not sent. */
+  /**
+   * Called when a barrier fails (disk full, I/O error): what waits for it is held, not sent. A
+   * failed sync of SQLite's WAL is final (the engine's `onFailed` stops the node); a failed COMMIT
+   * is tried again.
+   */
   onBarrierError: (e: unknown) => void = () => {};
 
   /** A counter that moves with every write (the engine's). */
@@ -266,7 +276,12 @@ export class Store {
     return this.db.changes();
   }
 
-  /** Makes every write so far durable: an fsync on SQLite, the COMMIT on PostgreSQL. */
+  /**
+   * Makes every write so far durable before it returns: on SQLite the COMMIT and an fdatasync of
+   * the WAL on this thread, on PostgreSQL the COMMIT. For what must be durable before the caller
+   * goes on (a CLI printing a token, the network's stamp); the scheduler's messages wait with
+   * `afterDurable` instead, whose sync leaves the event loop.
+   */
   barrier(): void {
     this.db.barrier();
   }

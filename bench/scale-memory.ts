@@ -37,12 +37,22 @@ function inside(pid: number): Record<string, number> {
   }
 }
 
+/** The scheduler's CPU time so far (user + system, ms), from /proc/<pid>/stat. */
+function cpuMs(pid: number): number {
+  const fields = (readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1] ?? '').split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ 100)
+}
+
+const pct = (xs: number[], p: number): number =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))] ?? Number.NaN;
+
 const fmt = (m: Record<string, number>) => Object.entries(m).map(([k, v]) => `${k} ${v.toFixed(1)} MiB`).join(', ');
 const report = (label: string, pid: number) => process.stdout.write(`[memory] ${label}: ${fmt(memory(pid))}; ${fmt(inside(pid))}\n`);
 
 const n = arg('--workers', 1000);
 const artifacts = arg('--artifacts', 0);
 const snapshot = process.argv.includes('--snapshot');
+const allocProfile = process.argv.includes('--alloc-profile');
 const dir = join(process.env.TMPDIR ?? '/tmp', `fdl-scale-memory-${n}-${Date.now()}`);
 const token = randomBytes(16).toString('hex');
 const workers = Array.from({ length: n }, (_, i) => ({ name: `w-${String(i).padStart(4, '0')}`, files: [] as string[] }));
@@ -80,9 +90,11 @@ const c = await Cluster.start({
   env: {
     FDL_LOG_LEVEL: 'warn',
     FDL_MEM_DIR: dir,
+    ...(allocProfile ? { FDL_ALLOC_PROFILE_DIR: dir } : {}),
     NODE_OPTIONS: [
       `--require=${join(import.meta.dirname, 'memory-preload.cjs')}`,
       ...(snapshot ? [`--heapsnapshot-signal=SIGUSR2`, `--diagnostic-dir=${dir}`] : []),
+      ...(allocProfile && !snapshot ? [`--require=${join(import.meta.dirname, 'alloc-profile-preload.cjs')}`] : []),
       process.env.BENCH_NODE_OPTIONS ?? '',
     ].join(' '),
   },
@@ -106,6 +118,11 @@ try {
     const wb = await c.connect('bench-memory');
     const project = await wb.project(token);
     const artifact: Step[] = [steps.parallel({ kind: 'Noop' }, distributions.collect()), steps.finalize({ kind: 'Noop' })];
+    // RSS sampled every 100 ms under the load (the every-tenth reports alone miss the peaks).
+    const rss: number[] = [];
+    const sampler = setInterval(() => rss.push(memory(pid).rss ?? Number.NaN), 100);
+    if (allocProfile && !snapshot) process.kill(pid, 'SIGUSR2'); // start sampling every allocation
+    const cpu0 = cpuMs(pid);
     const t1 = Date.now();
     for (let a = 1; a <= artifacts; a++) {
       await (await project.submit(artifact)).result();
@@ -113,6 +130,19 @@ try {
         report(`after ${a} artifacts (${((Date.now() - t1) / 1000).toFixed(0)} s)`, pid);
       }
     }
+    const wall = Date.now() - t1;
+    const cpu = cpuMs(pid) - cpu0;
+    clearInterval(sampler);
+    if (allocProfile && !snapshot) {
+      process.kill(pid, 'SIGUSR2'); // write the allocation profile
+      process.stdout.write(`[memory] allocation profile (sampled, garbage included) in ${dir}\n`);
+    }
+    const jobs = artifacts * (n + 1);
+    process.stdout.write(
+      `[memory] under load: RSS min ${pct(rss, 0).toFixed(0)}, median ${pct(rss, 50).toFixed(0)}, p90 ${pct(rss, 90).toFixed(0)}, ` +
+        `max ${pct(rss, 100).toFixed(0)} MiB (${rss.length} samples); ${jobs} jobs: wall ${(wall / jobs).toFixed(3)} ms/job, ` +
+        `scheduler CPU ${(cpu / jobs).toFixed(3)} ms/job\n`,
+    );
     wb.close();
     await new Promise((r) => setTimeout(r, 5000));
     report(`after ${artifacts} artifacts, 5 s idle`, pid);

@@ -13,7 +13,11 @@ import type { Step } from '../protocols/entities.ts';
  * into the run's directory, to see which objects own the memory (Chrome DevTools, Memory tab).
  * Between artifacts it reports every tenth; a leak shows as heapUsed/arrayBuffers climbing after
  * the idle GC at the end. BENCH_NODE_OPTIONS adds node flags (to every process it starts).
+ * Under the load it samples the scheduler's RSS every 100 ms and counts its CPU per job;
+ * `--alloc-profile` writes V8's sampling heap profile of that load (every allocation, garbage
+ * included: what sizes the heap); `--heap-growing-percent P` sets the scheduler's config value.
  * Usage: node --import tsx bench/scale-memory.ts [--workers N] [--artifacts A] [--snapshot]
+ *        [--alloc-profile] [--heap-growing-percent P]
  */
 
 function arg(name: string, fallback: number): number {
@@ -25,6 +29,15 @@ function memory(pid: number): Record<string, number> {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kib = (key: string) => Number(status.match(new RegExp(`${key}:\\s+(\\d+)`))?.[1] ?? Number.NaN);
   return { rss: kib('VmRSS') / 1024, anon: kib('RssAnon') / 1024, file: kib('RssFile') / 1024 };
+}
+
+/** The scheduler's garbage collections so far, as its preload last wrote them: count and main-thread pause (ms) by kind. */
+function collections(pid: number): Record<string, { count: number; ms: number }> {
+  try {
+    return (JSON.parse(readFileSync(join(dir, `mem-${pid}.json`), 'utf8')) as { gc?: Record<string, { count: number; ms: number }> }).gc ?? {};
+  } catch {
+    return {};
+  }
 }
 
 /** What the scheduler's preload (bench/memory-preload.cjs) last wrote: process.memoryUsage() in MiB. */
@@ -53,6 +66,8 @@ const n = arg('--workers', 1000);
 const artifacts = arg('--artifacts', 0);
 const snapshot = process.argv.includes('--snapshot');
 const allocProfile = process.argv.includes('--alloc-profile');
+/** The scheduler's `heap_growing_percent` (lib/heap.ts); unset: the config's default. 0: V8's own sizing. */
+const growing = process.argv.includes('--heap-growing-percent') ? arg('--heap-growing-percent', 0) : undefined;
 const dir = join(process.env.TMPDIR ?? '/tmp', `fdl-scale-memory-${n}-${Date.now()}`);
 const token = randomBytes(16).toString('hex');
 const workers = Array.from({ length: n }, (_, i) => ({ name: `w-${String(i).padStart(4, '0')}`, files: [] as string[] }));
@@ -86,7 +101,7 @@ const c = await Cluster.start({
   projectName: 'scale',
   projectToken: token,
   workers: hosted, // empty at the start: the scheduler alone is measured first
-  scheduler: { connection_limits: { max_unauthenticated_per_address: 64 } },
+  scheduler: { connection_limits: { max_unauthenticated_per_address: 64 }, ...(growing === undefined ? {} : { heap_growing_percent: growing }) },
   env: {
     FDL_LOG_LEVEL: 'warn',
     FDL_MEM_DIR: dir,
@@ -122,6 +137,7 @@ try {
     const rss: number[] = [];
     const sampler = setInterval(() => rss.push(memory(pid).rss ?? Number.NaN), 100);
     if (allocProfile && !snapshot) process.kill(pid, 'SIGUSR2'); // start sampling every allocation
+    const gc0 = collections(pid);
     const cpu0 = cpuMs(pid);
     const t1 = Date.now();
     for (let a = 1; a <= artifacts; a++) {
@@ -143,6 +159,12 @@ try {
         `max ${pct(rss, 100).toFixed(0)} MiB (${rss.length} samples); ${jobs} jobs: wall ${(wall / jobs).toFixed(3)} ms/job, ` +
         `scheduler CPU ${(cpu / jobs).toFixed(3)} ms/job\n`,
     );
+    await new Promise((r) => setTimeout(r, 2500)); // the preload's next write
+    const gc1 = collections(pid);
+    const gcLine = Object.entries(gc1)
+      .map(([k, v]) => `${k} ${v.count - (gc0[k]?.count ?? 0)} (${(v.ms - (gc0[k]?.ms ?? 0)).toFixed(0)} ms)`)
+      .join(', ');
+    process.stdout.write(`[memory] garbage collections under the load (main-thread pauses): ${gcLine}\n`);
     wb.close();
     await new Promise((r) => setTimeout(r, 5000));
     report(`after ${artifacts} artifacts, 5 s idle`, pid);

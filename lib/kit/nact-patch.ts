@@ -6,8 +6,8 @@
 // scheduler, ~12 MiB were nact copying an actor's children map into every message's context
 // (`new Map(childReferences)`: a supervisor with 32 shard parents copies 32 entries, two iterator
 // objects each, for every message it handles) and ~3 MiB its `stop` (`delete this.parent` turns
-// the stopped actor's properties into a dictionary). V8 sizes the heap to that garbage, so it
-// set the scheduler's RSS under load (docs/PERFORMANCE.md, "The scheduler's memory").
+// the stopped actor's properties into a dictionary): scavenges, CPU, and (with V8's own heap
+// sizing) RSS under load (docs/PERFORMANCE.md, "The scheduler's memory").
 //
 // What changes, and why each keeps nact's behaviour:
 // - `ctx.children` is built when read, not for every message: a getter making the same copy. Our

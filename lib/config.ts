@@ -11,6 +11,7 @@ import {
   retryPolicyConflicts,
 } from '../protocols/entities.ts';
 import { formatPath } from '../protocols/errors.ts';
+import { DEFAULT_HEAP_GROWING_PERCENT } from './heap.ts';
 import { DEFAULT_HOLDER_WAIT_MS, MAX_HOLDER_WAIT_MS } from './plan/defaults.ts';
 import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from './transport/admission.ts';
 import {
@@ -267,6 +268,11 @@ export const NodeConfigSchema = z
     allow_resource_download: z.boolean().default(true),
     /** Scheduler and standalone: serve the dashboard page (`/`) on the listening port; it reads everything with a workbench token. */
     dashboard: z.boolean().default(true),
+    /**
+     * Scheduler and standalone: how far V8 lets the heap grow past what its last major GC kept,
+     * in percent (lib/heap.ts); 0: V8's own sizing, which under load lets it reach ~3× the live heap.
+     */
+    heap_growing_percent: z.number().int().min(0).max(1000).default(DEFAULT_HEAP_GROWING_PERCENT),
     max_payload_bytes: z.number().int().min(1024).default(DEFAULT_MAX_PAYLOAD_BYTES),
     heartbeat_ms: z.number().int().min(100).default(DEFAULT_HEARTBEAT_INTERVAL_MS),
     /** Scheduler and standalone: per-connection frame rate; above it a peer is slowed, then disconnected. */

@@ -13,6 +13,7 @@ import { ProjectListing } from '../actors/listings.ts';
 import { type PeerHandle, type SchedulerMsg, spawnScheduler } from '../actors/scheduler.ts';
 import { ReportRoutes, isWorkerReport } from '../actors/report-routes.ts';
 import { type WorkerMsg, spawnWorker } from '../actors/worker.ts';
+import { sizeHeap } from './heap.ts';
 import { ConfigError, connectionLimitsOf, type NodeConfig, retryPolicyOf, schedulerUrlsOf } from './config.ts';
 import { readSegmentedHead } from './security/seal.ts';
 import { handshakeMessage, identityOf, loadOrCreateIdentity, localsSecret, newIdentityText, signWith } from './security/identity.ts';
@@ -144,6 +145,7 @@ async function takeLease(config: NodeConfig, url: string, log: Logger): Promise<
 }
 
 async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOptions): Promise<RunningNode> {
+  sizeHeap(config.heap_growing_percent);
   const lease = config.store.url ? await takeLease(config, config.store.url, log) : undefined;
   // The store first: a damaged one stops the node before anything else is opened or made.
   let openedStore: ReturnType<typeof openSchedulerStore>;

@@ -13,18 +13,21 @@ import { SOFTWARE } from './version.ts';
 export function provenanceOf(artifact: StoredArtifact, jobs: readonly StoredJob[]): Provenance {
   // Artifacts stored before the plan's holders were kept: the nodes of their jobs.
   const holders = artifact.workers ?? [...new Set(jobs.filter((j) => j.role === 'op').map((j) => j.worker))].sort();
-  const workers = holders.map((nodeId) => {
-    let completedJobs = 0;
-    let leftOutJobs = 0;
-    let rows: number | undefined;
-    for (const j of jobs) {
-      if (j.worker !== nodeId) continue;
-      if (j.leftOut) leftOutJobs++;
-      else if (j.state === 'COMPLETED') {
-        completedJobs++;
-        if (j.rows !== undefined) rows = Math.max(rows ?? 0, j.rows);
-      }
+  // One pass over the jobs, tallied per node (a pass per holder was O(holders × jobs): ~1M steps
+  // for a 1,001-job artifact at 1,000 workers, in the supervisor's turn that completes it).
+  const tallies = new Map<string, { completedJobs: number; leftOutJobs: number; rows: number | undefined }>();
+  for (const nodeId of holders) tallies.set(nodeId, { completedJobs: 0, leftOutJobs: 0, rows: undefined });
+  for (const j of jobs) {
+    const t = tallies.get(j.worker);
+    if (!t) continue;
+    if (j.leftOut) t.leftOutJobs++;
+    else if (j.state === 'COMPLETED') {
+      t.completedJobs++;
+      if (j.rows !== undefined) t.rows = Math.max(t.rows ?? 0, j.rows);
     }
+  }
+  const workers = holders.map((nodeId) => {
+    const { completedJobs, leftOutJobs, rows } = tallies.get(nodeId) as { completedJobs: number; leftOutJobs: number; rows: number | undefined };
     return { nodeId, ...(rows === undefined ? {} : { rows }), completedJobs, leftOutJobs };
   });
   const included = workers.filter((w) => w.leftOutJobs === 0);

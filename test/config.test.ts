@@ -36,6 +36,13 @@ t.test('a valid worker config, with defaults and paths resolved against the file
   t.equal(c.allow_resource_download, true);
 });
 
+t.test("the scheduler's heap sizing (lib/heap.ts): 30% by default, 0 for V8's own, never negative", async (t) => {
+  const base = 'mode: scheduler\nname: s\nprojects: [ { name: p, token: abcdefgh12 } ]\n';
+  t.equal(parseConfig(base, 's.yaml', '/base').heap_growing_percent, 30);
+  t.equal(parseConfig(`${base}heap_growing_percent: 0\n`, 's.yaml', '/base').heap_growing_percent, 0);
+  t.match(problemsOf(`${base}heap_growing_percent: -1\n`), [/^heap_growing_percent: /]);
+});
+
 t.test('${ENV} substitution', async (t) => {
   const c = parseConfig(
     'mode: scheduler\nname: s\nprojects: [ { name: p, token: "${TOKEN}" } ]\nworkdir: ${DIR}/s\n',

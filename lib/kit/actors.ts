@@ -1,5 +1,6 @@
 import { type ActorContext, type Ref, type SupervisionContext, dispatch, spawn } from 'nact';
 import type { Logger } from '../log.ts';
+import './nact-patch.ts';
 
 // Our thin typed layer over nact: every actor is named (nact's anonymous names collide),
 // and every actor has an onCrash that logs through pino and returns a decision

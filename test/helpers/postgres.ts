@@ -38,8 +38,34 @@ async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
 export async function testDatabase(t: Teardown, label = 'fdl'): Promise<string> {
   const name = `${label.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}_${randomBytes(6).toString('hex')}`;
   await admin((c) => c.query(`CREATE DATABASE ${name}`));
-  t.teardown(() => admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)));
+  t.teardown(() => dropDatabase(name));
   const url = new URL(ADMIN_URL);
   url.pathname = `/${name}`;
   return url.toString();
+}
+
+/** Insufficient privilege: DROP ... WITH (FORCE) met a backend it may not end. */
+const NOT_OURS_TO_END = '42501';
+const DROP_BOUND_MS = 60_000;
+
+/**
+ * Drops a test's database with any session still on it. FORCE ends our role's sessions, not an
+ * autovacuum worker's (PostgreSQL refuses: "must be a member of the role whose process is being
+ * terminated"), which a test that wrote many rows can start on it: that worker ends by itself
+ * within seconds, so the drop is tried again until it goes, within a bound that fails saying why.
+ */
+async function dropDatabase(name: string): Promise<void> {
+  const started = Date.now();
+  for (;;) {
+    try {
+      await admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+      return;
+    } catch (e) {
+      if ((e as { code?: string }).code !== NOT_OURS_TO_END || Date.now() - started > DROP_BOUND_MS) {
+        throw new Error(`could not drop the test database ${name} within ${DROP_BOUND_MS} ms: ${(e as Error).message}`);
+      }
+      // Another role's backend (autovacuum) is on it: it is not ours to end; try again when it may be gone.
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }

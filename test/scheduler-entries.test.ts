@@ -24,8 +24,14 @@ import { until } from './helpers/cluster.ts';
 
 const TOKEN = 'project-token-1';
 
-/** A Scheduler actor over `store`, with `initiator` as its in-process worker holding TOKEN's data. */
-function spawnTestScheduler(system: Parameters<typeof spawnScheduler>[0], store: Store, log: pino.Logger, initiator: PeerHandle): Ref<SchedulerMsg> {
+/** A Scheduler actor over `store`, with `initiator` as its in-process worker holding TOKEN's data; `extra` adds or overrides props. */
+function spawnTestScheduler(
+  system: Parameters<typeof spawnScheduler>[0],
+  store: Store,
+  log: pino.Logger,
+  initiator: PeerHandle,
+  extra: Partial<Parameters<typeof spawnScheduler>[1]> = {},
+): Ref<SchedulerMsg> {
   return spawnScheduler(system, {
     store,
     log,
@@ -39,6 +45,7 @@ function spawnTestScheduler(system: Parameters<typeof spawnScheduler>[0], store:
     locals: { delete: () => {} },
     uploads: new Uploads(store.blobs.incoming),
     streaming: { thresholdBytes: 1024 * 1024, maxResourceBytes: 1024 * 1024 * 1024 },
+    ...extra,
   });
 }
 
@@ -263,21 +270,7 @@ t.test('the published project listing: made on the first request, stale at every
   t.teardown(() => stop(system));
   const initiator: PeerHandle = { sessionId: 'initiator', send: () => {}, close: () => {} };
   const projectListing = new ProjectListing();
-  const scheduler = spawnScheduler(system, {
-    store,
-    log,
-    schedulerId: 's',
-    policy: RetryPolicySchema.parse({}),
-    allowResourceDownload: true,
-    initiator: { peer: initiator, name: 's', projects: [{ token: TOKEN, datasources: [{ name: 'd', rows: 10, features: [] }] }] },
-    identity: { signKey: 'sign-key', boxKey: 'box-key' },
-    retentionMs: 7 * 24 * 3600_000,
-    artifactsInFlightPerWorkbench: 1000,
-    locals: { delete: () => {} },
-    uploads: new Uploads(store.blobs.incoming),
-    streaming: { thresholdBytes: 1024 * 1024, maxResourceBytes: 1024 * 1024 * 1024 },
-    projectListing,
-  });
+  const scheduler = spawnTestScheduler(system, store, log, initiator, { projectListing });
   send(scheduler, { kind: 'resume' });
   const received: Message[] = [];
   const wb: PeerHandle = { sessionId: 'wb', send: (m) => received.push(m), close: () => {} };

@@ -1,11 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Step } from '../protocols/entities.ts';
-import { Cluster } from '../lib/sim/cluster.ts';
-import { DEFAULT_WORKERS_PER_PROCESS, syntheticShard } from '../lib/sim/simulate.ts';
-import { distributions, steps } from '../lib/workbench/builders.ts';
+import { SCALE_ARTIFACT, startScaleCluster } from './scale.ts';
 import { Cleanup, costsTable, processCost } from './util.ts';
 
 /**
@@ -31,29 +25,16 @@ const PRELOAD = fileURLToPath(new URL('./cpu-profile-preload.cjs', import.meta.u
 const cleanup = new Cleanup();
 try {
   const dir = cleanup.tempDir(`fdl-bench-scale-costs-${N}-`);
-  const token = randomBytes(16).toString('hex');
-  const workers = Array.from({ length: N }, (_, i) => {
-    const file = join(dir, `shard-${i}.csv`);
-    writeFileSync(file, syntheticShard(i, 10));
+  const { cluster, token } = await startScaleCluster(dir, N, {
+    ...(PROFILE ? { env: { NODE_OPTIONS: `--require ${PRELOAD}`, FDL_CPU_PROFILE_DIR: PROFILE } } : {}),
     // The workers' processes run without the profiler the scheduler may get through the environment.
-    return { name: `w-${String(i).padStart(4, '0')}`, files: [file], env: { NODE_OPTIONS: '' } };
-  });
-  const cluster = await Cluster.start({
-    dir,
-    projectName: 'scale',
-    projectToken: token,
-    workers,
-    workersPerProcess: Math.min(DEFAULT_WORKERS_PER_PROCESS, Math.ceil(N / 4)),
-    scheduler: { connection_limits: { max_unauthenticated_per_address: 64 } },
-    env: { FDL_LOG_LEVEL: 'warn', ...(PROFILE ? { NODE_OPTIONS: `--require ${PRELOAD}`, FDL_CPU_PROFILE_DIR: PROFILE } : {}) },
-    startTimeoutMs: 600_000,
+    workerEnv: { NODE_OPTIONS: '' },
   });
   cleanup.add('cluster', () => cluster.stop());
   const wb = await cluster.connect('bench-scale-costs');
   cleanup.add('workbench', () => wb.close());
   const project = await wb.project(token);
-  const artifact: Step[] = [steps.parallel({ kind: 'Noop' }, distributions.collect()), steps.finalize({ kind: 'Noop' })];
-  const run = async () => (await (await project.submit(artifact)).result()) as unknown;
+  const run = async () => (await (await project.submit(SCALE_ARTIFACT)).result()) as unknown;
   for (let i = 0; i < 20; i++) await run(); // warm-up (JIT)
 
   const processes = cluster.processes().filter((p): p is { name: string; pid: number } => p.pid !== undefined);

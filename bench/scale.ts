@@ -15,6 +15,38 @@ import { type Cleanup, median, ms, now, type Row, ratio } from './util.ts';
  * artifact at the smallest N, so a ratio near 1 says the cost per job does not grow with N.
  */
 
+/** The scale benches' artifact: a Noop on every worker, collected, then a Noop Finalize. */
+export const SCALE_ARTIFACT: Step[] = [steps.parallel({ kind: 'Noop' }, distributions.collect()), steps.finalize({ kind: 'Noop' })];
+
+/**
+ * A scheduler and `n` workers with a synthetic shard each (10 rows), packed several per process
+ * as `fdl simulate` does. `env` goes to every process, `workerEnv` to the workers' only.
+ */
+export async function startScaleCluster(
+  dir: string,
+  n: number,
+  opts: { env?: Record<string, string>; workerEnv?: Record<string, string> } = {},
+): Promise<{ cluster: Cluster; token: string }> {
+  const token = randomBytes(16).toString('hex');
+  const workers = Array.from({ length: n }, (_, i) => {
+    const file = join(dir, `shard-${i}.csv`);
+    writeFileSync(file, syntheticShard(i, 10));
+    return { name: `w-${String(i).padStart(4, '0')}`, files: [file], ...(opts.workerEnv ? { env: opts.workerEnv } : {}) };
+  });
+  const cluster = await Cluster.start({
+    dir,
+    projectName: 'scale',
+    projectToken: token,
+    workers,
+    workersPerProcess: Math.min(DEFAULT_WORKERS_PER_PROCESS, Math.ceil(n / 4)),
+    // Every worker dials 127.0.0.1 at once: the per-address cap before a hello must admit them.
+    scheduler: { connection_limits: { max_unauthenticated_per_address: 64 } },
+    env: { FDL_LOG_LEVEL: 'warn', ...opts.env },
+    startTimeoutMs: 600_000,
+  });
+  return { cluster, token };
+}
+
 /** Resident memory of a process, from /proc (Linux), in MiB. */
 function rssMiB(pid: number | undefined): number {
   if (pid === undefined) return Number.NaN;
@@ -27,33 +59,16 @@ export async function benchScale(opts: { cleanup: Cleanup; sizes: number[]; repe
   let smallest: number | undefined;
   for (const n of opts.sizes) {
     const dir = opts.cleanup.tempDir(`fdl-bench-scale-${n}-`);
-    const token = randomBytes(16).toString('hex');
-    const workers = Array.from({ length: n }, (_, i) => {
-      const file = join(dir, `shard-${i}.csv`);
-      writeFileSync(file, syntheticShard(i, 10));
-      return { name: `w-${String(i).padStart(4, '0')}`, files: [file] };
-    });
     const t0 = now();
-    const cluster = await Cluster.start({
-      dir,
-      projectName: 'scale',
-      projectToken: token,
-      workers,
-      workersPerProcess: Math.min(DEFAULT_WORKERS_PER_PROCESS, Math.ceil(n / 4)),
-      // Every worker dials 127.0.0.1 at once: the per-address cap before a hello must admit them.
-      scheduler: { connection_limits: { max_unauthenticated_per_address: 64 } },
-      env: { FDL_LOG_LEVEL: 'warn' },
-      startTimeoutMs: 600_000,
-    });
+    const { cluster, token } = await startScaleCluster(dir, n);
     opts.cleanup.add(`cluster (${n})`, () => cluster.stop());
     process.stdout.write(`[scale] ${n} workers up in ${ms(now() - t0)}\n`);
     const wb = await cluster.connect('bench-scale');
     opts.cleanup.add(`workbench (${n})`, () => wb.close());
     const project = await wb.project(token);
-    const artifact: Step[] = [steps.parallel({ kind: 'Noop' }, distributions.collect()), steps.finalize({ kind: 'Noop' })];
     const run = async () => {
       const t1 = now();
-      await (await project.submit(artifact)).result();
+      await (await project.submit(SCALE_ARTIFACT)).result();
       return (now() - t1) / (n + 1);
     };
     await run(); // warm-up

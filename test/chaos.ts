@@ -126,7 +126,7 @@ async function main(): Promise<number> {
           const code = await cluster.exited(name);
           if (code === 3) fenced++;
           if (!supervising) break;
-          await sleep(300 + random() * 1500);
+          await sleep(300 + random() * 1500); // a supervisor's restart delay (the exit was awaited above)
           if (!supervising) break;
           say(`supervisor: starting ${name} again (it exited ${code ?? 'by a signal'})`);
           // Resolves once it is active (it may stay a standby for good): not awaited.
@@ -140,7 +140,7 @@ async function main(): Promise<number> {
 
   const chaos = (async () => {
     while (running) {
-      await sleep(2000 + random() * 4000);
+      await sleep(2000 + random() * 4000); // the time between faults: the schedule, not a wait for anything
       if (!running) break;
       faults++;
       const r = random();
@@ -169,7 +169,7 @@ async function main(): Promise<number> {
         say(`SIGKILL ${w}`);
         cluster.kill(w, 'SIGKILL');
         await cluster.exited(w);
-        await sleep(300 + random() * 2500);
+        await sleep(300 + random() * 2500); // down for a while (the exit was awaited above)
         cluster.startWorker(w);
       } else {
         const w = pick(workers).name;

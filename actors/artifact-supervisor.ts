@@ -60,6 +60,8 @@ export interface SupervisorProps {
   loaded?: { artifact: StoredArtifact; jobs: StoredJob[] };
   /** Passed to every JobActor (JobProps.maxResourceBytes). */
   maxResourceBytes?: number;
+  /** The least time between two progress pushes (lib/transport/defaults.ts); absent or 0: after every barrier. */
+  progressIntervalMs?: number;
   now(): number;
   /** Test seam, passed to every JobActor (see JobProps.crashOn). */
   jobCrashOn?: (jobIndex: number, msg: JobMsg) => boolean;
@@ -179,7 +181,14 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
    * per barrier, not one frame per transition (an artifact's state goes at once). Outside the
    * state, like `peers`: a reset (a bug) must not lose transitions a watcher was not shown yet.
    */
-  const outbox: { events: ArtifactEventItem[]; armed: boolean } = { events: [], armed: false };
+  const outbox: { events: ArtifactEventItem[]; armed: boolean; lastPushAt: number; timer: NodeJS.Timeout | undefined } = {
+    events: [],
+    armed: false,
+    // From the spawn (the acceptance): an artifact done within the interval is one push in all.
+    lastPushAt: props.now(),
+    timer: undefined,
+  };
+  const interval = props.progressIntervalMs ?? 0;
 
   /**
    * Queues a transition for the subscribers. A job's transitions wait for the next barrier the
@@ -198,15 +207,25 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
     if (outbox.armed) return;
     outbox.armed = true;
     const me = self;
-    props.store.atNextBarrier(() => {
+    const flush = () => {
       if (me) send(me, { kind: 'flushEvents' });
-    });
+    };
+    // Within the interval of the last push: when it ends (a progress push promises nothing, so
+    // it need not wait for a barrier then). Else after the next barrier, as the round brings one.
+    const wait = outbox.lastPushAt + interval - props.now();
+    if (wait > 0) {
+      outbox.timer = setTimeout(flush, wait);
+      outbox.timer.unref();
+    } else props.store.atNextBarrier(flush);
   };
 
   /** Pushes the queued transitions (coalesced, lib/artifact-events.ts) to the scheduler, for the subscribers. */
   const flushEvents = (s: SupervisorState) => {
     outbox.armed = false;
+    if (outbox.timer) clearTimeout(outbox.timer);
+    outbox.timer = undefined;
     if (outbox.events.length === 0) return;
+    outbox.lastPushAt = props.now();
     const events = coalesce(outbox.events);
     outbox.events = [];
     for (const frame of framesOf(events)) {

@@ -260,7 +260,15 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
     if (extra.resultResourceId) artifact.resultResourceId = extra.resultResourceId;
     if (extra.provenance) artifact.provenance = extra.provenance;
     const next = { ...s, artifact };
-    emit(next, { kind: 'artifactState', state });
+    const event: ArtifactEventItem = { kind: 'artifactState', state };
+    if (TERMINAL.has(state)) {
+      // The final status's own fields ride with it: the watchers need not ask for the status.
+      event.updatedAt = now;
+      if (artifact.error) event.error = artifact.error;
+      if (artifact.resultResourceId) event.resultResourceId = artifact.resultResourceId;
+      if (artifact.provenance) event.provenance = artifact.provenance;
+    }
+    emit(next, event);
     return next;
   };
 

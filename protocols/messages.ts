@@ -260,7 +260,21 @@ export const NetworkEventSchema = msg('networkEvent', {
 
 /** One transition of an artifact or of one of its jobs (an element of `artifactEvent.events`). */
 export const ArtifactEventItemSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('artifactState'), state: ArtifactStateSchema }).strict(),
+  z
+    .object({
+      kind: z.literal('artifactState'),
+      state: ArtifactStateSchema,
+      /**
+       * A final state (COMPLETED, ERROR, CANCELLED) carries what the status has beyond its jobs
+       * (protocol 7): with the jobs' transitions pushed before it, the watcher holds the final
+       * status without asking for it. Absent on RUNNING.
+       */
+      updatedAt: z.number().optional(),
+      error: ArtifactStatusSchema.shape.error,
+      resultResourceId: ArtifactStatusSchema.shape.resultResourceId,
+      provenance: ArtifactStatusSchema.shape.provenance,
+    })
+    .strict(),
   z
     .object({
       kind: z.literal('jobState'),

@@ -148,6 +148,60 @@ t.test("result() asks for the result with the final status, not after its reply:
   t.equal(handle.status.state, 'COMPLETED');
 });
 
+// Protocol 7: the final push carries the status's own fields, so a handle holds the final status
+// without asking for it (at 1,000 workers the reply was a 1,001-job status per artifact).
+t.test('the final push settles the handle with the final status: no getStatus, result() asks only for the result', async (t) => {
+  const status: ArtifactStatus = {
+    id: 'a-3',
+    projectId: 'p-1',
+    state: 'RUNNING',
+    progress: { completed: 0, total: 1 },
+    jobs: [{ id: 'a-3.0', index: 0, worker: 'w1', stepIndex: 0, iteration: 0, operation: 'Noop', state: 'SCHEDULED', attempt: 1 }],
+    createdAt: 1,
+    updatedAt: 1,
+  };
+  const provenance = {
+    complete: true,
+    workers: [{ nodeId: 'w1', rows: 10, completedJobs: 1, leftOutJobs: 0 }],
+    included: ['w1'],
+    leftOut: [],
+    rows: 10,
+    leftOutJobs: [],
+    seeds: { model: [], split: [] },
+    artifactSha256: 'a'.repeat(64),
+    software: { name: 'fdl', version: '0.1.0', protocolVersion: PROTOCOL_VERSION },
+  };
+  const bytes = encodeValue({ mean: 4.5 });
+  const asked: string[] = [];
+  const url = await scriptedScheduler(t, (session) => (m) => {
+    if (m.type === 'submitArtifact') {
+      session.send({ type: 'artifactAccepted', reqId: m.reqId, status });
+      session.send({
+        type: 'artifactEvent',
+        artifactId: 'a-3',
+        progress: { completed: 1, total: 1 },
+        events: [
+          { kind: 'jobState', jobId: 'a-3.0', worker: 'w1', state: 'COMPLETED', attempt: 1, startedAt: 5, finishedAt: 6 },
+          { kind: 'artifactState', state: 'COMPLETED', updatedAt: 7, resultResourceId: 'r-3', provenance },
+        ],
+      });
+    }
+    if (m.type !== 'submitArtifact') asked.push(m.type);
+    if (m.type === 'getResult') {
+      session.send({ type: 'result', reqId: m.reqId, artifactId: 'a-3', resourceId: 'r-3', sha256: sha256Hex(bytes), size: bytes.byteLength, data: bytes });
+    }
+  });
+  const wb = await Workbench.connect(url, { token: 'fdl_w_test', reconnect: false });
+  t.teardown(() => wb.close());
+  const handle = await wb.submit('project-token', { steps: [steps.parallel({ kind: 'Noop' })] });
+  const done = await handle.done();
+  t.match(done, { state: 'COMPLETED', updatedAt: 7, resultResourceId: 'r-3', progress: { completed: 1, total: 1 }, provenance: { rows: 10 } }, 'the final status, from the push');
+  t.match(done.jobs[0], { state: 'COMPLETED', startedAt: 5, finishedAt: 6 }, 'its jobs as the pushes left them');
+  t.equal(handle.provenance?.rows, 10);
+  t.same(await handle.result(), { mean: 4.5 });
+  t.same(asked, ['getResult'], 'no getStatus: only the result was asked for');
+});
+
 // The scheduler closed the session (its rate limit, its idle timeout, a restart) and its close
 // frame came in the same read as a reply: the script's next request starts while the socket is
 // closing, before its close event. It must wait for the next session and be answered there. It

@@ -128,6 +128,10 @@ export class ArtifactHandle extends EventEmitter<{ event: [ArtifactEvent] }> {
       if (at !== undefined && j) {
         const next = { ...j, state: e.state, attempt: e.attempt };
         if (e.error) next.lastError = e.error;
+        if (e.leftOut) next.leftOut = true;
+        // As the store keeps it: a FAILED job's next attempt, cleared by any other transition.
+        if (e.nextAttemptAt === undefined) delete next.nextAttemptAt;
+        else next.nextAttemptAt = e.nextAttemptAt;
         if (e.startedAt !== undefined) next.startedAt = e.startedAt;
         if (e.finishedAt === undefined) delete next.finishedAt;
         else next.finishedAt = e.finishedAt;
@@ -135,10 +139,20 @@ export class ArtifactHandle extends EventEmitter<{ event: [ArtifactEvent] }> {
       }
     }
     this.emitEvent(event);
-    if (event.event.kind === 'artifactState') {
-      this.status = { ...this.status, state: event.event.state };
-      if (TERMINAL.has(event.event.state)) {
+    if (e.kind === 'artifactState') {
+      this.status = { ...this.status, state: e.state };
+      if (TERMINAL.has(e.state)) {
         if (this.awaitingResult) this.startDownload();
+        if (e.updatedAt !== undefined) {
+          // The final status: its jobs as the pushes before left them, its own fields from this event.
+          const final: ArtifactStatus = { ...this.status, updatedAt: e.updatedAt };
+          if (e.error) final.error = e.error;
+          if (e.resultResourceId) final.resultResourceId = e.resultResourceId;
+          if (e.provenance) final.provenance = e.provenance;
+          this.status = final;
+          this.resolveSettled(final);
+          return;
+        }
         void this.wb.status(this.id).then(
           (s) => {
             this.status = s;
@@ -189,7 +203,15 @@ export class ArtifactHandle extends EventEmitter<{ event: [ArtifactEvent] }> {
     const changed = status.state !== this.status.state;
     this.status = status;
     if (changed) {
-      this.push({ type: 'artifactEvent', artifactId: this.id, progress: status.progress, event: { kind: 'artifactState', state: status.state } });
+      const event: ArtifactEventItem = { kind: 'artifactState', state: status.state };
+      if (TERMINAL.has(status.state)) {
+        // Fetched just now: final, so nothing to ask for again.
+        event.updatedAt = status.updatedAt;
+        if (status.error) event.error = status.error;
+        if (status.resultResourceId) event.resultResourceId = status.resultResourceId;
+        if (status.provenance) event.provenance = status.provenance;
+      }
+      this.push({ type: 'artifactEvent', artifactId: this.id, progress: status.progress, event });
     }
   }
 

@@ -88,6 +88,8 @@ t.test('with a quorum the artifact goes on without the away holder; status, resu
   ];
   const handle = await (await wb.project(token)).submit(steps);
   const done = await handle.done();
+  // Since protocol 7 the handle's final status is built from the pushes: it must be the store's.
+  t.same(done, await wb.status(handle.id), 'the final status from the pushes is the one getStatus answers');
   const away = done.jobs.find((j) => j.worker === 'worker-2');
   t.ok(away?.leftOut, "worker-2's job is left out");
   t.equal(away?.attempt, 0, 'at once, without an attempt');

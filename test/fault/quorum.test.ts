@@ -141,6 +141,8 @@ t.test('a quorum of 2 of 3 over 6 rounds, one worker killed for good in round 2:
 
   const done = await handle.done();
   t.equal(done.state, 'COMPLETED', 'the quorum let it finish');
+  // Since protocol 7 the handle's final status is built from the pushes (retries, left-out jobs): it must be the store's.
+  t.same(done, await wb.status(handle.id), 'the final status from the pushes is the one getStatus answers');
   const jobs = done.jobs.filter((j) => j.worker === 'worker-3' && j.operation === 'TestSleep');
   t.same(
     jobs.map((j) => j.state),

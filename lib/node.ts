@@ -401,7 +401,9 @@ export async function startWorkerHost(configs: NodeConfig[], logOf: (config: Nod
  * `truncate-report-once` (send the first completion report cut in half),
  * `cut-socket-every=MS` (drop the connection every MS milliseconds, as a network cut),
  * `cut-upload-once=BYTES` / `cut-download-once=BYTES` (drop it once, when that many bytes of a
- * streamed product have been sent / of a streamed input received).
+ * streamed product have been sent / of a streamed input received),
+ * `corrupt-download-once=BYTES` (flip a byte of the first chunk of a streamed input received once
+ * that many bytes have come, below its crc32 check).
  */
 export function parseFaults(spec: string | undefined): {
   corruptOnce: boolean;
@@ -409,6 +411,7 @@ export function parseFaults(spec: string | undefined): {
   cutEveryMs: number | undefined;
   cutUploadAt: number | undefined;
   cutDownloadAt: number | undefined;
+  corruptDownloadAt: number | undefined;
 } {
   const parts = new Set((spec ?? '').split(',').map((p) => p.trim()).filter(Boolean));
   const numberOf = (name: string) => {
@@ -421,6 +424,7 @@ export function parseFaults(spec: string | undefined): {
     cutEveryMs: numberOf('cut-socket-every'),
     cutUploadAt: numberOf('cut-upload-once'),
     cutDownloadAt: numberOf('cut-download-once'),
+    corruptDownloadAt: numberOf('corrupt-download-once'),
   };
 }
 
@@ -468,7 +472,8 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
   const spool = join(config.workdir, SPOOL_DIR);
   rmSync(join(spool, 'out'), { recursive: true, force: true });
   for (const f of existsSync(join(spool, 'in')) ? readdirSync(join(spool, 'in')) : []) {
-    if (f.endsWith('.bin')) rmSync(join(spool, 'in', f), { force: true });
+    // Finished inputs (`.bin`) and finished openings (`.open`); partial ones are resumed.
+    if (f.endsWith('.bin') || f.endsWith('.open')) rmSync(join(spool, 'in', f), { force: true });
   }
   const downloads = new Downloads(join(spool, 'in'), (m) => client?.send(m) ?? false, {
     onRefused: (message) => log.warn({ error: message }, 'a chunk was refused; asking again'),
@@ -476,6 +481,15 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
   });
   const uploadCut = cutOnceAt(faults.cutUploadAt, () => client?.cut(), log);
   const downloadCut = cutOnceAt(faults.cutDownloadAt, () => client?.cut(), log);
+  let corruptDownloadIn = faults.corruptDownloadAt;
+  const corruptDownload = (chunk: MessageOf<'resourceChunk'>) => {
+    if (corruptDownloadIn === undefined) return;
+    corruptDownloadIn -= chunk.data.byteLength;
+    if (corruptDownloadIn > 0) return;
+    corruptDownloadIn = undefined;
+    log.warn({ offset: chunk.offset }, 'fault injection: corrupting a downloaded chunk');
+    chunk.data[0] = (chunk.data[0] ?? 0) ^ 0xff;
+  };
   const offered = new OfferedResources(
     {
       sendFrame: (frame, cb) => {
@@ -496,11 +510,11 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
       thresholdBytes,
       dir: join(spool, 'out'),
       sealIntoFile: false,
-      fetch: async (ref, tap) => {
+      fetch: async (ref, open) => {
         const build = (reqId: number, offset: number): Message => ({ type: 'fetchResource', reqId, resourceId: ref.id, ...(offset > 0 ? { offset } : {}) });
-        const got = await downloads.fetch(build, { sha256: ref.sha256, tap });
+        const got = await downloads.fetch(build, { sha256: ref.sha256, open });
         if (got.resumedFrom > 0) log.info({ resourceId: ref.id, offset: got.resumedFrom }, 'input download resumed from offset');
-        return { path: got.path };
+        return got.opened ? { path: got.path, opened: true } : { path: got.path };
       },
       send: (offer, body) => {
         offered.add(offer.sha256, 'file' in body ? fileSource(body.file, offer.size) : 'source' in body ? body.source : bufferSource(body.bytes));
@@ -563,7 +577,10 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
         else log.warn({ sha256: message.sha256 }, 'the scheduler asked for a product this worker no longer holds');
         return;
       }
-      if (message.type === 'resourceChunk') downloadCut(message.data.byteLength);
+      if (message.type === 'resourceChunk') {
+        corruptDownload(message);
+        downloadCut(message.data.byteLength);
+      }
       if (downloads.onMessage(message)) return;
       if (message.type === 'error' && message.reqId === undefined) {
         log.error({ error: message.error }, 'the scheduler refused a message');

@@ -198,9 +198,58 @@ export type SinkResult =
    * Every byte is in and the whole matches its sha256: the file is complete (and fsynced when
    * durable). `wallMs`/`cpuMs`: since the sink was opened, the process's whole CPU (for logs and the bench).
    */
-  | { kind: 'done'; path: string; wallMs: number; cpuMs: number }
+  | {
+      kind: 'done';
+      path: string;
+      wallMs: number;
+      cpuMs: number;
+      /** The file holds the resource opened (its plaintext, lib/transport/opening-sink.ts), not its bytes as offered. */
+      opened?: boolean;
+    }
   /** Every byte is in but the whole does not match: the partial file is removed (start again from 0). */
   | { kind: 'corrupt'; error: WireError };
+
+/** What receives one streamed resource's chunks at a download's end (lib/transport/downloads.ts). */
+export interface DownloadSink {
+  /** The resource's sha256 (of its bytes as offered). */
+  readonly resource: string;
+  readonly size: number;
+  /** The next byte expected: what a re-ask asks from. */
+  readonly offset: number;
+  /** The offset the sink started from when it was opened (> 0: resumed from what an earlier transfer left). */
+  readonly resumedFrom: number;
+  accept(m: MessageOf<'resourceChunk'>): SinkResult;
+  /** Every byte is in: checks the whole ('done' or 'corrupt'); 'stale' when bytes are missing. */
+  finish(): SinkResult;
+  /** Closes its files, keeping what they hold (a later transfer resumes from them). */
+  close(): void;
+  /** Closes and removes its files. */
+  discard(): void;
+}
+
+/**
+ * A chunk's own checks (its crc32, that it has bytes and stays inside the resource), and how many
+ * chunks were refused in a row: one place for every sink.
+ */
+export class Refusals {
+  private inARow = 0;
+
+  /** The refusal of a chunk that fails its checks (asking again from its offset), or undefined when it passes. */
+  check(m: MessageOf<'resourceChunk'>, size: number): Extract<SinkResult, { kind: 'refused' }> | undefined {
+    if (crc32Of(m.data) === m.crc32 && m.offset + m.data.byteLength <= size && m.data.byteLength > 0) {
+      this.inARow = 0;
+      return undefined;
+    }
+    this.inARow++;
+    const what = m.offset + m.data.byteLength > size ? `runs past the resource's ${size} bytes` : 'does not match its crc32';
+    return {
+      kind: 'refused',
+      error: wireError('CHUNK_CORRUPT', `chunk at offset ${m.offset} (${m.data.byteLength} bytes) of resource ${m.resource} ${what}`),
+      offset: m.offset,
+      gaveUp: this.inARow > MAX_REFUSED_CHUNKS,
+    };
+  }
+}
 
 /**
  * The receiving end of one streamed resource: a file written at each chunk's offset as it
@@ -208,10 +257,10 @@ export type SinkResult =
  * an earlier transfer (a cut socket, a restart), it rehashes that prefix and resumes after it: the
  * receiver says which offset it has, the sender goes on from there.
  */
-export class ChunkSink {
+export class ChunkSink implements DownloadSink {
   private fd: number | undefined;
   private hash: Hash;
-  private refusedInARow = 0;
+  private readonly refusals = new Refusals();
   /** Durable sinks: bytes written since the last flush was started, and whether one is running. */
   private unflushed = 0;
   private flushing = false;
@@ -252,17 +301,8 @@ export class ChunkSink {
 
   accept(m: MessageOf<'resourceChunk'>): SinkResult {
     if (this.fd === undefined || m.offset !== this.offset) return { kind: 'stale' };
-    if (crc32Of(m.data) !== m.crc32 || m.offset + m.data.byteLength > this.size || m.data.byteLength === 0) {
-      this.refusedInARow++;
-      const what = m.offset + m.data.byteLength > this.size ? `runs past the resource's ${this.size} bytes` : 'does not match its crc32';
-      return {
-        kind: 'refused',
-        error: wireError('CHUNK_CORRUPT', `chunk at offset ${m.offset} (${m.data.byteLength} bytes) of resource ${m.resource} ${what}`),
-        offset: this.offset,
-        gaveUp: this.refusedInARow > MAX_REFUSED_CHUNKS,
-      };
-    }
-    this.refusedInARow = 0;
+    const refused = this.refusals.check(m, this.size);
+    if (refused) return refused;
     for (let written = 0; written < m.data.byteLength; ) {
       written += writeSync(this.fd, m.data, written, m.data.byteLength - written, m.offset + written);
     }

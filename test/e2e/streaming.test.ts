@@ -2,7 +2,7 @@
 // chunk and whole, resumed after a cut instead of restarted, and a product over the limit must fail its job
 // naming its size (it used to make the worker reconnect in a loop). Real processes and sockets throughout.
 import { createCipheriv, createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import t from 'tap';
@@ -97,6 +97,15 @@ t.test('200 MiB crosses worker -> scheduler -> worker -> initiator -> workbench 
 t.test('a sealed product over the threshold is sealed segment by segment, stored unread by the scheduler, opened by its receiver, RSS flat', async (t) => {
   const size = 96 * MiB;
   const seed = 11;
+  // worker-2's download of the sealed input is cut once and gets one corrupt chunk (below its
+  // crc32 check): it opens the input as it arrives and keeps only the plaintext, so both must
+  // resume from what it opened.
+  cluster.kill('worker-2', 'SIGKILL');
+  await cluster.exited('worker-2');
+  cluster.startWorker('worker-2', { env: { FDL_FAULTS: `corrupt-download-once=${24 * MiB},cut-download-once=${48 * MiB}` } });
+  await cluster.waitForWorkers(['worker-2']);
+  const worker2Log = join(dir, 'worker-2.log');
+  const resumedBefore = countLog(worker2Log, /"offset":[1-9][0-9]*.*download resumed from offset/);
   const pids = Object.fromEntries(['scheduler', 'worker-1', 'worker-2'].map((n) => [n, cluster.pid(n) as number]));
   const base: Record<string, number> = {};
   for (const [name, pid] of Object.entries(pids)) {
@@ -119,7 +128,10 @@ t.test('a sealed product over the threshold is sealed segment by segment, stored
   t.equal(got.sha256, blobSha256(size, seed), 'the result is the bytes TestBlob made, opened right at every hop');
   const offers = countLog(join(dir, 'scheduler.log'), new RegExp(`"jobId":"${handle.id}\\.[12]".*streamed product offered`));
   t.ok(offers >= 2, `both workers' sealed products were streamed (${offers} offers)`);
-  t.ok(countLog(join(dir, 'worker-2.log'), /"asItArrived":true.*sealed input opened/) >= 1, 'worker-2 opened its input as it arrived, not in a second pass');
+  t.ok(countLog(worker2Log, /"asItArrived":true.*sealed input opened/) >= 1, 'worker-2 opened its input as it arrived, not in a second pass');
+  t.equal(countLog(worker2Log, /fault injection: corrupting a downloaded chunk/), 1, 'a chunk of its download arrived corrupt');
+  t.ok(countLog(worker2Log, /a chunk was refused; asking again/) >= 1, 'and was refused and asked again');
+  t.ok(countLog(worker2Log, /"offset":[1-9][0-9]*.*download resumed from offset/) > resumedBefore, 'the cut download resumed from a non-zero offset');
 
   // What the scheduler stored of the workers' products: segmented envelopes, with no plaintext in them.
   const schedulerDir = join(dir, 'scheduler');
@@ -127,8 +139,13 @@ t.test('a sealed product over the threshold is sealed segment by segment, stored
   const ids = (db.prepare('SELECT id FROM resources WHERE job_id IN (?, ?)').all(`${handle.id}.1`, `${handle.id}.2`) as Array<{ id: string }>).map(
     (r) => r.id,
   );
+  const sealedSha = (db.prepare('SELECT sha256 FROM resources WHERE job_id = ?').get(`${handle.id}.1`) as { sha256: string }).sha256;
   db.close();
   t.equal(ids.length, 2, 'both workers\' products are stored');
+  // worker-2 kept only the opened plaintext of worker-1's sealed product: never the sealed bytes.
+  const spool = join(dir, 'worker-2', 'spool', 'in');
+  t.ok(existsSync(join(spool, `${sealedSha}.open`)), 'worker-2 holds the opened input');
+  for (const f of readdirSync(spool)) t.notOk(f.startsWith(sealedSha) && !f.endsWith('.open'), `and no file of the sealed bytes (${f})`);
   const key = createHash('sha256').update(`fdl-test-blob\0${seed}`).digest();
   const plain = createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(MiB));
   for (const id of ids) {

@@ -24,6 +24,7 @@ import { FileBudgetLedger, type PrivacySettings } from './ops/index.ts';
 import { type ComputeHandle, computePool, defaultComputeThreads, shareCompute } from './ops/pool.ts';
 import { LOCALS_DIR, LocalsStore } from './store/locals.ts';
 import { Lease } from './store/lease.ts';
+import { sha256Hex } from './store/blobs.ts';
 import { openSchedulerStore } from './store/network.ts';
 import { type PostgresEngine, redactUrl } from './store/postgres.ts';
 import { DATABASE_FILE } from './store/store.ts';
@@ -283,7 +284,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
         }
         else if ('source' in body) log.error({ jobId: offer.jobId }, 'a product to stream reached the initiator, which seals into files');
         else {
-          const report: MessageOf<'jobCompleted'> = { type: 'jobCompleted', jobId: offer.jobId, attempt: offer.attempt, sha256: offer.sha256, data: body.bytes };
+          const report: MessageOf<'jobCompleted'> = { type: 'jobCompleted', jobId: offer.jobId, attempt: offer.attempt, sha256: offer.sha256 ?? sha256Hex(body.bytes), data: body.bytes };
           if (offer.ranMs !== undefined) report.ranMs = offer.ranMs;
           toScheduler(report);
         }
@@ -517,7 +518,13 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
         return got.opened ? { path: got.path, opened: true } : { path: got.path };
       },
       send: (offer, body) => {
-        offered.add(offer.sha256, 'file' in body ? fileSource(body.file, offer.size) : 'source' in body ? body.source : bufferSource(body.bytes));
+        const source = 'file' in body ? fileSource(body.file, offer.size) : 'source' in body ? body.source : bufferSource(body.bytes);
+        const upload = offer.upload;
+        // Offered by an upload name: its sha256, made as its chunks were read, follows the last one.
+        const whole = upload && source.digest
+          ? () => client?.send({ type: 'productDigest', jobId: offer.jobId, attempt: offer.attempt, upload, sha256: (source.digest as () => string)() })
+          : undefined;
+        offered.add((offer.sha256 ?? upload) as string, source, whole);
         client?.send(offer);
       },
     },

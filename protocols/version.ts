@@ -11,4 +11,7 @@
 // 6: `artifactEvent` carries `events` (the transitions of one artifact since its last push, in
 //    order) instead of one `event`; a job's SCHEDULED/RUNNING may be left out of a batch that also
 //    carries a later state of that job. A v5 workbench could not read the batch.
-export const PROTOCOL_VERSION = 6;
+// 7: a worker may offer a product by an `upload` name instead of its sha256 (`productOffer.upload`)
+//    and say the sha256 when its bytes are all read (`productDigest`): a sealed product is no longer
+//    sealed once to be hashed before its upload starts. A v6 scheduler would refuse the offer.
+export const PROTOCOL_VERSION = 7;

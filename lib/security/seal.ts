@@ -1,6 +1,7 @@
 import {
   createCipheriv,
   createHash,
+  type Hash,
   createDecipheriv,
   createPublicKey,
   diffieHellman,
@@ -311,7 +312,9 @@ const SEGMENTS_PER_TURN = 8;
  * read reaches it (the last one is kept, as sequential reads of chunks that do not line up with
  * segments touch it twice). Nothing is written: the sealed bytes are never on disk nor whole in
  * memory at the producer. The key lives as long as this object (a resumed upload re-reads the same
- * bytes; a restart of the producer makes a new key, hence other bytes). `sha256` is of the whole.
+ * bytes; a restart of the producer makes a new key, hence other bytes). `digest()` is the whole's
+ * sha256: made in a pass of its own (`make`), or as the bytes are read in order (`streamed`: an
+ * upload that names its sha256 at the end, so nothing is sealed before its first chunk).
  */
 export class SealedProduct {
   readonly size: number;
@@ -324,8 +327,11 @@ export class SealedProduct {
   private readonly sealed: Buffer;
   private cached: { index: number; bytes: Buffer } | undefined;
   private readonly sealSegment: (index: number, plain: Uint8Array, out: Buffer) => Buffer;
-  /** The sha256 of the whole sealed bytes: set by `digest()`. */
-  sha256 = '';
+  /** The sha256 of the whole sealed bytes, once known. */
+  private sha256: string | undefined;
+  /** Reads in order from 0 are hashed as they go: the bytes hashed so far, and their hash. */
+  private hashedTo = 0;
+  private hashing: Hash | undefined = createHash('sha256');
 
   private constructor(
     private readonly source: PlainSource,
@@ -362,7 +368,26 @@ export class SealedProduct {
       if (i % SEGMENTS_PER_TURN === SEGMENTS_PER_TURN - 1) await new Promise((r) => setImmediate(r));
     }
     p.sha256 = hash.digest('hex');
+    p.hashing = undefined;
     return p;
+  }
+
+  /** Seals `source` for `recipients` as it is read: its sha256 is known once every byte has been read (`digest`). */
+  static streamed(source: PlainSource, recipients: Recipient[], context: string, chunk = SEALED_SEGMENT_BYTES): SealedProduct {
+    return new SealedProduct(source, recipients, context, chunk);
+  }
+
+  /**
+   * The sha256 of the whole sealed bytes. Made as the bytes were read when the reads went in order
+   * from 0 (an upload's chunks); whatever was skipped is read now to finish it.
+   */
+  digest(): string {
+    if (this.sha256 === undefined) {
+      const scratch = Buffer.allocUnsafe(Math.min(this.chunk, Math.max(this.size, 1)));
+      while (this.hashedTo < this.size) this.readInto(this.hashedTo, Math.min(scratch.byteLength, this.size - this.hashedTo), scratch, 0);
+      if (this.sha256 === undefined) this.sha256 = (this.hashing as Hash).digest('hex');
+    }
+    return this.sha256;
   }
 
   /** Seals `source` into the file `out` (awaiting each write: the event loop runs between segments). */
@@ -407,6 +432,15 @@ export class SealedProduct {
       const from = inCt - i * sealedChunk;
       const seg = this.segment(i);
       pos += seg.copy(target, at + (pos - offset), from, Math.min(seg.byteLength, from + (end - pos)));
+    }
+    // Bytes read for the first time, in order: into the whole's sha256 (a re-read from earlier is not).
+    if (this.hashing && offset <= this.hashedTo && end > this.hashedTo) {
+      this.hashing.update(target.subarray(at + (this.hashedTo - offset), at + length));
+      this.hashedTo = end;
+      if (this.hashedTo === this.size) {
+        this.sha256 = this.hashing.digest('hex');
+        this.hashing = undefined;
+      }
     }
   }
 

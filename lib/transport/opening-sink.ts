@@ -222,7 +222,7 @@ export class OpeningSink implements DownloadSink {
     this.close();
     rmSync(this.leadPath, { force: true });
     const cpu = process.cpuUsage(this.cpuAtOpen);
-    return { kind: 'done', path: this.plainPath, wallMs: performance.now() - this.openedAt, cpuMs: (cpu.user + cpu.system) / 1000, opened: true };
+    return { kind: 'done', path: this.plainPath, sha256: this.resource, wallMs: performance.now() - this.openedAt, cpuMs: (cpu.user + cpu.system) / 1000, opened: true };
   }
 
   private corrupt(error: WireError): SinkResult {

@@ -100,10 +100,17 @@ t.test('a sealed product over the threshold is sealed segment by segment, stored
   // worker-2's download of the sealed input is cut once and gets one corrupt chunk (below its
   // crc32 check): it opens the input as it arrives and keeps only the plaintext, so both must
   // resume from what it opened.
-  cluster.kill('worker-2', 'SIGKILL');
-  await cluster.exited('worker-2');
-  cluster.startWorker('worker-2', { env: { FDL_FAULTS: `corrupt-download-once=${24 * MiB},cut-download-once=${48 * MiB}` } });
-  await cluster.waitForWorkers(['worker-2']);
+  // worker-1 offers its sealed product by an upload name (it seals and hashes it as the chunks are
+  // read, naming the sha256 at the end): its upload is cut once and must resume, checked whole.
+  for (const [name, faults] of [
+    ['worker-1', `cut-upload-once=${40 * MiB}`],
+    ['worker-2', `corrupt-download-once=${24 * MiB},cut-download-once=${48 * MiB}`],
+  ] as const) {
+    cluster.kill(name, 'SIGKILL');
+    await cluster.exited(name);
+    cluster.startWorker(name, { env: { FDL_FAULTS: faults } });
+  }
+  await cluster.waitForWorkers(['worker-1', 'worker-2']);
   const worker2Log = join(dir, 'worker-2.log');
   const resumedBefore = countLog(worker2Log, /"offset":[1-9][0-9]*.*download resumed from offset/);
   const pids = Object.fromEntries(['scheduler', 'worker-1', 'worker-2'].map((n) => [n, cluster.pid(n) as number]));
@@ -128,6 +135,10 @@ t.test('a sealed product over the threshold is sealed segment by segment, stored
   t.equal(got.sha256, blobSha256(size, seed), 'the result is the bytes TestBlob made, opened right at every hop');
   const offers = countLog(join(dir, 'scheduler.log'), new RegExp(`"jobId":"${handle.id}\\.[12]".*streamed product offered`));
   t.ok(offers >= 2, `both workers' sealed products were streamed (${offers} offers)`);
+  t.ok(
+    countLog(join(dir, 'scheduler.log'), new RegExp(`"jobId":"${handle.id}\\.1".*"offset":[1-9][0-9]*.*"digestAtEnd":true.*asking from offset`)) >= 1,
+    'worker-1 offered it by an upload name (its sha256 at the end), and the cut upload resumed from a non-zero offset',
+  );
   t.ok(countLog(worker2Log, /"asItArrived":true.*sealed input opened/) >= 1, 'worker-2 opened its input as it arrived, not in a second pass');
   t.equal(countLog(worker2Log, /fault injection: corrupting a downloaded chunk/), 1, 'a chunk of its download arrived corrupt');
   t.ok(countLog(worker2Log, /a chunk was refused; asking again/) >= 1, 'and was refused and asked again');
@@ -277,4 +288,31 @@ t.test('a corrupt chunk is refused with CHUNK_CORRUPT and asked again; the produ
   t.equal(cli.code, 0, `fdl result --out exits 0 ${cli.stderr}`);
   t.match(JSON.parse(cli.stdout), { file: out, bytes: bytes.length, sha256 }, 'and says what it wrote');
   t.equal(sha256OfFile(out), sha256, 'the file holds the result');
+
+  // An offer by upload name: the bytes all in are not taken until the sha256 named at the end
+  // matches them; a wrong one fails the attempt, and the retry's right one completes it.
+  const named = await (await wb.project(RAW_TOKEN)).submit({ name: 'raw-named', steps: [{ kind: 'Parallel', operation: { kind: 'Noop' } }] });
+  const upload = randomBytes(32).toString('hex');
+  for (const [attempt, digest] of [
+    [1, 'f'.repeat(64)],
+    [2, sha256],
+  ] as const) {
+    const a = await next('assignJob');
+    if (a.type !== 'assignJob') return t.fail('no assignment');
+    t.equal(a.attempt, attempt, `attempt ${attempt} assigned`);
+    const offer: Message = { type: 'productOffer', jobId: a.jobId, attempt: a.attempt, upload, size: bytes.length };
+    peer.raw(encode(offer));
+    const want = await next('resourceWant');
+    t.match(want, { sha256: upload }, 'the scheduler asks for the upload by its name');
+    const from = want.type === 'resourceWant' ? want.offset : 0;
+    for (let o = from; o < bytes.length; o += MiB) {
+      const data = Buffer.from(bytes.subarray(o, o + MiB));
+      peer.raw(encode({ type: 'resourceChunk', resource: upload, offset: o, crc32: crc32(data) >>> 0, data }));
+    }
+    peer.raw(encode({ type: 'productDigest', jobId: a.jobId, attempt: a.attempt, upload, sha256: digest }));
+  }
+  await within(named.done(), { what: 'the artifact offered by upload name to complete' });
+  const namedStatus = await wb.status(named.id);
+  t.match(namedStatus.jobs[0], { state: 'COMPLETED', attempt: 2, lastError: { code: 'CHECKSUM_MISMATCH' } }, 'the wrong digest failed attempt 1 (CHECKSUM_MISMATCH)');
+  t.equal((await wb.resultToFile(named.id, join(dir, 'raw-named.bin'))).sha256, sha256, 'attempt 2 stored the bytes under the sha256 named');
 });

@@ -667,6 +667,10 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           peer.send({ type: 'error', error: wireError('UNEXPECTED_MESSAGE', `no upload ${m.upload} was offered by ${nodeId}`) });
           return;
         }
+        if (r.kind === 'done') {
+          // Its last chunk came first (actors/connection.ts logs it when the digest did).
+          log.info({ nodeId, sha256: r.sha256, size: r.size, wallMs: Math.round(r.wallMs), cpuMs: Math.round(r.cpuMs) }, 'streamed product received whole');
+        }
         if (r.kind === 'done' || r.kind === 'corrupt') send(self, uploadResult(m.upload, r));
         return;
       }

@@ -185,7 +185,9 @@ export class OpeningSink implements DownloadSink {
       this.offsetNow = parsed.ctStart;
       return this.take(lead.subarray(parsed.ctStart));
     } catch (e) {
-      return this.corrupt(toWireError(e, 'CHECKSUM_MISMATCH'));
+      // A segment or head that fails says CHECKSUM_MISMATCH (or OPERATION_FAILED: not sealed for
+      // this node); anything else is the plaintext's file (a full disk, say).
+      return this.corrupt(toWireError(e, 'STORE_WRITE_FAILED'));
     }
   }
 

@@ -13,8 +13,9 @@ import { ChunkSink, type DownloadSink } from './stream.ts';
  * to `<dir>/<sha256>.part` as they arrive (ChunkSink), and the file is renamed whole when its sha256
  * checks. A refused chunk, a lost connection or a restart is resumed from what the file holds:
  * the request is sent again with that offset. A download asked to be opened (`open`, a worker's
- * sealed input) keeps only the opened plaintext (OpeningSink), renamed `<sha256>.open`. Must be fed every message of the link before anything
- * else sees it (`onMessage`, synchronously: chunks follow their header in the same read).
+ * sealed input) keeps only the opened plaintext (OpeningSink), renamed `<sha256>.open`. Must be
+ * fed every message of the link before anything else sees it (`onMessage`, synchronously: chunks
+ * follow their header in the same read).
  */
 
 /** Request ids of downloads start here, apart from the other requests on the same link (which count from 1). */

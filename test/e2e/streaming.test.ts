@@ -169,6 +169,38 @@ t.test('a sealed product over the threshold is sealed segment by segment, stored
   }
 });
 
+t.test('a sealed download resumes from the opened plaintext after a restart of its receiver, and is checked whole', async (t) => {
+  const size = 160 * MiB;
+  const seed = 31;
+  const spool = join(dir, 'worker-2', 'spool', 'in');
+  const opening = () => {
+    for (const f of existsSync(spool) ? readdirSync(spool) : []) {
+      if (f.endsWith('.open.part') && statSync(join(spool, f)).size >= 16 * MiB) return f;
+    }
+    return undefined;
+  };
+  const blob = { kind: 'TestBlob' as const, bytes: size, seed };
+  const handle = await (await wb.project(token)).submit({
+    name: 'sealed-restart',
+    steps: [{ kind: 'Sequential', init: { kind: 'Noop' }, operation: blob, final: blob, encryption: true }],
+  });
+  // worker-2 has opened part of worker-1's sealed product into plaintext: now it dies.
+  await waitFor(() => opening() !== undefined, { what: `part of the sealed input opened in ${spool}`, timeoutMs: 300_000 });
+  const part = opening() as string;
+  t.notOk(readdirSync(spool).includes(part.replace('.open.part', '.part')), 'no file of the sealed bytes beside the plaintext');
+  const resumedBefore = countLog(join(dir, 'worker-2.log'), /"offset":[1-9][0-9]*.*input download resumed from offset/);
+  cluster.kill('worker-2', 'SIGKILL');
+  await cluster.exited('worker-2');
+  cluster.startWorker('worker-2', { env: {} });
+  await within(handle.done(), { what: 'the sealed chain to complete after worker-2 restarted', timeoutMs: 300_000 });
+  t.ok(
+    countLog(join(dir, 'worker-2.log'), /"offset":[1-9][0-9]*.*input download resumed from offset/) > resumedBefore,
+    'the restarted worker-2 resumed its download from a non-zero offset (the plaintext it had, sealed again to rehash it)',
+  );
+  const got = await within(wb.resultToFile(handle.id, join(dir, 'sealed-restart.msgpack')), { what: 'the result' });
+  t.equal(got.sha256, blobSha256(size, seed), 'the result is the bytes TestBlob made: the resumed input opened right');
+});
+
 t.test('an upload resumes by content hash after a restart of the producing worker and of the scheduler', async (t) => {
   const size = 160 * MiB;
   const incoming = join(dir, 'scheduler', 'resources', 'incoming');

@@ -60,6 +60,8 @@ export interface SupervisorProps {
   loaded?: { artifact: StoredArtifact; jobs: StoredJob[] };
   /** Passed to every JobActor (JobProps.maxResourceBytes). */
   maxResourceBytes?: number;
+  /** The least time between two progress pushes (lib/transport/defaults.ts); absent or 0: after every barrier. */
+  progressIntervalMs?: number;
   now(): number;
   /** Test seam, passed to every JobActor (see JobProps.crashOn). */
   jobCrashOn?: (jobIndex: number, msg: JobMsg) => boolean;
@@ -121,34 +123,16 @@ const goneFromRows = (jobs: StoredJob[], absentAtSubmit: readonly string[]): Map
   return gone;
 };
 
-/**
- * JobActors live under this many shard parents, not under the supervisor itself: nact copies an
- * actor's children map for every message it handles, so a supervisor with a JobActor per worker
- * of a 1,000-worker Parallel step would pay O(workers) per message.
- */
-const JOB_SHARDS = 32;
 
 export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorProps): Ref<SupervisorMsg> {
   let generation = 0;
   /** Its nodes that are connected, as the news it got says (this actor's own; kept across a reset, like the ref). */
   const peers = new Map(props.peers);
-  /** This generation's shard parents of JobActors, spawned as needed. */
-  let shards: Array<Ref<unknown> | undefined> = [];
-  const jobParent = (self: Ref<SupervisorMsg>, index: number): Ref<unknown> => {
-    const i = index % JOB_SHARDS;
-    let shard = shards[i];
-    if (!shard) {
-      shard = spawnActor<null, never>(self, `jobs-${i}-g${generation}`, (s) => s, { log: props.log, initialState: () => null });
-      shards[i] = shard;
-    }
-    return shard;
-  };
   const load = (ctx?: { children: Map<string, Ref<unknown>> }): SupervisorState => {
     // After a reset (a bug in this actor), the JobActors of the old state are stopped and
     // spawned again from the store under a new generation of names.
     if (ctx) for (const child of ctx.children.values()) stop(child);
     generation++;
-    shards = [];
     const loaded = generation === 1 ? props.loaded : undefined;
     const artifact = loaded?.artifact ?? props.store.artifact(props.artifactId);
     if (!artifact) throw new Error(`artifact ${props.artifactId} is not in the store`);
@@ -197,7 +181,14 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
    * per barrier, not one frame per transition (an artifact's state goes at once). Outside the
    * state, like `peers`: a reset (a bug) must not lose transitions a watcher was not shown yet.
    */
-  const outbox: { events: ArtifactEventItem[]; armed: boolean } = { events: [], armed: false };
+  const outbox: { events: ArtifactEventItem[]; armed: boolean; lastPushAt: number; timer: NodeJS.Timeout | undefined } = {
+    events: [],
+    armed: false,
+    // From the spawn (the acceptance): an artifact done within the interval is one push in all.
+    lastPushAt: props.now(),
+    timer: undefined,
+  };
+  const interval = props.progressIntervalMs ?? 0;
 
   /**
    * Queues a transition for the subscribers. A job's transitions wait for the next barrier the
@@ -216,15 +207,25 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
     if (outbox.armed) return;
     outbox.armed = true;
     const me = self;
-    props.store.atNextBarrier(() => {
+    const flush = () => {
       if (me) send(me, { kind: 'flushEvents' });
-    });
+    };
+    // Within the interval of the last push: when it ends (a progress push promises nothing, so
+    // it need not wait for a barrier then). Else after the next barrier, as the round brings one.
+    const wait = outbox.lastPushAt + interval - props.now();
+    if (wait > 0) {
+      outbox.timer = setTimeout(flush, wait);
+      outbox.timer.unref();
+    } else props.store.atNextBarrier(flush);
   };
 
   /** Pushes the queued transitions (coalesced, lib/artifact-events.ts) to the scheduler, for the subscribers. */
   const flushEvents = (s: SupervisorState) => {
     outbox.armed = false;
+    if (outbox.timer) clearTimeout(outbox.timer);
+    outbox.timer = undefined;
     if (outbox.events.length === 0) return;
+    outbox.lastPushAt = props.now();
     const events = coalesce(outbox.events);
     outbox.events = [];
     for (const frame of framesOf(events)) {
@@ -283,7 +284,11 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
       const preds = s.predecessors[job.index] ?? [];
       if (!preds.every((p) => done(s.jobs[p]))) continue;
       const inputs = inputsOf(s, preds);
-      const ref = spawnJobActor(jobParent(self, job.index), {
+      // The supervisor is their parent, however many: nact's per-message copy of a parent's
+      // children is made only when read (lib/kit/nact-patch.ts), so a message to a supervisor
+      // of 1,000 JobActors costs what it costs with one. (They were spread under 32 shard
+      // parents before that patch: 11 more actors spawned per artifact at 10 workers.)
+      const ref = spawnJobActor(self, {
         store: props.store,
         log: props.log,
         artifactId: s.artifact.id,

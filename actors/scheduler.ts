@@ -14,6 +14,7 @@ import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
 import { bindArtifact, checkFeatures, quorumToleratesAbsence } from '../lib/plan/index.ts';
 import { DEFAULT_HOLDER_WAIT_MS } from '../lib/plan/defaults.ts';
+import { DEFAULT_PROGRESS_INTERVAL_MS } from '../lib/transport/defaults.ts';
 import { aggregateProject } from '../lib/projects.ts';
 import { type WorkbenchScope, inScope } from '../lib/security/auth.ts';
 import { fingerprint } from '../lib/security/identity.ts';
@@ -106,6 +107,8 @@ export interface SchedulerProps {
   uploads: Uploads;
   /** Resources over `thresholdBytes` are streamed; over `maxResourceBytes` a product is refused. */
   streaming: { thresholdBytes: number; maxResourceBytes: number };
+  /** The least time between two progress pushes of one artifact (default DEFAULT_PROGRESS_INTERVAL_MS; 0: every barrier). */
+  progressIntervalMs?: number;
   /** Where the Scheduler publishes the project listing for the Connections (one of its own when absent). */
   projectListing?: ProjectListing;
   now?: () => number;
@@ -236,6 +239,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       peers,
       ...(loaded ? { loaded } : {}),
       maxResourceBytes: props.streaming.maxResourceBytes,
+      progressIntervalMs: props.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS,
       now,
     });
     s.supervisors.set(artifactId, ref);

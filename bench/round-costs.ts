@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { fedAvgRound, ROWS_PER_WORKER, roundsCluster, tinyRound } from './rounds.ts';
 import { Cleanup, costsTable, processCost } from './util.ts';
 
@@ -12,6 +13,7 @@ import { Cleanup, costsTable, processCost } from './util.ts';
  *   node --import tsx bench/round-costs.ts          (N=2 workers, R=200 rounds, REPEATS=3)
  *   N=4 R=300 node --import tsx bench/round-costs.ts
  *   SHAPE=fedavg R=100 node --import tsx bench/round-costs.ts   (the FedAvg round of bench/rounds.ts)
+ *   PROFILE=/tmp/prof node --import tsx bench/round-costs.ts   (a CPU profile of the scheduler, bench/cpu-profile-preload.cjs)
  *
  * Linux only (/proc). Not part of `npm run bench`: it prints no ratio, it is the tool to see
  * where a round's cost moved between two trees (run it on both, alternating).
@@ -24,10 +26,16 @@ const REPEATS = Number(process.env.REPEATS ?? 3);
 const SHAPE = process.env.SHAPE ?? 'tiny';
 if (SHAPE !== 'tiny' && SHAPE !== 'fedavg') throw new Error(`SHAPE is tiny or fedavg, not ${SHAPE}`);
 const artifact = SHAPE === 'tiny' ? tinyRound : fedAvgRound;
+const PROFILE = process.env.PROFILE;
+const PRELOAD = fileURLToPath(new URL('./cpu-profile-preload.cjs', import.meta.url));
 
 const cleanup = new Cleanup();
 try {
-  const { cluster, project } = await roundsCluster(cleanup, N, SHAPE === 'tiny' ? 100 : ROWS_PER_WORKER);
+  const { cluster, project } = await roundsCluster(cleanup, N, SHAPE === 'tiny' ? 100 : ROWS_PER_WORKER, {
+    ...(PROFILE ? { env: { NODE_OPTIONS: `--require ${PRELOAD}`, FDL_CPU_PROFILE_DIR: PROFILE } } : {}),
+    // The workers' processes run without the profiler the scheduler may get through the environment.
+    workerEnv: { NODE_OPTIONS: '' },
+  });
   await (await project.submit(artifact(R))).result(); // warm-up (JIT)
 
   const processes = cluster.processes().filter((p): p is { name: string; pid: number } => p.pid !== undefined);

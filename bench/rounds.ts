@@ -229,7 +229,16 @@ export const fedAvgRound = (rounds: number): Step[] =>
   models.logisticRegression({ features: FEATURES, label: 'y', rounds, batchSize: 64, epochs: 1, standardize: 'none' });
 
 /** A cluster of a scheduler and `n` worker processes, each with a synthetic shard of `rows` rows, and a workbench on it. */
-export async function roundsCluster(cleanup: Cleanup, n: number, rows: number) {
+/**
+ * A scheduler and `n` worker processes with `rows` synthetic rows each. `env` goes to every
+ * process, `workerEnv` to the workers' only (bench/round-costs.ts profiles the scheduler alone).
+ */
+export async function roundsCluster(
+  cleanup: Cleanup,
+  n: number,
+  rows: number,
+  opts: { env?: Record<string, string>; workerEnv?: Record<string, string> } = {},
+) {
   const dir = cleanup.tempDir(`fdl-bench-rounds-${n}-`);
   const shards = Array.from({ length: n }, (_, i) => syntheticShard(1000 + i, rows));
   const files = shards.map((s, i) => {
@@ -242,8 +251,8 @@ export async function roundsCluster(cleanup: Cleanup, n: number, rows: number) {
     dir,
     projectName: 'rounds',
     projectToken: token,
-    workers: files.map((f, i) => ({ name: `worker-${i + 1}`, files: [f] })),
-    env: { FDL_LOG_LEVEL: 'warn' },
+    workers: files.map((f, i) => ({ name: `worker-${i + 1}`, files: [f], ...(opts.workerEnv ? { env: opts.workerEnv } : {}) })),
+    env: { FDL_LOG_LEVEL: 'warn', ...opts.env },
   });
   cleanup.add(`cluster (${n})`, () => cluster.stop());
   const wb = await cluster.connect('bench-rounds');

@@ -12,6 +12,7 @@ import {
 } from '../protocols/entities.ts';
 import { formatPath } from '../protocols/errors.ts';
 import { DEFAULT_HEAP_GROWING_PERCENT } from './heap.ts';
+import { DEFAULT_PROGRESS_INTERVAL_MS } from './transport/defaults.ts';
 import { DEFAULT_HOLDER_WAIT_MS, MAX_HOLDER_WAIT_MS } from './plan/defaults.ts';
 import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from './transport/admission.ts';
 import {
@@ -273,6 +274,11 @@ export const NodeConfigSchema = z
      * in percent (lib/heap.ts); 0: V8's own sizing, which under load lets it reach ~3× the live heap.
      */
     heap_growing_percent: z.number().int().min(0).max(1000).default(DEFAULT_HEAP_GROWING_PERCENT),
+    /**
+     * Scheduler and standalone: the least time between two progress pushes of one artifact, in ms
+     * (docs/PROTOCOL.md, "Progress pushes"); 0 pushes after every barrier. A final state goes at once.
+     */
+    progress_interval_ms: z.number().int().min(0).max(60_000).default(DEFAULT_PROGRESS_INTERVAL_MS),
     max_payload_bytes: z.number().int().min(1024).default(DEFAULT_MAX_PAYLOAD_BYTES),
     heartbeat_ms: z.number().int().min(100).default(DEFAULT_HEARTBEAT_INTERVAL_MS),
     /** Scheduler and standalone: per-connection frame rate; above it a peer is slowed, then disconnected. */

@@ -308,6 +308,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
     locals,
     uploads,
     streaming: { thresholdBytes, maxResourceBytes: config.store.max_resource_bytes },
+    progressIntervalMs: config.progress_interval_ms,
   });
   send(scheduler, { kind: 'resume' });
   send(scheduler, { kind: 'sweepFinished' });

@@ -180,6 +180,93 @@ t.test('progress pushes: every job ends COMPLETED in them, the artifact state co
   t.ok(pushes().length < 2 * ROUNDS + 2, `fewer pushes (${pushes().length}) than transitions (${2 * ROUNDS + 2})`);
 });
 
+// Why: a fast Iterate made one push per round to every watcher (a frame, its encoding and a
+// wake-up of the workbench's process each), where a person watching needs a few a second. Pushes of
+// an artifact are progress_interval_ms apart; the final state never waits, and nothing is lost.
+t.test('progress pushes are progress_interval_ms apart, the final one at once, every final state in them', async (t) => {
+  const runIterate = async (progressIntervalMs: number, opts: { holdJob?: number } = {}) => {
+    const log = pino({ level: 'silent' });
+    const workdir = mkdtempSync(join(tmpdir(), 'fdl-interval-'));
+    const store = new Store(workdir);
+    t.teardown(() => {
+      store.close();
+      rmSync(workdir, { recursive: true, force: true });
+    });
+    store.ensureProject('p', TOKEN);
+    const system = start();
+    t.teardown(() => stop(system));
+    let scheduler: Ref<SchedulerMsg> | undefined;
+    let assigned = 0;
+    const held: Array<() => void> = [];
+    const initiator: PeerHandle = {
+      sessionId: 'initiator',
+      send: (m: Message) => {
+        if (m.type !== 'assignJob') return;
+        const data = encodeValue({ n: 1 });
+        const message: Message = { type: 'jobCompleted', jobId: m.jobId, attempt: m.attempt, sha256: sha256Hex(data), data };
+        const complete = () => scheduler && send(scheduler, { kind: 'fromWorker', peer: initiator, nodeId: 's', message });
+        if (assigned++ === opts.holdJob) held.push(complete);
+        else setImmediate(complete);
+      },
+      close: () => {},
+    };
+    scheduler = spawnTestScheduler(system, store, log, initiator, { progressIntervalMs });
+    send(scheduler, { kind: 'resume' });
+    const received: Message[] = [];
+    const peer: PeerHandle = { sessionId: 'wb', send: (m) => received.push(m), close: () => {} };
+    send(scheduler, { kind: 'workbenchJoined', peer, scope: { tokenId: 't', projects: undefined } });
+    const artifact = { steps: [{ kind: 'Iterate' as const, iterations: 8, steps: [{ kind: 'Parallel' as const, operation: { kind: 'Noop' as const } }] }] };
+    const submittedAt = Date.now();
+    send(scheduler, { kind: 'fromWorkbench', peer, message: { type: 'submitArtifact', reqId: 1, projectToken: TOKEN, artifact } });
+    const pushes = () => received.filter((m): m is MessageOf<'artifactEvent'> => m.type === 'artifactEvent');
+    const finished = () => pushes().some((m) => m.events.some((e) => e.kind === 'artifactState' && e.state === 'COMPLETED'));
+    return { store, received, pushes, finished, held, submittedAt };
+  };
+  const finalStates = (store: Store, run: Awaited<ReturnType<typeof runIterate>>) => {
+    const events = run.pushes().flatMap((m) => m.events);
+    const id = (run.received.find((m) => m.type === 'artifactAccepted') as MessageOf<'artifactAccepted'>).status.id;
+    const jobs = store.jobs(id);
+    t.equal(jobs.length, 8);
+    for (const job of jobs) {
+      const mine = events.filter((e) => e.kind === 'jobState' && e.jobId === job.id);
+      t.match(mine[mine.length - 1], { state: 'COMPLETED' }, `job ${job.index}: its final state is pushed`);
+    }
+    t.match(events[0], { kind: 'artifactState', state: 'RUNNING' }, 'RUNNING first');
+    t.same(events[events.length - 1], { kind: 'artifactState', state: 'COMPLETED' }, 'COMPLETED last');
+  };
+
+  // Far apart: an artifact done within the interval is one push in all, its final one, even when
+  // barriers passed while it ran (each would have brought a push without the interval).
+  const slow = await runIterate(60_000, { holdJob: 3 });
+  await until(() => slow.held.length === 1, 10_000, 'the fourth job held (interval 60 s)');
+  const barriers = slow.store.barriers;
+  await until(() => slow.store.barriers > barriers, 10_000, 'a barrier while the job is held');
+  for (const release of slow.held) release();
+  await until(slow.finished, 10_000, 'the final push (interval 60 s)');
+  t.equal(slow.pushes().length, 1, 'one push: the final state did not wait for the interval');
+  finalStates(slow.store, slow);
+
+  // 0: a push after every barrier, as before the interval (here the rounds run in one barrier's
+  // hold until a job is held back, so the first push comes then, the final one after).
+  const every = await runIterate(0, { holdJob: 3 });
+  await until(() => every.held.length === 1 && every.pushes().length > 0, 10_000, 'a progress push while the fourth job is held (interval 0)');
+  for (const release of every.held) release();
+  await until(every.finished, 10_000, 'the final push (interval 0)');
+  t.ok(every.pushes().length > 1, `pushes as the barriers come (${every.pushes().length})`);
+  finalStates(every.store, every);
+
+  // A job that takes its time: progress comes after the interval, not at the end.
+  const held = await runIterate(200, { holdJob: 3 });
+  await until(() => held.held.length === 1, 10_000, 'the fourth job held');
+  await until(() => held.pushes().length > 0, 10_000, 'a progress push while the artifact runs');
+  t.ok(Date.now() - held.submittedAt >= 195, 'not before the interval since the acceptance');
+  t.notOk(held.finished(), 'while the artifact still runs');
+  t.match(held.pushes()[0]?.events[0], { kind: 'artifactState', state: 'RUNNING' });
+  for (const release of held.held) release();
+  await until(held.finished, 10_000, 'the final push after the release');
+  finalStates(held.store, held);
+});
+
 // Why: the store keeps each artifact's status between its changes, shared by every reader, and the
 // codec keeps its encoding. A poller must still see every change at once, and a subscriber asking
 // for the DAG's locks must get them without the next poller getting them too.

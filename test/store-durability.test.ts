@@ -106,12 +106,37 @@ t.test('a small resource is a row of the database, written with its row in one t
   store.barrier();
   const rows = openSqlite(join(workdir, 'scheduler.sqlite'));
   t.teardown(() => rows.close());
-  rows.prepare('UPDATE resource_bytes SET bytes = ? WHERE id = ?').run(Buffer.from('rot'), inline.id);
+  t.equal((rows.prepare('SELECT location FROM resources WHERE id = ?').get(inline.id) as { location: string }).location, 'row', 'the small one is in its own row');
+  t.equal((rows.prepare('SELECT COUNT(*) AS n FROM resource_bytes').get() as { n: number }).n, 0, 'and not in the table of rows from before schema 8');
+  t.equal((rows.prepare('SELECT bytes FROM resources WHERE id = ?').get(file.id) as { bytes: unknown }).bytes, null, "the large one's row holds no bytes");
+  rows.prepare('UPDATE resources SET bytes = ? WHERE id = ?').run(Buffer.from('rot'), inline.id);
   t.throws(() => store.readResource(inline.id), { code: 'CHECKSUM_MISMATCH' }, 'inline bytes are checked like files');
+  t.throws(() => store.resourceBody(inline.id), { code: 'CHECKSUM_MISMATCH' }, 'by a streamed reader too');
   store.deleteArtifact('a-1');
   t.ok(fs.existsSync(join(workdir, 'resources', `${file.id}.bin`)), "the large one's file stays until its row's delete is durable");
   store.barrier();
-  t.equal((rows.prepare('SELECT COUNT(*) AS n FROM resource_bytes').get() as { n: number }).n, 0, 'deleted with their artifact');
+  t.equal((rows.prepare('SELECT COUNT(*) AS n FROM resources').get() as { n: number }).n, 0, 'deleted with their artifact');
+});
+
+t.test('a small resource written before schema 8 (its bytes in resource_bytes) is still read, checked and deleted', async (t) => {
+  const workdir = tempDir(t, 'inline-v7');
+  const store = new Store(workdir);
+  t.teardown(() => store.close());
+  const bytes = new Uint8Array([1, 2, 3, 250]);
+  // As schema 7 wrote one: location 'inline', the bytes a row of resource_bytes.
+  store.db.prepare('INSERT INTO resource_bytes (id, bytes) VALUES (?, ?)').run('r-old', bytes);
+  store.db
+    .prepare('INSERT INTO resources (id, artifact_id, job_id, producer, size, sha256, location, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+    .run('r-old', 'a-old', 'a-old.0', 'w1', bytes.byteLength, sha256Hex(bytes), 'inline', Date.now());
+  store.barrier();
+  t.same([...(store.readResource('r-old')?.bytes ?? [])], [...bytes], 'read from resource_bytes');
+  t.same([...(store.resourceBody('r-old')?.bytes ?? [])], [...bytes], 'by a streamed reader too');
+  t.notOk(store.resourceBody('r-old')?.file, 'never as a file');
+  store.db.prepare('UPDATE resource_bytes SET bytes = ? WHERE id = ?').run(Buffer.from('rot'), 'r-old');
+  t.throws(() => store.readResource('r-old'), { code: 'CHECKSUM_MISMATCH' }, 'and checked');
+  store.deleteArtifact('a-old');
+  store.barrier();
+  t.equal(store.db.prepare('SELECT COUNT(*) FROM resource_bytes').value(), 0, 'deleted with its artifact');
 });
 
 t.test('a resource that cannot be written fails with STORE_WRITE_FAILED naming the cause, and leaves no row', async (t) => {

@@ -118,6 +118,13 @@ CREATE TABLE locals (artifact_id TEXT PRIMARY KEY, bytes BYTEA NOT NULL);
 DROP INDEX IF EXISTS jobs_by_artifact;
 `,
   },
+  {
+    version: 8,
+    why: "a small resource's bytes in its own row (location 'row'): one INSERT and one table per product, where resource_bytes took a second INSERT, a savepoint around the two, and two more B-trees (its table and its key) dirtied per commit; rows written before stay in resource_bytes and are read there",
+    sql: `
+ALTER TABLE resources ADD COLUMN bytes BLOB;
+`,
+  },
 ];
 
 /**

@@ -29,7 +29,9 @@ import { DEFAULT_INLINE_RESOURCE_MAX_BYTES } from './defaults.ts';
 /** The store's files inside a scheduler's work directory. */
 export const DATABASE_FILE = 'scheduler.sqlite';
 export const RESOURCES_DIR = 'resources';
-/** The `location` of a resource whose bytes are in the `resource_bytes` table. */
+/** The `location` of a small resource whose bytes are in its own row (`resources.bytes`, schema 8). */
+const ROW_LOCATION = 'row';
+/** The `location` of a small resource written before schema 8: its bytes are in the `resource_bytes` table. */
 const INLINE_LOCATION = 'inline';
 
 /**
@@ -900,21 +902,25 @@ export class Store {
    */
   putResource(meta: Omit<ResourceRef, 'id' | 'size'> & { artifactId: string }, bytes: Uint8Array, now: number): ResourceRef {
     const id = `r-${timeOrderedUuid()}`;
-    // Small bytes go in the same transaction as their row (the group commit makes both durable
-    // before anyone hears of them); large ones are a file, durable before the row is written.
-    // On PostgreSQL large ones are chunk rows in that same transaction.
+    // Small bytes are a column of their own row, one INSERT (the group commit makes it durable
+    // before anyone hears of it); large ones are a file, durable before the row is written. On
+    // PostgreSQL large ones are chunk rows, in one transaction with their row.
     const inline = (this.chunks !== undefined || this.blobs.isOnDisk) && bytes.byteLength <= this.inlineResourceMaxBytes;
     const file = !inline && !this.chunks;
-    const location = inline ? INLINE_LOCATION : this.chunks ? CHUNKS_LOCATION : this.blobs.put(id, bytes);
+    const location = inline ? ROW_LOCATION : this.chunks ? CHUNKS_LOCATION : this.blobs.put(id, bytes);
+    const insertRow = () =>
+      this.sql(
+        `INSERT INTO resources (id, artifact_id, job_id, producer, size, sha256, location, created_at, bytes)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(id, meta.artifactId, meta.jobId, meta.producer, bytes.byteLength, meta.sha256, location, now, inline ? bytes : null);
     try {
-      this.db.transaction(() => {
-        if (inline) this.sql('INSERT INTO resource_bytes (id, bytes) VALUES (?, ?)').run(id, bytes);
-        else if (this.chunks) this.chunks.putBytes(id, bytes);
-        this.sql(
-          `INSERT INTO resources (id, artifact_id, job_id, producer, size, sha256, location, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-        ).run(id, meta.artifactId, meta.jobId, meta.producer, bytes.byteLength, meta.sha256, location, now);
-      });
+      if (this.chunks && !inline) {
+        const chunks = this.chunks;
+        this.db.transaction(() => {
+          chunks.putBytes(id, bytes);
+          insertRow();
+        });
+      } else insertRow();
     } catch (e) {
       try {
         if (file) this.blobs.delete(id);
@@ -986,7 +992,7 @@ export class Store {
     const row = this.resourceRow(id);
     if (!row) return undefined;
     if (row.location === CHUNKS_LOCATION) return { ref: toResourceRef(row), file: this.chunkFile(row) };
-    const file = row.location === INLINE_LOCATION ? undefined : this.blobs.fileOf(id);
+    const file = row.location === INLINE_LOCATION || row.location === ROW_LOCATION ? undefined : this.blobs.fileOf(id);
     if (file) return { ref: toResourceRef(row), file };
     return this.bytesOf(row);
   }
@@ -997,13 +1003,20 @@ export class Store {
   }
 
   readResource(id: string): { ref: ResourceRef & { artifactId: string }; bytes: Uint8Array } | undefined {
-    const row = this.resourceRow(id);
+    // One read for the row and its bytes when they are in it (the common case: a small product).
+    const row = this.sql('SELECT id, artifact_id, job_id, producer, size, sha256, location, bytes FROM resources WHERE id = ?').get(id) as
+      | ResourceRow
+      | undefined;
     return row ? this.bytesOf(row) : undefined;
   }
 
   /** A resource's bytes, whole, checked against its sha256 (a row's, a file's, or the in-memory store's). */
   private bytesOf(row: ResourceRow): { ref: ResourceRef & { artifactId: string }; bytes: Uint8Array } {
     const { id } = row;
+    if (row.location === ROW_LOCATION) {
+      const bytes = row.bytes === undefined ? (this.sql('SELECT bytes FROM resources WHERE id = ?').value<Uint8Array | null>(id) ?? undefined) : row.bytes;
+      return { ref: toResourceRef(row), bytes: checkedBytes(id, bytes ?? undefined, row.sha256) };
+    }
     if (row.location === CHUNKS_LOCATION) this.chunkFile(row);
     if (row.location !== INLINE_LOCATION) return { ref: toResourceRef(row), bytes: this.blobs.get(id, row.sha256) };
     const inline = this.sql('SELECT bytes FROM resource_bytes WHERE id = ?').get(id) as { bytes: Buffer } | undefined;
@@ -1090,6 +1103,8 @@ interface ResourceRow {
   size: number;
   sha256: string;
   location: string;
+  /** Read only where asked for (readResource): the bytes of a resource kept in its row. */
+  bytes?: Uint8Array | null;
 }
 
 function toResourceRef(row: ResourceRow): ResourceRef & { artifactId: string } {

@@ -5,7 +5,8 @@ import type { Message, MessageOf } from '../protocols/messages.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
 import type { Logger } from '../lib/log.ts';
 import { toWireError } from '../lib/errors.ts';
-import { type ChunkTap, openSegmentedFile, openValue, readSegmentedHead, resourceContext, SegmentedOpener } from '../lib/security/seal.ts';
+import { openSegmentedFile, openValue, readSegmentedHead, resourceContext } from '../lib/security/seal.ts';
+import type { OpenAs } from '../lib/transport/opening-sink.ts';
 import { sha256Hex } from '../lib/store/blobs.ts';
 import { asFileBlob } from '../lib/ops/file-blob.ts';
 import type { ResourceRef } from '../protocols/entities.ts';
@@ -35,9 +36,10 @@ export interface LargeInputs {
   dir: string;
   /**
    * The input's bytes, checked against its sha256: a file (streamed, resumable; the initiator: the
-   * store's own) or, rarely, bytes. `tap`, when the bytes are streamed here, is fed them as they come.
+   * store's own) or, rarely, bytes. With `open`, a segmented envelope streamed here may come opened
+   * as it arrived (`opened`: the file is its plaintext; the sealed bytes were hashed, never kept).
    */
-  fetch(ref: ResourceRef, tap?: ChunkTap): Promise<{ path: string } | { bytes: Uint8Array }>;
+  fetch(ref: ResourceRef, open?: OpenAs): Promise<{ path: string; opened?: boolean } | { bytes: Uint8Array }>;
 }
 
 export type CollectorReport =
@@ -91,26 +93,25 @@ export function spawnCollector(
   /** Sealed inputs being opened into files, by the opened file's path. */
   const openings = new Map<string, Promise<void>>();
   const openLarge = async (
-    body: { path: string } | { bytes: Uint8Array },
+    body: { path: string; opened?: boolean } | { bytes: Uint8Array },
     ref: ResourceRef,
     context: string,
     dir: string,
-    tap: SegmentedOpener | undefined,
   ): Promise<unknown> => {
     try {
-      const tapped = tap?.finish() ?? false;
       if (!('path' in body)) return openValue(body.bytes, props.identity, context);
+      if (body.opened) {
+        // Opened as it arrived (every segment authenticated, the whole sha256 of the sealed bytes checked).
+        const size = statSync(body.path).size;
+        props.log.info({ resourceId: ref.id, sha256: ref.sha256, size, asItArrived: true }, 'sealed input opened');
+        return asFileBlob(body.path, size) ?? decodeValue(readFileSync(body.path));
+      }
       if (readSegmentedHead(body.path)) {
         const me = props.identity;
         if (!me) throw new FdlError('OPERATION_FAILED', 'a sealed input reached a node without keys', { retryable: false });
         // Opened once per node and resource: a second job fed the same input reads the same file
         // (and one that asks while it is being opened waits for that opening).
         const opened = join(dir, `${ref.sha256}.${me.nodeId}.open`);
-        if (tapped && tap) {
-          // Opened as it arrived (every segment authenticated, the whole sha256 checked since).
-          renameSync(tap.out, opened);
-          props.log.info({ resourceId: ref.id, sha256: ref.sha256, size: statSync(opened).size, asItArrived: true }, 'sealed input opened');
-        }
         if (!existsSync(opened)) {
           let opening = openings.get(opened);
           if (!opening) {
@@ -158,18 +159,15 @@ export function spawnCollector(
           if (!ref.data && large && ref.size > large.thresholdBytes) {
             // Streamed to a file off the mailbox; a binary one reaches the operation as that file.
             const context = resourceContext(assignment.artifactId, ref.jobId);
-            // A sealed input is opened while it downloads when it can be (else from its file after).
+            // A sealed input is opened while it downloads (only its plaintext is written) when it
+            // can be; else from its file after.
             const me = props.identity;
-            const tap = me ? new SegmentedOpener(me, context, join(large.dir, `${ref.sha256}.${me.nodeId}.open.${key}.${slot}.tap`)) : undefined;
             large
-              .fetch(ref, tap)
-              .then((body) => openLarge(body, ref, context, large.dir, tap))
+              .fetch(ref, me ? { me, context } : undefined)
+              .then((body) => openLarge(body, ref, context, large.dir))
               .then(
                 (value) => send(self, { kind: 'largeInput', key, slot, value }),
-                (e: unknown) => {
-                  tap?.finish();
-                  send(self, { kind: 'largeFailed', key, error: toWireError(e, 'INTERNAL') });
-                },
+                (e: unknown) => send(self, { kind: 'largeFailed', key, error: toWireError(e, 'INTERNAL') }),
               );
             continue;
           }

@@ -31,7 +31,7 @@ interface ConnectionState {
   nodeId?: string;
 }
 
-const WORKER_MESSAGES: ReadonlySet<Message['type']> = new Set(['jobStarted', 'jobCompleted', 'productOffer', 'jobFailed', 'fetchResource']);
+const WORKER_MESSAGES: ReadonlySet<Message['type']> = new Set(['jobStarted', 'jobCompleted', 'productOffer', 'productDigest', 'jobFailed', 'fetchResource']);
 const WORKBENCH_MESSAGES: ReadonlySet<Message['type']> = new Set([
   'listNodes',
   'listProjects',
@@ -117,7 +117,7 @@ export function spawnConnection(
       else send(scheduler, { kind: 'uploadEnded', sha256: m.resource, size: 0, offers: r.offers, error: r.error });
     } else if (r.kind === 'done') {
       log.info({ nodeId, sha256: m.resource, size: m.offset + m.data.byteLength, wallMs: Math.round(r.wallMs), cpuMs: Math.round(r.cpuMs) }, 'streamed product received whole');
-      send(scheduler, { kind: 'uploadEnded', sha256: m.resource, size: m.offset + m.data.byteLength, offers: r.offers, path: r.path });
+      send(scheduler, { kind: 'uploadEnded', sha256: r.sha256, size: m.offset + m.data.byteLength, offers: r.offers, path: r.path });
     } else if (r.kind === 'corrupt') {
       send(scheduler, { kind: 'uploadEnded', sha256: m.resource, size: m.offset + m.data.byteLength, offers: r.offers, error: r.error });
     }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { encodeValue } from '../protocols/codec.ts';
 import type { Message, MessageOf } from '../protocols/messages.ts';
 import { type Ref, send, spawnActor } from '../lib/kit/actors.ts';
@@ -68,8 +69,9 @@ export function spawnDistributor(
     async (s, msg) => {
       const sealFor = msg.sealFor && msg.sealFor.length > 0 ? msg.sealFor : undefined;
       const { large } = props;
-      const offer = (sha256: string, size: number): MessageOf<'productOffer'> => {
-        const report: MessageOf<'productOffer'> = { type: 'productOffer', jobId: msg.jobId, attempt: msg.attempt, sha256, size };
+      /** The offer of a streamed product, by its sha256 or by an upload name (its sha256 to come at the end). */
+      const offer = (name: { sha256: string } | { upload: string }, size: number): MessageOf<'productOffer'> => {
+        const report: MessageOf<'productOffer'> = { type: 'productOffer', jobId: msg.jobId, attempt: msg.attempt, ...name, size };
         if (msg.rows !== undefined) report.rows = msg.rows;
         if (msg.ranMs !== undefined) report.ranMs = msg.ranMs;
         return report;
@@ -77,7 +79,7 @@ export function spawnDistributor(
       const { product } = msg;
       if (product instanceof FileBlob && !sealFor && large && product.size > large.thresholdBytes) {
         // A binary product in a file: the file is the resource, streamed from disk.
-        const report = offer(product.sha256 ?? sha256OfFile(product.path), product.size);
+        const report = offer({ sha256: product.sha256 ?? sha256OfFile(product.path) }, product.size);
         large.send(report, { file: product.path });
         send(parent, { kind: 'distributed', key: msg.key, report });
         return s;
@@ -101,13 +103,15 @@ export function spawnDistributor(
             source.close();
             const file = join(large.dir, `${sealed.sha256}.sealed`);
             renameSync(part, file);
-            const report = offer(sealed.sha256, sealed.size);
+            const report = offer({ sha256: sealed.sha256 }, sealed.size);
             large.send(report, { file });
             send(parent, { kind: 'distributed', key: msg.key, report });
           } else {
-            // The sealed product owns its source from here (closed when the offer is forgotten).
-            const sealed = await SealedProduct.make(source, sealFor, context);
-            const report = offer(sealed.sha256, sealed.size);
+            // The sealed product owns its source from here (closed when the offer is forgotten). It
+            // is sealed and hashed as its chunks are read, never before: offered by an upload name
+            // drawn here, its sha256 is sent when the last byte has been read (`productDigest`).
+            const sealed = SealedProduct.streamed(source, sealFor, context);
+            const report = offer({ upload: randomBytes(32).toString('hex') }, sealed.size);
             large.send(report, { source: sealed });
             send(parent, { kind: 'distributed', key: msg.key, report });
           }
@@ -123,7 +127,7 @@ export function spawnDistributor(
       const data = sealFor ? seal(plain, sealFor, resourceContext(msg.artifactId, msg.jobId)) : plain;
       const sha256 = sha256Hex(data);
       if (large && data.byteLength > large.thresholdBytes) {
-        const report = offer(sha256, data.byteLength);
+        const report = offer({ sha256 }, data.byteLength);
         large.send(report, { bytes: data });
         send(parent, { kind: 'distributed', key: msg.key, report });
         return s;

@@ -23,7 +23,7 @@ import { DEFAULT_ARTIFACT_LIST_LIMIT, RETENTION_SWEEP_BATCH } from '../lib/store
 import { artifactStatus, artifactSummary } from '../lib/store/status.ts';
 import { timeOrderedUuid } from '../lib/store/ids.ts';
 import { FINISHED_STATES, type Store, type StoredArtifact, type StoredJob, type StoredNode, type StoredProject } from '../lib/store/store.ts';
-import type { UploadOffer, Uploads } from '../lib/store/uploads.ts';
+import type { UploadOffer, UploadResult, Uploads } from '../lib/store/uploads.ts';
 import { tooLarge } from '../lib/transport/stream.ts';
 import { type SupervisorMsg, type SupervisorReport, spawnArtifactSupervisor } from './artifact-supervisor.ts';
 import type { JobMsg } from './job.ts';
@@ -600,6 +600,12 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
     send(supervisor, { kind: 'jobReport', jobIndex: indexOfJob(o.jobId), report });
   };
 
+  /** The Scheduler's message for an upload that ended whole ('done') or was given up ('corrupt'). */
+  const uploadResult = (name: string, r: Extract<UploadResult, { kind: 'done' | 'corrupt' }>): SchedulerMsg =>
+    r.kind === 'done'
+      ? { kind: 'uploadEnded', sha256: r.sha256, size: r.size, offers: r.offers, path: r.path }
+      : { kind: 'uploadEnded', sha256: name, size: r.size, offers: r.offers, error: r.error };
+
   /** A streamed product is in (or was given up): each attempt it was offered for completes (or fails). */
   const uploadEnded = (s: SchedulerState, msg: Extract<SchedulerMsg, { kind: 'uploadEnded' }>) => {
     const live = msg.offers.filter((o) => currentAttempt(o.nodeId, o.jobId, o.attempt));
@@ -639,22 +645,37 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           failAttempt(s, offer, error);
           return;
         }
+        // The upload's name: the bytes' sha256, or the name its producer drew (their sha256 comes at the end).
+        const name = (m.sha256 ?? m.upload) as string;
         let begun: { offset: number; resumedFrom: number };
         try {
-          begun = props.uploads.begin(offer, m.sha256, m.size);
+          begun = props.uploads.begin(offer, name, m.size, m.upload !== undefined);
         } catch (e) {
           failAttempt(s, offer, toWireError(e, 'STORE_WRITE_FAILED'));
           return;
         }
-        log.info({ jobId: m.jobId, attempt: m.attempt, size: m.size, offset: begun.offset }, 'streamed product offered; asking from offset');
-        const whole = begun.offset === m.size ? props.uploads.finishWhole(m.sha256) : undefined;
+        log.info({ jobId: m.jobId, attempt: m.attempt, size: m.size, offset: begun.offset, digestAtEnd: m.upload !== undefined }, 'streamed product offered; asking from offset');
+        const whole = begun.offset === m.size ? props.uploads.finishWhole(name) : undefined;
         if (whole && (whole.kind === 'done' || whole.kind === 'corrupt')) {
-          send(self, whole.kind === 'done'
-            ? { kind: 'uploadEnded', sha256: m.sha256, size: m.size, offers: whole.offers, path: whole.path }
-            : { kind: 'uploadEnded', sha256: m.sha256, size: m.size, offers: whole.offers, error: whole.error });
+          send(self, uploadResult(name, whole));
           return;
         }
-        peer.send({ type: 'resourceWant', sha256: m.sha256, offset: begun.offset });
+        // Whole already but its sha256 not named yet: asked from the end, the producer names it.
+        peer.send({ type: 'resourceWant', sha256: name, offset: begun.offset });
+        return;
+      }
+      case 'productDigest': {
+        if (!currentAttempt(nodeId, m.jobId, m.attempt)) return; // stale or repeated
+        const r = props.uploads.digest(nodeId, m.upload, m.sha256);
+        if (!r) {
+          peer.send({ type: 'error', error: wireError('UNEXPECTED_MESSAGE', `no upload ${m.upload} was offered by ${nodeId}`) });
+          return;
+        }
+        if (r.kind === 'done') {
+          // Its last chunk came first (actors/connection.ts logs it when the digest did).
+          log.info({ nodeId, sha256: r.sha256, size: r.size, wallMs: Math.round(r.wallMs), cpuMs: Math.round(r.cpuMs) }, 'streamed product received whole');
+        }
+        if (r.kind === 'done' || r.kind === 'corrupt') send(self, uploadResult(m.upload, r));
         return;
       }
       case 'fetchResource': {
@@ -850,6 +871,10 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
           const tooBig = overLimit(report.jobId, report.size);
           if (tooBig) {
             failAttempt(s, offer, tooBig);
+            return s;
+          }
+          if (!report.sha256) {
+            failAttempt(s, offer, wireError('INTERNAL', 'a product of the initiator came without its sha256'));
             return s;
           }
           const meta = { artifactId: artifactOfJob(report.jobId), jobId: report.jobId, producer: props.schedulerId, sha256: report.sha256, size: report.size };

@@ -24,6 +24,7 @@ import { FileBudgetLedger, type PrivacySettings } from './ops/index.ts';
 import { type ComputeHandle, computePool, defaultComputeThreads, shareCompute } from './ops/pool.ts';
 import { LOCALS_DIR, LocalsStore } from './store/locals.ts';
 import { Lease } from './store/lease.ts';
+import { sha256Hex } from './store/blobs.ts';
 import { openSchedulerStore } from './store/network.ts';
 import { type PostgresEngine, redactUrl } from './store/postgres.ts';
 import { DATABASE_FILE } from './store/store.ts';
@@ -283,7 +284,7 @@ async function startSchedulerNode(config: NodeConfig, log: Logger, opts: StartOp
         }
         else if ('source' in body) log.error({ jobId: offer.jobId }, 'a product to stream reached the initiator, which seals into files');
         else {
-          const report: MessageOf<'jobCompleted'> = { type: 'jobCompleted', jobId: offer.jobId, attempt: offer.attempt, sha256: offer.sha256, data: body.bytes };
+          const report: MessageOf<'jobCompleted'> = { type: 'jobCompleted', jobId: offer.jobId, attempt: offer.attempt, sha256: offer.sha256 ?? sha256Hex(body.bytes), data: body.bytes };
           if (offer.ranMs !== undefined) report.ranMs = offer.ranMs;
           toScheduler(report);
         }
@@ -402,7 +403,9 @@ export async function startWorkerHost(configs: NodeConfig[], logOf: (config: Nod
  * `truncate-report-once` (send the first completion report cut in half),
  * `cut-socket-every=MS` (drop the connection every MS milliseconds, as a network cut),
  * `cut-upload-once=BYTES` / `cut-download-once=BYTES` (drop it once, when that many bytes of a
- * streamed product have been sent / of a streamed input received).
+ * streamed product have been sent / of a streamed input received),
+ * `corrupt-download-once=BYTES` (flip a byte of the first chunk of a streamed input received once
+ * that many bytes have come, below its crc32 check).
  */
 export function parseFaults(spec: string | undefined): {
   corruptOnce: boolean;
@@ -410,6 +413,7 @@ export function parseFaults(spec: string | undefined): {
   cutEveryMs: number | undefined;
   cutUploadAt: number | undefined;
   cutDownloadAt: number | undefined;
+  corruptDownloadAt: number | undefined;
 } {
   const parts = new Set((spec ?? '').split(',').map((p) => p.trim()).filter(Boolean));
   const numberOf = (name: string) => {
@@ -422,6 +426,7 @@ export function parseFaults(spec: string | undefined): {
     cutEveryMs: numberOf('cut-socket-every'),
     cutUploadAt: numberOf('cut-upload-once'),
     cutDownloadAt: numberOf('cut-download-once'),
+    corruptDownloadAt: numberOf('corrupt-download-once'),
   };
 }
 
@@ -469,7 +474,8 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
   const spool = join(config.workdir, SPOOL_DIR);
   rmSync(join(spool, 'out'), { recursive: true, force: true });
   for (const f of existsSync(join(spool, 'in')) ? readdirSync(join(spool, 'in')) : []) {
-    if (f.endsWith('.bin')) rmSync(join(spool, 'in', f), { force: true });
+    // Finished inputs (`.bin`) and finished openings (`.open`); partial ones are resumed.
+    if (f.endsWith('.bin') || f.endsWith('.open')) rmSync(join(spool, 'in', f), { force: true });
   }
   const downloads = new Downloads(join(spool, 'in'), (m) => client?.send(m) ?? false, {
     onRefused: (message) => log.warn({ error: message }, 'a chunk was refused; asking again'),
@@ -477,6 +483,15 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
   });
   const uploadCut = cutOnceAt(faults.cutUploadAt, () => client?.cut(), log);
   const downloadCut = cutOnceAt(faults.cutDownloadAt, () => client?.cut(), log);
+  let corruptDownloadIn = faults.corruptDownloadAt;
+  const corruptDownload = (chunk: MessageOf<'resourceChunk'>) => {
+    if (corruptDownloadIn === undefined) return;
+    corruptDownloadIn -= chunk.data.byteLength;
+    if (corruptDownloadIn > 0) return;
+    corruptDownloadIn = undefined;
+    log.warn({ offset: chunk.offset }, 'fault injection: corrupting a downloaded chunk');
+    chunk.data[0] = (chunk.data[0] ?? 0) ^ 0xff;
+  };
   const offered = new OfferedResources(
     {
       sendFrame: (frame, cb) => {
@@ -497,14 +512,20 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
       thresholdBytes,
       dir: join(spool, 'out'),
       sealIntoFile: false,
-      fetch: async (ref, tap) => {
+      fetch: async (ref, open) => {
         const build = (reqId: number, offset: number): Message => ({ type: 'fetchResource', reqId, resourceId: ref.id, ...(offset > 0 ? { offset } : {}) });
-        const got = await downloads.fetch(build, { sha256: ref.sha256, tap });
+        const got = await downloads.fetch(build, { sha256: ref.sha256, open });
         if (got.resumedFrom > 0) log.info({ resourceId: ref.id, offset: got.resumedFrom }, 'input download resumed from offset');
-        return { path: got.path };
+        return got.opened ? { path: got.path, opened: true } : { path: got.path };
       },
       send: (offer, body) => {
-        offered.add(offer.sha256, 'file' in body ? fileSource(body.file, offer.size) : 'source' in body ? body.source : bufferSource(body.bytes));
+        const source = 'file' in body ? fileSource(body.file, offer.size) : 'source' in body ? body.source : bufferSource(body.bytes);
+        const upload = offer.upload;
+        // Offered by an upload name: its sha256, made as its chunks were read, follows the last one.
+        const whole = upload && source.digest
+          ? () => client?.send({ type: 'productDigest', jobId: offer.jobId, attempt: offer.attempt, upload, sha256: (source.digest as () => string)() })
+          : undefined;
+        offered.add((offer.sha256 ?? upload) as string, source, whole);
         client?.send(offer);
       },
     },
@@ -564,7 +585,10 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
         else log.warn({ sha256: message.sha256 }, 'the scheduler asked for a product this worker no longer holds');
         return;
       }
-      if (message.type === 'resourceChunk') downloadCut(message.data.byteLength);
+      if (message.type === 'resourceChunk') {
+        corruptDownload(message);
+        downloadCut(message.data.byteLength);
+      }
       if (downloads.onMessage(message)) return;
       if (message.type === 'error' && message.reqId === undefined) {
         log.error({ error: message.error }, 'the scheduler refused a message');

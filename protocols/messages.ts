@@ -135,18 +135,37 @@ export const JobFailedSchema = msg('jobFailed', {
  * (RESOURCE_TOO_LARGE names the size and the limit, and fails the attempt); the bytes follow as
  * `resourceChunk`s, and their arrival, checked whole against `sha256`, completes the attempt.
  * Sent again (a reconnect, a repeated assignment), it resumes where the scheduler's copy ends.
+ * Exactly one of `sha256` and `upload`: an offer that names `upload` instead (a name the producer
+ * drew) streams its bytes under that name and says their sha256 at the end (`productDigest`).
  */
 export const ProductOfferSchema = msg('productOffer', {
   jobId: Id,
   attempt: z.number().int().min(1),
-  sha256: Sha256,
+  /** The bytes' sha256, known before the first chunk. */
+  sha256: Sha256.optional(),
+  /** Instead of `sha256`: the name of the upload (64 hex digits, drawn at random), its sha256 to come in `productDigest`. */
+  upload: Sha256.optional(),
   size: ByteCount,
   /** As in `jobCompleted`. */
   rows: RowsRead.optional(),
   /** As in `jobCompleted`. */
   ranMs: RanMs.optional(),
+}).refine((m) => (m.sha256 === undefined) !== (m.upload === undefined), { message: 'a productOffer names exactly one of sha256 and upload' });
+/**
+ * worker -> scheduler: the sha256 of the bytes of an offer that named an `upload`, sent when the
+ * producer has read them all (after the last chunk, and again whenever it is asked from the end).
+ * The scheduler completes the attempt only when every byte is in and their sha256 is this one.
+ */
+export const ProductDigestSchema = msg('productDigest', {
+  jobId: Id,
+  attempt: z.number().int().min(1),
+  upload: Sha256,
+  sha256: Sha256,
 });
-/** scheduler -> worker: send the resource `sha256` from `offset` (what the scheduler holds; a refused chunk is asked again this way). */
+/**
+ * scheduler -> worker: send the resource `sha256` from `offset` (what the scheduler holds; a refused
+ * chunk is asked again this way). For an offer that named an `upload`, `sha256` is that name.
+ */
 export const ResourceWantSchema = msg('resourceWant', { sha256: Sha256, offset: ByteCount });
 /**
  * Either way: bytes [offset, offset + data.length) of the streamed resource whose whole sha256 is
@@ -322,6 +341,7 @@ export const MessageSchemas = {
   jobCompleted: JobCompletedSchema,
   jobFailed: JobFailedSchema,
   productOffer: ProductOfferSchema,
+  productDigest: ProductDigestSchema,
   resourceWant: ResourceWantSchema,
   resourceChunk: ResourceChunkSchema,
   fetchResource: FetchResourceSchema,

@@ -11,7 +11,10 @@
 // 6: `artifactEvent` carries `events` (the transitions of one artifact since its last push, in
 //    order) instead of one `event`; a job's SCHEDULED/RUNNING may be left out of a batch that also
 //    carries a later state of that job. A v5 workbench could not read the batch.
-// 7: an artifact's final `artifactState` event carries the status's own fields (`updatedAt`,
+// 7: a worker may offer a product by an `upload` name instead of its sha256 (`productOffer.upload`)
+//    and say the sha256 when its bytes are all read (`productDigest`): a sealed product is no longer
+//    sealed once to be hashed before its upload starts. A v6 scheduler would refuse the offer.
+// 8: an artifact's final `artifactState` event carries the status's own fields (`updatedAt`,
 //    `error`, `resultResourceId`, `provenance`): a watcher has the final status without a
-//    `getStatus` (at 1,000 workers a 1,001-job reply per artifact). A v6 workbench would refuse them.
-export const PROTOCOL_VERSION = 7;
+//    `getStatus` (at 1,000 workers a 1,001-job reply per artifact). A v7 workbench would refuse them.
+export const PROTOCOL_VERSION = 8;

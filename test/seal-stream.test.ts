@@ -1,15 +1,19 @@
 // Why: a sealed product over the stream threshold is sealed and opened a segment at a time, so it is
 // never whole in memory; the per-segment tags must still catch what a whole tag caught (a flipped
 // byte) and what cutting into segments makes possible (segments swapped, dropped, cut off), naming
-// the segment; and the relay (the scheduler) must see only ciphertext.
+// the segment; and the relay (the scheduler) must see only ciphertext. Its receiver opens it as it
+// arrives and keeps only the plaintext, yet still checks the sealed bytes' sha256 whole and resumes.
 import { createDecipheriv, createHash, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { decodeValue, encodeValue } from '../protocols/codec.ts';
-import { openSegmentedFile, openValue, readSegmentedHead, resourceContext, SealedProduct, SegmentedOpener, sealToFile } from '../lib/security/seal.ts';
-import { bufferSource } from '../lib/transport/stream.ts';
+import type { Message, MessageOf } from '../protocols/messages.ts';
+import { openSegmentedFile, openValue, readSegmentedHead, resourceContext, SealedProduct, sealToFile } from '../lib/security/seal.ts';
+import { Downloads } from '../lib/transport/downloads.ts';
+import { OpeningSink } from '../lib/transport/opening-sink.ts';
+import { bufferSource, crc32Of, type SinkResult } from '../lib/transport/stream.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'fdl-seal-stream-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -121,7 +125,7 @@ t.test('a product sealed as it is read gives, read in chunks that do not line up
   const chunk = 100_000;
   const out = Buffer.alloc(p.size);
   for (let o = 0; o < p.size; o += chunk) p.readInto(o, Math.min(chunk, p.size - o), out, o);
-  t.equal(createHash('sha256').update(out).digest('hex'), p.sha256, 'the bytes read are the ones hashed when it was made');
+  t.equal(createHash('sha256').update(out).digest('hex'), p.digest(), 'the bytes read are the ones hashed when it was made');
   // A resumed upload reads again from an offset: the same bytes (same key and nonces).
   const again = Buffer.alloc(p.size - 3 * chunk);
   p.readInto(3 * chunk, again.length, again, 0);
@@ -166,28 +170,156 @@ t.test('the bytes are what docs/PROTOCOL.md says (a segment opened from the form
   t.ok(last.equals(plain.subarray(i * head.chunk)), 'the last segment opens to the end of the plaintext');
 });
 
-t.test('opened as it downloads: fed in order it makes the plaintext; anything it cannot follow stops it', async (t) => {
-  const s = await sealed('tap.sealed');
+t.test('opened as it downloads: fed in chunks of any size it writes only the plaintext; a tampered segment or a gap is caught', async (t) => {
+  const s = await sealed('sink.sealed');
   const bytes = readFileSync(s.path);
-  const feedAll = (b: Buffer, step: number, from = 0) => {
-    const tap = new SegmentedOpener(alice, context, join(dir, 'tap', `out-${step}-${from}`));
-    for (let o = from; o < b.length; o += step) tap.feed(o, b.subarray(o, Math.min(b.length, o + step)));
-    return tap;
+  const feedAll = (b: Buffer, step: number, name: string) => {
+    const sink = new OpeningSink(join(dir, 'sink', name), s.sha256, b.length, { me: alice, context });
+    let r: SinkResult = { kind: 'ok' };
+    for (let o = 0; o < b.length && r.kind === 'ok'; o += step) r = sink.accept(chunk(s.sha256, b, o, step));
+    return r;
   };
-  for (const step of [7, 1000, 65_536, 100_003, bytes.length]) {
-    const tap = feedAll(bytes, step);
-    t.ok(tap.finish(), `fed in pieces of ${step} bytes: every segment opened`);
-    t.ok(readFileSync(tap.out).equals(plain), 'into the plaintext');
+  for (const step of [1024, 65_536, 100_003, bytes.length]) {
+    const r = feedAll(bytes, step, `step-${step}`);
+    t.match(r, { kind: 'done', opened: true }, `fed in chunks of ${step} bytes: whole, checked and opened`);
+    if (r.kind === 'done') t.ok(readFileSync(r.path).equals(plain), 'into the plaintext');
+    t.same(readdirSync(join(dir, 'sink', `step-${step}`)), [`${s.sha256}.open.part`], 'only the plaintext is left (its lead goes when it is done)');
   }
+  // Tampered at the source (its chunk's crc32 made over the tampered bytes): the segment fails its tag.
   const flipped = Buffer.from(bytes);
   flipped[parts(s.path).at(3) + 5] = (flipped[parts(s.path).at(3) + 5] ?? 0) ^ 1;
-  const bad = feedAll(flipped, 65_536);
-  t.notOk(bad.finish(), 'a segment that fails stops it (the file is then opened the ordinary way, which names the error)');
-  t.notOk(existsSync(bad.out), 'and its partial plaintext is gone');
-  t.notOk(feedAll(bytes, 65_536, 65_536).finish(), 'a download that resumed from a partial file: not followed');
-  t.notOk(feedAll(Buffer.from(encodeValue(payload)), 65_536).finish(), 'bytes that are not sealed: nothing to open');
-  const gap = new SegmentedOpener(alice, context, join(dir, 'tap', 'gap'));
-  gap.feed(0, bytes.subarray(0, 1000));
-  gap.feed(2000, bytes.subarray(2000, 3000));
-  t.notOk(gap.finish(), 'a gap stops it');
+  const bad = feedAll(flipped, 65_536, 'flipped');
+  t.match(bad, { kind: 'corrupt', error: { code: 'CHECKSUM_MISMATCH' } }, 'a tampered segment fails the download');
+  t.match(bad.kind === 'corrupt' ? bad.error.message : '', /segment 3 of 6/, 'naming the segment');
+  t.same(readdirSync(join(dir, 'sink', 'flipped')), [], 'and its files are gone');
+  const gap = new OpeningSink(join(dir, 'sink', 'gap'), s.sha256, bytes.length, { me: alice, context });
+  t.match(gap.accept(chunk(s.sha256, bytes, 0, 1000)), { kind: 'ok' });
+  t.match(gap.accept(chunk(s.sha256, bytes, 2000, 1000)), { kind: 'stale' }, 'a chunk past a gap is dropped (the sender is asked again from the offset held)');
+  gap.discard();
+  const notMine = new OpeningSink(join(dir, 'sink', 'eve'), s.sha256, bytes.length, { me: eve, context });
+  t.match(notMine.accept(chunk(s.sha256, bytes, 0, 65_536)), { kind: 'corrupt', error: { code: 'OPERATION_FAILED', retryable: false } }, 'not sealed for this node: refused at its head');
+});
+
+/** A resourceChunk of `bytes` at `offset` (`corrupt`: a byte flipped after its crc32 was taken, as on a bad link). */
+function chunk(sha256: string, bytes: Buffer, offset: number, step: number, corrupt = false): MessageOf<'resourceChunk'> {
+  const data = Buffer.from(bytes.subarray(offset, Math.min(bytes.length, offset + step)));
+  const crc32 = crc32Of(data);
+  if (corrupt) data[0] = (data[0] ?? 0) ^ 0xff;
+  return { type: 'resourceChunk', resource: sha256, offset, crc32, data };
+}
+
+/**
+ * A scheduler serving one resource to a Downloads: each fetchResource is answered with its header
+ * and chunks from the offset asked. `stopAt`: the link is cut once that many bytes have gone (what
+ * is left is served after `reconnected()`); `corruptAt`: the chunk at that offset arrives corrupt once.
+ */
+function serve(downloads: () => Downloads, asks: Array<{ reqId: number; offset: number }>, sha256: string, bytes: Buffer, o: { stopAt?: number; corruptAt?: number; onChunk?: () => void } = {}) {
+  const step = 20_000;
+  while (asks.length > 0) {
+    const ask = asks.shift() as { reqId: number; offset: number };
+    downloads().onMessage({ type: 'resourceData', reqId: ask.reqId, resourceId: 'r-1', sha256, size: bytes.length, offset: ask.offset });
+    for (let at = ask.offset; at < bytes.length; at += step) {
+      // Asked again (a refused chunk, a header that says another offset): that sender stops.
+      if (asks.length > 0) break;
+      if (o.stopAt !== undefined && at >= o.stopAt) {
+        o.stopAt = undefined;
+        asks.length = 0;
+        return 'cut';
+      }
+      const corrupt = o.corruptAt !== undefined && at <= o.corruptAt && o.corruptAt < at + step;
+      if (corrupt) o.corruptAt = undefined;
+      downloads().onMessage(chunk(sha256, bytes, at, step, corrupt));
+      o.onChunk?.();
+    }
+  }
+  return 'served';
+}
+
+t.test('a sealed download opened as it arrives: the folder never holds the sealed bytes; a cut, a restart and a corrupt chunk resume', async (t) => {
+  const s = await sealed('download.sealed');
+  const bytes = readFileSync(s.path);
+  const folder = join(dir, 'in');
+  const asks: Array<{ reqId: number; offset: number }> = [];
+  const link = (m: Message) => {
+    if (m.type === 'fetchResource') asks.push({ reqId: m.reqId, offset: m.offset ?? 0 });
+    return true;
+  };
+  let downloads = new Downloads(folder, link);
+  const build = (reqId: number, offset: number): Message => ({ type: 'fetchResource', reqId, resourceId: 'r-1', ...(offset > 0 ? { offset } : {}) });
+  // What the folder holds, checked after every chunk: never the sealed bytes, never more than the plaintext and the lead.
+  let most = 0;
+  const look = () => {
+    for (const f of readdirSync(folder)) if (f === `${s.sha256}.part` || f === `${s.sha256}.bin`) t.fail(`the sealed bytes were written: ${f}`);
+    most = Math.max(most, readdirSync(folder).reduce((n, f) => n + statSync(join(folder, f)).size, 0));
+  };
+
+  // Cut mid-way: the same process asks again from what it holds.
+  let got = downloads.fetch(build, { sha256: s.sha256, open: { me: alice, context } });
+  t.equal(serve(() => downloads, asks, s.sha256, bytes, { stopAt: 100_000, onChunk: look }), 'cut');
+  downloads.reconnected();
+  t.equal(asks[0]?.offset, 100_000, 'asked again from every byte it had');
+  // Then the node restarts mid-way (a new Downloads over the same folder): the download is asked for again.
+  serve(() => downloads, asks, s.sha256, bytes, { stopAt: 200_000, onChunk: look });
+  got.catch(() => {});
+  downloads = new Downloads(folder, link);
+  got = downloads.fetch(build, { sha256: s.sha256, open: { me: alice, context } });
+  const { ctStart } = parts(s.path);
+  const boundary = ctStart + Math.floor((200_000 - ctStart) / (SEGMENT + 16)) * (SEGMENT + 16);
+  t.equal(asks.length, 1);
+  serve(() => downloads, asks, s.sha256, bytes, { corruptAt: 260_000, onChunk: look });
+  const d = await got;
+  t.equal(d.resumedFrom, boundary, 'after the restart it resumed from its last whole segment (the plaintext prefix sealed again to rehash it)');
+  t.equal(downloads.refused, 1, 'the corrupt chunk was refused and fetched again');
+  t.match(d, { opened: true, sha256: s.sha256, size: plain.length }, 'opened, checked against the sha256 of the sealed bytes');
+  t.ok(readFileSync(d.path).equals(plain), 'the file is the plaintext');
+  t.ok(most <= plain.length + ctStart, `the folder held at most the plaintext and the lead (${most} bytes)`);
+  t.same(readdirSync(folder), [`${s.sha256}.open`], 'the finished opening, and nothing else');
+  const again = await downloads.fetch(build, { sha256: s.sha256, open: { me: alice, context } });
+  t.equal(asks.length, 0, 'fetched again: the finished opening is reused');
+  t.equal(again.path, d.path);
+});
+
+t.test('a plaintext changed at rest reseals to other bytes: the download fails whole and the next starts from 0', async (t) => {
+  const s = await sealed('rot.sealed');
+  const bytes = readFileSync(s.path);
+  const folder = join(dir, 'rot');
+  const asks: Array<{ reqId: number; offset: number }> = [];
+  const link = (m: Message) => {
+    if (m.type === 'fetchResource') asks.push({ reqId: m.reqId, offset: m.offset ?? 0 });
+    return true;
+  };
+  const build = (reqId: number, offset: number): Message => ({ type: 'fetchResource', reqId, resourceId: 'r-1', ...(offset > 0 ? { offset } : {}) });
+  let downloads = new Downloads(folder, link);
+  downloads.fetch(build, { sha256: s.sha256, open: { me: alice, context } }).catch(() => {});
+  serve(() => downloads, asks, s.sha256, bytes, { stopAt: 300_000 });
+  const partial = join(folder, `${s.sha256}.open.part`);
+  const rotted = readFileSync(partial);
+  rotted[10] = (rotted[10] ?? 0) ^ 1;
+  writeFileSync(partial, rotted);
+  downloads = new Downloads(folder, link);
+  const failed = downloads.fetch(build, { sha256: s.sha256, open: { me: alice, context } });
+  serve(() => downloads, asks, s.sha256, bytes);
+  await t.rejects(failed, { code: 'CHECKSUM_MISMATCH' }, 'the whole sha256 of what it resealed and received does not match');
+  t.same(readdirSync(folder), [], 'its files are gone');
+  const retried = downloads.fetch(build, { sha256: s.sha256, open: { me: alice, context } });
+  t.equal(asks[0]?.offset, 0, 'asked again from 0');
+  serve(() => downloads, asks, s.sha256, bytes);
+  t.ok(readFileSync((await retried).path).equals(plain), 'and then opened right');
+});
+
+t.test('bytes that are not a segmented envelope are downloaded as they are, for the caller to open', async (t) => {
+  const bytes = Buffer.from(encodeValue(payload));
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const folder = join(dir, 'plain');
+  const asks: Array<{ reqId: number; offset: number }> = [];
+  const downloads = new Downloads(folder, (m) => {
+    if (m.type === 'fetchResource') asks.push({ reqId: m.reqId, offset: m.offset ?? 0 });
+    return true;
+  });
+  const got = downloads.fetch((reqId) => ({ type: 'fetchResource', reqId, resourceId: 'r-2' }), { sha256, open: { me: alice, context } });
+  serve(() => downloads, asks, sha256, bytes);
+  const d = await got;
+  t.notOk(d.opened, 'not opened');
+  t.ok(readFileSync(d.path).equals(bytes), 'the file is the bytes as sent');
+  t.ok(d.path.endsWith(`${sha256}.bin`));
 });

@@ -1,6 +1,7 @@
 import {
   createCipheriv,
   createHash,
+  type Hash,
   createDecipheriv,
   createPublicKey,
   diffieHellman,
@@ -9,8 +10,7 @@ import {
   type KeyObject,
   randomBytes,
 } from 'node:crypto';
-import { closeSync, fstatSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, fstatSync, openSync, readSync, rmSync } from 'node:fs';
 import { open as fsOpen } from 'node:fs/promises';
 import { decodeValue, encodeValue } from '../../protocols/codec.ts';
 import { FdlError } from '../errors.ts';
@@ -84,7 +84,7 @@ function wrapKey(key: Buffer, recipients: Recipient[], context: string): { epk: 
 }
 
 /** This node's content key from an envelope's entries (OPERATION_FAILED: none for it; CHECKSUM_MISMATCH: it does not authenticate). */
-function unwrapKey(epkBytes: Uint8Array, keys: KeyEntry[], nodeId: string, boxPrivate: KeyObject, context: string): Buffer {
+export function unwrapKey(epkBytes: Uint8Array, keys: KeyEntry[], nodeId: string, boxPrivate: KeyObject, context: string): Buffer {
   const entry = keys.find((k) => k.to === nodeId);
   if (!entry) throw new FdlError('OPERATION_FAILED', `a sealed input is not addressed to ${nodeId}`, { retryable: false });
   try {
@@ -163,7 +163,7 @@ export function openValue(bytes: Uint8Array, me: { nodeId: string; boxPrivate: K
 
 /** Plaintext bytes per segment. */
 export const SEALED_SEGMENT_BYTES = 1024 * 1024;
-const TAG_BYTES = 16;
+export const TAG_BYTES = 16;
 /** The largest head read (thousands of recipients fit). */
 const MAX_HEAD_BYTES = 4 * 1024 * 1024;
 /** `{` fixmap 3, "fdlSealed": 2, "head": bin 32 (its length follows). */
@@ -189,7 +189,7 @@ export interface SegmentedHead {
   keys: KeyEntry[];
 }
 
-function segmentCount(head: Pick<SegmentedHead, 'size' | 'chunk'>): number {
+export function segmentCount(head: Pick<SegmentedHead, 'size' | 'chunk'>): number {
   return Math.max(1, Math.ceil(head.size / head.chunk));
 }
 
@@ -209,7 +209,7 @@ function segmentAad(context: string, head: Pick<SegmentedHead, 'size' | 'chunk'>
 }
 
 /** The bytes of `ct` for a plaintext of `size` bytes. */
-function ctLength(head: Pick<SegmentedHead, 'size' | 'chunk'>): number {
+export function ctLength(head: Pick<SegmentedHead, 'size' | 'chunk'>): number {
   return head.size + segmentCount(head) * TAG_BYTES;
 }
 
@@ -223,7 +223,7 @@ function checkCtLength(head: SegmentedHead, got: number): void {
 }
 
 /** Opens one segment (its ciphertext then its tag); CHECKSUM_MISMATCH naming it when it fails. */
-function segmentOpener(head: SegmentedHead, key: Buffer, context: string): (index: number, sealed: Uint8Array) => Buffer {
+export function segmentOpener(head: SegmentedHead, key: Buffer, context: string): (index: number, sealed: Uint8Array) => Buffer {
   const count = segmentCount(head);
   return (index, sealed) => {
     try {
@@ -241,6 +241,28 @@ function segmentOpener(head: SegmentedHead, key: Buffer, context: string): (inde
         `sealed segment ${index} of ${count} of an input failed authentication (tampered with, reordered or truncated): ${(e as Error).message}`,
       );
     }
+  };
+}
+
+/**
+ * Seals one segment into `out` (its ciphertext, then its tag) and returns those bytes. Under one
+ * key and the segment's nonce AES-GCM is deterministic: the same plaintext gives the same sealed
+ * bytes, which is how a receiver that kept only the opened plaintext rehashes what it received.
+ */
+export function segmentSealer(
+  head: Pick<SegmentedHead, 'iv' | 'size' | 'chunk'>,
+  key: Buffer,
+  context: string,
+): (index: number, plain: Uint8Array, out: Buffer) => Buffer {
+  return (index, plain, out) => {
+    const c = createCipheriv('aes-256-gcm', key, segmentNonce(head.iv, index));
+    c.setAAD(segmentAad(context, head, index));
+    // GCM's final() returns no bytes: the update's output is the whole ciphertext.
+    const ct = c.update(plain);
+    c.final();
+    ct.copy(out, 0);
+    c.getAuthTag().copy(out, plain.byteLength);
+    return out.subarray(0, plain.byteLength + TAG_BYTES);
   };
 }
 
@@ -290,7 +312,9 @@ const SEGMENTS_PER_TURN = 8;
  * read reaches it (the last one is kept, as sequential reads of chunks that do not line up with
  * segments touch it twice). Nothing is written: the sealed bytes are never on disk nor whole in
  * memory at the producer. The key lives as long as this object (a resumed upload re-reads the same
- * bytes; a restart of the producer makes a new key, hence other bytes). `sha256` is of the whole.
+ * bytes; a restart of the producer makes a new key, hence other bytes). `digest()` is the whole's
+ * sha256: made in a pass of its own (`make`), or as the bytes are read in order (`streamed`: an
+ * upload that names its sha256 at the end, so nothing is sealed before its first chunk).
  */
 export class SealedProduct {
   readonly size: number;
@@ -302,13 +326,17 @@ export class SealedProduct {
   /** The last segment made (its bytes are valid until the next one is made). */
   private readonly sealed: Buffer;
   private cached: { index: number; bytes: Buffer } | undefined;
-  /** The sha256 of the whole sealed bytes: set by `digest()`. */
-  sha256 = '';
+  private readonly sealSegment: (index: number, plain: Uint8Array, out: Buffer) => Buffer;
+  /** The sha256 of the whole sealed bytes, once known. */
+  private sha256: string | undefined;
+  /** Reads in order from 0 are hashed as they go: the bytes hashed so far, and their hash. */
+  private hashedTo = 0;
+  private hashing: Hash | undefined = createHash('sha256');
 
   private constructor(
     private readonly source: PlainSource,
     recipients: Recipient[],
-    private readonly context: string,
+    context: string,
     private readonly chunk: number,
   ) {
     const size = source.size;
@@ -326,6 +354,7 @@ export class SealedProduct {
     this.lead.writeUInt32BE(ct, at);
     this.size = this.lead.byteLength + ct;
     this.count = segmentCount({ size, chunk });
+    this.sealSegment = segmentSealer({ iv: this.iv, size, chunk }, this.key, context);
     this.plain = Buffer.allocUnsafe(Math.min(chunk, Math.max(size, 1)));
     this.sealed = Buffer.allocUnsafe(this.plain.byteLength + TAG_BYTES);
   }
@@ -339,7 +368,26 @@ export class SealedProduct {
       if (i % SEGMENTS_PER_TURN === SEGMENTS_PER_TURN - 1) await new Promise((r) => setImmediate(r));
     }
     p.sha256 = hash.digest('hex');
+    p.hashing = undefined;
     return p;
+  }
+
+  /** Seals `source` for `recipients` as it is read: its sha256 is known once every byte has been read (`digest`). */
+  static streamed(source: PlainSource, recipients: Recipient[], context: string, chunk = SEALED_SEGMENT_BYTES): SealedProduct {
+    return new SealedProduct(source, recipients, context, chunk);
+  }
+
+  /**
+   * The sha256 of the whole sealed bytes. Made as the bytes were read when the reads went in order
+   * from 0 (an upload's chunks); whatever was skipped is read now to finish it.
+   */
+  digest(): string {
+    if (this.sha256 === undefined) {
+      const scratch = Buffer.allocUnsafe(Math.min(this.chunk, Math.max(this.size, 1)));
+      while (this.hashedTo < this.size) this.readInto(this.hashedTo, Math.min(scratch.byteLength, this.size - this.hashedTo), scratch, 0);
+      if (this.sha256 === undefined) this.sha256 = (this.hashing as Hash).digest('hex');
+    }
+    return this.sha256;
   }
 
   /** Seals `source` into the file `out` (awaiting each write: the event loop runs between segments). */
@@ -366,15 +414,9 @@ export class SealedProduct {
     const size = this.source.size;
     const length = Math.min(this.chunk, size - i * this.chunk);
     this.source.readInto(i * this.chunk, length, this.plain, 0);
-    const c = createCipheriv('aes-256-gcm', this.key, segmentNonce(this.iv, i));
-    c.setAAD(segmentAad(this.context, { size, chunk: this.chunk }, i));
-    // Into one buffer kept for the last segment (GCM's final() returns no bytes): one 1 MiB
-    // allocation per segment (the update's output) instead of three.
-    const ct = c.update(this.plain.subarray(0, length));
-    c.final();
-    ct.copy(this.sealed, 0);
-    c.getAuthTag().copy(this.sealed, length);
-    const bytes = this.sealed.subarray(0, length + TAG_BYTES);
+    // Into one buffer kept for the last segment: one 1 MiB allocation per segment (the cipher's
+    // output) instead of three.
+    const bytes = this.sealSegment(i, this.plain.subarray(0, length), this.sealed);
     this.cached = { index: i, bytes };
     return bytes;
   }
@@ -390,6 +432,15 @@ export class SealedProduct {
       const from = inCt - i * sealedChunk;
       const seg = this.segment(i);
       pos += seg.copy(target, at + (pos - offset), from, Math.min(seg.byteLength, from + (end - pos)));
+    }
+    // Bytes read for the first time, in order: into the whole's sha256 (a re-read from earlier is not).
+    if (this.hashing && offset <= this.hashedTo && end > this.hashedTo) {
+      this.hashing.update(target.subarray(at + (this.hashedTo - offset), at + length));
+      this.hashedTo = end;
+      if (this.hashedTo === this.size) {
+        this.sha256 = this.hashing.digest('hex');
+        this.hashing = undefined;
+      }
     }
   }
 
@@ -413,26 +464,54 @@ export async function sealToFile(
   return SealedProduct.toFile(source, recipients, context, out, chunk);
 }
 
+/**
+ * A segmented envelope's lead (every byte before `ct`) from the first bytes of a resource: 'not'
+ * when they are not one, `{ need }` when it takes that many bytes to tell, else its head, where
+ * `ct` starts and how long it is (checked against the head). CHECKSUM_MISMATCH when malformed.
+ */
+export function parseLead(bytes: Uint8Array): 'not' | { need: number } | { head: SegmentedHead; ctStart: number; ct: number } {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const seen = Math.min(b.byteLength, SEGMENTED_PREFIX.length);
+  if (!b.subarray(0, seen).equals(SEGMENTED_PREFIX.subarray(0, seen))) return 'not';
+  const fixed = SEGMENTED_PREFIX.length + 4;
+  if (b.byteLength < fixed) return { need: fixed };
+  const headLength = b.readUInt32BE(SEGMENTED_PREFIX.length);
+  if (headLength > MAX_HEAD_BYTES) throw new FdlError('CHECKSUM_MISMATCH', `a sealed input's head is ${headLength} bytes, over ${MAX_HEAD_BYTES}`);
+  const ctStart = fixed + headLength + CT_KEY.length + 4;
+  if (b.byteLength < ctStart) return { need: ctStart };
+  if (!b.subarray(ctStart - CT_KEY.length - 4, ctStart - 4).equals(CT_KEY)) throw new FdlError('CHECKSUM_MISMATCH', 'a sealed input is malformed');
+  let decoded: unknown;
+  try {
+    decoded = decodeValue(b.subarray(fixed, fixed + headLength));
+  } catch {
+    throw new FdlError('CHECKSUM_MISMATCH', 'a sealed input has a malformed head');
+  }
+  const head = asHead(decoded);
+  const ct = b.readUInt32BE(ctStart - 4);
+  checkCtLength(head, ct);
+  return { head, ctStart, ct };
+}
+
 /** The head of a segmented envelope in a file, and where its `ct` starts; undefined when the file is not one. */
 export function readSegmentedHead(path: string): { head: SegmentedHead; ctStart: number } | undefined {
   const fd = openSync(path, 'r');
   try {
     const fileSize = fstatSync(fd).size;
-    const prefix = Buffer.alloc(SEGMENTED_PREFIX.length + 4);
-    if (readSync(fd, prefix, 0, prefix.length, 0) < prefix.length) return undefined;
-    if (!prefix.subarray(0, SEGMENTED_PREFIX.length).equals(SEGMENTED_PREFIX)) return undefined;
-    const headLength = prefix.readUInt32BE(SEGMENTED_PREFIX.length);
-    if (headLength > MAX_HEAD_BYTES) throw new FdlError('CHECKSUM_MISMATCH', `a sealed input's head is ${headLength} bytes, over ${MAX_HEAD_BYTES}`);
-    const rest = Buffer.alloc(headLength + CT_KEY.length + 4);
-    if (readSync(fd, rest, 0, rest.length, prefix.length) < rest.length) throw new FdlError('CHECKSUM_MISMATCH', 'a sealed input ends inside its head');
-    if (!rest.subarray(headLength, headLength + CT_KEY.length).equals(CT_KEY)) throw new FdlError('CHECKSUM_MISMATCH', 'a sealed input is malformed');
-    const head = asHead(decodeValue(rest.subarray(0, headLength)));
-    const ctStart = prefix.length + rest.length;
-    const ct = rest.readUInt32BE(headLength + CT_KEY.length);
-    // The bin 32 length and the file must agree, and both with the head's plaintext size.
-    if (ctStart + ct !== fileSize) throw new FdlError('CHECKSUM_MISMATCH', `a sealed input says ${ct} sealed bytes but its file holds ${fileSize - ctStart}`);
-    checkCtLength(head, ct);
-    return { head, ctStart };
+    const first = Buffer.alloc(SEGMENTED_PREFIX.length + 4);
+    if (readSync(fd, first, 0, first.length, 0) < first.length) return undefined;
+    let lead = parseLead(first);
+    if (lead !== 'not' && 'need' in lead) {
+      const rest = Buffer.alloc(lead.need);
+      if (readSync(fd, rest, 0, rest.length, 0) < rest.length) throw new FdlError('CHECKSUM_MISMATCH', 'a sealed input ends inside its head');
+      lead = parseLead(rest);
+    }
+    if (lead === 'not') return undefined;
+    if ('need' in lead) throw new FdlError('CHECKSUM_MISMATCH', 'a sealed input is malformed');
+    // The bin 32 length and the file must agree (and, checked above, both with the head's size).
+    if (lead.ctStart + lead.ct !== fileSize) {
+      throw new FdlError('CHECKSUM_MISMATCH', `a sealed input says ${lead.ct} sealed bytes but its file holds ${fileSize - lead.ctStart}`);
+    }
+    return { head: lead.head, ctStart: lead.ctStart };
   } finally {
     closeSync(fd);
   }
@@ -473,118 +552,4 @@ export async function openSegmentedFile(
     if (!ok) rmSync(out, { force: true });
   }
   return { size: head.size };
-}
-
-/** What a download feeds with the bytes it accepts, in order (lib/transport/downloads.ts). */
-export interface ChunkTap {
-  feed(offset: number, data: Uint8Array): void;
-}
-
-/**
- * Opens a segmented envelope while it downloads: fed the resource's bytes in order as their chunks
- * are accepted, it decrypts each segment as soon as it is whole and writes its plaintext to `out`,
- * so the opened file is ready when the download is (no second pass over the file). Anything it
- * cannot follow (bytes that are not a segmented envelope, a download resumed from a partial file,
- * a re-asked range, a segment that fails) stops it quietly: `finish` then says false and the caller
- * opens the downloaded file the ordinary way, which reports any error properly.
- */
-export class SegmentedOpener implements ChunkTap {
-  private next = 0;
-  private stopped = false;
-  private lead: Buffer = Buffer.alloc(0);
-  private head: SegmentedHead | undefined;
-  private open: ((index: number, sealed: Uint8Array) => Buffer) | undefined;
-  private segment: Buffer = Buffer.alloc(0);
-  private filled = 0;
-  private index = 0;
-  private count = 0;
-  private ctLeft = 0;
-  private fd: number | undefined;
-
-  constructor(
-    private readonly me: { nodeId: string; boxPrivate: KeyObject },
-    private readonly context: string,
-    readonly out: string,
-  ) {}
-
-  feed(offset: number, data: Uint8Array): void {
-    if (this.stopped) return;
-    if (offset !== this.next) {
-      this.stop();
-      return;
-    }
-    this.next += data.byteLength;
-    try {
-      let at = 0;
-      if (!this.head) at = this.readLead(data);
-      while (this.head && !this.stopped && at < data.byteLength && this.ctLeft > 0) {
-        const want = Math.min(this.segment.byteLength - this.filled, data.byteLength - at, this.ctLeft);
-        this.segment.set(data.subarray(at, at + want), this.filled);
-        this.filled += want;
-        this.ctLeft -= want;
-        at += want;
-        const full = this.index < this.count - 1 ? this.segment.byteLength : this.filled;
-        if (this.filled === full && (this.index < this.count - 1 || this.ctLeft === 0)) {
-          const plain = (this.open as (i: number, s: Uint8Array) => Buffer)(this.index, this.segment.subarray(0, this.filled));
-          for (let w = 0; w < plain.byteLength; ) w += writeSync(this.fd as number, plain, w, plain.byteLength - w);
-          this.index++;
-          this.filled = 0;
-        }
-      }
-    } catch {
-      this.stop();
-    }
-  }
-
-  /** Reads the prefix and head from the start of the bytes; returns how many of `data` it used. */
-  private readLead(data: Uint8Array): number {
-    const before = this.lead.byteLength;
-    this.lead = Buffer.concat([this.lead, data]);
-    if (this.lead.byteLength < SEGMENTED_PREFIX.length + 4) return data.byteLength;
-    if (!this.lead.subarray(0, SEGMENTED_PREFIX.length).equals(SEGMENTED_PREFIX)) {
-      this.stop();
-      return data.byteLength;
-    }
-    const headLength = this.lead.readUInt32BE(SEGMENTED_PREFIX.length);
-    const ctStart = SEGMENTED_PREFIX.length + 4 + headLength + CT_KEY.length + 4;
-    if (headLength > MAX_HEAD_BYTES) {
-      this.stop();
-      return data.byteLength;
-    }
-    if (this.lead.byteLength < ctStart) return data.byteLength;
-    const head = asHead(decodeValue(this.lead.subarray(SEGMENTED_PREFIX.length + 4, SEGMENTED_PREFIX.length + 4 + headLength)));
-    if (!this.lead.subarray(ctStart - CT_KEY.length - 4, ctStart - 4).equals(CT_KEY)) throw new Error('malformed');
-    const ct = this.lead.readUInt32BE(ctStart - 4);
-    if (ct !== ctLength(head)) throw new Error('truncated or padded');
-    this.open = segmentOpener(head, unwrapKey(head.epk, head.keys, this.me.nodeId, this.me.boxPrivate, this.context), this.context);
-    this.count = segmentCount(head);
-    this.ctLeft = ct;
-    this.segment = Buffer.allocUnsafe(Math.min(head.chunk + TAG_BYTES, ct));
-    mkdirSync(dirname(this.out), { recursive: true });
-    this.fd = openSync(this.out, 'w');
-    this.head = head;
-    this.lead = Buffer.alloc(0);
-    return ctStart - before;
-  }
-
-  private stop(): void {
-    this.stopped = true;
-    this.lead = Buffer.alloc(0);
-    this.segment = Buffer.alloc(0);
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
-    rmSync(this.out, { force: true });
-  }
-
-  /** True when every segment was opened into `out` (then closed, ready to be renamed); false: open the file instead. */
-  finish(): boolean {
-    if (this.stopped || !this.head || this.index !== this.count || this.ctLeft !== 0) {
-      if (!this.stopped) this.stop();
-      return false;
-    }
-    closeSync(this.fd as number);
-    this.fd = undefined;
-    this.stopped = true;
-    return true;
-  }
 }

@@ -21,64 +21,87 @@ interface Upload {
   offers: Map<string, UploadOffer>;
 }
 
+/** What a chunk or a digest did to an upload; 'done' and 'corrupt' end it and hand back its offers. */
+export type UploadResult = SinkResult & { offers: UploadOffer[]; size: number };
+
 /**
- * The scheduler's streamed uploads (products over the stream threshold), by content: the bytes
- * of resource `sha256` are written to `<incoming>/<sha256>.part` as their chunks arrive, whoever
- * offered them and over whichever connection. A cut socket or a restart of either side leaves the
+ * The scheduler's streamed uploads (products over the stream threshold), by name: the bytes of
+ * resource `sha256` are written to `<incoming>/<sha256>.part` as their chunks arrive, whoever
+ * offered them and over whichever connection. An offer may name an upload instead of a sha256
+ * (`productOffer.upload`): its bytes go to `<incoming>/<upload>.part` the same way and are checked
+ * whole against the sha256 its producer names at the end (`digest`, from `productDigest`). A cut socket or a restart of either side leaves the
  * file; the next offer of the same bytes resumes after it (the scheduler says its offset in
  * `resourceWant`). The Scheduler actor opens uploads (`begin`, it judges the offer); the
  * connections feed chunks (`receive`, synchronously, as frames are read: nothing queues).
  */
 export class Uploads {
-  private readonly bySha = new Map<string, Upload>();
+  private readonly byName = new Map<string, Upload>();
 
   constructor(private readonly dir: string) {}
 
-  /** Opens or joins the upload of `sha256` for an offer; returns the offset the scheduler holds. */
-  begin(offer: UploadOffer, sha256: string, size: number): { offset: number; resumedFrom: number } {
-    let u = this.bySha.get(sha256);
+  /**
+   * Opens or joins the upload `name` for an offer (its sha256, or with `digestAtEnd` the upload
+   * name it drew, whose sha256 comes later: `digest`); returns the offset the scheduler holds.
+   */
+  begin(offer: UploadOffer, name: string, size: number, digestAtEnd = false): { offset: number; resumedFrom: number } {
+    let u = this.byName.get(name);
     if (u && u.sink.size !== size) {
-      // Same hash, another size: the older offer lied about one of them.
+      // Same name, another size: the older offer lied about one of them.
       u.sink.discard();
-      this.bySha.delete(sha256);
+      this.byName.delete(name);
       u = undefined;
     }
     if (!u) {
-      u = { sink: new ChunkSink(join(this.dir, `${sha256}.part`), sha256, size, true), nodes: new Set(), offers: new Map() };
-      this.bySha.set(sha256, u);
+      u = { sink: new ChunkSink(join(this.dir, `${name}.part`), name, size, true, digestAtEnd), nodes: new Set(), offers: new Map() };
+      this.byName.set(name, u);
     }
     u.nodes.add(offer.nodeId);
     u.offers.set(`${offer.jobId}#${offer.attempt}`, offer);
     return { offset: u.sink.offset, resumedFrom: u.sink.resumedFrom };
   }
 
-  /** The file was whole already when the offer came (an upload that ended before a restart): check it. */
-  finishWhole(sha256: string): (SinkResult & { offers: UploadOffer[] }) | undefined {
-    const u = this.bySha.get(sha256);
+  /**
+   * The file was whole already when the offer came (an upload that ended before a restart): check
+   * it ('ok': its sha256 is still to come, `digest`).
+   */
+  finishWhole(name: string): UploadResult | undefined {
+    const u = this.byName.get(name);
     if (!u || u.sink.offset !== u.sink.size) return undefined;
-    return this.settle(sha256, u, u.sink.finish());
+    return this.settle(name, u, u.sink.finish());
+  }
+
+  /**
+   * The sha256 the producer names for upload `name` (`productDigest`). `undefined`: no such upload
+   * was offered by that node; 'ok': bytes are still to come (they are checked when the last one is in).
+   */
+  digest(nodeId: string, name: string, sha256: string): UploadResult | undefined {
+    const u = this.byName.get(name);
+    if (!u?.nodes.has(nodeId)) return undefined;
+    u.sink.expect(sha256);
+    if (u.sink.offset !== u.sink.size) return { kind: 'ok', offers: [], size: u.sink.size };
+    return this.settle(name, u, u.sink.finish());
   }
 
   /**
    * One chunk from `nodeId`. `undefined`: no upload of these bytes was offered by that node.
    * With 'done' or 'corrupt' the upload is over and its offers are handed back.
    */
-  receive(nodeId: string, m: MessageOf<'resourceChunk'>): (SinkResult & { offers: UploadOffer[] }) | undefined {
-    const u = this.bySha.get(m.resource);
+  receive(nodeId: string, m: MessageOf<'resourceChunk'>): UploadResult | undefined {
+    const u = this.byName.get(m.resource);
     if (!u?.nodes.has(nodeId)) return undefined;
     const r = u.sink.accept(m);
     if (r.kind === 'refused' && r.gaveUp) {
       u.sink.discard();
-      this.bySha.delete(m.resource);
-      return { ...r, offers: [...u.offers.values()] };
+      this.byName.delete(m.resource);
+      return { ...r, offers: [...u.offers.values()], size: u.sink.size };
     }
     return this.settle(m.resource, u, r);
   }
 
-  private settle(sha256: string, u: Upload, r: SinkResult): SinkResult & { offers: UploadOffer[] } {
-    if (r.kind !== 'done' && r.kind !== 'corrupt') return { ...r, offers: [] };
-    this.bySha.delete(sha256);
-    return { ...r, offers: [...u.offers.values()] };
+  private settle(name: string, u: Upload, r: SinkResult): UploadResult {
+    if (r.kind !== 'done' && r.kind !== 'corrupt') return { ...r, offers: [], size: u.sink.size };
+    this.byName.delete(name);
+    return { ...r, offers: [...u.offers.values()], size: u.sink.size };
   }
 
   /**
@@ -95,7 +118,7 @@ export class Uploads {
       return 0;
     }
     for (const f of files) {
-      if (this.bySha.has(f.slice(0, -'.part'.length))) continue;
+      if (this.byName.has(f.slice(0, -'.part'.length))) continue;
       const path = join(this.dir, f);
       try {
         if (statSync(path).mtimeMs >= before) continue;

@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import type { Message, MessageOf } from '../../protocols/messages.ts';
 import { FdlError } from '../errors.ts';
 import { sha256Hex } from '../store/blobs.ts';
-import { ChunkSink } from './stream.ts';
-import type { ChunkTap } from '../security/seal.ts';
+import { OpeningSink, type OpenAs } from './opening-sink.ts';
+import { ChunkSink, type DownloadSink } from './stream.ts';
 
 /**
  * The receiving end of resource downloads from the scheduler, for a worker (its Collector's large
@@ -12,8 +12,10 @@ import type { ChunkTap } from '../security/seal.ts';
  * (`resourceData` / `result`) carries the bytes when small, or says chunks follow: they are written
  * to `<dir>/<sha256>.part` as they arrive (ChunkSink), and the file is renamed whole when its sha256
  * checks. A refused chunk, a lost connection or a restart is resumed from what the file holds:
- * the request is sent again with that offset. Must be fed every message of the link before anything
- * else sees it (`onMessage`, synchronously: chunks follow their header in the same read).
+ * the request is sent again with that offset. A download asked to be opened (`open`, a worker's
+ * sealed input) keeps only the opened plaintext (OpeningSink), renamed `<sha256>.open`. Must be
+ * fed every message of the link before anything else sees it (`onMessage`, synchronously: chunks
+ * follow their header in the same read).
  */
 
 /** Request ids of downloads start here, apart from the other requests on the same link (which count from 1). */
@@ -26,6 +28,8 @@ export interface Downloaded {
   size: number;
   /** The offset the chunks started from at the first reply (> 0: resumed from an earlier partial file). */
   resumedFrom: number;
+  /** True: `path` holds the resource opened (a segmented envelope's plaintext, every segment authenticated), not its bytes. */
+  opened?: boolean;
   /** With `inMemory`, a resource small enough to come in one frame: its bytes (and no file). */
   bytes?: Uint8Array;
   /** The last reply that announced the bytes (its other fields: a result's provenance, say). */
@@ -37,11 +41,11 @@ interface Download {
   target: string | undefined;
   inMemory: boolean;
   reqId: number;
-  sink?: ChunkSink;
+  sink?: DownloadSink;
   resumedFrom?: number | undefined;
   header?: MessageOf<'resourceData'> | MessageOf<'result'>;
-  /** Fed the bytes of each chunk accepted, in order (a sealed input opened as it arrives). */
-  tap?: ChunkTap | undefined;
+  /** Open a segmented envelope as it arrives, for this node (only the plaintext is written). */
+  open?: OpenAs | undefined;
   resolve(d: Downloaded): void;
   reject(e: Error): void;
   timer?: NodeJS.Timeout;
@@ -70,18 +74,22 @@ export class Downloads {
    */
   fetch(
     build: (reqId: number, offset: number) => Message,
-    opts: { target?: string; sha256?: string; inMemory?: boolean; tap?: ChunkTap | undefined } = {},
+    opts: { target?: string; sha256?: string; inMemory?: boolean; open?: OpenAs | undefined } = {},
   ): Promise<Downloaded> {
     const { sha256, target } = opts;
+    // Opened as it arrives: only into the folder (a target is a workbench's file, kept as sent).
+    const open = target ? undefined : opts.open;
     if (sha256 && !target) {
       const joined = this.expected.get(sha256);
       if (joined) return joined;
-      // Fetched whole before (its sha256 checked then): the file is the resource.
+      // Fetched whole before (its sha256 checked then): the file is the resource, or its opening.
+      const opened = join(this.dir, `${sha256}.open`);
+      if (open && existsSync(opened)) return Promise.resolve({ path: opened, sha256, size: statSync(opened).size, resumedFrom: 0, opened: true });
       const done = join(this.dir, `${sha256}.bin`);
       if (existsSync(done)) return Promise.resolve({ path: done, sha256, size: statSync(done).size, resumedFrom: 0 });
     }
     const p = new Promise<Downloaded>((resolve, reject) => {
-      const d: Download = { build, target, inMemory: opts.inMemory ?? false, reqId: 0, tap: opts.tap, resolve, reject };
+      const d: Download = { build, target, inMemory: opts.inMemory ?? false, reqId: 0, open, resolve, reject };
       this.ask(d, 0);
     });
     if (sha256 && !target) {
@@ -121,11 +129,19 @@ export class Downloads {
     d.reject(e);
   }
 
-  private finish(d: Download, path: string, sha256: string, size: number): void {
+  /** `size`: the resource's (as offered); an opened file is the plaintext, of its own size. */
+  private finish(d: Download, path: string, sha256: string, size: number, opened = false): void {
     this.forget(d);
-    const final = d.target ?? join(this.dir, `${sha256}.bin`);
+    const final = d.target ?? join(this.dir, `${sha256}.${opened ? 'open' : 'bin'}`);
     if (path !== final) renameSync(path, final);
-    d.resolve({ path: final, sha256, size, resumedFrom: d.resumedFrom ?? 0, ...(d.header ? { header: d.header } : {}) });
+    d.resolve({
+      path: final,
+      sha256,
+      size: opened ? statSync(final).size : size,
+      resumedFrom: d.resumedFrom ?? 0,
+      ...(opened ? { opened } : {}),
+      ...(d.header ? { header: d.header } : {}),
+    });
   }
 
   /** The link is back: every unfinished download asks again from what it holds. */
@@ -186,7 +202,9 @@ export class Downloads {
       }
       try {
         // Beside its target (same file system: the rename is atomic), or in the folder.
-        d.sink = new ChunkSink(d.target ? `${d.target}.${m.sha256}.part` : join(this.dir, `${m.sha256}.part`), m.sha256, m.size);
+        d.sink = d.open
+          ? new OpeningSink(this.dir, m.sha256, m.size, d.open)
+          : new ChunkSink(d.target ? `${d.target}.${m.sha256}.part` : join(this.dir, `${m.sha256}.part`), m.sha256, m.size);
       } catch (e) {
         this.fail(d, new FdlError('STORE_WRITE_FAILED', `cannot write the download of ${m.resourceId}: ${(e as Error).message}`));
         return;
@@ -198,7 +216,7 @@ export class Downloads {
     if (d.sink.offset === m.size) {
       const done = d.sink.finish();
       if (done.kind === 'done') {
-        this.finish(d, done.path, m.sha256, m.size);
+        this.finish(d, done.path, m.sha256, m.size, done.opened);
         return;
       }
       if (done.kind === 'corrupt') {
@@ -218,7 +236,6 @@ export class Downloads {
     if (!d?.sink) return true;
     this.arm(d);
     const r = d.sink.accept(m);
-    if (r.kind === 'ok' || r.kind === 'done') d.tap?.feed(m.offset, m.data);
     switch (r.kind) {
       case 'ok':
       case 'stale':
@@ -230,10 +247,10 @@ export class Downloads {
         else this.ask(d, r.offset);
         return true;
       case 'corrupt':
-        this.fail(d, new FdlError(r.error.code, r.error.message));
+        this.fail(d, new FdlError(r.error.code, r.error.message, { retryable: r.error.retryable }));
         return true;
       case 'done':
-        this.finish(d, r.path, d.sink.resource, d.sink.size);
+        this.finish(d, r.path, d.sink.resource, d.sink.size, r.opened);
         return true;
     }
   }

@@ -33,6 +33,8 @@ export interface ByteSource {
   readonly size: number;
   readInto(offset: number, length: number, target: Buffer, at: number): void;
   close(): void;
+  /** The whole's sha256, for a source that makes it as it is read (a product offered by an upload name). */
+  digest?(): string;
 }
 
 export function bufferSource(bytes: Uint8Array): ByteSource {
@@ -198,9 +200,60 @@ export type SinkResult =
    * Every byte is in and the whole matches its sha256: the file is complete (and fsynced when
    * durable). `wallMs`/`cpuMs`: since the sink was opened, the process's whole CPU (for logs and the bench).
    */
-  | { kind: 'done'; path: string; wallMs: number; cpuMs: number }
+  | {
+      kind: 'done';
+      path: string;
+      /** The sha256 the bytes received were checked against (a sink that opens them: of the bytes as offered). */
+      sha256: string;
+      wallMs: number;
+      cpuMs: number;
+      /** The file holds the resource opened (its plaintext, lib/transport/opening-sink.ts), not its bytes as offered. */
+      opened?: boolean;
+    }
   /** Every byte is in but the whole does not match: the partial file is removed (start again from 0). */
   | { kind: 'corrupt'; error: WireError };
+
+/** What receives one streamed resource's chunks at a download's end (lib/transport/downloads.ts). */
+export interface DownloadSink {
+  /** The resource's sha256 (of its bytes as offered). */
+  readonly resource: string;
+  readonly size: number;
+  /** The next byte expected: what a re-ask asks from. */
+  readonly offset: number;
+  /** The offset the sink started from when it was opened (> 0: resumed from what an earlier transfer left). */
+  readonly resumedFrom: number;
+  accept(m: MessageOf<'resourceChunk'>): SinkResult;
+  /** Every byte is in: checks the whole ('done' or 'corrupt'); 'stale' when bytes are missing. */
+  finish(): SinkResult;
+  /** Closes its files, keeping what they hold (a later transfer resumes from them). */
+  close(): void;
+  /** Closes and removes its files. */
+  discard(): void;
+}
+
+/**
+ * A chunk's own checks (its crc32, that it has bytes and stays inside the resource), and how many
+ * chunks were refused in a row: one place for every sink.
+ */
+export class Refusals {
+  private inARow = 0;
+
+  /** The refusal of a chunk that fails its checks (asking again from its offset), or undefined when it passes. */
+  check(m: MessageOf<'resourceChunk'>, size: number): Extract<SinkResult, { kind: 'refused' }> | undefined {
+    if (crc32Of(m.data) === m.crc32 && m.offset + m.data.byteLength <= size && m.data.byteLength > 0) {
+      this.inARow = 0;
+      return undefined;
+    }
+    this.inARow++;
+    const what = m.offset + m.data.byteLength > size ? `runs past the resource's ${size} bytes` : 'does not match its crc32';
+    return {
+      kind: 'refused',
+      error: wireError('CHUNK_CORRUPT', `chunk at offset ${m.offset} (${m.data.byteLength} bytes) of resource ${m.resource} ${what}`),
+      offset: m.offset,
+      gaveUp: this.inARow > MAX_REFUSED_CHUNKS,
+    };
+  }
+}
 
 /**
  * The receiving end of one streamed resource: a file written at each chunk's offset as it
@@ -208,10 +261,14 @@ export type SinkResult =
  * an earlier transfer (a cut socket, a restart), it rehashes that prefix and resumes after it: the
  * receiver says which offset it has, the sender goes on from there.
  */
-export class ChunkSink {
+export class ChunkSink implements DownloadSink {
   private fd: number | undefined;
   private hash: Hash;
-  private refusedInARow = 0;
+  /** The whole's sha256, once every byte is in. */
+  private digest: string | undefined;
+  /** The sha256 the whole must have, once known. */
+  private expected: string | undefined;
+  private readonly refusals = new Refusals();
   /** Durable sinks: bytes written since the last flush was started, and whether one is running. */
   private unflushed = 0;
   private flushing = false;
@@ -233,7 +290,13 @@ export class ChunkSink {
      * is not: after a crash its whole sha256 is checked again anyway.
      */
     private readonly durable = false,
+    /**
+     * True: the whole's sha256 is not the resource's name but told at the end (`expect`: an upload
+     * whose producer names it in `productDigest`); false: it is `resource`.
+     */
+    digestAtEnd = false,
   ) {
+    this.expected = digestAtEnd ? undefined : resource;
     mkdirSync(dirname(path), { recursive: true });
     this.fd = openSync(path, 'a+');
     let have = fstatSync(this.fd).size;
@@ -252,17 +315,8 @@ export class ChunkSink {
 
   accept(m: MessageOf<'resourceChunk'>): SinkResult {
     if (this.fd === undefined || m.offset !== this.offset) return { kind: 'stale' };
-    if (crc32Of(m.data) !== m.crc32 || m.offset + m.data.byteLength > this.size || m.data.byteLength === 0) {
-      this.refusedInARow++;
-      const what = m.offset + m.data.byteLength > this.size ? `runs past the resource's ${this.size} bytes` : 'does not match its crc32';
-      return {
-        kind: 'refused',
-        error: wireError('CHUNK_CORRUPT', `chunk at offset ${m.offset} (${m.data.byteLength} bytes) of resource ${m.resource} ${what}`),
-        offset: this.offset,
-        gaveUp: this.refusedInARow > MAX_REFUSED_CHUNKS,
-      };
-    }
-    this.refusedInARow = 0;
+    const refused = this.refusals.check(m, this.size);
+    if (refused) return refused;
     for (let written = 0; written < m.data.byteLength; ) {
       written += writeSync(this.fd, m.data, written, m.data.byteLength - written, m.offset + written);
     }
@@ -284,18 +338,31 @@ export class ChunkSink {
     });
   }
 
-  /** Every byte is in (the last chunk, or a file that was already whole when opened): checks the whole. */
+  /** The sha256 the whole must have, told after the sink was opened (`productDigest`); a second, other one is ignored. */
+  expect(sha256: string): void {
+    this.expected ??= sha256;
+  }
+
+  /**
+   * Every byte is in (the last chunk, or a file that was already whole when opened): checks the
+   * whole. 'ok' while the sha256 it must have is not known yet (`expect` then `finish` again).
+   */
   finish(): SinkResult {
     if (this.fd === undefined || this.offset !== this.size) return { kind: 'stale' };
-    const digest = this.hash.digest('hex');
-    if (digest !== this.resource) {
+    this.digest ??= this.hash.digest('hex');
+    if (this.expected === undefined) return { kind: 'ok' };
+    if (this.digest !== this.expected) {
+      const named = this.expected === this.resource ? '' : ` (named ${this.expected} by its producer)`;
       this.discard();
-      return { kind: 'corrupt', error: wireError('CHECKSUM_MISMATCH', `resource ${this.resource} arrived whole as ${digest}: it does not match its sha256`) };
+      return {
+        kind: 'corrupt',
+        error: wireError('CHECKSUM_MISMATCH', `resource ${this.resource} arrived whole as ${this.digest}${named}: it does not match its sha256`),
+      };
     }
     if (this.durable) fsyncSync(this.fd);
     this.close();
     const cpu = process.cpuUsage(this.cpuAtOpen);
-    return { kind: 'done', path: this.path, wallMs: performance.now() - this.openedAt, cpuMs: (cpu.user + cpu.system) / 1000 };
+    return { kind: 'done', path: this.path, sha256: this.digest, wallMs: performance.now() - this.openedAt, cpuMs: (cpu.user + cpu.system) / 1000 };
   }
 
   /** Closes the file, keeping what it holds (a later transfer resumes from it). */
@@ -336,13 +403,14 @@ export function formatBytes(n: number): string {
 }
 
 /**
- * A worker's products offered to the scheduler and not yet forgotten, by content: the scheduler
- * answers an offer (and a refused chunk) with `resourceWant`, and the bytes are sent from the
- * offset it names. The newest `keep` stay (a repeated assignment re-offers its product; the
- * scheduler then resumes after what it holds).
+ * A worker's products offered to the scheduler and not yet forgotten, by name (their sha256, or
+ * the upload name of an offer that names its sha256 at the end): the scheduler answers an offer
+ * (and a refused chunk) with `resourceWant`, and the bytes are sent from the offset it names. The
+ * newest `keep` stay (a repeated assignment re-offers its product; the scheduler then resumes after
+ * what it holds).
  */
 export class OfferedResources {
-  private readonly bySha = new Map<string, { source: ByteSource; sender?: ChunkSender }>();
+  private readonly bySha = new Map<string, { source: ByteSource; sender?: ChunkSender; whole?: (() => void) | undefined }>();
 
   constructor(
     private readonly link: ChunkLink,
@@ -350,10 +418,11 @@ export class OfferedResources {
     private readonly keep = 16,
   ) {}
 
-  add(sha256: string, source: ByteSource): void {
+  /** `whole`: called each time a sender has had every byte written (an upload that names its sha256 at the end then names it). */
+  add(sha256: string, source: ByteSource, whole?: () => void): void {
     this.bySha.get(sha256)?.sender?.stop();
     this.bySha.delete(sha256);
-    this.bySha.set(sha256, { source });
+    this.bySha.set(sha256, { source, whole });
     for (const [sha, o] of this.bySha) {
       if (this.bySha.size <= this.keep) break;
       o.sender?.stop();
@@ -367,7 +436,9 @@ export class OfferedResources {
     const o = this.bySha.get(sha256);
     if (!o) return undefined;
     o.sender?.stop();
-    o.sender = new ChunkSender(this.link, sha256, o.source, this.chunkBytes);
+    o.sender = new ChunkSender(this.link, sha256, o.source, this.chunkBytes, (r) => {
+      if (r.ok) o.whole?.();
+    });
     return o.sender.start(offset);
   }
 }

@@ -2,7 +2,7 @@
 // chunk and whole, resumed after a cut instead of restarted, and a product over the limit must fail its job
 // naming its size (it used to make the worker reconnect in a loop). Real processes and sockets throughout.
 import { createCipheriv, createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import t from 'tap';
@@ -97,6 +97,22 @@ t.test('200 MiB crosses worker -> scheduler -> worker -> initiator -> workbench 
 t.test('a sealed product over the threshold is sealed segment by segment, stored unread by the scheduler, opened by its receiver, RSS flat', async (t) => {
   const size = 96 * MiB;
   const seed = 11;
+  // worker-2's download of the sealed input is cut once and gets one corrupt chunk (below its
+  // crc32 check): it opens the input as it arrives and keeps only the plaintext, so both must
+  // resume from what it opened.
+  // worker-1 offers its sealed product by an upload name (it seals and hashes it as the chunks are
+  // read, naming the sha256 at the end): its upload is cut once and must resume, checked whole.
+  for (const [name, faults] of [
+    ['worker-1', `cut-upload-once=${40 * MiB}`],
+    ['worker-2', `corrupt-download-once=${24 * MiB},cut-download-once=${48 * MiB}`],
+  ] as const) {
+    cluster.kill(name, 'SIGKILL');
+    await cluster.exited(name);
+    cluster.startWorker(name, { env: { FDL_FAULTS: faults } });
+  }
+  await cluster.waitForWorkers(['worker-1', 'worker-2']);
+  const worker2Log = join(dir, 'worker-2.log');
+  const resumedBefore = countLog(worker2Log, /"offset":[1-9][0-9]*.*download resumed from offset/);
   const pids = Object.fromEntries(['scheduler', 'worker-1', 'worker-2'].map((n) => [n, cluster.pid(n) as number]));
   const base: Record<string, number> = {};
   for (const [name, pid] of Object.entries(pids)) {
@@ -119,7 +135,14 @@ t.test('a sealed product over the threshold is sealed segment by segment, stored
   t.equal(got.sha256, blobSha256(size, seed), 'the result is the bytes TestBlob made, opened right at every hop');
   const offers = countLog(join(dir, 'scheduler.log'), new RegExp(`"jobId":"${handle.id}\\.[12]".*streamed product offered`));
   t.ok(offers >= 2, `both workers' sealed products were streamed (${offers} offers)`);
-  t.ok(countLog(join(dir, 'worker-2.log'), /"asItArrived":true.*sealed input opened/) >= 1, 'worker-2 opened its input as it arrived, not in a second pass');
+  t.ok(
+    countLog(join(dir, 'scheduler.log'), new RegExp(`"jobId":"${handle.id}\\.1".*"offset":[1-9][0-9]*.*"digestAtEnd":true.*asking from offset`)) >= 1,
+    'worker-1 offered it by an upload name (its sha256 at the end), and the cut upload resumed from a non-zero offset',
+  );
+  t.ok(countLog(worker2Log, /"asItArrived":true.*sealed input opened/) >= 1, 'worker-2 opened its input as it arrived, not in a second pass');
+  t.equal(countLog(worker2Log, /fault injection: corrupting a downloaded chunk/), 1, 'a chunk of its download arrived corrupt');
+  t.ok(countLog(worker2Log, /a chunk was refused; asking again/) >= 1, 'and was refused and asked again');
+  t.ok(countLog(worker2Log, /"offset":[1-9][0-9]*.*download resumed from offset/) > resumedBefore, 'the cut download resumed from a non-zero offset');
 
   // What the scheduler stored of the workers' products: segmented envelopes, with no plaintext in them.
   const schedulerDir = join(dir, 'scheduler');
@@ -127,8 +150,13 @@ t.test('a sealed product over the threshold is sealed segment by segment, stored
   const ids = (db.prepare('SELECT id FROM resources WHERE job_id IN (?, ?)').all(`${handle.id}.1`, `${handle.id}.2`) as Array<{ id: string }>).map(
     (r) => r.id,
   );
+  const sealedSha = (db.prepare('SELECT sha256 FROM resources WHERE job_id = ?').get(`${handle.id}.1`) as { sha256: string }).sha256;
   db.close();
   t.equal(ids.length, 2, 'both workers\' products are stored');
+  // worker-2 kept only the opened plaintext of worker-1's sealed product: never the sealed bytes.
+  const spool = join(dir, 'worker-2', 'spool', 'in');
+  t.ok(existsSync(join(spool, `${sealedSha}.open`)), 'worker-2 holds the opened input');
+  for (const f of readdirSync(spool)) t.notOk(f.startsWith(sealedSha) && !f.endsWith('.open'), `and no file of the sealed bytes (${f})`);
   const key = createHash('sha256').update(`fdl-test-blob\0${seed}`).digest();
   const plain = createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(MiB));
   for (const id of ids) {
@@ -139,6 +167,38 @@ t.test('a sealed product over the threshold is sealed segment by segment, stored
     for (let o = 0; o < MiB; o += 64 * 1024) if (stored.includes(plain.subarray(o, o + 32))) seen++;
     t.equal(seen, 0, `${id} holds none of the plaintext`);
   }
+});
+
+t.test('a sealed download resumes from the opened plaintext after a restart of its receiver, and is checked whole', async (t) => {
+  const size = 160 * MiB;
+  const seed = 31;
+  const spool = join(dir, 'worker-2', 'spool', 'in');
+  const opening = () => {
+    for (const f of existsSync(spool) ? readdirSync(spool) : []) {
+      if (f.endsWith('.open.part') && statSync(join(spool, f)).size >= 16 * MiB) return f;
+    }
+    return undefined;
+  };
+  const blob = { kind: 'TestBlob' as const, bytes: size, seed };
+  const handle = await (await wb.project(token)).submit({
+    name: 'sealed-restart',
+    steps: [{ kind: 'Sequential', init: { kind: 'Noop' }, operation: blob, final: blob, encryption: true }],
+  });
+  // worker-2 has opened part of worker-1's sealed product into plaintext: now it dies.
+  await waitFor(() => opening() !== undefined, { what: `part of the sealed input opened in ${spool}`, timeoutMs: 300_000 });
+  const part = opening() as string;
+  t.notOk(readdirSync(spool).includes(part.replace('.open.part', '.part')), 'no file of the sealed bytes beside the plaintext');
+  const resumedBefore = countLog(join(dir, 'worker-2.log'), /"offset":[1-9][0-9]*.*input download resumed from offset/);
+  cluster.kill('worker-2', 'SIGKILL');
+  await cluster.exited('worker-2');
+  cluster.startWorker('worker-2', { env: {} });
+  await within(handle.done(), { what: 'the sealed chain to complete after worker-2 restarted', timeoutMs: 300_000 });
+  t.ok(
+    countLog(join(dir, 'worker-2.log'), /"offset":[1-9][0-9]*.*input download resumed from offset/) > resumedBefore,
+    'the restarted worker-2 resumed its download from a non-zero offset (the plaintext it had, sealed again to rehash it)',
+  );
+  const got = await within(wb.resultToFile(handle.id, join(dir, 'sealed-restart.msgpack')), { what: 'the result' });
+  t.equal(got.sha256, blobSha256(size, seed), 'the result is the bytes TestBlob made: the resumed input opened right');
 });
 
 t.test('an upload resumes by content hash after a restart of the producing worker and of the scheduler', async (t) => {
@@ -260,4 +320,31 @@ t.test('a corrupt chunk is refused with CHUNK_CORRUPT and asked again; the produ
   t.equal(cli.code, 0, `fdl result --out exits 0 ${cli.stderr}`);
   t.match(JSON.parse(cli.stdout), { file: out, bytes: bytes.length, sha256 }, 'and says what it wrote');
   t.equal(sha256OfFile(out), sha256, 'the file holds the result');
+
+  // An offer by upload name: the bytes all in are not taken until the sha256 named at the end
+  // matches them; a wrong one fails the attempt, and the retry's right one completes it.
+  const named = await (await wb.project(RAW_TOKEN)).submit({ name: 'raw-named', steps: [{ kind: 'Parallel', operation: { kind: 'Noop' } }] });
+  const upload = randomBytes(32).toString('hex');
+  for (const [attempt, digest] of [
+    [1, 'f'.repeat(64)],
+    [2, sha256],
+  ] as const) {
+    const a = await next('assignJob');
+    if (a.type !== 'assignJob') return t.fail('no assignment');
+    t.equal(a.attempt, attempt, `attempt ${attempt} assigned`);
+    const offer: Message = { type: 'productOffer', jobId: a.jobId, attempt: a.attempt, upload, size: bytes.length };
+    peer.raw(encode(offer));
+    const want = await next('resourceWant');
+    t.match(want, { sha256: upload }, 'the scheduler asks for the upload by its name');
+    const from = want.type === 'resourceWant' ? want.offset : 0;
+    for (let o = from; o < bytes.length; o += MiB) {
+      const data = Buffer.from(bytes.subarray(o, o + MiB));
+      peer.raw(encode({ type: 'resourceChunk', resource: upload, offset: o, crc32: crc32(data) >>> 0, data }));
+    }
+    peer.raw(encode({ type: 'productDigest', jobId: a.jobId, attempt: a.attempt, upload, sha256: digest }));
+  }
+  await within(named.done(), { what: 'the artifact offered by upload name to complete' });
+  const namedStatus = await wb.status(named.id);
+  t.match(namedStatus.jobs[0], { state: 'COMPLETED', attempt: 2, lastError: { code: 'CHECKSUM_MISMATCH' } }, 'the wrong digest failed attempt 1 (CHECKSUM_MISMATCH)');
+  t.equal((await wb.resultToFile(named.id, join(dir, 'raw-named.bin'))).sha256, sha256, 'attempt 2 stored the bytes under the sha256 named');
 });

@@ -87,6 +87,12 @@ interface SupervisorState {
   /** How many jobs are done (COMPLETED or left out): kept with every change, never counted. */
   doneCount: number;
   /**
+   * Per job, how many of its predecessors are not done: kept with every change, so a job is ready
+   * in O(1). Counting them per report made a 1,000-worker step's Finalize check up to 1,000
+   * predecessors for each of its 1,000 reports.
+   */
+  undone: number[];
+  /**
    * Products reported since this actor (re)started, by producing job, until every job they feed
    * has been started: their JobActors get them without reading the jobs' and resources' rows.
    */
@@ -103,6 +109,13 @@ const quorumHoldsWithout = (s: { jobs: StoredJob[] }, job: StoredJob): boolean =
   if (!q) return false;
   const others = s.jobs.filter((j) => j.quorum?.group === q.group && j.index !== job.index && j.state !== 'ERROR');
   return others.length >= q.required;
+};
+
+/** Per job, how many of its predecessors (the jobs whose locks name it) are not done. */
+const undoneOf = (jobs: readonly StoredJob[]): number[] => {
+  const undone = jobs.map(() => 0);
+  for (const j of jobs) if (!done(j)) for (const next of j.locks) undone[next] = (undone[next] ?? 0) + 1;
+  return undone;
 };
 
 /** The round of `gone` that stands for "away when the artifact was submitted". */
@@ -155,6 +168,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
       presence: new Map(),
       gone,
       doneCount: jobs.filter(done).length,
+      undone: undoneOf(jobs),
       products: new Map(),
     };
   };
@@ -166,8 +180,12 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
    * array per change made every change O(jobs), and an Iterate's rounds slower as it went on).
    */
   const setJob = (s: SupervisorState, job: StoredJob): void => {
-    if (done(s.jobs[job.index])) s.doneCount--;
-    if (done(job)) s.doneCount++;
+    const was = done(s.jobs[job.index]);
+    const is = done(job);
+    if (was !== is) {
+      s.doneCount += is ? 1 : -1;
+      for (const next of job.locks) s.undone[next] = (s.undone[next] ?? 0) + (is ? -1 : 1);
+    }
     s.jobs[job.index] = job;
   };
 
@@ -289,8 +307,8 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
     for (const index of candidates) {
       const job = s.jobs[index];
       if (!job || s.live.has(job.index) || job.state === 'COMPLETED' || job.state === 'ERROR') continue;
+      if (s.undone[job.index] !== 0) continue;
       const preds = s.predecessors[job.index] ?? [];
-      if (!preds.every((p) => done(s.jobs[p]))) continue;
       const inputs = inputsOf(s, preds);
       // The supervisor is their parent, however many: nact's per-message copy of a parent's
       // children is made only when read (lib/kit/nact-patch.ts), so a message to a supervisor
@@ -414,7 +432,7 @@ export function spawnArtifactSupervisor(parent: Ref<unknown>, props: SupervisorP
       const job = s.jobs[reached[k] as number];
       const round = job ? s.gone.get(job.worker) : undefined;
       if (!job || round === undefined || job.state !== 'WAITING' || s.live.has(job.index)) continue;
-      if (!(s.predecessors[job.index] ?? []).every((p) => done(s.jobs[p]))) continue;
+      if (s.undone[job.index] !== 0) continue;
       if (!quorumHoldsWithout(s, job)) continue;
       const reason =
         round === AWAY_AT_SUBMIT

@@ -128,6 +128,10 @@ export class PeerConnection implements AdmittedPeer {
       // them) bounds everything a peer sends before its hello, all frames together, to the
       // pre-auth bytes plus one read, and feeds the budget of bytes in flight.
       socket.prependListener('data', (chunk: Buffer) => {
+        // Bytes arriving prove the peer alive: its pong to our ping may be queued behind a large
+        // frame still on its way (a control frame cannot cut into a frame), and a slow link or our
+        // own pause for the in-flight budget must not get it cut mid-frame.
+        this.heartbeat.heard();
         // Part of a message on its way counts as traffic; a read no larger than one control
         // frame (a pong answering our heartbeat) does not, or no session would ever be idle.
         if (chunk.length > MAX_CONTROL_FRAME_BYTES) this.lastTraffic = Date.now();
@@ -203,8 +207,10 @@ export class PeerConnection implements AdmittedPeer {
 
   private resumeFor(reason: WaitReason): void {
     if (!this.waitingFor.delete(reason) || this.waitingFor.size > 0 || this.closed) return;
-    // The time it was held back was ours, not its silence: its idle time starts again now.
+    // The time it was held back was ours, not its silence: its idle time starts again now, and
+    // so does its heartbeat (its pong waited unread in the socket with the rest of its frame).
     this.lastTraffic = Date.now();
+    this.heartbeat.heard();
     this.ws.resume();
   }
 

@@ -92,3 +92,55 @@ t.test('a peer whose large frame trickles in over several heartbeat intervals is
   t.equal(closedWith, undefined, 'the server kept the peer');
   ws.close();
 });
+
+// The other way: a scheduler sending a worker or a workbench one large frame (a result, a status of
+// 1,000 jobs) over a slow link. The client's heartbeat must count the bytes too.
+t.test('a client receiving a large frame that trickles in over several heartbeat intervals keeps its connection', async (t) => {
+  const { WebSocketServer } = await import('ws');
+  const { Client } = await import('../lib/transport/client.ts');
+  const { encode } = await import('../protocols/codec.ts');
+  const HEARTBEAT_MS = 100;
+  // autoPong off: a pong written by the server library would land inside our hand-written frame.
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, autoPong: false });
+  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+  t.teardown(() => new Promise<void>((resolve) => wss.close(() => resolve())));
+  const url = `ws://127.0.0.1:${(wss.address() as import('node:net').AddressInfo).port}`;
+  let closedWith: number | undefined;
+  // The frame is one the schema refuses (a field too many): read whole, the client answers with an error.
+  const answered = new Promise<void>((resolve) => {
+    wss.on('connection', async (ws) => {
+      ws.once('message', () => resolve());
+      const socket = (ws as unknown as { _socket: import('node:net').Socket })._socket;
+      const payload = Buffer.from(encode({ type: 'listProjects', reqId: 1, pad: 'y'.repeat(2 * 1024 * 1024) } as never));
+      const head = Buffer.alloc(10);
+      head[0] = 0x82; // FIN, binary; a server's frames are not masked
+      head[1] = 127;
+      head.writeBigUInt64BE(BigInt(payload.length), 2);
+      socket.write(head);
+      const pieces = 16;
+      const step = Math.ceil(payload.length / pieces);
+      for (let i = 0; i < pieces && !socket.destroyed; i++) {
+        socket.write(payload.subarray(i * step, Math.min(payload.length, (i + 1) * step)));
+        await new Promise((r) => setTimeout(r, HEARTBEAT_MS / 2)); // the link's pace, not a synchronization
+      }
+    });
+  });
+  const cut = new Promise<void>((_, reject) => {
+    const client = new Client({
+      urls: [url],
+      reconnect: false,
+      heartbeatMs: HEARTBEAT_MS,
+      onOpen: () => {},
+      onMessage: () => {},
+      onClose: (code) => {
+        closedWith = code;
+        reject(new Error(`the client closed (${code}) before reading the frame whole`));
+      },
+    });
+    t.teardown(() => client.close());
+    void client.start();
+  });
+  cut.catch(() => {}); // judged below
+  await within(Promise.race([answered, cut]), { what: "the client's answer to the frame" });
+  t.equal(closedWith, undefined, 'the client kept the connection while the frame came, and answered it');
+});

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import WebSocket from 'ws';
 import type { Message } from '../../protocols/messages.ts';
 import {
@@ -71,6 +72,11 @@ export class Client {
           ...(this.opts.ca ? { ca: this.opts.ca } : {}),
         });
         let opened = false;
+        // The connection's socket, for the heartbeat to count bytes as they arrive (PeerConnection.countBytesAsLife).
+        let socket: Socket | undefined;
+        ws.once('upgrade', (response) => {
+          socket = response.socket;
+        });
         ws.once('open', () => {
           // Not a success yet: a scheduler that refuses the peer (too many connections, a bad
           // hello) closes right after opening. The backoff is reset by `established()`.
@@ -80,6 +86,7 @@ export class Client {
           // and then dropped its own scheduler for answering fast (a workbench with many requests in
           // flight, a worker sent a burst of work) would fail requests for nothing.
           const peer = new PeerConnection(ws, url, this.opts.heartbeatMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS, 'unlimited', maxPayloadBytes);
+          if (socket) peer.countBytesAsLife(socket);
           this.peer = peer;
           peer.attach({
             onMessage: (m) => this.opts.onMessage(m),

@@ -127,11 +127,8 @@ export class PeerConnection implements AdmittedPeer {
       // `_receiver._maxPayload`). Counting the socket's reads (prepended, so before ws buffers
       // them) bounds everything a peer sends before its hello, all frames together, to the
       // pre-auth bytes plus one read, and feeds the budget of bytes in flight.
+      this.countBytesAsLife(socket);
       socket.prependListener('data', (chunk: Buffer) => {
-        // Bytes arriving prove the peer alive: its pong to our ping may be queued behind a large
-        // frame still on its way (a control frame cannot cut into a frame), and a slow link or our
-        // own pause for the in-flight budget must not get it cut mid-frame.
-        this.heartbeat.heard();
         // Part of a message on its way counts as traffic; a read no larger than one control
         // frame (a pong answering our heartbeat) does not, or no session would ever be idle.
         if (chunk.length > MAX_CONTROL_FRAME_BYTES) this.lastTraffic = Date.now();
@@ -144,6 +141,16 @@ export class PeerConnection implements AdmittedPeer {
       // 'close' follows every 'error' in ws; the close handler reports it.
     });
     this.heartbeat.start();
+  }
+
+  /**
+   * Bytes arriving on `socket` (this peer's) prove it alive to the heartbeat: its pong to our ping
+   * may be queued behind a large frame still on its way (a control frame cannot cut into a frame),
+   * and a slow link, or our own pause for the in-flight budget, must not get it cut mid-frame.
+   * The server's peers are watched from their construction; a client passes its socket once open.
+   */
+  countBytesAsLife(socket: { prependListener(event: 'data', listener: (chunk: Buffer) => void): unknown }): void {
+    socket.prependListener('data', () => this.heartbeat.heard());
   }
 
   attach(events: PeerEvents): void {

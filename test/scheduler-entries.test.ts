@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { start, stop } from 'nact';
 import pino from 'pino';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { decode, encode, encodeValue } from '../protocols/codec.ts';
 import { RetryPolicySchema } from '../protocols/entities.ts';
 import type { Message, MessageOf, WorkbenchRequest } from '../protocols/messages.ts';
@@ -123,12 +123,18 @@ t.test('per-artifact entries go when the artifact finishes, after the final push
   t.same(await entries(), { subscriptions: 0, supervisors: 0, pending: 0 }, 'finished: its entries are gone');
 });
 
-// Why (protocol 6): a subscriber's pushes carry the transitions of one barrier each. Whatever the
-// batching, it must see every job's final state, nothing of a job after it, and the artifact's
-// final state last. On a store with a work directory, so the group commit's barriers are real.
-t.test('progress pushes: every job ends COMPLETED in them, the artifact state comes last', async (t) => {
+/**
+ * A Scheduler on a store with a work directory (so the group commit's barriers are real) running
+ * `Iterate(rounds, [Parallel(Noop)])` on a scripted initiator that completes every job at once,
+ * except the `holdJob`-th assigned (released by the test through `held`); a workbench peer
+ * subscribed as the submitter. `progressIntervalMs` absent: the scheduler's default.
+ */
+async function iterateOnDisk(
+  t: Test,
+  opts: { rounds: number; progressIntervalMs?: number; holdJob?: number },
+) {
   const log = pino({ level: 'silent' });
-  const workdir = mkdtempSync(join(tmpdir(), 'fdl-pushes-'));
+  const workdir = mkdtempSync(join(tmpdir(), 'fdl-iterate-'));
   const store = new Store(workdir);
   t.teardown(() => {
     store.close();
@@ -138,28 +144,40 @@ t.test('progress pushes: every job ends COMPLETED in them, the artifact state co
   const system = start();
   t.teardown(() => stop(system));
   let scheduler: Ref<SchedulerMsg> | undefined;
+  let assigned = 0;
+  const held: Array<() => void> = [];
   const initiator: PeerHandle = {
     sessionId: 'initiator',
-    // A scripted initiator: no report routes, so its reports take the long way (Scheduler, supervisor).
     send: (m: Message) => {
       if (m.type !== 'assignJob') return;
       const data = encodeValue({ n: 1 });
       const message: Message = { type: 'jobCompleted', jobId: m.jobId, attempt: m.attempt, sha256: sha256Hex(data), data };
-      setImmediate(() => scheduler && send(scheduler, { kind: 'fromWorker', peer: initiator, nodeId: 's', message }));
+      const complete = () => scheduler && send(scheduler, { kind: 'fromWorker', peer: initiator, nodeId: 's', message });
+      if (assigned++ === opts.holdJob) held.push(complete);
+      else setImmediate(complete);
     },
     close: () => {},
   };
-  scheduler = spawnTestScheduler(system, store, log, initiator);
-  const self = scheduler;
-  send(self, { kind: 'resume' });
+  scheduler = spawnTestScheduler(system, store, log, initiator, opts.progressIntervalMs === undefined ? {} : { progressIntervalMs: opts.progressIntervalMs });
+  send(scheduler, { kind: 'resume' });
   const received: Message[] = [];
   const peer: PeerHandle = { sessionId: 'wb', send: (m) => received.push(m), close: () => {} };
-  send(self, { kind: 'workbenchJoined', peer, scope: { tokenId: 't', projects: undefined } });
-  const ROUNDS = 6;
-  const artifact = { steps: [{ kind: 'Iterate' as const, iterations: ROUNDS, steps: [{ kind: 'Parallel' as const, operation: { kind: 'Noop' as const } }] }] };
-  send(self, { kind: 'fromWorkbench', peer, message: { type: 'submitArtifact', reqId: 1, projectToken: TOKEN, artifact } });
+  send(scheduler, { kind: 'workbenchJoined', peer, scope: { tokenId: 't', projects: undefined } });
+  const artifact = { steps: [{ kind: 'Iterate' as const, iterations: opts.rounds, steps: [{ kind: 'Parallel' as const, operation: { kind: 'Noop' as const } }] }] };
+  const submittedAt = Date.now();
+  send(scheduler, { kind: 'fromWorkbench', peer, message: { type: 'submitArtifact', reqId: 1, projectToken: TOKEN, artifact } });
   const pushes = () => received.filter((m): m is MessageOf<'artifactEvent'> => m.type === 'artifactEvent');
-  await until(() => pushes().some((m) => m.events.some((e) => e.kind === 'artifactState' && e.state === 'COMPLETED')), 10_000, 'the final push');
+  const finished = () => pushes().some((m) => m.events.some((e) => e.kind === 'artifactState' && e.state === 'COMPLETED'));
+  return { store, received, pushes, finished, held, submittedAt };
+}
+
+// Why (protocol 6): a subscriber's pushes carry the transitions of one barrier each. Whatever the
+// batching, it must see every job's final state, nothing of a job after it, and the artifact's
+// final state last. On a store with a work directory, so the group commit's barriers are real.
+t.test('progress pushes: every job ends COMPLETED in them, the artifact state comes last', async (t) => {
+  const ROUNDS = 6;
+  const { store, received, pushes, finished } = await iterateOnDisk(t, { rounds: ROUNDS });
+  await until(finished, 10_000, 'the final push');
 
   const events = pushes().flatMap((m) => m.events);
   const last = events[events.length - 1];
@@ -188,45 +206,7 @@ t.test('progress pushes: every job ends COMPLETED in them, the artifact state co
 // wake-up of the workbench's process each), where a person watching needs a few a second. Pushes of
 // an artifact are progress_interval_ms apart; the final state never waits, and nothing is lost.
 t.test('progress pushes are progress_interval_ms apart, the final one at once, every final state in them', async (t) => {
-  const runIterate = async (progressIntervalMs: number, opts: { holdJob?: number } = {}) => {
-    const log = pino({ level: 'silent' });
-    const workdir = mkdtempSync(join(tmpdir(), 'fdl-interval-'));
-    const store = new Store(workdir);
-    t.teardown(() => {
-      store.close();
-      rmSync(workdir, { recursive: true, force: true });
-    });
-    store.ensureProject('p', TOKEN);
-    const system = start();
-    t.teardown(() => stop(system));
-    let scheduler: Ref<SchedulerMsg> | undefined;
-    let assigned = 0;
-    const held: Array<() => void> = [];
-    const initiator: PeerHandle = {
-      sessionId: 'initiator',
-      send: (m: Message) => {
-        if (m.type !== 'assignJob') return;
-        const data = encodeValue({ n: 1 });
-        const message: Message = { type: 'jobCompleted', jobId: m.jobId, attempt: m.attempt, sha256: sha256Hex(data), data };
-        const complete = () => scheduler && send(scheduler, { kind: 'fromWorker', peer: initiator, nodeId: 's', message });
-        if (assigned++ === opts.holdJob) held.push(complete);
-        else setImmediate(complete);
-      },
-      close: () => {},
-    };
-    scheduler = spawnTestScheduler(system, store, log, initiator, { progressIntervalMs });
-    send(scheduler, { kind: 'resume' });
-    const received: Message[] = [];
-    const peer: PeerHandle = { sessionId: 'wb', send: (m) => received.push(m), close: () => {} };
-    send(scheduler, { kind: 'workbenchJoined', peer, scope: { tokenId: 't', projects: undefined } });
-    const artifact = { steps: [{ kind: 'Iterate' as const, iterations: 8, steps: [{ kind: 'Parallel' as const, operation: { kind: 'Noop' as const } }] }] };
-    const submittedAt = Date.now();
-    send(scheduler, { kind: 'fromWorkbench', peer, message: { type: 'submitArtifact', reqId: 1, projectToken: TOKEN, artifact } });
-    const pushes = () => received.filter((m): m is MessageOf<'artifactEvent'> => m.type === 'artifactEvent');
-    const finished = () => pushes().some((m) => m.events.some((e) => e.kind === 'artifactState' && e.state === 'COMPLETED'));
-    return { store, received, pushes, finished, held, submittedAt };
-  };
-  const finalStates = (store: Store, run: Awaited<ReturnType<typeof runIterate>>) => {
+  const finalStates = (store: Store, run: Awaited<ReturnType<typeof iterateOnDisk>>) => {
     const events = run.pushes().flatMap((m) => m.events);
     const id = (run.received.find((m) => m.type === 'artifactAccepted') as MessageOf<'artifactAccepted'>).status.id;
     const jobs = store.jobs(id);
@@ -241,7 +221,7 @@ t.test('progress pushes are progress_interval_ms apart, the final one at once, e
 
   // Far apart: an artifact done within the interval is one push in all, its final one, even when
   // barriers passed while it ran (each would have brought a push without the interval).
-  const slow = await runIterate(60_000, { holdJob: 3 });
+  const slow = await iterateOnDisk(t, { rounds: 8, progressIntervalMs: 60_000, holdJob: 3 });
   await until(() => slow.held.length === 1, 10_000, 'the fourth job held (interval 60 s)');
   const barriers = slow.store.barriers;
   await until(() => slow.store.barriers > barriers, 10_000, 'a barrier while the job is held');
@@ -252,7 +232,7 @@ t.test('progress pushes are progress_interval_ms apart, the final one at once, e
 
   // 0: a push after every barrier, as before the interval (here the rounds run in one barrier's
   // hold until a job is held back, so the first push comes then, the final one after).
-  const every = await runIterate(0, { holdJob: 3 });
+  const every = await iterateOnDisk(t, { rounds: 8, progressIntervalMs: 0, holdJob: 3 });
   await until(() => every.held.length === 1 && every.pushes().length > 0, 10_000, 'a progress push while the fourth job is held (interval 0)');
   for (const release of every.held) release();
   await until(every.finished, 10_000, 'the final push (interval 0)');
@@ -260,7 +240,7 @@ t.test('progress pushes are progress_interval_ms apart, the final one at once, e
   finalStates(every.store, every);
 
   // A job that takes its time: progress comes after the interval, not at the end.
-  const held = await runIterate(200, { holdJob: 3 });
+  const held = await iterateOnDisk(t, { rounds: 8, progressIntervalMs: 200, holdJob: 3 });
   await until(() => held.held.length === 1, 10_000, 'the fourth job held');
   await until(() => held.pushes().length > 0, 10_000, 'a progress push while the artifact runs');
   t.ok(Date.now() - held.submittedAt >= 195, 'not before the interval since the acceptance');

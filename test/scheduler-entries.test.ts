@@ -240,15 +240,15 @@ t.test('progress pushes are progress_interval_ms apart, the final one at once, e
   finalStates(every.store, every);
 
   // A job that takes its time: progress comes after the interval, not at the end.
-  const held = await iterateOnDisk(t, { rounds: 8, progressIntervalMs: 200, holdJob: 3 });
-  await until(() => held.held.length === 1, 10_000, 'the fourth job held');
-  await until(() => held.pushes().length > 0, 10_000, 'a progress push while the artifact runs');
-  t.ok(Date.now() - held.submittedAt >= 195, 'not before the interval since the acceptance');
-  t.notOk(held.finished(), 'while the artifact still runs');
-  t.match(held.pushes()[0]?.events[0], { kind: 'artifactState', state: 'RUNNING' });
-  for (const release of held.held) release();
-  await until(held.finished, 10_000, 'the final push after the release');
-  finalStates(held.store, held);
+  const paced = await iterateOnDisk(t, { rounds: 8, progressIntervalMs: 200, holdJob: 3 });
+  await until(() => paced.held.length === 1, 10_000, 'the fourth job held');
+  await until(() => paced.pushes().length > 0, 10_000, 'a progress push while the artifact runs');
+  t.ok(Date.now() - paced.submittedAt >= 195, 'not before the interval since the acceptance');
+  t.notOk(paced.finished(), 'while the artifact still runs');
+  t.match(paced.pushes()[0]?.events[0], { kind: 'artifactState', state: 'RUNNING' });
+  for (const release of paced.held) release();
+  await until(paced.finished, 10_000, 'the final push after the release');
+  finalStates(paced.store, paced);
 });
 
 // Why: the store keeps each artifact's status between its changes, shared by every reader, and the

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import t from 'tap';
+import WebSocket from 'ws';
 import { decode } from '../../protocols/codec.ts';
 import { ErrorCodes } from '../../protocols/errors.ts';
 import { MessageTypes } from '../../protocols/messages.ts';
@@ -14,6 +15,7 @@ import { PROTOCOL_VERSION } from '../../protocols/version.ts';
 import type { CountProduct } from '../../lib/workbench.ts';
 import { PROCESS_FILE_TIMEOUT_MS, SHARDS, testCluster, within } from '../helpers/cluster.ts';
 import { RawPeer } from '../helpers/raw-peer.ts';
+import { DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS } from '../../lib/transport/defaults.ts';
 
 // Starts node processes: a longer tap timeout for npm run test:slow (see PROCESS_FILE_TIMEOUT_MS).
 t.setTimeout(PROCESS_FILE_TIMEOUT_MS);
@@ -97,22 +99,36 @@ t.test('a real scheduler under random frames: error codes, no crash, bounded mem
   let sent = 0;
   let replies = 0;
   let reconnects = 0;
+  // A refused peer gets its error and close frames at once, but the scheduler stops reading it and
+  // cuts its socket only REFUSAL_LINGER_MS later; until then it holds one of the address's slots
+  // for peers before their hello. Its close frame read, the peer is done: the next frame goes on a
+  // new connection (one sent into the linger would wait it out), and a new connection waits for a
+  // slot, i.e. for the oldest refused socket to be cut.
+  const lingering = new Set<Promise<number>>();
+  const slots = DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS - 1;
   for (const authenticated of [false, true]) {
-    let peer = await attacker(authenticated);
-    let open = true;
-    void peer.closed.then(() => {
-      open = false;
-    });
+    const connect = async (): Promise<{ peer: RawPeer; open: boolean }> => {
+      while (!authenticated && lingering.size >= slots) await Promise.race(lingering);
+      const conn = { peer: await attacker(authenticated), open: true };
+      void conn.peer.closed.then(() => {
+        conn.open = false;
+      });
+      return conn;
+    };
+    let conn = await connect();
     for (const bytes of sample) {
-      if (!open) {
-        // Too many bad frames: disconnected, as it should be. Come back and go on.
-        reconnects++;
-        peer = await attacker(authenticated);
-        open = true;
-        void peer.closed.then(() => {
-          open = false;
-        });
+      if (conn.open && conn.peer.ws.readyState !== WebSocket.OPEN) {
+        const closed = conn.peer.closed;
+        lingering.add(closed);
+        void closed.then(() => lingering.delete(closed));
+        conn.open = false;
       }
+      if (!conn.open) {
+        // Refused, or too many bad frames: disconnected, as it should be. Come back and go on.
+        reconnects++;
+        conn = await connect();
+      }
+      const { peer } = conn;
       peer.raw(bytes);
       sent++;
       const reply = await Promise.race([peer.next(), peer.closed.then(() => undefined)]);
@@ -123,7 +139,7 @@ t.test('a real scheduler under random frames: error codes, no crash, bounded mem
       // Stay under the rate limit: this test is about shapes, the next one about floods.
       await new Promise((r) => setTimeout(r, 2));
     }
-    peer.ws.close();
+    conn.peer.ws.close();
   }
   t.ok(replies > sent / 2, `answered (${replies} replies to ${sent} frames, ${reconnects} reconnections after too many bad frames)`);
   t.equal((await beside.result<CountProduct>()).count, 9288 * 2, 'the artifact beside the attack completed right');

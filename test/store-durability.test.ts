@@ -231,8 +231,10 @@ t.test("SQLite: the group commit's WAL sync leaves the event loop; its messages 
   const store = new Store(workdir);
   t.teardown(() => store.close());
   const engine = store.db as SqliteEngine;
-  // The WAL's fdatasync, held by the test: the threadpool's answer comes when the test says.
+  // The WAL's fdatasync, held by the test: the threadpool's answer comes when the test says. (A
+  // fast disk's syncs run on the event loop: the next test; this one is the slow disk's path.)
   const syncs: Array<{ fd: number; done: (e: NodeJS.ErrnoException | null) => void }> = [];
+  engine.inlineSyncMaxMs = 0;
   engine.walSync = (fd, done) => syncs.push({ fd, done });
   const finish = (e: NodeJS.ErrnoException | null = null) => {
     const sync = syncs.shift();
@@ -278,6 +280,56 @@ t.test("SQLite: the group commit's WAL sync leaves the event loop; its messages 
   t.equal(engine.lost, failures[0], 'the reason is kept for whoever stops the scheduler');
   t.throws(() => store.ensureProject('s', 'token-s'), /must stop/, 'no write after it');
   t.same(sent, ['p', 'q'], 'the message of the unsynced commit never went out');
+});
+
+t.test("SQLite: the group commit's WAL sync runs on the event loop while syncs are fast, in the threadpool once they are slow, and back", async (t) => {
+  const workdir = tempDir(t, 'wal-sync-where');
+  const store = new Store(workdir);
+  t.teardown(() => store.close());
+  const engine = store.db as SqliteEngine;
+  const where: string[] = [];
+  // A disk as fast or slow as the test says (no real sync: the test is about where syncs run, and
+  // this machine's disk must not decide it): a sync on the loop takes `slowMs` (a busy wait stands
+  // for the disk; the engine times the call), the threadpool answers as late (a timer stands for it).
+  let slowMs = 0;
+  engine.walSyncNow = () => {
+    where.push('loop');
+    const until = performance.now() + slowMs;
+    while (performance.now() < until) {}
+  };
+  engine.walSync = (_fd, done) => {
+    where.push('threadpool');
+    if (slowMs > 0) setTimeout(() => done(null), slowMs);
+    else setImmediate(() => done(null)); // a timer of 0 is 1 ms in Node
+  };
+  const sent: string[] = [];
+  const write = async (name: string) => {
+    store.ensureProject(name, `token-${name}`);
+    store.afterDurable(() => sent.push(name));
+    await waitUntil(() => sent.includes(name), `${name}'s message, after its sync`);
+  };
+
+  await write('a');
+  t.same(where, ['loop'], 'a fast disk (the first sync): on the event loop, no hand-off');
+  t.ok(engine.syncCost.onLoop);
+
+  slowMs = 3 * engine.inlineSyncMaxMs + 1;
+  for (let i = 0; where.at(-1) !== 'threadpool'; i++) {
+    if (i === 20) return t.fail(`still on the loop after 20 slow syncs: ${where.join(',')}`);
+    await write(`slow-${i}`);
+  }
+  t.ok(where.filter((w) => w === 'loop').length <= 4, `a slow disk: the threadpool after a few slow syncs (${where.join(',')})`);
+  t.notOk(engine.syncCost.onLoop);
+
+  slowMs = 0;
+  const before = where.length;
+  for (let i = 0; where.at(-1) !== 'loop'; i++) {
+    if (i === 50) return t.fail(`still in the threadpool after 50 fast syncs: ${where.slice(before).join(',')}`);
+    await write(`fast-${i}`);
+  }
+  t.pass(`fast again: back on the loop after ${where.length - before - 1} syncs in the threadpool`);
+  t.equal(sent[0], 'a', 'every message went out after its sync');
+  t.equal(new Set(sent).size, sent.length);
 });
 
 t.test('SQLite: a barrier called directly (the CLI, the network stamp) syncs the WAL before it returns', async (t) => {

@@ -14,6 +14,14 @@ export const DEFAULT_ARTIFACT_LIST_LIMIT = 100;
 export const DEFAULT_INLINE_RESOURCE_MAX_BYTES = 64 * 1024;
 /** A product or resource over this many bytes is refused (config: store.max_resource_bytes), naming both sizes. */
 export const DEFAULT_MAX_RESOURCE_BYTES = 2 * 1024 * 1024 * 1024;
+/**
+ * SQLite: the group commit's WAL sync runs on the event loop while syncs take less than this (a
+ * moving average of the last ones, ms), in libuv's threadpool once they take longer. Why: handing
+ * a ~0.1 ms fdatasync to the threadpool costs two thread wake-ups (the pool's thread, then the loop
+ * through its eventfd), ~0.15-0.2 ms a barrier on a VM, more than the sync; on a slow disk (ms per
+ * sync) the loop had better handle the reports that arrive meanwhile (docs/PERFORMANCE.md).
+ */
+export const INLINE_SYNC_MAX_MS = 0.5;
 /** PostgreSQL: a session idle this long inside its open transaction is ended by the server (a frozen process frees its locks). */
 export const DEFAULT_IDLE_IN_TRANSACTION_MS = 10_000;
 /**

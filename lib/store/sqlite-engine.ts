@@ -1,5 +1,6 @@
 import { closeSync, fdatasync, fdatasyncSync, openSync } from 'node:fs';
 import { openDatabase } from './db.ts';
+import { INLINE_SYNC_MAX_MS } from './defaults.ts';
 import { type Dialect, type Engine, type EngineStatement, type Params, type Row, type RunResult, Savepoints } from './engine.ts';
 import type { SqliteDatabase, Statement } from './sqlite.ts';
 
@@ -39,6 +40,9 @@ class SqliteStatement implements EngineStatement {
 /** Syncs a file's data to the disk, off the event loop (libuv's threadpool); tests replace it (`SqliteEngine.walSync`). */
 export type WalSync = (fd: number, done: (e: NodeJS.ErrnoException | null) => void) => void;
 
+/** Weight of the newest sync in the moving average of their durations (about the last ten count). */
+const SYNC_AVERAGE_WEIGHT = 0.2;
+
 /**
  * The store on a SQLite file (or in memory: `file` undefined).
  *
@@ -50,7 +54,9 @@ export type WalSync = (fd: number, done: (e: NodeJS.ErrnoException | null) => vo
  * frames and syncs nothing). `barrier()` does both at once, on the caller's thread: durable when it
  * returns (`fdl tokens`, the network's stamp, Store.close). The group commit splits them
  * (`commit()`, then `sync(done)`): the fdatasync runs in libuv's threadpool while the event loop
- * goes on, and what waits for the barrier is released only when it is done (group-commit.ts). A
+ * goes on, or, while syncs are fast (INLINE_SYNC_MAX_MS), on the loop itself, which then saves the
+ * two thread wake-ups of the hand-off; either way, what waits for the barrier is released only when
+ * it is done (group-commit.ts). A
  * round pays one commit (a WAL append and its locks) instead of one per transition, and its fsync
  * no longer stops the scheduler. What was written after the last barrier is seen by no other
  * connection and is lost with the process (a kill, as a power cut); what was committed and not yet
@@ -94,6 +100,12 @@ export class SqliteEngine implements Engine {
   private syncing = 0;
   /** How the WAL is synced off the event loop: fs.fdatasync; tests put a hook of their own here. */
   walSync: WalSync = fdatasync;
+  /** How the WAL is synced on the event loop: fs.fdatasyncSync; tests put a hook of their own here. */
+  walSyncNow: (fd: number) => void = fdatasyncSync;
+  /** Syncs expected to take less than this (ms) run on the event loop; 0: always in the threadpool. */
+  inlineSyncMaxMs = INLINE_SYNC_MAX_MS;
+  /** Moving average of how long the last syncs took (ms), from asking to done: where the next one runs. */
+  private syncMs = 0;
 
   constructor(file: string | undefined) {
     this.db = openDatabase(file);
@@ -200,14 +212,37 @@ export class SqliteEngine implements Engine {
     } catch (e) {
       return void done(this.syncFailed(e as Error));
     }
+    const asked = performance.now();
+    // A fast disk: the sync costs less than the hand-off to the threadpool and back (INLINE_SYNC_MAX_MS).
+    if (this.syncing === 0 && this.syncMs < this.inlineSyncMaxMs) {
+      try {
+        this.walSyncNow(fd);
+      } catch (e) {
+        return void done(this.syncFailed(e as Error));
+      }
+      this.timed(asked);
+      if (this.synced < target) this.synced = target;
+      return void done();
+    }
     this.syncing++;
     this.walSync(fd, (e) => {
       this.syncing--;
+      this.timed(asked);
       if (this.syncing === 0 && !this.db.open) this.closeWal();
       if (e) return void done(this.syncFailed(e));
       if (this.synced < target) this.synced = target;
       done();
     });
+  }
+
+  /** Where the syncs ran lately, and how long they took on average (ms): tests and diagnostics. */
+  get syncCost(): { averageMs: number; onLoop: boolean } {
+    return { averageMs: this.syncMs, onLoop: this.syncMs < this.inlineSyncMaxMs };
+  }
+
+  /** One more sync into the moving average. In the threadpool it counts its hand-off too: a disk must be faster than the threshold by that much to bring the syncs back. */
+  private timed(asked: number): void {
+    this.syncMs += (performance.now() - asked - this.syncMs) * SYNC_AVERAGE_WEIGHT;
   }
 
   close(): void {

@@ -2,6 +2,8 @@
 // stop) to cut the garbage per message; nact's behaviour must stay what the actors rely on: one
 // message at a time in order, sync and async handlers, a context's children copied (when read),
 // crash supervision (reset) for a throw and for a rejection, and stop (afterStop, the parent's children).
+// It also runs the turns of all actors from one queue, many per event-loop turn (a cascade of hops
+// costs one turn of the loop, not one each), within a bound that lets sockets and timers in.
 import { start, stop } from 'nact';
 import pino from 'pino';
 import t from 'tap';
@@ -140,4 +142,82 @@ t.test("stop gives afterStop the last state and takes the actor out of its paren
   await until(() => stopped.length === 1 && counts.length === 2, 10_000, 'the child stopped, the parent counted again');
   t.same(stopped, ['child 5']);
   t.same(counts, [1, 0]);
+});
+
+/** A ring of `size` actors passing a counter on until it reaches `hops`; resolves with the turns of the event loop it took. */
+function relay(system: ReturnType<typeof start>, name: string, size: number, hops: number): { done: Promise<void>; loopTurns: () => number } {
+  let loopTurns = 0;
+  let finished = false;
+  const count = () => {
+    if (finished) return;
+    loopTurns++;
+    setImmediate(count);
+  };
+  let resolve: () => void = () => {};
+  const done = new Promise<void>((r) => {
+    resolve = r;
+  });
+  const ring: Array<ReturnType<typeof spawnActor<null, number>>> = [];
+  for (let i = 0; i < size; i++) {
+    ring.push(
+      spawnActor<null, number>(
+        system,
+        `${name}-${i}`,
+        (s, m) => {
+          if (m === hops) {
+            finished = true;
+            resolve();
+          } else send(ring[(i + 1) % size] as (typeof ring)[number], m + 1);
+          return s;
+        },
+        { log, initialState: () => null },
+      ),
+    );
+  }
+  send(ring[0] as (typeof ring)[number], 1);
+  setImmediate(count);
+  return { done, loopTurns: () => loopTurns };
+}
+
+t.test('a cascade of hops runs in one turn of the event loop, and a long one lets the loop in', async (t) => {
+  const system = start();
+  t.teardown(() => stop(system));
+  // 100 hops across 10 actors: nact gave each hop an immediate of its own (100 turns of the loop).
+  const short = relay(system, 'short', 10, 100);
+  await short.done;
+  t.ok(short.loopTurns() <= 1, `100 hops in ${short.loopTurns()} turn(s) of the loop`);
+  // 5,000 hops: the loop gets its turns in between (I/O and timers are not held up by a long cascade).
+  const long = relay(system, 'long', 10, 5_000);
+  await long.done;
+  t.ok(long.loopTurns() >= 5_000 / 256 - 1, `5,000 hops let the loop in ${long.loopTurns()} times`);
+  t.ok(long.loopTurns() < 100, 'but not once per hop');
+});
+
+t.test("a stopped actor's queued messages are not handled", async (t) => {
+  const system = start();
+  t.teardown(() => stop(system));
+  const handled: number[] = [];
+  const ref = spawnActor<null, number>(
+    system,
+    'stopped-with-mail',
+    (s, m) => {
+      handled.push(m);
+      return s;
+    },
+    { log, initialState: () => null },
+  );
+  send(ref, 1);
+  stop(ref);
+  const after = spawnActor<null, number>(
+    system,
+    'after',
+    (s, m) => {
+      handled.push(m);
+      return s;
+    },
+    { log, initialState: () => null },
+  );
+  send(after, 2);
+  await until(() => handled.includes(2), 10_000, 'the message sent after the stop, to another actor');
+  t.same(handled, [2], 'the stopped actor handled nothing');
 });

@@ -336,7 +336,7 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
       const bound = bindArtifact(spec.steps, { initiator: props.schedulerId, workers: plan.workers });
       // Time-ordered: its rows and its jobs' rows append to their indices (lib/store/ids.ts).
       const id = `a-${timeOrderedUuid()}`;
-      store.createArtifact({
+      const { artifact, jobs } = store.createArtifact({
         id,
         projectId: project.id,
         projectToken: m.projectToken,
@@ -349,9 +349,6 @@ export function spawnScheduler(parent: Ref<unknown>, props: SchedulerProps): Ref
         absent: plan.absent,
       });
       log.info({ artifactId: id, jobs: bound.jobs.length, workers: plan.workers.length, absent: plan.absent }, 'artifact accepted');
-      const artifact = store.artifact(id);
-      if (!artifact) throw new Error('artifact vanished after insert');
-      const jobs = store.jobs(id);
       reply(peer, { type: 'artifactAccepted', reqId: m.reqId, status: artifactStatus(artifact, jobs) });
       send(watchers, { kind: 'track', summary: { ...artifactSummary(artifact), progress: { completed: 0, total: bound.jobs.length } }, submitter: peer });
       spawnSupervisor(s, self, id, { artifact, jobs });

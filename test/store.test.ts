@@ -399,6 +399,30 @@ forEachEngine(t, 'a store from before holders were kept learns them once, from w
   t.same(second.holdersOf(p.id), [], 'once: a forgotten holder is not brought back by a restart');
 });
 
+forEachEngine(t, 'createArtifact gives back the artifact and jobs as artifact() and jobs() read them', async (t, open) => {
+  const store = open();
+  t.teardown(() => store.close());
+  const steps: Step[] = [
+    { kind: 'Parallel', quorum: 1, operation: { kind: 'Train', model: { type: 'logisticRegression', features: ['x'], label: 'y', seed: 7 } } },
+    { kind: 'Sequential', init: { kind: 'CountInit' }, operation: { kind: 'Count' }, final: { kind: 'CountFinal' }, encryption: true },
+  ];
+  const written = store.createArtifact({
+    id: 'a-back',
+    projectId: 'p-1',
+    projectToken: 'token-123456',
+    spec: { name: 'back', steps },
+    policy: RetryPolicySchema.parse({}),
+    plan: bindArtifact(steps, { initiator: 's', workers: ['w1', 'w2'] }),
+    now: 5,
+    submitterTokenId: 't-1',
+    workers: ['w1', 'w2'],
+    absent: ['w2'],
+  });
+  t.strictSame(written.artifact, store.artifact('a-back'), 'the artifact, field for field');
+  t.strictSame(written.jobs, store.jobs('a-back'), 'every job, field for field (quorum, seal, locks, operation)');
+  t.ok(written.jobs.some((j) => j.seal) && written.jobs.some((j) => j.quorum), 'the plan had sealed and quorum jobs to compare');
+});
+
 forEachEngine(t, "a completed artifact's provenance: holders, rows, left-out jobs, seeds, hash, software; kept in the status", async (t, open) => {
   const store = open();
   t.teardown(() => store.close());

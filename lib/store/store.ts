@@ -593,6 +593,11 @@ export class Store {
   // ------------------------------------------------------------ artifacts and jobs
 
   /** The artifact, its jobs and their locks, in one transaction: all of it or nothing. */
+  /**
+   * Writes an artifact and its jobs, and gives them back as `artifact()` and `jobs()` would read
+   * them (made from the very rows written, by the same converters), so the scheduler does not read
+   * back every job it has just written (900 rows for an Iterate of 300 rounds).
+   */
   createArtifact(input: {
     id: string;
     projectId: string;
@@ -606,48 +611,65 @@ export class Store {
     /** The data holders the plan binds, and those of them away at submit. */
     workers?: readonly string[];
     absent?: readonly string[];
-  }): void {
+  }): { artifact: StoredArtifact; jobs: StoredJob[] } {
     this.statusChanged(input.id);
+    const artifact: ArtifactRow = {
+      id: input.id,
+      project_id: input.projectId,
+      project_token: input.projectToken,
+      name: input.spec.name ?? null,
+      spec_json: JSON.stringify(input.spec),
+      policy_json: JSON.stringify(input.policy),
+      state: 'SCHEDULED',
+      error_json: null,
+      result_resource_id: null,
+      exits_json: JSON.stringify(input.plan.exits),
+      created_at: input.now,
+      updated_at: input.now,
+      submitter_token_id: input.submitterTokenId ?? null,
+      workers_json: json(input.workers),
+      absent_json: json(input.absent),
+      provenance_json: null,
+    };
+    const jobs: JobRow[] = input.plan.jobs.map((job) => ({
+      id: jobId(input.id, job.index),
+      artifact_id: input.id,
+      idx: job.index,
+      worker: job.worker,
+      step_index: job.stepIndex,
+      iteration: job.iteration,
+      role: job.role,
+      operation_json: JSON.stringify(job.operation),
+      state: 'WAITING',
+      attempt: 0,
+      last_error_json: null,
+      result_resource_id: null,
+      next_attempt_at: null,
+      left_out: 0,
+      quorum_json: json(job.quorum),
+      seal: job.seal ? 1 : 0,
+      locks_json: JSON.stringify(job.locks),
+      rows: null,
+      started_at: null,
+      finished_at: null,
+    }));
     const insertArtifact = this.sql(
       `INSERT INTO artifacts (id, project_id, project_token, name, spec_json, policy_json, state, exits_json, created_at, updated_at, submitter_token_id,
                               workers_json, absent_json)
-       VALUES (?, ?, ?, ?, ?, ?, 'SCHEDULED', ?, ?, ?, ?, ?, ?)`,
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     const insertJob = this.sql(
       `INSERT INTO jobs (id, artifact_id, idx, worker, step_index, iteration, role, operation_json, state, attempt, quorum_json, seal, locks_json)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'WAITING', 0, ?, ?, ?)`,
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.db.transaction(() => {
-      insertArtifact.run(
-        input.id,
-        input.projectId,
-        input.projectToken,
-        input.spec.name ?? null,
-        JSON.stringify(input.spec),
-        JSON.stringify(input.policy),
-        JSON.stringify(input.plan.exits),
-        input.now,
-        input.now,
-        input.submitterTokenId ?? null,
-        json(input.workers),
-        json(input.absent),
-      );
-      for (const job of input.plan.jobs) {
-        insertJob.run(
-          jobId(input.id, job.index),
-          input.id,
-          job.index,
-          job.worker,
-          job.stepIndex,
-          job.iteration,
-          job.role,
-          JSON.stringify(job.operation),
-          json(job.quorum),
-          job.seal ? 1 : 0,
-          JSON.stringify(job.locks),
-        );
+      const a = artifact;
+      insertArtifact.run(a.id, a.project_id, a.project_token, a.name, a.spec_json, a.policy_json, a.state, a.exits_json, a.created_at, a.updated_at, a.submitter_token_id, a.workers_json, a.absent_json);
+      for (const j of jobs) {
+        insertJob.run(j.id, j.artifact_id, j.idx, j.worker, j.step_index, j.iteration, j.role, j.operation_json, j.state, j.attempt, j.quorum_json, j.seal, j.locks_json);
       }
     });
+    return { artifact: toArtifact(artifact), jobs: jobs.map(toJob) };
   }
 
   artifact(id: string): StoredArtifact | undefined {

@@ -280,12 +280,14 @@ export async function roundsCluster(
 export async function benchRounds(opts: { cleanup: Cleanup; repeats: number; workers: number[] }): Promise<Row[]> {
   const rows: Row[] = [];
   const LO = 5;
-  const HI = Number(process.env.BENCH_ROUNDS_HI ?? 45);
+  // 120 rounds between the two lengths: with 40 (R 5..45) the difference of two walls moved by
+  // ±10% from run to run here, more than a change of 10% in the round could be told from.
+  const HI = Number(process.env.BENCH_ROUNDS_HI ?? 125);
   const LONG = Number(process.env.BENCH_ROUNDS_LONG ?? 300);
   for (const n of opts.workers) {
     const { dir, shards, cluster, wb, project } = await roundsCluster(opts.cleanup, n, ROWS_PER_WORKER);
     const tinyRun = await perRound(project, tinyRound, LO, HI, opts.repeats);
-    const fedRun = await perRound(project, fedAvgRound, LO, Math.min(HI, 25), opts.repeats);
+    const fedRun = await perRound(project, fedAvgRound, LO, Math.min(HI, 65), opts.repeats);
     const long = LONG > 0 ? await earlyLate(project, fedAvgRound, LONG, 20, Math.min(3, opts.repeats)) : undefined;
     wb.close();
     await cluster.stop();

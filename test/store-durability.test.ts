@@ -184,6 +184,25 @@ t.test("the initiator's masks are not kept in memory when their file cannot be w
   );
 });
 
+t.test("SQLite: changes() moves with every write, inside an open transaction too, and with a transaction begun; not with a read", async (t) => {
+  const workdir = tempDir(t, 'changes');
+  const store = new Store(workdir);
+  t.teardown(() => store.close());
+  const engine = store.db as SqliteEngine;
+  store.barrier();
+  const before = engine.changes();
+  store.ensureProject('a', 'token-a'); // begins the open transaction
+  const first = engine.changes();
+  store.ensureProject('b', 'token-b'); // inside it: the group commit's quiet wait must see this one
+  const second = engine.changes();
+  store.listProjects();
+  const read = engine.changes();
+  t.ok(first > before && second > first, `moved with each write (${before}, ${first}, ${second})`);
+  t.equal(read, second, 'a read moves nothing');
+  store.barrier();
+  t.equal(engine.changes(), read, 'nor does the barrier (what it committed was counted)');
+});
+
 t.test('SQLite: writes between barriers are one open transaction: no other connection sees them, a kill loses them, a failed statement costs only itself', async (t) => {
   const workdir = tempDir(t, 'open-transaction');
   // A real process, killed with SIGKILL after one barriered write and one write no barrier covered.

@@ -430,17 +430,31 @@ export function parseFaults(spec: string | undefined): {
   };
 }
 
-/** A fault that cuts the link once, when `at` bytes have been counted (undefined: never). */
-function cutOnceAt(limit: number | undefined, cut: () => void, log: Logger): (bytes: number) => void {
+/**
+ * A fault that cuts the link once, when `limit` bytes have been counted (undefined: never). It
+ * answers true for the bytes that must not pass: from the one that crossed the limit until the cut
+ * has run. Why: the cut (a terminate, on the next turn) waited behind the stream itself under load,
+ * whose write callbacks chain without giving the loop a turn, and a whole 100 MB upload could cross
+ * before it ran (the resume the fault is for never happened); traffic held back meanwhile makes the
+ * cut land at `limit` whatever the load.
+ */
+function cutOnceAt(limit: number | undefined, cut: () => void, log: Logger): (bytes: number) => boolean {
   let seen = 0;
   let done = limit === undefined;
+  let cutting = false;
   return (bytes) => {
-    if (done) return;
+    if (cutting) return true;
+    if (done) return false;
     seen += bytes;
-    if (seen < (limit as number)) return;
+    if (seen < (limit as number)) return false;
     done = true;
+    cutting = true;
     log.warn({ bytes: seen }, 'fault injection: cutting the connection mid-stream');
-    setImmediate(cut);
+    setImmediate(() => {
+      cutting = false;
+      cut();
+    });
+    return true;
   };
 }
 
@@ -494,10 +508,8 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
   };
   const offered = new OfferedResources(
     {
-      sendFrame: (frame, cb) => {
-        uploadCut(frame.byteLength);
-        return client?.sendFrame(frame, cb) ?? false;
-      },
+      // A frame held back by the fault is as if the link were down: the scheduler asks again.
+      sendFrame: (frame, cb) => (uploadCut(frame.byteLength) ? false : (client?.sendFrame(frame, cb) ?? false)),
     },
     chunkBytes,
   );
@@ -586,8 +598,9 @@ async function startWorkerNode(config: NodeConfig, log: Logger, sharedCompute?: 
         return;
       }
       if (message.type === 'resourceChunk') {
+        // Dropped by the fault: as if it never arrived (the download resumes from what it holds).
+        if (downloadCut(message.data.byteLength)) return;
         corruptDownload(message);
-        downloadCut(message.data.byteLength);
       }
       if (downloads.onMessage(message)) return;
       if (message.type === 'error' && message.reqId === undefined) {

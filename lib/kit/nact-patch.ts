@@ -17,8 +17,8 @@
 //   context too and would lose `children`.)
 // - `stop` sets `parent` to undefined instead of deleting it (nact only ever tests it for truth).
 // - a message's turn: the handler's result is awaited only when it is a promise (a synchronous
-//   handler's state is taken at once, then the next message), and its immediate carries the actor
-//   and message as arguments instead of a fresh async closure and two promises per message.
+//   handler's state is taken at once, then the next message), and the turn is queued as the actor
+//   and message themselves instead of a fresh async closure and two promises per message.
 //   A throw, or a rejected promise, goes to the actor's supervision as before.
 // - turns run from one queue, many per immediate: nact gave each message a setImmediate of its
 //   own, so a cascade of N hops (a report -> its JobActor -> the supervisor -> the next job's

@@ -55,9 +55,8 @@ const SYNC_AVERAGE_WEIGHT = 0.2;
  * returns (`fdl tokens`, the network's stamp, Store.close). The group commit splits them
  * (`commit()`, then `sync(done)`): the fdatasync runs in libuv's threadpool while the event loop
  * goes on, or, while syncs are fast (INLINE_SYNC_MAX_MS), on the loop itself, which then saves the
- * two thread wake-ups of the hand-off; either way, what waits for the barrier is released only when
- * it is done (group-commit.ts). A
- * round pays one commit (a WAL append and its locks) instead of one per transition, and its fsync
+ * two thread wake-ups of the hand-off; either way, what waits for the barrier is released only
+ * when it is done (group-commit.ts). A round pays one commit (a WAL append and its locks) instead of one per transition, and its fsync
  * no longer stops the scheduler. What was written after the last barrier is seen by no other
  * connection and is lost with the process (a kill, as a power cut); what was committed and not yet
  * synced is seen by other connections and may be lost by a power cut: nobody was told about either,
@@ -219,7 +218,7 @@ export class SqliteEngine implements Engine {
     }
     const asked = performance.now();
     // A fast disk: the sync costs less than the hand-off to the threadpool and back (INLINE_SYNC_MAX_MS).
-    if (this.syncing === 0 && this.syncMs < this.inlineSyncMaxMs) {
+    if (this.syncing === 0 && this.syncsOnLoop) {
       try {
         this.walSyncNow(fd);
       } catch (e) {
@@ -242,7 +241,12 @@ export class SqliteEngine implements Engine {
 
   /** Where the syncs ran lately, and how long they took on average (ms): tests and diagnostics. */
   get syncCost(): { averageMs: number; onLoop: boolean } {
-    return { averageMs: this.syncMs, onLoop: this.syncMs < this.inlineSyncMaxMs };
+    return { averageMs: this.syncMs, onLoop: this.syncsOnLoop };
+  }
+
+  /** The next sync runs on the event loop: the last ones took less than the threshold on average. */
+  private get syncsOnLoop(): boolean {
+    return this.syncMs < this.inlineSyncMaxMs;
   }
 
   /** One more sync into the moving average. In the threadpool it counts its hand-off too: a disk must be faster than the threshold by that much to bring the syncs back. */

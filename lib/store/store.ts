@@ -592,11 +592,11 @@ export class Store {
 
   // ------------------------------------------------------------ artifacts and jobs
 
-  /** The artifact, its jobs and their locks, in one transaction: all of it or nothing. */
   /**
-   * Writes an artifact and its jobs, and gives them back as `artifact()` and `jobs()` would read
-   * them (made from the very rows written, by the same converters), so the scheduler does not read
-   * back every job it has just written (900 rows for an Iterate of 300 rounds).
+   * Writes an artifact, its jobs and their locks in one transaction (all of it or nothing), and
+   * gives them back as `artifact()` and `jobs()` would read them (made from the very rows written,
+   * by the same converters), so the scheduler does not read back every job it has just written
+   * (900 rows for an Iterate of 300 rounds).
    */
   createArtifact(input: {
     id: string;

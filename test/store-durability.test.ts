@@ -351,6 +351,30 @@ t.test("SQLite: the group commit's WAL sync runs on the event loop while syncs a
   t.equal(new Set(sent).size, sent.length);
 });
 
+t.test('SQLite: a failed sync on the event loop stops the store as one in the threadpool does: nothing waiting goes out, one reason', async (t) => {
+  const workdir = tempDir(t, 'wal-sync-loop-fails');
+  const store = new Store(workdir);
+  t.teardown(() => store.close());
+  const engine = store.db as SqliteEngine;
+  const failures: Error[] = [];
+  engine.onFailed = (e) => failures.push(e);
+  let calls = 0;
+  engine.walSyncNow = () => {
+    calls++;
+    throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+  };
+  engine.walSync = () => t.fail('a fast disk syncs on the loop: the threadpool is not asked');
+  const sent: string[] = [];
+  store.ensureProject('p', 'token-p');
+  store.afterDurable(() => sent.push('p'));
+  await waitUntil(() => failures.length === 1, 'the engine to give up');
+  t.equal(calls, 1, 'tried once, never again (its pages may be gone)');
+  t.match(failures[0]?.message, /could not sync its WAL to disk \(EIO: i\/o error, fdatasync\): this scheduler must stop/);
+  t.equal(engine.lost, failures[0], 'the reason is kept for whoever stops the scheduler');
+  t.throws(() => store.ensureProject('q', 'token-q'), /must stop/, 'no write after it');
+  t.same(sent, [], 'the message of the unsynced commit never went out');
+});
+
 t.test('SQLite: a barrier called directly (the CLI, the network stamp) syncs the WAL before it returns', async (t) => {
   const workdir = tempDir(t, 'barrier-sync');
   const store = new Store(workdir);

@@ -197,27 +197,20 @@ t.test("a stopped actor's queued messages are not handled", async (t) => {
   const system = start();
   t.teardown(() => stop(system));
   const handled: number[] = [];
-  const ref = spawnActor<null, number>(
-    system,
-    'stopped-with-mail',
-    (s, m) => {
-      handled.push(m);
-      return s;
-    },
-    { log, initialState: () => null },
-  );
+  const recorder = (name: string) =>
+    spawnActor<null, number>(
+      system,
+      name,
+      (s, m) => {
+        handled.push(m);
+        return s;
+      },
+      { log, initialState: () => null },
+    );
+  const ref = recorder('stopped-with-mail');
   send(ref, 1);
   stop(ref);
-  const after = spawnActor<null, number>(
-    system,
-    'after',
-    (s, m) => {
-      handled.push(m);
-      return s;
-    },
-    { log, initialState: () => null },
-  );
-  send(after, 2);
+  send(recorder('after'), 2);
   await until(() => handled.includes(2), 10_000, 'the message sent after the stop, to another actor');
   t.same(handled, [2], 'the stopped actor handled nothing');
 });

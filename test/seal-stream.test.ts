@@ -208,12 +208,26 @@ function chunk(sha256: string, bytes: Buffer, offset: number, step: number, corr
   return { type: 'resourceChunk', resource: sha256, offset, crc32, data };
 }
 
+/** A fetchResource a Downloads sent, as `serve` answers it. */
+type Ask = { reqId: number; offset: number };
+
+/** The link a Downloads sends on, recording its asks, and how it asks for resource `resourceId` from an offset. */
+function recordedLink(resourceId = 'r-1'): { asks: Ask[]; link: (m: Message) => boolean; build: (reqId: number, offset: number) => Message } {
+  const asks: Ask[] = [];
+  const link = (m: Message) => {
+    if (m.type === 'fetchResource') asks.push({ reqId: m.reqId, offset: m.offset ?? 0 });
+    return true;
+  };
+  const build = (reqId: number, offset: number): Message => ({ type: 'fetchResource', reqId, resourceId, ...(offset > 0 ? { offset } : {}) });
+  return { asks, link, build };
+}
+
 /**
  * A scheduler serving one resource to a Downloads: each fetchResource is answered with its header
  * and chunks from the offset asked. `stopAt`: the link is cut once that many bytes have gone (what
  * is left is served after `reconnected()`); `corruptAt`: the chunk at that offset arrives corrupt once.
  */
-function serve(downloads: () => Downloads, asks: Array<{ reqId: number; offset: number }>, sha256: string, bytes: Buffer, o: { stopAt?: number; corruptAt?: number; onChunk?: () => void } = {}) {
+function serve(downloads: () => Downloads, asks: Ask[], sha256: string, bytes: Buffer, o: { stopAt?: number; corruptAt?: number; onChunk?: () => void } = {}) {
   const step = 20_000;
   while (asks.length > 0) {
     const ask = asks.shift() as { reqId: number; offset: number };
@@ -239,13 +253,8 @@ t.test('a sealed download opened as it arrives: the folder never holds the seale
   const s = await sealed('download.sealed');
   const bytes = readFileSync(s.path);
   const folder = join(dir, 'in');
-  const asks: Array<{ reqId: number; offset: number }> = [];
-  const link = (m: Message) => {
-    if (m.type === 'fetchResource') asks.push({ reqId: m.reqId, offset: m.offset ?? 0 });
-    return true;
-  };
+  const { asks, link, build } = recordedLink();
   let downloads = new Downloads(folder, link);
-  const build = (reqId: number, offset: number): Message => ({ type: 'fetchResource', reqId, resourceId: 'r-1', ...(offset > 0 ? { offset } : {}) });
   // What the folder holds, checked after every chunk: never the sealed bytes, never more than the plaintext and the lead.
   let most = 0;
   const look = () => {
@@ -283,12 +292,7 @@ t.test('a plaintext changed at rest reseals to other bytes: the download fails w
   const s = await sealed('rot.sealed');
   const bytes = readFileSync(s.path);
   const folder = join(dir, 'rot');
-  const asks: Array<{ reqId: number; offset: number }> = [];
-  const link = (m: Message) => {
-    if (m.type === 'fetchResource') asks.push({ reqId: m.reqId, offset: m.offset ?? 0 });
-    return true;
-  };
-  const build = (reqId: number, offset: number): Message => ({ type: 'fetchResource', reqId, resourceId: 'r-1', ...(offset > 0 ? { offset } : {}) });
+  const { asks, link, build } = recordedLink();
   let downloads = new Downloads(folder, link);
   downloads.fetch(build, { sha256: s.sha256, open: { me: alice, context } }).catch(() => {});
   serve(() => downloads, asks, s.sha256, bytes, { stopAt: 300_000 });
@@ -311,12 +315,9 @@ t.test('bytes that are not a segmented envelope are downloaded as they are, for 
   const bytes = Buffer.from(encodeValue(payload));
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const folder = join(dir, 'plain');
-  const asks: Array<{ reqId: number; offset: number }> = [];
-  const downloads = new Downloads(folder, (m) => {
-    if (m.type === 'fetchResource') asks.push({ reqId: m.reqId, offset: m.offset ?? 0 });
-    return true;
-  });
-  const got = downloads.fetch((reqId) => ({ type: 'fetchResource', reqId, resourceId: 'r-2' }), { sha256, open: { me: alice, context } });
+  const { asks, link, build } = recordedLink('r-2');
+  const downloads = new Downloads(folder, link);
+  const got = downloads.fetch(build, { sha256, open: { me: alice, context } });
   serve(() => downloads, asks, sha256, bytes);
   const d = await got;
   t.notOk(d.opened, 'not opened');

@@ -62,16 +62,21 @@ async function scriptedScheduler(t: { teardown(fn: () => unknown): void }, onSes
   return `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-t.test('events written in the same read as artifactAccepted or a status reply reach the handle, newest last', async (t) => {
-  const status: ArtifactStatus = {
-    id: 'a-1',
+/** A one-job artifact's status as a scheduler would send it; `job` gives its one job's state and attempt, none: no job listed. */
+function oneJobStatus(id: string, state: ArtifactStatus['state'], job?: { state: ArtifactStatus['jobs'][number]['state']; attempt: number }): ArtifactStatus {
+  return {
+    id,
     projectId: 'p-1',
-    state: 'SCHEDULED',
+    state,
     progress: { completed: 0, total: 1 },
-    jobs: [{ id: 'a-1.0', index: 0, worker: 'w1', stepIndex: 0, iteration: 0, operation: 'Noop', state: 'WAITING', attempt: 0 }],
+    jobs: job ? [{ id: `${id}.0`, index: 0, worker: 'w1', stepIndex: 0, iteration: 0, operation: 'Noop', ...job }] : [],
     createdAt: 1,
     updatedAt: 1,
   };
+}
+
+t.test('events written in the same read as artifactAccepted or a status reply reach the handle, newest last', async (t) => {
+  const status = oneJobStatus('a-1', 'SCHEDULED', { state: 'WAITING', attempt: 0 });
   const runningEvent: Message = {
     type: 'artifactEvent',
     artifactId: 'a-1',
@@ -108,15 +113,7 @@ t.test('events written in the same read as artifactAccepted or a status reply re
 });
 
 t.test("result() asks for the result with the final status, not after its reply: one round trip once COMPLETED is pushed", async (t) => {
-  const status: ArtifactStatus = {
-    id: 'a-2',
-    projectId: 'p-1',
-    state: 'RUNNING',
-    progress: { completed: 0, total: 1 },
-    jobs: [{ id: 'a-2.0', index: 0, worker: 'w1', stepIndex: 0, iteration: 0, operation: 'Noop', state: 'SCHEDULED', attempt: 1 }],
-    createdAt: 1,
-    updatedAt: 1,
-  };
+  const status = oneJobStatus('a-2', 'RUNNING', { state: 'SCHEDULED', attempt: 1 });
   const final: ArtifactStatus = { ...status, state: 'COMPLETED', progress: { completed: 1, total: 1 }, jobs: [{ ...(status.jobs[0] as ArtifactStatus['jobs'][number]), state: 'COMPLETED' }] };
   const bytes = encodeValue({ mean: 4.5 });
   const asked: string[] = [];
@@ -151,15 +148,7 @@ t.test("result() asks for the result with the final status, not after its reply:
 // Protocol 7: the final push carries the status's own fields, so a handle holds the final status
 // without asking for it (at 1,000 workers the reply was a 1,001-job status per artifact).
 t.test('the final push settles the handle with the final status: no getStatus, result() asks only for the result', async (t) => {
-  const status: ArtifactStatus = {
-    id: 'a-3',
-    projectId: 'p-1',
-    state: 'RUNNING',
-    progress: { completed: 0, total: 1 },
-    jobs: [{ id: 'a-3.0', index: 0, worker: 'w1', stepIndex: 0, iteration: 0, operation: 'Noop', state: 'SCHEDULED', attempt: 1 }],
-    createdAt: 1,
-    updatedAt: 1,
-  };
+  const status = oneJobStatus('a-3', 'RUNNING', { state: 'SCHEDULED', attempt: 1 });
   const provenance = {
     complete: true,
     workers: [{ nodeId: 'w1', rows: 10, completedJobs: 1, leftOutJobs: 0 }],
@@ -208,15 +197,7 @@ t.test('the final push settles the handle with the final status: no getStatus, r
 // used to be asked again at once, in a loop of promise continuations that never let the close
 // event in: the process froze until the request's deadline, then failed "not connected".
 t.test('a request made while the scheduler is closing the session waits for the next session', async (t) => {
-  const status: ArtifactStatus = {
-    id: 'a-3',
-    projectId: 'p-1',
-    state: 'RUNNING',
-    progress: { completed: 0, total: 1 },
-    jobs: [],
-    createdAt: 1,
-    updatedAt: 1,
-  };
+  const status = oneJobStatus('a-3', 'RUNNING');
   let sessions = 0;
   const url = await scriptedScheduler(t, (session) => {
     sessions = session.number;
@@ -247,7 +228,7 @@ t.test('a request made while the scheduler is closing the session waits for the 
 });
 
 t.test('a submit made while the session is closing fails at once, saying it was not sent', async (t) => {
-  const status: ArtifactStatus = { id: 'a-4', projectId: 'p-1', state: 'RUNNING', progress: { completed: 0, total: 1 }, jobs: [], createdAt: 1, updatedAt: 1 };
+  const status = oneJobStatus('a-4', 'RUNNING');
   const url = await scriptedScheduler(t, (session) => {
     return (m) => {
       if (m.type === 'getStatus') {

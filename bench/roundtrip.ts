@@ -20,7 +20,9 @@ import { type Cleanup, median, now, type Row, rate, ratio, spread } from './util
  * actors only when the listing is stale) -> ws -> Workbench decode + check -> Requester) against
  * a bare `ws` echo of the same bytes
  * (request frame as our client sends it, reply frame as our scheduler sends it), and, in
- * between, a `ws` server that only runs our codec (decode + zod on both ends) and no actors.
+ * between, a `ws` server that only runs our codec (decode + zod on both ends) and no actors, and
+ * one that runs V8's native JSON instead (the reply's bytes kept, nothing checked): the floor of
+ * any codec written in JavaScript, so the most the "codec alone" ratio can reach here.
  * Scheduler, baselines and clients all run in this process, so the figures compare CPU cost
  * per round trip on one event loop, without the noise of a second process.
  */
@@ -164,12 +166,24 @@ export async function benchRoundTrips(opts: {
   });
   const REQ_ID = 1000; // a reqId of the size our Requester uses during the run
   const rawReply = new Map(kinds.map((k) => [k.name, encode(k.reply(REQ_ID))]));
+  // The native JSON floor: the reply's body serialized once (as our scheduler keeps a status's
+  // bytes), each reply that body with the request's reqId spliced in, and nothing checked.
+  const jsonBody = new Map<string, string>(kinds.map((k) => [k.request(0).type, JSON.stringify(k.reply(REQ_ID))]));
   wss.on('connection', (ws, req) => {
     const path = req.url ?? '';
     if (path.startsWith('/raw/')) {
       const bytes = rawReply.get(path.slice(5));
       if (!bytes) throw new Error(`no kind ${path}`);
       ws.on('message', () => ws.send(bytes, { binary: true }));
+      return;
+    }
+    if (path === '/json') {
+      ws.on('message', (data) => {
+        const request = JSON.parse((data as Buffer).toString()) as { type: string; reqId: number };
+        const body = jsonBody.get(request.type);
+        if (body === undefined) throw new Error(`no kind for ${request.type}`);
+        ws.send(Buffer.from(body.replace(`"reqId":${REQ_ID}`, `"reqId":${request.reqId}`)), { binary: true });
+      });
       return;
     }
     ws.on('message', (data) => {
@@ -189,9 +203,11 @@ export async function benchRoundTrips(opts: {
     const replyBytes = rawReply.get(kind.name) as Uint8Array;
     const raw = await BareClient.open(`${base}/raw/${kind.name}`);
     const codec = await BareClient.open(`${base}/codec`);
+    const json = await BareClient.open(`${base}/json`);
     cleanup.add(`bare clients ${kind.name}`, () => {
       raw.close();
       codec.close();
+      json.close();
     });
     let next = 1;
     const rawOne = () => raw.request(reqBytes);
@@ -199,6 +215,14 @@ export async function benchRoundTrips(opts: {
       const reply = decode(await codec.request(encode(kind.request(next++))));
       if (!reply.ok) throw new Error(reply.error.message);
       return reply.message;
+    };
+    // What any codec written in JavaScript costs at least: V8's native JSON on both ends, the
+    // reply's bytes kept, no check (ours checks every frame): its ratio to bare ws is the most a
+    // "codec alone" figure can reach on this machine.
+    const jsonOne = async () => {
+      const reply = JSON.parse((await json.request(Buffer.from(JSON.stringify(kind.request(next++))))).toString()) as { reqId?: unknown };
+      if (typeof reply.reqId !== 'number') throw new Error('the JSON floor answered without a reqId');
+      return reply;
     };
     process.stdout.write(
       `[round trips] ${kind.name}: request frame ${reqBytes.byteLength} B, reply frame ${replyBytes.byteLength} B, ` +
@@ -218,26 +242,31 @@ export async function benchRoundTrips(opts: {
       const warm = Math.min(300, count);
       await drive(warm, inflight, kind.ours);
       await drive(warm, inflight, codecOne);
+      await drive(warm, inflight, jsonOne);
       await drive(warm, inflight, rawOne);
       const ours: Driven[] = [];
       const viaCodec: Driven[] = [];
+      const viaJson: Driven[] = [];
       const bare: Driven[] = [];
       for (let r = 0; r < repeats; r++) {
         ours.push(await drive(count, inflight, kind.ours));
         viaCodec.push(await drive(count, inflight, codecOne));
+        viaJson.push(await drive(count, inflight, jsonOne));
         bare.push(await drive(count, inflight, rawOne));
       }
       const o = median(ours.map((d) => d.rate));
       const c = median(viaCodec.map((d) => d.rate));
+      const j = median(viaJson.map((d) => d.rate));
       const b = median(bare.map((d) => d.rate));
       const cpu = (ds: Driven[]) => median(ds.map((d) => d.cpuUs));
-      const [oCpu, cCpu, bCpu] = [cpu(ours), cpu(viaCodec), cpu(bare)];
+      const [oCpu, cCpu, jCpu, bCpu] = [cpu(ours), cpu(viaCodec), cpu(viaJson), cpu(bare)];
       const label = inflight === 1 ? 'sequential' : `${inflight} in flight`;
       process.stdout.write(
         `[round trips] ${kind.name} ${label}: ours ${rate(o)}/s (spread ${(spread(ours.map((d) => d.rate)) * 100).toFixed(0)}%), ` +
           `ws+codec ${rate(c)}/s, bare ws ${rate(b)}/s (spread ${(spread(bare.map((d) => d.rate)) * 100).toFixed(0)}%); ` +
           `CPU per round trip (both ends): ours ${oCpu.toFixed(1)} µs, ws+codec ${cCpu.toFixed(1)} µs, bare ws ${bCpu.toFixed(1)} µs ` +
-          `(as ratios: ours ${ratio(bCpu / oCpu)}, codec alone ${ratio(bCpu / cCpu)})\n`,
+          `(as ratios: ours ${ratio(bCpu / oCpu)}, codec alone ${ratio(bCpu / cCpu)}); ` +
+          `the native JSON floor ${rate(j)}/s, ${jCpu.toFixed(1)} µs (${ratio(j / b)}, by CPU ${ratio(bCpu / jCpu)})\n`,
       );
       if (inflight === 1) {
         // Per round trip, in µs: what the bare socket costs, what our codec adds on both ends,
@@ -255,7 +284,9 @@ export async function benchRoundTrips(opts: {
         value: rate(o),
         baseline: rate(b),
         ratio: ratio(o / b),
-        note: `bare ws echo; ws+our codec alone ${rate(c)}/s (${ratio(c / b)}); by CPU per round trip ${ratio(bCpu / oCpu)}, codec alone ${ratio(bCpu / cCpu)}`,
+        note:
+          `bare ws echo; ws+our codec alone ${rate(c)}/s (${ratio(c / b)}); by CPU per round trip ${ratio(bCpu / oCpu)}, codec alone ${ratio(bCpu / cCpu)}; ` +
+          `native JSON floor ${ratio(j / b)} (by CPU ${ratio(bCpu / jCpu)})`,
       });
     }
   }

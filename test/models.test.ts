@@ -117,6 +117,21 @@ t.test('linear models: deterministic, learn, FedProx holds them near the global 
   await t.rejects(trainLinear(reg, x, target.map((v) => v * 1e200), { ...training, learningRate: 50 }), /diverged/);
 });
 
+t.test('linear training standardizes each row as it reads it: the very bits of training on standardized rows', async (t) => {
+  // trainLinear no longer builds a standardized copy of the matrix per call (a round's garbage of
+  // rows × features doubles): the model must not change by a bit for it.
+  const { x, y } = synthetic(1_000, 9);
+  const { mean, std } = columnStats(x);
+  const data = x.data.map((v, i) => (v - (mean[i % x.cols] as number)) / (std[i % x.cols] as number));
+  const features = ['a', 'b', 'noise'];
+  for (const type of ['logisticRegression', 'linearRegression'] as const) {
+    const raw = await trainLinear(initialLinear(type, features, 'y', mean, std), x, y, { ...training, epochs: 3 });
+    const identity = initialLinear(type, features, 'y', new Float64Array(3), new Float64Array(3).fill(1));
+    const pre = await trainLinear(identity, { ...x, data }, y, { ...training, epochs: 3 });
+    t.same([...raw.weights, raw.bias], [...pre.weights, pre.bias], `${type}: the same weights and bias, bit for bit`);
+  }
+});
+
 t.test('models cross the wire as raw bytes, and malformed ones are refused', async (t) => {
   const { x, y } = synthetic(500, 9);
   const { mean, std } = columnStats(x);

@@ -24,7 +24,8 @@ import { type Cleanup, median, ms, now, type Row, ratio } from './util.ts';
  *
  * - tiny round: `Iterate(R, [Parallel(Noop, Collect), Finalize(Noop)])` on a real cluster (a
  *   scheduler and N worker processes). Per round = (wall(R_hi) - wall(R_lo)) / (R_hi - R_lo), so
- *   submit, planning and the final download cancel out, and growth with R stays in.
+ *   submit, planning and the final download cancel out, and growth with R stays in; timed after
+ *   BENCH_ROUNDS_WARM (3,000) rounds of warm-up, the cold figure printed beside.
  *   Baseline, same run: a bare `ws` server in this process and N `ws` clients, each in its own
  *   process, exchanging the same shape per round (a few bytes to every client, a few bytes back
  *   from each, then the next round). No actors, no store, no codec.
@@ -136,7 +137,7 @@ async function bareRounds(cleanup: Cleanup, workers: number, rounds: number, rep
       for (const s of sockets) s.on('message', onAnswer);
       sendRound();
     });
-  await runRounds(); // warm-up
+  for (let warmed = 0; warmed < WARM_ROUNDS; warmed += rounds) await runRounds(); // warm-up, as ours
   const out: number[] = [];
   for (let r = 0; r < repeats; r++) out.push(await runRounds());
   return median(out);
@@ -165,6 +166,15 @@ function fsyncFloor(dir: string, samples = 200): number {
 }
 
 /** Per round of an Iterate artifact, from the difference of two lengths (fixed costs cancel). */
+/**
+ * Rounds run before the timed ones (BENCH_ROUNDS_WARM). A scheduler's and a worker's hot path is
+ * hundreds of functions, each called a few times per job: V8 compiles them with its optimizing
+ * tier only after thousands of jobs (a tiny round at 2 workers cost ~1.4 ms over the first 1,000
+ * rounds of a fresh cluster and ~0.95 ms after 3,000: bench/round-costs.ts, WARM). A scheduler runs
+ * for days, so the figure is the warm one; the first pair of artifacts is printed as the cold one.
+ */
+const WARM_ROUNDS = Number(process.env.BENCH_ROUNDS_WARM ?? 3000);
+
 export async function perRound(project: Project, make: (rounds: number) => Step[], lo: number, hi: number, repeats: number) {
   const wall = async (rounds: number) => {
     const t0 = now();
@@ -172,7 +182,9 @@ export async function perRound(project: Project, make: (rounds: number) => Step[
     await handle.result();
     return now() - t0;
   };
-  await wall(lo); // warm-up
+  const coldLo = await wall(lo);
+  const cold = (await wall(hi)) - coldLo;
+  for (let warmed = lo + hi; warmed < WARM_ROUNDS; warmed += hi) await wall(hi);
   const perRounds: number[] = [];
   const los: number[] = [];
   for (let r = 0; r < repeats; r++) {
@@ -181,7 +193,7 @@ export async function perRound(project: Project, make: (rounds: number) => Step[
     los.push(a);
     perRounds.push((b - a) / (hi - lo));
   }
-  return { perRound: median(perRounds), lo: median(los) };
+  return { perRound: median(perRounds), lo: median(los), cold: cold / (hi - lo) };
 }
 
 /**
@@ -231,7 +243,7 @@ async function fedAvgCompute(shards: Array<{ x: Matrix; y: Float64Array }>, repe
     model = aggregateLinear(updates, { strategy: 'weightedMean' });
     return slowest + (now() - t1);
   };
-  for (let i = 0; i < 5; i++) await round(); // warm-up (JIT)
+  for (let i = 0; i < 200; i++) await round(); // warm-up: V8's optimizing tier, as the workers' long runs have it
   const out: number[] = [];
   for (let r = 0; r < repeats * 4; r++) out.push(await round());
   return median(out);
@@ -343,7 +355,8 @@ export async function benchRounds(opts: { cleanup: Cleanup; repeats: number; wor
       `[rounds] ${n} workers: tiny round ${ms(tinyRun.perRound)} vs bare ws ${ms(bare)} (${ratio(tinyRun.perRound / bare)}); ` +
         `FedAvg round ${ms(fedRun.perRound)} vs compute ${ms(compute)} (${ratio(fedRun.perRound / compute)}); ` +
         `the ${n} trainings at once on ${availableParallelism()} cores ${ms(atOnce)} (${ratio(atOnce / compute)} compute: no FedAvg round is shorter here); ` +
-        `tiny artifact of ${LO} rounds ${ms(tinyRun.lo)}; one fsync here ${ms(fsync)} (a durable round waits for at least one); ` +
+        `tiny artifact of ${LO} rounds ${ms(tinyRun.lo)}; tiny round cold (the first artifacts of a fresh cluster, before ${WARM_ROUNDS} rounds of warm-up) ${ms(tinyRun.cold)}; ` +
+        `one fsync here ${ms(fsync)} (a durable round waits for at least one); ` +
         `durable bare ws (an fdatasync before each round's sends) ${ms(durableBare)} = ${ratio(durableBare / bare)} bare ws, the floor of any durable round here\n`,
     );
     rows.push({

@@ -12,7 +12,7 @@ let model = initialLinear('logisticRegression', features, 'y', new Float64Array(
 const train = async (rounds) => {
   for (let i = 0; i < rounds; i++) model = { ...(await trainLinear(model, x, y, training)), round: model.round + 1 };
 };
-await train(20); // warm-up (JIT)
+await train(200); // warm-up: V8's optimizing tier, as in bench/rounds.ts's compute baseline
 parentPort.on('message', async (rounds) => {
   await train(rounds);
   parentPort.postMessage('done');

@@ -6,8 +6,8 @@ import { Cleanup, costsTable, processCost } from './util.ts';
  * What one tiny round costs each process, counted rather than timed (issue 9): on a shared,
  * loaded machine the wall time of a round moves by 2-3x from run to run, while the CPU a process
  * spends and the syscalls it makes per round hardly do. Runs `Iterate(R, [Parallel(Noop, Collect),
- * Finalize(Noop)])` on a cluster (a scheduler and N worker processes), once to warm up and then
- * `REPEATS` times, and reads each process's /proc/<pid>/stat (user + system CPU) and /proc/<pid>/io
+ * Finalize(Noop)])` on a cluster (a scheduler and N worker processes), `WARM` times (10) to warm up
+ * and then `REPEATS` times, and reads each process's /proc/<pid>/stat (user + system CPU) and /proc/<pid>/io
  * (read and write syscalls: socket frames, SQLite's WAL writes, fsyncs are not counted) around them.
  *
  *   node --import tsx bench/round-costs.ts          (N=2 workers, R=200 rounds, REPEATS=3)
@@ -22,6 +22,8 @@ import { Cleanup, costsTable, processCost } from './util.ts';
 const N = Number(process.env.N ?? 2);
 const R = Number(process.env.R ?? 200);
 const REPEATS = Number(process.env.REPEATS ?? 3);
+/** Artifacts run first, untimed (WARM=1: the first thousand rounds of a fresh cluster, mostly cold). */
+const WARM = Number(process.env.WARM ?? 10);
 /** `tiny` (the default) or `fedavg`: the FedAvg round of bench/rounds.ts (2,500 rows per worker). */
 const SHAPE = process.env.SHAPE ?? 'tiny';
 if (SHAPE !== 'tiny' && SHAPE !== 'fedavg') throw new Error(`SHAPE is tiny or fedavg, not ${SHAPE}`);
@@ -36,7 +38,9 @@ try {
     // The workers' processes run without the profiler the scheduler may get through the environment.
     workerEnv: { NODE_OPTIONS: '' },
   });
-  await (await project.submit(artifact(R))).result(); // warm-up (JIT)
+  // Warm-up: V8 optimizes the hot path only after thousands of jobs (bench/rounds.ts, WARM_ROUNDS);
+  // a tiny round's CPU falls by a third over the first ten Iterate(300)s of a fresh cluster.
+  for (let w = 0; w < WARM; w++) await (await project.submit(artifact(R))).result();
 
   const processes = cluster.processes().filter((p): p is { name: string; pid: number } => p.pid !== undefined);
   const before = new Map(processes.map((p) => [p.name, processCost(p.pid)]));

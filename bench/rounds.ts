@@ -37,13 +37,22 @@ import { type Cleanup, median, ms, now, type Row, ratio } from './util.ts';
  *   workers they share the cores, and that wall time is the floor of any round here.
  * - FedAvg late vs early: one Iterate(BENCH_ROUNDS_LONG = 300; 0 skips it), per round of its last
  *   50 rounds against its rounds 2-51, timed by the scheduler's finish stamps of the Finalizes
- *   (flat in R is the goal; spans of 20 moved by ±40% with the machine's load here). Baseline: the early rounds of the same artifact.
+ *   (flat in R is the goal; spans of 20 moved by ±40% with the machine's load here). Baseline:
+ *   the early rounds of the same artifact.
  */
 
 export const FEATURES = Array.from({ length: 10 }, (_, j) => `x${j}`);
 export const ROWS_PER_WORKER = 2500;
 /** The peers' training per round: batch 64, one epoch (issue 9). */
 const TRAINING = { epochs: 1, learningRate: 0.1, batchSize: 64, mu: 0, l2: 0, seed: 0 };
+/**
+ * Rounds run before the timed ones (BENCH_ROUNDS_WARM). A scheduler's and a worker's hot path is
+ * hundreds of functions, each called a few times per job: V8 compiles them with its optimizing
+ * tier only after thousands of jobs (a tiny round at 2 workers cost ~1.4 ms over the first 1,000
+ * rounds of a fresh cluster and ~0.95 ms after 3,000: bench/round-costs.ts, WARM). A scheduler runs
+ * for days, so the figure is the warm one; the first pair of artifacts is printed as the cold one.
+ */
+const WARM_ROUNDS = Number(process.env.BENCH_ROUNDS_WARM ?? 3000);
 
 /** A logistic workload: y = 1 with probability sigmoid(w·x + b), w and x seeded. */
 export function syntheticShard(seed: number, rows: number): { csv: string; x: Matrix; y: Float64Array } {
@@ -166,15 +175,6 @@ function fsyncFloor(dir: string, samples = 200): number {
 }
 
 /** Per round of an Iterate artifact, from the difference of two lengths (fixed costs cancel). */
-/**
- * Rounds run before the timed ones (BENCH_ROUNDS_WARM). A scheduler's and a worker's hot path is
- * hundreds of functions, each called a few times per job: V8 compiles them with its optimizing
- * tier only after thousands of jobs (a tiny round at 2 workers cost ~1.4 ms over the first 1,000
- * rounds of a fresh cluster and ~0.95 ms after 3,000: bench/round-costs.ts, WARM). A scheduler runs
- * for days, so the figure is the warm one; the first pair of artifacts is printed as the cold one.
- */
-const WARM_ROUNDS = Number(process.env.BENCH_ROUNDS_WARM ?? 3000);
-
 export async function perRound(project: Project, make: (rounds: number) => Step[], lo: number, hi: number, repeats: number) {
   const wall = async (rounds: number) => {
     const t0 = now();
@@ -220,7 +220,8 @@ export async function earlyLate(wb: Workbench, project: Project, make: (rounds: 
     const times = [...finals].sort(([a], [b]) => a - b).map(([, j]) => j.finishedAt);
     if (times.length < 2 * k + 1) throw new Error(`${times.length} rounds: too few for two spans of ${k}`);
     const span = (from: number) => ((times[from + k] as number) - (times[from] as number)) / k;
-    return { early: span(1), late: span(times.length - 1 - k) };
+    // Round i (from 2) lasts from the Finalize of round i - 1 to its own.
+    return { early: span(0), late: span(times.length - 1 - k) };
   };
   const runs: Array<{ early: number; late: number }> = [];
   for (let r = 0; r < repeats; r++) runs.push(await run());

@@ -9,13 +9,13 @@ import t from 'tap';
 import { decodeValue, encodeValue } from '../protocols/codec.ts';
 import { OperationSchema } from '../protocols/entities.ts';
 import { DataEngine, forAttempt } from '../lib/data/engine.ts';
-import { datasetCache, readDataset } from '../lib/ops/models/data.ts';
+import { type Dataset, datasetCache, readDataset, subset } from '../lib/ops/models/data.ts';
 import type { Locals, OpContext } from '../lib/ops/context.ts';
 import { runOperation } from '../lib/ops/index.ts';
 import { accuracy } from '../lib/ops/metrics.ts';
 import { aggregateLinear, combineVectors, mergeForests } from '../lib/ops/models/aggregate.ts';
 import { binColumns, trainForest } from '../lib/ops/models/forest.ts';
-import { foldOf, type MergedMetricsProduct, type MetricsProduct } from '../lib/ops/models/index.ts';
+import { computeTrain, computeTrainTest, foldOf, type MergedMetricsProduct, type MetricsProduct } from '../lib/ops/models/index.ts';
 import { columnStats, initialLinear, trainLinear } from '../lib/ops/models/linear.ts';
 import {
   type ForestModel,
@@ -28,6 +28,7 @@ import {
   predictMatrix,
 } from '../lib/ops/models/model.ts';
 import { fromFixed, toFixed } from '../lib/ops/estimators/masked.ts';
+import { isTestRow } from '../lib/ops/split.ts';
 import { loadModel, models } from '../lib/workbench.ts';
 import type { Operation } from '../protocols/entities.ts';
 import { readCsv, union } from './helpers/central.ts';
@@ -56,6 +57,25 @@ function synthetic(n: number, seed: number): { x: Matrix; y: Float64Array } {
     y[i] = a + 2 * b > 1.5 ? 1 : 0;
   }
   return { x: { rows: n, cols: 3, data }, y };
+}
+
+/**
+ * The ArrayBuffers' total once every earlier garbage is collected and its memory freed (V8 frees
+ * array buffers' memory after a collection, off the main thread: collect until the total stops
+ * falling). Measured right after a call, its growth is what the call kept or left unreclaimed.
+ */
+async function settledArrayBuffers(): Promise<number> {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  let last = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < 20; i++) {
+    gc();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const now = process.memoryUsage().arrayBuffers;
+    if (now >= last) return now;
+    last = now;
+  }
+  return last;
 }
 
 function linear(weights: number[], bias: number, samples = 100): ModelUpdate {
@@ -143,13 +163,48 @@ t.test('linear training keeps no copy of the rows: a round costs its worker no m
   const { mean, std } = columnStats(x);
   const start = initialLinear('logisticRegression', ['a', 'b', 'noise'], 'y', mean, std);
   await trainLinear(start, x, y, { ...training, epochs: 1 }); // warm: the first call's own allocations aside
-  // Collect first, so that no earlier garbage freed during the call hides what the call keeps.
-  setFlagsFromString('--expose-gc');
-  (runInNewContext('gc') as () => void)();
-  const before = process.memoryUsage().arrayBuffers;
+  // Collected first, so that no earlier garbage freed during the call hides what the call makes.
+  const before = await settledArrayBuffers();
   await trainLinear(start, x, y, { ...training, epochs: 1 });
   const grown = process.memoryUsage().arrayBuffers - before;
   t.ok(grown < x.data.byteLength / 2, `ArrayBuffers grew by ${grown} bytes over a training on ${x.data.byteLength} bytes of rows`);
+});
+
+t.test("TrainTest trains on its rows in place: Train's very model on the rows copied out, and no copy per round", async (t) => {
+  // TrainTest copied its training rows out of the dataset every round (a round's garbage as large
+  // as the data). It now reads them in place, and splits a cached dataset once.
+  const dataset = (n: number, seed: number): Dataset => {
+    const { x, y } = synthetic(n, seed);
+    return { x, y, rowIndex: Uint32Array.from({ length: n }, (_, i) => i), queried: n };
+  };
+  const model = { type: 'logisticRegression' as const, features: ['a', 'b', 'noise'], label: 'y', epochs: 2, seed: 7 };
+  const trainTest = { kind: 'TrainTest' as const, model, testFraction: 0.3 };
+  const ds = dataset(3_000, 12);
+  const trainRows = [...ds.rowIndex.keys()].filter((i) => !isTestRow(7, ds.rowIndex[i] as number, 0.3));
+  const first = parseUpdate(await computeTrainTest({ operation: trainTest, inputs: [], iteration: 0, ds }));
+  for (const [label, inputs] of [
+    ['from local standardization', []],
+    ['from a global model', [modelToWire(first.model)]],
+  ] as const) {
+    const inPlace = parseUpdate(await computeTrainTest({ operation: trainTest, inputs: [...inputs], iteration: 3, ds }));
+    const copied = parseUpdate(await computeTrain({ operation: { kind: 'Train', model }, inputs: [...inputs], iteration: 3, ds: subset(ds, trainRows) }));
+    const bits = (u: typeof inPlace) => {
+      const m = u.model as LinearModel;
+      return [...m.weights, m.bias, ...m.mean, ...m.std];
+    };
+    t.same(bits(inPlace), bits(copied), `${label}: the same weights, bias and standardization, bit for bit`);
+    t.equal(inPlace.samples, trainRows.length, `${label}: trained on the training rows`);
+    t.equal(inPlace.testSamples, ds.x.rows - trainRows.length, `${label}: tested on the others`);
+  }
+
+  // A round's own buffers are its row order and the evaluation's (a tenth of the rows held out).
+  const big = dataset(200_000, 13);
+  const round = { ...trainTest, testFraction: 0.1 };
+  await computeTrainTest({ operation: round, inputs: [], iteration: 0, ds: big }); // splits it, once
+  const before = await settledArrayBuffers();
+  await computeTrainTest({ operation: round, inputs: [], iteration: 1, ds: big });
+  const grown = process.memoryUsage().arrayBuffers - before;
+  t.ok(grown < big.x.data.byteLength / 2, `ArrayBuffers grew by ${grown} bytes over a round on ${big.x.data.byteLength} bytes of rows`);
 });
 
 t.test('models cross the wire as raw bytes, and malformed ones are refused', async (t) => {

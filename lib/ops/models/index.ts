@@ -129,9 +129,9 @@ function initModel(ctx: Ctx<'InitModel'>): Record<string, unknown> {
 }
 
 /** The model a linear Train starts from: its one input, or a zero model standardized on local rows. */
-function startLinear(ctx: OpRef & Pick<OpContext, 'inputs'>, spec: LinearSpec, ds: Dataset): LinearModel {
+function startLinear(ctx: OpRef & Pick<OpContext, 'inputs'>, spec: LinearSpec, ds: Dataset, rows?: Uint32Array): LinearModel {
   if (ctx.inputs.length === 0) {
-    const { mean, std } = columnStats(ds.x);
+    const { mean, std } = columnStats(ds.x, rows);
     return initialLinear(spec.type, spec.features, spec.label, mean, std);
   }
   const input = ctx.inputs[0];
@@ -143,16 +143,21 @@ function startLinear(ctx: OpRef & Pick<OpContext, 'inputs'>, spec: LinearSpec, d
   return model;
 }
 
-/** Labels found 0/1 already: a cached dataset (lib/ops/models/data.ts) is checked once, not every round. */
-const binaryLabels = new WeakSet<Float64Array>();
+/**
+ * Labels found 0/1 already: a cached dataset (lib/ops/models/data.ts) is checked once, not every
+ * round, and so are the rows of a cached split (`splitOf`).
+ */
+const binaryLabels = new WeakSet<Float64Array | Uint32Array>();
 
-function labelCheck(ctx: OpRef, spec: ModelSpec, y: Float64Array): void {
-  if (spec.type !== 'logisticRegression' || binaryLabels.has(y)) return;
-  for (let i = 0; i < y.length; i++) {
-    const v = y[i] as number;
+/** The labels of `y`, or of its rows `rows`, are 0/1 for a logistic regression. */
+function labelCheck(ctx: OpRef, spec: ModelSpec, y: Float64Array, rows?: Uint32Array): void {
+  if (spec.type !== 'logisticRegression' || binaryLabels.has(rows ?? y)) return;
+  const n = rows === undefined ? y.length : rows.length;
+  for (let i = 0; i < n; i++) {
+    const v = y[rows === undefined ? i : (rows[i] as number)] as number;
     if (v !== 0 && v !== 1) throw opError(ctx, `logistic regression needs a 0/1 label; ${spec.label} has ${v}`);
   }
-  binaryLabels.add(y);
+  binaryLabels.add(rows ?? y);
 }
 
 /** Class indices of y over `classes`; rows with a label outside them are an error. */
@@ -170,25 +175,28 @@ function classIndex(ctx: OpRef, spec: ForestSpec, y: Float64Array): { classes: n
 }
 
 /** Trains the spec's model on a dataset (the input model, if any, is the start of a linear model). */
+/** A model fitted on `ds`, or on its rows `rows` only (a linear model reads them in place). */
 async function fit(
   ctx: OpRef & Pick<OpContext, 'inputs'>,
   spec: ModelSpec,
   ds: Dataset,
   salt: number,
   signal: AbortSignal | undefined,
+  rows?: Uint32Array,
 ): Promise<Model> {
-  if (ds.x.rows === 0) throw opError(ctx, 'no complete row to train on');
-  labelCheck(ctx, spec, ds.y);
+  if (rows !== undefined && spec.type === 'randomForest') return fit(ctx, spec, subset(ds, rows), salt, signal);
+  if ((rows?.length ?? ds.x.rows) === 0) throw opError(ctx, 'no complete row to train on');
+  labelCheck(ctx, spec, ds.y, rows);
   if (spec.type === 'randomForest') {
     const { classes, yi } = classIndex(ctx, spec, ds.y);
     const t = forestTraining(spec);
     const meta = { strategy: spec.strategy, features: spec.features, label: spec.label, salt: mixSeed(salt, ds.x.rows) };
     return trainForest(ds.x, yi, classes, t, meta, signal);
   }
-  const start = startLinear(ctx, spec, ds);
+  const start = startLinear(ctx, spec, ds, rows);
   try {
     const t = linearTraining(spec);
-    return await trainLinear(start, ds.x, ds.y, { ...t, seed: mixSeed(t.seed, salt) }, signal);
+    return await trainLinear(start, ds.x, ds.y, { ...t, seed: mixSeed(t.seed, salt) }, signal, rows);
   } catch (e) {
     if (e instanceof RangeError) throw opError(ctx, e.message, e);
     throw e;
@@ -237,15 +245,38 @@ export async function computeTrainTest(
   const { model: spec, testFraction } = a.operation;
   const seed = a.operation.splitSeed ?? spec.seed ?? DEFAULT_SEED;
   const { ds } = a;
-  const trainRows: number[] = [];
-  const testRows: number[] = [];
-  for (let i = 0; i < ds.x.rows; i++) (isTestRow(seed, ds.rowIndex[i] as number, testFraction) ? testRows : trainRows).push(i);
-  const trainSet = subset(ds, trainRows);
-  const testSet = subset(ds, testRows);
-  const model = await fit(a, spec, trainSet, a.iteration, signal);
-  const update: ModelUpdate = { model, samples: trainSet.x.rows, testSamples: testSet.x.rows };
+  const { train, testSet } = splitOf(ds, seed, testFraction);
+  const model = await fit(a, spec, ds, a.iteration, signal, train);
+  const update: ModelUpdate = { model, samples: train.length, testSamples: testSet.x.rows };
   if (testSet.x.rows > 0) update.test = evaluate(model, testSet);
   return updateToWire(update);
+}
+
+/**
+ * The TrainTest split of a dataset: its training rows (indices, read in place) and its test rows
+ * (copied out, for the evaluation). A cached dataset (data.ts) is the same object every round of an
+ * Iterate and never changes, and the split is a function of its rows, the seed and the fraction:
+ * so it is made once, not a copy of the whole dataset per round (whose garbage kept a worker's
+ * collector busy). Kept as long as the dataset is.
+ */
+const splits = new WeakMap<Dataset, Map<string, { train: Uint32Array; testSet: Dataset }>>();
+
+function splitOf(ds: Dataset, seed: number, testFraction: number): { train: Uint32Array; testSet: Dataset } {
+  let bySplit = splits.get(ds);
+  if (!bySplit) {
+    bySplit = new Map();
+    splits.set(ds, bySplit);
+  }
+  const key = `${seed}:${testFraction}`;
+  let split = bySplit.get(key);
+  if (!split) {
+    const trainRows: number[] = [];
+    const testRows: number[] = [];
+    for (let i = 0; i < ds.x.rows; i++) (isTestRow(seed, ds.rowIndex[i] as number, testFraction) ? testRows : trainRows).push(i);
+    split = { train: Uint32Array.from(trainRows), testSet: subset(ds, testRows) };
+    bySplit.set(key, split);
+  }
+  return split;
 }
 
 /** The part of a context the compute half needs (structured-clonable). */

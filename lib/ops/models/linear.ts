@@ -14,24 +14,30 @@ export function safeStd(std: number): number {
   return std > 1e-12 && Number.isFinite(std) ? std : 1;
 }
 
-/** Column means and (population) standard deviations of a matrix. */
-export function columnStats(x: Matrix): { mean: Float64Array; std: Float64Array } {
+/**
+ * Column means and (population) standard deviations of a matrix, or of its rows `rows` (in that
+ * order: the very sums of the same rows copied out, so the same bits).
+ */
+export function columnStats(x: Matrix, rows?: ArrayLike<number>): { mean: Float64Array; std: Float64Array } {
   const mean = new Float64Array(x.cols);
   const std = new Float64Array(x.cols);
+  const n = rows === undefined ? x.rows : rows.length;
+  const at = (i: number) => (rows === undefined ? i : (rows[i] as number)) * x.cols;
   for (let j = 0; j < x.cols; j++) {
     let s = 0;
-    for (let r = 0; r < x.rows; r++) s += x.data[r * x.cols + j] as number;
-    const m = x.rows > 0 ? s / x.rows : 0;
+    for (let i = 0; i < n; i++) s += x.data[at(i) + j] as number;
+    const m = n > 0 ? s / n : 0;
     let v = 0;
-    for (let r = 0; r < x.rows; r++) v += ((x.data[r * x.cols + j] as number) - m) ** 2;
+    for (let i = 0; i < n; i++) v += ((x.data[at(i) + j] as number) - m) ** 2;
     mean[j] = m;
-    std[j] = safeStd(x.rows > 0 ? Math.sqrt(v / x.rows) : 1);
+    std[j] = safeStd(n > 0 ? Math.sqrt(v / n) : 1);
   }
   return { mean, std };
 }
 
 /**
- * Returns a copy of `start` trained on (x, y); `start` is also the anchor of FedProx. The row
+ * Returns a copy of `start` trained on (x, y), or on its rows `rows` only (a view: the same bits as
+ * training on those rows copied out, in that order); `start` is also the anchor of FedProx. The row
  * order of each epoch is a seeded shuffle of (seed, round, epoch, rows): the same inputs give the
  * same model, bit for bit.
  */
@@ -41,9 +47,10 @@ export async function trainLinear(
   y: Float64Array,
   t: LinearTraining,
   signal?: AbortSignal,
+  rows?: ArrayLike<number>,
 ): Promise<LinearModel> {
   const d = x.cols;
-  const n = x.rows;
+  const n = rows === undefined ? x.rows : rows.length;
   const { data } = x;
   const { mean, std } = start;
   // Each row standardized as it is visited, into `row`, rather than a standardized copy of the
@@ -65,7 +72,8 @@ export async function trainLinear(
       grad.fill(0);
       let gb = 0;
       for (let k = from; k < to; k++) {
-        const r = order[k] as number;
+        const i = order[k] as number;
+        const r = rows === undefined ? i : (rows[i] as number);
         const base = r * d;
         let z = b;
         for (let j = 0; j < d; j++) {

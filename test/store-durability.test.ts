@@ -26,6 +26,14 @@ const tempDir = (t: Test, name: string) => {
   return dir;
 };
 
+/** A store on SQLite in a folder of its own (closed, then the folder removed, after the test), and its engine. */
+const sqliteStore = (t: Test, name: string) => {
+  const workdir = tempDir(t, name);
+  const store = new Store(workdir);
+  t.teardown(() => store.close());
+  return { workdir, store, engine: store.db as SqliteEngine };
+};
+
 /** Replaces a folder with a regular file for the duration of `body`, then puts it back. */
 const withFolderReplacedByFile = <T>(dir: string, body: () => T): T => {
   const aside = `${dir}.aside`;
@@ -185,10 +193,7 @@ t.test("the initiator's masks are not kept in memory when their file cannot be w
 });
 
 t.test("SQLite: changes() moves with every write, inside an open transaction too, and with a transaction begun; not with a read", async (t) => {
-  const workdir = tempDir(t, 'changes');
-  const store = new Store(workdir);
-  t.teardown(() => store.close());
-  const engine = store.db as SqliteEngine;
+  const { store, engine } = sqliteStore(t, 'changes');
   store.barrier();
   const before = engine.changes();
   store.ensureProject('a', 'token-a'); // begins the open transaction
@@ -246,10 +251,7 @@ t.test('SQLite: writes between barriers are one open transaction: no other conne
 });
 
 t.test("SQLite: the group commit's WAL sync leaves the event loop; its messages wait for it, in order; a failed sync stops the store", async (t) => {
-  const workdir = tempDir(t, 'wal-sync');
-  const store = new Store(workdir);
-  t.teardown(() => store.close());
-  const engine = store.db as SqliteEngine;
+  const { workdir, store, engine } = sqliteStore(t, 'wal-sync');
   // The WAL's fdatasync, held by the test: the threadpool's answer comes when the test says. (A
   // fast disk's syncs run on the event loop: the next test; this one is the slow disk's path.)
   const syncs: Array<{ fd: number; done: (e: NodeJS.ErrnoException | null) => void }> = [];
@@ -302,10 +304,7 @@ t.test("SQLite: the group commit's WAL sync leaves the event loop; its messages 
 });
 
 t.test("SQLite: the group commit's WAL sync runs on the event loop while syncs are fast, in the threadpool once they are slow, and back", async (t) => {
-  const workdir = tempDir(t, 'wal-sync-where');
-  const store = new Store(workdir);
-  t.teardown(() => store.close());
-  const engine = store.db as SqliteEngine;
+  const { store, engine } = sqliteStore(t, 'wal-sync-where');
   const where: string[] = [];
   // A disk as fast or slow as the test says (no real sync: the test is about where syncs run, and
   // this machine's disk must not decide it): a sync on the loop takes `slowMs` (a busy wait stands
@@ -352,10 +351,7 @@ t.test("SQLite: the group commit's WAL sync runs on the event loop while syncs a
 });
 
 t.test('SQLite: a failed sync on the event loop stops the store as one in the threadpool does: nothing waiting goes out, one reason', async (t) => {
-  const workdir = tempDir(t, 'wal-sync-loop-fails');
-  const store = new Store(workdir);
-  t.teardown(() => store.close());
-  const engine = store.db as SqliteEngine;
+  const { store, engine } = sqliteStore(t, 'wal-sync-loop-fails');
   const failures: Error[] = [];
   engine.onFailed = (e) => failures.push(e);
   let calls = 0;
@@ -376,9 +372,7 @@ t.test('SQLite: a failed sync on the event loop stops the store as one in the th
 });
 
 t.test('SQLite: a barrier called directly (the CLI, the network stamp) syncs the WAL before it returns', async (t) => {
-  const workdir = tempDir(t, 'barrier-sync');
-  const store = new Store(workdir);
-  t.teardown(() => store.close());
+  const { workdir, store } = sqliteStore(t, 'barrier-sync');
   const synced: number[] = [];
   const real = fs.fdatasyncSync;
   fs.fdatasyncSync = (fd: number) => {

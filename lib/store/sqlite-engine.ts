@@ -56,8 +56,8 @@ const SYNC_AVERAGE_WEIGHT = 0.2;
  * (`commit()`, then `sync(done)`): the fdatasync runs in libuv's threadpool while the event loop
  * goes on, or, while syncs are fast (INLINE_SYNC_MAX_MS), on the loop itself, which then saves the
  * two thread wake-ups of the hand-off; either way, what waits for the barrier is released only
- * when it is done (group-commit.ts). A round pays one commit (a WAL append and its locks) instead of one per transition, and its fsync
- * no longer stops the scheduler. What was written after the last barrier is seen by no other
+ * when it is done (group-commit.ts). A round pays one commit (a WAL append and its locks) instead
+ * of one per transition, and its fsync no longer stops the scheduler. What was written after the last barrier is seen by no other
  * connection and is lost with the process (a kill, as a power cut); what was committed and not yet
  * synced is seen by other connections and may be lost by a power cut: nobody was told about either,
  * and the scheduler redoes it (ARCHITECTURE.md, "What is durable when").
